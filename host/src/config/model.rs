@@ -1,0 +1,133 @@
+//! The serde model of `pipeline.toml`, as written: every value a user wrote
+//! keeps its span so later checks can point at it. Unknown keys are errors.
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+use toml::Spanned;
+
+/// A whole `pipeline.toml`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PipelineFile {
+    /// `[pipeline]`.
+    pub pipeline: PipelineSection,
+    /// `[stages.NAME]`, in file order.
+    #[serde(default)]
+    pub stages: IndexMap<Spanned<String>, Spanned<StageSpec>>,
+    /// `[plugins.NAME]`: third-party plugins by path.
+    #[serde(default)]
+    pub plugins: IndexMap<Spanned<String>, Spanned<PluginSpec>>,
+}
+
+/// `[pipeline]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PipelineSection {
+    /// The pipeline's name.
+    pub name: Spanned<String>,
+    /// What it is for.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Variables every stage gets (a stage's own `env` wins).
+    #[serde(default)]
+    pub env: IndexMap<Spanned<String>, Spanned<String>>,
+}
+
+/// `[stages.NAME]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct StageSpec {
+    /// The plugin: a built-in name or a `[plugins.NAME]` key.
+    pub uses: Spanned<String>,
+    /// The plugin's configuration; passed to it as JSON.
+    #[serde(default)]
+    pub with: Option<Spanned<toml::Table>>,
+    /// Stages that must succeed first.
+    #[serde(default)]
+    pub needs: Vec<Spanned<String>>,
+    /// How long one attempt may take, e.g. `10m`.
+    #[serde(default)]
+    pub timeout: Option<Spanned<String>>,
+    /// How many times to retry a failed attempt.
+    #[serde(default)]
+    pub retries: Option<Spanned<u32>>,
+    /// Run only when these conditions hold.
+    #[serde(default)]
+    pub when: Option<Spanned<WhenSpec>>,
+    /// Environment variables the plugin sees (and nothing else).
+    #[serde(default)]
+    pub env: IndexMap<Spanned<String>, Spanned<String>>,
+    /// What the stage may use beyond its workspace.
+    #[serde(default)]
+    pub allow: Option<Spanned<AllowSpec>>,
+    /// The environment this stage targets, e.g. `staging`.
+    #[serde(default)]
+    pub environment: Option<Spanned<String>>,
+    /// A line for people.
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// `when = { branch = "main", environment = ["staging", "prod"] }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct WhenSpec {
+    /// Branch name patterns (`*` matches any run of characters).
+    #[serde(default)]
+    pub branch: Option<OneOrMany>,
+    /// Environment names.
+    #[serde(default)]
+    pub environment: Option<OneOrMany>,
+}
+
+/// A string or a list of strings.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    /// `"main"`.
+    One(String),
+    /// `["main", "release/*"]`.
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    /// The values as a list.
+    pub fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        }
+    }
+}
+
+/// `allow = { exec = ["cargo"], network = ["crates.io"], ... }`.
+#[derive(Debug, Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct AllowSpec {
+    /// Programs the stage may run.
+    #[serde(default)]
+    pub exec: Vec<String>,
+    /// Hosts the stage may reach (`true`-like `"*"` is not accepted).
+    #[serde(default)]
+    pub network: Vec<String>,
+    /// Secrets the stage may read.
+    #[serde(default)]
+    pub secrets: Vec<String>,
+    /// Metrics providers the stage may query.
+    #[serde(default)]
+    pub metrics: Vec<String>,
+    /// Whether the stage may drive the deployment target.
+    #[serde(default)]
+    pub runtime: bool,
+}
+
+/// `[plugins.NAME]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PluginSpec {
+    /// The component file, relative to the pipeline file.
+    pub path: Spanned<String>,
+    /// The expected sha256 of the file, hex; a mismatch refuses to run.
+    #[serde(default)]
+    pub sha256: Option<Spanned<String>>,
+}

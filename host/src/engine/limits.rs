@@ -1,0 +1,207 @@
+//! Per-Store resource limits and the record of which one was hit.
+//!
+//! wasmtime's own `StoreLimits` caps each memory separately; a plugin with
+//! several memories could exceed a budget that way. [`StageLimiter`] counts
+//! every memory of the Store together and remembers the first limit hit, so
+//! the run can report it by name instead of as a bare trap.
+
+use wasmtime::ResourceLimiter;
+
+/// The limits one stage attempt runs under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StageLimits {
+    /// Bytes of linear memory across all memories of the Store. Prevents a
+    /// plugin from exhausting the host's memory.
+    pub memory_bytes: usize,
+    /// Elements across all tables. Prevents table growth from doing the same.
+    pub table_elements: usize,
+    /// Core and component instances a Store may create.
+    pub instances: usize,
+    /// Bytes a guest may pass to the host in one host call (strings, lists).
+    pub hostcall_bytes: usize,
+    /// Live resource handles in the Store's WASI table.
+    pub resource_handles: usize,
+    /// Bytes of random data a guest may ask for in one call.
+    pub random_bytes: u64,
+    /// Bytes of log text a stage may write before lines are dropped.
+    pub log_bytes: usize,
+}
+
+impl Default for StageLimits {
+    fn default() -> Self {
+        Self {
+            memory_bytes: 256 << 20,
+            table_elements: 100_000,
+            instances: 64,
+            hostcall_bytes: 16 << 20,
+            resource_handles: 10_000,
+            random_bytes: 1 << 20,
+            log_bytes: 4 << 20,
+        }
+    }
+}
+
+/// A limit that stopped a plugin, with what it asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LimitHit {
+    /// Growing memory past `limits.memory_bytes`.
+    Memory { requested: usize, limit: usize },
+    /// Growing tables past `limits.table_elements`.
+    Table { requested: usize, limit: usize },
+}
+
+impl std::fmt::Display for LimitHit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LimitHit::Memory { requested, limit } => write!(
+                f,
+                "memory limit hit: the plugin asked for {} in total, the limit is {} (limit `memory`)",
+                human_bytes(*requested),
+                human_bytes(*limit)
+            ),
+            LimitHit::Table { requested, limit } => write!(
+                f,
+                "table limit hit: the plugin asked for {requested} table elements, the limit is {limit} (limit `tables`)"
+            ),
+        }
+    }
+}
+
+/// Counts memory and tables across the whole Store.
+#[derive(Debug)]
+pub struct StageLimiter {
+    limits: StageLimits,
+    memory_in_use: usize,
+    table_in_use: usize,
+    hit: Option<LimitHit>,
+}
+
+impl StageLimiter {
+    /// A limiter with nothing allocated yet.
+    pub fn new(limits: StageLimits) -> Self {
+        Self {
+            limits,
+            memory_in_use: 0,
+            table_in_use: 0,
+            hit: None,
+        }
+    }
+
+    /// The first limit the plugin hit, if any.
+    pub fn hit(&self) -> Option<&LimitHit> {
+        self.hit.as_ref()
+    }
+}
+
+impl ResourceLimiter for StageLimiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let total = self.memory_in_use - current.min(self.memory_in_use) + desired;
+        if total > self.limits.memory_bytes {
+            let hit = LimitHit::Memory {
+                requested: total,
+                limit: self.limits.memory_bytes,
+            };
+            self.hit.get_or_insert(hit.clone());
+            // Trapping (rather than letting memory.grow return -1) makes the
+            // limit visible: Rust guests abort on allocation failure anyway,
+            // with a message that does not say which limit was hit.
+            return Err(wasmtime::Error::msg(hit.to_string()));
+        }
+        self.memory_in_use = total;
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let total = self.table_in_use - current.min(self.table_in_use) + desired;
+        if total > self.limits.table_elements {
+            let hit = LimitHit::Table {
+                requested: total,
+                limit: self.limits.table_elements,
+            };
+            self.hit.get_or_insert(hit.clone());
+            return Err(wasmtime::Error::msg(hit.to_string()));
+        }
+        self.table_in_use = total;
+        Ok(true)
+    }
+
+    fn instances(&self) -> usize {
+        self.limits.instances
+    }
+
+    fn tables(&self) -> usize {
+        self.limits.instances
+    }
+
+    fn memories(&self) -> usize {
+        self.limits.instances
+    }
+}
+
+/// `1.5 MiB`, `256 MiB`, `12 KiB`: sizes for people.
+pub fn human_bytes(n: usize) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 || value.fract() == 0.0 {
+        format!("{value:.0} {}", UNITS[unit])
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_memories_together() {
+        let mut l = StageLimiter::new(StageLimits {
+            memory_bytes: 100,
+            ..StageLimits::default()
+        });
+        assert!(l.memory_growing(0, 60, None).is_ok());
+        // A second memory of 60 would fit on its own but not beside the first.
+        let err = l.memory_growing(0, 60, None).unwrap_err();
+        assert!(err.to_string().contains("limit `memory`"), "{err}");
+        assert_eq!(
+            l.hit(),
+            Some(&LimitHit::Memory {
+                requested: 120,
+                limit: 100
+            })
+        );
+    }
+
+    #[test]
+    fn growth_counts_only_the_difference() {
+        let mut l = StageLimiter::new(StageLimits {
+            memory_bytes: 100,
+            ..StageLimits::default()
+        });
+        assert!(l.memory_growing(0, 50, None).is_ok());
+        assert!(l.memory_growing(50, 100, None).is_ok());
+        assert!(l.memory_growing(100, 101, None).is_err());
+    }
+
+    #[test]
+    fn human_sizes() {
+        assert_eq!(human_bytes(256 << 20), "256 MiB");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(12), "12 B");
+    }
+}

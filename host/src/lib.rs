@@ -1,0 +1,4 @@
+pub mod bindings;
+pub mod config;
+pub mod engine;
+pub mod plan;

@@ -1,0 +1,646 @@
+//! The plan: what a pipeline means, checked, in the form the scheduler runs.
+//!
+//! [`build`] turns a parsed [`crate::config::PipelineFile`] into a [`Plan`]:
+//! stage names resolved to indices, `needs` checked (unknown names, cycles
+//! with their path), plugins resolved to a built-in or a file, durations
+//! parsed, output references checked against what runs before. Every
+//! problem is reported with its file, line and column, all at once.
+//!
+//! The plan knows nothing of wasmtime; [`crate::plugins`] loads what
+//! [`PluginRef`] names.
+
+pub mod expr;
+pub mod when;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::config::duration::parse_duration;
+use crate::config::model::{AllowSpec, StageSpec};
+use crate::config::{ConfigError, InvalidConfig, LoadedPipeline, SourceFile, did_you_mean};
+
+pub use when::{RunFacts, When};
+
+/// A stage's timeout when it sets none.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// The most retries a stage may ask for.
+pub const MAX_RETRIES: u32 = 10;
+
+/// A checked pipeline.
+#[derive(Debug)]
+pub struct Plan {
+    /// `[pipeline] name`.
+    pub name: String,
+    /// The file it came from.
+    pub source: SourceFile,
+    /// Stages in file order; [`PlannedStage::needs`] indexes into this.
+    pub stages: Vec<PlannedStage>,
+}
+
+/// Where a stage's plugin comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PluginRef {
+    /// Embedded in the `weir` binary.
+    Builtin(String),
+    /// A `[plugins.NAME]` component file.
+    File {
+        /// The `[plugins]` key.
+        name: String,
+        /// Absolute or relative to the working directory.
+        path: PathBuf,
+        /// The pinned digest, lowercase hex.
+        sha256: Option<String>,
+    },
+}
+
+impl PluginRef {
+    /// The name the pipeline uses for it.
+    pub fn name(&self) -> &str {
+        match self {
+            PluginRef::Builtin(n) | PluginRef::File { name: n, .. } => n,
+        }
+    }
+}
+
+/// What a stage may use beyond its workspace (the pipeline's half of the
+/// two keys; the plugin's manifest is the other).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Grants {
+    /// Programs it may run.
+    pub exec: Vec<String>,
+    /// Hosts it may reach.
+    pub network: Vec<String>,
+    /// Secrets it may read.
+    pub secrets: Vec<String>,
+    /// Metrics providers it may query.
+    pub metrics: Vec<String>,
+    /// Whether it may drive the deployment target.
+    pub runtime: bool,
+}
+
+impl From<AllowSpec> for Grants {
+    fn from(a: AllowSpec) -> Self {
+        Self {
+            exec: a.exec,
+            network: a.network,
+            secrets: a.secrets,
+            metrics: a.metrics,
+            runtime: a.runtime,
+        }
+    }
+}
+
+/// One stage, checked.
+#[derive(Debug, Clone)]
+pub struct PlannedStage {
+    /// Its name.
+    pub name: String,
+    /// Its plugin.
+    pub plugin: PluginRef,
+    /// Where `uses` is written, for errors found when loading the plugin.
+    pub uses_span: Range<usize>,
+    /// The `with` table as JSON, references not yet substituted.
+    pub with: serde_json::Value,
+    /// Direct dependencies (indices into [`Plan::stages`]).
+    pub needs: Vec<usize>,
+    /// Every stage this one depends on, directly or not; their outputs are
+    /// its inputs.
+    pub upstream: BTreeSet<usize>,
+    /// How long one attempt may run.
+    pub timeout: Duration,
+    /// How many times a failed attempt is retried.
+    pub retries: u32,
+    /// Conditions for running at all.
+    pub when: When,
+    /// Variables the plugin sees, references not yet substituted.
+    pub env: Vec<(String, String)>,
+    /// What the pipeline grants it.
+    pub grants: Grants,
+    /// The environment it targets.
+    pub environment: Option<String>,
+}
+
+impl Plan {
+    /// Stage indices in an order where every stage comes after its needs.
+    pub fn topological_order(&self) -> Vec<usize> {
+        let mut order = Vec::with_capacity(self.stages.len());
+        let mut done = vec![false; self.stages.len()];
+        while order.len() < self.stages.len() {
+            let before = order.len();
+            for (i, s) in self.stages.iter().enumerate() {
+                if !done[i] && s.needs.iter().all(|n| done[*n]) {
+                    done[i] = true;
+                    order.push(i);
+                }
+            }
+            if order.len() == before {
+                break; // unreachable for a built plan: cycles are rejected
+            }
+        }
+        order
+    }
+
+    /// Index of the stage called `name`.
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.stages.iter().position(|s| s.name == name)
+    }
+}
+
+/// Check `loaded` and build its plan. `builtins` are the names of the
+/// plugins embedded in this host.
+pub fn build(loaded: LoadedPipeline, builtins: &[&str]) -> Result<Plan, InvalidConfig> {
+    let LoadedPipeline { source, file } = loaded;
+    let mut errors = Vec::new();
+    let names: Vec<String> = file.stages.keys().map(|k| k.get_ref().clone()).collect();
+    let index: BTreeMap<&str, usize> = names.iter().enumerate().map(|(i, n)| (n.as_str(), i)).collect();
+    let base_dir = source
+        .path()
+        .parent()
+        .map(|p| p.to_path_buf())
+        .unwrap_or_default();
+
+    if file.stages.is_empty() {
+        errors.push(
+            source
+                .error_whole("the pipeline has no stages")
+                .help("add one: [stages.hello] then uses = \"noop\""),
+        );
+    }
+    let name_span = file.pipeline.name.span();
+    if file.pipeline.name.get_ref().trim().is_empty() {
+        errors.push(source.error(name_span, "the pipeline's name is empty"));
+    }
+
+    // Plugins declared by path.
+    let mut declared: BTreeMap<String, PluginRef> = BTreeMap::new();
+    for (key, spec) in &file.plugins {
+        let name = key.get_ref();
+        if builtins.contains(&name.as_str()) {
+            errors.push(
+                source
+                    .error(key.span(), format!("`{name}` is the name of a built-in plugin"))
+                    .help("choose another name for this plugin so `uses` is never ambiguous"),
+            );
+            continue;
+        }
+        let spec = spec.get_ref();
+        let rel = spec.path.get_ref();
+        let path = base_dir.join(rel);
+        if !path.is_file() {
+            errors.push(
+                source
+                    .error(spec.path.span(), format!("plugin file `{}` does not exist", path.display()))
+                    .help("the path is relative to the pipeline file; build the plugin first (`cargo build --target wasm32-wasip2 --release`)"),
+            );
+        }
+        let sha256 = match &spec.sha256 {
+            Some(s) => {
+                let hex = s.get_ref().trim().to_ascii_lowercase();
+                if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+                    errors.push(
+                        source
+                            .error(s.span(), "`sha256` must be 64 hexadecimal characters")
+                            .help("`weir plugins inspect PATH` prints a file's sha256"),
+                    );
+                }
+                Some(hex)
+            }
+            None => None,
+        };
+        declared.insert(
+            name.clone(),
+            PluginRef::File {
+                name: name.clone(),
+                path,
+                sha256,
+            },
+        );
+    }
+
+    let mut stages = Vec::with_capacity(names.len());
+    for (key, spec) in &file.stages {
+        let name = key.get_ref();
+        if !valid_name(name) {
+            errors.push(
+                source
+                    .error(key.span(), format!("`{name}` is not a valid stage name"))
+                    .help("use letters, digits, `-` and `_`, starting with a letter or digit"),
+            );
+        }
+        let stage = plan_stage(
+            &source,
+            name,
+            spec.get_ref(),
+            &file.pipeline.env,
+            &index,
+            &names,
+            &declared,
+            builtins,
+            &mut errors,
+        );
+        stages.push(stage);
+    }
+
+    if errors.is_empty() {
+        if let Some(cycle) = find_cycle(&stages) {
+            let path: Vec<&str> = cycle.iter().map(|i| names[*i].as_str()).collect();
+            // Point at the `needs` entry that closes the cycle.
+            let (from, to) = (cycle[cycle.len() - 2], cycle[cycle.len() - 1]);
+            let span = file.stages[from]
+                .get_ref()
+                .needs
+                .iter()
+                .find(|n| n.get_ref() == &names[to])
+                .map(|n| n.span())
+                .unwrap_or_else(|| file.stages.get_index(from).map(|(k, _)| k.span()).unwrap_or(0..0));
+            errors.push(
+                source
+                    .error(span, format!("the stages form a cycle: {}", path.join(" → ")))
+                    .label("this need closes the cycle")
+                    .help("remove one of these `needs` so the stages can run in order"),
+            );
+        }
+    }
+
+    if errors.is_empty() {
+        fill_upstream(&mut stages);
+        check_references(&source, &file.stages, &stages, &names, &mut errors);
+    }
+
+    if !errors.is_empty() {
+        return Err(InvalidConfig {
+            path: source.path().to_path_buf(),
+            errors,
+        });
+    }
+    Ok(Plan {
+        name: file.pipeline.name.into_inner(),
+        source,
+        stages,
+    })
+}
+
+#[expect(clippy::too_many_arguments, reason = "one call site; a struct would only rename these")]
+fn plan_stage(
+    source: &SourceFile,
+    name: &str,
+    spec: &StageSpec,
+    pipeline_env: &indexmap::IndexMap<toml::Spanned<String>, toml::Spanned<String>>,
+    index: &BTreeMap<&str, usize>,
+    names: &[String],
+    declared: &BTreeMap<String, PluginRef>,
+    builtins: &[&str],
+    errors: &mut Vec<ConfigError>,
+) -> PlannedStage {
+    let uses = spec.uses.get_ref();
+    let plugin = if let Some(p) = declared.get(uses) {
+        p.clone()
+    } else if builtins.contains(&uses.as_str()) {
+        PluginRef::Builtin(uses.clone())
+    } else {
+        let candidates = builtins
+            .iter()
+            .copied()
+            .chain(declared.keys().map(String::as_str));
+        let help = match did_you_mean(uses, candidates) {
+            Some(near) => format!("did you mean `{near}`?"),
+            None => format!(
+                "built-in plugins are {}; declare others with [plugins.{uses}] path = \"plugin.wasm\"",
+                builtins.iter().map(|b| format!("`{b}`")).collect::<Vec<_>>().join(", ")
+            ),
+        };
+        errors.push(
+            source
+                .error(spec.uses.span(), format!("stage `{name}` uses `{uses}`, which is not a known plugin"))
+                .help(help),
+        );
+        PluginRef::Builtin(uses.clone())
+    };
+
+    let mut needs = Vec::new();
+    for need in &spec.needs {
+        let n = need.get_ref();
+        if n == name {
+            errors.push(
+                source
+                    .error(need.span(), format!("stage `{name}` needs itself"))
+                    .help("remove it from `needs`"),
+            );
+        } else if let Some(i) = index.get(n.as_str()) {
+            if !needs.contains(i) {
+                needs.push(*i);
+            }
+        } else {
+            let help = match did_you_mean(n, names.iter().map(String::as_str)) {
+                Some(near) => format!("did you mean `{near}`?"),
+                None => format!(
+                    "the stages are {}",
+                    names.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")
+                ),
+            };
+            errors.push(
+                source
+                    .error(need.span(), format!("stage `{name}` needs `{n}`, which is not a stage"))
+                    .help(help),
+            );
+        }
+    }
+
+    let timeout = match &spec.timeout {
+        Some(t) => match parse_duration(t.get_ref()) {
+            Ok(d) => d,
+            Err(msg) => {
+                errors.push(
+                    source
+                        .error(t.span(), msg)
+                        .help("write a number and a unit: \"250ms\", \"90s\", \"10m\", \"1h30m\""),
+                );
+                DEFAULT_TIMEOUT
+            }
+        },
+        None => DEFAULT_TIMEOUT,
+    };
+
+    let retries = match &spec.retries {
+        Some(r) if *r.get_ref() > MAX_RETRIES => {
+            errors.push(
+                source
+                    .error(r.span(), format!("{} retries is more than the {MAX_RETRIES} allowed", r.get_ref()))
+                    .help("a stage that needs more retries than that has a bug worth fixing"),
+            );
+            MAX_RETRIES
+        }
+        Some(r) => *r.get_ref(),
+        None => 0,
+    };
+
+    let with = match &spec.with {
+        Some(t) => toml_to_json(&toml::Value::Table(t.get_ref().clone())),
+        None => serde_json::Value::Object(Default::default()),
+    };
+
+    let mut env: Vec<(String, String)> = Vec::new();
+    for (k, v) in pipeline_env.iter().chain(spec.env.iter()) {
+        let key = k.get_ref();
+        if !valid_env_name(key) {
+            errors.push(
+                source
+                    .error(k.span(), format!("`{key}` is not a valid environment variable name"))
+                    .help("use letters, digits and `_`, not starting with a digit"),
+            );
+        }
+        env.retain(|(existing, _)| existing != key);
+        env.push((key.clone(), v.get_ref().clone()));
+    }
+
+    let when = spec
+        .when
+        .as_ref()
+        .map(|w| {
+            let w = w.get_ref();
+            When {
+                branch: w.branch.clone().map(|b| b.into_vec()).unwrap_or_default(),
+                environment: w.environment.clone().map(|e| e.into_vec()).unwrap_or_default(),
+            }
+        })
+        .unwrap_or_default();
+
+    PlannedStage {
+        name: name.to_string(),
+        plugin,
+        uses_span: spec.uses.span(),
+        with,
+        needs,
+        upstream: BTreeSet::new(),
+        timeout,
+        retries,
+        when,
+        env,
+        grants: spec.allow.as_ref().map(|a| a.get_ref().clone().into()).unwrap_or_default(),
+        environment: spec.environment.as_ref().map(|e| e.get_ref().clone()),
+    }
+}
+
+/// A cycle as a path of stage indices whose last element equals its first.
+fn find_cycle(stages: &[PlannedStage]) -> Option<Vec<usize>> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        Active,
+        Done,
+    }
+    fn visit(i: usize, stages: &[PlannedStage], marks: &mut [Mark], path: &mut Vec<usize>) -> Option<Vec<usize>> {
+        marks[i] = Mark::Active;
+        path.push(i);
+        for &n in &stages[i].needs {
+            match marks[n] {
+                Mark::Active => {
+                    let start = path.iter().position(|p| *p == n).unwrap_or(0);
+                    let mut cycle = path[start..].to_vec();
+                    cycle.push(n);
+                    return Some(cycle);
+                }
+                Mark::New => {
+                    if let Some(c) = visit(n, stages, marks, path) {
+                        return Some(c);
+                    }
+                }
+                Mark::Done => {}
+            }
+        }
+        path.pop();
+        marks[i] = Mark::Done;
+        None
+    }
+    let mut marks = vec![Mark::New; stages.len()];
+    for i in 0..stages.len() {
+        if marks[i] == Mark::New {
+            let mut path = Vec::new();
+            if let Some(c) = visit(i, stages, &mut marks, &mut path) {
+                return Some(c);
+            }
+        }
+    }
+    None
+}
+
+fn fill_upstream(stages: &mut [PlannedStage]) {
+    fn collect(i: usize, stages: &[PlannedStage], acc: &mut BTreeSet<usize>) {
+        for &n in &stages[i].needs {
+            if acc.insert(n) {
+                collect(n, stages, acc);
+            }
+        }
+    }
+    for i in 0..stages.len() {
+        let mut acc = BTreeSet::new();
+        collect(i, stages, &mut acc);
+        stages[i].upstream = acc;
+    }
+}
+
+fn check_references(
+    source: &SourceFile,
+    specs: &indexmap::IndexMap<toml::Spanned<String>, toml::Spanned<StageSpec>>,
+    stages: &[PlannedStage],
+    names: &[String],
+    errors: &mut Vec<ConfigError>,
+) {
+    for (i, (_, spec)) in specs.iter().enumerate() {
+        let spec = spec.get_ref();
+        let stage = &stages[i];
+        let mut strings: Vec<(String, Range<usize>)> = Vec::new();
+        if let Some(with) = &spec.with {
+            let mut all = Vec::new();
+            json_strings(&stage.with, &mut all);
+            strings.extend(all.into_iter().map(|s| (s, with.span())));
+        }
+        for (_, v) in &spec.env {
+            strings.push((v.get_ref().clone(), v.span()));
+        }
+        for (text, region) in strings {
+            let at = |needle: &str| -> Range<usize> {
+                let hay = &source.text()[region.clone()];
+                match hay.find(needle) {
+                    Some(off) => region.start + off..region.start + off + needle.len(),
+                    None => region.clone(),
+                }
+            };
+            let pieces = match expr::parse(&text) {
+                Ok(p) => p,
+                Err(msg) => {
+                    let needle = text.find("${{").map(|o| &text[o..]).unwrap_or(&text);
+                    let needle = needle.split('\n').next().unwrap_or(needle);
+                    errors.push(source.error(at(needle), msg));
+                    continue;
+                }
+            };
+            for piece in pieces {
+                let expr::Piece::Ref(r, whole) = piece else { continue };
+                match names.iter().position(|n| *n == r.stage) {
+                    None => {
+                        let help = match did_you_mean(&r.stage, names.iter().map(String::as_str)) {
+                            Some(near) => format!("did you mean `{near}`?"),
+                            None => "name a stage of this pipeline".to_string(),
+                        };
+                        errors.push(
+                            source
+                                .error(at(whole), format!("`{whole}` refers to stage `{}`, which does not exist", r.stage))
+                                .help(help),
+                        );
+                    }
+                    Some(j) if !stage.upstream.contains(&j) => {
+                        errors.push(
+                            source
+                                .error(at(whole), format!(
+                                    "stage `{}` reads an output of `{}` but does not need it, so `{}` may not have run yet",
+                                    stage.name, r.stage, r.stage
+                                ))
+                                .help(format!("add \"{}\" to `needs` of stage `{}`", r.stage, stage.name)),
+                        );
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+    }
+}
+
+fn json_strings(v: &serde_json::Value, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::String(s) => out.push(s.clone()),
+        serde_json::Value::Array(items) => items.iter().for_each(|i| json_strings(i, out)),
+        serde_json::Value::Object(m) => m.values().for_each(|i| json_strings(i, out)),
+        _ => {}
+    }
+}
+
+/// TOML to JSON; dates become their TOML text.
+pub fn toml_to_json(v: &toml::Value) -> serde_json::Value {
+    use serde_json::Value as J;
+    match v {
+        toml::Value::String(s) => J::String(s.clone()),
+        toml::Value::Integer(i) => J::from(*i),
+        toml::Value::Float(f) => serde_json::Number::from_f64(*f).map_or(J::Null, J::Number),
+        toml::Value::Boolean(b) => J::Bool(*b),
+        toml::Value::Datetime(d) => J::String(d.to_string()),
+        toml::Value::Array(a) => J::Array(a.iter().map(toml_to_json).collect()),
+        toml::Value::Table(t) => J::Object(t.iter().map(|(k, v)| (k.clone(), toml_to_json(v))).collect()),
+    }
+}
+
+fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+fn valid_env_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn plan(text: &str) -> Result<Plan, InvalidConfig> {
+        let loaded = crate::config::parse(Path::new("pipeline.toml"), text.into()).expect("parses");
+        build(loaded, &["noop", "checksum"])
+    }
+
+    fn first_error(text: &str) -> ConfigError {
+        plan(text).expect_err("invalid").errors.remove(0)
+    }
+
+    const HEAD: &str = "[pipeline]\nname = \"p\"\n";
+
+    #[test]
+    fn unknown_need_is_located_with_a_suggestion() {
+        let e = first_error(&format!(
+            "{HEAD}[stages.build]\nuses = \"noop\"\n[stages.test]\nuses = \"noop\"\nneeds = [\"biuld\"]\n"
+        ));
+        assert_eq!(e.location, "pipeline.toml:7:10");
+        assert_eq!(e.help.as_deref(), Some("did you mean `build`?"));
+    }
+
+    #[test]
+    fn cycle_names_its_path() {
+        let e = first_error(&format!(
+            "{HEAD}[stages.a]\nuses = \"noop\"\nneeds = [\"c\"]\n[stages.b]\nuses = \"noop\"\nneeds = [\"a\"]\n[stages.c]\nuses = \"noop\"\nneeds = [\"b\"]\n"
+        ));
+        assert!(e.message.contains("a → c → b → a"), "{}", e.message);
+    }
+
+    #[test]
+    fn unknown_plugin_and_bad_duration_reported_together() {
+        let err = plan(&format!("{HEAD}[stages.a]\nuses = \"nop\"\ntimeout = \"10 minutes\"\n")).unwrap_err();
+        assert_eq!(err.errors.len(), 2);
+        assert_eq!(err.errors[0].help.as_deref(), Some("did you mean `noop`?"));
+        assert_eq!(err.errors[1].location, "pipeline.toml:5:11");
+    }
+
+    #[test]
+    fn output_reference_must_be_upstream() {
+        let e = first_error(&format!(
+            "{HEAD}[stages.a]\nuses = \"noop\"\n[stages.b]\nuses = \"noop\"\nwith = {{ v = \"${{{{ stages.a.outputs.x }}}}\" }}\n"
+        ));
+        assert!(e.message.contains("does not need it"), "{}", e.message);
+        assert_eq!(e.location, "pipeline.toml:7:15");
+    }
+
+    #[test]
+    fn upstream_is_transitive_and_order_respects_needs() {
+        let p = plan(&format!(
+            "{HEAD}[stages.c]\nuses = \"noop\"\nneeds = [\"b\"]\n[stages.b]\nuses = \"noop\"\nneeds = [\"a\"]\n[stages.a]\nuses = \"noop\"\n"
+        ))
+        .unwrap();
+        assert_eq!(p.stages[0].upstream, BTreeSet::from([1, 2]));
+        assert_eq!(p.topological_order(), vec![2, 1, 0]);
+    }
+}
