@@ -1,4 +1,22 @@
+//! # weir: CI/CD pipelines whose every step is a sandboxed WebAssembly component
+//!
+//! Data flows one way: [`config`] (read `pipeline.toml`, with spans) →
+//! [`plan`] (checked DAG) → [`run`] (the scheduler, driving an
+//! [`run::Executor`]) → [`events`] → [`report`] (live view, JSON lines).
+//! The wasmtime side is [`engine`] (the Engine and compile cache),
+//! [`plugins`] (loading and kind checks), [`sandbox`] (one Store's state),
+//! [`capabilities`] (host imports, each checking its grant) and [`execute`]
+//! (one attempt in a fresh Store). [`cli`] is the `weir` command.
+
 pub mod bindings;
+pub mod capabilities;
+pub mod cli;
 pub mod config;
 pub mod engine;
+pub mod events;
+pub mod execute;
 pub mod plan;
+pub mod plugins;
+pub mod report;
+pub mod run;
+pub mod sandbox;

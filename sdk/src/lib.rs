@@ -1,0 +1,160 @@
+//! # weir-sdk: write weir plugins in Rust
+//!
+//! A weir plugin is a WebAssembly component that exports one *kind*: a
+//! [`Stage`] (a pipeline step), an [`Analyzer`] (findings and a verdict), a
+//! [`TestRunner`] (test cases), a [`Strategy`] (rollout decisions) or a
+//! [`Deployer`] (drives a deployment target). Implement [`Plugin`] plus the
+//! kind's trait on a type, export it with the kind's macro, and build for
+//! `wasm32-wasip2`:
+//!
+//! ```no_run
+//! use weir_sdk::{Context, Failure, Manifest, Plugin, Stage, StageOutput};
+//!
+//! #[derive(serde::Deserialize)]
+//! struct Config {
+//!     greeting: String,
+//! }
+//!
+//! struct Hello;
+//!
+//! impl Plugin for Hello {
+//!     fn manifest() -> Manifest {
+//!         weir_sdk::package_manifest!(Stage)
+//!     }
+//! }
+//!
+//! impl Stage for Hello {
+//!     fn run(ctx: Context) -> Result<StageOutput, Failure> {
+//!         let config: Config = ctx.config()?;
+//!         std::fs::write("hello.txt", &config.greeting)
+//!             .map_err(|e| Failure::new(format!("cannot write hello.txt: {e}")))?;
+//!         weir_sdk::log::info(&format!("wrote hello.txt for {}", ctx.stage));
+//!         Ok(StageOutput::new().output("file", "hello.txt"))
+//!     }
+//! }
+//!
+//! weir_sdk::export_stage!(Hello);
+//! # fn main() {}
+//! ```
+//!
+//! ```toml
+//! # Cargo.toml of the plugin
+//! [lib]
+//! crate-type = ["cdylib"]
+//! ```
+//!
+//! `cargo build --release --target wasm32-wasip2` then writes the component
+//! to `target/wasm32-wasip2/release/NAME.wasm`; point a pipeline at it with
+//! `[plugins.NAME] path = "..."`.
+//!
+//! ## What a plugin can touch
+//!
+//! The workspace directory (relative paths resolve inside it, nothing
+//! outside it opens), the environment variables its stage declares, and the
+//! host imports re-exported here ([`log`] always; [`process`], [`metrics`],
+//! [`secrets`] and [`runtime`] only when the manifest lists the capability
+//! and the pipeline grants it). A refused call returns a [`HostError`]
+//! naming what to grant.
+#![deny(missing_docs)]
+
+pub mod glob;
+mod helpers;
+
+/// Bindings generated from `wit/` for the host imports and shared types.
+/// Everything useful is re-exported at the crate root.
+#[allow(
+    missing_docs,
+    reason = "generated: module paths and `use` aliases have no WIT docs; every WIT item is documented in wit/"
+)]
+pub mod wit {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "weir:plugin/host",
+        generate_unused_types: true,
+    });
+}
+
+pub use wit::weir::plugin::types::{
+    Action, Analysis, Artifact, Capability, Context, DeploymentStatus, Failure, Finding, HostError, Manifest,
+    MetricPoint, MetricSeries, PluginKind, Release, RolloutState, Severity, StageOutput, TestCase, TestReport,
+    TestStatus, Upstream, Verdict,
+};
+pub use wit::weir::plugin::{metrics, process, runtime, secrets};
+
+pub mod log;
+
+/// The WIT package this SDK was built against.
+pub const WIT_PACKAGE: &str = "weir:plugin@0.1.0";
+
+/// Who a plugin is; every kind implements this.
+pub trait Plugin {
+    /// The manifest `describe()` returns. [`package_manifest!`] fills it
+    /// from `Cargo.toml`.
+    fn manifest() -> Manifest;
+}
+
+/// A pipeline step. Export with [`export_stage!`].
+pub trait Stage: Plugin {
+    /// Do the work; return outputs for downstream stages or a failure.
+    fn run(ctx: Context) -> Result<StageOutput, Failure>;
+}
+
+/// Judges code or metrics. Export with [`export_analyzer!`].
+pub trait Analyzer: Plugin {
+    /// Return findings and a verdict; a failure means no analysis was done.
+    fn analyze(ctx: Context) -> Result<Analysis, Failure>;
+}
+
+/// Runs tests. Export with [`export_test_runner!`].
+pub trait TestRunner: Plugin {
+    /// Return every test case; a failure means the suite could not run.
+    fn run_tests(ctx: Context) -> Result<TestReport, Failure>;
+}
+
+/// Decides rollout steps. Export with [`export_strategy!`].
+pub trait Strategy: Plugin {
+    /// The next action for `state`.
+    fn next(ctx: Context, state: RolloutState) -> Result<Action, Failure>;
+}
+
+/// Drives a deployment target. Export with [`export_deployer!`]. Every
+/// method must be safe to call again after a failure.
+pub trait Deployer: Plugin {
+    /// Start `release`'s instances without traffic.
+    fn deploy(ctx: Context, release: Release) -> Result<DeploymentStatus, Failure>;
+    /// Set the traffic split; weights add up to 100.
+    fn set_traffic(ctx: Context, service: String, weights: Vec<(String, u32)>) -> Result<DeploymentStatus, Failure>;
+    /// Make `version` the only version.
+    fn promote(ctx: Context, service: String, version: String) -> Result<DeploymentStatus, Failure>;
+    /// Send all traffic back to the stable version and stop `version`.
+    fn rollback(ctx: Context, service: String, version: String) -> Result<DeploymentStatus, Failure>;
+    /// What runs now.
+    fn status(ctx: Context, service: String) -> Result<DeploymentStatus, Failure>;
+}
+
+/// A [`Manifest`] from the plugin's `Cargo.toml`: name, version and
+/// description, with the given [`PluginKind`] variant and, optionally,
+/// capabilities: `package_manifest!(Stage, [Capability::Process])`.
+#[macro_export]
+macro_rules! package_manifest {
+    ($kind:ident) => {
+        $crate::package_manifest!($kind, [])
+    };
+    ($kind:ident, [$($cap:expr),* $(,)?]) => {
+        $crate::Manifest {
+            name: ::std::string::String::from(env!("CARGO_PKG_NAME")),
+            version: ::std::string::String::from(env!("CARGO_PKG_VERSION")),
+            kind: $crate::PluginKind::$kind,
+            description: ::std::string::String::from(env!("CARGO_PKG_DESCRIPTION")),
+            capabilities: ::std::vec![$($cap),*],
+            config_schema: ::core::option::Option::None,
+        }
+    };
+}
+
+#[doc(hidden)]
+pub mod __rt {
+    pub use wit_bindgen;
+}
+
+include!(concat!(env!("OUT_DIR"), "/export_macros.rs"));

@@ -1,0 +1,32 @@
+//! Host imports: one module per WIT interface, each owning its state and
+//! its grant check, linked with one line each in [`add_to_linker`].
+//!
+//! | import | state | status |
+//! |---|---|---|
+//! | `log` | [`log::LogCtx`] | always available |
+//! | `process` | [`unavailable::Unavailable`] | answers `unavailable` until the CI-stages work lands |
+//! | `metrics` | [`unavailable::Unavailable`] | answers `unavailable` until the deploy work lands |
+//! | `secrets` | [`unavailable::Unavailable`] | answers `unavailable` until the tenancy work lands |
+//! | `runtime` | [`unavailable::Unavailable`] | answers `unavailable` until the deploy work lands |
+//! | WASI p2 | [`wasi`] | one preopen (the workspace), no sockets, declared env only |
+
+pub mod log;
+pub mod unavailable;
+pub mod wasi;
+
+use wasmtime::component::{HasSelf, Linker};
+
+use crate::bindings::host::weir::plugin as wit;
+use crate::sandbox::StageState;
+
+/// Link WASI p2 and every weir import into `linker`.
+pub fn add_to_linker(linker: &mut Linker<StageState>) -> wasmtime::Result<()> {
+    wasmtime_wasi::p2::add_to_linker_async(linker)?;
+    wit::types::add_to_linker::<_, HasSelf<unavailable::Unavailable>>(linker, |s| &mut s.unavailable)?;
+    wit::log::add_to_linker::<_, HasSelf<log::LogCtx>>(linker, |s| &mut s.log)?;
+    wit::process::add_to_linker::<_, HasSelf<unavailable::Unavailable>>(linker, |s| &mut s.unavailable)?;
+    wit::metrics::add_to_linker::<_, HasSelf<unavailable::Unavailable>>(linker, |s| &mut s.unavailable)?;
+    wit::secrets::add_to_linker::<_, HasSelf<unavailable::Unavailable>>(linker, |s| &mut s.unavailable)?;
+    wit::runtime::add_to_linker::<_, HasSelf<unavailable::Unavailable>>(linker, |s| &mut s.unavailable)?;
+    Ok(())
+}

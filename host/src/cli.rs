@@ -1,0 +1,153 @@
+//! The `weir` command: parse arguments, run a subcommand, render errors
+//! with their source location, and choose the exit code.
+//!
+//! Exit codes: 0 success, 1 the pipeline failed, 2 the configuration (or a
+//! plugin it names) is invalid, 130 the run was cancelled.
+
+mod plugins_cmd;
+mod prepare;
+mod run_cmd;
+mod validate_cmd;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+/// CI/CD pipelines whose every step is a sandboxed WebAssembly component.
+#[derive(Debug, Parser)]
+#[command(name = "weir", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Show debug log lines from plugins (and, with -vv, weir's own).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a pipeline.
+    Run(RunArgs),
+    /// Check a pipeline (and the plugins it uses) without running it.
+    Validate(ValidateArgs),
+    /// List and inspect plugins.
+    Plugins {
+        #[command(subcommand)]
+        command: PluginsCommand,
+    },
+}
+
+/// `weir run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The pipeline file.
+    #[arg(default_value = "pipeline.toml")]
+    pub pipeline: PathBuf,
+    /// Print one JSON event per line instead of the live view.
+    #[arg(long)]
+    pub json: bool,
+    /// Most stages to run at once (default: the number of CPUs).
+    #[arg(short, long)]
+    pub jobs: Option<usize>,
+    /// Use this directory as the workspace instead of a fresh one under
+    /// `.weir/runs/RUN/workspace`.
+    #[arg(long)]
+    pub workspace: Option<PathBuf>,
+    /// The branch being built, for `when = { branch = ... }` (default: read
+    /// from the git repository around the pipeline file).
+    #[arg(long)]
+    pub branch: Option<String>,
+    /// The environment this run targets, for `when = { environment = ... }`.
+    #[arg(long = "env")]
+    pub environment: Option<String>,
+    /// Start no new stage once one has failed.
+    #[arg(long)]
+    pub fail_fast: bool,
+    /// The tenant the run belongs to.
+    #[arg(long, default_value = "default")]
+    pub tenant: String,
+}
+
+/// `weir validate`.
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// The pipeline file.
+    #[arg(default_value = "pipeline.toml")]
+    pub pipeline: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+enum PluginsCommand {
+    /// List the built-in plugins.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a plugin's manifest, kind, imports, size and sha256.
+    Inspect {
+        /// A built-in's name or a component file's path.
+        plugin: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Run the `weir` command with the process's arguments.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.verbose);
+    init_miette();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("weir: cannot start the async runtime: {e}");
+            return ExitCode::from(70);
+        }
+    };
+    let verbose = cli.verbose > 0;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Run(args) => run_cmd::run(args, verbose).await,
+            Command::Validate(args) => validate_cmd::validate(args).await,
+            Command::Plugins { command } => match command {
+                PluginsCommand::List { json } => plugins_cmd::list(json).await,
+                PluginsCommand::Inspect { plugin, json } => plugins_cmd::inspect(&plugin, json).await,
+            },
+        }
+    })
+}
+
+fn init_tracing(verbose: u8) {
+    let default = if verbose >= 2 { "weir=debug" } else { "weir=warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+fn init_miette() {
+    let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let _ = miette::set_hook(Box::new(move |_| {
+        Box::new(
+            miette::MietteHandlerOpts::new()
+                .color(color)
+                .unicode(true)
+                .terminal_links(false)
+                .force_graphical(true)
+                .width(110)
+                .build(),
+        )
+    }));
+}
+
+/// Print `err` with its source snippet and help to stderr.
+pub(crate) fn render(err: impl miette::Diagnostic + Send + Sync + 'static) {
+    eprintln!("{:?}", miette::Report::new(err));
+}

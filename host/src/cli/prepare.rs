@@ -1,0 +1,112 @@
+//! What `run` and `validate` share: read the pipeline, plan it, load every
+//! plugin it uses and check each fits the stage that uses it.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::bindings::types::PluginKind;
+use crate::config::{self, ConfigError, InvalidConfig, LoadError};
+use crate::engine::{CompileCache, EngineSettings, WeirEngine};
+use crate::plan::{self, Plan};
+use crate::plugins::{self, LoadedPlugin, PluginLoader, kind_name};
+
+/// A pipeline ready to run.
+pub struct Prepared {
+    /// The plan.
+    pub plan: Plan,
+    /// The plugin of each stage, by plan index.
+    pub plugins: Vec<Arc<LoadedPlugin>>,
+    /// The engine.
+    pub engine: WeirEngine,
+}
+
+/// Why a pipeline cannot run; all are configuration errors (exit 2).
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum PrepareError {
+    /// Reading or planning failed.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Load(#[from] LoadError),
+    /// The engine could not be built.
+    #[error("cannot start the WebAssembly engine: {0}")]
+    Engine(String),
+}
+
+impl From<InvalidConfig> for PrepareError {
+    fn from(e: InvalidConfig) -> Self {
+        PrepareError::Load(LoadError::Invalid(e))
+    }
+}
+
+/// A new engine and loader with the default cache.
+pub fn loader() -> Result<PluginLoader, PrepareError> {
+    let engine = WeirEngine::new(&EngineSettings::default()).map_err(|e| PrepareError::Engine(format!("{e:#}")))?;
+    PluginLoader::new(engine, CompileCache::default_dir()).map_err(|e| PrepareError::Engine(format!("{e:#}")))
+}
+
+/// Load, plan and check `path`.
+pub async fn prepare(path: &Path) -> Result<Prepared, PrepareError> {
+    let loaded = config::load(path)?;
+    let builtins = plugins::builtin::names();
+    let plan = plan::build(loaded, &builtins)?;
+    let loader = loader()?;
+
+    let mut by_ref: BTreeMap<&plan::PluginRef, Result<Arc<LoadedPlugin>, String>> = BTreeMap::new();
+    for stage in &plan.stages {
+        if !by_ref.contains_key(&stage.plugin) {
+            let loaded = loader.load(&stage.plugin).await.map_err(|e| e.to_string());
+            by_ref.insert(&stage.plugin, loaded);
+        }
+    }
+
+    let mut errors: Vec<ConfigError> = Vec::new();
+    let mut reported: Vec<&plan::PluginRef> = Vec::new();
+    let mut stage_plugins = Vec::with_capacity(plan.stages.len());
+    for stage in &plan.stages {
+        match &by_ref[&stage.plugin] {
+            Ok(p) => {
+                if !matches!(p.info.kind, PluginKind::Stage | PluginKind::Analyzer | PluginKind::TestRunner) {
+                    errors.push(
+                        plan.source
+                            .error(
+                                stage.uses_span.clone(),
+                                format!(
+                                    "stage `{}` uses plugin `{}` ({}), which is a {}; a stage's `uses` takes a stage, analyzer or test-runner plugin",
+                                    stage.name,
+                                    p.info.name,
+                                    p.info.source,
+                                    kind_name(p.info.kind)
+                                ),
+                            )
+                            .help("strategies and deployers are used by deploy stages (`strategy = { uses = ... }`), not as stages themselves"),
+                    );
+                }
+                stage_plugins.push(p.clone());
+            }
+            Err(message) => {
+                if !reported.contains(&&stage.plugin) {
+                    reported.push(&stage.plugin);
+                    errors.push(
+                        plan.source
+                            .error(stage.uses_span.clone(), message.clone())
+                            .label("this plugin")
+                            .help("`weir plugins inspect PATH` shows what a component exports and imports"),
+                    );
+                }
+            }
+        }
+    }
+    if !errors.is_empty() {
+        return Err(InvalidConfig {
+            path: plan.source.path().to_path_buf(),
+            errors,
+        }
+        .into());
+    }
+    Ok(Prepared {
+        plan,
+        plugins: stage_plugins,
+        engine: loader.engine().clone(),
+    })
+}

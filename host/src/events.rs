@@ -1,0 +1,274 @@
+//! What happens during a run, as a stream of events.
+//!
+//! The scheduler and the capabilities emit [`Event`]s into an
+//! [`EventSink`]; reporters (the live view, `--json`) consume them. Nothing
+//! else flows from a run to the outside, so what a person sees and what a
+//! machine reads are the same facts.
+
+use std::collections::BTreeMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+/// How a stage ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StageStatus {
+    /// It did its work.
+    Succeeded,
+    /// It failed; [`FailureKind`] says how.
+    Failed,
+    /// It did not run (`when`, or a stage it needs did not succeed).
+    Skipped,
+    /// The run was cancelled before or while it ran.
+    Cancelled,
+}
+
+/// Why a stage failed: the plugin saying no is not the host breaking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// The plugin returned a failure.
+    Plugin,
+    /// An analyzer's verdict or a test report failed the stage.
+    Gate,
+    /// The plugin trapped (panicked, hit `unreachable`, overflowed its stack).
+    Trap,
+    /// The attempt ran past its `timeout`.
+    Timeout,
+    /// The plugin hit a named resource limit.
+    Limit,
+    /// The host could not run the plugin (instantiation, a missing input).
+    Host,
+}
+
+/// How a whole run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Every stage succeeded or was skipped by `when`.
+    Succeeded,
+    /// At least one stage failed.
+    Failed,
+    /// The run was cancelled (Ctrl-C).
+    Cancelled,
+}
+
+/// A log line's level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Level {
+    /// Very detailed.
+    Trace,
+    /// Detail.
+    Debug,
+    /// Progress.
+    Info,
+    /// Something looks wrong.
+    Warn,
+    /// Something failed.
+    Error,
+}
+
+/// One finding, as reported.
+#[derive(Debug, Clone, Serialize)]
+pub struct FindingRecord {
+    /// The rule.
+    pub rule: String,
+    /// `info` … `critical`.
+    pub severity: String,
+    /// What and how to fix.
+    pub message: String,
+    /// File, line, column when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// 1-based line.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<u32>,
+    /// 1-based column.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub column: Option<u32>,
+}
+
+/// Test counts of a test-runner stage.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct TestCounts {
+    /// Passed cases.
+    pub passed: u32,
+    /// Failed cases.
+    pub failed: u32,
+    /// Skipped cases.
+    pub skipped: u32,
+    /// Cases that could not run.
+    pub errored: u32,
+}
+
+/// Something that happened.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// The run began.
+    RunStarted {
+        /// The pipeline's name.
+        pipeline: String,
+        /// Stage names in file order.
+        stages: Vec<String>,
+        /// The workspace directory on the host.
+        workspace: String,
+        /// The tenant.
+        tenant: String,
+    },
+    /// A stage will not run.
+    StageSkipped {
+        /// The stage.
+        stage: String,
+        /// Why, for people.
+        reason: String,
+    },
+    /// An attempt of a stage began.
+    StageStarted {
+        /// The stage.
+        stage: String,
+        /// 1 for the first attempt.
+        attempt: u32,
+        /// The plugin's name and version.
+        plugin: String,
+    },
+    /// A plugin logged a line (its own or what it printed).
+    StageLog {
+        /// The stage.
+        stage: String,
+        /// The level.
+        level: Level,
+        /// The line, secrets masked.
+        message: String,
+        /// Structured fields.
+        #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+        fields: BTreeMap<String, String>,
+    },
+    /// A plugin reported progress.
+    StageProgress {
+        /// The stage.
+        stage: String,
+        /// Units done.
+        done: u64,
+        /// Units in all, if known.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        total: Option<u64>,
+        /// What is being done.
+        message: String,
+    },
+    /// An attempt failed and the stage will be tried again in a fresh Store.
+    StageRetrying {
+        /// The stage.
+        stage: String,
+        /// The attempt that failed.
+        attempt: u32,
+        /// Why it failed.
+        error: String,
+    },
+    /// A stage ended.
+    StageFinished {
+        /// The stage.
+        stage: String,
+        /// How it ended.
+        status: StageStatus,
+        /// How it failed, if it did.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        failure: Option<FailureKind>,
+        /// Attempts made.
+        attempts: u32,
+        /// Wall time of all attempts.
+        duration_ms: u64,
+        /// Its outputs.
+        outputs: BTreeMap<String, String>,
+        /// Artifacts it kept: name to workspace path.
+        #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+        artifacts: BTreeMap<String, String>,
+        /// Its summary line.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        summary: Option<String>,
+        /// The error, when it failed.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+        /// More detail on the error.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        details: Option<String>,
+        /// An analyzer's findings.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        findings: Vec<FindingRecord>,
+        /// A test runner's counts.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        tests: Option<TestCounts>,
+    },
+    /// The run ended.
+    RunFinished {
+        /// How.
+        status: RunStatus,
+        /// Wall time.
+        duration_ms: u64,
+        /// Stages per status.
+        counts: BTreeMap<String, u32>,
+    },
+}
+
+impl Event {
+    /// The stage this event is about, if any.
+    pub fn stage(&self) -> Option<&str> {
+        match self {
+            Event::StageSkipped { stage, .. }
+            | Event::StageStarted { stage, .. }
+            | Event::StageLog { stage, .. }
+            | Event::StageProgress { stage, .. }
+            | Event::StageRetrying { stage, .. }
+            | Event::StageFinished { stage, .. } => Some(stage),
+            Event::RunStarted { .. } | Event::RunFinished { .. } => None,
+        }
+    }
+}
+
+/// An event with when and which run it belongs to; one JSON line each.
+#[derive(Debug, Clone, Serialize)]
+pub struct EventRecord {
+    /// Milliseconds since the Unix epoch.
+    pub time_ms: u64,
+    /// The run's id.
+    pub run: String,
+    /// What happened.
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+/// Where events go. Cheap to clone; sending never blocks. Volume is bounded
+/// by the per-stage log limit, not by back-pressure.
+#[derive(Debug, Clone)]
+pub struct EventSink {
+    run: std::sync::Arc<str>,
+    tx: mpsc::UnboundedSender<EventRecord>,
+}
+
+impl EventSink {
+    /// A sink for run `run` and the receiving end for a reporter.
+    pub fn channel(run: &str) -> (Self, mpsc::UnboundedReceiver<EventRecord>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (Self { run: run.into(), tx }, rx)
+    }
+
+    /// Record `event` now. A closed receiver (the reporter gone) drops it.
+    pub fn emit(&self, event: Event) {
+        let _ = self.tx.send(EventRecord {
+            time_ms: now_ms(),
+            run: self.run.to_string(),
+            event,
+        });
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,332 @@
+//! Running one attempt of a stage in a fresh Store.
+//!
+//! [`WasmExecutor`] is the scheduler's [`Executor`] backed by wasmtime. For
+//! every attempt it builds new [`StageState`] (WASI with the workspace as
+//! the only preopen, the stage's env, the log pipes), a Store with the
+//! stage's limits and an epoch deadline from its `timeout`, instantiates
+//! the plugin from its `InstancePre`, calls the kind's export, and turns
+//! what happened into an [`AttemptResult`] that says how it ended: the
+//! plugin's own failure, a trap, a timeout, or a named limit. The Store is
+//! dropped afterwards, whatever happened.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wasmtime::{Store, UpdateDeadline};
+
+use crate::bindings::types::{self, TestStatus, Verdict};
+use crate::engine::{StageLimits, WeirEngine};
+use crate::events::{EventSink, FailureKind, FindingRecord, TestCounts};
+use crate::plugins::{KindPre, LoadedPlugin, kind_name};
+use crate::run::{AttemptRequest, AttemptResult, BoxFuture, Executor};
+use crate::sandbox::{StageState, StateSpec};
+
+/// Extra time given to host-side waits beyond the stage timeout before the
+/// attempt is abandoned: epochs cannot interrupt host code (a guest asleep
+/// in `wasi:clocks`), so a tokio timeout backs the epoch deadline up.
+const HOST_GRACE: Duration = Duration::from_millis(500);
+
+/// A Store for `state` with `limits` applied and a deadline `timeout` from
+/// now. Past the deadline the guest traps at its next epoch check and
+/// `state.timed_out` is set; before it, the guest yields every tick so other
+/// stages on the same thread make progress.
+pub fn new_store(engine: &WeirEngine, state: StageState, timeout: Duration, limits: StageLimits) -> Store<StageState> {
+    let mut store = Store::new(engine.engine(), state);
+    store.limiter(|s| &mut s.limiter);
+    store.set_hostcall_fuel(limits.hostcall_bytes);
+    if engine.fuel() {
+        // No CPU budget is configured yet; fuel only measures. Tenancy
+        // policies will set real budgets.
+        let _ = store.set_fuel(u64::MAX);
+    }
+    let deadline = Instant::now() + timeout;
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |mut ctx| {
+        if Instant::now() >= deadline {
+            ctx.data_mut().timed_out = true;
+            Err(wasmtime::Error::msg("the stage ran past its timeout"))
+        } else {
+            Ok(UpdateDeadline::Yield(1))
+        }
+    });
+    store
+}
+
+/// What every attempt of a run shares.
+pub struct RunInfo {
+    /// The run's id.
+    pub run_id: String,
+    /// The pipeline's name.
+    pub pipeline: String,
+    /// The tenant.
+    pub tenant: String,
+    /// The workspace on the host.
+    pub workspace: PathBuf,
+    /// Limits per Store.
+    pub limits: StageLimits,
+}
+
+/// The wasmtime-backed executor.
+pub struct WasmExecutor {
+    engine: WeirEngine,
+    /// The plugin of each stage, by plan index.
+    plugins: Vec<Arc<LoadedPlugin>>,
+    info: Arc<RunInfo>,
+    sink: EventSink,
+}
+
+impl WasmExecutor {
+    /// An executor for a plan whose stage `i` uses `plugins[i]`.
+    pub fn new(engine: WeirEngine, plugins: Vec<Arc<LoadedPlugin>>, info: RunInfo, sink: EventSink) -> Self {
+        Self {
+            engine,
+            plugins,
+            info: Arc::new(info),
+            sink,
+        }
+    }
+}
+
+impl Executor for WasmExecutor {
+    fn plugin_label(&self, stage: usize) -> String {
+        self.plugins
+            .get(stage)
+            .map(|p| format!("{} {}", p.info.name, p.info.manifest.version))
+            .unwrap_or_default()
+    }
+
+    fn execute(&self, request: AttemptRequest) -> BoxFuture<AttemptResult> {
+        let Some(plugin) = self.plugins.get(request.stage).cloned() else {
+            return Box::pin(async { AttemptResult::failed(FailureKind::Host, "no plugin was loaded for this stage", None) });
+        };
+        let engine = self.engine.clone();
+        let info = self.info.clone();
+        let sink = self.sink.clone();
+        Box::pin(async move { attempt(engine, plugin, info, sink, request).await })
+    }
+}
+
+async fn attempt(
+    engine: WeirEngine,
+    plugin: Arc<LoadedPlugin>,
+    info: Arc<RunInfo>,
+    sink: EventSink,
+    request: AttemptRequest,
+) -> AttemptResult {
+    let state = match StageState::new(StateSpec {
+        stage: &request.stage_name,
+        workspace: Some(&info.workspace),
+        env: &request.env,
+        limits: info.limits,
+        sink,
+    }) {
+        Ok(s) => s,
+        Err(e) => return AttemptResult::failed(FailureKind::Host, format!("cannot prepare the sandbox: {e}"), None),
+    };
+    let mut store = new_store(&engine, state, request.timeout, info.limits);
+    let ctx = types::Context {
+        run_id: info.run_id.clone(),
+        pipeline: info.pipeline.clone(),
+        stage: request.stage_name.clone(),
+        tenant: info.tenant.clone(),
+        environment: request.environment.clone(),
+        attempt: request.attempt,
+        config: request.config.clone(),
+        inputs: request
+            .inputs
+            .iter()
+            .map(|(stage, outputs)| types::Upstream {
+                stage: stage.clone(),
+                outputs: outputs.clone(),
+            })
+            .collect(),
+        workspace: crate::capabilities::wasi::GUEST_WORKSPACE.to_string(),
+    };
+
+    let call = call_plugin(&plugin.pre, &mut store, &ctx);
+    let outcome = tokio::time::timeout(request.timeout + HOST_GRACE, call).await;
+    let state = store.data();
+    let timeout_message = || {
+        format!(
+            "timed out: stage `{}` ran longer than its timeout of {} and was stopped",
+            request.stage_name,
+            crate::config::duration::format_duration(request.timeout)
+        )
+    };
+    match outcome {
+        Err(_) => AttemptResult::failed(FailureKind::Timeout, timeout_message(), None),
+        Ok(Err(_)) if state.timed_out => AttemptResult::failed(FailureKind::Timeout, timeout_message(), None),
+        Ok(Err(trap)) => {
+            if let Some(hit) = state.limiter.hit() {
+                return AttemptResult::failed(FailureKind::Limit, format!("{hit}; stage `{}` was stopped", request.stage_name), None);
+            }
+            let code = trap
+                .downcast_ref::<wasmtime::Trap>()
+                .map(|t| t.to_string())
+                .unwrap_or_else(|| root_message(&trap));
+            AttemptResult::failed(
+                FailureKind::Trap,
+                format!("plugin `{}` crashed (trap: {code})", plugin.info.name),
+                Some(format!("{trap:?}")),
+            )
+        }
+        Ok(Ok(Reply::Failure(f))) => AttemptResult::failed(FailureKind::Plugin, f.message, f.details),
+        Ok(Ok(Reply::Stage(out))) => AttemptResult {
+            failure: None,
+            outputs: out.outputs,
+            artifacts: out.artifacts.into_iter().map(|a| (a.name, a.path)).collect(),
+            summary: out.summary,
+            ..AttemptResult::default()
+        },
+        Ok(Ok(Reply::Analysis(a))) => analysis_result(a),
+        Ok(Ok(Reply::Tests(t))) => test_result(t),
+        Ok(Ok(Reply::NotAStage(kind))) => AttemptResult::failed(
+            FailureKind::Host,
+            format!(
+                "plugin `{}` is a {kind}; a stage's `uses` takes a stage, analyzer or test-runner plugin",
+                plugin.info.name
+            ),
+            None,
+        ),
+    }
+}
+
+enum Reply {
+    Stage(types::StageOutput),
+    Analysis(types::Analysis),
+    Tests(types::TestReport),
+    Failure(types::Failure),
+    NotAStage(&'static str),
+}
+
+async fn call_plugin(pre: &KindPre, store: &mut Store<StageState>, ctx: &types::Context) -> wasmtime::Result<Reply> {
+    Ok(match pre {
+        KindPre::Stage(p) => {
+            let b = p.instantiate_async(&mut *store).await?;
+            match b.weir_plugin_stage().call_run(&mut *store, ctx).await? {
+                Ok(o) => Reply::Stage(o),
+                Err(f) => Reply::Failure(f),
+            }
+        }
+        KindPre::Analyzer(p) => {
+            let b = p.instantiate_async(&mut *store).await?;
+            match b.weir_plugin_analyzer().call_analyze(&mut *store, ctx).await? {
+                Ok(a) => Reply::Analysis(a),
+                Err(f) => Reply::Failure(f),
+            }
+        }
+        KindPre::TestRunner(p) => {
+            let b = p.instantiate_async(&mut *store).await?;
+            match b.weir_plugin_test_runner().call_run_tests(&mut *store, ctx).await? {
+                Ok(t) => Reply::Tests(t),
+                Err(f) => Reply::Failure(f),
+            }
+        }
+        KindPre::Strategy(_) => Reply::NotAStage(kind_name(types::PluginKind::Strategy)),
+        KindPre::Deployer(_) => Reply::NotAStage(kind_name(types::PluginKind::Deployer)),
+    })
+}
+
+fn analysis_result(a: types::Analysis) -> AttemptResult {
+    let findings: Vec<FindingRecord> = a
+        .findings
+        .iter()
+        .map(|f| FindingRecord {
+            rule: f.rule.clone(),
+            severity: severity_name(f.severity).into(),
+            message: f.message.clone(),
+            path: f.path.clone(),
+            line: f.line,
+            column: f.column,
+        })
+        .collect();
+    let verdict = match a.verdict {
+        Verdict::Pass => "pass",
+        Verdict::Warn => "warn",
+        Verdict::Fail => "fail",
+        Verdict::Inconclusive => "inconclusive",
+    };
+    let mut outputs = vec![
+        ("verdict".to_string(), verdict.to_string()),
+        ("findings".to_string(), findings.len().to_string()),
+    ];
+    if let Some(score) = a.score {
+        outputs.push(("score".into(), format!("{score}")));
+    }
+    let failure = match a.verdict {
+        Verdict::Fail | Verdict::Inconclusive => Some(crate::run::AttemptFailure {
+            kind: FailureKind::Gate,
+            message: format!(
+                "verdict `{verdict}` with {} finding(s){}",
+                findings.len(),
+                findings.first().map(|f| format!("; first: {}", f.message)).unwrap_or_default()
+            ),
+            details: None,
+        }),
+        Verdict::Pass | Verdict::Warn => None,
+    };
+    AttemptResult {
+        failure,
+        outputs,
+        artifacts: Vec::new(),
+        summary: a.summary,
+        findings,
+        tests: None,
+    }
+}
+
+fn test_result(t: types::TestReport) -> AttemptResult {
+    let mut counts = TestCounts::default();
+    for case in &t.cases {
+        match case.status {
+            TestStatus::Passed => counts.passed += 1,
+            TestStatus::Failed => counts.failed += 1,
+            TestStatus::Skipped => counts.skipped += 1,
+            TestStatus::Errored => counts.errored += 1,
+        }
+    }
+    let first_bad = t
+        .cases
+        .iter()
+        .find(|c| matches!(c.status, TestStatus::Failed | TestStatus::Errored));
+    let failure = first_bad.map(|c| crate::run::AttemptFailure {
+        kind: FailureKind::Gate,
+        message: format!(
+            "{} of {} test(s) failed; first: {}::{}{}",
+            counts.failed + counts.errored,
+            t.cases.len(),
+            c.suite,
+            c.name,
+            c.message.as_ref().map(|m| format!(": {m}")).unwrap_or_default()
+        ),
+        details: None,
+    });
+    AttemptResult {
+        failure,
+        outputs: vec![
+            ("passed".into(), counts.passed.to_string()),
+            ("failed".into(), counts.failed.to_string()),
+            ("skipped".into(), counts.skipped.to_string()),
+        ],
+        artifacts: Vec::new(),
+        summary: t.summary,
+        findings: Vec::new(),
+        tests: Some(counts),
+    }
+}
+
+fn severity_name(s: types::Severity) -> &'static str {
+    match s {
+        types::Severity::Info => "info",
+        types::Severity::Low => "low",
+        types::Severity::Medium => "medium",
+        types::Severity::High => "high",
+        types::Severity::Critical => "critical",
+    }
+}
+
+/// The innermost cause's message, without wasm backtraces.
+fn root_message(e: &wasmtime::Error) -> String {
+    e.chain().last().map(|c| c.to_string()).unwrap_or_else(|| e.to_string())
+}

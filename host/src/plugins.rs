@@ -1,0 +1,431 @@
+//! Loading plugins: from bytes to something a stage can run.
+//!
+//! [`PluginLoader::load`] reads a built-in or a file, checks its pinned
+//! sha256, compiles it (or loads the cached compilation), tells its kind
+//! from its exports, links it once into an `InstancePre`, and calls
+//! `describe()` in a throwaway Store to read its manifest. The result is
+//! shared by every stage that uses the plugin.
+
+pub mod builtin;
+pub mod kind;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::Linker;
+
+use crate::bindings::types::{Manifest, PluginKind};
+use crate::bindings::{analyzer, deployer, stage, strategy, test_runner};
+use crate::engine::{CacheOutcome, CompileCache, StageLimits, WeirEngine};
+use crate::events::EventSink;
+use crate::plan::PluginRef;
+use crate::sandbox::{StageState, StateSpec};
+
+pub use kind::kind_name;
+
+/// Largest plugin file accepted (a Python component is ~18 MiB).
+pub const MAX_PLUGIN_BYTES: usize = 128 << 20;
+
+/// How long `describe()` may take.
+pub const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A plugin ready to instantiate.
+pub struct LoadedPlugin {
+    /// What it is.
+    pub info: PluginInfo,
+    /// Linked once; instantiated per attempt.
+    pub pre: KindPre,
+}
+
+/// What `weir plugins inspect` shows.
+#[derive(Debug, Clone)]
+pub struct PluginInfo {
+    /// The name the pipeline uses.
+    pub name: String,
+    /// `built-in` or the file path.
+    pub source: String,
+    /// sha256 of the component bytes, hex.
+    pub sha256: String,
+    /// Size in bytes.
+    pub size: usize,
+    /// The kind, from its exports.
+    pub kind: PluginKind,
+    /// What `describe()` returned.
+    pub manifest: Manifest,
+    /// Names of its imports (WASI and weir interfaces).
+    pub imports: Vec<String>,
+    /// Names of its exports.
+    pub exports: Vec<String>,
+    /// Whether it was compiled now or loaded from the cache.
+    pub compiled: CacheOutcome,
+}
+
+/// The `InstancePre` of each kind's world.
+pub enum KindPre {
+    /// A stage.
+    Stage(stage::StagePluginPre<StageState>),
+    /// An analyzer.
+    Analyzer(analyzer::AnalyzerPluginPre<StageState>),
+    /// A test runner.
+    TestRunner(test_runner::TestRunnerPluginPre<StageState>),
+    /// A strategy.
+    Strategy(strategy::StrategyPluginPre<StageState>),
+    /// A deployer.
+    Deployer(deployer::DeployerPluginPre<StageState>),
+}
+
+/// Why a plugin could not be loaded. Each names the file and the reason.
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    /// The file could not be read.
+    #[error("cannot read plugin `{name}` from {}: {source}", path.display())]
+    Read {
+        /// The `uses` name.
+        name: String,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// No such built-in.
+    #[error("there is no built-in plugin `{0}`")]
+    UnknownBuiltin(String),
+    /// Bigger than [`MAX_PLUGIN_BYTES`].
+    #[error("plugin `{name}` ({source_label}) is {size} bytes; the limit is {limit} bytes (limit `plugin-size`)")]
+    TooLarge {
+        /// The name.
+        name: String,
+        /// Where from.
+        source_label: String,
+        /// Its size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The pinned digest does not match.
+    #[error("plugin `{name}` ({source_label}) has sha256 {actual}, but the pipeline pins {expected}; refusing to run it")]
+    DigestMismatch {
+        /// The name.
+        name: String,
+        /// Where from.
+        source_label: String,
+        /// Pinned.
+        expected: String,
+        /// Found.
+        actual: String,
+    },
+    /// Not a component, or not a valid one.
+    #[error("plugin `{name}` ({source_label}) is not a valid WebAssembly component: {reason}")]
+    Malformed {
+        /// The name.
+        name: String,
+        /// Where from.
+        source_label: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The exports do not make it a weir plugin of one kind.
+    #[error("plugin `{name}` ({source_label}) {reason}")]
+    Kind {
+        /// The name.
+        name: String,
+        /// Where from.
+        source_label: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// It needs an import weir does not provide.
+    #[error("plugin `{name}` ({source_label}) cannot be linked: {reason}")]
+    Link {
+        /// The name.
+        name: String,
+        /// Where from.
+        source_label: String,
+        /// wasmtime's reason.
+        reason: String,
+    },
+    /// `describe()` trapped, timed out or returned nonsense.
+    #[error("plugin `{name}` ({source_label}): describe() failed: {reason}")]
+    Describe {
+        /// The name.
+        name: String,
+        /// Where from.
+        source_label: String,
+        /// What happened.
+        reason: String,
+    },
+}
+
+/// Loads plugins, each once per process.
+pub struct PluginLoader {
+    engine: WeirEngine,
+    linker: Linker<StageState>,
+    cache: CompileCache,
+    loaded: Mutex<HashMap<String, Arc<LoadedPlugin>>>,
+}
+
+impl PluginLoader {
+    /// A loader compiling with `engine` and caching in `cache_dir`.
+    pub fn new(engine: WeirEngine, cache_dir: PathBuf) -> wasmtime::Result<Self> {
+        let mut linker = Linker::new(engine.engine());
+        crate::capabilities::add_to_linker(&mut linker)?;
+        let cache = CompileCache::new(cache_dir, engine.engine());
+        Ok(Self {
+            engine,
+            linker,
+            cache,
+            loaded: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &WeirEngine {
+        &self.engine
+    }
+
+    /// Load what `plugin` names.
+    pub async fn load(&self, plugin: &PluginRef) -> Result<Arc<LoadedPlugin>, PluginError> {
+        match plugin {
+            PluginRef::Builtin(name) => {
+                let bytes = builtin::bytes(name).ok_or_else(|| PluginError::UnknownBuiltin(name.clone()))?;
+                self.load_bytes(name, "built-in".into(), bytes.to_vec(), None).await
+            }
+            PluginRef::File { name, path, sha256 } => {
+                let bytes = read_limited(name, path)?;
+                self.load_bytes(name, path.display().to_string(), bytes, sha256.as_deref())
+                    .await
+            }
+        }
+    }
+
+    /// Load a component given as bytes.
+    pub async fn load_bytes(
+        &self,
+        name: &str,
+        source_label: String,
+        bytes: Vec<u8>,
+        pinned: Option<&str>,
+    ) -> Result<Arc<LoadedPlugin>, PluginError> {
+        if bytes.len() > MAX_PLUGIN_BYTES {
+            return Err(PluginError::TooLarge {
+                name: name.into(),
+                source_label,
+                size: bytes.len(),
+                limit: MAX_PLUGIN_BYTES,
+            });
+        }
+        let sha256 = hex::encode(Sha256::digest(&bytes));
+        if let Some(expected) = pinned
+            && expected != sha256
+        {
+            return Err(PluginError::DigestMismatch {
+                name: name.into(),
+                source_label,
+                expected: expected.into(),
+                actual: sha256,
+            });
+        }
+        let key = format!("{name}\0{sha256}");
+        if let Some(hit) = self.loaded.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+            return Ok(hit.clone());
+        }
+
+        let malformed = |reason: String| PluginError::Malformed {
+            name: name.into(),
+            source_label: source_label.clone(),
+            reason,
+        };
+        if let Some(reason) = header_problem(&bytes) {
+            return Err(malformed(reason));
+        }
+        let engine = self.engine.engine().clone();
+        let cache = self.cache.clone();
+        let digest = sha256.clone();
+        let size = bytes.len();
+        let (component, compiled) =
+            tokio::task::spawn_blocking(move || cache.load_or_compile(&engine, &digest, &bytes))
+                .await
+                .map_err(|e| malformed(format!("the compiler thread failed: {e}")))?
+                .map_err(|e| malformed(format!("{e:#}")))?;
+
+        let engine = self.engine.engine();
+        let ty = component.component_type();
+        let exports: Vec<String> = ty.exports(engine).map(|(n, _)| n.to_string()).collect();
+        let imports: Vec<String> = ty.imports(engine).map(|(n, _)| n.to_string()).collect();
+        let kind_error = |reason: String| PluginError::Kind {
+            name: name.into(),
+            source_label: source_label.clone(),
+            reason,
+        };
+        let kind = match kind::exported_kind(exports.iter().map(String::as_str)) {
+            kind::ExportedKind::One(k) => k,
+            kind::ExportedKind::None => {
+                return Err(kind_error(format!(
+                    "exports none of weir's plugin interfaces (it exports: {}); build it with weir-sdk and one of its export_* macros",
+                    list_or_nothing(&exports)
+                )));
+            }
+            kind::ExportedKind::Many(kinds) => {
+                return Err(kind_error(format!(
+                    "exports more than one plugin kind ({}); a plugin is exactly one kind",
+                    kinds.join(", ")
+                )));
+            }
+            kind::ExportedKind::Version(found) => {
+                return Err(kind_error(format!(
+                    "was built for {found}, but this weir supports {}@{}; rebuild it against a matching weir-sdk",
+                    kind::PACKAGE,
+                    kind::VERSION
+                )));
+            }
+            kind::ExportedKind::NoDescribe => {
+                return Err(kind_error(format!(
+                    "does not export {}/plugin, so it has no describe(); build it with weir-sdk",
+                    kind::PACKAGE
+                )));
+            }
+        };
+
+        let instance_pre = self.linker.instantiate_pre(&component).map_err(|e| PluginError::Link {
+            name: name.into(),
+            source_label: source_label.clone(),
+            reason: format!("{e:#}"),
+        })?;
+        let link_error = |e: wasmtime::Error| PluginError::Link {
+            name: name.into(),
+            source_label: source_label.clone(),
+            reason: format!("{e:#}"),
+        };
+        let pre = match kind {
+            PluginKind::Stage => KindPre::Stage(stage::StagePluginPre::new(instance_pre).map_err(link_error)?),
+            PluginKind::Analyzer => {
+                KindPre::Analyzer(analyzer::AnalyzerPluginPre::new(instance_pre).map_err(link_error)?)
+            }
+            PluginKind::TestRunner => {
+                KindPre::TestRunner(test_runner::TestRunnerPluginPre::new(instance_pre).map_err(link_error)?)
+            }
+            PluginKind::Strategy => {
+                KindPre::Strategy(strategy::StrategyPluginPre::new(instance_pre).map_err(link_error)?)
+            }
+            PluginKind::Deployer => {
+                KindPre::Deployer(deployer::DeployerPluginPre::new(instance_pre).map_err(link_error)?)
+            }
+        };
+
+        let manifest = self.describe(name, &pre).await.map_err(|reason| PluginError::Describe {
+            name: name.into(),
+            source_label: source_label.clone(),
+            reason,
+        })?;
+        if manifest.kind != kind {
+            return Err(kind_error(format!(
+                "exports the `{}` interface but its manifest says it is a `{}`",
+                kind_name(kind),
+                kind_name(manifest.kind)
+            )));
+        }
+
+        let loaded = Arc::new(LoadedPlugin {
+            info: PluginInfo {
+                name: name.into(),
+                source: source_label,
+                sha256,
+                size,
+                kind,
+                manifest,
+                imports,
+                exports,
+                compiled,
+            },
+            pre,
+        });
+        self.loaded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, loaded.clone());
+        Ok(loaded)
+    }
+
+    /// Call `describe()` in a Store with no filesystem, default limits and
+    /// a short deadline.
+    async fn describe(&self, name: &str, pre: &KindPre) -> Result<Manifest, String> {
+        // Log lines from describe() go nowhere: it is not part of a stage.
+        let (sink, _rx) = EventSink::channel("describe");
+        let state = StageState::new(StateSpec {
+            stage: name,
+            workspace: None,
+            env: &[],
+            limits: StageLimits::default(),
+            sink,
+        })
+        .map_err(|e| e.to_string())?;
+        let mut store = crate::execute::new_store(&self.engine, state, DESCRIBE_TIMEOUT, StageLimits::default());
+        let result = tokio::time::timeout(DESCRIBE_TIMEOUT + Duration::from_secs(1), async {
+            macro_rules! describe {
+                ($pre:expr) => {{
+                    let bindings = $pre.instantiate_async(&mut store).await?;
+                    bindings.weir_plugin_plugin().call_describe(&mut store).await
+                }};
+            }
+            match pre {
+                KindPre::Stage(p) => describe!(p),
+                KindPre::Analyzer(p) => describe!(p),
+                KindPre::TestRunner(p) => describe!(p),
+                KindPre::Strategy(p) => describe!(p),
+                KindPre::Deployer(p) => describe!(p),
+            }
+        })
+        .await;
+        match result {
+            Ok(Ok(manifest)) => Ok(manifest),
+            Ok(Err(e)) if store.data().timed_out => Err(format!("timed out after {DESCRIBE_TIMEOUT:?}: {e}")),
+            Ok(Err(e)) => Err(format!("{e:#}")),
+            Err(_) => Err(format!("timed out after {DESCRIBE_TIMEOUT:?}")),
+        }
+    }
+}
+
+fn read_limited(name: &str, path: &Path) -> Result<Vec<u8>, PluginError> {
+    let read_err = |source| PluginError::Read {
+        name: name.into(),
+        path: path.to_path_buf(),
+        source,
+    };
+    let size = std::fs::metadata(path).map_err(read_err)?.len() as usize;
+    if size > MAX_PLUGIN_BYTES {
+        return Err(PluginError::TooLarge {
+            name: name.into(),
+            source_label: path.display().to_string(),
+            size,
+            limit: MAX_PLUGIN_BYTES,
+        });
+    }
+    std::fs::read(path).map_err(read_err)
+}
+
+/// Why `bytes` is obviously not a component, if it is not.
+fn header_problem(bytes: &[u8]) -> Option<String> {
+    const MAGIC: &[u8] = b"\0asm";
+    if bytes.len() < 8 || &bytes[..4] != MAGIC {
+        return Some("it does not start with the WebAssembly magic bytes (is this the right file?)".into());
+    }
+    // Bytes 4..8: version and layer. Layer 1 is a component, 0 a module.
+    if bytes[6..8] == [0, 0] {
+        return Some(
+            "it is a core WebAssembly module, not a component; build for wasm32-wasip2 (not wasm32-unknown-unknown or wasm32-wasip1)"
+                .into(),
+        );
+    }
+    None
+}
+
+fn list_or_nothing(items: &[String]) -> String {
+    if items.is_empty() {
+        "nothing".into()
+    } else {
+        items.join(", ")
+    }
+}

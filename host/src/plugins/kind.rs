@@ -1,0 +1,97 @@
+//! Telling a component's kind (and WIT version) from its exports.
+
+use crate::bindings::types::PluginKind;
+
+/// The WIT package prefix every weir interface name starts with.
+pub const PACKAGE: &str = "weir:plugin";
+/// The version this host implements; components must match its major
+/// (for 0.x, its minor).
+pub const VERSION: &str = "0.1.0";
+
+/// Every kind with the name of its exported interface.
+pub const KINDS: [(PluginKind, &str); 5] = [
+    (PluginKind::Stage, "stage"),
+    (PluginKind::Analyzer, "analyzer"),
+    (PluginKind::TestRunner, "test-runner"),
+    (PluginKind::Strategy, "strategy"),
+    (PluginKind::Deployer, "deployer"),
+];
+
+/// The kind's name as people write it.
+pub fn kind_name(kind: PluginKind) -> &'static str {
+    KINDS.iter().find(|(k, _)| *k == kind).map_or("unknown", |(_, n)| n)
+}
+
+/// What the exports say.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ExportedKind {
+    /// Exactly one kind, at a supported version, with `plugin.describe`.
+    One(PluginKind),
+    /// No weir kind interface among the exports.
+    None,
+    /// More than one kind.
+    Many(Vec<&'static str>),
+    /// Built against a WIT version this host does not support.
+    Version(String),
+    /// A kind, but no `weir:plugin/plugin` (so no `describe()`).
+    NoDescribe,
+}
+
+/// Inspect export names such as `weir:plugin/stage@0.1.0`.
+pub fn exported_kind<'a>(exports: impl IntoIterator<Item = &'a str>) -> ExportedKind {
+    let mut kinds = Vec::new();
+    let mut has_plugin = false;
+    for name in exports {
+        let Some(rest) = name.strip_prefix(PACKAGE).and_then(|r| r.strip_prefix('/')) else {
+            continue;
+        };
+        let (iface, version) = rest.split_once('@').unwrap_or((rest, ""));
+        if !compatible(version) {
+            return ExportedKind::Version(format!("{PACKAGE}@{version}"));
+        }
+        if iface == "plugin" {
+            has_plugin = true;
+        }
+        if let Some((kind, _)) = KINDS.iter().find(|(_, n)| *n == iface) {
+            kinds.push((*kind, kind_name(*kind)));
+        }
+    }
+    match kinds.as_slice() {
+        [] => ExportedKind::None,
+        [(k, _)] if has_plugin => ExportedKind::One(*k),
+        [_] => ExportedKind::NoDescribe,
+        many => ExportedKind::Many(many.iter().map(|(_, n)| *n).collect()),
+    }
+}
+
+/// Whether WIT `version` is loadable by this host.
+pub fn compatible(version: &str) -> bool {
+    let ours: Vec<&str> = VERSION.split('.').collect();
+    let theirs: Vec<&str> = version.split('.').collect();
+    match (ours.as_slice(), theirs.as_slice()) {
+        (["0", minor, _], ["0", their_minor, _]) => minor == their_minor,
+        ([major, ..], [their_major, ..]) => major == their_major,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_kind() {
+        let e = exported_kind(["weir:plugin/plugin@0.1.0", "weir:plugin/stage@0.1.0"]);
+        assert_eq!(e, ExportedKind::One(PluginKind::Stage));
+    }
+
+    #[test]
+    fn wrong_version_and_missing_kind() {
+        assert_eq!(
+            exported_kind(["weir:plugin/stage@0.2.0"]),
+            ExportedKind::Version("weir:plugin@0.2.0".into())
+        );
+        assert_eq!(exported_kind(["wasi:cli/run@0.2.6"]), ExportedKind::None);
+        assert_eq!(exported_kind(["weir:plugin/stage@0.1.0"]), ExportedKind::NoDescribe);
+    }
+}

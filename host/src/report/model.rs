@@ -1,0 +1,166 @@
+//! What the human reporters know about each stage, folded from events.
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use crate::events::{Event, FailureKind, Level, StageStatus};
+
+/// Log lines kept per stage to show with a failure.
+pub const TAIL_LINES: usize = 8;
+
+/// One stage as the reporter sees it.
+#[derive(Debug, Clone)]
+pub struct StageView {
+    /// The stage.
+    pub name: String,
+    /// Where it is.
+    pub state: ViewState,
+    /// The latest line it logged (or its progress).
+    pub last_line: Option<String>,
+    /// The latest lines, for failures.
+    pub tail: VecDeque<String>,
+}
+
+/// Where a stage is.
+#[derive(Debug, Clone)]
+pub enum ViewState {
+    /// Not started.
+    Waiting,
+    /// Running since then.
+    Running {
+        /// Which attempt.
+        attempt: u32,
+        /// Since when.
+        since: Instant,
+    },
+    /// Ended.
+    Done {
+        /// How.
+        status: StageStatus,
+        /// How it failed.
+        failure: Option<FailureKind>,
+        /// Wall time.
+        duration_ms: u64,
+        /// Attempts made.
+        attempts: u32,
+        /// Summary or error or skip reason.
+        note: Option<String>,
+        /// Error details.
+        details: Option<String>,
+    },
+}
+
+/// All stages.
+#[derive(Debug, Clone)]
+pub struct RunView {
+    /// In plan order.
+    pub stages: Vec<StageView>,
+    /// Show debug lines.
+    pub verbose: bool,
+    /// The workspace path, once known.
+    pub workspace: Option<String>,
+    /// The pipeline's name.
+    pub pipeline: String,
+    /// The run id.
+    pub run: String,
+}
+
+impl RunView {
+    /// All stages waiting.
+    pub fn new(names: &[String], verbose: bool) -> Self {
+        Self {
+            stages: names
+                .iter()
+                .map(|n| StageView {
+                    name: n.clone(),
+                    state: ViewState::Waiting,
+                    last_line: None,
+                    tail: VecDeque::new(),
+                })
+                .collect(),
+            verbose,
+            workspace: None,
+            pipeline: String::new(),
+            run: String::new(),
+        }
+    }
+
+    fn stage_mut(&mut self, name: &str) -> Option<&mut StageView> {
+        self.stages.iter_mut().find(|s| s.name == name)
+    }
+
+    /// Fold one event in.
+    pub fn apply(&mut self, run: &str, event: &Event) {
+        self.run = run.to_string();
+        let verbose = self.verbose;
+        match event {
+            Event::RunStarted { pipeline, workspace, .. } => {
+                self.pipeline = pipeline.clone();
+                self.workspace = Some(workspace.clone());
+            }
+            Event::StageStarted { stage, attempt, .. } => {
+                if let Some(s) = self.stage_mut(stage) {
+                    s.state = ViewState::Running {
+                        attempt: *attempt,
+                        since: Instant::now(),
+                    };
+                }
+            }
+            Event::StageLog { stage, level, message, .. } => {
+                if let Some(s) = self.stage_mut(stage)
+                    && (verbose || *level >= Level::Info)
+                {
+                    s.last_line = Some(message.clone());
+                    if s.tail.len() == TAIL_LINES {
+                        s.tail.pop_front();
+                    }
+                    s.tail.push_back(message.clone());
+                }
+            }
+            Event::StageProgress { stage, done, total, message } => {
+                if let Some(s) = self.stage_mut(stage) {
+                    s.last_line = Some(match total {
+                        Some(t) => format!("[{done}/{t}] {message}"),
+                        None => format!("[{done}] {message}"),
+                    });
+                }
+            }
+            Event::StageRetrying { .. } => {}
+            Event::StageSkipped { stage, reason } => {
+                if let Some(s) = self.stage_mut(stage) {
+                    s.state = ViewState::Done {
+                        status: StageStatus::Skipped,
+                        failure: None,
+                        duration_ms: 0,
+                        attempts: 0,
+                        note: Some(reason.clone()),
+                        details: None,
+                    };
+                }
+            }
+            Event::StageFinished {
+                stage,
+                status,
+                failure,
+                attempts,
+                duration_ms,
+                summary,
+                error,
+                details,
+                ..
+            } => {
+                if let Some(s) = self.stage_mut(stage) {
+                    s.state = ViewState::Done {
+                        status: *status,
+                        failure: *failure,
+                        duration_ms: *duration_ms,
+                        attempts: *attempts,
+                        note: error.clone().or_else(|| summary.clone()),
+                        details: details.clone(),
+                    };
+                }
+            }
+            Event::RunFinished { .. } => {}
+        }
+    }
+}

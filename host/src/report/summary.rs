@@ -1,0 +1,92 @@
+//! The end-of-run summary: one line per stage, then what failed and why.
+
+use super::model::{RunView, ViewState};
+use super::style::{self, Style};
+use crate::events::{RunStatus, StageStatus};
+
+/// Print the summary of a finished run.
+pub fn print(view: &RunView, style: &Style, width: usize, status: RunStatus, duration_ms: u64) {
+    let mut out = String::from("\n");
+    let (word, painted) = match status {
+        RunStatus::Succeeded => ("succeeded", style.ok("succeeded")),
+        RunStatus::Failed => ("failed", style.bad("failed")),
+        RunStatus::Cancelled => ("cancelled", style.warn("cancelled")),
+    };
+    let _ = word;
+    out.push_str(&format!(
+        "{} `{}` {} in {}\n",
+        style.bold("Run"),
+        view.pipeline,
+        painted,
+        style::duration(duration_ms)
+    ));
+    for s in &view.stages {
+        let line = match &s.state {
+            ViewState::Done {
+                status,
+                failure,
+                duration_ms,
+                attempts,
+                note,
+                ..
+            } => {
+                let sym = style::symbol(*status);
+                let sym = match status {
+                    StageStatus::Succeeded => style.ok(sym),
+                    StageStatus::Failed => style.bad(sym),
+                    _ => style.warn(sym),
+                };
+                let word = match status {
+                    StageStatus::Succeeded => "succeeded",
+                    StageStatus::Failed => failure.map(style::failure_name).unwrap_or("failed"),
+                    StageStatus::Skipped => "skipped",
+                    StageStatus::Cancelled => "cancelled",
+                };
+                let time = if *status == StageStatus::Skipped { String::new() } else { style::duration(*duration_ms) };
+                let retries = if *attempts > 1 { format!(" ({attempts} attempts)") } else { String::new() };
+                format!(
+                    "  {sym} {:<width$}  {word:<12} {time:>7}  {}{retries}",
+                    s.name,
+                    style.dim(&style::fit(note.as_deref().unwrap_or(""), 80))
+                )
+            }
+            _ => format!("  {} {:<width$}  not run", style.dim("·"), s.name),
+        };
+        out.push_str(&line);
+        out.push('\n');
+    }
+    let failed: Vec<_> = view
+        .stages
+        .iter()
+        .filter(|s| matches!(s.state, ViewState::Done { status: StageStatus::Failed, .. }))
+        .collect();
+    if !failed.is_empty() {
+        out.push_str(&format!("\n{}\n", style.bold("What failed")));
+        for s in failed {
+            if let ViewState::Done { note, details, failure, .. } = &s.state {
+                out.push_str(&format!(
+                    "  {} {} {}: {}\n",
+                    style.bad("✗"),
+                    style.bold(&s.name),
+                    failure.map(style::failure_name).unwrap_or("failed"),
+                    note.as_deref().unwrap_or("")
+                ));
+                if let Some(d) = details {
+                    for line in d.lines().take(12) {
+                        out.push_str(&format!("      {}\n", style.dim(line)));
+                    }
+                }
+                if !s.tail.is_empty() {
+                    out.push_str(&format!("    {}\n", style.dim("last log lines:")));
+                    for line in &s.tail {
+                        out.push_str(&format!("      {}\n", style.dim(&style::fit(line, 120))));
+                    }
+                }
+            }
+        }
+    }
+    if let Some(ws) = &view.workspace {
+        out.push_str(&format!("\n{} {ws}\n", style.dim("workspace")));
+    }
+    print!("{out}");
+}

@@ -1,0 +1,416 @@
+//! The scheduler: runs a [`Plan`]'s DAG.
+//!
+//! Ready stages run concurrently (at most `jobs` at once); `needs` orders
+//! them; a stage whose need did not succeed is skipped, and the run fails;
+//! `retries` re-runs a failed attempt (the executor gives each attempt a
+//! fresh Store); `when` skips stages; outputs flow downstream through
+//! `${{ stages.X.outputs.Y }}`; cancelling the run drops every running
+//! attempt. Everything that happens is emitted as an [`Event`].
+//!
+//! The scheduler does not know wasmtime: it drives an [`Executor`].
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::task::JoinSet;
+
+use crate::events::{Event, EventSink, FailureKind, FindingRecord, RunStatus, StageStatus, TestCounts};
+use crate::plan::{Plan, RunFacts, expr};
+
+/// A boxed, sendable future.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// One attempt of one stage, with every reference substituted.
+#[derive(Debug, Clone)]
+pub struct AttemptRequest {
+    /// Index into the plan's stages.
+    pub stage: usize,
+    /// The stage's name.
+    pub stage_name: String,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    /// The `with` table as JSON text.
+    pub config: String,
+    /// The plugin's environment.
+    pub env: Vec<(String, String)>,
+    /// Outputs of every upstream stage: (stage, outputs).
+    pub inputs: Vec<(String, Vec<(String, String)>)>,
+    /// How long the attempt may run.
+    pub timeout: Duration,
+    /// The environment it targets.
+    pub environment: Option<String>,
+}
+
+/// How an attempt went.
+#[derive(Debug, Clone, Default)]
+pub struct AttemptResult {
+    /// `None` when it succeeded.
+    pub failure: Option<AttemptFailure>,
+    /// Outputs for downstream stages.
+    pub outputs: Vec<(String, String)>,
+    /// Artifacts: (name, workspace path).
+    pub artifacts: Vec<(String, String)>,
+    /// Summary line.
+    pub summary: Option<String>,
+    /// An analyzer's findings.
+    pub findings: Vec<FindingRecord>,
+    /// A test runner's counts.
+    pub tests: Option<TestCounts>,
+}
+
+/// Why an attempt failed.
+#[derive(Debug, Clone)]
+pub struct AttemptFailure {
+    /// How.
+    pub kind: FailureKind,
+    /// For people, one or two sentences.
+    pub message: String,
+    /// Longer detail.
+    pub details: Option<String>,
+}
+
+impl AttemptResult {
+    /// A failed attempt.
+    pub fn failed(kind: FailureKind, message: impl Into<String>, details: Option<String>) -> Self {
+        Self {
+            failure: Some(AttemptFailure {
+                kind,
+                message: message.into(),
+                details,
+            }),
+            ..Self::default()
+        }
+    }
+}
+
+/// Runs attempts. The engine-backed one is [`crate::execute::WasmExecutor`].
+pub trait Executor: Send + Sync + 'static {
+    /// `name version` of the plugin a stage uses, for events.
+    fn plugin_label(&self, stage: usize) -> String;
+    /// Run one attempt to completion. Dropping the future cancels it.
+    fn execute(&self, request: AttemptRequest) -> BoxFuture<AttemptResult>;
+}
+
+/// How to run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Most stages running at once.
+    pub jobs: usize,
+    /// Branch and environment, for `when`.
+    pub facts: RunFacts,
+    /// Start no new stage once one has failed.
+    pub fail_fast: bool,
+}
+
+/// How each stage and the run ended.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    /// The run.
+    pub status: RunStatus,
+    /// Per stage, in plan order.
+    pub stages: Vec<StageStatus>,
+    /// Per stage, its outputs (empty unless it succeeded).
+    pub outputs: Vec<Vec<(String, String)>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Pending,
+    Running,
+    Done(StageStatus),
+}
+
+/// Run `plan` to the end, or until `cancel` resolves.
+pub async fn run(
+    plan: &Plan,
+    executor: Arc<dyn Executor>,
+    sink: EventSink,
+    options: RunOptions,
+    cancel: impl Future<Output = ()>,
+) -> RunReport {
+    let started = Instant::now();
+    let n = plan.stages.len();
+    let order = plan.topological_order();
+    let mut state = vec![State::Pending; n];
+    let mut outputs: Vec<Vec<(String, String)>> = vec![Vec::new(); n];
+    let mut running: JoinSet<(usize, StageStatus, Vec<(String, String)>)> = JoinSet::new();
+    let mut any_failed = false;
+    let mut cancelled = false;
+    let jobs = options.jobs.max(1);
+    tokio::pin!(cancel);
+
+    loop {
+        // Settle every pending stage we can: skip it or start it.
+        for &i in &order {
+            if state[i] != State::Pending {
+                continue;
+            }
+            let stage = &plan.stages[i];
+            let blocked = stage.needs.iter().find_map(|&d| match state[d] {
+                State::Done(StageStatus::Succeeded) => None,
+                State::Done(s) => Some((d, s)),
+                _ => None,
+            });
+            if let Some((d, s)) = blocked {
+                let what = match s {
+                    StageStatus::Failed => "failed",
+                    StageStatus::Skipped => "was skipped",
+                    _ => "was cancelled",
+                };
+                skip(&sink, &mut state, i, &stage.name, format!("needs `{}`, which {what}", plan.stages[d].name));
+                continue;
+            }
+            if !stage.needs.iter().all(|&d| state[d] == State::Done(StageStatus::Succeeded)) {
+                continue;
+            }
+            if options.fail_fast && any_failed {
+                skip(&sink, &mut state, i, &stage.name, "an earlier stage failed and --fail-fast is on".into());
+                continue;
+            }
+            if let Err(reason) = stage.when.check(&options.facts) {
+                skip(&sink, &mut state, i, &stage.name, reason);
+                continue;
+            }
+            if running.len() >= jobs {
+                continue;
+            }
+            state[i] = State::Running;
+            let inputs: Vec<(String, Vec<(String, String)>)> = stage
+                .upstream
+                .iter()
+                .map(|&u| (plan.stages[u].name.clone(), outputs[u].clone()))
+                .collect();
+            running.spawn(run_stage(
+                plan.stages[i].clone(),
+                i,
+                inputs,
+                executor.clone(),
+                sink.clone(),
+                options.facts.environment.clone(),
+            ));
+        }
+
+        if running.is_empty() {
+            break;
+        }
+        tokio::select! {
+            joined = running.join_next() => {
+                match joined {
+                    Some(Ok((i, status, outs))) => {
+                        if status == StageStatus::Failed {
+                            any_failed = true;
+                        }
+                        state[i] = State::Done(status);
+                        outputs[i] = outs;
+                    }
+                    Some(Err(join_error)) => {
+                        // A panic in host code: keep going, but say which
+                        // stage it was if we can tell.
+                        tracing::error!("a stage task ended abnormally: {join_error}");
+                        any_failed = true;
+                        if let Some(i) = state.iter().position(|s| *s == State::Running) {
+                            state[i] = State::Done(StageStatus::Failed);
+                        }
+                    }
+                    None => {}
+                }
+            }
+            () = &mut cancel => {
+                cancelled = true;
+                running.abort_all();
+                while running.join_next().await.is_some() {}
+                break;
+            }
+        }
+    }
+
+    if cancelled {
+        for &i in &order {
+            match state[i] {
+                State::Running => {
+                    state[i] = State::Done(StageStatus::Cancelled);
+                    sink.emit(Event::StageFinished {
+                        stage: plan.stages[i].name.clone(),
+                        status: StageStatus::Cancelled,
+                        failure: None,
+                        attempts: 0,
+                        duration_ms: 0,
+                        outputs: BTreeMap::new(),
+                        artifacts: BTreeMap::new(),
+                        summary: None,
+                        error: Some("cancelled while running".into()),
+                        details: None,
+                        findings: Vec::new(),
+                        tests: None,
+                    });
+                }
+                State::Pending => {
+                    state[i] = State::Done(StageStatus::Cancelled);
+                    sink.emit(Event::StageSkipped {
+                        stage: plan.stages[i].name.clone(),
+                        reason: "the run was cancelled".into(),
+                    });
+                }
+                State::Done(_) => {}
+            }
+        }
+    }
+
+    let stages: Vec<StageStatus> = state
+        .iter()
+        .map(|s| match s {
+            State::Done(s) => *s,
+            _ => StageStatus::Cancelled,
+        })
+        .collect();
+    let status = if cancelled {
+        RunStatus::Cancelled
+    } else if stages.contains(&StageStatus::Failed) {
+        RunStatus::Failed
+    } else {
+        RunStatus::Succeeded
+    };
+    let mut counts = BTreeMap::new();
+    for s in &stages {
+        let key = serde_json::to_value(s)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default();
+        *counts.entry(key).or_insert(0) += 1;
+    }
+    sink.emit(Event::RunFinished {
+        status,
+        duration_ms: started.elapsed().as_millis() as u64,
+        counts,
+    });
+    RunReport {
+        status,
+        stages,
+        outputs,
+    }
+}
+
+fn skip(sink: &EventSink, state: &mut [State], i: usize, name: &str, reason: String) {
+    state[i] = State::Done(StageStatus::Skipped);
+    sink.emit(Event::StageSkipped {
+        stage: name.to_string(),
+        reason,
+    });
+}
+
+/// One stage, all its attempts.
+async fn run_stage(
+    stage: crate::plan::PlannedStage,
+    index: usize,
+    inputs: Vec<(String, Vec<(String, String)>)>,
+    executor: Arc<dyn Executor>,
+    sink: EventSink,
+    run_environment: Option<String>,
+) -> (usize, StageStatus, Vec<(String, String)>) {
+    let started = Instant::now();
+    let lookup = |r: &expr::OutputRef| {
+        inputs
+            .iter()
+            .find(|(s, _)| *s == r.stage)
+            .and_then(|(_, outs)| outs.iter().find(|(k, _)| *k == r.output))
+            .map(|(_, v)| v.clone())
+    };
+    let missing = |r: expr::OutputRef| {
+        let available: Vec<&str> = inputs
+            .iter()
+            .find(|(s, _)| *s == r.stage)
+            .map(|(_, outs)| outs.iter().map(|(k, _)| k.as_str()).collect())
+            .unwrap_or_default();
+        AttemptResult::failed(
+            FailureKind::Host,
+            format!(
+                "`${{{{ stages.{}.outputs.{} }}}}` has no value: stage `{}` produced no output `{}` (its outputs: {})",
+                r.stage,
+                r.output,
+                r.stage,
+                r.output,
+                if available.is_empty() { "none".to_string() } else { available.join(", ") }
+            ),
+            None,
+        )
+    };
+    let substituted = expr::substitute_json(&stage.with, &lookup).and_then(|config| {
+        let env = stage
+            .env
+            .iter()
+            .map(|(k, v)| Ok((k.clone(), expr::substitute(v, lookup)?)))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((config, env))
+    });
+    let (config, env) = match substituted {
+        Ok(ok) => ok,
+        Err(r) => {
+            let result = missing(r);
+            finish(&sink, &stage.name, 0, started, &result);
+            return (index, StageStatus::Failed, Vec::new());
+        }
+    };
+
+    let max_attempts = stage.retries + 1;
+    let mut attempt = 1;
+    loop {
+        sink.emit(Event::StageStarted {
+            stage: stage.name.clone(),
+            attempt,
+            plugin: executor.plugin_label(index),
+        });
+        let request = AttemptRequest {
+            stage: index,
+            stage_name: stage.name.clone(),
+            attempt,
+            config: config.to_string(),
+            env: env.clone(),
+            inputs: inputs.clone(),
+            timeout: stage.timeout,
+            environment: stage.environment.clone().or_else(|| run_environment.clone()),
+        };
+        let result = executor.execute(request).await;
+        match &result.failure {
+            None => {
+                finish(&sink, &stage.name, attempt, started, &result);
+                return (index, StageStatus::Succeeded, result.outputs);
+            }
+            Some(f) if attempt < max_attempts => {
+                sink.emit(Event::StageRetrying {
+                    stage: stage.name.clone(),
+                    attempt,
+                    error: f.message.clone(),
+                });
+                attempt += 1;
+            }
+            Some(_) => {
+                finish(&sink, &stage.name, attempt, started, &result);
+                return (index, StageStatus::Failed, Vec::new());
+            }
+        }
+    }
+}
+
+fn finish(sink: &EventSink, stage: &str, attempts: u32, started: Instant, result: &AttemptResult) {
+    sink.emit(Event::StageFinished {
+        stage: stage.to_string(),
+        status: if result.failure.is_none() {
+            StageStatus::Succeeded
+        } else {
+            StageStatus::Failed
+        },
+        failure: result.failure.as_ref().map(|f| f.kind),
+        attempts,
+        duration_ms: started.elapsed().as_millis() as u64,
+        outputs: result.outputs.iter().cloned().collect(),
+        artifacts: result.artifacts.iter().cloned().collect(),
+        summary: result.summary.clone(),
+        error: result.failure.as_ref().map(|f| f.message.clone()),
+        details: result.failure.as_ref().and_then(|f| f.details.clone()),
+        findings: result.findings.clone(),
+        tests: result.tests,
+    });
+}

@@ -1,0 +1,127 @@
+//! Conveniences on the generated types.
+
+use serde::de::DeserializeOwned;
+
+use crate::{Analysis, Artifact, Context, Failure, Finding, Severity, StageOutput, TestCase, TestReport, TestStatus, Verdict};
+
+impl Context {
+    /// The stage's `with` table as `T`. The failure names the stage and
+    /// what did not match, so a user can fix their `pipeline.toml`.
+    pub fn config<T: DeserializeOwned>(&self) -> Result<T, Failure> {
+        serde_json::from_str(&self.config).map_err(|e| {
+            Failure::new(format!("the `with` table of stage `{}` is not valid for this plugin: {e}", self.stage))
+        })
+    }
+
+    /// Output `name` of upstream stage `stage`, if that stage produced it.
+    pub fn input(&self, stage: &str, name: &str) -> Option<&str> {
+        self.inputs
+            .iter()
+            .find(|u| u.stage == stage)?
+            .outputs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+impl Failure {
+    /// A failure with this message.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            details: None,
+            retryable: false,
+        }
+    }
+
+    /// A failure worth retrying (a flaky network, a busy lock).
+    pub fn retryable(message: impl Into<String>) -> Self {
+        Self {
+            retryable: true,
+            ..Self::new(message)
+        }
+    }
+
+    /// Attach longer detail, such as a command's output.
+    pub fn with_details(mut self, details: impl Into<String>) -> Self {
+        self.details = Some(details.into());
+        self
+    }
+}
+
+impl StageOutput {
+    /// No outputs yet.
+    pub fn new() -> Self {
+        Self {
+            outputs: Vec::new(),
+            artifacts: Vec::new(),
+            summary: None,
+        }
+    }
+
+    /// Add output `name` for downstream stages.
+    pub fn output(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.outputs.push((name.into(), value.into()));
+        self
+    }
+
+    /// Keep the file at `path` (relative to the workspace) as an artifact.
+    pub fn artifact(mut self, name: impl Into<String>, path: impl Into<String>) -> Self {
+        self.artifacts.push(Artifact {
+            name: name.into(),
+            path: path.into(),
+        });
+        self
+    }
+
+    /// Set the line shown in the run summary.
+    pub fn summary(mut self, summary: impl Into<String>) -> Self {
+        self.summary = Some(summary.into());
+        self
+    }
+}
+
+impl Default for StageOutput {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Analysis {
+    /// An analysis of `findings` whose verdict is `fail` when any finding is
+    /// at least `fail_at`, `warn` when there are findings, else `pass`.
+    pub fn from_findings(findings: Vec<Finding>, fail_at: Severity) -> Self {
+        let verdict = if findings.iter().any(|f| f.severity as u8 >= fail_at as u8) {
+            Verdict::Fail
+        } else if findings.is_empty() {
+            Verdict::Pass
+        } else {
+            Verdict::Warn
+        };
+        Self {
+            summary: Some(format!("{} finding(s)", findings.len())),
+            findings,
+            score: None,
+            verdict,
+        }
+    }
+}
+
+impl TestReport {
+    /// A report of `cases` with a summary such as `12 passed, 1 failed`.
+    pub fn from_cases(cases: Vec<TestCase>) -> Self {
+        let count = |s: TestStatus| cases.iter().filter(|c| c.status == s).count();
+        let summary = format!(
+            "{} passed, {} failed, {} skipped, {} errored",
+            count(TestStatus::Passed),
+            count(TestStatus::Failed),
+            count(TestStatus::Skipped),
+            count(TestStatus::Errored)
+        );
+        Self {
+            cases,
+            summary: Some(summary),
+        }
+    }
+}
