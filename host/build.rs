@@ -51,7 +51,7 @@ fn main() {
     for (name, _) in &guests {
         src.push_str(&format!("        $m!({});\n", name.replace('-', "_")));
     }
-    src.push_str("    };\n}\n");
+    src.push_str("    };\n}\n#[allow(unused_imports)]\npub(crate) use for_each_guest;\n");
     write(&out_dir.join("test_guests.rs"), &src);
     println!("cargo:rustc-env=WEIR_TEST_GUESTS_RS={}", out_dir.join("test_guests.rs").display());
 }

@@ -133,7 +133,15 @@ fn init_tracing(verbose: u8) {
 }
 
 fn init_miette() {
-    let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let tty = std::io::stderr().is_terminal();
+    let color = tty && std::env::var_os("NO_COLOR").is_none();
+    // On a terminal, wrap to its width; elsewhere (CI logs, pipes) keep each
+    // message on one line so it can be searched, and let the viewer wrap.
+    let width = if tty {
+        terminal_size::terminal_size().map_or(100, |(w, _)| w.0 as usize)
+    } else {
+        100_000
+    };
     let _ = miette::set_hook(Box::new(move |_| {
         Box::new(
             miette::MietteHandlerOpts::new()
@@ -141,7 +149,7 @@ fn init_miette() {
                 .unicode(true)
                 .terminal_links(false)
                 .force_graphical(true)
-                .width(110)
+                .width(width)
                 .build(),
         )
     }));

@@ -163,11 +163,11 @@ async fn attempt(
             }
             let code = trap
                 .downcast_ref::<wasmtime::Trap>()
-                .map(|t| t.to_string())
+                .map(|t| t.to_string().trim_start_matches("wasm trap: ").to_string())
                 .unwrap_or_else(|| root_message(&trap));
             AttemptResult::failed(
                 FailureKind::Trap,
-                format!("plugin `{}` crashed (trap: {code})", plugin.info.name),
+                format!("plugin `{}` crashed: {code} (its log shows any panic message)", plugin.info.name),
                 Some(format!("{trap:?}")),
             )
         }

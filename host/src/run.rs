@@ -232,27 +232,11 @@ pub async fn run(
             match state[i] {
                 State::Running => {
                     state[i] = State::Done(StageStatus::Cancelled);
-                    sink.emit(Event::StageFinished {
-                        stage: plan.stages[i].name.clone(),
-                        status: StageStatus::Cancelled,
-                        failure: None,
-                        attempts: 0,
-                        duration_ms: 0,
-                        outputs: BTreeMap::new(),
-                        artifacts: BTreeMap::new(),
-                        summary: None,
-                        error: Some("cancelled while running".into()),
-                        details: None,
-                        findings: Vec::new(),
-                        tests: None,
-                    });
+                    sink.emit(cancelled_event(&plan.stages[i].name, "cancelled while running"));
                 }
                 State::Pending => {
                     state[i] = State::Done(StageStatus::Cancelled);
-                    sink.emit(Event::StageSkipped {
-                        stage: plan.stages[i].name.clone(),
-                        reason: "the run was cancelled".into(),
-                    });
+                    sink.emit(cancelled_event(&plan.stages[i].name, "the run was cancelled before it started"));
                 }
                 State::Done(_) => {}
             }
@@ -293,6 +277,23 @@ pub async fn run(
     }
 }
 
+fn cancelled_event(stage: &str, why: &str) -> Event {
+    Event::StageFinished {
+        stage: stage.to_string(),
+        status: StageStatus::Cancelled,
+        failure: None,
+        attempts: 0,
+        duration_ms: 0,
+        outputs: BTreeMap::new(),
+        artifacts: BTreeMap::new(),
+        summary: None,
+        error: Some(why.to_string()),
+        details: None,
+        findings: Vec::new(),
+        tests: None,
+    }
+}
+
 fn skip(sink: &EventSink, state: &mut [State], i: usize, name: &str, reason: String) {
     state[i] = State::Done(StageStatus::Skipped);
     sink.emit(Event::StageSkipped {
@@ -319,11 +320,12 @@ async fn run_stage(
             .map(|(_, v)| v.clone())
     };
     let missing = |r: expr::OutputRef| {
-        let available: Vec<&str> = inputs
+        let mut available: Vec<&str> = inputs
             .iter()
             .find(|(s, _)| *s == r.stage)
             .map(|(_, outs)| outs.iter().map(|(k, _)| k.as_str()).collect())
             .unwrap_or_default();
+        available.sort_unstable();
         AttemptResult::failed(
             FailureKind::Host,
             format!(

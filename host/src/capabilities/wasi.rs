@@ -87,6 +87,9 @@ impl LineBuffer {
 
     fn emit(&self, line: &[u8]) {
         let text = String::from_utf8_lossy(line);
+        if text.trim().is_empty() {
+            return;
+        }
         emit_line(&self.sink, &self.budget, &self.stage, self.level, &text, BTreeMap::new());
     }
 }

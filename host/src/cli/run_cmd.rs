@@ -82,18 +82,37 @@ pub async fn run(args: RunArgs, verbose: bool) -> ExitCode {
         facts,
         fail_fast: args.fail_fast,
     };
-    let cancel = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            // No signal handling: never cancel.
-            std::future::pending::<()>().await;
-        }
-    };
+    // Install the handlers before any stage starts, so an early Ctrl-C
+    // cancels cleanly instead of killing the process mid-write.
+    let cancel = cancel_signal();
     let report = run::run(&plan, executor, sink, options, cancel).await;
     let _ = reporter.await;
     match report.status {
         RunStatus::Succeeded => ExitCode::SUCCESS,
         RunStatus::Failed => ExitCode::from(1),
         RunStatus::Cancelled => ExitCode::from(130),
+    }
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM. The handlers are installed when
+/// this is called, not when first polled.
+fn cancel_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let int = signal(SignalKind::interrupt());
+    let term = signal(SignalKind::terminate());
+    async move {
+        match (int, term) {
+            (Ok(mut int), Ok(mut term)) => {
+                tokio::select! {
+                    _ = int.recv() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            _ => {
+                tracing::warn!("cannot listen for Ctrl-C; the run can only be stopped by killing it");
+                std::future::pending::<()>().await;
+            }
+        }
     }
 }
 

@@ -42,7 +42,11 @@ pub fn print(view: &RunView, style: &Style, width: usize, status: RunStatus, dur
                     StageStatus::Skipped => "skipped",
                     StageStatus::Cancelled => "cancelled",
                 };
-                let time = if *status == StageStatus::Skipped { String::new() } else { style::duration(*duration_ms) };
+                let time = if matches!(status, StageStatus::Skipped | StageStatus::Cancelled) {
+                    String::new()
+                } else {
+                    style::duration(*duration_ms)
+                };
                 let retries = if *attempts > 1 { format!(" ({attempts} attempts)") } else { String::new() };
                 format!(
                     "  {sym} {:<width$}  {word:<12} {time:>7}  {}{retries}",

@@ -17,16 +17,30 @@ fn attempt(path: &str) -> String {
     }
 }
 
+/// Listing `/` is fine only if it shows the workspace itself (the preopen
+/// answers for `/`), never the host's root.
+fn list_root() -> String {
+    let names = |dir: &str| -> Result<Vec<String>, std::io::Error> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)?
+            .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+            .collect();
+        v.sort();
+        Ok(v)
+    };
+    match (names("/"), names(".")) {
+        (Err(e), _) => format!("denied ({:?})", e.kind()),
+        (Ok(root), Ok(here)) if root == here => "denied (the root is the workspace)".to_string(),
+        (Ok(root), _) => format!("READ the host root: {}", root.join(" ")),
+    }
+}
+
 impl Stage for Escape {
     fn run(_ctx: Context) -> Result<StageOutput, Failure> {
         let attempts = [
             ("dotdot", attempt("../secret.txt")),
             ("absolute", attempt("/etc/passwd")),
             ("planted_symlink", attempt("planted-link/secret.txt")),
-            ("list_root", match std::fs::read_dir("/") {
-                Ok(_) => "READ the root directory".to_string(),
-                Err(e) => format!("denied ({:?})", e.kind()),
-            }),
+            ("list_root", list_root()),
         ];
         let mut out = StageOutput::new();
         let mut escaped = Vec::new();

@@ -1,0 +1,190 @@
+//! One test per test guest, named after it (see `for_each_guest!`). Each
+//! asserts the exact outcome and message.
+
+use crate::guest_paths as g;
+use crate::support::{Project, plugin};
+
+fn one_stage(name: &str, path: &str, stage_extra: &str) -> Project {
+    let p = Project::new();
+    p.pipeline(&format!(
+        "[pipeline]\nname = \"guest\"\n{}\n[stages.s]\nuses = \"{name}\"\n{stage_extra}\n",
+        plugin(name, path)
+    ));
+    p
+}
+
+#[test]
+pub fn record() {
+    let p = one_stage("record", g::RECORD, "with = { outputs = { answer = \"42\" } }\nenv = { ONLY = \"this\" }");
+    let run = p.run_json(&[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let done = run.finished("s");
+    assert_eq!(done["status"], "succeeded");
+    assert_eq!(done["outputs"]["answer"], "42");
+    // The plugin sees exactly the variables the stage declares.
+    assert_eq!(done["outputs"]["env"], "ONLY=this");
+    assert_eq!(done["summary"], "recorded s");
+    // It wrote into the workspace.
+    let trace = std::fs::read_to_string(run.workspace().join("trace.log")).expect("trace.log written");
+    assert_eq!(trace, "s\n");
+    let log = run.of("stage_log");
+    assert_eq!(log[0]["message"], "hello from s");
+}
+
+#[test]
+pub fn fail() {
+    let p = one_stage("fail", g::FAIL, "");
+    let run = p.run_json(&[]);
+    assert_eq!(run.code, 1, "{run:?}");
+    let done = run.finished("s");
+    assert_eq!(done["status"], "failed");
+    assert_eq!(done["failure"], "plugin");
+    assert_eq!(done["error"], "the stage said no");
+    assert_eq!(done["details"], "line 1 of the details\nline 2 of the details");
+}
+
+#[test]
+pub fn trap() {
+    let p = one_stage("trap", g::TRAP, "");
+    let run = p.run_json(&[]);
+    assert_eq!(run.code, 1, "{run:?}");
+    let done = run.finished("s");
+    assert_eq!(done["failure"], "trap");
+    assert_eq!(
+        done["error"],
+        "plugin `trap` crashed: wasm `unreachable` instruction executed (its log shows any panic message)"
+    );
+    // The panic message the guest printed to stderr is in the stage log.
+    let logged: Vec<String> = run.of("stage_log").iter().map(|e| e["message"].as_str().unwrap_or("").to_string()).collect();
+    assert!(logged.iter().any(|l| l == "deliberate panic in the trap guest"), "{logged:?}");
+}
+
+#[test]
+pub fn spin() {
+    let p = one_stage("spin", g::SPIN, "timeout = \"1s\"");
+    let run = p.run_json(&[]);
+    assert_eq!(run.code, 1, "{run:?}");
+    let done = run.finished("s");
+    assert_eq!(done["failure"], "timeout");
+    assert_eq!(done["error"], "timed out: stage `s` ran longer than its timeout of 1s and was stopped");
+}
+
+#[test]
+pub fn hog() {
+    let p = one_stage("hog", g::HOG, "");
+    let run = p.run_json(&[]);
+    assert_eq!(run.code, 1, "{run:?}");
+    let done = run.finished("s");
+    assert_eq!(done["failure"], "limit");
+    let error = done["error"].as_str().expect("error");
+    assert!(
+        error.starts_with("memory limit hit: the plugin asked for ") && error.ends_with(", the limit is 256 MiB (limit `memory`); stage `s` was stopped"),
+        "{error}"
+    );
+}
+
+#[test]
+pub fn escape() {
+    let p = Project::new();
+    p.write("secret.txt", "host secret");
+    let ws = p.path().join("ws");
+    std::fs::create_dir_all(&ws).expect("workspace");
+    std::os::unix::fs::symlink(p.path(), ws.join("planted-link")).expect("symlink");
+    p.pipeline(&format!("[pipeline]\nname = \"guest\"\n{}\n[stages.s]\nuses = \"escape\"\n", plugin("escape", g::ESCAPE)));
+    let run = p.run_json(&["--workspace", "ws"]);
+    assert_eq!(run.code, 0, "the guest reached outside its workspace: {run:?}");
+    let outputs = &run.finished("s")["outputs"];
+    assert_eq!(outputs["dotdot"], "denied (PermissionDenied)");
+    assert_eq!(outputs["absolute"], "denied (NotFound)");
+    assert_eq!(outputs["planted_symlink"], "denied (PermissionDenied)");
+    assert_eq!(outputs["list_root"], "denied (the root is the workspace)");
+}
+
+#[test]
+pub fn wrong_kind() {
+    let p = one_stage("wrong-kind", g::WRONG_KIND, "");
+    let run = p.weir(&["run", "pipeline.toml"]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        run.stderr.contains(&format!(
+            "pipeline.toml:7:8: stage `s` uses plugin `wrong-kind` ({}), which is a strategy; a stage's `uses` takes a stage, analyzer or test-runner plugin",
+            g::WRONG_KIND
+        )),
+        "{run:?}"
+    );
+}
+
+#[test]
+pub fn unavailable() {
+    let p = one_stage("unavailable", g::UNAVAILABLE, "");
+    let run = p.run_json(&[]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert_eq!(
+        run.finished("s")["error"],
+        "unavailable: the `process` capability is unavailable on this weir host (running programs is not implemented yet); stage `s` called `process` and nothing was done"
+    );
+}
+
+#[test]
+pub fn flaky() {
+    let p = one_stage("flaky", g::FLAKY, "retries = 2\nwith = { succeed_on = 3 }");
+    let run = p.run_json(&[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let done = run.finished("s");
+    assert_eq!(done["attempts"], 3);
+    assert_eq!(done["outputs"]["attempt"], "3");
+    let retries = run.of("stage_retrying");
+    assert_eq!(retries.len(), 2);
+    assert_eq!(retries[0]["error"], "attempt 1 failed");
+
+    // One retry short: the stage fails after two attempts.
+    let p = one_stage("flaky", g::FLAKY, "retries = 1\nwith = { succeed_on = 3 }");
+    let run = p.run_json(&[]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert_eq!(run.finished("s")["attempts"], 2);
+    assert_eq!(run.finished("s")["error"], "attempt 2 failed");
+}
+
+#[test]
+pub fn rendezvous() {
+    // Two stages that each wait for the other's marker: both succeed only
+    // if they run at the same time.
+    let pipeline = |within: u32| {
+        format!(
+            "[pipeline]\nname = \"meet\"\n{}\n[stages.a]\nuses = \"rendezvous\"\nwith = {{ mark = \"a\", wait_for = \"b\", within_ms = {within} }}\n[stages.b]\nuses = \"rendezvous\"\nwith = {{ mark = \"b\", wait_for = \"a\", within_ms = {within} }}\n",
+            plugin("rendezvous", g::RENDEZVOUS)
+        )
+    };
+    let p = Project::new();
+    p.pipeline(&pipeline(60_000));
+    let run = p.run_json(&["--jobs", "2"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(run.finished("a")["outputs"]["met"], "b");
+    assert_eq!(run.finished("b")["outputs"]["met"], "a");
+
+    // With one job they run one after the other, and the first gives up.
+    let p = Project::new();
+    p.pipeline(&pipeline(300));
+    let run = p.run_json(&["--jobs", "1"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert_eq!(
+        run.finished("a")["error"],
+        "`b.ready` never appeared: the stages did not run at the same time"
+    );
+}
+
+#[test]
+pub fn cases() {
+    let p = one_stage("cases", g::CASES, "with = { passed = 3, failed = 1 }");
+    let run = p.run_json(&[]);
+    assert_eq!(run.code, 1, "{run:?}");
+    let done = run.finished("s");
+    assert_eq!(done["failure"], "gate");
+    assert_eq!(done["tests"], serde_json::json!({"passed": 3, "failed": 1, "skipped": 0, "errored": 0}));
+    assert_eq!(done["error"], "1 of 4 test(s) failed; first: guest::case_3: case_3 failed: expected 1, got 2");
+
+    let p = one_stage("cases", g::CASES, "with = { passed = 2, failed = 0 }");
+    let run = p.run_json(&[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(run.finished("s")["outputs"]["passed"], "2");
+}

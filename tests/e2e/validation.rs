@@ -1,0 +1,147 @@
+//! Invalid pipelines and plugins: exit code 2, and the error names the
+//! file, line and column and says how to fix it.
+
+use crate::guest_paths as g;
+use crate::support::{Project, plugin};
+
+fn invalid(toml: &str) -> String {
+    let p = Project::new();
+    p.pipeline(toml);
+    let run = p.weir(&["validate"]);
+    assert_eq!(run.code, 2, "{run:?}");
+    // `run` refuses the same file the same way, before running anything.
+    let run2 = p.weir(&["run"]);
+    assert_eq!(run2.code, 2, "{run2:?}");
+    assert!(!p.path().join(".weir").exists(), "an invalid pipeline created run state");
+    run.stderr
+}
+
+const HEAD: &str = "[pipeline]\nname = \"p\"\n";
+
+#[test]
+fn unknown_key_with_suggestion() {
+    let err = invalid(&format!("{HEAD}[stages.build]\nuses = \"noop\"\nnedds = []\n"));
+    assert!(err.contains("pipeline.toml:5:1: unknown field `nedds`"), "{err}");
+    assert!(err.contains("did you mean `needs`?"), "{err}");
+}
+
+#[test]
+fn wrong_type() {
+    let err = invalid(&format!("{HEAD}[stages.build]\nuses = \"noop\"\nretries = \"two\"\n"));
+    assert!(err.contains("pipeline.toml:5:11: invalid type: string \"two\", expected u32"), "{err}");
+}
+
+#[test]
+fn unknown_stage_in_needs() {
+    let err = invalid(&format!("{HEAD}[stages.build]\nuses = \"noop\"\n[stages.test]\nuses = \"noop\"\nneeds = [\"biuld\"]\n"));
+    assert!(err.contains("pipeline.toml:7:10: stage `test` needs `biuld`, which is not a stage"), "{err}");
+    assert!(err.contains("did you mean `build`?"), "{err}");
+}
+
+#[test]
+fn cycle_with_its_path() {
+    let err = invalid(&format!(
+        "{HEAD}[stages.a]\nuses = \"noop\"\nneeds = [\"b\"]\n[stages.b]\nuses = \"noop\"\nneeds = [\"a\"]\n"
+    ));
+    assert!(err.contains("the stages form a cycle: a → b → a"), "{err}");
+    assert!(err.contains("pipeline.toml:8:10"), "{err}");
+}
+
+#[test]
+fn unknown_plugin() {
+    let err = invalid(&format!("{HEAD}[stages.a]\nuses = \"chekcsum\"\n"));
+    assert!(err.contains("pipeline.toml:4:8: stage `a` uses `chekcsum`, which is not a known plugin"), "{err}");
+    assert!(err.contains("did you mean `checksum`?"), "{err}");
+}
+
+#[test]
+fn bad_duration() {
+    let err = invalid(&format!("{HEAD}[stages.a]\nuses = \"noop\"\ntimeout = \"10 minutes\"\n"));
+    assert!(err.contains("pipeline.toml:5:11: `10 minutes` has an unknown unit ` minutes`"), "{err}");
+    assert!(err.contains("\"90s\", \"10m\", \"1h30m\""), "{err}");
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let err = invalid(&format!(
+        "{HEAD}[stages.a]\nuses = \"nope\"\ntimeout = \"5\"\n[stages.b]\nuses = \"noop\"\nneeds = [\"zzz\"]\n"
+    ));
+    assert!(err.contains("is not a valid pipeline (3 problems)"), "{err}");
+}
+
+#[test]
+fn output_reference_to_a_stage_not_needed() {
+    let err = invalid(&format!(
+        "{HEAD}[stages.a]\nuses = \"noop\"\n[stages.b]\nuses = \"noop\"\nenv = {{ V = \"${{{{ stages.a.outputs.v }}}}\" }}\n"
+    ));
+    assert!(err.contains("pipeline.toml:7:14: stage `b` reads an output of `a` but does not need it"), "{err}");
+    assert!(err.contains("add \"a\" to `needs` of stage `b`"), "{err}");
+}
+
+#[test]
+fn pinned_digest_mismatch_refuses_to_run() {
+    let err = invalid(&format!(
+        "{HEAD}[plugins.record]\npath = {:?}\nsha256 = \"{}\"\n[stages.a]\nuses = \"record\"\n",
+        g::RECORD,
+        "0".repeat(64)
+    ));
+    assert!(err.contains("but the pipeline pins 0000000000000000000000000000000000000000000000000000000000000000; refusing to run it"), "{err}");
+}
+
+#[test]
+fn pinned_digest_match_runs() {
+    let bytes = std::fs::read(g::RECORD).expect("guest");
+    let digest = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&bytes))
+    };
+    let p = Project::new();
+    p.pipeline(&format!("{HEAD}[plugins.record]\npath = {:?}\nsha256 = \"{digest}\"\n[stages.a]\nuses = \"record\"\n", g::RECORD));
+    let run = p.run_json(&[]);
+    assert_eq!(run.code, 0, "{run:?}");
+}
+
+#[test]
+fn malformed_components_name_the_file_and_reason() {
+    let p = Project::new();
+    p.write("garbage.wasm", b"this is not wasm at all");
+    p.write("core.wasm", b"\0asm\x01\0\0\0");
+    p.pipeline(&format!(
+        "{HEAD}{}{}[stages.a]\nuses = \"garbage\"\n[stages.b]\nuses = \"core\"\n",
+        plugin("garbage", "garbage.wasm"),
+        plugin("core", "core.wasm")
+    ));
+    let run = p.weir(&["validate"]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        run.stderr.contains("plugin `garbage` (") && run.stderr.contains("garbage.wasm) is not a valid WebAssembly component: it does not start with the WebAssembly magic bytes"),
+        "{run:?}"
+    );
+    assert!(run.stderr.contains("core.wasm) is not a valid WebAssembly component: it is a core WebAssembly module, not a component"), "{run:?}");
+}
+
+#[test]
+fn missing_plugin_file() {
+    let err = invalid(&format!("{HEAD}{}[stages.a]\nuses = \"gone\"\n", plugin("gone", "gone.wasm")));
+    assert!(err.contains("pipeline.toml:4:8: plugin file"), "{err}");
+    assert!(err.contains("gone.wasm` does not exist"), "{err}");
+}
+
+#[test]
+fn unreadable_pipeline_path() {
+    let p = Project::new();
+    let run = p.weir(&["run", "nowhere.toml"]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("cannot read nowhere.toml"), "{run:?}");
+}
+
+#[test]
+fn validate_prints_the_plan() {
+    let p = Project::new();
+    p.pipeline(&format!("{HEAD}[stages.b]\nuses = \"noop\"\nneeds = [\"a\"]\nretries = 2\n[stages.a]\nuses = \"checksum\"\ntimeout = \"90s\"\n"));
+    let run = p.weir(&["validate"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.contains("✓ pipeline.toml is valid: pipeline `p`, 2 stage(s)"), "{run:?}");
+    assert!(run.stdout.contains("a  checksum 0.1.0 (stage), timeout 1m30s"), "{run:?}");
+    assert!(run.stdout.contains("b  noop 0.1.0 (stage), timeout 10m, 2 retries, needs a"), "{run:?}");
+}
