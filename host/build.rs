@@ -32,9 +32,14 @@ fn main() {
     let guests = build_workspace(&root.join("tests/guests"), &target_dir);
     build_workspace(&root.join("examples/plugins"), &target_dir);
 
-    let mut src = String::from("/// Built-in plugins: (name, component bytes), sorted by name.\npub static BUILTINS: &[(&str, &[u8])] = &[\n");
+    let mut src = String::from(
+        "/// Built-in plugins: (name, component bytes), sorted by name.\npub static BUILTINS: &[(&str, &[u8])] = &[\n",
+    );
     for (name, path) in &builtins {
-        src.push_str(&format!("    ({name:?}, include_bytes!({:?})),\n", path.display().to_string()));
+        src.push_str(&format!(
+            "    ({name:?}, include_bytes!({:?})),\n",
+            path.display().to_string()
+        ));
     }
     src.push_str("];\n");
     write(&out_dir.join("builtins.rs"), &src);
@@ -53,7 +58,10 @@ fn main() {
     }
     src.push_str("    };\n}\n#[allow(unused_imports)]\npub(crate) use for_each_guest;\n");
     write(&out_dir.join("test_guests.rs"), &src);
-    println!("cargo:rustc-env=WEIR_TEST_GUESTS_RS={}", out_dir.join("test_guests.rs").display());
+    println!(
+        "cargo:rustc-env=WEIR_TEST_GUESTS_RS={}",
+        out_dir.join("test_guests.rs").display()
+    );
 }
 
 fn env(name: &str) -> String {
@@ -82,7 +90,9 @@ fn ensure_target() {
     if installed {
         return;
     }
-    println!("cargo:warning=weir: the {TARGET} target is missing; adding it with `rustup target add {TARGET}`");
+    println!(
+        "cargo:warning=weir: the {TARGET} target is missing; adding it with `rustup target add {TARGET}`"
+    );
     let added = Command::new("rustup")
         .args(["target", "add", TARGET])
         .status()
@@ -145,7 +155,12 @@ fn build_workspace(dir: &Path, target_dir: &Path) -> Vec<(String, PathBuf)> {
         .into_iter()
         .map(|name| {
             let path = release.join(format!("{}.wasm", name.replace('-', "_")));
-            assert!(path.is_file(), "{} was built but {} is missing", name, path.display());
+            assert!(
+                path.is_file(),
+                "{} was built but {} is missing",
+                name,
+                path.display()
+            );
             (name, path)
         })
         .collect()

@@ -14,7 +14,12 @@ const KINDS: [(&str, &str, &str, &str); 5] = [
     // macro, world, trait, exported interface
     ("export_stage", "stage-plugin", "Stage", "stage"),
     ("export_analyzer", "analyzer-plugin", "Analyzer", "analyzer"),
-    ("export_test_runner", "test-runner-plugin", "TestRunner", "test_runner"),
+    (
+        "export_test_runner",
+        "test-runner-plugin",
+        "TestRunner",
+        "test_runner",
+    ),
     ("export_strategy", "strategy-plugin", "Strategy", "strategy"),
     ("export_deployer", "deployer-plugin", "Deployer", "deployer"),
 ];
@@ -55,10 +60,18 @@ fn main() {
     let mut out = String::new();
     for (mac, world, tr, iface) in KINDS {
         let dispatch = match tr {
-            "Stage" => "fn run(ctx: ::weir_sdk::Context) -> ::core::result::Result<::weir_sdk::StageOutput, ::weir_sdk::Failure> { <$plugin as ::weir_sdk::Stage>::run(ctx) }",
-            "Analyzer" => "fn analyze(ctx: ::weir_sdk::Context) -> ::core::result::Result<::weir_sdk::Analysis, ::weir_sdk::Failure> { <$plugin as ::weir_sdk::Analyzer>::analyze(ctx) }",
-            "TestRunner" => "fn run_tests(ctx: ::weir_sdk::Context) -> ::core::result::Result<::weir_sdk::TestReport, ::weir_sdk::Failure> { <$plugin as ::weir_sdk::TestRunner>::run_tests(ctx) }",
-            "Strategy" => "fn next(ctx: ::weir_sdk::Context, state: ::weir_sdk::RolloutState) -> ::core::result::Result<::weir_sdk::Action, ::weir_sdk::Failure> { <$plugin as ::weir_sdk::Strategy>::next(ctx, state) }",
+            "Stage" => {
+                "fn run(ctx: ::weir_sdk::Context) -> ::core::result::Result<::weir_sdk::StageOutput, ::weir_sdk::Failure> { <$plugin as ::weir_sdk::Stage>::run(ctx) }"
+            }
+            "Analyzer" => {
+                "fn analyze(ctx: ::weir_sdk::Context) -> ::core::result::Result<::weir_sdk::Analysis, ::weir_sdk::Failure> { <$plugin as ::weir_sdk::Analyzer>::analyze(ctx) }"
+            }
+            "TestRunner" => {
+                "fn run_tests(ctx: ::weir_sdk::Context) -> ::core::result::Result<::weir_sdk::TestReport, ::weir_sdk::Failure> { <$plugin as ::weir_sdk::TestRunner>::run_tests(ctx) }"
+            }
+            "Strategy" => {
+                "fn next(ctx: ::weir_sdk::Context, state: ::weir_sdk::RolloutState) -> ::core::result::Result<::weir_sdk::Action, ::weir_sdk::Failure> { <$plugin as ::weir_sdk::Strategy>::next(ctx, state) }"
+            }
             _ => concat!(
                 "fn deploy(ctx: ::weir_sdk::Context, release: ::weir_sdk::Release) -> ::core::result::Result<::weir_sdk::DeploymentStatus, ::weir_sdk::Failure> { <$plugin as ::weir_sdk::Deployer>::deploy(ctx, release) }\n",
                 "fn set_traffic(ctx: ::weir_sdk::Context, service: ::std::string::String, weights: ::std::vec::Vec<(::std::string::String, u32)>) -> ::core::result::Result<::weir_sdk::DeploymentStatus, ::weir_sdk::Failure> { <$plugin as ::weir_sdk::Deployer>::set_traffic(ctx, service, weights) }\n",

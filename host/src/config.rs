@@ -87,7 +87,14 @@ fn help_for(message: &str) -> Option<String> {
             .collect();
         return Some(match did_you_mean(field, names.iter().copied()) {
             Some(near) => format!("did you mean `{near}`?"),
-            None => format!("remove `{field}`; the keys allowed here are {}", names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")),
+            None => format!(
+                "remove `{field}`; the keys allowed here are {}",
+                names
+                    .iter()
+                    .map(|n| format!("`{n}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         });
     }
     if message.starts_with("missing field `pipeline`") {

@@ -134,6 +134,10 @@ impl Ticker {
             .name("weir-epoch".into())
             .spawn(move || {
                 while !flag.load(Ordering::Relaxed) {
+                    #[expect(
+                        clippy::disallowed_methods,
+                        reason = "the ticker is its own OS thread, not a tokio worker"
+                    )]
                     std::thread::sleep(EPOCH_TICK);
                     engine.increment_epoch();
                 }

@@ -31,7 +31,12 @@ const HOST_GRACE: Duration = Duration::from_millis(500);
 /// now. Past the deadline the guest traps at its next epoch check and
 /// `state.timed_out` is set; before it, the guest yields every tick so other
 /// stages on the same thread make progress.
-pub fn new_store(engine: &WeirEngine, state: StageState, timeout: Duration, limits: StageLimits) -> Store<StageState> {
+pub fn new_store(
+    engine: &WeirEngine,
+    state: StageState,
+    timeout: Duration,
+    limits: StageLimits,
+) -> Store<StageState> {
     let mut store = Store::new(engine.engine(), state);
     store.limiter(|s| &mut s.limiter);
     store.set_hostcall_fuel(limits.hostcall_bytes);
@@ -98,7 +103,9 @@ impl Executor for WasmExecutor {
 
     fn execute(&self, request: AttemptRequest) -> BoxFuture<AttemptResult> {
         let Some(plugin) = self.plugins.get(request.stage).cloned() else {
-            return Box::pin(async { AttemptResult::failed(FailureKind::Host, "no plugin was loaded for this stage", None) });
+            return Box::pin(async {
+                AttemptResult::failed(FailureKind::Host, "no plugin was loaded for this stage", None)
+            });
         };
         let engine = self.engine.clone();
         let info = self.info.clone();
@@ -122,7 +129,13 @@ async fn attempt(
         sink,
     }) {
         Ok(s) => s,
-        Err(e) => return AttemptResult::failed(FailureKind::Host, format!("cannot prepare the sandbox: {e}"), None),
+        Err(e) => {
+            return AttemptResult::failed(
+                FailureKind::Host,
+                format!("cannot prepare the sandbox: {e}"),
+                None,
+            );
+        }
     };
     let mut store = new_store(&engine, state, request.timeout, info.limits);
     let ctx = types::Context {
@@ -159,7 +172,11 @@ async fn attempt(
         Ok(Err(_)) if state.timed_out => AttemptResult::failed(FailureKind::Timeout, timeout_message(), None),
         Ok(Err(trap)) => {
             if let Some(hit) = state.limiter.hit() {
-                return AttemptResult::failed(FailureKind::Limit, format!("{hit}; stage `{}` was stopped", request.stage_name), None);
+                return AttemptResult::failed(
+                    FailureKind::Limit,
+                    format!("{hit}; stage `{}` was stopped", request.stage_name),
+                    None,
+                );
             }
             let code = trap
                 .downcast_ref::<wasmtime::Trap>()
@@ -167,7 +184,10 @@ async fn attempt(
                 .unwrap_or_else(|| root_message(&trap));
             AttemptResult::failed(
                 FailureKind::Trap,
-                format!("plugin `{}` crashed: {code} (its log shows any panic message)", plugin.info.name),
+                format!(
+                    "plugin `{}` crashed: {code} (its log shows any panic message)",
+                    plugin.info.name
+                ),
                 Some(format!("{trap:?}")),
             )
         }
@@ -200,7 +220,11 @@ enum Reply {
     NotAStage(&'static str),
 }
 
-async fn call_plugin(pre: &KindPre, store: &mut Store<StageState>, ctx: &types::Context) -> wasmtime::Result<Reply> {
+async fn call_plugin(
+    pre: &KindPre,
+    store: &mut Store<StageState>,
+    ctx: &types::Context,
+) -> wasmtime::Result<Reply> {
     Ok(match pre {
         KindPre::Stage(p) => {
             let b = p.instantiate_async(&mut *store).await?;
@@ -218,7 +242,11 @@ async fn call_plugin(pre: &KindPre, store: &mut Store<StageState>, ctx: &types::
         }
         KindPre::TestRunner(p) => {
             let b = p.instantiate_async(&mut *store).await?;
-            match b.weir_plugin_test_runner().call_run_tests(&mut *store, ctx).await? {
+            match b
+                .weir_plugin_test_runner()
+                .call_run_tests(&mut *store, ctx)
+                .await?
+            {
                 Ok(t) => Reply::Tests(t),
                 Err(f) => Reply::Failure(f),
             }
@@ -260,7 +288,10 @@ fn analysis_result(a: types::Analysis) -> AttemptResult {
             message: format!(
                 "verdict `{verdict}` with {} finding(s){}",
                 findings.len(),
-                findings.first().map(|f| format!("; first: {}", f.message)).unwrap_or_default()
+                findings
+                    .first()
+                    .map(|f| format!("; first: {}", f.message))
+                    .unwrap_or_default()
             ),
             details: None,
         }),
@@ -328,5 +359,8 @@ fn severity_name(s: types::Severity) -> &'static str {
 
 /// The innermost cause's message, without wasm backtraces.
 fn root_message(e: &wasmtime::Error) -> String {
-    e.chain().last().map(|c| c.to_string()).unwrap_or_else(|| e.to_string())
+    e.chain()
+        .last()
+        .map(|c| c.to_string())
+        .unwrap_or_else(|| e.to_string())
 }

@@ -244,8 +244,10 @@ pub fn build(loaded: LoadedPipeline, builtins: &[&str]) -> Result<Plan, InvalidC
         stages.push(stage);
     }
 
-    if errors.is_empty() {
-        if let Some(cycle) = find_cycle(&stages) {
+    if errors.is_empty()
+        && let Some(cycle) = find_cycle(&stages)
+    {
+        {
             let path: Vec<&str> = cycle.iter().map(|i| names[*i].as_str()).collect();
             // Point at the `needs` entry that closes the cycle.
             let (from, to) = (cycle[cycle.len() - 2], cycle[cycle.len() - 1]);
@@ -283,7 +285,10 @@ pub fn build(loaded: LoadedPipeline, builtins: &[&str]) -> Result<Plan, InvalidC
     })
 }
 
-#[expect(clippy::too_many_arguments, reason = "one call site; a struct would only rename these")]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one call site; a struct would only rename these"
+)]
 fn plan_stage(
     source: &SourceFile,
     name: &str,
@@ -309,12 +314,19 @@ fn plan_stage(
             Some(near) => format!("did you mean `{near}`?"),
             None => format!(
                 "built-in plugins are {}; declare others with [plugins.{uses}] path = \"plugin.wasm\"",
-                builtins.iter().map(|b| format!("`{b}`")).collect::<Vec<_>>().join(", ")
+                builtins
+                    .iter()
+                    .map(|b| format!("`{b}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         };
         errors.push(
             source
-                .error(spec.uses.span(), format!("stage `{name}` uses `{uses}`, which is not a known plugin"))
+                .error(
+                    spec.uses.span(),
+                    format!("stage `{name}` uses `{uses}`, which is not a known plugin"),
+                )
                 .help(help),
         );
         PluginRef::Builtin(uses.clone())
@@ -338,12 +350,19 @@ fn plan_stage(
                 Some(near) => format!("did you mean `{near}`?"),
                 None => format!(
                     "the stages are {}",
-                    names.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")
+                    names
+                        .iter()
+                        .map(|s| format!("`{s}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             };
             errors.push(
                 source
-                    .error(need.span(), format!("stage `{name}` needs `{n}`, which is not a stage"))
+                    .error(
+                        need.span(),
+                        format!("stage `{name}` needs `{n}`, which is not a stage"),
+                    )
                     .help(help),
             );
         }
@@ -368,7 +387,10 @@ fn plan_stage(
         Some(r) if *r.get_ref() > MAX_RETRIES => {
             errors.push(
                 source
-                    .error(r.span(), format!("{} retries is more than the {MAX_RETRIES} allowed", r.get_ref()))
+                    .error(
+                        r.span(),
+                        format!("{} retries is more than the {MAX_RETRIES} allowed", r.get_ref()),
+                    )
                     .help("a stage that needs more retries than that has a bug worth fixing"),
             );
             MAX_RETRIES
@@ -388,7 +410,10 @@ fn plan_stage(
         if !valid_env_name(key) {
             errors.push(
                 source
-                    .error(k.span(), format!("`{key}` is not a valid environment variable name"))
+                    .error(
+                        k.span(),
+                        format!("`{key}` is not a valid environment variable name"),
+                    )
                     .help("use letters, digits and `_`, not starting with a digit"),
             );
         }
@@ -419,7 +444,11 @@ fn plan_stage(
         retries,
         when,
         env,
-        grants: spec.allow.as_ref().map(|a| a.get_ref().clone().into()).unwrap_or_default(),
+        grants: spec
+            .allow
+            .as_ref()
+            .map(|a| a.get_ref().clone().into())
+            .unwrap_or_default(),
         environment: spec.environment.as_ref().map(|e| e.get_ref().clone()),
     }
 }
@@ -432,7 +461,12 @@ fn find_cycle(stages: &[PlannedStage]) -> Option<Vec<usize>> {
         Active,
         Done,
     }
-    fn visit(i: usize, stages: &[PlannedStage], marks: &mut [Mark], path: &mut Vec<usize>) -> Option<Vec<usize>> {
+    fn visit(
+        i: usize,
+        stages: &[PlannedStage],
+        marks: &mut [Mark],
+        path: &mut Vec<usize>,
+    ) -> Option<Vec<usize>> {
         marks[i] = Mark::Active;
         path.push(i);
         for &n in &stages[i].needs {
@@ -519,7 +553,9 @@ fn check_references(
                 }
             };
             for piece in pieces {
-                let expr::Piece::Ref(r, whole) = piece else { continue };
+                let expr::Piece::Ref(r, whole) = piece else {
+                    continue;
+                };
                 match names.iter().position(|n| *n == r.stage) {
                     None => {
                         let help = match did_you_mean(&r.stage, names.iter().map(String::as_str)) {
@@ -528,7 +564,10 @@ fn check_references(
                         };
                         errors.push(
                             source
-                                .error(at(whole), format!("`{whole}` refers to stage `{}`, which does not exist", r.stage))
+                                .error(
+                                    at(whole),
+                                    format!("`{whole}` refers to stage `{}`, which does not exist", r.stage),
+                                )
                                 .help(help),
                         );
                     }
@@ -619,7 +658,10 @@ mod tests {
 
     #[test]
     fn unknown_plugin_and_bad_duration_reported_together() {
-        let err = plan(&format!("{HEAD}[stages.a]\nuses = \"nop\"\ntimeout = \"10 minutes\"\n")).unwrap_err();
+        let err = plan(&format!(
+            "{HEAD}[stages.a]\nuses = \"nop\"\ntimeout = \"10 minutes\"\n"
+        ))
+        .unwrap_err();
         assert_eq!(err.errors.len(), 2);
         assert_eq!(err.errors[0].help.as_deref(), Some("did you mean `noop`?"));
         assert_eq!(err.errors[1].location, "pipeline.toml:5:11");

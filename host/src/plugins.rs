@@ -94,7 +94,9 @@ pub enum PluginError {
     #[error("there is no built-in plugin `{0}`")]
     UnknownBuiltin(String),
     /// Bigger than [`MAX_PLUGIN_BYTES`].
-    #[error("plugin `{name}` ({source_label}) is {size} bytes; the limit is {limit} bytes (limit `plugin-size`)")]
+    #[error(
+        "plugin `{name}` ({source_label}) is {size} bytes; the limit is {limit} bytes (limit `plugin-size`)"
+    )]
     TooLarge {
         /// The name.
         name: String,
@@ -106,7 +108,9 @@ pub enum PluginError {
         limit: usize,
     },
     /// The pinned digest does not match.
-    #[error("plugin `{name}` ({source_label}) has sha256 {actual}, but the pipeline pins {expected}; refusing to run it")]
+    #[error(
+        "plugin `{name}` ({source_label}) has sha256 {actual}, but the pipeline pins {expected}; refusing to run it"
+    )]
     DigestMismatch {
         /// The name.
         name: String,
@@ -191,7 +195,8 @@ impl PluginLoader {
         match plugin {
             PluginRef::Builtin(name) => {
                 let bytes = builtin::bytes(name).ok_or_else(|| PluginError::UnknownBuiltin(name.clone()))?;
-                self.load_bytes(name, "built-in".into(), bytes.to_vec(), None).await
+                self.load_bytes(name, "built-in".into(), bytes.to_vec(), None)
+                    .await
             }
             PluginRef::File { name, path, sha256 } => {
                 let bytes = read_limited(name, path)?;
@@ -289,18 +294,23 @@ impl PluginLoader {
             }
         };
 
-        let instance_pre = self.linker.instantiate_pre(&component).map_err(|e| PluginError::Link {
-            name: name.into(),
-            source_label: source_label.clone(),
-            reason: format!("{e:#}"),
-        })?;
+        let instance_pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| PluginError::Link {
+                name: name.into(),
+                source_label: source_label.clone(),
+                reason: format!("{e:#}"),
+            })?;
         let link_error = |e: wasmtime::Error| PluginError::Link {
             name: name.into(),
             source_label: source_label.clone(),
             reason: format!("{e:#}"),
         };
         let pre = match kind {
-            PluginKind::Stage => KindPre::Stage(stage::StagePluginPre::new(instance_pre).map_err(link_error)?),
+            PluginKind::Stage => {
+                KindPre::Stage(stage::StagePluginPre::new(instance_pre).map_err(link_error)?)
+            }
             PluginKind::Analyzer => {
                 KindPre::Analyzer(analyzer::AnalyzerPluginPre::new(instance_pre).map_err(link_error)?)
             }
@@ -315,11 +325,14 @@ impl PluginLoader {
             }
         };
 
-        let manifest = self.describe(name, &pre).await.map_err(|reason| PluginError::Describe {
-            name: name.into(),
-            source_label: source_label.clone(),
-            reason,
-        })?;
+        let manifest = self
+            .describe(name, &pre)
+            .await
+            .map_err(|reason| PluginError::Describe {
+                name: name.into(),
+                source_label: source_label.clone(),
+                reason,
+            })?;
         if manifest.kind != kind {
             return Err(kind_error(format!(
                 "exports the `{}` interface but its manifest says it is a `{}`",
@@ -362,12 +375,16 @@ impl PluginLoader {
             sink,
         })
         .map_err(|e| e.to_string())?;
-        let mut store = crate::execute::new_store(&self.engine, state, DESCRIBE_TIMEOUT, StageLimits::default());
+        let mut store =
+            crate::execute::new_store(&self.engine, state, DESCRIBE_TIMEOUT, StageLimits::default());
         let result = tokio::time::timeout(DESCRIBE_TIMEOUT + Duration::from_secs(1), async {
             macro_rules! describe {
                 ($pre:expr) => {{
                     let bindings = $pre.instantiate_async(&mut store).await?;
-                    bindings.weir_plugin_plugin().call_describe(&mut store).await
+                    bindings
+                        .weir_plugin_plugin()
+                        .call_describe(&mut store)
+                        .await
                 }};
             }
             match pre {

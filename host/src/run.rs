@@ -116,6 +116,9 @@ pub struct RunReport {
     pub outputs: Vec<Vec<(String, String)>>,
 }
 
+/// What a stage task returns: its index, how it ended, its outputs.
+type StageEnd = (usize, StageStatus, Vec<(String, String)>);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     Pending,
@@ -136,7 +139,7 @@ pub async fn run(
     let order = plan.topological_order();
     let mut state = vec![State::Pending; n];
     let mut outputs: Vec<Vec<(String, String)>> = vec![Vec::new(); n];
-    let mut running: JoinSet<(usize, StageStatus, Vec<(String, String)>)> = JoinSet::new();
+    let mut running: JoinSet<StageEnd> = JoinSet::new();
     let mut any_failed = false;
     let mut cancelled = false;
     let jobs = options.jobs.max(1);
@@ -160,14 +163,30 @@ pub async fn run(
                     StageStatus::Skipped => "was skipped",
                     _ => "was cancelled",
                 };
-                skip(&sink, &mut state, i, &stage.name, format!("needs `{}`, which {what}", plan.stages[d].name));
+                skip(
+                    &sink,
+                    &mut state,
+                    i,
+                    &stage.name,
+                    format!("needs `{}`, which {what}", plan.stages[d].name),
+                );
                 continue;
             }
-            if !stage.needs.iter().all(|&d| state[d] == State::Done(StageStatus::Succeeded)) {
+            if !stage
+                .needs
+                .iter()
+                .all(|&d| state[d] == State::Done(StageStatus::Succeeded))
+            {
                 continue;
             }
             if options.fail_fast && any_failed {
-                skip(&sink, &mut state, i, &stage.name, "an earlier stage failed and --fail-fast is on".into());
+                skip(
+                    &sink,
+                    &mut state,
+                    i,
+                    &stage.name,
+                    "an earlier stage failed and --fail-fast is on".into(),
+                );
                 continue;
             }
             if let Err(reason) = stage.when.check(&options.facts) {
@@ -236,7 +255,10 @@ pub async fn run(
                 }
                 State::Pending => {
                     state[i] = State::Done(StageStatus::Cancelled);
-                    sink.emit(cancelled_event(&plan.stages[i].name, "the run was cancelled before it started"));
+                    sink.emit(cancelled_event(
+                        &plan.stages[i].name,
+                        "the run was cancelled before it started",
+                    ));
                 }
                 State::Done(_) => {}
             }
@@ -310,7 +332,7 @@ async fn run_stage(
     executor: Arc<dyn Executor>,
     sink: EventSink,
     run_environment: Option<String>,
-) -> (usize, StageStatus, Vec<(String, String)>) {
+) -> StageEnd {
     let started = Instant::now();
     let lookup = |r: &expr::OutputRef| {
         inputs
@@ -334,7 +356,11 @@ async fn run_stage(
                 r.output,
                 r.stage,
                 r.output,
-                if available.is_empty() { "none".to_string() } else { available.join(", ") }
+                if available.is_empty() {
+                    "none".to_string()
+                } else {
+                    available.join(", ")
+                }
             ),
             None,
         )

@@ -3,7 +3,10 @@
 
 /// Whether `path` (relative, `/`-separated) matches `pattern`.
 pub fn matches(pattern: &str, path: &str) -> bool {
-    let pat: Vec<&str> = pattern.split('/').filter(|s| !s.is_empty() && *s != ".").collect();
+    let pat: Vec<&str> = pattern
+        .split('/')
+        .filter(|s| !s.is_empty() && *s != ".")
+        .collect();
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     match_segments(&pat, &segs)
 }
@@ -51,14 +54,23 @@ pub fn find_files(patterns: &[String]) -> std::io::Result<Vec<String>> {
     Ok(found)
 }
 
-fn walk(dir: &std::path::Path, prefix: &str, patterns: &[String], found: &mut Vec<String>) -> std::io::Result<()> {
+fn walk(
+    dir: &std::path::Path,
+    prefix: &str,
+    patterns: &[String],
+    found: &mut Vec<String>,
+) -> std::io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
         if name == ".git" || name == ".weir" {
             continue;
         }
-        let rel = if prefix.is_empty() { name.clone() } else { format!("{prefix}/{name}") };
+        let rel = if prefix.is_empty() {
+            name.clone()
+        } else {
+            format!("{prefix}/{name}")
+        };
         let kind = entry.file_type()?;
         if kind.is_dir() {
             walk(&entry.path(), &rel, patterns, found)?;

@@ -2,14 +2,20 @@
 
 use serde::de::DeserializeOwned;
 
-use crate::{Analysis, Artifact, Context, Failure, Finding, Severity, StageOutput, TestCase, TestReport, TestStatus, Verdict};
+use crate::{
+    Analysis, Artifact, Context, Failure, Finding, Severity, StageOutput, TestCase, TestReport, TestStatus,
+    Verdict,
+};
 
 impl Context {
     /// The stage's `with` table as `T`. The failure names the stage and
     /// what did not match, so a user can fix their `pipeline.toml`.
     pub fn config<T: DeserializeOwned>(&self) -> Result<T, Failure> {
         serde_json::from_str(&self.config).map_err(|e| {
-            Failure::new(format!("the `with` table of stage `{}` is not valid for this plugin: {e}", self.stage))
+            Failure::new(format!(
+                "the `with` table of stage `{}` is not valid for this plugin: {e}",
+                self.stage
+            ))
         })
     }
 

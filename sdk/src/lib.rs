@@ -76,8 +76,8 @@ pub mod wit {
 
 pub use wit::weir::plugin::types::{
     Action, Analysis, Artifact, Capability, Context, DeploymentStatus, Failure, Finding, HostError, Manifest,
-    MetricPoint, MetricSeries, PluginKind, Release, RolloutState, Severity, StageOutput, TestCase, TestReport,
-    TestStatus, Upstream, Verdict,
+    MetricPoint, MetricSeries, PluginKind, Release, RolloutState, Severity, StageOutput, TestCase,
+    TestReport, TestStatus, Upstream, Verdict,
 };
 pub use wit::weir::plugin::{metrics, process, runtime, secrets};
 
@@ -123,7 +123,11 @@ pub trait Deployer: Plugin {
     /// Start `release`'s instances without traffic.
     fn deploy(ctx: Context, release: Release) -> Result<DeploymentStatus, Failure>;
     /// Set the traffic split; weights add up to 100.
-    fn set_traffic(ctx: Context, service: String, weights: Vec<(String, u32)>) -> Result<DeploymentStatus, Failure>;
+    fn set_traffic(
+        ctx: Context,
+        service: String,
+        weights: Vec<(String, u32)>,
+    ) -> Result<DeploymentStatus, Failure>;
     /// Make `version` the only version.
     fn promote(ctx: Context, service: String, version: String) -> Result<DeploymentStatus, Failure>;
     /// Send all traffic back to the stable version and stop `version`.

@@ -6,12 +6,15 @@
 //! weir_sdk::log::progress(3, Some(10), "files hashed");
 //! ```
 
-pub use crate::wit::weir::plugin::log::Level;
 use crate::wit::weir::plugin::log as host;
+pub use crate::wit::weir::plugin::log::Level;
 
 /// Log `message` at `level` with structured fields.
 pub fn with_fields(level: Level, message: &str, fields: &[(&str, &str)]) {
-    let fields: Vec<(String, String)> = fields.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let fields: Vec<(String, String)> = fields
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     host::write(level, message, &fields);
 }
 

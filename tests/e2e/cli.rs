@@ -9,9 +9,20 @@ fn plugins_list_shows_the_builtins() {
     assert_eq!(run.code, 0, "{run:?}");
     let lines: Vec<&str> = run.stdout.lines().collect();
     assert!(lines[0].starts_with("NAME"), "{run:?}");
-    assert!(lines.iter().any(|l| l.starts_with("checksum       stage        0.1.0    Hashes workspace files")), "{run:?}");
-    assert!(lines.iter().any(|l| l.starts_with("noop           stage")), "{run:?}");
-    assert!(lines.iter().any(|l| l.starts_with("require-files  analyzer")), "{run:?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("checksum       stage        0.1.0    Hashes workspace files")),
+        "{run:?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with("noop           stage")),
+        "{run:?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with("require-files  analyzer")),
+        "{run:?}"
+    );
 }
 
 #[test]
@@ -22,9 +33,18 @@ fn plugins_inspect_a_builtin_and_a_file() {
     assert_eq!(info["kind"], "stage");
     assert_eq!(info["wit"], "weir:plugin@0.1.0");
     assert_eq!(info["sha256"].as_str().map(str::len), Some(64));
-    let imports: Vec<&str> = info["imports"].as_array().expect("imports").iter().filter_map(|v| v.as_str()).collect();
+    let imports: Vec<&str> = info["imports"]
+        .as_array()
+        .expect("imports")
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
     assert!(imports.contains(&"weir:plugin/log@0.1.0"), "{imports:?}");
-    assert!(info["config_schema"].as_str().is_some_and(|s| s.contains("\"paths\"")));
+    assert!(
+        info["config_schema"]
+            .as_str()
+            .is_some_and(|s| s.contains("\"paths\""))
+    );
 
     let run = Project::new().weir(&["plugins", "inspect", g::UNAVAILABLE]);
     assert_eq!(run.code, 0, "{run:?}");
@@ -34,7 +54,11 @@ fn plugins_inspect_a_builtin_and_a_file() {
 
     let run = Project::new().weir(&["plugins", "inspect", "nonesuch"]);
     assert_eq!(run.code, 2, "{run:?}");
-    assert!(run.stderr.contains("`nonesuch` is neither a file nor a built-in plugin"), "{run:?}");
+    assert!(
+        run.stderr
+            .contains("`nonesuch` is neither a file nor a built-in plugin"),
+        "{run:?}"
+    );
 }
 
 #[test]
@@ -45,9 +69,13 @@ fn the_readme_example_runs() {
     assert_eq!(run.code, 0, "{run:?}");
     let notes = run.finished("notes");
     assert_eq!(notes["outputs"]["version"], "0.1.0");
-    let digest = run.finished("checksum")["outputs"]["digest"].as_str().expect("digest").to_string();
+    let digest = run.finished("checksum")["outputs"]["digest"]
+        .as_str()
+        .expect("digest")
+        .to_string();
     assert_eq!(run.finished("verify")["outputs"]["verdict"], "pass");
-    let published = std::fs::read_to_string(run.workspace().join("publish/RELEASE_NOTES.md")).expect("published notes");
+    let published =
+        std::fs::read_to_string(run.workspace().join("publish/RELEASE_NOTES.md")).expect("published notes");
     assert!(published.contains(&digest), "{published}");
     let sums = std::fs::read_to_string(run.workspace().join("dist/SHA256SUMS")).expect("sums");
     assert_eq!(sums.lines().count(), 2, "{sums}");
@@ -59,18 +87,32 @@ fn a_second_run_loads_compiled_plugins_from_the_cache() {
     let cache = p.path().join("cache");
     p.pipeline("[pipeline]\nname = \"c\"\n[stages.a]\nuses = \"noop\"\n");
     let run = |p: &Project| {
-        let out = p.command(&["run", "--json"]).env("WEIR_CACHE_DIR", &cache).output().expect("weir");
+        let out = p
+            .command(&["run", "--json"])
+            .env("WEIR_CACHE_DIR", &cache)
+            .output()
+            .expect("weir");
         assert!(out.status.success());
     };
     run(&p);
-    let entries: Vec<_> = std::fs::read_dir(cache.join("components")).expect("cache dir").filter_map(|e| e.ok()).collect();
+    let entries: Vec<_> = std::fs::read_dir(cache.join("components"))
+        .expect("cache dir")
+        .filter_map(|e| e.ok())
+        .collect();
     assert_eq!(entries.len(), 1, "one compiled component cached");
     let path = entries[0].path();
     assert!(path.extension().is_some_and(|e| e == "cwasm"));
-    let written = std::fs::metadata(&path).and_then(|m| m.modified()).expect("mtime");
+    let written = std::fs::metadata(&path)
+        .and_then(|m| m.modified())
+        .expect("mtime");
     run(&p);
-    let again = std::fs::metadata(&path).and_then(|m| m.modified()).expect("mtime");
-    assert_eq!(written, again, "the second run recompiled instead of loading the cache");
+    let again = std::fs::metadata(&path)
+        .and_then(|m| m.modified())
+        .expect("mtime");
+    assert_eq!(
+        written, again,
+        "the second run recompiled instead of loading the cache"
+    );
 
     // A corrupt entry is discarded and rebuilt, not trusted.
     std::fs::write(&path, b"corrupt").expect("corrupt the entry");

@@ -15,7 +15,11 @@ fn one_stage(name: &str, path: &str, stage_extra: &str) -> Project {
 
 #[test]
 pub fn record() {
-    let p = one_stage("record", g::RECORD, "with = { outputs = { answer = \"42\" } }\nenv = { ONLY = \"this\" }");
+    let p = one_stage(
+        "record",
+        g::RECORD,
+        "with = { outputs = { answer = \"42\" } }\nenv = { ONLY = \"this\" }",
+    );
     let run = p.run_json(&[]);
     assert_eq!(run.code, 0, "{run:?}");
     let done = run.finished("s");
@@ -55,8 +59,15 @@ pub fn trap() {
         "plugin `trap` crashed: wasm `unreachable` instruction executed (its log shows any panic message)"
     );
     // The panic message the guest printed to stderr is in the stage log.
-    let logged: Vec<String> = run.of("stage_log").iter().map(|e| e["message"].as_str().unwrap_or("").to_string()).collect();
-    assert!(logged.iter().any(|l| l == "deliberate panic in the trap guest"), "{logged:?}");
+    let logged: Vec<String> = run
+        .of("stage_log")
+        .iter()
+        .map(|e| e["message"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert!(
+        logged.iter().any(|l| l == "deliberate panic in the trap guest"),
+        "{logged:?}"
+    );
 }
 
 #[test]
@@ -66,7 +77,10 @@ pub fn spin() {
     assert_eq!(run.code, 1, "{run:?}");
     let done = run.finished("s");
     assert_eq!(done["failure"], "timeout");
-    assert_eq!(done["error"], "timed out: stage `s` ran longer than its timeout of 1s and was stopped");
+    assert_eq!(
+        done["error"],
+        "timed out: stage `s` ran longer than its timeout of 1s and was stopped"
+    );
 }
 
 #[test]
@@ -78,7 +92,8 @@ pub fn hog() {
     assert_eq!(done["failure"], "limit");
     let error = done["error"].as_str().expect("error");
     assert!(
-        error.starts_with("memory limit hit: the plugin asked for ") && error.ends_with(", the limit is 256 MiB (limit `memory`); stage `s` was stopped"),
+        error.starts_with("memory limit hit: the plugin asked for ")
+            && error.ends_with(", the limit is 256 MiB (limit `memory`); stage `s` was stopped"),
         "{error}"
     );
 }
@@ -90,7 +105,10 @@ pub fn escape() {
     let ws = p.path().join("ws");
     std::fs::create_dir_all(&ws).expect("workspace");
     std::os::unix::fs::symlink(p.path(), ws.join("planted-link")).expect("symlink");
-    p.pipeline(&format!("[pipeline]\nname = \"guest\"\n{}\n[stages.s]\nuses = \"escape\"\n", plugin("escape", g::ESCAPE)));
+    p.pipeline(&format!(
+        "[pipeline]\nname = \"guest\"\n{}\n[stages.s]\nuses = \"escape\"\n",
+        plugin("escape", g::ESCAPE)
+    ));
     let run = p.run_json(&["--workspace", "ws"]);
     assert_eq!(run.code, 0, "the guest reached outside its workspace: {run:?}");
     let outputs = &run.finished("s")["outputs"];
@@ -180,8 +198,14 @@ pub fn cases() {
     assert_eq!(run.code, 1, "{run:?}");
     let done = run.finished("s");
     assert_eq!(done["failure"], "gate");
-    assert_eq!(done["tests"], serde_json::json!({"passed": 3, "failed": 1, "skipped": 0, "errored": 0}));
-    assert_eq!(done["error"], "1 of 4 test(s) failed; first: guest::case_3: case_3 failed: expected 1, got 2");
+    assert_eq!(
+        done["tests"],
+        serde_json::json!({"passed": 3, "failed": 1, "skipped": 0, "errored": 0})
+    );
+    assert_eq!(
+        done["error"],
+        "1 of 4 test(s) failed; first: guest::case_3: case_3 failed: expected 1, got 2"
+    );
 
     let p = one_stage("cases", g::CASES, "with = { passed = 2, failed = 0 }");
     let run = p.run_json(&[]);

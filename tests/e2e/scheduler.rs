@@ -8,7 +8,12 @@ use crate::guest_paths as g;
 use crate::support::{Project, plugin};
 
 fn head() -> String {
-    format!("[pipeline]\nname = \"dag\"\n{}{}{}\n", plugin("record", g::RECORD), plugin("fail", g::FAIL), plugin("spin", g::SPIN))
+    format!(
+        "[pipeline]\nname = \"dag\"\n{}{}{}\n",
+        plugin("record", g::RECORD),
+        plugin("fail", g::FAIL),
+        plugin("spin", g::SPIN)
+    )
 }
 
 #[test]
@@ -39,7 +44,10 @@ with = {{ outputs = {{ version = \"1.2.3\" }} }}
     assert_eq!(trace, "a\nb\nc\n", "stages ran out of order");
     let c = run.finished("c");
     // Every upstream stage's outputs are inputs, directly needed or not.
-    assert_eq!(c["outputs"]["inputs"], "a.attempt=1,a.env=,a.inputs=,a.version=1.2.3,b.attempt=1,b.env=,b.inputs=a.attempt=1,a.env=,a.inputs=,a.version=1.2.3,b.n=7");
+    assert_eq!(
+        c["outputs"]["inputs"],
+        "a.attempt=1,a.env=,a.inputs=,a.version=1.2.3,b.attempt=1,b.env=,b.inputs=a.attempt=1,a.env=,a.inputs=,a.version=1.2.3,b.n=7"
+    );
     assert_eq!(c["outputs"]["env"], "VERSION=1.2.3");
     let config = std::fs::read_to_string(run.workspace().join("c.out")).expect("c.out");
     assert!(config.contains("\"message\":\"v=1.2.3, n=7\""), "{config}");
@@ -66,13 +74,24 @@ uses = \"record\"
     let run = p.run_json(&[]);
     assert_eq!(run.code, 1, "{run:?}");
     let skipped = run.of("stage_skipped");
-    let reason = |s: &str| skipped.iter().find(|e| e["stage"] == s).map(|e| e["reason"].clone());
+    let reason = |s: &str| {
+        skipped
+            .iter()
+            .find(|e| e["stage"] == s)
+            .map(|e| e["reason"].clone())
+    };
     assert_eq!(reason("after-bad"), Some("needs `bad`, which failed".into()));
-    assert_eq!(reason("after-after"), Some("needs `after-bad`, which was skipped".into()));
+    assert_eq!(
+        reason("after-after"),
+        Some("needs `after-bad`, which was skipped".into())
+    );
     assert_eq!(run.finished("independent")["status"], "succeeded");
     let finished = run.of("run_finished");
     assert_eq!(finished[0]["status"], "failed");
-    assert_eq!(finished[0]["counts"], serde_json::json!({"failed": 1, "skipped": 2, "succeeded": 1}));
+    assert_eq!(
+        finished[0]["counts"],
+        serde_json::json!({"failed": 1, "skipped": 2, "succeeded": 1})
+    );
 }
 
 #[test]
@@ -102,7 +121,10 @@ needs = [\"prod-only\"]
 
     let run = p.run_json(&["--branch", "feature/x", "--env", "prod"]);
     assert_eq!(run.code, 0, "{run:?}");
-    assert_eq!(run.of("stage_skipped")[0]["reason"], "branch `feature/x` does not match `main` or `release/*`");
+    assert_eq!(
+        run.of("stage_skipped")[0]["reason"],
+        "branch `feature/x` does not match `main` or `release/*`"
+    );
     assert_eq!(run.finished("after-prod")["status"], "succeeded");
 }
 
@@ -112,8 +134,21 @@ fn json_events_are_one_object_per_line_in_order() {
     p.pipeline(&format!("{}\n[stages.only]\nuses = \"record\"\n", head()));
     let run = p.run_json(&[]);
     assert_eq!(run.code, 0, "{run:?}");
-    let kinds: Vec<String> = run.events().iter().map(|e| e["event"].as_str().unwrap_or("").to_string()).collect();
-    assert_eq!(kinds, ["run_started", "stage_started", "stage_log", "stage_finished", "run_finished"]);
+    let kinds: Vec<String> = run
+        .events()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "run_started",
+            "stage_started",
+            "stage_log",
+            "stage_finished",
+            "run_finished"
+        ]
+    );
     for e in run.events() {
         assert!(e["time_ms"].as_u64().is_some_and(|t| t > 0), "{e}");
         assert_eq!(e["run"], run.events()[0]["run"]);
@@ -123,7 +158,10 @@ fn json_events_are_one_object_per_line_in_order() {
 #[test]
 fn plain_output_names_each_stage_and_summarises() {
     let p = Project::new();
-    p.pipeline(&format!("{}\n[stages.ok]\nuses = \"record\"\n[stages.bad]\nuses = \"fail\"\n", head()));
+    p.pipeline(&format!(
+        "{}\n[stages.ok]\nuses = \"record\"\n[stages.bad]\nuses = \"fail\"\n",
+        head()
+    ));
     let run = p.weir(&["run"]);
     assert_eq!(run.code, 1, "{run:?}");
     assert!(run.stdout.contains("✓ ok   succeeded in"), "{run:?}");
@@ -156,8 +194,15 @@ fn fail_fast_starts_nothing_after_a_failure() {
     p.pipeline(&format!("{}\n[stages.bad]\nuses = \"fail\"\n[stages.later]\nuses = \"record\"\nneeds = []\n[stages.last]\nuses = \"record\"\nneeds = [\"later\"]\n", head()));
     let run = p.run_json(&["--jobs", "1", "--fail-fast"]);
     assert_eq!(run.code, 1, "{run:?}");
-    let reasons: Vec<String> = run.of("stage_skipped").iter().map(|e| e["reason"].as_str().unwrap_or("").to_string()).collect();
-    assert!(reasons.contains(&"an earlier stage failed and --fail-fast is on".to_string()), "{run:?}");
+    let reasons: Vec<String> = run
+        .of("stage_skipped")
+        .iter()
+        .map(|e| e["reason"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert!(
+        reasons.contains(&"an earlier stage failed and --fail-fast is on".to_string()),
+        "{run:?}"
+    );
 }
 
 #[test]
@@ -191,6 +236,9 @@ fn ctrl_c_cancels_the_run_cleanly() {
     let out = seen.join("\n");
     assert_eq!(status.code(), Some(130), "{out}");
     assert!(out.contains("⊘ forever cancelled while running"), "{out}");
-    assert!(out.contains("⊘ next     cancelled") && out.contains("the run was cancelled before it started"), "{out}");
+    assert!(
+        out.contains("⊘ next     cancelled") && out.contains("the run was cancelled before it started"),
+        "{out}"
+    );
     assert!(out.contains("Run `dag` cancelled in"), "{out}");
 }

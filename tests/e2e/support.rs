@@ -48,7 +48,11 @@ impl Run {
 
 impl std::fmt::Debug for Run {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "exit {}\n--- stdout\n{}\n--- stderr\n{}", self.code, self.stdout, self.stderr)
+        write!(
+            f,
+            "exit {}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
     }
 }
 
@@ -107,7 +111,11 @@ impl Project {
 
     /// Run `weir ARGS` and wait.
     pub fn weir(&self, args: &[&str]) -> Run {
-        let Output { status, stdout, stderr } = self.command(args).output().expect("weir runs");
+        let Output {
+            status,
+            stdout,
+            stderr,
+        } = self.command(args).output().expect("weir runs");
         Run {
             code: status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&stdout).into_owned(),

@@ -12,7 +12,10 @@ fn invalid(toml: &str) -> String {
     // `run` refuses the same file the same way, before running anything.
     let run2 = p.weir(&["run"]);
     assert_eq!(run2.code, 2, "{run2:?}");
-    assert!(!p.path().join(".weir").exists(), "an invalid pipeline created run state");
+    assert!(
+        !p.path().join(".weir").exists(),
+        "an invalid pipeline created run state"
+    );
     run.stderr
 }
 
@@ -27,14 +30,24 @@ fn unknown_key_with_suggestion() {
 
 #[test]
 fn wrong_type() {
-    let err = invalid(&format!("{HEAD}[stages.build]\nuses = \"noop\"\nretries = \"two\"\n"));
-    assert!(err.contains("pipeline.toml:5:11: invalid type: string \"two\", expected u32"), "{err}");
+    let err = invalid(&format!(
+        "{HEAD}[stages.build]\nuses = \"noop\"\nretries = \"two\"\n"
+    ));
+    assert!(
+        err.contains("pipeline.toml:5:11: invalid type: string \"two\", expected u32"),
+        "{err}"
+    );
 }
 
 #[test]
 fn unknown_stage_in_needs() {
-    let err = invalid(&format!("{HEAD}[stages.build]\nuses = \"noop\"\n[stages.test]\nuses = \"noop\"\nneeds = [\"biuld\"]\n"));
-    assert!(err.contains("pipeline.toml:7:10: stage `test` needs `biuld`, which is not a stage"), "{err}");
+    let err = invalid(&format!(
+        "{HEAD}[stages.build]\nuses = \"noop\"\n[stages.test]\nuses = \"noop\"\nneeds = [\"biuld\"]\n"
+    ));
+    assert!(
+        err.contains("pipeline.toml:7:10: stage `test` needs `biuld`, which is not a stage"),
+        "{err}"
+    );
     assert!(err.contains("did you mean `build`?"), "{err}");
 }
 
@@ -50,14 +63,22 @@ fn cycle_with_its_path() {
 #[test]
 fn unknown_plugin() {
     let err = invalid(&format!("{HEAD}[stages.a]\nuses = \"chekcsum\"\n"));
-    assert!(err.contains("pipeline.toml:4:8: stage `a` uses `chekcsum`, which is not a known plugin"), "{err}");
+    assert!(
+        err.contains("pipeline.toml:4:8: stage `a` uses `chekcsum`, which is not a known plugin"),
+        "{err}"
+    );
     assert!(err.contains("did you mean `checksum`?"), "{err}");
 }
 
 #[test]
 fn bad_duration() {
-    let err = invalid(&format!("{HEAD}[stages.a]\nuses = \"noop\"\ntimeout = \"10 minutes\"\n"));
-    assert!(err.contains("pipeline.toml:5:11: `10 minutes` has an unknown unit ` minutes`"), "{err}");
+    let err = invalid(&format!(
+        "{HEAD}[stages.a]\nuses = \"noop\"\ntimeout = \"10 minutes\"\n"
+    ));
+    assert!(
+        err.contains("pipeline.toml:5:11: `10 minutes` has an unknown unit ` minutes`"),
+        "{err}"
+    );
     assert!(err.contains("\"90s\", \"10m\", \"1h30m\""), "{err}");
 }
 
@@ -74,7 +95,10 @@ fn output_reference_to_a_stage_not_needed() {
     let err = invalid(&format!(
         "{HEAD}[stages.a]\nuses = \"noop\"\n[stages.b]\nuses = \"noop\"\nenv = {{ V = \"${{{{ stages.a.outputs.v }}}}\" }}\n"
     ));
-    assert!(err.contains("pipeline.toml:7:14: stage `b` reads an output of `a` but does not need it"), "{err}");
+    assert!(
+        err.contains("pipeline.toml:7:14: stage `b` reads an output of `a` but does not need it"),
+        "{err}"
+    );
     assert!(err.contains("add \"a\" to `needs` of stage `b`"), "{err}");
 }
 
@@ -96,7 +120,10 @@ fn pinned_digest_match_runs() {
         hex::encode(sha2::Sha256::digest(&bytes))
     };
     let p = Project::new();
-    p.pipeline(&format!("{HEAD}[plugins.record]\npath = {:?}\nsha256 = \"{digest}\"\n[stages.a]\nuses = \"record\"\n", g::RECORD));
+    p.pipeline(&format!(
+        "{HEAD}[plugins.record]\npath = {:?}\nsha256 = \"{digest}\"\n[stages.a]\nuses = \"record\"\n",
+        g::RECORD
+    ));
     let run = p.run_json(&[]);
     assert_eq!(run.code, 0, "{run:?}");
 }
@@ -122,7 +149,10 @@ fn malformed_components_name_the_file_and_reason() {
 
 #[test]
 fn missing_plugin_file() {
-    let err = invalid(&format!("{HEAD}{}[stages.a]\nuses = \"gone\"\n", plugin("gone", "gone.wasm")));
+    let err = invalid(&format!(
+        "{HEAD}{}[stages.a]\nuses = \"gone\"\n",
+        plugin("gone", "gone.wasm")
+    ));
     assert!(err.contains("pipeline.toml:4:8: plugin file"), "{err}");
     assert!(err.contains("gone.wasm` does not exist"), "{err}");
 }
@@ -141,7 +171,18 @@ fn validate_prints_the_plan() {
     p.pipeline(&format!("{HEAD}[stages.b]\nuses = \"noop\"\nneeds = [\"a\"]\nretries = 2\n[stages.a]\nuses = \"checksum\"\ntimeout = \"90s\"\n"));
     let run = p.weir(&["validate"]);
     assert_eq!(run.code, 0, "{run:?}");
-    assert!(run.stdout.contains("✓ pipeline.toml is valid: pipeline `p`, 2 stage(s)"), "{run:?}");
-    assert!(run.stdout.contains("a  checksum 0.1.0 (stage), timeout 1m30s"), "{run:?}");
-    assert!(run.stdout.contains("b  noop 0.1.0 (stage), timeout 10m, 2 retries, needs a"), "{run:?}");
+    assert!(
+        run.stdout
+            .contains("✓ pipeline.toml is valid: pipeline `p`, 2 stage(s)"),
+        "{run:?}"
+    );
+    assert!(
+        run.stdout.contains("a  checksum 0.1.0 (stage), timeout 1m30s"),
+        "{run:?}"
+    );
+    assert!(
+        run.stdout
+            .contains("b  noop 0.1.0 (stage), timeout 10m, 2 retries, needs a"),
+        "{run:?}"
+    );
 }

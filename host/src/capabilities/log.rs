@@ -114,7 +114,14 @@ impl Host for LogCtx {
             WitLevel::Warn => Level::Warn,
             WitLevel::Error => Level::Error,
         };
-        emit_line(&self.sink, &self.budget, &self.stage, level, &message, fields.into_iter().collect());
+        emit_line(
+            &self.sink,
+            &self.budget,
+            &self.stage,
+            level,
+            &message,
+            fields.into_iter().collect(),
+        );
     }
 
     async fn progress(&mut self, done: u64, total: Option<u64>, message: String) {

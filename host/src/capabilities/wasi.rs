@@ -50,7 +50,12 @@ pub fn build(spec: WasiSpec<'_>) -> std::io::Result<WasiCtx> {
         .allow_udp(false)
         .allow_ip_name_lookup(false)
         .socket_addr_check(|_, _| Box::pin(async { false }))
-        .stdout(LogPipe::new(spec.stage, Level::Info, spec.sink.clone(), spec.budget.clone()))
+        .stdout(LogPipe::new(
+            spec.stage,
+            Level::Info,
+            spec.sink.clone(),
+            spec.budget.clone(),
+        ))
         .stderr(LogPipe::new(spec.stage, Level::Warn, spec.sink, spec.budget));
     Ok(b.build())
 }
@@ -90,7 +95,14 @@ impl LineBuffer {
         if text.trim().is_empty() {
             return;
         }
-        emit_line(&self.sink, &self.budget, &self.stage, self.level, &text, BTreeMap::new());
+        emit_line(
+            &self.sink,
+            &self.budget,
+            &self.stage,
+            self.level,
+            &text,
+            BTreeMap::new(),
+        );
     }
 }
 

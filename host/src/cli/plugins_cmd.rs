@@ -19,7 +19,10 @@ pub async fn list(as_json: bool) -> ExitCode {
     };
     let mut rows = Vec::new();
     for name in builtin::names() {
-        match loader.load(&crate::plan::PluginRef::Builtin(name.to_string())).await {
+        match loader
+            .load(&crate::plan::PluginRef::Builtin(name.to_string()))
+            .await
+        {
             Ok(p) => rows.push(p.info.clone()),
             Err(e) => {
                 eprintln!("weir: built-in plugin `{name}` failed to load: {e}");
@@ -93,8 +96,18 @@ pub async fn inspect(target: &str, as_json: bool) -> ExitCode {
     println!("source        {}", info.source);
     println!("size          {} bytes", info.size);
     println!("sha256        {}", info.sha256);
-    println!("wit           {}", wit_version(&info).unwrap_or_else(|| "unknown".into()));
-    println!("capabilities  {}", if caps.is_empty() { "none".to_string() } else { caps.join(", ") });
+    println!(
+        "wit           {}",
+        wit_version(&info).unwrap_or_else(|| "unknown".into())
+    );
+    println!(
+        "capabilities  {}",
+        if caps.is_empty() {
+            "none".to_string()
+        } else {
+            caps.join(", ")
+        }
+    );
     println!("imports");
     for i in &info.imports {
         println!("  {i}");
@@ -122,9 +135,11 @@ fn capabilities(caps: &[Capability]) -> Vec<&'static str> {
 }
 
 fn wit_version(info: &PluginInfo) -> Option<String> {
-    info.exports
-        .iter()
-        .find_map(|e| e.strip_prefix("weir:plugin/").and_then(|r| r.split_once('@')).map(|(_, v)| format!("weir:plugin@{v}")))
+    info.exports.iter().find_map(|e| {
+        e.strip_prefix("weir:plugin/")
+            .and_then(|r| r.split_once('@'))
+            .map(|(_, v)| format!("weir:plugin@{v}"))
+    })
 }
 
 fn info_json(info: &PluginInfo) -> serde_json::Value {

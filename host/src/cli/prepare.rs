@@ -41,7 +41,8 @@ impl From<InvalidConfig> for PrepareError {
 
 /// A new engine and loader with the default cache.
 pub fn loader() -> Result<PluginLoader, PrepareError> {
-    let engine = WeirEngine::new(&EngineSettings::default()).map_err(|e| PrepareError::Engine(format!("{e:#}")))?;
+    let engine =
+        WeirEngine::new(&EngineSettings::default()).map_err(|e| PrepareError::Engine(format!("{e:#}")))?;
     PluginLoader::new(engine, CompileCache::default_dir()).map_err(|e| PrepareError::Engine(format!("{e:#}")))
 }
 
@@ -66,7 +67,10 @@ pub async fn prepare(path: &Path) -> Result<Prepared, PrepareError> {
     for stage in &plan.stages {
         match &by_ref[&stage.plugin] {
             Ok(p) => {
-                if !matches!(p.info.kind, PluginKind::Stage | PluginKind::Analyzer | PluginKind::TestRunner) {
+                if !matches!(
+                    p.info.kind,
+                    PluginKind::Stage | PluginKind::Analyzer | PluginKind::TestRunner
+                ) {
                     errors.push(
                         plan.source
                             .error(

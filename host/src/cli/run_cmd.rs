@@ -128,7 +128,10 @@ fn new_run_id() -> String {
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
     hasher.write_u128(now.as_nanos());
     hasher.write_u32(std::process::id());
-    format!("{y:04}{mo:02}{d:02}-{h:02}{mi:02}{s:02}-{:04x}", hasher.finish() & 0xffff)
+    format!(
+        "{y:04}{mo:02}{d:02}-{h:02}{mi:02}{s:02}-{:04x}",
+        hasher.finish() & 0xffff
+    )
 }
 
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian.
@@ -147,7 +150,10 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 fn workspace_dir(given: Option<&Path>, run_id: &str) -> std::io::Result<PathBuf> {
     let dir = match given {
         Some(d) => d.to_path_buf(),
-        None => PathBuf::from(STATE_DIR).join("runs").join(run_id).join("workspace"),
+        None => PathBuf::from(STATE_DIR)
+            .join("runs")
+            .join(run_id)
+            .join("workspace"),
     };
     std::fs::create_dir_all(&dir)?;
     dir.canonicalize()

@@ -26,7 +26,11 @@ pub async fn validate(args: ValidateArgs) -> ExitCode {
     for i in plan.topological_order() {
         let stage = &plan.stages[i];
         let plugin = &prepared.plugins[i].info;
-        let needs: Vec<&str> = stage.needs.iter().map(|&n| plan.stages[n].name.as_str()).collect();
+        let needs: Vec<&str> = stage
+            .needs
+            .iter()
+            .map(|&n| plan.stages[n].name.as_str())
+            .collect();
         println!(
             "  {:<width$}  {} {} ({}), timeout {}{}{}",
             stage.name,
@@ -34,8 +38,16 @@ pub async fn validate(args: ValidateArgs) -> ExitCode {
             plugin.manifest.version,
             kind_name(plugin.kind),
             format_duration(stage.timeout),
-            if stage.retries > 0 { format!(", {} retries", stage.retries) } else { String::new() },
-            if needs.is_empty() { String::new() } else { format!(", needs {}", needs.join(", ")) },
+            if stage.retries > 0 {
+                format!(", {} retries", stage.retries)
+            } else {
+                String::new()
+            },
+            if needs.is_empty() {
+                String::new()
+            } else {
+                format!(", needs {}", needs.join(", "))
+            },
         );
     }
     ExitCode::SUCCESS

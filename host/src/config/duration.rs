@@ -13,7 +13,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     while !rest.is_empty() {
         let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
         if digits == 0 {
-            return Err(format!("`{text}` is not a duration: expected a number at `{rest}`"));
+            return Err(format!(
+                "`{text}` is not a duration: expected a number at `{rest}`"
+            ));
         }
         let number: u64 = rest[..digits]
             .parse()

@@ -74,10 +74,7 @@ pub fn refs(s: &str) -> Vec<OutputRef> {
 
 /// Replace every reference in `s` with `lookup`'s answer; the error names
 /// the first reference that has no value.
-pub fn substitute(
-    s: &str,
-    lookup: impl Fn(&OutputRef) -> Option<String>,
-) -> Result<String, OutputRef> {
+pub fn substitute(s: &str, lookup: impl Fn(&OutputRef) -> Option<String>) -> Result<String, OutputRef> {
     let pieces = parse(s).map_err(|_| OutputRef {
         stage: String::new(),
         output: String::new(),
@@ -137,8 +134,16 @@ mod tests {
 
     #[test]
     fn rejects_unknown_expressions() {
-        assert!(parse("${{ env.HOME }}").unwrap_err().contains("not an expression"));
-        assert!(parse("${{ stages.a.outputs.b").unwrap_err().contains("not closed"));
+        assert!(
+            parse("${{ env.HOME }}")
+                .unwrap_err()
+                .contains("not an expression")
+        );
+        assert!(
+            parse("${{ stages.a.outputs.b")
+                .unwrap_err()
+                .contains("not closed")
+        );
     }
 
     #[test]

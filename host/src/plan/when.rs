@@ -25,10 +25,7 @@ impl When {
             match &facts.branch {
                 Some(b) if self.branch.iter().any(|p| glob_match(p, b)) => {}
                 Some(b) => {
-                    return Err(format!(
-                        "branch `{b}` does not match {}",
-                        list(&self.branch)
-                    ));
+                    return Err(format!("branch `{b}` does not match {}", list(&self.branch)));
                 }
                 None => {
                     return Err(format!(
@@ -42,10 +39,7 @@ impl When {
             match &facts.environment {
                 Some(e) if self.environment.iter().any(|x| x == e) => {}
                 Some(e) => {
-                    return Err(format!(
-                        "environment `{e}` is not {}",
-                        list(&self.environment)
-                    ));
+                    return Err(format!("environment `{e}` is not {}", list(&self.environment)));
                 }
                 None => {
                     return Err(format!(

@@ -19,7 +19,10 @@ pub const KINDS: [(PluginKind, &str); 5] = [
 
 /// The kind's name as people write it.
 pub fn kind_name(kind: PluginKind) -> &'static str {
-    KINDS.iter().find(|(k, _)| *k == kind).map_or("unknown", |(_, n)| n)
+    KINDS
+        .iter()
+        .find(|(k, _)| *k == kind)
+        .map_or("unknown", |(_, n)| n)
 }
 
 /// What the exports say.
@@ -92,6 +95,9 @@ mod tests {
             ExportedKind::Version("weir:plugin@0.2.0".into())
         );
         assert_eq!(exported_kind(["wasi:cli/run@0.2.6"]), ExportedKind::None);
-        assert_eq!(exported_kind(["weir:plugin/stage@0.1.0"]), ExportedKind::NoDescribe);
+        assert_eq!(
+            exported_kind(["weir:plugin/stage@0.1.0"]),
+            ExportedKind::NoDescribe
+        );
     }
 }

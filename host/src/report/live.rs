@@ -18,7 +18,13 @@ pub async fn report(setup: ReportSetup, mut rx: UnboundedReceiver<EventRecord>) 
     let live = setup.mode == Mode::Live;
     let style = Style::new(live || std::io::stdout().is_terminal());
     let mut view = RunView::new(&setup.stages, setup.verbose);
-    let name_width = setup.stages.iter().map(|s| s.chars().count()).max().unwrap_or(4).max(4);
+    let name_width = setup
+        .stages
+        .iter()
+        .map(|s| s.chars().count())
+        .max()
+        .unwrap_or(4)
+        .max(4);
     let mut drawn = 0usize;
     let mut frame = 0usize;
     let mut tick = tokio::time::interval(Duration::from_millis(100));
@@ -62,10 +68,21 @@ pub async fn report(setup: ReportSetup, mut rx: UnboundedReceiver<EventRecord>) 
 fn plain_line(style: &Style, width: usize, verbose: bool, event: &Event) {
     let pad = |s: &str| format!("{s:<width$}");
     let line = match event {
-        Event::StageStarted { stage, attempt, plugin } => {
-            Some(format!("{} {} started ({plugin}, attempt {attempt})", style.busy("▶"), pad(stage)))
-        }
-        Event::StageLog { stage, level, message, fields } if verbose || *level >= Level::Info => {
+        Event::StageStarted {
+            stage,
+            attempt,
+            plugin,
+        } => Some(format!(
+            "{} {} started ({plugin}, attempt {attempt})",
+            style.busy("▶"),
+            pad(stage)
+        )),
+        Event::StageLog {
+            stage,
+            level,
+            message,
+            fields,
+        } if verbose || *level >= Level::Info => {
             let fields: String = fields.iter().map(|(k, v)| format!(" {k}={v}")).collect();
             let text = format!("{message}{}", style.dim(&fields));
             let text = match level {
@@ -75,12 +92,18 @@ fn plain_line(style: &Style, width: usize, verbose: bool, event: &Event) {
             };
             Some(format!("  {} {} {text}", style.dim(&pad(stage)), style.dim("│")))
         }
-        Event::StageRetrying { stage, attempt, error } => Some(format!(
+        Event::StageRetrying {
+            stage,
+            attempt,
+            error,
+        } => Some(format!(
             "{} {} attempt {attempt} failed: {error}; retrying in a fresh sandbox",
             style.warn("↻"),
             pad(stage)
         )),
-        Event::StageSkipped { stage, reason } => Some(format!("{} {} skipped: {reason}", style.warn("↷"), pad(stage))),
+        Event::StageSkipped { stage, reason } => {
+            Some(format!("{} {} skipped: {reason}", style.warn("↷"), pad(stage)))
+        }
         Event::StageFinished {
             stage,
             status,
@@ -105,7 +128,12 @@ fn plain_line(style: &Style, width: usize, verbose: bool, event: &Event) {
                 style::duration(*duration_ms),
                 error.clone().unwrap_or_default()
             ),
-            other => format!("{} {} {}", style::symbol(*other), pad(stage), error.clone().unwrap_or_default()),
+            other => format!(
+                "{} {} {}",
+                style::symbol(*other),
+                pad(stage),
+                error.clone().unwrap_or_default()
+            ),
         }),
         _ => None,
     };
@@ -118,7 +146,9 @@ fn plain_line(style: &Style, width: usize, verbose: bool, event: &Event) {
 
 /// Redraw the stage block in place; returns how many lines it drew.
 fn redraw(view: &RunView, style: &Style, width: usize, previous: usize, frame: usize) -> usize {
-    let columns = terminal_size::terminal_size().map_or(100, |(w, _)| w.0 as usize).max(40);
+    let columns = terminal_size::terminal_size()
+        .map_or(100, |(w, _)| w.0 as usize)
+        .max(40);
     let mut out = String::new();
     if previous > 0 {
         out.push_str(&format!("\x1b[{previous}A"));
@@ -142,11 +172,18 @@ fn redraw(view: &RunView, style: &Style, width: usize, previous: usize, frame: u
                 let sym = style::symbol(*status);
                 let (sym, word) = match status {
                     StageStatus::Succeeded => (style.ok(sym), style.ok("done")),
-                    StageStatus::Failed => (style.bad(sym), style.bad(failure.map(style::failure_name).unwrap_or("failed"))),
+                    StageStatus::Failed => (
+                        style.bad(sym),
+                        style.bad(failure.map(style::failure_name).unwrap_or("failed")),
+                    ),
                     StageStatus::Skipped => (style.warn(sym), style.warn("skipped")),
                     StageStatus::Cancelled => (style.warn(sym), style.warn("cancelled")),
                 };
-                let time = if *status == StageStatus::Skipped { String::new() } else { style::duration(*duration_ms) };
+                let time = if *status == StageStatus::Skipped {
+                    String::new()
+                } else {
+                    style::duration(*duration_ms)
+                };
                 (sym, word, time, note.clone().unwrap_or_default())
             }
         };

@@ -94,7 +94,9 @@ impl RunView {
         self.run = run.to_string();
         let verbose = self.verbose;
         match event {
-            Event::RunStarted { pipeline, workspace, .. } => {
+            Event::RunStarted {
+                pipeline, workspace, ..
+            } => {
                 self.pipeline = pipeline.clone();
                 self.workspace = Some(workspace.clone());
             }
@@ -106,7 +108,12 @@ impl RunView {
                     };
                 }
             }
-            Event::StageLog { stage, level, message, .. } => {
+            Event::StageLog {
+                stage,
+                level,
+                message,
+                ..
+            } => {
                 if let Some(s) = self.stage_mut(stage)
                     && (verbose || *level >= Level::Info)
                 {
@@ -117,7 +124,12 @@ impl RunView {
                     s.tail.push_back(message.clone());
                 }
             }
-            Event::StageProgress { stage, done, total, message } => {
+            Event::StageProgress {
+                stage,
+                done,
+                total,
+                message,
+            } => {
                 if let Some(s) = self.stage_mut(stage) {
                     s.last_line = Some(match total {
                         Some(t) => format!("[{done}/{t}] {message}"),

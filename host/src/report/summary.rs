@@ -47,7 +47,11 @@ pub fn print(view: &RunView, style: &Style, width: usize, status: RunStatus, dur
                 } else {
                     style::duration(*duration_ms)
                 };
-                let retries = if *attempts > 1 { format!(" ({attempts} attempts)") } else { String::new() };
+                let retries = if *attempts > 1 {
+                    format!(" ({attempts} attempts)")
+                } else {
+                    String::new()
+                };
                 format!(
                     "  {sym} {:<width$}  {word:<12} {time:>7}  {}{retries}",
                     s.name,
@@ -62,12 +66,26 @@ pub fn print(view: &RunView, style: &Style, width: usize, status: RunStatus, dur
     let failed: Vec<_> = view
         .stages
         .iter()
-        .filter(|s| matches!(s.state, ViewState::Done { status: StageStatus::Failed, .. }))
+        .filter(|s| {
+            matches!(
+                s.state,
+                ViewState::Done {
+                    status: StageStatus::Failed,
+                    ..
+                }
+            )
+        })
         .collect();
     if !failed.is_empty() {
         out.push_str(&format!("\n{}\n", style.bold("What failed")));
         for s in failed {
-            if let ViewState::Done { note, details, failure, .. } = &s.state {
+            if let ViewState::Done {
+                note,
+                details,
+                failure,
+                ..
+            } = &s.state
+            {
                 out.push_str(&format!(
                     "  {} {} {}: {}\n",
                     style.bad("✗"),

@@ -41,7 +41,9 @@ impl Stage for Checksum {
     fn run(ctx: Context) -> Result<StageOutput, Failure> {
         let config: Config = ctx.config()?;
         if config.paths.is_empty() {
-            return Err(Failure::new("`paths` is empty: list the files to hash, e.g. paths = [\"dist/**\"]"));
+            return Err(Failure::new(
+                "`paths` is empty: list the files to hash, e.g. paths = [\"dist/**\"]",
+            ));
         }
         let mut files = weir_sdk::glob::find_files(&config.paths)
             .map_err(|e| Failure::new(format!("cannot list the workspace: {e}")))?;
@@ -49,12 +51,16 @@ impl Stage for Checksum {
             files.retain(|f| f != out.trim_start_matches("./"));
         }
         if files.is_empty() {
-            return Err(Failure::new(format!("no file in the workspace matches {:?}", config.paths)));
+            return Err(Failure::new(format!(
+                "no file in the workspace matches {:?}",
+                config.paths
+            )));
         }
         let mut listing = String::new();
         let total = files.len() as u64;
         for (i, file) in files.iter().enumerate() {
-            let bytes = std::fs::read(file).map_err(|e| Failure::new(format!("cannot read `{file}`: {e}")))?;
+            let bytes =
+                std::fs::read(file).map_err(|e| Failure::new(format!("cannot read `{file}`: {e}")))?;
             let digest = hex::encode(Sha256::digest(&bytes));
             listing.push_str(&format!("{digest}  {file}\n"));
             weir_sdk::log::progress(i as u64 + 1, Some(total), file);
@@ -65,12 +71,18 @@ impl Stage for Checksum {
             .output("files", files.len().to_string())
             .summary(format!("{} file(s), sha256 {}", files.len(), &digest[..12]));
         if let Some(path) = &config.write {
-            if let Some(parent) = std::path::Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
+            if let Some(parent) = std::path::Path::new(path)
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+            {
                 std::fs::create_dir_all(parent)
                     .map_err(|e| Failure::new(format!("cannot create `{}`: {e}", parent.display())))?;
             }
-            std::fs::write(path, &listing).map_err(|e| Failure::new(format!("cannot write `{path}`: {e}")))?;
-            out = out.output("sums", path.clone()).artifact("SHA256SUMS", path.clone());
+            std::fs::write(path, &listing)
+                .map_err(|e| Failure::new(format!("cannot write `{path}`: {e}")))?;
+            out = out
+                .output("sums", path.clone())
+                .artifact("SHA256SUMS", path.clone());
         }
         weir_sdk::log::info(&format!("hashed {} file(s)", files.len()));
         Ok(out)

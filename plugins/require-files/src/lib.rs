@@ -40,21 +40,34 @@ impl Analyzer for RequireFiles {
     fn analyze(ctx: Context) -> Result<Analysis, Failure> {
         let config: Config = ctx.config()?;
         if config.paths.is_empty() && config.forbid.is_empty() {
-            return Err(Failure::new("nothing to check: set `paths` (required files) or `forbid` (forbidden files)"));
+            return Err(Failure::new(
+                "nothing to check: set `paths` (required files) or `forbid` (forbidden files)",
+            ));
         }
         let list = |patterns: &[String]| {
-            weir_sdk::glob::find_files(patterns).map_err(|e| Failure::new(format!("cannot list the workspace: {e}")))
+            weir_sdk::glob::find_files(patterns)
+                .map_err(|e| Failure::new(format!("cannot list the workspace: {e}")))
         };
         let mut findings = Vec::new();
         for pattern in &config.paths {
             let matched = list(std::slice::from_ref(pattern))?;
             if matched.is_empty() {
-                findings.push(finding("missing-file", Severity::High, format!("no file matches `{pattern}`"), None));
+                findings.push(finding(
+                    "missing-file",
+                    Severity::High,
+                    format!("no file matches `{pattern}`"),
+                    None,
+                ));
             } else if config.non_empty {
                 for file in matched {
                     let len = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
                     if len == 0 {
-                        findings.push(finding("empty-file", Severity::High, format!("`{file}` is empty"), Some(file)));
+                        findings.push(finding(
+                            "empty-file",
+                            Severity::High,
+                            format!("`{file}` is empty"),
+                            Some(file),
+                        ));
                     }
                 }
             }

@@ -93,7 +93,12 @@ impl Stage for ReleaseNotes {
             .output("bytes", (notes.len() + json.len()).to_string())
             .artifact("release-notes", notes_path)
             .artifact("release-json", json_path)
-            .summary(format!("{} {}: {} change(s)", config.project, config.version, config.changes.len())))
+            .summary(format!(
+                "{} {}: {} change(s)",
+                config.project,
+                config.version,
+                config.changes.len()
+            )))
     }
 }
 
@@ -104,7 +109,10 @@ fn write(path: &str, bytes: &[u8]) -> Result<(), Failure> {
 fn is_semver(v: &str) -> bool {
     let core = v.split(['-', '+']).next().unwrap_or("");
     let parts: Vec<&str> = core.split('.').collect();
-    parts.len() == 3 && parts.iter().all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
+    parts.len() == 3
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
 }
 
 weir_sdk::export_stage!(ReleaseNotes);

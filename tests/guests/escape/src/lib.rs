@@ -53,7 +53,10 @@ impl Stage for Escape {
         if escaped.is_empty() {
             Ok(out)
         } else {
-            Err(Failure::new(format!("escaped the workspace: {}", escaped.join("; "))))
+            Err(Failure::new(format!(
+                "escaped the workspace: {}",
+                escaped.join("; ")
+            )))
         }
     }
 }

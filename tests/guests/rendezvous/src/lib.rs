@@ -27,7 +27,9 @@ impl Stage for Rendezvous {
         let theirs = format!("{}.ready", config.wait_for);
         while std::fs::metadata(&theirs).is_err() {
             if start.elapsed().as_millis() as u64 > config.within_ms {
-                return Err(Failure::new(format!("`{theirs}` never appeared: the stages did not run at the same time")));
+                return Err(Failure::new(format!(
+                    "`{theirs}` never appeared: the stages did not run at the same time"
+                )));
             }
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
