@@ -162,7 +162,7 @@ async fn attempt(
     let state = store.data();
     let timeout_message = || {
         format!(
-            "timed out: stage `{}` ran longer than its timeout of {} and was stopped",
+            "stage `{}` ran longer than its timeout of {} and was stopped",
             request.stage_name,
             crate::config::duration::format_duration(request.timeout)
         )

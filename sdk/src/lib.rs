@@ -100,18 +100,131 @@ pub trait Stage: Plugin {
 }
 
 /// Judges code or metrics. Export with [`export_analyzer!`].
+///
+/// ```no_run
+/// use weir_sdk::{Analysis, Analyzer, Context, Failure, Finding, Manifest, Plugin, Severity};
+///
+/// /// Flags `TODO` markers in `src/main.rs`.
+/// struct Todos;
+///
+/// impl Plugin for Todos {
+///     fn manifest() -> Manifest {
+///         weir_sdk::package_manifest!(Analyzer)
+///     }
+/// }
+///
+/// impl Analyzer for Todos {
+///     fn analyze(_ctx: Context) -> Result<Analysis, Failure> {
+///         let text = std::fs::read_to_string("src/main.rs")
+///             .map_err(|e| Failure::new(format!("cannot read src/main.rs: {e}")))?;
+///         let findings = text
+///             .lines()
+///             .enumerate()
+///             .filter(|(_, l)| l.contains("TODO"))
+///             .map(|(i, _)| Finding {
+///                 rule: "todo".into(),
+///                 severity: Severity::Low,
+///                 message: "a TODO is left in the code".into(),
+///                 path: Some("src/main.rs".into()),
+///                 line: Some(i as u32 + 1),
+///                 column: None,
+///             })
+///             .collect();
+///         // Low findings warn; a High one would fail the stage.
+///         Ok(Analysis::from_findings(findings, Severity::High))
+///     }
+/// }
+///
+/// weir_sdk::export_analyzer!(Todos);
+/// # fn main() {}
+/// ```
 pub trait Analyzer: Plugin {
     /// Return findings and a verdict; a failure means no analysis was done.
     fn analyze(ctx: Context) -> Result<Analysis, Failure>;
 }
 
 /// Runs tests. Export with [`export_test_runner!`].
+///
+/// ```no_run
+/// use weir_sdk::{Context, Failure, Manifest, Plugin, TestCase, TestReport, TestRunner, TestStatus};
+///
+/// /// Each file in `golden/` must equal its twin in `out/`.
+/// struct Golden;
+///
+/// impl Plugin for Golden {
+///     fn manifest() -> Manifest {
+///         weir_sdk::package_manifest!(TestRunner)
+///     }
+/// }
+///
+/// impl TestRunner for Golden {
+///     fn run_tests(_ctx: Context) -> Result<TestReport, Failure> {
+///         let files = weir_sdk::glob::find_files(&["golden/*".to_string()])
+///             .map_err(|e| Failure::new(format!("cannot list golden/: {e}")))?;
+///         let cases = files
+///             .iter()
+///             .map(|golden| {
+///                 let out = golden.replacen("golden/", "out/", 1);
+///                 let same = std::fs::read(golden).ok() == std::fs::read(&out).ok();
+///                 TestCase {
+///                     suite: "golden".into(),
+///                     name: out.clone(),
+///                     status: if same { TestStatus::Passed } else { TestStatus::Failed },
+///                     duration_ms: 0,
+///                     message: (!same).then(|| format!("{out} differs from {golden}")),
+///                     file: Some(golden.clone()),
+///                 }
+///             })
+///             .collect();
+///         Ok(TestReport::from_cases(cases))
+///     }
+/// }
+///
+/// weir_sdk::export_test_runner!(Golden);
+/// # fn main() {}
+/// ```
 pub trait TestRunner: Plugin {
     /// Return every test case; a failure means the suite could not run.
     fn run_tests(ctx: Context) -> Result<TestReport, Failure>;
 }
 
 /// Decides rollout steps. Export with [`export_strategy!`].
+///
+/// ```no_run
+/// use weir_sdk::{Action, Context, Failure, Manifest, Plugin, RolloutState, Strategy, Verdict};
+///
+/// /// 10% → 50% → 100%, checking the canary after each step.
+/// struct Canary;
+///
+/// impl Plugin for Canary {
+///     fn manifest() -> Manifest {
+///         weir_sdk::package_manifest!(Strategy)
+///     }
+/// }
+///
+/// impl Strategy for Canary {
+///     fn next(_ctx: Context, state: RolloutState) -> Result<Action, Failure> {
+///         if !state.candidate_deployed {
+///             return Ok(Action::DeployCandidate);
+///         }
+///         if let Some(a) = &state.last_analysis {
+///             if matches!(a.verdict, Verdict::Fail | Verdict::Inconclusive) {
+///                 return Ok(Action::Rollback("the canary check failed".into()));
+///             }
+///         }
+///         Ok(match state.candidate_weight {
+///             0 => Action::SetWeight(10),
+///             10 if state.last_analysis.is_none() => Action::Analyze,
+///             10 => Action::SetWeight(50),
+///             50 => Action::SetWeight(100),
+///             _ => Action::Promote,
+///         })
+///     }
+/// }
+///
+/// weir_sdk::export_strategy!(Canary);
+/// # fn main() {}
+/// ```
 pub trait Strategy: Plugin {
     /// The next action for `state`.
     fn next(ctx: Context, state: RolloutState) -> Result<Action, Failure>;
@@ -119,6 +232,73 @@ pub trait Strategy: Plugin {
 
 /// Drives a deployment target. Export with [`export_deployer!`]. Every
 /// method must be safe to call again after a failure.
+///
+/// ```no_run
+/// use weir_sdk::runtime::{self, InstanceSpec};
+/// use weir_sdk::{Capability, Context, Deployer, DeploymentStatus, Failure, Manifest, Plugin, Release};
+///
+/// /// Runs releases on weir's local target through the `runtime` import.
+/// struct Local;
+///
+/// fn host(e: weir_sdk::HostError) -> Failure {
+///     Failure::new(format!("{e:?}"))
+/// }
+///
+/// fn status(service: &str) -> Result<DeploymentStatus, Failure> {
+///     let instances = runtime::instances(service).map_err(host)?;
+///     let mut ready: Vec<(String, u32)> = Vec::new();
+///     for i in instances.iter().filter(|i| i.ready) {
+///         match ready.iter_mut().find(|(v, _)| *v == i.version) {
+///             Some((_, n)) => *n += 1,
+///             None => ready.push((i.version.clone(), 1)),
+///         }
+///     }
+///     Ok(DeploymentStatus { service: service.into(), weights: Vec::new(), ready })
+/// }
+///
+/// impl Plugin for Local {
+///     fn manifest() -> Manifest {
+///         weir_sdk::package_manifest!(Deployer, [Capability::Runtime])
+///     }
+/// }
+///
+/// impl Deployer for Local {
+///     fn deploy(_ctx: Context, r: Release) -> Result<DeploymentStatus, Failure> {
+///         for _ in 0..r.replicas {
+///             let spec = InstanceSpec {
+///                 service: r.service.clone(),
+///                 version: r.version.clone(),
+///                 artifact: r.artifact.clone(),
+///                 args: Vec::new(),
+///                 env: r.env.clone(),
+///                 readiness_path: "/healthz".into(),
+///             };
+///             runtime::start(&spec).map_err(host)?;
+///         }
+///         status(&r.service)
+///     }
+///     fn set_traffic(_ctx: Context, service: String, weights: Vec<(String, u32)>) -> Result<DeploymentStatus, Failure> {
+///         runtime::set_weights(&service, &weights).map_err(host)?;
+///         status(&service)
+///     }
+///     fn promote(_ctx: Context, service: String, version: String) -> Result<DeploymentStatus, Failure> {
+///         runtime::set_weights(&service, &[(version, 100)]).map_err(host)?;
+///         status(&service)
+///     }
+///     fn rollback(_ctx: Context, service: String, version: String) -> Result<DeploymentStatus, Failure> {
+///         for i in runtime::instances(&service).map_err(host)?.into_iter().filter(|i| i.version == version) {
+///             runtime::stop(&i.id).map_err(host)?;
+///         }
+///         status(&service)
+///     }
+///     fn status(_ctx: Context, service: String) -> Result<DeploymentStatus, Failure> {
+///         status(&service)
+///     }
+/// }
+///
+/// weir_sdk::export_deployer!(Local);
+/// # fn main() {}
+/// ```
 pub trait Deployer: Plugin {
     /// Start `release`'s instances without traffic.
     fn deploy(ctx: Context, release: Release) -> Result<DeploymentStatus, Failure>;

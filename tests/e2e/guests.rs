@@ -79,7 +79,7 @@ pub fn spin() {
     assert_eq!(done["failure"], "timeout");
     assert_eq!(
         done["error"],
-        "timed out: stage `s` ran longer than its timeout of 1s and was stopped"
+        "stage `s` ran longer than its timeout of 1s and was stopped"
     );
 }
 
@@ -211,4 +211,27 @@ pub fn cases() {
     let run = p.run_json(&[]);
     assert_eq!(run.code, 0, "{run:?}");
     assert_eq!(run.finished("s")["outputs"]["passed"], "2");
+}
+
+#[test]
+pub fn recurse() {
+    // Stack exhaustion is a trap reported for the stage, never an abort of
+    // the host process: weir keeps going and reports the run.
+    let p = one_stage("recurse", g::RECURSE, "");
+    p.write(
+        "pipeline.toml",
+        format!(
+            "{}\n[stages.after]\nuses = \"noop\"\n",
+            std::fs::read_to_string(p.path().join("pipeline.toml")).unwrap()
+        ),
+    );
+    let run = p.run_json(&[]);
+    assert_eq!(run.code, 1, "{run:?}");
+    let done = run.finished("s");
+    assert_eq!(done["failure"], "trap");
+    assert_eq!(
+        done["error"],
+        "plugin `recurse` crashed: call stack exhausted (its log shows any panic message)"
+    );
+    assert_eq!(run.finished("after")["status"], "succeeded");
 }

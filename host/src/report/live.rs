@@ -39,7 +39,7 @@ pub async fn report(setup: ReportSetup, mut rx: UnboundedReceiver<EventRecord>) 
                         "{} {} {}",
                         style.bold("weir"),
                         style.dim(&format!("run {}", record.run)),
-                        format_args!("pipeline `{pipeline}`, {} stage(s), workspace {workspace}", stages.len())
+                        format_args!("pipeline `{pipeline}`, {} stage(s), workspace {}", stages.len(), super::style::short_path(workspace))
                     );
                 }
                 if !live {

@@ -97,3 +97,17 @@ pub fn fit(s: &str, width: usize) -> String {
         out
     }
 }
+
+/// `path` relative to the working directory when it is inside it.
+pub fn short_path(path: &str) -> String {
+    std::env::current_dir()
+        .ok()
+        .and_then(|cwd| {
+            std::path::Path::new(path)
+                .strip_prefix(cwd)
+                .ok()
+                .map(|p| p.display().to_string())
+        })
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| path.to_string())
+}

@@ -48,14 +48,16 @@ pub fn print(view: &RunView, style: &Style, width: usize, status: RunStatus, dur
                     style::duration(*duration_ms)
                 };
                 let retries = if *attempts > 1 {
-                    format!(" ({attempts} attempts)")
+                    format!("{attempts} attempts; ")
                 } else {
                     String::new()
                 };
+                let note = format!("{retries}{}", note.as_deref().unwrap_or(""));
+                let note = note.trim_end_matches("; ");
                 format!(
-                    "  {sym} {:<width$}  {word:<12} {time:>7}  {}{retries}",
+                    "  {sym} {:<width$}  {word:<12} {time:>7}  {}",
                     s.name,
-                    style.dim(&style::fit(note.as_deref().unwrap_or(""), 80))
+                    style.dim(&style::fit(note, 80))
                 )
             }
             _ => format!("  {} {:<width$}  not run", style.dim("·"), s.name),
@@ -108,7 +110,11 @@ pub fn print(view: &RunView, style: &Style, width: usize, status: RunStatus, dur
         }
     }
     if let Some(ws) = &view.workspace {
-        out.push_str(&format!("\n{} {ws}\n", style.dim("workspace")));
+        out.push_str(&format!(
+            "\n{} {}\n",
+            style.dim("workspace"),
+            style::short_path(ws)
+        ));
     }
     print!("{out}");
 }
