@@ -96,13 +96,19 @@ impl WeirEngine {
             .max_memories_per_component(4)
             .max_tables_per_component(16)
             .max_memory_size(MAX_MEMORY_PER_SLOT)
+            // At least the per-stage table limit, so the limiter (which
+            // names the limit) is what stops table growth, not the pool.
+            .table_elements(StageLimits::default().table_elements)
             // Keep a few pages resident so reused slots start warm.
             .linear_memory_keep_resident(64 << 10)
             .max_unused_warm_slots(64);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
 
         let engine = Engine::new(&config)?;
-        let ticker = Ticker::start(engine.clone());
+        // Without the ticker no deadline ever fires and a looping guest
+        // would pin a worker thread forever: refuse to run instead.
+        let ticker = Ticker::start(engine.clone())
+            .map_err(|e| wasmtime::Error::msg(format!("cannot start the epoch ticker thread: {e}")))?;
         Ok(Self {
             engine,
             fuel: settings.fuel,
@@ -127,10 +133,10 @@ struct Ticker {
 }
 
 impl Ticker {
-    fn start(engine: Engine) -> Self {
+    fn start(engine: Engine) -> std::io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
-        let spawned = std::thread::Builder::new()
+        std::thread::Builder::new()
             .name("weir-epoch".into())
             .spawn(move || {
                 while !flag.load(Ordering::Relaxed) {
@@ -141,12 +147,8 @@ impl Ticker {
                     std::thread::sleep(EPOCH_TICK);
                     engine.increment_epoch();
                 }
-            });
-        if let Err(err) = spawned {
-            // Without a ticker, deadlines never fire: say so loudly.
-            tracing::error!("could not start the epoch ticker thread: {err}");
-        }
-        Self { stop }
+            })?;
+        Ok(Self { stop })
     }
 }
 

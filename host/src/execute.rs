@@ -178,6 +178,13 @@ async fn attempt(
                     None,
                 );
             }
+            if let Some(hit) = wasmtime_limit(&trap, &info.limits) {
+                return AttemptResult::failed(
+                    FailureKind::Limit,
+                    format!("{hit}; stage `{}` was stopped", request.stage_name),
+                    None,
+                );
+            }
             let code = trap
                 .downcast_ref::<wasmtime::Trap>()
                 .map(|t| t.to_string().trim_start_matches("wasm trap: ").to_string())
@@ -192,13 +199,24 @@ async fn attempt(
             )
         }
         Ok(Ok(Reply::Failure(f))) => AttemptResult::failed(FailureKind::Plugin, f.message, f.details),
-        Ok(Ok(Reply::Stage(out))) => AttemptResult {
-            failure: None,
-            outputs: out.outputs,
-            artifacts: out.artifacts.into_iter().map(|a| (a.name, a.path)).collect(),
-            summary: out.summary,
-            ..AttemptResult::default()
-        },
+        Ok(Ok(Reply::Stage(out))) => {
+            for artifact in &out.artifacts {
+                if let Err(why) = check_artifact(&info.workspace, &artifact.path) {
+                    return AttemptResult::failed(
+                        FailureKind::Plugin,
+                        format!("artifact `{}` at `{}` {why}", artifact.name, artifact.path),
+                        None,
+                    );
+                }
+            }
+            AttemptResult {
+                failure: None,
+                outputs: out.outputs,
+                artifacts: out.artifacts.into_iter().map(|a| (a.name, a.path)).collect(),
+                summary: out.summary,
+                ..AttemptResult::default()
+            }
+        }
         Ok(Ok(Reply::Analysis(a))) => analysis_result(a),
         Ok(Ok(Reply::Tests(t))) => test_result(t),
         Ok(Ok(Reply::NotAStage(kind))) => AttemptResult::failed(
@@ -354,6 +372,49 @@ fn severity_name(s: types::Severity) -> &'static str {
         types::Severity::Medium => "medium",
         types::Severity::High => "high",
         types::Severity::Critical => "critical",
+    }
+}
+
+/// An artifact must be a file inside the workspace, named by a relative
+/// path without `..`, that does not resolve (through symlinks) outside it:
+/// later steps read artifacts with the host's full access.
+fn check_artifact(workspace: &std::path::Path, path: &str) -> Result<(), String> {
+    use std::path::Component;
+    let rel = std::path::Path::new(path);
+    if rel.is_absolute()
+        || rel
+            .components()
+            .any(|c| matches!(c, Component::ParentDir | Component::Prefix(_)))
+    {
+        return Err("must be a relative path inside the workspace, without `..`".into());
+    }
+    let full = workspace.join(rel);
+    let resolved = full.canonicalize().map_err(|e| format!("cannot be read: {e}"))?;
+    if !resolved.starts_with(workspace) {
+        return Err("resolves outside the workspace (a symlink out)".into());
+    }
+    if !resolved.is_file() {
+        return Err("is not a file".into());
+    }
+    Ok(())
+}
+
+/// A limit wasmtime itself enforces, named. wasmtime reports these with
+/// private error types, so they are recognised by their (stable) messages.
+fn wasmtime_limit(e: &wasmtime::Error, limits: &StageLimits) -> Option<String> {
+    let text = format!("{e:#}");
+    if text.contains("fuel allocated for hostcalls has been exhausted") {
+        Some(format!(
+            "hostcall data limit hit: the plugin passed more than {} to the host in one call (limit `hostcall-bytes`)",
+            crate::engine::limits::human_bytes(limits.hostcall_bytes)
+        ))
+    } else if text.contains("resource table has no free keys") {
+        Some(format!(
+            "resource limit hit: the plugin held more than {} open handles (limit `resource-handles`)",
+            limits.resource_handles
+        ))
+    } else {
+        None
     }
 }
 

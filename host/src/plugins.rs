@@ -172,8 +172,9 @@ pub struct PluginLoader {
 }
 
 impl PluginLoader {
-    /// A loader compiling with `engine` and caching in `cache_dir`.
-    pub fn new(engine: WeirEngine, cache_dir: PathBuf) -> wasmtime::Result<Self> {
+    /// A loader compiling with `engine` and caching in `cache_dir` (`None`:
+    /// no cache).
+    pub fn new(engine: WeirEngine, cache_dir: Option<PathBuf>) -> wasmtime::Result<Self> {
         let mut linker = Linker::new(engine.engine());
         crate::capabilities::add_to_linker(&mut linker)?;
         let cache = CompileCache::new(cache_dir, engine.engine());
@@ -183,6 +184,11 @@ impl PluginLoader {
             cache,
             loaded: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The compile cache.
+    pub fn cache(&self) -> &CompileCache {
+        &self.cache
     }
 
     /// The engine.

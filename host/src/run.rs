@@ -140,6 +140,7 @@ pub async fn run(
     let mut state = vec![State::Pending; n];
     let mut outputs: Vec<Vec<(String, String)>> = vec![Vec::new(); n];
     let mut running: JoinSet<StageEnd> = JoinSet::new();
+    let mut task_stage: std::collections::HashMap<tokio::task::Id, usize> = std::collections::HashMap::new();
     let mut any_failed = false;
     let mut cancelled = false;
     let jobs = options.jobs.max(1);
@@ -202,7 +203,7 @@ pub async fn run(
                 .iter()
                 .map(|&u| (plan.stages[u].name.clone(), outputs[u].clone()))
                 .collect();
-            running.spawn(run_stage(
+            let handle = running.spawn(run_stage(
                 plan.stages[i].clone(),
                 i,
                 inputs,
@@ -210,15 +211,16 @@ pub async fn run(
                 sink.clone(),
                 options.facts.environment.clone(),
             ));
+            task_stage.insert(handle.id(), i);
         }
 
         if running.is_empty() {
             break;
         }
         tokio::select! {
-            joined = running.join_next() => {
+            joined = running.join_next_with_id() => {
                 match joined {
-                    Some(Ok((i, status, outs))) => {
+                    Some(Ok((_, (i, status, outs)))) => {
                         if status == StageStatus::Failed {
                             any_failed = true;
                         }
@@ -226,12 +228,19 @@ pub async fn run(
                         outputs[i] = outs;
                     }
                     Some(Err(join_error)) => {
-                        // A panic in host code: keep going, but say which
-                        // stage it was if we can tell.
-                        tracing::error!("a stage task ended abnormally: {join_error}");
+                        // A panic in weir's own code while running a stage:
+                        // fail that stage (and only it), say so, go on.
                         any_failed = true;
-                        if let Some(i) = state.iter().position(|s| *s == State::Running) {
+                        if let Some(&i) = task_stage.get(&join_error.id()) {
                             state[i] = State::Done(StageStatus::Failed);
+                            let result = AttemptResult::failed(
+                                FailureKind::Host,
+                                format!("weir itself failed while running this stage: {join_error}"),
+                                None,
+                            );
+                            finish(&sink, &plan.stages[i].name, 0, started, &result);
+                        } else {
+                            tracing::error!("a stage task ended abnormally: {join_error}");
                         }
                     }
                     None => {}

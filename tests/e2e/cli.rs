@@ -119,3 +119,44 @@ fn a_second_run_loads_compiled_plugins_from_the_cache() {
     run(&p);
     assert_ne!(std::fs::read(&path).expect("entry"), b"corrupt");
 }
+
+#[test]
+fn a_cache_inside_the_workspace_is_refused() {
+    let p = Project::new();
+    p.pipeline("[pipeline]\nname = \"c\"\n[stages.a]\nuses = \"noop\"\n");
+    std::fs::create_dir_all(p.path().join("ws")).unwrap();
+    let out = p
+        .command(&["run", "--workspace", "ws"])
+        .env("WEIR_CACHE_DIR", p.path().join("ws/cache"))
+        .output()
+        .expect("weir");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("/ws/cache is inside the workspace"), "{stderr}");
+    assert!(
+        stderr.contains("a plugin could plant compiled code in it"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_cache_others_can_write_is_not_used() {
+    use std::os::unix::fs::PermissionsExt;
+    let p = Project::new();
+    let cache = p.path().join("open-cache");
+    std::fs::create_dir_all(&cache).unwrap();
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o777)).unwrap();
+    p.pipeline("[pipeline]\nname = \"c\"\n[stages.a]\nuses = \"noop\"\n");
+    let out = p
+        .command(&["run", "--json"])
+        .env("WEIR_CACHE_DIR", &cache)
+        .output()
+        .expect("weir");
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("lets others write to it"), "{stderr}");
+    assert!(
+        !cache.join("components").exists(),
+        "nothing was written to an open cache"
+    );
+}

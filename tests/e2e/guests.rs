@@ -33,6 +33,42 @@ pub fn record() {
     assert_eq!(trace, "s\n");
     let log = run.of("stage_log");
     assert_eq!(log[0]["message"], "hello from s");
+
+    // Artifacts must be files inside the workspace.
+    let p = one_stage(
+        "record",
+        g::RECORD,
+        "with = { artifacts = { own = \"trace.log\" } }",
+    );
+    let run = p.run_json(&[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(run.finished("s")["artifacts"]["own"], "trace.log");
+    for (path, why) in [
+        (
+            "../../etc/passwd",
+            "must be a relative path inside the workspace, without `..`",
+        ),
+        (
+            "/etc/passwd",
+            "must be a relative path inside the workspace, without `..`",
+        ),
+        (
+            "missing.txt",
+            "cannot be read: No such file or directory (os error 2)",
+        ),
+    ] {
+        let p = one_stage(
+            "record",
+            g::RECORD,
+            &format!("with = {{ artifacts = {{ bad = {path:?} }} }}"),
+        );
+        let run = p.run_json(&[]);
+        assert_eq!(run.code, 1, "{run:?}");
+        assert_eq!(
+            run.finished("s")["error"],
+            format!("artifact `bad` at `{path}` {why}")
+        );
+    }
 }
 
 #[test]
@@ -234,4 +270,37 @@ pub fn recurse() {
         "plugin `recurse` crashed: call stack exhausted (its log shows any panic message)"
     );
     assert_eq!(run.finished("after")["status"], "succeeded");
+}
+
+#[test]
+pub fn flood() {
+    // 20 MB of output against a 4 MiB log limit: the stage finishes, the
+    // excess is dropped, and the drop is reported once, by name.
+    let p = one_stage("flood", g::FLOOD, "with = { mode = \"lines\" }");
+    let run = p.run_json(&[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.finished("s")["outputs"]["survived"], "yes");
+    let logs = run.of("stage_log");
+    let warnings: Vec<_> = logs.iter().filter(|e| e["level"] == "warn").collect();
+    assert_eq!(warnings.len(), 1, "the limit is reported exactly once");
+    assert_eq!(
+        warnings[0]["message"],
+        "log limit hit: stage `s` logged more than 4 MiB (limit `log`); further lines are dropped"
+    );
+    let logged: usize = logs
+        .iter()
+        .map(|e| e["message"].as_str().map_or(0, str::len))
+        .sum();
+    assert!(logged <= 4 << 20, "{logged} bytes of log kept");
+
+    // One 32 MiB call against the 16 MiB hostcall limit.
+    let p = one_stage("flood", g::FLOOD, "with = { mode = \"big-call\" }");
+    let run = p.run_json(&[]);
+    assert_eq!(run.code, 1, "{run:?}");
+    let done = run.finished("s");
+    assert_eq!(done["failure"], "limit");
+    assert_eq!(
+        done["error"],
+        "hostcall data limit hit: the plugin passed more than 16 MiB to the host in one call (limit `hostcall-bytes`); stage `s` was stopped"
+    );
 }

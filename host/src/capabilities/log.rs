@@ -7,10 +7,15 @@
 use std::collections::BTreeMap;
 
 use crate::bindings::host::weir::plugin::log::{Host, Level as WitLevel};
-use crate::events::{Event, EventSink, Level};
+use crate::events::{Event, EventSink, Level, printable};
 
 /// Longest single line kept; longer lines are cut (and say so).
 pub const MAX_LINE_BYTES: usize = 16 << 10;
+
+/// What every log call or progress report costs on top of its text, so
+/// that empty lines are not free: a plugin looping on `write("")` runs out
+/// of budget like any other.
+pub const EVENT_COST: usize = 64;
 
 /// Per-Store state of the `log` import.
 #[derive(Debug)]
@@ -37,9 +42,10 @@ impl LogBudget {
         }
     }
 
-    /// Take `n` bytes. `Ok` to log; `Err(true)` the first time it runs out
-    /// (say so once), `Err(false)` after.
+    /// Take `n` bytes plus [`EVENT_COST`]. `Ok` to log; `Err(true)` the
+    /// first time it runs out (say so once), `Err(false)` after.
     fn take(&self, n: usize) -> Result<(), bool> {
+        let n = n.saturating_add(EVENT_COST);
         let mut guard = self.left.lock().unwrap_or_else(|e| e.into_inner());
         let (left, warned) = &mut *guard;
         if n <= *left {
@@ -65,8 +71,9 @@ impl LogCtx {
     }
 }
 
-/// Emit one line for `stage`, within `budget`. Used by the `log` import and
-/// by the stdout/stderr pipes.
+/// Emit `message` for `stage`, within `budget`: one event per line, with
+/// control characters escaped so a plugin cannot forge output or move the
+/// terminal's cursor. Used by the `log` import and the stdout/stderr pipes.
 pub fn emit_line(
     sink: &EventSink,
     budget: &LogBudget,
@@ -75,33 +82,47 @@ pub fn emit_line(
     message: &str,
     fields: BTreeMap<String, String>,
 ) {
-    let mut message = message.trim_end_matches(['\r', '\n']).to_string();
-    if message.len() > MAX_LINE_BYTES {
-        let mut cut = MAX_LINE_BYTES;
-        while !message.is_char_boundary(cut) {
-            cut -= 1;
+    let fields: BTreeMap<String, String> = fields
+        .into_iter()
+        .map(|(k, v)| (printable(&k).into_owned(), printable(&v).into_owned()))
+        .collect();
+    let field_cost: usize = fields.iter().map(|(k, v)| k.len() + v.len()).sum();
+    let mut lines = message.trim_end_matches(['\r', '\n']).split('\n').peekable();
+    while let Some(line) = lines.next() {
+        let mut line = printable(line.trim_end_matches('\r')).into_owned();
+        if line.len() > MAX_LINE_BYTES {
+            let mut cut = MAX_LINE_BYTES;
+            while !line.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            line.truncate(cut);
+            line.push_str(" … [line cut at 16 KiB]");
         }
-        message.truncate(cut);
-        message.push_str(" … [line cut at 16 KiB]");
-    }
-    let cost = message.len() + fields.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
-    match budget.take(cost) {
-        Ok(()) => sink.emit(Event::StageLog {
-            stage: stage.to_string(),
-            level,
-            message,
-            fields,
-        }),
-        Err(true) => sink.emit(Event::StageLog {
-            stage: stage.to_string(),
-            level: Level::Warn,
-            message: format!(
-                "log limit hit: stage `{stage}` logged more than {} (limit `log`); further lines are dropped",
-                crate::engine::limits::human_bytes(budget.limit)
-            ),
-            fields: BTreeMap::new(),
-        }),
-        Err(false) => {}
+        // Fields go with the last line of a multi-line message.
+        let last = lines.peek().is_none();
+        let cost = line.len() + if last { field_cost } else { 0 };
+        match budget.take(cost) {
+            Ok(()) if line.trim().is_empty() && !last => {}
+            Ok(()) => sink.emit(Event::StageLog {
+                stage: stage.to_string(),
+                level,
+                message: line,
+                fields: if last { fields.clone() } else { BTreeMap::new() },
+            }),
+            Err(true) => {
+                sink.emit(Event::StageLog {
+                    stage: stage.to_string(),
+                    level: Level::Warn,
+                    message: format!(
+                        "log limit hit: stage `{stage}` logged more than {} (limit `log`); further lines are dropped",
+                        crate::engine::limits::human_bytes(budget.limit)
+                    ),
+                    fields: BTreeMap::new(),
+                });
+                return;
+            }
+            Err(false) => return,
+        }
     }
 }
 
@@ -125,13 +146,60 @@ impl Host for LogCtx {
     }
 
     async fn progress(&mut self, done: u64, total: Option<u64>, message: String) {
-        if self.budget.take(message.len() + 16).is_ok() {
+        if self.budget.take(message.len()).is_ok() {
             self.sink.emit(Event::StageProgress {
                 stage: self.stage.clone(),
                 done,
                 total,
-                message,
+                message: printable(&message).into_owned(),
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn drain(rx: &mut tokio::sync::mpsc::UnboundedReceiver<crate::events::EventRecord>) -> Vec<Event> {
+        let mut out = Vec::new();
+        while let Ok(r) = rx.try_recv() {
+            out.push(r.event);
+        }
+        out
+    }
+
+    #[test]
+    fn empty_lines_are_not_free() {
+        let (sink, mut rx) = EventSink::channel("r");
+        let budget = LogBudget::new(EVENT_COST * 10);
+        for _ in 0..1000 {
+            emit_line(&sink, &budget, "s", Level::Info, "", BTreeMap::new());
+        }
+        let events = drain(&mut rx);
+        // Ten calls fit; the eleventh reports the limit; the rest vanish.
+        assert_eq!(events.len(), 11, "{events:?}");
+    }
+
+    #[test]
+    fn control_characters_are_escaped_and_lines_split() {
+        let (sink, mut rx) = EventSink::channel("r");
+        let budget = LogBudget::new(1 << 20);
+        emit_line(
+            &sink,
+            &budget,
+            "s",
+            Level::Info,
+            "one\x1b[2Atwo\nthree\r\n",
+            BTreeMap::new(),
+        );
+        let messages: Vec<String> = drain(&mut rx)
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::StageLog { message, .. } => Some(message),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(messages, ["one\\x1b[2Atwo", "three"]);
     }
 }

@@ -31,6 +31,15 @@ pub enum PrepareError {
     /// The engine could not be built.
     #[error("cannot start the WebAssembly engine: {0}")]
     Engine(String),
+    /// The compile cache is somewhere a plugin could write.
+    #[error("the compile cache {} is inside the workspace {}; a plugin could plant compiled code in it", cache.display(), workspace.display())]
+    #[diagnostic(help("point WEIR_CACHE_DIR outside the workspace, or use another --workspace"))]
+    CacheInWorkspace {
+        /// The cache directory.
+        cache: std::path::PathBuf,
+        /// The workspace.
+        workspace: std::path::PathBuf,
+    },
 }
 
 impl From<InvalidConfig> for PrepareError {
@@ -46,12 +55,21 @@ pub fn loader() -> Result<PluginLoader, PrepareError> {
     PluginLoader::new(engine, CompileCache::default_dir()).map_err(|e| PrepareError::Engine(format!("{e:#}")))
 }
 
-/// Load, plan and check `path`.
-pub async fn prepare(path: &Path) -> Result<Prepared, PrepareError> {
+/// Load, plan and check `path`, for a run whose workspace will be
+/// `workspace` (when already known).
+pub async fn prepare(path: &Path, workspace: Option<&Path>) -> Result<Prepared, PrepareError> {
     let loaded = config::load(path)?;
     let builtins = plugins::builtin::names();
     let plan = plan::build(loaded, &builtins)?;
     let loader = loader()?;
+    if let Some(ws) = workspace
+        && loader.cache().is_inside(ws)
+    {
+        return Err(PrepareError::CacheInWorkspace {
+            cache: loader.cache().dir().map(Path::to_path_buf).unwrap_or_default(),
+            workspace: ws.to_path_buf(),
+        });
+    }
 
     let mut by_ref: BTreeMap<&plan::PluginRef, Result<Arc<LoadedPlugin>, String>> = BTreeMap::new();
     for stage in &plan.stages {

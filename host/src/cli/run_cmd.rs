@@ -18,7 +18,7 @@ use crate::run::{self, RunOptions};
 pub const STATE_DIR: &str = ".weir";
 
 pub async fn run(args: RunArgs, verbose: bool) -> ExitCode {
-    let prepared = match prepare(&args.pipeline).await {
+    let prepared = match prepare(&args.pipeline, args.workspace.as_deref()).await {
         Ok(p) => p,
         Err(e) => {
             super::render(e);

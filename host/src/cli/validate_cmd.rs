@@ -8,7 +8,7 @@ use crate::config::duration::format_duration;
 use crate::plugins::kind_name;
 
 pub async fn validate(args: ValidateArgs) -> ExitCode {
-    let prepared = match prepare(&args.pipeline).await {
+    let prepared = match prepare(&args.pipeline, None).await {
         Ok(p) => p,
         Err(e) => {
             super::render(e);

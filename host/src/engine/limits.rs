@@ -17,6 +17,10 @@ pub struct StageLimits {
     pub table_elements: usize,
     /// Core and component instances a Store may create.
     pub instances: usize,
+    /// Tables a Store may create.
+    pub tables: usize,
+    /// Linear memories a Store may create.
+    pub memories: usize,
     /// Bytes a guest may pass to the host in one host call (strings, lists).
     pub hostcall_bytes: usize,
     /// Live resource handles in the Store's WASI table.
@@ -33,6 +37,8 @@ impl Default for StageLimits {
             memory_bytes: 256 << 20,
             table_elements: 100_000,
             instances: 64,
+            tables: 64,
+            memories: 16,
             hostcall_bytes: 16 << 20,
             resource_handles: 10_000,
             random_bytes: 1 << 20,
@@ -73,6 +79,10 @@ pub struct StageLimiter {
     limits: StageLimits,
     memory_in_use: usize,
     table_in_use: usize,
+    /// What the last approved growth added, taken back if wasmtime then
+    /// fails the growth (a declared maximum, the pool, the OS).
+    memory_granted: usize,
+    table_granted: usize,
     hit: Option<LimitHit>,
 }
 
@@ -83,6 +93,8 @@ impl StageLimiter {
             limits,
             memory_in_use: 0,
             table_in_use: 0,
+            memory_granted: 0,
+            table_granted: 0,
             hit: None,
         }
     }
@@ -112,8 +124,15 @@ impl ResourceLimiter for StageLimiter {
             // with a message that does not say which limit was hit.
             return Err(wasmtime::Error::msg(hit.to_string()));
         }
+        self.memory_granted = total - self.memory_in_use.min(total);
         self.memory_in_use = total;
         Ok(true)
+    }
+
+    fn memory_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.memory_in_use -= self.memory_granted.min(self.memory_in_use);
+        self.memory_granted = 0;
+        Ok(())
     }
 
     fn table_growing(
@@ -131,8 +150,15 @@ impl ResourceLimiter for StageLimiter {
             self.hit.get_or_insert(hit.clone());
             return Err(wasmtime::Error::msg(hit.to_string()));
         }
+        self.table_granted = total - self.table_in_use.min(total);
         self.table_in_use = total;
         Ok(true)
+    }
+
+    fn table_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.table_in_use -= self.table_granted.min(self.table_in_use);
+        self.table_granted = 0;
+        Ok(())
     }
 
     fn instances(&self) -> usize {
@@ -140,11 +166,11 @@ impl ResourceLimiter for StageLimiter {
     }
 
     fn tables(&self) -> usize {
-        self.limits.instances
+        self.limits.tables
     }
 
     fn memories(&self) -> usize {
-        self.limits.instances
+        self.limits.memories
     }
 }
 
@@ -196,6 +222,21 @@ mod tests {
         assert!(l.memory_growing(0, 50, None).is_ok());
         assert!(l.memory_growing(50, 100, None).is_ok());
         assert!(l.memory_growing(100, 101, None).is_err());
+    }
+
+    #[test]
+    fn a_failed_growth_is_not_counted() {
+        let mut l = StageLimiter::new(StageLimits {
+            memory_bytes: 100,
+            ..StageLimits::default()
+        });
+        assert!(l.memory_growing(0, 60, None).is_ok());
+        // Approved, then refused by wasmtime (say, the memory's maximum).
+        assert!(l.memory_growing(60, 90, None).is_ok());
+        l.memory_grow_failed(wasmtime::Error::msg("maximum")).unwrap();
+        // Only 60 is in use, so 40 more still fit.
+        assert!(l.memory_growing(60, 100, None).is_ok());
+        assert_eq!(l.hit(), None);
     }
 
     #[test]

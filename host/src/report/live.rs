@@ -9,7 +9,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use super::model::{RunView, ViewState};
 use super::style::{self, Style};
 use super::{Mode, ReportSetup};
-use crate::events::{Event, EventRecord, Level, RunStatus, StageStatus};
+use crate::events::{Event, EventRecord, Level, RunStatus, StageStatus, printable};
 
 const SPINNER: [&str; 10] = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"];
 
@@ -97,9 +97,10 @@ fn plain_line(style: &Style, width: usize, verbose: bool, event: &Event) {
             attempt,
             error,
         } => Some(format!(
-            "{} {} attempt {attempt} failed: {error}; retrying in a fresh sandbox",
+            "{} {} attempt {attempt} failed: {}; retrying in a fresh sandbox",
             style.warn("↻"),
-            pad(stage)
+            pad(stage),
+            printable(error)
         )),
         Event::StageSkipped { stage, reason } => {
             Some(format!("{} {} skipped: {reason}", style.warn("↷"), pad(stage)))
@@ -118,7 +119,10 @@ fn plain_line(style: &Style, width: usize, verbose: bool, event: &Event) {
                 style.ok("✓"),
                 pad(stage),
                 style::duration(*duration_ms),
-                summary.as_ref().map(|s| format!(" — {s}")).unwrap_or_default()
+                summary
+                    .as_ref()
+                    .map(|s| format!(" — {}", printable(s)))
+                    .unwrap_or_default()
             ),
             StageStatus::Failed => format!(
                 "{} {} {} after {}: {}",
@@ -126,7 +130,7 @@ fn plain_line(style: &Style, width: usize, verbose: bool, event: &Event) {
                 pad(stage),
                 failure.map(style::failure_name).unwrap_or("failed"),
                 style::duration(*duration_ms),
-                error.clone().unwrap_or_default()
+                printable(error.as_deref().unwrap_or_default())
             ),
             other => format!(
                 "{} {} {}",

@@ -87,6 +87,7 @@ pub fn duration(ms: u64) -> String {
 /// Cut `s` to `width` characters, with an ellipsis when cut.
 pub fn fit(s: &str, width: usize) -> String {
     let s = s.replace(['\n', '\r', '\t'], " ");
+    let s = crate::events::printable(&s).into_owned();
     if s.chars().count() <= width {
         s
     } else if width == 0 {

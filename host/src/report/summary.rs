@@ -93,11 +93,11 @@ pub fn print(view: &RunView, style: &Style, width: usize, status: RunStatus, dur
                     style.bad("✗"),
                     style.bold(&s.name),
                     failure.map(style::failure_name).unwrap_or("failed"),
-                    note.as_deref().unwrap_or("")
+                    style::fit(note.as_deref().unwrap_or(""), 400)
                 ));
                 if let Some(d) = details {
                     for line in d.lines().take(12) {
-                        out.push_str(&format!("      {}\n", style.dim(line)));
+                        out.push_str(&format!("      {}\n", style.dim(&style::fit(line, 160))));
                     }
                 }
                 if !s.tail.is_empty() {

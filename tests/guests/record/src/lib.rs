@@ -8,6 +8,8 @@ use weir_sdk::{Context, Failure, Manifest, Plugin, Stage, StageOutput};
 struct Config {
     outputs: std::collections::BTreeMap<String, String>,
     message: Option<String>,
+    /// Artifacts to return as they are (name to path), valid or not.
+    artifacts: std::collections::BTreeMap<String, String>,
 }
 
 struct Record;
@@ -34,6 +36,9 @@ impl Stage for Record {
             weir_sdk::log::info(m);
         }
         let mut out = StageOutput::new();
+        for (name, path) in config.artifacts {
+            out = out.artifact(name, path);
+        }
         for (k, v) in config.outputs {
             out = out.output(k, v);
         }
