@@ -8,6 +8,8 @@
 //! [`capabilities`] (host imports, each checking its grant) and [`execute`]
 //! (one attempt in a fresh Store). [`cli`] is the `weir` command.
 
+#![deny(missing_docs)]
+
 pub mod bindings;
 pub mod capabilities;
 pub mod cli;

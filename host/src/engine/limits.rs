@@ -51,9 +51,19 @@ impl Default for StageLimits {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LimitHit {
     /// Growing memory past `limits.memory_bytes`.
-    Memory { requested: usize, limit: usize },
+    Memory {
+        /// Bytes the Store's memories would have held in total.
+        requested: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// Growing tables past `limits.table_elements`.
-    Table { requested: usize, limit: usize },
+    Table {
+        /// Elements the Store's tables would have held in total.
+        requested: usize,
+        /// The limit.
+        limit: usize,
+    },
 }
 
 impl std::fmt::Display for LimitHit {
