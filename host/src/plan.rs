@@ -104,6 +104,8 @@ pub struct PlannedStage {
     pub uses_span: Range<usize>,
     /// The `with` table as JSON, references not yet substituted.
     pub with: serde_json::Value,
+    /// Where the `with` table is written, if it is.
+    pub with_span: Option<Range<usize>>,
     /// Direct dependencies (indices into [`Plan::stages`]).
     pub needs: Vec<usize>,
     /// Every stage this one depends on, directly or not; their outputs are
@@ -190,10 +192,27 @@ pub fn build(loaded: LoadedPipeline, builtins: &[&str]) -> Result<Plan, InvalidC
         let rel = spec.path.get_ref();
         let path = base_dir.join(rel);
         if !path.is_file() {
+            // cargo names the component after the crate with `-` turned
+            // into `_`: `my-check` builds `my_check.wasm`.
+            let twin = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .map(|n| path.with_file_name(n.replace('-', "_")))
+                .filter(|t| *t != path && t.is_file());
+            let help = match twin {
+                Some(t) => format!(
+                    "did you mean `{}`? cargo writes crate `my-check` as `my_check.wasm`",
+                    t.file_name().and_then(|n| n.to_str()).unwrap_or_default()
+                ),
+                None => "the path is relative to the pipeline file; build the plugin first (`cargo build --release --target wasm32-wasip2`)".into(),
+            };
             errors.push(
                 source
-                    .error(spec.path.span(), format!("plugin file `{}` does not exist", path.display()))
-                    .help("the path is relative to the pipeline file; build the plugin first (`cargo build --target wasm32-wasip2 --release`)"),
+                    .error(
+                        spec.path.span(),
+                        format!("plugin file `{}` does not exist", path.display()),
+                    )
+                    .help(help),
             );
         }
         let sha256 = match &spec.sha256 {
@@ -438,6 +457,7 @@ fn plan_stage(
         plugin,
         uses_span: spec.uses.span(),
         with,
+        with_span: spec.with.as_ref().map(|w| w.span()),
         needs,
         upstream: BTreeSet::new(),
         timeout,

@@ -8,6 +8,7 @@
 
 pub mod builtin;
 pub mod kind;
+pub mod schema;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

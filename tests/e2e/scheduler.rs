@@ -242,3 +242,27 @@ fn ctrl_c_cancels_the_run_cleanly() {
     );
     assert!(out.contains("Run `dag` cancelled in"), "{out}");
 }
+
+#[test]
+fn findings_are_listed_after_the_run() {
+    let p = Project::new();
+    p.write("ws/key.pem", "-----BEGIN PRIVATE KEY-----");
+    p.pipeline("[pipeline]\nname = \"f\"\n[stages.verify]\nuses = \"require-files\"\nwith = { paths = [\"dist/app\"], forbid = [\"**/*.pem\"] }\n");
+    let run = p.weir(&["run", "--workspace", "ws"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stdout.contains("verify (verdict fail, 2 finding(s))"),
+        "{run:?}"
+    );
+    assert!(
+        run.stdout
+            .contains("high     -  missing-file  no file matches `dist/app`"),
+        "{run:?}"
+    );
+    assert!(
+        run.stdout.contains(
+            "critical key.pem  forbidden-file  `key.pem` matches a forbidden pattern and must not ship"
+        ),
+        "{run:?}"
+    );
+}

@@ -168,7 +168,7 @@ fn unreadable_pipeline_path() {
 #[test]
 fn validate_prints_the_plan() {
     let p = Project::new();
-    p.pipeline(&format!("{HEAD}[stages.b]\nuses = \"noop\"\nneeds = [\"a\"]\nretries = 2\n[stages.a]\nuses = \"checksum\"\ntimeout = \"90s\"\n"));
+    p.pipeline(&format!("{HEAD}[stages.b]\nuses = \"noop\"\nneeds = [\"a\"]\nretries = 2\n[stages.a]\nuses = \"checksum\"\ntimeout = \"90s\"\nwith = {{ paths = [\"*\"] }}\n"));
     let run = p.weir(&["validate"]);
     assert_eq!(run.code, 0, "{run:?}");
     assert!(
@@ -184,5 +184,32 @@ fn validate_prints_the_plan() {
         run.stdout
             .contains("b  noop 0.1.0 (stage), timeout 10m, 2 retries, needs a"),
         "{run:?}"
+    );
+}
+
+#[test]
+fn with_is_checked_against_the_plugins_config_schema() {
+    let err = invalid(&format!(
+        "{HEAD}[stages.sums]\nuses = \"checksum\"\nwith = {{ path = [\"dist/*\"], write = 3 }}\n[stages.n]\nuses = \"noop\"\nwith = {{ x = 1 }}\n"
+    ));
+    assert!(err.contains("is not a valid pipeline (4 problems)"), "{err}");
+    assert!(
+        err.contains(
+            "pipeline.toml:5:8: stage `sums`: `with.paths` is required but missing (plugin `checksum`)"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("pipeline.toml:5:10: stage `sums`: `with.path` is not a setting of this plugin; its settings are `paths`, `write` (plugin `checksum`)"),
+        "{err}"
+    );
+    assert!(err.contains("did you mean `paths`?"), "{err}");
+    assert!(
+        err.contains("pipeline.toml:5:29: stage `sums`: `with.write` must be a string, not the number 3 (plugin `checksum`)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("`with.x` is not a setting of this plugin, which takes no settings (plugin `noop`)"),
+        "{err}"
     );
 }

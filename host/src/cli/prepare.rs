@@ -104,6 +104,11 @@ pub async fn prepare(path: &Path, workspace: Option<&Path>) -> Result<Prepared, 
                             .help("strategies and deployers are used by deploy stages (`strategy = { uses = ... }`), not as stages themselves"),
                     );
                 }
+                if let Some(schema) = &p.info.manifest.config_schema {
+                    for e in plugins::schema::check(schema, &stage.with) {
+                        errors.push(schema_error(&plan, stage, &p.info.name, &e));
+                    }
+                }
                 stage_plugins.push(p.clone());
             }
             Err(message) => {
@@ -131,4 +136,66 @@ pub async fn prepare(path: &Path, workspace: Option<&Path>) -> Result<Prepared, 
         plugins: stage_plugins,
         engine: loader.engine().clone(),
     })
+}
+
+/// A config error pointing at the offending key of the `with` table (or
+/// at the table, or at `uses` when there is no table).
+fn schema_error(
+    plan: &Plan,
+    stage: &plan::PlannedStage,
+    plugin: &str,
+    e: &plugins::schema::SchemaError,
+) -> ConfigError {
+    let region = stage.with_span.clone().unwrap_or(stage.uses_span.clone());
+    let text = plan.source.text();
+    let key = e.path.iter().rev().find(|p| !p.starts_with('['));
+    let span = key
+        .and_then(|k| find_key(&text[region.clone()], k))
+        .map(|r| region.start + r.start..region.start + r.end)
+        .filter(|_| e.message != "is required but missing")
+        .unwrap_or(region);
+    let mut error = plan.source.error(
+        span,
+        format!(
+            "stage `{}`: `{}` {} (plugin `{plugin}`)",
+            stage.name,
+            e.location(),
+            e.message
+        ),
+    );
+    if e.message == "is required but missing" {
+        let name = key.map_or("it", String::as_str);
+        error = error.help(format!("add `{name}` to the stage's `with` table"));
+    } else if let Some(k) = key
+        && let Some(near) = config::did_you_mean(k, e.expected.iter().map(String::as_str))
+    {
+        error = error.help(format!("did you mean `{near}`?"));
+    } else {
+        error = error.help(format!(
+            "`weir plugins inspect {plugin}` shows the settings it takes (its config schema)"
+        ));
+    }
+    error
+}
+
+/// Where `key = ` (or `"key" =`) is written inside `region`.
+fn find_key(region: &str, key: &str) -> Option<std::ops::Range<usize>> {
+    let mut from = 0;
+    while let Some(off) = region[from..].find(key) {
+        let start = from + off;
+        let end = start + key.len();
+        let before = region[..start].chars().next_back();
+        let quoted = matches!(before, Some('"')) && region[end..].starts_with('"');
+        let after = if quoted {
+            &region[end + 1..]
+        } else {
+            &region[end..]
+        };
+        let boundary = !before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '-');
+        if boundary && after.trim_start().starts_with('=') {
+            return Some(start..end);
+        }
+        from = end;
+    }
+    None
 }

@@ -74,7 +74,6 @@ impl SourceFile {
 /// One problem in a configuration file, with where it is and how to fix it.
 #[derive(Debug, thiserror::Error, Diagnostic)]
 #[error("{location}: {message}")]
-#[diagnostic(code(weir::config))]
 pub struct ConfigError {
     /// What is wrong.
     pub message: String,

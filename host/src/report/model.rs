@@ -19,6 +19,10 @@ pub struct StageView {
     pub last_line: Option<String>,
     /// The latest lines, for failures.
     pub tail: VecDeque<String>,
+    /// An analyzer's findings, once it finished.
+    pub findings: Vec<crate::events::FindingRecord>,
+    /// An analyzer's verdict, once it finished.
+    pub verdict: Option<String>,
 }
 
 /// Where a stage is.
@@ -76,6 +80,8 @@ impl RunView {
                     state: ViewState::Waiting,
                     last_line: None,
                     tail: VecDeque::new(),
+                    findings: Vec::new(),
+                    verdict: None,
                 })
                 .collect(),
             verbose,
@@ -159,9 +165,17 @@ impl RunView {
                 summary,
                 error,
                 details,
+                findings,
+                outputs,
                 ..
             } => {
                 if let Some(s) = self.stage_mut(stage) {
+                    s.findings = findings.clone();
+                    s.verdict = if findings.is_empty() && !outputs.contains_key("findings") {
+                        None
+                    } else {
+                        outputs.get("verdict").cloned()
+                    };
                     s.state = ViewState::Done {
                         status: *status,
                         failure: *failure,

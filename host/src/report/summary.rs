@@ -4,6 +4,9 @@ use super::model::{RunView, ViewState};
 use super::style::{self, Style};
 use crate::events::{RunStatus, StageStatus};
 
+/// Findings listed per stage; the rest are counted.
+const MAX_FINDINGS: usize = 20;
+
 /// Print the summary of a finished run.
 pub fn print(view: &RunView, style: &Style, width: usize, status: RunStatus, duration_ms: u64) {
     let mut out = String::from("\n");
@@ -106,6 +109,43 @@ pub fn print(view: &RunView, style: &Style, width: usize, status: RunStatus, dur
                         out.push_str(&format!("      {}\n", style.dim(&style::fit(line, 120))));
                     }
                 }
+            }
+        }
+    }
+    let with_findings: Vec<_> = view.stages.iter().filter(|s| !s.findings.is_empty()).collect();
+    if !with_findings.is_empty() {
+        out.push_str(&format!("\n{}\n", style.bold("Findings")));
+        for s in with_findings {
+            out.push_str(&format!(
+                "  {} (verdict {}, {} finding(s))\n",
+                style.bold(&s.name),
+                s.verdict.as_deref().unwrap_or("?"),
+                s.findings.len()
+            ));
+            for f in s.findings.iter().take(MAX_FINDINGS) {
+                let place = match (&f.path, f.line, f.column) {
+                    (Some(p), Some(l), Some(c)) => format!("{p}:{l}:{c}"),
+                    (Some(p), Some(l), None) => format!("{p}:{l}"),
+                    (Some(p), None, _) => p.clone(),
+                    (None, ..) => String::from("-"),
+                };
+                let severity = match f.severity.as_str() {
+                    "high" | "critical" => style.bad(&format!("{:<8}", f.severity)),
+                    "medium" => style.warn(&format!("{:<8}", f.severity)),
+                    _ => style.dim(&format!("{:<8}", f.severity)),
+                };
+                out.push_str(&format!(
+                    "    {severity} {}  {}  {}\n",
+                    style::fit(&place, 60),
+                    style.dim(&style::fit(&f.rule, 40)),
+                    style::fit(&f.message, 160)
+                ));
+            }
+            if s.findings.len() > MAX_FINDINGS {
+                out.push_str(&format!(
+                    "    … and {} more (`weir run --json` has them all)\n",
+                    s.findings.len() - MAX_FINDINGS
+                ));
             }
         }
     }

@@ -8,7 +8,9 @@ struct Noop;
 
 impl Plugin for Noop {
     fn manifest() -> Manifest {
-        weir_sdk::package_manifest!(Stage)
+        let mut m = weir_sdk::package_manifest!(Stage);
+        m.config_schema = Some(r#"{"type":"object","additionalProperties":false}"#.into());
+        m
     }
 }
 

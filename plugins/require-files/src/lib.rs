@@ -32,7 +32,12 @@ struct RequireFiles;
 
 impl Plugin for RequireFiles {
     fn manifest() -> Manifest {
-        weir_sdk::package_manifest!(Analyzer)
+        let mut m = weir_sdk::package_manifest!(Analyzer);
+        m.config_schema = Some(
+            r#"{"type":"object","additionalProperties":false,"properties":{"paths":{"type":"array","items":{"type":"string"}},"forbid":{"type":"array","items":{"type":"string"}},"non-empty":{"type":"boolean"}}}"#
+                .into(),
+        );
+        m
     }
 }
 
