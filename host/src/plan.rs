@@ -329,17 +329,12 @@ fn plan_stage(
             .iter()
             .copied()
             .chain(declared.keys().map(String::as_str));
-        let help = match did_you_mean(uses, candidates) {
-            Some(near) => format!("did you mean `{near}`?"),
-            None => format!(
+        let help = suggest(uses, candidates).unwrap_or_else(|| {
+            format!(
                 "built-in plugins are {}; declare others with [plugins.{uses}] path = \"plugin.wasm\"",
-                builtins
-                    .iter()
-                    .map(|b| format!("`{b}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        };
+                quoted(builtins.iter().copied())
+            )
+        });
         errors.push(
             source
                 .error(
@@ -365,17 +360,8 @@ fn plan_stage(
                 needs.push(*i);
             }
         } else {
-            let help = match did_you_mean(n, names.iter().map(String::as_str)) {
-                Some(near) => format!("did you mean `{near}`?"),
-                None => format!(
-                    "the stages are {}",
-                    names
-                        .iter()
-                        .map(|s| format!("`{s}`"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            };
+            let help = suggest(n, names.iter().map(String::as_str))
+                .unwrap_or_else(|| format!("the stages are {}", quoted(names.iter().map(String::as_str))));
             errors.push(
                 source
                     .error(
@@ -578,10 +564,8 @@ fn check_references(
                 };
                 match names.iter().position(|n| *n == r.stage) {
                     None => {
-                        let help = match did_you_mean(&r.stage, names.iter().map(String::as_str)) {
-                            Some(near) => format!("did you mean `{near}`?"),
-                            None => "name a stage of this pipeline".to_string(),
-                        };
+                        let help = suggest(&r.stage, names.iter().map(String::as_str))
+                            .unwrap_or_else(|| "name a stage of this pipeline".to_string());
                         errors.push(
                             source
                                 .error(
@@ -629,6 +613,20 @@ pub fn toml_to_json(v: &toml::Value) -> serde_json::Value {
         toml::Value::Array(a) => J::Array(a.iter().map(toml_to_json).collect()),
         toml::Value::Table(t) => J::Object(t.iter().map(|(k, v)| (k.clone(), toml_to_json(v))).collect()),
     }
+}
+
+/// `did you mean `X`?` when one of `candidates` is a likely typo of `word`.
+fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    did_you_mean(word, candidates).map(|near| format!("did you mean `{near}`?"))
+}
+
+/// `` `a`, `b`, `c` ``.
+fn quoted<'a>(items: impl IntoIterator<Item = &'a str>) -> String {
+    items
+        .into_iter()
+        .map(|i| format!("`{i}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn valid_name(name: &str) -> bool {

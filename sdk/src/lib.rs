@@ -59,6 +59,7 @@
 
 pub mod glob;
 mod helpers;
+mod pattern;
 
 /// Bindings generated from `wit/` for the host imports and shared types.
 /// Everything useful is re-exported at the crate root.

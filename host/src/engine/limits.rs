@@ -122,21 +122,10 @@ impl ResourceLimiter for StageLimiter {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let total = self.memory_in_use - current.min(self.memory_in_use) + desired;
-        if total > self.limits.memory_bytes {
-            let hit = LimitHit::Memory {
-                requested: total,
-                limit: self.limits.memory_bytes,
-            };
-            self.hit.get_or_insert(hit.clone());
-            // Trapping (rather than letting memory.grow return -1) makes the
-            // limit visible: Rust guests abort on allocation failure anyway,
-            // with a message that does not say which limit was hit.
-            return Err(wasmtime::Error::msg(hit.to_string()));
-        }
-        self.memory_granted = total - self.memory_in_use.min(total);
-        self.memory_in_use = total;
-        Ok(true)
+        let limit = self.limits.memory_bytes;
+        let (in_use, granted) = (&mut self.memory_in_use, &mut self.memory_granted);
+        grow(in_use, granted, current, desired, limit)
+            .map_err(|requested| record(&mut self.hit, LimitHit::Memory { requested, limit }))
     }
 
     fn memory_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
@@ -151,18 +140,10 @@ impl ResourceLimiter for StageLimiter {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let total = self.table_in_use - current.min(self.table_in_use) + desired;
-        if total > self.limits.table_elements {
-            let hit = LimitHit::Table {
-                requested: total,
-                limit: self.limits.table_elements,
-            };
-            self.hit.get_or_insert(hit.clone());
-            return Err(wasmtime::Error::msg(hit.to_string()));
-        }
-        self.table_granted = total - self.table_in_use.min(total);
-        self.table_in_use = total;
-        Ok(true)
+        let limit = self.limits.table_elements;
+        let (in_use, granted) = (&mut self.table_in_use, &mut self.table_granted);
+        grow(in_use, granted, current, desired, limit)
+            .map_err(|requested| record(&mut self.hit, LimitHit::Table { requested, limit }))
     }
 
     fn table_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
@@ -182,6 +163,35 @@ impl ResourceLimiter for StageLimiter {
     fn memories(&self) -> usize {
         self.limits.memories
     }
+}
+
+/// Account for one memory or table growing from `current` to `desired`
+/// against a Store-wide `limit`: `Ok(true)` and the new total recorded, or
+/// `Err(total it would have reached)`.
+fn grow(
+    in_use: &mut usize,
+    granted: &mut usize,
+    current: usize,
+    desired: usize,
+    limit: usize,
+) -> Result<bool, usize> {
+    let total = *in_use - current.min(*in_use) + desired;
+    if total > limit {
+        return Err(total);
+    }
+    *granted = total - (*in_use).min(total);
+    *in_use = total;
+    Ok(true)
+}
+
+/// Remember the first limit hit and turn it into the trap that stops the
+/// guest. Trapping (rather than letting `memory.grow` return -1) makes the
+/// limit visible: Rust guests abort on allocation failure anyway, with a
+/// message that does not say which limit was hit.
+fn record(first: &mut Option<LimitHit>, hit: LimitHit) -> wasmtime::Error {
+    let message = hit.to_string();
+    first.get_or_insert(hit);
+    wasmtime::Error::msg(message)
 }
 
 /// `1.5 MiB`, `256 MiB`, `12 KiB`: sizes for people.

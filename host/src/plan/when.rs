@@ -12,7 +12,7 @@ pub struct RunFacts {
 /// A stage's conditions; all present conditions must hold.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct When {
-    /// Branch patterns; `*` matches any run of characters.
+    /// Branch patterns: `*` within a `/`-separated part, `**` across parts.
     pub branch: Vec<String>,
     /// Environment names.
     pub environment: Vec<String>,
@@ -61,40 +61,23 @@ fn list(items: &[String]) -> String {
         .join(" or ")
 }
 
-/// Glob match where `*` matches any run of characters (including `/`).
-pub fn glob_match(pattern: &str, text: &str) -> bool {
-    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
-    let (mut pi, mut ti) = (0, 0);
-    let (mut star, mut mark) = (None, 0);
-    while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some(pi);
-            mark = ti;
-            pi += 1;
-        } else if let Some(s) = star {
-            pi = s + 1;
-            mark += 1;
-            ti = mark;
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|c| *c == '*')
-}
+/// Branch patterns match like GitHub Actions' branch filters.
+#[path = "../../../sdk/src/pattern.rs"]
+mod pattern;
+
+use pattern::matches as glob_match;
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn globs() {
+    fn branch_globs() {
         assert!(glob_match("main", "main"));
         assert!(glob_match("release/*", "release/1.2"));
         assert!(!glob_match("release/*", "main"));
-        assert!(glob_match("*", "anything"));
+        assert!(!glob_match("release/*", "release/1/hotfix"));
+        assert!(glob_match("release/**", "release/1/hotfix"));
     }
 
     #[test]
