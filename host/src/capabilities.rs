@@ -4,13 +4,14 @@
 //! | import | state | status |
 //! |---|---|---|
 //! | `log` | [`log::LogCtx`] | always available |
-//! | `process` | [`unavailable::Unavailable`] | answers `unavailable` until the CI-stages work lands |
+//! | `process` | [`process::ProcessCtx`] | manifest + `allow.exec`; bubblewrap where installed |
 //! | `metrics` | [`unavailable::Unavailable`] | answers `unavailable` until the deploy work lands |
 //! | `secrets` | [`unavailable::Unavailable`] | answers `unavailable` until the tenancy work lands |
 //! | `runtime` | [`unavailable::Unavailable`] | answers `unavailable` until the deploy work lands |
 //! | WASI p2 | [`wasi`] | one preopen (the workspace), no sockets, declared env only |
 
 pub mod log;
+pub mod process;
 pub mod unavailable;
 pub mod wasi;
 
@@ -24,7 +25,7 @@ pub fn add_to_linker(linker: &mut Linker<StageState>) -> wasmtime::Result<()> {
     wasmtime_wasi::p2::add_to_linker_async(linker)?;
     wit::types::add_to_linker::<_, HasSelf<unavailable::Unavailable>>(linker, |s| &mut s.unavailable)?;
     wit::log::add_to_linker::<_, HasSelf<log::LogCtx>>(linker, |s| &mut s.log)?;
-    wit::process::add_to_linker::<_, HasSelf<unavailable::Unavailable>>(linker, |s| &mut s.unavailable)?;
+    wit::process::add_to_linker::<_, HasSelf<process::ProcessCtx>>(linker, |s| &mut s.process)?;
     wit::metrics::add_to_linker::<_, HasSelf<unavailable::Unavailable>>(linker, |s| &mut s.unavailable)?;
     wit::secrets::add_to_linker::<_, HasSelf<unavailable::Unavailable>>(linker, |s| &mut s.unavailable)?;
     wit::runtime::add_to_linker::<_, HasSelf<unavailable::Unavailable>>(linker, |s| &mut s.unavailable)?;

@@ -100,9 +100,6 @@ fn help_for(message: &str) -> Option<String> {
     if message.starts_with("missing field `pipeline`") {
         return Some("start the file with a [pipeline] table: [pipeline] then name = \"my-pipeline\"".into());
     }
-    if message.starts_with("missing field `uses`") {
-        return Some("every stage names its plugin: uses = \"NAME\" (see `weir plugins list`)".into());
-    }
     if message.starts_with("missing field `name`") {
         return Some("give the pipeline a name: name = \"my-pipeline\"".into());
     }

@@ -201,6 +201,10 @@ pub enum Event {
         /// A test runner's counts.
         #[serde(skip_serializing_if = "Option::is_none")]
         tests: Option<TestCounts>,
+        /// How its programs ran (`bubblewrap`, or why not), for plugins
+        /// that declare `process`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        sandbox: Option<String>,
     },
     /// The run ended.
     RunFinished {

@@ -16,11 +16,13 @@ use std::time::{Duration, Instant};
 use wasmtime::{Store, UpdateDeadline};
 
 use crate::bindings::types::{self, TestStatus, Verdict};
+use crate::capabilities::process::{ProcessLimits, Sandbox};
 use crate::engine::{StageLimits, WeirEngine};
 use crate::events::{EventSink, FailureKind, FindingRecord, TestCounts};
+use crate::plan::SandboxChoice;
 use crate::plugins::{KindPre, LoadedPlugin, kind_name};
 use crate::run::{AttemptRequest, AttemptResult, BoxFuture, Executor};
-use crate::sandbox::{StageState, StateSpec};
+use crate::sandbox::{ProcessSpec, StageState, StateSpec};
 
 /// Extra time given to host-side waits beyond the stage timeout before the
 /// attempt is abandoned: epochs cannot interrupt host code (a guest asleep
@@ -121,12 +123,62 @@ async fn attempt(
     sink: EventSink,
     request: AttemptRequest,
 ) -> AttemptResult {
+    let declared = plugin
+        .info
+        .manifest
+        .capabilities
+        .contains(&types::Capability::Process);
+    let sandbox = match request.sandbox {
+        SandboxChoice::None => Sandbox::OptedOut,
+        SandboxChoice::Auto => Sandbox::detect(false),
+        SandboxChoice::Required => match Sandbox::detect(false) {
+            found @ Sandbox::Bubblewrap(_) => found,
+            _ => {
+                return AttemptResult::failed(
+                    FailureKind::Host,
+                    format!(
+                        "stage `{}` requires bubblewrap (sandbox = \"bubblewrap\"), which is not installed; install it (Debian: apt-get install bubblewrap) or use sandbox = \"auto\"",
+                        request.stage_name
+                    ),
+                    None,
+                );
+            }
+        },
+    };
+    let mut result = run_in_store(engine, plugin, info, sink, request, sandbox.clone()).await;
+    if declared {
+        result.sandbox = Some(sandbox.describe().to_string());
+    }
+    result
+}
+
+async fn run_in_store(
+    engine: WeirEngine,
+    plugin: Arc<LoadedPlugin>,
+    info: Arc<RunInfo>,
+    sink: EventSink,
+    request: AttemptRequest,
+    sandbox: Sandbox,
+) -> AttemptResult {
     let state = match StageState::new(StateSpec {
         stage: &request.stage_name,
         workspace: Some(&info.workspace),
         env: &request.env,
         limits: info.limits,
         sink,
+        process: ProcessSpec {
+            plugin: plugin.info.name.clone(),
+            tenant: info.tenant.clone(),
+            declared: plugin
+                .info
+                .manifest
+                .capabilities
+                .contains(&types::Capability::Process),
+            grants: request.grants.clone(),
+            deadline: Instant::now() + request.timeout,
+            sandbox,
+            limits: ProcessLimits::default(),
+        },
     }) {
         Ok(s) => s,
         Err(e) => {
@@ -322,6 +374,7 @@ fn analysis_result(a: types::Analysis) -> AttemptResult {
         summary: a.summary,
         findings,
         tests: None,
+        sandbox: None,
     }
 }
 
@@ -362,6 +415,7 @@ fn test_result(t: types::TestReport) -> AttemptResult {
         summary: t.summary,
         findings: Vec::new(),
         tests: Some(counts),
+        sandbox: None,
     }
 }
 

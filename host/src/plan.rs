@@ -93,6 +93,24 @@ impl From<AllowSpec> for Grants {
     }
 }
 
+/// Whether a stage's programs run inside bubblewrap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SandboxChoice {
+    /// Inside bubblewrap when it is installed.
+    #[default]
+    Auto,
+    /// Inside bubblewrap, or the stage fails.
+    Required,
+    /// Never: `sandbox = "none"`.
+    None,
+}
+
+/// The built-in plugin behind `run = "..."`.
+pub const RUN_PLUGIN: &str = "run";
+
+/// The shell `run = "..."` commands go through (implicitly granted).
+pub const RUN_SHELL: &str = "sh";
+
 /// One stage, checked.
 #[derive(Debug, Clone)]
 pub struct PlannedStage {
@@ -121,6 +139,8 @@ pub struct PlannedStage {
     pub env: Vec<(String, String)>,
     /// What the pipeline grants it.
     pub grants: Grants,
+    /// Bubblewrap or not, for its programs.
+    pub sandbox: SandboxChoice,
     /// The environment it targets.
     pub environment: Option<String>,
 }
@@ -259,6 +279,7 @@ pub fn build(loaded: LoadedPipeline, builtins: &[&str]) -> Result<Plan, InvalidC
             &declared,
             builtins,
             &mut errors,
+            key.span(),
         );
         stages.push(stage);
     }
@@ -318,8 +339,34 @@ fn plan_stage(
     declared: &BTreeMap<String, PluginRef>,
     builtins: &[&str],
     errors: &mut Vec<ConfigError>,
+    stage_span: Range<usize>,
 ) -> PlannedStage {
-    let uses = spec.uses.get_ref();
+    let (uses, uses_span) = match (&spec.uses, &spec.run) {
+        (Some(u), None) => (u.get_ref().clone(), u.span()),
+        (None, Some(r)) => (RUN_PLUGIN.to_string(), r.span()),
+        (Some(u), Some(_)) => {
+            errors.push(
+                source
+                    .error(u.span(), format!("stage `{name}` has both `uses` and `run`"))
+                    .help(
+                        "`run = \"COMMAND\"` is shorthand for the built-in `run` plugin; keep one of the two",
+                    ),
+            );
+            (u.get_ref().clone(), u.span())
+        }
+        (None, None) => {
+            errors.push(
+                source
+                    .error(
+                        stage_span,
+                        format!("stage `{name}` says neither what plugin it uses nor what to run"),
+                    )
+                    .help("add `uses = \"PLUGIN\"` (see `weir plugins list`) or `run = \"COMMAND\"`"),
+            );
+            (RUN_PLUGIN.to_string(), 0..0)
+        }
+    };
+    let uses = &uses;
     let plugin = if let Some(p) = declared.get(uses) {
         p.clone()
     } else if builtins.contains(&uses.as_str()) {
@@ -338,7 +385,7 @@ fn plan_stage(
         errors.push(
             source
                 .error(
-                    spec.uses.span(),
+                    uses_span.clone(),
                     format!("stage `{name}` uses `{uses}`, which is not a known plugin"),
                 )
                 .help(help),
@@ -404,9 +451,35 @@ fn plan_stage(
         None => 0,
     };
 
-    let with = match &spec.with {
+    let mut with = match &spec.with {
         Some(t) => toml_to_json(&toml::Value::Table(t.get_ref().clone())),
         None => serde_json::Value::Object(Default::default()),
+    };
+    let mut grants: Grants = spec
+        .allow
+        .as_ref()
+        .map(|a| a.get_ref().clone().into())
+        .unwrap_or_default();
+    if let Some(run) = &spec.run {
+        if let serde_json::Value::Object(map) = &mut with {
+            map.insert("command".into(), serde_json::Value::String(run.get_ref().clone()));
+        }
+        if !grants.exec.iter().any(|e| e == RUN_SHELL) {
+            grants.exec.push(RUN_SHELL.into());
+        }
+    }
+    let sandbox = match spec.sandbox.as_ref().map(|s| (s.get_ref().as_str(), s.span())) {
+        None | Some(("auto", _)) => SandboxChoice::Auto,
+        Some(("bubblewrap", _)) => SandboxChoice::Required,
+        Some(("none", _)) => SandboxChoice::None,
+        Some((other, span)) => {
+            errors.push(
+                source
+                    .error(span, format!("`{other}` is not a sandbox weir knows"))
+                    .help("use \"auto\" (bubblewrap when installed), \"bubblewrap\" (required) or \"none\""),
+            );
+            SandboxChoice::Auto
+        }
     };
 
     let mut env: Vec<(String, String)> = Vec::new();
@@ -441,7 +514,7 @@ fn plan_stage(
     PlannedStage {
         name: name.to_string(),
         plugin,
-        uses_span: spec.uses.span(),
+        uses_span,
         with,
         with_span: spec.with.as_ref().map(|w| w.span()),
         needs,
@@ -450,11 +523,8 @@ fn plan_stage(
         retries,
         when,
         env,
-        grants: spec
-            .allow
-            .as_ref()
-            .map(|a| a.get_ref().clone().into())
-            .unwrap_or_default(),
+        grants,
+        sandbox,
         environment: spec.environment.as_ref().map(|e| e.get_ref().clone()),
     }
 }

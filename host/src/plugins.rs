@@ -380,6 +380,7 @@ impl PluginLoader {
             env: &[],
             limits: StageLimits::default(),
             sink,
+            process: crate::sandbox::ProcessSpec::none(name),
         })
         .map_err(|e| e.to_string())?;
         let mut store =

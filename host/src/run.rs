@@ -42,6 +42,10 @@ pub struct AttemptRequest {
     pub timeout: Duration,
     /// The environment it targets.
     pub environment: Option<String>,
+    /// What the stage grants.
+    pub grants: crate::plan::Grants,
+    /// Bubblewrap or not.
+    pub sandbox: crate::plan::SandboxChoice,
 }
 
 /// How an attempt went.
@@ -59,6 +63,8 @@ pub struct AttemptResult {
     pub findings: Vec<FindingRecord>,
     /// A test runner's counts.
     pub tests: Option<TestCounts>,
+    /// How programs ran, for plugins that may run them.
+    pub sandbox: Option<String>,
 }
 
 /// Why an attempt failed.
@@ -322,6 +328,7 @@ fn cancelled_event(stage: &str, why: &str) -> Event {
         details: None,
         findings: Vec::new(),
         tests: None,
+        sandbox: None,
     }
 }
 
@@ -408,6 +415,8 @@ async fn run_stage(
             inputs: inputs.clone(),
             timeout: stage.timeout,
             environment: stage.environment.clone().or_else(|| run_environment.clone()),
+            grants: stage.grants.clone(),
+            sandbox: stage.sandbox,
         };
         let result = executor.execute(request).await;
         match &result.failure {
@@ -449,5 +458,6 @@ fn finish(sink: &EventSink, stage: &str, attempts: u32, started: Instant, result
         details: result.failure.as_ref().and_then(|f| f.details.clone()),
         findings: result.findings.clone(),
         tests: result.tests,
+        sandbox: result.sandbox.clone(),
     });
 }

@@ -11,6 +11,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::capabilities::log::{LogBudget, LogCtx};
+use crate::capabilities::process::{ProcessCtx, ProcessLimits, Sandbox};
 use crate::capabilities::unavailable::Unavailable;
 use crate::capabilities::wasi::{self, WasiSpec};
 use crate::engine::{StageLimiter, StageLimits};
@@ -26,7 +27,9 @@ pub struct StageState {
     pub limiter: StageLimiter,
     /// The `log` import.
     pub log: LogCtx,
-    /// `process`, `metrics`, `secrets`, `runtime`: not offered yet.
+    /// The `process` import.
+    pub process: ProcessCtx,
+    /// `metrics`, `secrets`, `runtime`: not offered yet.
     pub unavailable: Unavailable,
     /// Set by the epoch callback when the attempt's deadline passed.
     pub timed_out: bool,
@@ -44,6 +47,42 @@ pub struct StateSpec<'a> {
     pub limits: StageLimits,
     /// Where log lines go.
     pub sink: EventSink,
+    /// Who may run which programs, and how.
+    pub process: ProcessSpec,
+}
+
+/// What the `process` import needs to know about a stage attempt.
+#[derive(Debug, Clone)]
+pub struct ProcessSpec {
+    /// The plugin's name.
+    pub plugin: String,
+    /// The tenant.
+    pub tenant: String,
+    /// Whether the plugin's manifest declares `process`.
+    pub declared: bool,
+    /// The stage's grants.
+    pub grants: crate::plan::Grants,
+    /// When the attempt must end.
+    pub deadline: std::time::Instant,
+    /// Bubblewrap or not.
+    pub sandbox: Sandbox,
+    /// Limits per program.
+    pub limits: ProcessLimits,
+}
+
+impl ProcessSpec {
+    /// A spec that refuses every program (for `describe()`).
+    pub fn none(plugin: &str) -> Self {
+        Self {
+            plugin: plugin.to_string(),
+            tenant: String::new(),
+            declared: false,
+            grants: crate::plan::Grants::default(),
+            deadline: std::time::Instant::now(),
+            sandbox: Sandbox::Unavailable,
+            limits: ProcessLimits::default(),
+        }
+    }
 }
 
 impl StageState {
@@ -60,10 +99,25 @@ impl StageState {
         })?;
         let mut table = ResourceTable::new();
         table.set_max_capacity(spec.limits.resource_handles);
+        let process = ProcessCtx {
+            stage: spec.stage.to_string(),
+            tenant: spec.process.tenant,
+            plugin: spec.process.plugin,
+            declared: spec.process.declared,
+            grants: spec.process.grants,
+            workspace: spec.workspace.map(Path::to_path_buf).unwrap_or_default(),
+            env: spec.env.to_vec(),
+            deadline: spec.process.deadline,
+            sandbox: spec.process.sandbox,
+            limits: spec.process.limits,
+            sink: spec.sink.clone(),
+            budget: budget.clone(),
+        };
         Ok(Self {
             wasi,
             table,
             limiter: StageLimiter::new(spec.limits),
+            process,
             log: LogCtx::new(spec.stage, spec.sink, budget),
             unavailable: Unavailable::new(spec.stage),
             timed_out: false,

@@ -46,7 +46,7 @@ fn plugins_inspect_a_builtin_and_a_file() {
             .is_some_and(|s| s.contains("\"paths\""))
     );
 
-    let run = Project::new().weir(&["plugins", "inspect", g::UNAVAILABLE]);
+    let run = Project::new().weir(&["plugins", "inspect", g::EXEC]);
     assert_eq!(run.code, 0, "{run:?}");
     assert!(run.stdout.contains("kind          stage"), "{run:?}");
     assert!(run.stdout.contains("capabilities  process"), "{run:?}");

@@ -1,6 +1,9 @@
 //! One test per test guest, named after it (see `for_each_guest!`). Each
 //! asserts the exact outcome and message.
 
+// Guests of the `process` capability are tested in `process.rs`.
+pub use crate::process::{exec, sneaky};
+
 use crate::guest_paths as g;
 use crate::support::{Project, plugin};
 
@@ -175,7 +178,7 @@ pub fn unavailable() {
     assert_eq!(run.code, 1, "{run:?}");
     assert_eq!(
         run.finished("s")["error"],
-        "unavailable: the `process` capability is unavailable on this weir host (running programs is not implemented yet); stage `s` called `process` and nothing was done"
+        "unavailable: the `secrets` capability is unavailable on this weir host (no secret store is implemented yet); stage `s` called `secrets` and nothing was done"
     );
 }
 

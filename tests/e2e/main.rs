@@ -4,6 +4,7 @@
 
 mod cli;
 mod guests;
+mod process;
 mod scheduler;
 mod support;
 mod validation;

@@ -126,6 +126,18 @@ pub fn emit_line(
     }
 }
 
+/// Emit a notice from the host itself (a limit hit, a program killed). It
+/// bypasses the stage's log budget, which may be spent by then: a limit is
+/// always reported. Callers emit a bounded number of these.
+pub fn emit_notice(sink: &EventSink, stage: &str, level: Level, message: String) {
+    sink.emit(Event::StageLog {
+        stage: stage.to_string(),
+        level,
+        message,
+        fields: BTreeMap::new(),
+    });
+}
+
 impl Host for LogCtx {
     async fn write(&mut self, level: WitLevel, message: String, fields: Vec<(String, String)>) {
         let level = match level {

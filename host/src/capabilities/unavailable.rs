@@ -7,7 +7,7 @@
 //! instantiation.
 
 use crate::bindings::host::weir::plugin::types::HostError;
-use crate::bindings::host::weir::plugin::{metrics, process, runtime, secrets, types};
+use crate::bindings::host::weir::plugin::{metrics, runtime, secrets, types};
 
 /// Per-Store state: just the stage's name, for the message.
 #[derive(Debug)]
@@ -32,12 +32,6 @@ impl Unavailable {
 }
 
 impl types::Host for Unavailable {}
-
-impl process::Host for Unavailable {
-    async fn run(&mut self, _cmd: process::Command) -> Result<process::Exit, HostError> {
-        Err(self.error("process", "running programs is not implemented yet"))
-    }
-}
 
 impl metrics::Host for Unavailable {
     async fn query_range(&mut self, _q: metrics::Query) -> Result<Vec<types::MetricSeries>, HostError> {

@@ -38,7 +38,15 @@ pub struct PipelineSection {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct StageSpec {
     /// The plugin: a built-in name or a `[plugins.NAME]` key.
-    pub uses: Spanned<String>,
+    #[serde(default)]
+    pub uses: Option<Spanned<String>>,
+    /// Shorthand: a shell command run by the built-in `run` plugin.
+    #[serde(default)]
+    pub run: Option<Spanned<String>>,
+    /// `auto` (bubblewrap when installed), `bubblewrap` (required) or
+    /// `none` (an explicit opt-out, shown in the run summary).
+    #[serde(default)]
+    pub sandbox: Option<Spanned<String>>,
     /// The plugin's configuration; passed to it as JSON.
     #[serde(default)]
     pub with: Option<Spanned<toml::Table>>,

@@ -23,6 +23,8 @@ pub struct StageView {
     pub findings: Vec<crate::events::FindingRecord>,
     /// An analyzer's verdict, once it finished.
     pub verdict: Option<String>,
+    /// How its programs ran, when its plugin may run programs.
+    pub sandbox: Option<String>,
 }
 
 /// Where a stage is.
@@ -82,6 +84,7 @@ impl RunView {
                     tail: VecDeque::new(),
                     findings: Vec::new(),
                     verdict: None,
+                    sandbox: None,
                 })
                 .collect(),
             verbose,
@@ -167,9 +170,11 @@ impl RunView {
                 details,
                 findings,
                 outputs,
+                sandbox,
                 ..
             } => {
                 if let Some(s) = self.stage_mut(stage) {
+                    s.sandbox = sandbox.clone();
                     s.findings = findings.clone();
                     s.verdict = if findings.is_empty() && !outputs.contains_key("findings") {
                         None

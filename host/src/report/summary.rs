@@ -67,6 +67,10 @@ pub fn print(view: &RunView, style: &Style, width: usize, status: RunStatus, dur
         };
         out.push_str(&line);
         out.push('\n');
+        // Programs that ran outside bubblewrap are worth a line of their own.
+        if let Some(sandbox) = s.sandbox.as_deref().filter(|s| *s != "bubblewrap") {
+            out.push_str(&format!("      {}\n", style.warn(&format!("sandbox {sandbox}"))));
+        }
     }
     let failed: Vec<_> = view
         .stages

@@ -1,0 +1,505 @@
+//! The `process` import: run a program in the workspace.
+//!
+//! Two keys, both required: the plugin's manifest declares `process`, and
+//! the stage's `allow = { exec = [...] }` names the program. Then:
+//! - the environment is cleared: the program sees `PATH` (the stage's, or
+//!   a system default), the variables the stage declares, and the extras
+//!   the plugin passes for this call;
+//! - the working directory must resolve inside the workspace (no `..`,
+//!   no absolute path, no symlink out);
+//! - it runs in its own process group, with rlimits (CPU time, open files,
+//!   processes, file size), and a timeout (the call's, capped by what is
+//!   left of the stage's) that sends SIGTERM to the group, then SIGKILL;
+//! - stdout and stderr stream line by line into the stage's log while it
+//!   runs, and what is returned is cut at [`ProcessLimits::output_bytes`]
+//!   (the cut is flagged and logged, never silent);
+//! - where bubblewrap is installed, inside it: the workspace read-write,
+//!   system directories read-only, no network unless the stage grants
+//!   `allow.network`, a new session, killed with its parent. A stage can
+//!   opt out with `sandbox = "none"`.
+//!
+//! Dropping the call (the stage timed out or the run was cancelled) kills
+//! the program's whole process group.
+
+use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
+
+use super::log::{LogBudget, emit_line, emit_notice};
+use crate::bindings::host::weir::plugin::process::{Command, Exit, Host};
+use crate::bindings::host::weir::plugin::types::HostError;
+use crate::events::{EventSink, Level};
+use crate::plan::Grants;
+
+/// The `PATH` a program gets when the stage declares none.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Host directories mounted read-only inside the sandbox (when present).
+const SYSTEM_DIRS: [&str; 8] = [
+    "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/etc", "/opt",
+];
+
+/// How long a program has between SIGTERM and SIGKILL.
+pub const KILL_GRACE: Duration = Duration::from_millis(500);
+
+/// Limits on one program.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcessLimits {
+    /// Bytes of stdout (and, separately, stderr) returned to the plugin.
+    pub output_bytes: usize,
+    /// CPU seconds (RLIMIT_CPU).
+    pub cpu_seconds: u64,
+    /// Open files (RLIMIT_NOFILE).
+    pub open_files: u64,
+    /// Processes of the user (RLIMIT_NPROC; not enforced for root).
+    pub processes: u64,
+    /// Largest file it may write (RLIMIT_FSIZE).
+    pub file_bytes: u64,
+}
+
+impl Default for ProcessLimits {
+    fn default() -> Self {
+        Self {
+            output_bytes: 1 << 20,
+            cpu_seconds: 3600,
+            open_files: 4096,
+            processes: 4096,
+            file_bytes: 8 << 30,
+        }
+    }
+}
+
+/// Whether programs run inside bubblewrap.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sandbox {
+    /// Inside bubblewrap, found at this path.
+    Bubblewrap(PathBuf),
+    /// Directly: bubblewrap is not installed.
+    Unavailable,
+    /// Directly: the stage chose `sandbox = "none"`.
+    OptedOut,
+}
+
+impl Sandbox {
+    /// The sandbox for a stage: bubblewrap when installed, unless
+    /// `opt_out`.
+    pub fn detect(opt_out: bool) -> Self {
+        if opt_out {
+            return Sandbox::OptedOut;
+        }
+        match find_program("bwrap", DEFAULT_PATH) {
+            Some(p) => Sandbox::Bubblewrap(p),
+            None => Sandbox::Unavailable,
+        }
+    }
+
+    /// How it reads in a summary.
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Sandbox::Bubblewrap(_) => "bubblewrap",
+            Sandbox::Unavailable => "none (bubblewrap is not installed)",
+            Sandbox::OptedOut => "none (sandbox = \"none\")",
+        }
+    }
+}
+
+/// Per-Store state of the `process` import.
+pub struct ProcessCtx {
+    /// The stage, tenant and plugin, for messages.
+    pub stage: String,
+    /// The tenant.
+    pub tenant: String,
+    /// The plugin.
+    pub plugin: String,
+    /// Whether the plugin's manifest declares `process`.
+    pub declared: bool,
+    /// What the stage grants.
+    pub grants: Grants,
+    /// The workspace on the host (canonical).
+    pub workspace: PathBuf,
+    /// The stage's declared environment.
+    pub env: Vec<(String, String)>,
+    /// When the stage attempt must end.
+    pub deadline: Instant,
+    /// Bubblewrap or not.
+    pub sandbox: Sandbox,
+    /// Limits per program.
+    pub limits: ProcessLimits,
+    /// Where output lines go.
+    pub sink: EventSink,
+    /// The stage's log budget.
+    pub budget: LogBudget,
+}
+
+impl Host for ProcessCtx {
+    async fn run(&mut self, cmd: Command) -> Result<Exit, HostError> {
+        let prepared = self.prepare(&cmd)?;
+        self.execute(cmd, prepared).await
+    }
+}
+
+struct Prepared {
+    program: PathBuf,
+    cwd: PathBuf,
+    env: BTreeMap<String, String>,
+    timeout: Duration,
+}
+
+impl ProcessCtx {
+    fn who(&self) -> String {
+        format!("stage `{}` (tenant `{}`)", self.stage, self.tenant)
+    }
+
+    /// Check both keys and every argument; resolve what to run.
+    fn prepare(&self, cmd: &Command) -> Result<Prepared, HostError> {
+        let program = cmd.program.trim();
+        if program.is_empty() {
+            return Err(HostError::Invalid("the program name is empty".into()));
+        }
+        if !self.declared {
+            return Err(HostError::Denied(format!(
+                "process:exec `{program}` refused: plugin `{}` does not declare the `process` capability in its manifest, so {} cannot run programs through it",
+                self.plugin,
+                self.who()
+            )));
+        }
+        if !self.grants.exec.iter().any(|g| g == program) {
+            return Err(HostError::Denied(format!(
+                "process:exec `{program}` is not granted to {}; grant it with allow = {{ exec = [\"{program}\"] }}",
+                self.who()
+            )));
+        }
+
+        let mut env: BTreeMap<String, String> = BTreeMap::new();
+        env.insert("PATH".into(), DEFAULT_PATH.into());
+        env.extend(self.env.iter().cloned());
+        for (k, v) in &cmd.env {
+            if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
+                return Err(HostError::Invalid(format!(
+                    "`{k}` is not a valid environment variable"
+                )));
+            }
+            env.insert(k.clone(), v.clone());
+        }
+
+        let cwd = self.resolve_in_workspace(cmd.cwd.as_deref().unwrap_or("."), "working directory")?;
+        if !cwd.is_dir() {
+            return Err(HostError::Invalid(format!(
+                "working directory `{}` is not a directory in the workspace",
+                cmd.cwd.as_deref().unwrap_or(".")
+            )));
+        }
+        let program_path = if program.contains('/') {
+            // A path names a program in the workspace, such as ./gradlew.
+            self.resolve_in_workspace(program, "program")?
+        } else {
+            let path = env.get("PATH").map(String::as_str).unwrap_or(DEFAULT_PATH);
+            find_program(program, path).ok_or_else(|| {
+                HostError::Failed(format!("program `{program}` was not found on PATH ({path})"))
+            })?
+        };
+
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        let asked = cmd.timeout_ms.map(Duration::from_millis).unwrap_or(left);
+        Ok(Prepared {
+            program: program_path,
+            cwd,
+            env,
+            timeout: asked.min(left),
+        })
+    }
+
+    /// `rel` inside the workspace, canonical; refuses `..`, absolute paths
+    /// and symlinks that lead out.
+    fn resolve_in_workspace(&self, rel: &str, what: &str) -> Result<PathBuf, HostError> {
+        let path = Path::new(rel);
+        if path.is_absolute() || path.components().any(|c| matches!(c, Component::ParentDir)) {
+            return Err(HostError::Invalid(format!(
+                "{what} `{rel}` must be a relative path inside the workspace, without `..`"
+            )));
+        }
+        let full = self
+            .workspace
+            .join(path)
+            .canonicalize()
+            .map_err(|e| HostError::Invalid(format!("{what} `{rel}` cannot be used: {e}")))?;
+        if !full.starts_with(&self.workspace) {
+            return Err(HostError::Invalid(format!(
+                "{what} `{rel}` resolves outside the workspace (through a symlink)"
+            )));
+        }
+        Ok(full)
+    }
+
+    async fn execute(&self, cmd: Command, p: Prepared) -> Result<Exit, HostError> {
+        let mut command = match &self.sandbox {
+            Sandbox::Bubblewrap(bwrap) => self.bubblewrap(bwrap, &p, &cmd.args),
+            Sandbox::Unavailable | Sandbox::OptedOut => {
+                let mut c = tokio::process::Command::new(&p.program);
+                c.args(&cmd.args).current_dir(&p.cwd);
+                c
+            }
+        };
+        command
+            .env_clear()
+            .envs(&p.env)
+            .stdin(if cmd.stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        let limits = self.limits;
+        // SAFETY: only async-signal-safe calls (setrlimit) between fork and
+        // exec, touching no memory shared with the parent.
+        unsafe {
+            command.pre_exec(move || apply_rlimits(&limits));
+        }
+        let started = Instant::now();
+        let mut child = command
+            .spawn()
+            .map_err(|e| HostError::Failed(format!("cannot start `{}`: {e}", p.program.display())))?;
+        let group = child
+            .id()
+            .and_then(|id| rustix::process::Pid::from_raw(id as i32));
+        // From here on, however this call ends (even dropped mid-way), the
+        // whole process group is killed.
+        let _guard = GroupGuard(group);
+
+        if let (Some(input), Some(mut stdin)) = (cmd.stdin, child.stdin.take()) {
+            tokio::spawn(async move {
+                let _ = stdin.write_all(&input).await;
+            });
+        }
+        let out = child
+            .stdout
+            .take()
+            .map(|s| self.collect(s, Level::Info, "stdout"));
+        let err = child
+            .stderr
+            .take()
+            .map(|s| self.collect(s, Level::Warn, "stderr"));
+        let streams = async {
+            let (o, e) = tokio::join!(
+                async {
+                    match out {
+                        Some(f) => f.await,
+                        None => (Vec::new(), false),
+                    }
+                },
+                async {
+                    match err {
+                        Some(f) => f.await,
+                        None => (Vec::new(), false),
+                    }
+                }
+            );
+            let status = child.wait().await;
+            (o, e, status)
+        };
+        tokio::pin!(streams);
+
+        let (timed_out, ((stdout, stdout_cut), (stderr, stderr_cut), status)) =
+            match tokio::time::timeout(p.timeout, &mut streams).await {
+                Ok(done) => (false, done),
+                Err(_) => {
+                    signal_group(group, rustix::process::Signal::TERM);
+                    let done = match tokio::time::timeout(KILL_GRACE, &mut streams).await {
+                        Ok(done) => done,
+                        Err(_) => {
+                            signal_group(group, rustix::process::Signal::KILL);
+                            streams.await
+                        }
+                    };
+                    emit_notice(
+                        &self.sink,
+                        &self.stage,
+                        Level::Warn,
+                        format!(
+                            "`{}` ran past its timeout of {} ms and was killed with its process group",
+                            cmd.program,
+                            p.timeout.as_millis()
+                        ),
+                    );
+                    (true, done)
+                }
+            };
+        let status =
+            status.map_err(|e| HostError::Failed(format!("waiting for `{}` failed: {e}", cmd.program)))?;
+        use std::os::unix::process::ExitStatusExt;
+        Ok(Exit {
+            code: status.code(),
+            signal: status.signal(),
+            stdout,
+            stderr,
+            stdout_truncated: stdout_cut,
+            stderr_truncated: stderr_cut,
+            timed_out,
+            duration_ms: started.elapsed().as_millis() as u64,
+        })
+    }
+
+    /// The bubblewrap command line for `p`.
+    fn bubblewrap(&self, bwrap: &Path, p: &Prepared, args: &[String]) -> tokio::process::Command {
+        let mut c = tokio::process::Command::new(bwrap);
+        for dir in SYSTEM_DIRS {
+            c.args(["--ro-bind-try", dir, dir]);
+        }
+        // Fresh /proc, /dev and /tmp first: later mounts (the workspace may
+        // well live under /tmp) go on top of them, not under.
+        c.args(["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]);
+        // Toolchains outside the system directories that the stage's own
+        // environment points at (PATH entries, CARGO_HOME, RUSTUP_HOME,
+        // ...), read-only. Only the pipeline's env counts: the plugin's
+        // per-call variables cannot widen the sandbox.
+        for dir in self.extra_read_only(p) {
+            let d = dir.display().to_string();
+            c.args(["--ro-bind-try", &d, &d]);
+        }
+        let ws = self.workspace.display().to_string();
+        c.args(["--bind", &ws, &ws])
+            .args(["--unshare-all", "--new-session", "--die-with-parent"]);
+        if !self.grants.network.is_empty() {
+            c.arg("--share-net");
+        }
+        c.arg("--chdir").arg(&p.cwd).arg("--").arg(&p.program).args(args);
+        c
+    }
+
+    fn extra_read_only(&self, p: &Prepared) -> Vec<PathBuf> {
+        let declared: BTreeMap<&str, &str> = self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let mut dirs: Vec<PathBuf> = Vec::new();
+        let path = declared.get("PATH").copied().unwrap_or(DEFAULT_PATH);
+        let mut candidates: Vec<&str> = path.split(':').collect();
+        for (k, v) in &declared {
+            if *k != "PATH" && v.starts_with('/') {
+                candidates.push(v);
+            }
+        }
+        for c in candidates {
+            let dir = PathBuf::from(c);
+            let system = SYSTEM_DIRS.iter().any(|s| dir.starts_with(s));
+            if !system
+                && dir.is_absolute()
+                && dir.is_dir()
+                && !dir.starts_with(&self.workspace)
+                && dir != Path::new("/")
+            {
+                dirs.push(dir);
+            }
+        }
+        // The program itself, when it lives elsewhere (a toolchain proxy).
+        if let Some(parent) = p.program.parent()
+            && !SYSTEM_DIRS.iter().any(|s| parent.starts_with(s))
+            && !parent.starts_with(&self.workspace)
+        {
+            dirs.push(parent.to_path_buf());
+        }
+        dirs.sort();
+        dirs.dedup();
+        dirs
+    }
+
+    /// Stream `stream` into the log line by line and keep the first
+    /// `output_bytes` of it; returns (kept, cut).
+    fn collect<R: AsyncRead + Unpin + Send + 'static>(
+        &self,
+        stream: R,
+        level: Level,
+        name: &'static str,
+    ) -> impl std::future::Future<Output = (Vec<u8>, bool)> + Send + 'static {
+        let sink = self.sink.clone();
+        let budget = self.budget.clone();
+        let stage = self.stage.clone();
+        let limit = self.limits.output_bytes;
+        async move {
+            let mut reader = BufReader::new(stream);
+            let mut kept = Vec::new();
+            let mut cut = false;
+            let mut line = Vec::new();
+            loop {
+                line.clear();
+                match reader.read_until(b'\n', &mut line).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+                emit_line(
+                    &sink,
+                    &budget,
+                    &stage,
+                    level,
+                    &String::from_utf8_lossy(&line),
+                    BTreeMap::new(),
+                );
+                if kept.len() + line.len() <= limit {
+                    kept.extend_from_slice(&line);
+                } else {
+                    if !cut {
+                        kept.extend_from_slice(&line[..limit - kept.len()]);
+                        emit_notice(
+                            &sink,
+                            &stage,
+                            Level::Warn,
+                            format!(
+                                "{name} cut at {} for the plugin (limit `process-output`); the program kept running",
+                                crate::engine::limits::human_bytes(limit)
+                            ),
+                        );
+                    }
+                    cut = true;
+                }
+            }
+            (kept, cut)
+        }
+    }
+}
+
+/// Kills a process group when dropped.
+struct GroupGuard(Option<rustix::process::Pid>);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        signal_group(self.0, rustix::process::Signal::KILL);
+    }
+}
+
+fn signal_group(group: Option<rustix::process::Pid>, signal: rustix::process::Signal) {
+    if let Some(pid) = group {
+        let _ = rustix::process::kill_process_group(pid, signal);
+    }
+}
+
+fn apply_rlimits(l: &ProcessLimits) -> std::io::Result<()> {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let set = |r: Resource, v: u64| {
+        // Never above the current hard limit: raising it would fail.
+        let v = getrlimit(r).maximum.map_or(v, |hard| hard.min(v));
+        setrlimit(
+            r,
+            Rlimit {
+                current: Some(v),
+                maximum: Some(v),
+            },
+        )
+    };
+    set(Resource::Cpu, l.cpu_seconds)?;
+    set(Resource::Nofile, l.open_files)?;
+    set(Resource::Nproc, l.processes)?;
+    set(Resource::Fsize, l.file_bytes)?;
+    Ok(())
+}
+
+/// The first executable called `name` on `path`.
+pub fn find_program(name: &str, path: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    path.split(':').filter(|d| !d.is_empty()).find_map(|dir| {
+        let candidate = Path::new(dir).join(name);
+        let meta = std::fs::metadata(&candidate).ok()?;
+        (meta.is_file() && meta.permissions().mode() & 0o111 != 0).then_some(candidate)
+    })
+}

@@ -1,0 +1,301 @@
+//! The `process` capability: both keys, a cleared environment, a confined
+//! working directory, timeouts that kill the whole group, bounded output,
+//! and bubblewrap.
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::time::Duration;
+
+use crate::guest_paths as g;
+use crate::support::{Project, Run, plugin};
+
+fn exec_stage(p: &Project, with: &str, extra: &str) -> Run {
+    p.pipeline(&format!(
+        "[pipeline]\nname = \"proc\"\n{}{}\n[stages.s]\nuses = \"exec\"\nwith = {with}\n{extra}\n",
+        plugin("exec", g::EXEC),
+        plugin("sneaky", g::SNEAKY)
+    ));
+    std::fs::create_dir_all(p.path().join("ws")).expect("workspace directory");
+    p.run_json(&["--workspace", "ws"])
+}
+
+fn bwrap_installed() -> bool {
+    std::path::Path::new("/usr/bin/bwrap").exists()
+}
+
+#[test]
+pub fn exec() {
+    // Granted: runs, output returned and streamed into the log, env cleared.
+    let p = Project::new();
+    let run = exec_stage(
+        &p,
+        "{ program = \"sh\", args = [\"-c\", \"echo out; echo err >&2; env | sort\"] }",
+        "allow = { exec = [\"sh\"] }\nenv = { ONLY = \"this\" }",
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    let out = &run.finished("s")["outputs"];
+    assert_eq!(out["code"], "0");
+    assert_eq!(out["stderr"], "err\n");
+    let stdout = out["stdout"].as_str().unwrap();
+    let env: Vec<&str> = stdout
+        .lines()
+        .skip(1)
+        .filter(|l| !l.starts_with("PWD=") && !l.starts_with("SHLVL=") && !l.starts_with("_="))
+        .collect();
+    assert_eq!(
+        env,
+        [
+            "ONLY=this",
+            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+        ],
+        "{stdout}"
+    );
+    let logged: Vec<String> = run
+        .of("stage_log")
+        .iter()
+        .filter_map(|e| e["message"].as_str().map(String::from))
+        .collect();
+    assert!(
+        logged.iter().any(|l| l == "out") && logged.iter().any(|l| l == "err"),
+        "{logged:?}"
+    );
+}
+
+#[test]
+fn a_program_not_granted_is_refused_by_name() {
+    let p = Project::new();
+    let run = exec_stage(
+        &p,
+        "{ program = \"curl\", args = [\"http://127.0.0.1/\"] }",
+        "allow = { exec = [\"sh\"] }",
+    );
+    assert_eq!(run.code, 1, "{run:?}");
+    assert_eq!(
+        run.finished("s")["error"],
+        "denied: process:exec `curl` is not granted to stage `s` (tenant `default`); grant it with allow = { exec = [\"curl\"] }"
+    );
+}
+
+#[test]
+pub fn sneaky() {
+    // The pipeline grants `true`, but the plugin never declared `process`.
+    let p = Project::new();
+    p.pipeline(&format!(
+        "[pipeline]\nname = \"proc\"\n{}\n[stages.s]\nuses = \"sneaky\"\nallow = {{ exec = [\"true\"] }}\n",
+        plugin("sneaky", g::SNEAKY)
+    ));
+    let run = p.run_json(&[]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert_eq!(
+        run.finished("s")["error"],
+        "denied: process:exec `true` refused: plugin `sneaky` does not declare the `process` capability in its manifest, so stage `s` (tenant `default`) cannot run programs through it"
+    );
+}
+
+#[test]
+fn the_working_directory_stays_in_the_workspace() {
+    for (cwd, why) in [
+        (
+            "..",
+            "working directory `..` must be a relative path inside the workspace, without `..`",
+        ),
+        (
+            "/etc",
+            "working directory `/etc` must be a relative path inside the workspace, without `..`",
+        ),
+        (
+            "out",
+            "working directory `out` resolves outside the workspace (through a symlink)",
+        ),
+    ] {
+        let p = Project::new();
+        std::fs::create_dir_all(p.path().join("ws")).unwrap();
+        std::os::unix::fs::symlink("/etc", p.path().join("ws/out")).unwrap();
+        let run = exec_stage(
+            &p,
+            &format!("{{ program = \"true\", cwd = {cwd:?} }}"),
+            "allow = { exec = [\"true\"] }",
+        );
+        assert_eq!(run.code, 1, "{run:?}");
+        assert_eq!(run.finished("s")["error"], format!("invalid: {why}"));
+    }
+}
+
+#[test]
+fn a_timeout_kills_a_program_that_ignores_sigterm_and_its_children() {
+    // Without bubblewrap the pids are the host's: the background child must
+    // be gone (or a zombie) once the stage ends.
+    let p = Project::new();
+    let script = "trap '' TERM; (trap '' TERM; sleep 600) & echo $! > child.pid; wait";
+    let run = exec_stage(
+        &p,
+        &format!("{{ program = \"sh\", args = [\"-c\", {script:?}], timeout_ms = 300 }}"),
+        "allow = { exec = [\"sh\"] }\nsandbox = \"none\"",
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    let out = &run.finished("s")["outputs"];
+    assert_eq!(out["timed_out"], "true");
+    assert_eq!(out["signal"], "9", "SIGTERM was ignored, so SIGKILL ended it");
+    let pid = std::fs::read_to_string(p.path().join("ws/child.pid")).unwrap();
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).unwrap_or_default();
+    let state = stat.rsplit(") ").next().and_then(|r| r.chars().next());
+    assert!(
+        matches!(state, None | Some('Z') | Some('X')),
+        "the child {pid} is still running: {stat}"
+    );
+    let warned = run
+        .of("stage_log")
+        .iter()
+        .any(|e| e["message"] == "`sh` ran past its timeout of 300 ms and was killed with its process group");
+    assert!(warned, "{run:?}");
+}
+
+#[test]
+fn a_timeout_inside_bubblewrap_ends_every_process_in_it() {
+    if !bwrap_installed() {
+        eprintln!("skipped: bubblewrap is not installed (.ci/run installs it)");
+        return;
+    }
+    // A background writer that ignores SIGTERM keeps touching a file; once
+    // the stage ends, the file must stop changing.
+    let p = Project::new();
+    let script = "trap '' TERM; (trap '' TERM; while true; do date +%s%N > alive; sleep 0.05; done) & wait";
+    let run = exec_stage(
+        &p,
+        &format!("{{ program = \"sh\", args = [\"-c\", {script:?}], timeout_ms = 500 }}"),
+        "allow = { exec = [\"sh\"] }",
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(run.finished("s")["outputs"]["timed_out"], "true");
+    assert_eq!(run.finished("s")["sandbox"], "bubblewrap");
+    let before = std::fs::read_to_string(p.path().join("ws/alive")).unwrap();
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "a plain test thread, not a tokio worker"
+    )]
+    std::thread::sleep(Duration::from_millis(400));
+    let after = std::fs::read_to_string(p.path().join("ws/alive")).unwrap();
+    assert_eq!(before, after, "a process in the sandbox outlived the stage");
+}
+
+#[test]
+fn output_over_the_bound_is_cut_and_reported() {
+    let p = Project::new();
+    let run = exec_stage(
+        &p,
+        "{ program = \"sh\", args = [\"-c\", \"yes 0123456789 | head -c 3000000\"] }",
+        "allow = { exec = [\"sh\"] }",
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    let out = &run.finished("s")["outputs"];
+    assert_eq!(out["stdout_truncated"], "true");
+    assert_eq!(out["stdout_bytes"], (1 << 20).to_string());
+    let reported = run.of("stage_log").iter().any(|e| {
+        e["message"]
+            == "stdout cut at 1 MiB for the plugin (limit `process-output`); the program kept running"
+    });
+    assert!(reported, "the cut was not reported");
+}
+
+#[test]
+fn bubblewrap_hides_files_outside_the_workspace() {
+    if !bwrap_installed() {
+        eprintln!("skipped: bubblewrap is not installed (.ci/run installs it)");
+        return;
+    }
+    let p = Project::new();
+    let secret = p.write("secret.txt", "host secret");
+    let with = format!(
+        "{{ program = \"cat\", args = [{:?}] }}",
+        secret.display().to_string()
+    );
+    let run = exec_stage(&p, &with, "allow = { exec = [\"cat\"] }");
+    assert_eq!(run.code, 0, "{run:?}");
+    let out = &run.finished("s")["outputs"];
+    assert_eq!(out["code"], "1");
+    assert!(
+        out["stderr"]
+            .as_str()
+            .unwrap()
+            .contains("No such file or directory"),
+        "{out}"
+    );
+    assert_eq!(run.finished("s")["sandbox"], "bubblewrap");
+
+    // The explicit opt-out reads it, and says so.
+    let p2 = Project::new();
+    let run = exec_stage(&p2, &with, "allow = { exec = [\"cat\"] }\nsandbox = \"none\"");
+    assert_eq!(run.finished("s")["outputs"]["stdout"], "host secret");
+    assert_eq!(run.finished("s")["sandbox"], "none (sandbox = \"none\")");
+    let plain = p2.weir(&["run", "--workspace", "ws"]);
+    assert!(
+        plain.stdout.contains("sandbox none (sandbox = \"none\")"),
+        "{plain:?}"
+    );
+}
+
+#[test]
+fn bubblewrap_blocks_the_network_unless_granted() {
+    if !bwrap_installed() {
+        eprintln!("skipped: bubblewrap is not installed (.ci/run installs it)");
+        return;
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let connect = format!("echo ping > /dev/tcp/127.0.0.1/{port}");
+    let with = format!("{{ program = \"bash\", args = [\"-c\", {connect:?}] }}");
+
+    let p = Project::new();
+    let run = exec_stage(&p, &with, "allow = { exec = [\"bash\"] }");
+    let out = &run.finished("s")["outputs"];
+    assert_eq!(out["code"], "1", "{out}");
+    assert!(
+        listener.accept().is_err(),
+        "a sandboxed program without a network grant reached the host"
+    );
+
+    let p = Project::new();
+    let run = exec_stage(
+        &p,
+        &with,
+        "allow = { exec = [\"bash\"], network = [\"127.0.0.1\"] }",
+    );
+    assert_eq!(run.finished("s")["outputs"]["code"], "0", "{run:?}");
+    listener.set_nonblocking(false).unwrap();
+    let (mut conn, _) = listener.accept().expect("the granted program connected");
+    let mut got = String::new();
+    conn.read_to_string(&mut got).unwrap();
+    assert_eq!(got, "ping\n");
+}
+
+#[test]
+fn the_run_shorthand_runs_a_shell_command_under_the_same_rules() {
+    let p = Project::new();
+    std::fs::create_dir_all(p.path().join("ws")).unwrap();
+    p.pipeline("[pipeline]\nname = \"r\"\n[stages.ok]\nrun = \"echo built > out.txt; echo done\"\n[stages.bad]\nrun = \"echo about to fail; exit 3\"\n");
+    let run = p.run_json(&["--workspace", "ws"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert_eq!(
+        std::fs::read_to_string(p.path().join("ws/out.txt")).unwrap(),
+        "built\n"
+    );
+    assert_eq!(run.finished("ok")["outputs"]["exit-code"], "0");
+    let bad = run.finished("bad");
+    assert_eq!(bad["error"], "`echo about to fail; exit 3` exited with code 3");
+    assert_eq!(bad["details"], "about to fail");
+
+    // Neither `uses` nor `run`; both.
+    p.pipeline("[pipeline]\nname = \"r\"\n[stages.x]\ntimeout = \"1m\"\n[stages.y]\nuses = \"noop\"\nrun = \"true\"\n");
+    let run = p.weir(&["validate"]);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr
+            .contains("pipeline.toml:3:9: stage `x` says neither what plugin it uses nor what to run"),
+        "{run:?}"
+    );
+    assert!(
+        run.stderr.contains("stage `y` has both `uses` and `run`"),
+        "{run:?}"
+    );
+}
