@@ -104,6 +104,25 @@ pub struct TestCounts {
     pub errored: u32,
 }
 
+/// One test case, as reported.
+#[derive(Debug, Clone, Serialize)]
+pub struct TestCaseRecord {
+    /// Suite or class.
+    pub suite: String,
+    /// Name.
+    pub name: String,
+    /// `passed`, `failed`, `skipped` or `errored`.
+    pub status: String,
+    /// Milliseconds.
+    pub duration_ms: u64,
+    /// Why it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Its file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+}
+
 /// Something that happened.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
@@ -205,6 +224,9 @@ pub enum Event {
         /// that declare `process`.
         #[serde(skip_serializing_if = "Option::is_none")]
         sandbox: Option<String>,
+        /// A test runner's cases.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        cases: Vec<TestCaseRecord>,
     },
     /// The run ended.
     RunFinished {

@@ -18,8 +18,8 @@ use wasmtime::{Store, UpdateDeadline};
 use crate::bindings::types::{self, TestStatus, Verdict};
 use crate::capabilities::process::{ProcessLimits, Sandbox};
 use crate::engine::{StageLimits, WeirEngine};
-use crate::events::{EventSink, FailureKind, FindingRecord, TestCounts};
-use crate::plan::SandboxChoice;
+use crate::events::{EventSink, FailureKind, FindingRecord, TestCaseRecord, TestCounts};
+use crate::plan::{Gate, SandboxChoice};
 use crate::plugins::{KindPre, LoadedPlugin, kind_name};
 use crate::run::{AttemptRequest, AttemptResult, BoxFuture, Executor};
 use crate::sandbox::{ProcessSpec, StageState, StateSpec};
@@ -270,7 +270,7 @@ async fn run_in_store(
             }
         }
         Ok(Ok(Reply::Analysis(a))) => analysis_result(a),
-        Ok(Ok(Reply::Tests(t))) => test_result(t),
+        Ok(Ok(Reply::Tests(t))) => test_result(t, &request.gate),
         Ok(Ok(Reply::NotAStage(kind))) => AttemptResult::failed(
             FailureKind::Host,
             format!(
@@ -375,10 +375,29 @@ fn analysis_result(a: types::Analysis) -> AttemptResult {
         findings,
         tests: None,
         sandbox: None,
+        cases: Vec::new(),
     }
 }
 
-fn test_result(t: types::TestReport) -> AttemptResult {
+fn test_result(t: types::TestReport, gate: &Gate) -> AttemptResult {
+    let cases: Vec<TestCaseRecord> = t
+        .cases
+        .iter()
+        .map(|c| TestCaseRecord {
+            suite: c.suite.clone(),
+            name: c.name.clone(),
+            status: match c.status {
+                TestStatus::Passed => "passed",
+                TestStatus::Failed => "failed",
+                TestStatus::Skipped => "skipped",
+                TestStatus::Errored => "errored",
+            }
+            .into(),
+            duration_ms: c.duration_ms,
+            message: c.message.clone(),
+            file: c.file.clone(),
+        })
+        .collect();
     let mut counts = TestCounts::default();
     for case in &t.cases {
         match case.status {
@@ -388,21 +407,27 @@ fn test_result(t: types::TestReport) -> AttemptResult {
             TestStatus::Errored => counts.errored += 1,
         }
     }
-    let first_bad = t
-        .cases
-        .iter()
-        .find(|c| matches!(c.status, TestStatus::Failed | TestStatus::Errored));
-    let failure = first_bad.map(|c| crate::run::AttemptFailure {
+    let failure = check_gate(gate, &counts, &cases).map(|message| crate::run::AttemptFailure {
         kind: FailureKind::Gate,
-        message: format!(
-            "{} of {} test(s) failed; first: {}::{}{}",
-            counts.failed + counts.errored,
-            t.cases.len(),
-            c.suite,
-            c.name,
-            c.message.as_ref().map(|m| format!(": {m}")).unwrap_or_default()
-        ),
-        details: None,
+        message,
+        details: {
+            let failing: Vec<String> = cases
+                .iter()
+                .filter(|c| c.status == "failed" || c.status == "errored")
+                .map(|c| {
+                    format!(
+                        "{}::{}{}",
+                        c.suite,
+                        c.name,
+                        c.message
+                            .as_ref()
+                            .map(|m| format!(": {}", m.lines().next().unwrap_or("")))
+                            .unwrap_or_default()
+                    )
+                })
+                .collect();
+            (!failing.is_empty()).then(|| failing.join("\n"))
+        },
     });
     AttemptResult {
         failure,
@@ -410,13 +435,61 @@ fn test_result(t: types::TestReport) -> AttemptResult {
             ("passed".into(), counts.passed.to_string()),
             ("failed".into(), counts.failed.to_string()),
             ("skipped".into(), counts.skipped.to_string()),
+            ("errored".into(), counts.errored.to_string()),
         ],
         artifacts: Vec::new(),
         summary: t.summary,
         findings: Vec::new(),
         tests: Some(counts),
         sandbox: None,
+        cases,
     }
+}
+
+/// `Some(why)` when the counts fail `gate`; the message names the failing
+/// tests.
+fn check_gate(gate: &Gate, counts: &TestCounts, cases: &[TestCaseRecord]) -> Option<String> {
+    let bad = counts.failed + counts.errored;
+    let ran = counts.passed + bad;
+    let mut broken = Vec::new();
+    if let Some(max) = gate.max_failures
+        && bad > max
+    {
+        broken.push(format!("{bad} failed (at most {max} allowed)"));
+    }
+    if let Some(min) = gate.min_pass_rate {
+        if ran == 0 {
+            broken.push("no test case ran, so there is no pass rate".to_string());
+        } else {
+            let rate = f64::from(counts.passed) / f64::from(ran);
+            if rate < min {
+                broken.push(format!(
+                    "pass rate {:.1}% is below the minimum {:.1}%",
+                    rate * 100.0,
+                    min * 100.0
+                ));
+            }
+        }
+    }
+    if !gate.allow_skipped && counts.skipped > 0 {
+        broken.push(format!("{} skipped (allow-skipped = false)", counts.skipped));
+    }
+    if broken.is_empty() {
+        return None;
+    }
+    let failing: Vec<String> = cases
+        .iter()
+        .filter(|c| {
+            c.status == "failed" || c.status == "errored" || (!gate.allow_skipped && c.status == "skipped")
+        })
+        .map(|c| format!("{}::{}", c.suite, c.name))
+        .collect();
+    let names = match failing.len() {
+        0 => String::new(),
+        n if n <= 10 => format!("; failing: {}", failing.join(", ")),
+        n => format!("; failing: {} and {} more", failing[..10].join(", "), n - 10),
+    };
+    Some(format!("test gate failed: {}{names}", broken.join(", ")))
 }
 
 fn severity_name(s: types::Severity) -> &'static str {

@@ -93,6 +93,28 @@ impl From<AllowSpec> for Grants {
     }
 }
 
+/// A test-runner stage's quality gate. Without one, any failed or errored
+/// case fails the stage.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Gate {
+    /// Least share of passed cases among those that ran, 0 to 1.
+    pub min_pass_rate: Option<f64>,
+    /// Most failed or errored cases.
+    pub max_failures: Option<u32>,
+    /// Whether skipped cases are fine.
+    pub allow_skipped: bool,
+}
+
+impl Default for Gate {
+    fn default() -> Self {
+        Self {
+            min_pass_rate: None,
+            max_failures: Some(0),
+            allow_skipped: true,
+        }
+    }
+}
+
 /// Whether a stage's programs run inside bubblewrap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SandboxChoice {
@@ -141,6 +163,10 @@ pub struct PlannedStage {
     pub grants: Grants,
     /// Bubblewrap or not, for its programs.
     pub sandbox: SandboxChoice,
+    /// Its quality gate (test-runner stages).
+    pub gate: Gate,
+    /// Where `gate` is written, if it is.
+    pub gate_span: Option<Range<usize>>,
     /// The environment it targets.
     pub environment: Option<String>,
 }
@@ -468,6 +494,29 @@ fn plan_stage(
             grants.exec.push(RUN_SHELL.into());
         }
     }
+    let gate = match &spec.gate {
+        None => Gate::default(),
+        Some(g) => {
+            let g = g.get_ref();
+            if let Some(rate) = &g.min_pass_rate
+                && !(0.0..=1.0).contains(rate.get_ref())
+            {
+                errors.push(
+                    source
+                        .error(
+                            rate.span(),
+                            format!("min-pass-rate {} is not between 0 and 1", rate.get_ref()),
+                        )
+                        .help("write it as a fraction: 0.95 means 95% of the cases that ran must pass"),
+                );
+            }
+            Gate {
+                min_pass_rate: g.min_pass_rate.as_ref().map(|r| *r.get_ref()),
+                max_failures: g.max_failures,
+                allow_skipped: g.allow_skipped.unwrap_or(true),
+            }
+        }
+    };
     let sandbox = match spec.sandbox.as_ref().map(|s| (s.get_ref().as_str(), s.span())) {
         None | Some(("auto", _)) => SandboxChoice::Auto,
         Some(("bubblewrap", _)) => SandboxChoice::Required,
@@ -525,6 +574,8 @@ fn plan_stage(
         env,
         grants,
         sandbox,
+        gate,
+        gate_span: spec.gate.as_ref().map(|g| g.span()),
         environment: spec.environment.as_ref().map(|e| e.get_ref().clone()),
     }
 }

@@ -8,6 +8,7 @@
 //!   happened, then the same summary.
 
 pub mod json;
+pub mod junit;
 pub mod live;
 pub mod model;
 pub mod style;
@@ -37,12 +38,35 @@ pub struct ReportSetup {
     pub verbose: bool,
     /// Stage names in plan order.
     pub stages: Vec<String>,
+    /// Where to write the run's merged JUnit report.
+    pub junit: Option<std::path::PathBuf>,
 }
 
-/// Consume events until the run finishes (or the channel closes).
-pub async fn report(setup: ReportSetup, rx: UnboundedReceiver<EventRecord>) {
-    match setup.mode {
-        Mode::Json => json::report(rx).await,
-        Mode::Live | Mode::Plain => live::report(setup, rx).await,
+/// Consume events until the run finishes (or the channel closes), showing
+/// them as `setup.mode` says and writing the JUnit report at the end.
+pub async fn report(setup: ReportSetup, mut rx: UnboundedReceiver<EventRecord>) {
+    let (tx, inner_rx) = tokio::sync::mpsc::unbounded_channel();
+    let junit_path = setup.junit.clone();
+    let shown = tokio::spawn(async move {
+        match setup.mode {
+            Mode::Json => json::report(inner_rx).await,
+            Mode::Live | Mode::Plain => live::report(setup, inner_rx).await,
+        }
+    });
+    let mut junit = junit::JunitCollector::default();
+    while let Some(record) = rx.recv().await {
+        junit.observe(&record.event);
+        let done = matches!(record.event, crate::events::Event::RunFinished { .. });
+        let _ = tx.send(record);
+        if done {
+            break;
+        }
     }
+    if let Some(path) = junit_path
+        && let Err(e) = junit.write(&path)
+    {
+        tracing::error!("cannot write the JUnit report {}: {e}", path.display());
+    }
+    drop(tx);
+    let _ = shown.await;
 }

@@ -46,6 +46,8 @@ pub struct AttemptRequest {
     pub grants: crate::plan::Grants,
     /// Bubblewrap or not.
     pub sandbox: crate::plan::SandboxChoice,
+    /// The quality gate for test runners.
+    pub gate: crate::plan::Gate,
 }
 
 /// How an attempt went.
@@ -65,6 +67,8 @@ pub struct AttemptResult {
     pub tests: Option<TestCounts>,
     /// How programs ran, for plugins that may run them.
     pub sandbox: Option<String>,
+    /// A test runner's cases.
+    pub cases: Vec<crate::events::TestCaseRecord>,
 }
 
 /// Why an attempt failed.
@@ -329,6 +333,7 @@ fn cancelled_event(stage: &str, why: &str) -> Event {
         findings: Vec::new(),
         tests: None,
         sandbox: None,
+        cases: Vec::new(),
     }
 }
 
@@ -417,6 +422,7 @@ async fn run_stage(
             environment: stage.environment.clone().or_else(|| run_environment.clone()),
             grants: stage.grants.clone(),
             sandbox: stage.sandbox,
+            gate: stage.gate,
         };
         let result = executor.execute(request).await;
         match &result.failure {
@@ -459,5 +465,6 @@ fn finish(sink: &EventSink, stage: &str, attempts: u32, started: Instant, result
         findings: result.findings.clone(),
         tests: result.tests,
         sandbox: result.sandbox.clone(),
+        cases: result.cases.clone(),
     });
 }

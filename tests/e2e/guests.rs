@@ -232,6 +232,7 @@ pub fn rendezvous() {
 
 #[test]
 pub fn cases() {
+    // Without a gate, any failed case fails the stage, naming it.
     let p = one_stage("cases", g::CASES, "with = { passed = 3, failed = 1 }");
     let run = p.run_json(&[]);
     assert_eq!(run.code, 1, "{run:?}");
@@ -243,13 +244,81 @@ pub fn cases() {
     );
     assert_eq!(
         done["error"],
-        "1 of 4 test(s) failed; first: guest::case_3: case_3 failed: expected 1, got 2"
+        "test gate failed: 1 failed (at most 0 allowed); failing: guest::case_3"
+    );
+    assert_eq!(done["details"], "guest::case_3: case_3 failed: expected 1, got 2");
+    assert_eq!(done["cases"].as_array().map(Vec::len), Some(4));
+
+    // The run's merged JUnit report has every case.
+    let run_dir = run.workspace().parent().expect("run dir").to_path_buf();
+    let junit = std::fs::read_to_string(run_dir.join("reports/junit.xml")).expect("junit.xml");
+    assert!(
+        junit.contains("<testsuite name=\"s\" tests=\"4\" failures=\"1\""),
+        "{junit}"
+    );
+    assert!(
+        junit.contains("<failure message=\"case_3 failed: expected 1, got 2\">"),
+        "{junit}"
     );
 
     let p = one_stage("cases", g::CASES, "with = { passed = 2, failed = 0 }");
     let run = p.run_json(&[]);
     assert_eq!(run.code, 0, "{run:?}");
     assert_eq!(run.finished("s")["outputs"]["passed"], "2");
+}
+
+#[test]
+fn gates_apply_to_test_runners() {
+    let gate = |g: &str, cases: &str| {
+        let p = one_stage("cases", g::CASES, &format!("with = {cases}\ngate = {g}"));
+        p.run_json(&[])
+    };
+    // 9 of 10 pass: 90% meets 0.9, not 0.95; max-failures = 1 allows it.
+    let run = gate(
+        "{ min-pass-rate = 0.9, max-failures = 1 }",
+        "{ passed = 9, failed = 1 }",
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    let run = gate("{ min-pass-rate = 0.95 }", "{ passed = 9, failed = 1 }");
+    assert_eq!(run.code, 1, "{run:?}");
+    assert_eq!(
+        run.finished("s")["error"],
+        "test gate failed: pass rate 90.0% is below the minimum 95.0%; failing: guest::case_9"
+    );
+    let run = gate(
+        "{ allow-skipped = false }",
+        "{ passed = 2, failed = 0, skipped = 2 }",
+    );
+    assert_eq!(
+        run.finished("s")["error"],
+        "test gate failed: 2 skipped (allow-skipped = false); failing: guest::case_2, guest::case_3"
+    );
+    let run = gate("{ min-pass-rate = 1.0 }", "{ passed = 0, failed = 0 }");
+    assert_eq!(
+        run.finished("s")["error"],
+        "test gate failed: no test case ran, so there is no pass rate"
+    );
+
+    // A gate on a stage that is not a test runner, or out of range, is a
+    // configuration error.
+    let p = Project::new();
+    p.pipeline("[pipeline]\nname = \"g\"\n[stages.a]\nuses = \"noop\"\ngate = { max-failures = 1 }\n");
+    let run = p.weir(&["validate"]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        run.stderr.contains(
+            "pipeline.toml:5:8: stage `a` has a `gate`, but its plugin `noop` is a stage; gates apply to test-runner stages"
+        ),
+        "{run:?}"
+    );
+    p.pipeline("[pipeline]\nname = \"g\"\n[stages.b]\nuses = \"noop\"\ngate = { min-pass-rate = 95 }\n");
+    let run = p.weir(&["validate"]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        run.stderr
+            .contains("pipeline.toml:5:26: min-pass-rate 95 is not between 0 and 1"),
+        "{run:?}"
+    );
 }
 
 #[test]

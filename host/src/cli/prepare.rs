@@ -104,6 +104,23 @@ pub async fn prepare(path: &Path, workspace: Option<&Path>) -> Result<Prepared, 
                             .help("strategies and deployers are used by deploy stages (`strategy = { uses = ... }`), not as stages themselves"),
                     );
                 }
+                if let Some(span) = &stage.gate_span
+                    && p.info.kind != PluginKind::TestRunner
+                {
+                    errors.push(
+                        plan.source
+                            .error(
+                                span.clone(),
+                                format!(
+                                    "stage `{}` has a `gate`, but its plugin `{}` is a {}; gates apply to test-runner stages",
+                                    stage.name,
+                                    p.info.name,
+                                    kind_name(p.info.kind)
+                                ),
+                            )
+                            .help("remove `gate`; analyzers pass or fail by their verdict"),
+                    );
+                }
                 if let Some(schema) = &p.info.manifest.config_schema {
                     for e in plugins::schema::check(schema, &stage.with) {
                         errors.push(schema_error(&plan, stage, &p.info.name, &e));

@@ -53,6 +53,7 @@ pub async fn run(args: RunArgs, verbose: bool) -> ExitCode {
             mode,
             verbose,
             stages: stage_names.clone(),
+            junit: Some(run_dir(&run_id).join("reports").join("junit.xml")),
         },
         rx,
     ));
@@ -147,13 +148,17 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
+/// `.weir/runs/RUN`, absolute: the run's workspace (unless given),
+/// reports and artifacts live here.
+fn run_dir(run_id: &str) -> PathBuf {
+    let rel = PathBuf::from(STATE_DIR).join("runs").join(run_id);
+    std::path::absolute(&rel).unwrap_or(rel)
+}
+
 fn workspace_dir(given: Option<&Path>, run_id: &str) -> std::io::Result<PathBuf> {
     let dir = match given {
         Some(d) => d.to_path_buf(),
-        None => PathBuf::from(STATE_DIR)
-            .join("runs")
-            .join(run_id)
-            .join("workspace"),
+        None => run_dir(run_id).join("workspace"),
     };
     std::fs::create_dir_all(&dir)?;
     dir.canonicalize()

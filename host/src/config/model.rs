@@ -74,6 +74,24 @@ pub struct StageSpec {
     /// A line for people.
     #[serde(default)]
     pub description: Option<String>,
+    /// Quality gate for a test-runner stage.
+    #[serde(default)]
+    pub gate: Option<Spanned<GateSpec>>,
+}
+
+/// `gate = { min-pass-rate = 0.95, max-failures = 2, allow-skipped = false }`.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct GateSpec {
+    /// Passed cases over all cases that ran (skipped ones excluded), 0 to 1.
+    #[serde(default)]
+    pub min_pass_rate: Option<Spanned<f64>>,
+    /// Most failed or errored cases allowed.
+    #[serde(default)]
+    pub max_failures: Option<u32>,
+    /// Whether skipped cases are acceptable (default true).
+    #[serde(default)]
+    pub allow_skipped: Option<bool>,
 }
 
 /// `when = { branch = "main", environment = ["staging", "prod"] }`.

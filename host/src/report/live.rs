@@ -18,6 +18,10 @@ pub async fn report(setup: ReportSetup, mut rx: UnboundedReceiver<EventRecord>) 
     let live = setup.mode == Mode::Live;
     let style = Style::new(live || std::io::stdout().is_terminal());
     let mut view = RunView::new(&setup.stages, setup.verbose);
+    view.junit = setup
+        .junit
+        .as_ref()
+        .map(|p| super::style::short_path(&p.display().to_string()));
     let name_width = setup
         .stages
         .iter()

@@ -69,6 +69,8 @@ pub struct RunView {
     pub pipeline: String,
     /// The run id.
     pub run: String,
+    /// Where the JUnit report goes, as shown.
+    pub junit: Option<String>,
 }
 
 impl RunView {
@@ -91,6 +93,7 @@ impl RunView {
             workspace: None,
             pipeline: String::new(),
             run: String::new(),
+            junit: None,
         }
     }
 

@@ -160,5 +160,8 @@ pub fn print(view: &RunView, style: &Style, width: usize, status: RunStatus, dur
             style::short_path(ws)
         ));
     }
+    if let Some(junit) = &view.junit {
+        out.push_str(&format!("{}     {junit}\n", style.dim("junit")));
+    }
     print!("{out}");
 }

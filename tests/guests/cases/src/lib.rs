@@ -5,6 +5,8 @@ use weir_sdk::{Context, Failure, Manifest, Plugin, TestCase, TestReport, TestRun
 struct Config {
     passed: u32,
     failed: u32,
+    #[serde(default)]
+    skipped: u32,
 }
 
 struct Cases;
@@ -27,7 +29,9 @@ impl TestRunner for Cases {
             file: Some("src/lib.rs".into()),
         };
         let mut cases: Vec<TestCase> = (0..config.passed).map(|i| case(i, TestStatus::Passed)).collect();
-        cases.extend((config.passed..config.passed + config.failed).map(|i| case(i, TestStatus::Failed)));
+        let failed_end = config.passed + config.failed;
+        cases.extend((config.passed..failed_end).map(|i| case(i, TestStatus::Failed)));
+        cases.extend((failed_end..failed_end + config.skipped).map(|i| case(i, TestStatus::Skipped)));
         Ok(TestReport::from_cases(cases))
     }
 }
