@@ -148,8 +148,10 @@ mod tests {
 
     #[test]
     fn writes_the_gitlab_shape() {
-        let mut j = JunitCollector::default();
-        j.pipeline = "web".into();
+        let mut j = JunitCollector {
+            pipeline: "web".into(),
+            ..JunitCollector::default()
+        };
         j.suites.push((
             "test".into(),
             2000,
