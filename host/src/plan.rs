@@ -79,19 +79,38 @@ pub struct Grants {
     pub metrics: Vec<String>,
     /// Whether it may drive the deployment target.
     pub runtime: bool,
+    /// Host paths its programs may read, absolute.
+    pub read: Vec<PathBuf>,
 }
 
-impl From<AllowSpec> for Grants {
-    fn from(a: AllowSpec) -> Self {
+impl Grants {
+    /// The grants of an `allow` table; `read` paths resolve against
+    /// `base` (the pipeline's directory) and `~` (weir's home).
+    fn from_spec(a: AllowSpec, base: &std::path::Path) -> Self {
+        let home = std::env::var_os("HOME").map(PathBuf::from);
+        let read = a
+            .read
+            .iter()
+            .map(|r| match (r.strip_prefix("~/"), &home) {
+                (Some(rest), Some(h)) => h.join(rest),
+                _ => base.join(r),
+            })
+            .map(|p| p.canonicalize().unwrap_or(p))
+            .collect();
         Self {
             exec: a.exec,
             network: a.network,
             secrets: a.secrets,
             metrics: a.metrics,
             runtime: a.runtime,
+            read,
         }
     }
 }
+
+/// `${{ pipeline.dir }}`: the pipeline file's directory, absolute. It is
+/// replaced when the plan is built, before anything else reads the text.
+pub const PIPELINE_DIR: &str = "${{ pipeline.dir }}";
 
 /// A test-runner stage's quality gate. Without one, any failed or errored
 /// case fails the stage.
@@ -207,7 +226,14 @@ pub fn build(loaded: LoadedPipeline, builtins: &[&str]) -> Result<Plan, InvalidC
     let base_dir = source
         .path()
         .parent()
-        .map(|p| p.to_path_buf())
+        .map(|p| {
+            if p.as_os_str().is_empty() {
+                std::path::Path::new(".")
+            } else {
+                p
+            }
+        })
+        .map(|p| p.canonicalize().unwrap_or_else(|_| p.to_path_buf()))
         .unwrap_or_default();
 
     if file.stages.is_empty() {
@@ -306,6 +332,7 @@ pub fn build(loaded: LoadedPipeline, builtins: &[&str]) -> Result<Plan, InvalidC
             builtins,
             &mut errors,
             key.span(),
+            &base_dir,
         );
         stages.push(stage);
     }
@@ -366,6 +393,7 @@ fn plan_stage(
     builtins: &[&str],
     errors: &mut Vec<ConfigError>,
     stage_span: Range<usize>,
+    base_dir: &std::path::Path,
 ) -> PlannedStage {
     let (uses, uses_span) = match (&spec.uses, &spec.run) {
         (Some(u), None) => (u.get_ref().clone(), u.span()),
@@ -477,14 +505,22 @@ fn plan_stage(
         None => 0,
     };
 
+    let pipeline_dir = base_dir.display().to_string();
     let mut with = match &spec.with {
         Some(t) => toml_to_json(&toml::Value::Table(t.get_ref().clone())),
         None => serde_json::Value::Object(Default::default()),
     };
+    replace_in_json(&mut with, PIPELINE_DIR, &pipeline_dir);
     let mut grants: Grants = spec
         .allow
         .as_ref()
-        .map(|a| a.get_ref().clone().into())
+        .map(|a| {
+            let mut allow = a.get_ref().clone();
+            for r in &mut allow.read {
+                *r = r.replace(PIPELINE_DIR, &pipeline_dir);
+            }
+            Grants::from_spec(allow, base_dir)
+        })
         .unwrap_or_default();
     if let Some(run) = &spec.run {
         if let serde_json::Value::Object(map) = &mut with {
@@ -545,7 +581,19 @@ fn plan_stage(
             );
         }
         env.retain(|(existing, _)| existing != key);
-        env.push((key.clone(), v.get_ref().clone()));
+        env.push((key.clone(), v.get_ref().replace(PIPELINE_DIR, &pipeline_dir)));
+    }
+    for name in &spec.inherit_env {
+        let key = name.get_ref();
+        if !valid_env_name(key) {
+            errors.push(source.error(
+                name.span(),
+                format!("`{key}` is not a valid environment variable name"),
+            ));
+        } else if let Ok(value) = std::env::var(key) {
+            env.retain(|(existing, _)| existing != key);
+            env.push((key.clone(), value));
+        }
     }
 
     let when = spec
@@ -710,6 +758,15 @@ fn check_references(
                 }
             }
         }
+    }
+}
+
+fn replace_in_json(v: &mut serde_json::Value, from: &str, to: &str) {
+    match v {
+        serde_json::Value::String(s) if s.contains(from) => *s = s.replace(from, to),
+        serde_json::Value::Array(items) => items.iter_mut().for_each(|i| replace_in_json(i, from, to)),
+        serde_json::Value::Object(m) => m.values_mut().for_each(|i| replace_in_json(i, from, to)),
+        _ => {}
     }
 }
 

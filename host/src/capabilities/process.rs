@@ -371,35 +371,28 @@ impl ProcessCtx {
         c
     }
 
+    /// Read-only mounts beyond the system directories: the entries of the
+    /// program's `PATH` (a toolchain in `~/.cargo/bin`), the directory of
+    /// the program itself, and what the stage grants with `allow.read`.
+    /// Nothing the plugin chooses can add to these.
     fn extra_read_only(&self, p: &Prepared) -> Vec<PathBuf> {
-        let declared: BTreeMap<&str, &str> = self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        let mut dirs: Vec<PathBuf> = Vec::new();
-        let path = declared.get("PATH").copied().unwrap_or(DEFAULT_PATH);
-        let mut candidates: Vec<&str> = path.split(':').collect();
-        for (k, v) in &declared {
-            if *k != "PATH" && v.starts_with('/') {
-                candidates.push(v);
-            }
-        }
-        for c in candidates {
-            let dir = PathBuf::from(c);
-            let system = SYSTEM_DIRS.iter().any(|s| dir.starts_with(s));
-            if !system
-                && dir.is_absolute()
-                && dir.is_dir()
-                && !dir.starts_with(&self.workspace)
-                && dir != Path::new("/")
-            {
-                dirs.push(dir);
-            }
-        }
-        // The program itself, when it lives elsewhere (a toolchain proxy).
-        if let Some(parent) = p.program.parent()
-            && !SYSTEM_DIRS.iter().any(|s| parent.starts_with(s))
-            && !parent.starts_with(&self.workspace)
-        {
+        let path = self
+            .env
+            .iter()
+            .find(|(k, _)| k == "PATH")
+            .map_or(DEFAULT_PATH, |(_, v)| v.as_str());
+        let mut dirs: Vec<PathBuf> = path.split(':').map(PathBuf::from).collect();
+        if let Some(parent) = p.program.parent() {
             dirs.push(parent.to_path_buf());
         }
+        dirs.extend(self.grants.read.iter().cloned());
+        dirs.retain(|d| {
+            d.is_absolute()
+                && d.exists()
+                && d != Path::new("/")
+                && !SYSTEM_DIRS.iter().any(|s| d.starts_with(s))
+                && !d.starts_with(&self.workspace)
+        });
         dirs.sort();
         dirs.dedup();
         dirs

@@ -65,6 +65,9 @@ pub struct StageSpec {
     /// Environment variables the plugin sees (and nothing else).
     #[serde(default)]
     pub env: IndexMap<Spanned<String>, Spanned<String>>,
+    /// Variables copied from weir's own environment, e.g. `["HOME", "PATH"]`.
+    #[serde(default)]
+    pub inherit_env: Vec<Spanned<String>>,
     /// What the stage may use beyond its workspace.
     #[serde(default)]
     pub allow: Option<Spanned<AllowSpec>>,
@@ -145,6 +148,10 @@ pub struct AllowSpec {
     /// Whether the stage may drive the deployment target.
     #[serde(default)]
     pub runtime: bool,
+    /// Paths the stage's programs may read (mounted read-only in the
+    /// sandbox): absolute, `~/...`, or relative to the pipeline file.
+    #[serde(default)]
+    pub read: Vec<String>,
 }
 
 /// `[plugins.NAME]`.
