@@ -3,6 +3,7 @@
 //! `--json` events. One test binary, to keep link time down.
 
 mod cli;
+mod git;
 mod guests;
 mod process;
 mod scheduler;
