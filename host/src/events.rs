@@ -104,6 +104,21 @@ pub struct TestCounts {
     pub errored: u32,
 }
 
+/// A file a stage kept, as stored.
+#[derive(Debug, Clone, Serialize)]
+pub struct ArtifactRecord {
+    /// The name the stage gave it.
+    pub name: String,
+    /// Its path in the workspace.
+    pub path: String,
+    /// sha256 of its contents, hex.
+    pub sha256: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Where the store keeps the copy.
+    pub stored: String,
+}
+
 /// One test case, as reported.
 #[derive(Debug, Clone, Serialize)]
 pub struct TestCaseRecord {
@@ -202,9 +217,9 @@ pub enum Event {
         duration_ms: u64,
         /// Its outputs.
         outputs: BTreeMap<String, String>,
-        /// Artifacts it kept: name to workspace path.
-        #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-        artifacts: BTreeMap<String, String>,
+        /// Artifacts it kept, as stored.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        artifacts: Vec<ArtifactRecord>,
         /// Its summary line.
         #[serde(skip_serializing_if = "Option::is_none")]
         summary: Option<String>,

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use wasmtime::{Store, UpdateDeadline};
 
+use crate::artifacts::ArtifactStore;
 use crate::bindings::types::{self, TestStatus, Verdict};
 use crate::capabilities::process::{ProcessLimits, Sandbox};
 use crate::engine::{StageLimits, WeirEngine};
@@ -72,6 +73,8 @@ pub struct RunInfo {
     pub workspace: PathBuf,
     /// Limits per Store.
     pub limits: StageLimits,
+    /// Where artifacts are kept.
+    pub artifacts: ArtifactStore,
 }
 
 /// The wasmtime-backed executor.
@@ -252,21 +255,34 @@ async fn run_in_store(
         }
         Ok(Ok(Reply::Failure(f))) => AttemptResult::failed(FailureKind::Plugin, f.message, f.details),
         Ok(Ok(Reply::Stage(out))) => {
-            for artifact in &out.artifacts {
-                if let Err(why) = check_artifact(&info.workspace, &artifact.path) {
-                    return AttemptResult::failed(
-                        FailureKind::Plugin,
-                        format!("artifact `{}` at `{}` {why}", artifact.name, artifact.path),
-                        None,
-                    );
+            let store = info.artifacts.clone();
+            let workspace = info.workspace.clone();
+            let stage = request.stage_name.clone();
+            let wanted = out.artifacts;
+            // Copying may be large: off the async workers.
+            let kept = tokio::task::spawn_blocking(move || {
+                wanted
+                    .iter()
+                    .map(|a| {
+                        store
+                            .keep(&stage, &a.name, &workspace, &a.path)
+                            .map_err(|why| format!("artifact `{}` at `{}` {why}", a.name, a.path))
+                    })
+                    .collect::<Result<Vec<_>, String>>()
+            })
+            .await;
+            match kept {
+                Ok(Ok(artifacts)) => AttemptResult {
+                    failure: None,
+                    outputs: out.outputs,
+                    artifacts,
+                    summary: out.summary,
+                    ..AttemptResult::default()
+                },
+                Ok(Err(message)) => AttemptResult::failed(FailureKind::Plugin, message, None),
+                Err(e) => {
+                    AttemptResult::failed(FailureKind::Host, format!("storing artifacts failed: {e}"), None)
                 }
-            }
-            AttemptResult {
-                failure: None,
-                outputs: out.outputs,
-                artifacts: out.artifacts.into_iter().map(|a| (a.name, a.path)).collect(),
-                summary: out.summary,
-                ..AttemptResult::default()
             }
         }
         Ok(Ok(Reply::Analysis(a))) => analysis_result(a),
@@ -500,30 +516,6 @@ fn severity_name(s: types::Severity) -> &'static str {
         types::Severity::High => "high",
         types::Severity::Critical => "critical",
     }
-}
-
-/// An artifact must be a file inside the workspace, named by a relative
-/// path without `..`, that does not resolve (through symlinks) outside it:
-/// later steps read artifacts with the host's full access.
-fn check_artifact(workspace: &std::path::Path, path: &str) -> Result<(), String> {
-    use std::path::Component;
-    let rel = std::path::Path::new(path);
-    if rel.is_absolute()
-        || rel
-            .components()
-            .any(|c| matches!(c, Component::ParentDir | Component::Prefix(_)))
-    {
-        return Err("must be a relative path inside the workspace, without `..`".into());
-    }
-    let full = workspace.join(rel);
-    let resolved = full.canonicalize().map_err(|e| format!("cannot be read: {e}"))?;
-    if !resolved.starts_with(workspace) {
-        return Err("resolves outside the workspace (a symlink out)".into());
-    }
-    if !resolved.is_file() {
-        return Err("is not a file".into());
-    }
-    Ok(())
 }
 
 /// A limit wasmtime itself enforces, named. wasmtime reports these with

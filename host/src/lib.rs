@@ -10,6 +10,7 @@
 
 #![deny(missing_docs)]
 
+pub mod artifacts;
 pub mod bindings;
 pub mod capabilities;
 pub mod cli;

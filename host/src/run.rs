@@ -58,7 +58,7 @@ pub struct AttemptResult {
     /// Outputs for downstream stages.
     pub outputs: Vec<(String, String)>,
     /// Artifacts: (name, workspace path).
-    pub artifacts: Vec<(String, String)>,
+    pub artifacts: Vec<crate::events::ArtifactRecord>,
     /// Summary line.
     pub summary: Option<String>,
     /// An analyzer's findings.
@@ -326,7 +326,7 @@ fn cancelled_event(stage: &str, why: &str) -> Event {
         attempts: 0,
         duration_ms: 0,
         outputs: BTreeMap::new(),
-        artifacts: BTreeMap::new(),
+        artifacts: Vec::new(),
         summary: None,
         error: Some(why.to_string()),
         details: None,
@@ -458,7 +458,7 @@ fn finish(sink: &EventSink, stage: &str, attempts: u32, started: Instant, result
         attempts,
         duration_ms: started.elapsed().as_millis() as u64,
         outputs: result.outputs.iter().cloned().collect(),
-        artifacts: result.artifacts.iter().cloned().collect(),
+        artifacts: result.artifacts.clone(),
         summary: result.summary.clone(),
         error: result.failure.as_ref().map(|f| f.message.clone()),
         details: result.failure.as_ref().and_then(|f| f.details.clone()),

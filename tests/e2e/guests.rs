@@ -45,7 +45,19 @@ pub fn record() {
     );
     let run = p.run_json(&[]);
     assert_eq!(run.code, 0, "{run:?}");
-    assert_eq!(run.finished("s")["artifacts"]["own"], "trace.log");
+    // Kept in the run's artifact store with its digest and size.
+    let kept = &run.finished("s")["artifacts"][0];
+    assert_eq!(kept["name"], "own");
+    assert_eq!(kept["path"], "trace.log");
+    assert_eq!(kept["size"], 2);
+    let digest = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(b"s\n"))
+    };
+    assert_eq!(kept["sha256"], digest);
+    let stored = kept["stored"].as_str().expect("stored path");
+    assert!(stored.ends_with("/artifacts/s/trace.log"), "{stored}");
+    assert_eq!(std::fs::read_to_string(stored).expect("stored copy"), "s\n");
     for (path, why) in [
         (
             "../../etc/passwd",

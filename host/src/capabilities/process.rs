@@ -279,11 +279,11 @@ impl ProcessCtx {
         let out = child
             .stdout
             .take()
-            .map(|s| self.collect(s, Level::Info, "stdout"));
+            .map(|s| self.collect(s, Level::Info, "stdout", cmd.quiet));
         let err = child
             .stderr
             .take()
-            .map(|s| self.collect(s, Level::Warn, "stderr"));
+            .map(|s| self.collect(s, Level::Warn, "stderr", cmd.quiet));
         let streams = async {
             let (o, e) = tokio::join!(
                 async {
@@ -405,6 +405,7 @@ impl ProcessCtx {
         stream: R,
         level: Level,
         name: &'static str,
+        quiet: bool,
     ) -> impl std::future::Future<Output = (Vec<u8>, bool)> + Send + 'static {
         let sink = self.sink.clone();
         let budget = self.budget.clone();
@@ -421,14 +422,16 @@ impl ProcessCtx {
                     Ok(0) | Err(_) => break,
                     Ok(_) => {}
                 }
-                emit_line(
-                    &sink,
-                    &budget,
-                    &stage,
-                    level,
-                    &String::from_utf8_lossy(&line),
-                    BTreeMap::new(),
-                );
+                if !quiet {
+                    emit_line(
+                        &sink,
+                        &budget,
+                        &stage,
+                        level,
+                        &String::from_utf8_lossy(&line),
+                        BTreeMap::new(),
+                    );
+                }
                 if kept.len() + line.len() <= limit {
                     kept.extend_from_slice(&line);
                 } else {

@@ -73,6 +73,7 @@ pub async fn run(args: RunArgs, verbose: bool) -> ExitCode {
             tenant: args.tenant.clone(),
             workspace,
             limits: StageLimits::default(),
+            artifacts: crate::artifacts::ArtifactStore::new(run_dir(&run_id).join("artifacts")),
         },
         sink.clone(),
     ));

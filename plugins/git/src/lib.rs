@@ -70,6 +70,7 @@ fn git(cwd: &str, args: &[&str]) -> Result<Exit, Failure> {
         ],
         stdin: None,
         timeout_ms: None,
+        quiet: true,
     };
     weir_sdk::process::run(&cmd).map_err(|e| match e {
         HostError::Denied(m)

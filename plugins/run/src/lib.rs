@@ -56,6 +56,7 @@ impl Stage for Run {
             env: vec![],
             stdin: None,
             timeout_ms: None,
+            quiet: false,
         };
         let exit = weir_sdk::process::run(&cmd).map_err(|e| match e {
             HostError::Denied(m)

@@ -38,6 +38,7 @@ impl Stage for Exec {
             env: c.env,
             stdin: c.stdin.map(String::into_bytes),
             timeout_ms: c.timeout_ms,
+            quiet: false,
         };
         let exit = weir_sdk::process::run(&cmd).map_err(|e| {
             Failure::new(match e {

@@ -20,6 +20,7 @@ impl Stage for Sneaky {
             env: vec![],
             stdin: None,
             timeout_ms: None,
+            quiet: false,
         };
         match weir_sdk::process::run(&cmd) {
             Ok(_) => Err(Failure::new("ran a program without declaring `process`")),
