@@ -62,6 +62,50 @@ fn plugins_inspect_a_builtin_and_a_file() {
 }
 
 #[test]
+fn the_quickstart_checks_out_builds_and_tests_the_service() {
+    let pipeline = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/quickstart/pipeline.toml"
+    );
+    let p = Project::new();
+    let run = p.weir(&["run", pipeline, "--json"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let checkout = run.finished("checkout");
+    let head = std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("git");
+    assert_eq!(
+        checkout["outputs"]["sha"],
+        String::from_utf8_lossy(&head.stdout).trim()
+    );
+    let build = run.finished("build");
+    let artifact = &build["artifacts"][0];
+    assert_eq!(
+        artifact["path"],
+        "src/examples/quickstart/service/target/release/quickstart-service"
+    );
+    assert_eq!(artifact["sha256"], build["outputs"]["artifact-sha256"]);
+    assert!(std::path::Path::new(artifact["stored"].as_str().expect("stored")).is_file());
+    let test = run.finished("test");
+    assert_eq!(
+        test["tests"],
+        serde_json::json!({"passed": 4, "failed": 0, "skipped": 0, "errored": 0})
+    );
+    let names: Vec<&str> = test["cases"]
+        .as_array()
+        .expect("cases")
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert!(
+        names.contains(&"tests::version_reports_name_and_version"),
+        "{names:?}"
+    );
+}
+
+#[test]
 fn the_readme_example_runs() {
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/hello/pipeline.toml");
     let p = Project::new();

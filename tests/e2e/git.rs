@@ -164,3 +164,56 @@ fn a_bad_ref_or_a_missing_repository_fails_clearly() {
         "{error}"
     );
 }
+
+#[test]
+fn a_failing_unit_test_fails_the_run_and_names_the_test() {
+    let p = Project::new();
+    let dir = p.path().join("origin");
+    std::fs::create_dir_all(dir.join("src")).expect("dir");
+    p.write(
+        "origin/Cargo.toml",
+        "[package]\nname = \"sample\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[workspace]\n",
+    );
+    p.write(
+        "origin/src/lib.rs",
+        "pub fn add(a: u32, b: u32) -> u32 { a + b }\n\n#[cfg(test)]\nmod tests {\n    #[test]\n    fn adds() { assert_eq!(super::add(1, 2), 3); }\n    #[test]\n    fn broken() { assert_eq!(super::add(2, 2), 5, \"math is off\"); }\n}\n",
+    );
+    git(&dir, &["init", "--quiet"]);
+    git(&dir, &["add", "."]);
+    git(&dir, &["commit", "--quiet", "-m", "a crate with a broken test"]);
+    p.pipeline(&format!(
+        "[pipeline]\nname = \"ci\"\n[stages.checkout]\nuses = \"git\"\nwith = {{ repo = {:?} }}\nallow = {{ exec = [\"git\"], read = [\"origin\"] }}\n\
+         [stages.test]\nuses = \"cargo-test\"\nneeds = [\"checkout\"]\nwith = {{ dir = \"src\" }}\ninherit-env = [\"HOME\", \"PATH\"]\n\
+         allow = {{ exec = [\"cargo\"], read = [\"~/.cargo\", \"~/.rustup\"] }}\n",
+        dir.display().to_string()
+    ));
+    let run = p.run_json(&[]);
+    assert_eq!(run.code, 1, "{run:?}");
+    let test = run.finished("test");
+    assert_eq!(test["failure"], "gate");
+    assert_eq!(
+        test["error"],
+        "test gate failed: 1 failed (at most 0 allowed); failing: unittests src/lib.rs::tests::broken"
+    );
+    let broken = test["cases"]
+        .as_array()
+        .expect("cases")
+        .iter()
+        .find(|c| c["name"] == "tests::broken")
+        .expect("the broken case")
+        .clone();
+    assert_eq!(broken["status"], "failed");
+    assert_eq!(broken["file"], "src/lib.rs");
+    assert!(
+        broken["message"].as_str().unwrap_or("").contains("math is off"),
+        "{broken}"
+    );
+    let junit = std::fs::read_to_string(
+        run.workspace()
+            .parent()
+            .expect("run dir")
+            .join("reports/junit.xml"),
+    )
+    .expect("junit");
+    assert!(junit.contains("name=\"tests::broken\""), "{junit}");
+}

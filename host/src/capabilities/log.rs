@@ -102,7 +102,7 @@ pub fn emit_line(
         let last = lines.peek().is_none();
         let cost = line.len() + if last { field_cost } else { 0 };
         match budget.take(cost) {
-            Ok(()) if line.trim().is_empty() && !last => {}
+            Ok(()) if line.trim().is_empty() => {}
             Ok(()) => sink.emit(Event::StageLog {
                 stage: stage.to_string(),
                 level,
@@ -189,8 +189,12 @@ mod tests {
             emit_line(&sink, &budget, "s", Level::Info, "", BTreeMap::new());
         }
         let events = drain(&mut rx);
-        // Ten calls fit; the eleventh reports the limit; the rest vanish.
-        assert_eq!(events.len(), 11, "{events:?}");
+        // Blank lines are not shown, but each is charged: ten use up the
+        // budget, the eleventh reports the limit once, the rest vanish.
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert!(
+            matches!(&events[0], Event::StageLog { message, .. } if message.starts_with("log limit hit"))
+        );
     }
 
     #[test]
