@@ -299,3 +299,99 @@ fn the_run_shorthand_runs_a_shell_command_under_the_same_rules() {
         "{run:?}"
     );
 }
+
+#[test]
+fn junit_reads_the_reports_a_command_wrote() {
+    let p = Project::new();
+    p.write(
+        "ws/fixtures/surefire.xml",
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<testsuite name="com.example.FooTest" tests="3" failures="1" errors="0" skipped="1" time="0.020">
+  <testcase name="works" classname="com.example.FooTest" time="0.005"/>
+  <testcase name="fails" classname="com.example.FooTest" time="0.015">
+    <failure message="expected &lt;1&gt; but was &lt;2&gt;">at com.example.FooTest.fails(FooTest.java:21)</failure>
+  </testcase>
+  <testcase name="later" classname="com.example.FooTest" time="0"><skipped/></testcase>
+</testsuite>"#,
+    );
+    // Test tools exit non-zero when tests fail; the cases decide, not the code.
+    p.pipeline(
+        "[pipeline]\nname = \"j\"\n[stages.test]\nuses = \"junit\"\nallow = { exec = [\"sh\"] }\n\
+         with = { command = \"mkdir -p out && cp fixtures/surefire.xml out/TEST-foo.xml && exit 1\", reports = [\"out/*.xml\"] }\n",
+    );
+    let run = p.run_json(&["--workspace", "ws"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    let test = run.finished("test");
+    assert_eq!(
+        test["tests"],
+        serde_json::json!({"passed": 1, "failed": 1, "skipped": 1, "errored": 0})
+    );
+    assert_eq!(
+        test["error"],
+        "test gate failed: 1 failed (at most 0 allowed); failing: com.example.FooTest::fails"
+    );
+    let fails = &test["cases"][1];
+    assert_eq!(fails["duration_ms"], 15);
+    assert_eq!(
+        fails["message"],
+        "expected <1> but was <2>\nat com.example.FooTest.fails(FooTest.java:21)"
+    );
+
+    // No report at all fails the stage, saying how the command ended.
+    p.pipeline(
+        "[pipeline]\nname = \"j\"\n[stages.test]\nuses = \"junit\"\nallow = { exec = [\"sh\"] }\n\
+         with = { command = \"true\", reports = [\"nothing/*.xml\"] }\n",
+    );
+    let run = p.run_json(&["--workspace", "ws"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert_eq!(
+        run.finished("test")["error"],
+        "no JUnit report matches [\"nothing/*.xml\"] (`true` exited with code 0)"
+    );
+}
+
+#[test]
+fn build_detects_the_toolchain_and_keeps_artifacts() {
+    let p = Project::new();
+    p.write(
+        "ws/app/Makefile",
+        "dist/app.txt:\n\tmkdir -p dist && echo built by make > dist/app.txt\n",
+    );
+    p.pipeline(
+        "[pipeline]\nname = \"b\"\n[stages.build]\nuses = \"build\"\nallow = { exec = [\"make\"] }\n\
+         with = { dir = \"app\", artifacts = [\"dist/*.txt\"] }\n",
+    );
+    let run = p.run_json(&["--workspace", "ws"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let build = run.finished("build");
+    let digest = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(b"built by make\n"))
+    };
+    assert_eq!(build["outputs"]["command"], "make");
+    assert_eq!(build["outputs"]["artifact"], "app/dist/app.txt");
+    assert_eq!(build["outputs"]["artifact-sha256"], digest);
+    assert_eq!(
+        build["outputs"]["artifacts"],
+        format!("{digest}  app/dist/app.txt")
+    );
+    assert_eq!(build["artifacts"][0]["sha256"], digest);
+    assert_eq!(build["artifacts"][0]["size"], 14);
+
+    // A failing build fails the stage with the end of its output.
+    p.write(
+        "ws/app/Makefile",
+        "all:\n\t@echo compiling; echo 'error: it broke' >&2; exit 2\n",
+    );
+    let run = p.run_json(&["--workspace", "ws"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    let build = run.finished("build");
+    assert_eq!(build["error"], "the build `make` exited with code 2");
+    assert!(
+        build["details"]
+            .as_str()
+            .unwrap_or("")
+            .contains("error: it broke"),
+        "{build}"
+    );
+}
