@@ -183,7 +183,7 @@ fn a_failing_unit_test_fails_the_run_and_names_the_test() {
     git(&dir, &["commit", "--quiet", "-m", "a crate with a broken test"]);
     p.pipeline(&format!(
         "[pipeline]\nname = \"ci\"\n[stages.checkout]\nuses = \"git\"\nwith = {{ repo = {:?} }}\nallow = {{ exec = [\"git\"], read = [\"origin\"] }}\n\
-         [stages.test]\nuses = \"cargo-test\"\nneeds = [\"checkout\"]\nwith = {{ dir = \"src\" }}\ninherit-env = [\"HOME\", \"PATH\"]\n\
+         [stages.test]\nuses = \"cargo-test\"\nneeds = [\"checkout\"]\nwith = {{ dir = \"src\", report-time = true }}\ninherit-env = [\"HOME\", \"PATH\"]\n\
          allow = {{ exec = [\"cargo\"], read = [\"~/.cargo\", \"~/.rustup\"] }}\n",
         dir.display().to_string()
     ));
@@ -203,6 +203,14 @@ fn a_failing_unit_test_fails_the_run_and_names_the_test() {
         .expect("the broken case")
         .clone();
     assert_eq!(broken["status"], "failed");
+    // report-time = true: libtest timed each case (`... ok <0.000s>`), so
+    // the durations come from libtest, not a placeholder.
+    let timed = run.of("stage_log").iter().any(|e| {
+        e["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("test tests::adds ... ok <") && m.ends_with("s>"))
+    });
+    assert!(timed, "libtest did not time the tests: {run:?}");
     assert_eq!(broken["file"], "src/lib.rs");
     assert!(
         broken["message"].as_str().unwrap_or("").contains("math is off"),

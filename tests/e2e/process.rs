@@ -395,3 +395,32 @@ fn build_detects_the_toolchain_and_keeps_artifacts() {
         "{build}"
     );
 }
+
+#[test]
+fn programs_run_under_rlimits() {
+    let p = Project::new();
+    let run = exec_stage(
+        &p,
+        "{ program = \"cat\", args = [\"/proc/self/limits\"] }",
+        "allow = { exec = [\"cat\"] }",
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    let table = run.finished("s")["outputs"]["stdout"]
+        .as_str()
+        .expect("stdout")
+        .to_string();
+    // `Max open files            4096                 4096                 files`
+    let soft = |name: &str| -> u64 {
+        let line = table
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("no {name} in {table}"));
+        let fields: Vec<&str> = line[name.len()..].split_whitespace().collect();
+        fields[0].parse().unwrap_or(u64::MAX)
+    };
+    assert_eq!(soft("Max cpu time"), 3600, "{table}");
+    assert_eq!(soft("Max file size"), 8 << 30, "{table}");
+    // Capped at 4096, or lower where weir's own hard limit is lower.
+    assert!(soft("Max open files") <= 4096, "{table}");
+    assert!(soft("Max processes") <= 4096, "{table}");
+}

@@ -11,8 +11,13 @@
 //! Runs `cargo test --no-fail-fast` in `dir` and reads libtest's output:
 //! one case per `test NAME ... ok|FAILED|ignored` line, its suite the test
 //! binary (`unittests src/lib.rs`, `tests/api.rs`, `doc-tests`), the
-//! failure message from the `---- NAME stdout ----` section. Stable
-//! libtest does not time single tests, so case durations are 0.
+//! failure message from the `---- NAME stdout ----` section.
+//!
+//! Stable libtest does not time single tests, so durations are 0 unless
+//! `report-time = true`: that passes libtest's `--report-time`, which needs
+//! `RUSTC_BOOTSTRAP=1` for the run. That variable also lets the compiler
+//! accept unstable features, so it is off by default; turn it on only for
+//! crates that build on stable anyway.
 //! A build failure (no test ran) is a failure of the stage, with the
 //! compiler's last lines.
 
@@ -29,6 +34,8 @@ struct Config {
     dir: String,
     #[serde(default)]
     args: Vec<String>,
+    #[serde(default, rename = "report-time")]
+    report_time: bool,
 }
 
 fn here() -> String {
@@ -41,7 +48,7 @@ impl Plugin for CargoTest {
     fn manifest() -> Manifest {
         let mut m = weir_sdk::package_manifest!(TestRunner, [Capability::Process]);
         m.config_schema = Some(
-            r#"{"type":"object","additionalProperties":false,"properties":{"dir":{"type":"string"},"args":{"type":"array","items":{"type":"string"}}}}"#
+            r#"{"type":"object","additionalProperties":false,"properties":{"dir":{"type":"string"},"args":{"type":"array","items":{"type":"string"}},"report-time":{"type":"boolean"}}}"#
                 .into(),
         );
         m
@@ -84,17 +91,25 @@ pub fn parse(stdout: &str, suite_names: &[String]) -> Vec<TestCase> {
         if let Some(rest) = line.strip_prefix("test ")
             && let Some((name, result)) = rest.rsplit_once(" ... ")
         {
-            let status = match result.split(',').next().unwrap_or(result).trim() {
+            // `ok`, `FAILED`, `ignored, reason`, or with --report-time
+            // `ok <0.003s>`.
+            let word = result.split([',', ' ']).next().unwrap_or(result).trim();
+            let status = match word {
                 "ok" => TestStatus::Passed,
                 "FAILED" => TestStatus::Failed,
                 "ignored" => TestStatus::Skipped,
                 _ => continue,
             };
+            let duration_ms = result
+                .split_once('<')
+                .and_then(|(_, t)| t.strip_suffix("s>"))
+                .and_then(|t| t.parse::<f64>().ok())
+                .map_or(0, |secs| (secs * 1000.0).round() as u64);
             cases.push(TestCase {
                 suite: suite.clone(),
                 name: name.to_string(),
                 status,
-                duration_ms: 0,
+                duration_ms,
                 message: None,
                 file: None,
             });
@@ -147,14 +162,22 @@ impl TestRunner for CargoTest {
             "never".into(),
         ];
         args.extend(c.args.iter().cloned());
+        let mut env: Vec<(String, String)> = vec![
+            ("CARGO_TERM_COLOR".into(), "never".into()),
+            ("RUST_BACKTRACE".into(), "0".into()),
+        ];
+        if c.report_time {
+            if !args.iter().any(|a| a == "--") {
+                args.push("--".into());
+            }
+            args.extend(["-Z".into(), "unstable-options".into(), "--report-time".into()]);
+            env.push(("RUSTC_BOOTSTRAP".into(), "1".into()));
+        }
         let cmd = Command {
             program: "cargo".into(),
             args,
             cwd: Some(c.dir.clone()),
-            env: vec![
-                ("CARGO_TERM_COLOR".into(), "never".into()),
-                ("RUST_BACKTRACE".into(), "0".into()),
-            ],
+            env,
             stdin: None,
             timeout_ms: None,
             quiet: false,
@@ -234,6 +257,8 @@ test result: ok. 1 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; fini
                 ("doc-tests x", "src/lib.rs - add (line 3)", TestStatus::Passed),
             ]
         );
+        let timed = parse("running 1 test\ntest a::b ... ok <0.250s>\n", &[]);
+        assert_eq!((timed[0].status, timed[0].duration_ms), (TestStatus::Passed, 250));
         let bad = &cases[1];
         assert!(
             bad.message.as_deref().unwrap_or("").contains("left: 1"),
