@@ -27,7 +27,7 @@
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use weir_sdk::process::Command;
-use weir_sdk::{Capability, Context, Failure, HostError, Manifest, Plugin, Stage, StageOutput};
+use weir_sdk::{Capability, Context, Failure, Manifest, Plugin, Stage, StageOutput};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -78,12 +78,6 @@ fn detect(dir: &str) -> Option<(&'static str, Vec<&'static str>)> {
     }
 }
 
-fn tail(bytes: &[u8]) -> String {
-    let text = String::from_utf8_lossy(bytes);
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(TAIL)..].join("\n")
-}
-
 impl Stage for Build {
     fn run(ctx: Context) -> Result<StageOutput, Failure> {
         let c: Config = ctx.config()?;
@@ -104,38 +98,10 @@ impl Stage for Build {
             .collect::<Vec<_>>()
             .join(" ");
         weir_sdk::log::info(&format!("running `{shown}` in {}", c.dir));
-        let cmd = Command {
-            program,
-            args,
-            cwd: Some(c.dir.clone()),
-            env: vec![],
-            stdin: None,
-            timeout_ms: None,
-            quiet: false,
-        };
-        let exit = weir_sdk::process::run(&cmd).map_err(|e| match e {
-            HostError::Denied(m)
-            | HostError::Invalid(m)
-            | HostError::Failed(m)
-            | HostError::Limit(m)
-            | HostError::Unavailable(m) => Failure::new(m),
-        })?;
-        if exit.timed_out || exit.code != Some(0) {
-            let how = if exit.timed_out {
-                "timed out".to_string()
-            } else {
-                match (exit.code, exit.signal) {
-                    (Some(code), _) => format!("exited with code {code}"),
-                    (None, Some(sig)) => format!("was killed by signal {sig}"),
-                    _ => "failed".to_string(),
-                }
-            };
-            let output = if exit.stderr.is_empty() {
-                &exit.stdout
-            } else {
-                &exit.stderr
-            };
-            return Err(Failure::new(format!("the build `{shown}` {how}")).with_details(tail(output)));
+        let exit = weir_sdk::process::run(&Command::new(program).args(args).cwd(c.dir.clone()))?;
+        if !exit.success() {
+            return Err(Failure::new(format!("the build `{shown}` {}", exit.describe()))
+                .with_details(exit.tail(TAIL)));
         }
 
         let patterns: Vec<String> = c

@@ -24,7 +24,7 @@
 use serde::Deserialize;
 use weir_sdk::process::Command;
 use weir_sdk::{
-    Capability, Context, Failure, HostError, Manifest, Plugin, TestCase, TestReport, TestRunner, TestStatus,
+    Capability, Context, Failure, Manifest, Plugin, TestCase, TestReport, TestRunner, TestStatus,
 };
 
 #[derive(Deserialize)]
@@ -173,22 +173,11 @@ impl TestRunner for CargoTest {
             args.extend(["-Z".into(), "unstable-options".into(), "--report-time".into()]);
             env.push(("RUSTC_BOOTSTRAP".into(), "1".into()));
         }
-        let cmd = Command {
-            program: "cargo".into(),
-            args,
-            cwd: Some(c.dir.clone()),
-            env,
-            stdin: None,
-            timeout_ms: None,
-            quiet: false,
-        };
-        let exit = weir_sdk::process::run(&cmd).map_err(|e| match e {
-            HostError::Denied(m)
-            | HostError::Invalid(m)
-            | HostError::Failed(m)
-            | HostError::Limit(m)
-            | HostError::Unavailable(m) => Failure::new(m),
-        })?;
+        let mut cmd = Command::new("cargo").args(args).cwd(c.dir.clone());
+        for (k, v) in env {
+            cmd = cmd.env(k, v);
+        }
+        let exit = weir_sdk::process::run(&cmd)?;
         let stdout = String::from_utf8_lossy(&exit.stdout);
         let stderr = String::from_utf8_lossy(&exit.stderr);
         let cases = parse(&stdout, &suites(&stderr));

@@ -20,7 +20,7 @@
 
 use serde::Deserialize;
 use weir_sdk::process::{Command, Exit};
-use weir_sdk::{Capability, Context, Failure, HostError, Manifest, Plugin, Stage, StageOutput};
+use weir_sdk::{Capability, Context, Failure, Manifest, Plugin, Stage, StageOutput};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -59,26 +59,14 @@ impl Plugin for Git {
 
 /// Run `git ARGS` in `cwd`; the failure carries git's own message.
 fn git(cwd: &str, args: &[&str]) -> Result<Exit, Failure> {
-    let cmd = Command {
-        program: "git".into(),
-        args: args.iter().map(|a| a.to_string()).collect(),
-        cwd: Some(cwd.into()),
-        env: vec![
-            ("GIT_TERMINAL_PROMPT".into(), "0".into()),
-            ("GIT_CONFIG_NOSYSTEM".into(), "1".into()),
-            ("GIT_CONFIG_GLOBAL".into(), "/dev/null".into()),
-        ],
-        stdin: None,
-        timeout_ms: None,
-        quiet: true,
-    };
-    weir_sdk::process::run(&cmd).map_err(|e| match e {
-        HostError::Denied(m)
-        | HostError::Invalid(m)
-        | HostError::Failed(m)
-        | HostError::Limit(m)
-        | HostError::Unavailable(m) => Failure::new(m),
-    })
+    let cmd = Command::new("git")
+        .args(args.iter().copied())
+        .cwd(cwd)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .quiet();
+    Ok(weir_sdk::process::run(&cmd)?)
 }
 
 fn ok(exit: &Exit) -> bool {

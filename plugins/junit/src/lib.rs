@@ -22,7 +22,7 @@ use quick_xml::events::{BytesStart, Event};
 use serde::Deserialize;
 use weir_sdk::process::Command;
 use weir_sdk::{
-    Capability, Context, Failure, HostError, Manifest, Plugin, TestCase, TestReport, TestRunner, TestStatus,
+    Capability, Context, Failure, Manifest, Plugin, TestCase, TestReport, TestRunner, TestStatus,
 };
 
 #[derive(Deserialize)]
@@ -161,22 +161,11 @@ impl TestRunner for Junit {
         let c: Config = ctx.config()?;
         let mut exit_note = String::new();
         if let Some(command) = &c.command {
-            let cmd = Command {
-                program: "sh".into(),
-                args: vec!["-c".into(), command.clone()],
-                cwd: c.dir.clone(),
-                env: vec![],
-                stdin: None,
-                timeout_ms: None,
-                quiet: false,
-            };
-            let exit = weir_sdk::process::run(&cmd).map_err(|e| match e {
-                HostError::Denied(m)
-                | HostError::Invalid(m)
-                | HostError::Failed(m)
-                | HostError::Limit(m)
-                | HostError::Unavailable(m) => Failure::new(m),
-            })?;
+            let mut cmd = Command::new("sh").args(["-c", command.as_str()]);
+            if let Some(dir) = &c.dir {
+                cmd = cmd.cwd(dir.clone());
+            }
+            let exit = weir_sdk::process::run(&cmd)?;
             if exit.timed_out {
                 return Err(Failure::new(format!("`{command}` timed out")));
             }

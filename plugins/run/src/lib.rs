@@ -14,7 +14,7 @@
 
 use serde::Deserialize;
 use weir_sdk::process::Command;
-use weir_sdk::{Capability, Context, Failure, HostError, Manifest, Plugin, Stage, StageOutput};
+use weir_sdk::{Capability, Context, Failure, Manifest, Plugin, Stage, StageOutput};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -40,62 +40,22 @@ impl Plugin for Run {
     }
 }
 
-fn tail(bytes: &[u8]) -> String {
-    let text = String::from_utf8_lossy(bytes);
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(TAIL)..].join("\n")
-}
-
 impl Stage for Run {
     fn run(ctx: Context) -> Result<StageOutput, Failure> {
         let config: Config = ctx.config()?;
-        let cmd = Command {
-            program: "sh".into(),
-            args: vec!["-c".into(), config.command.clone()],
-            cwd: config.cwd,
-            env: vec![],
-            stdin: None,
-            timeout_ms: None,
-            quiet: false,
-        };
-        let exit = weir_sdk::process::run(&cmd).map_err(|e| match e {
-            HostError::Denied(m)
-            | HostError::Invalid(m)
-            | HostError::Failed(m)
-            | HostError::Limit(m)
-            | HostError::Unavailable(m) => Failure::new(m),
-        })?;
-        let output = if exit.stderr.is_empty() {
-            &exit.stdout
-        } else {
-            &exit.stderr
-        };
-        if exit.timed_out {
-            return Err(Failure::new(format!(
-                "`{}` timed out after {} ms",
-                config.command, exit.duration_ms
-            ))
-            .with_details(tail(output)));
+        let mut cmd = Command::new("sh").args(["-c", config.command.as_str()]);
+        if let Some(dir) = config.cwd {
+            cmd = cmd.cwd(dir);
         }
-        match (exit.code, exit.signal) {
-            (Some(0), _) => Ok(StageOutput::new().output("exit-code", "0").summary(format!(
-                "`{}` succeeded in {} ms",
-                config.command, exit.duration_ms
-            ))),
-            (Some(code), _) => Err(
-                Failure::new(format!("`{}` exited with code {code}", config.command))
-                    .with_details(tail(output)),
-            ),
-            (None, Some(sig)) => Err(Failure::new(format!(
-                "`{}` was killed by signal {sig}",
-                config.command
-            ))
-            .with_details(tail(output))),
-            (None, None) => Err(Failure::new(format!(
-                "`{}` ended without an exit status",
-                config.command
-            ))),
+        let exit = weir_sdk::process::run(&cmd)?;
+        if !exit.success() {
+            return Err(Failure::new(format!("`{}` {}", config.command, exit.describe()))
+                .with_details(exit.tail(TAIL)));
         }
+        Ok(StageOutput::new().output("exit-code", "0").summary(format!(
+            "`{}` succeeded in {} ms",
+            config.command, exit.duration_ms
+        )))
     }
 }
 
