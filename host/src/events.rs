@@ -314,16 +314,24 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// `s` with control characters (other than tab) shown as `\xNN` escapes,
-/// so text from a plugin cannot drive a terminal or forge lines.
+/// `s` with control characters (other than tab) and the invisible Unicode
+/// characters that reorder or break text (bidi overrides, line and
+/// paragraph separators) shown as escapes, so text from a plugin cannot
+/// drive a terminal, forge lines or disguise itself.
 pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
-    if !s.chars().any(|c| c.is_control() && c != '\t') {
+    fn hidden(c: char) -> bool {
+        (c.is_control() && c != '\t')
+            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    }
+    if !s.chars().any(hidden) {
         return std::borrow::Cow::Borrowed(s);
     }
     let mut out = String::with_capacity(s.len() + 8);
     for c in s.chars() {
-        if c.is_control() && c != '\t' {
+        if hidden(c) && (c as u32) < 0x100 {
             out.push_str(&format!("\\x{:02x}", c as u32));
+        } else if hidden(c) {
+            out.push_str(&format!("\\u{{{:04x}}}", c as u32));
         } else {
             out.push(c);
         }

@@ -112,6 +112,8 @@ impl StageState {
             limits: spec.process.limits,
             sink: spec.sink.clone(),
             budget: budget.clone(),
+            notices: std::sync::atomic::AtomicUsize::new(0),
+            warned_unsandboxed: std::sync::atomic::AtomicBool::new(false),
         };
         Ok(Self {
             wasi,

@@ -424,3 +424,66 @@ fn programs_run_under_rlimits() {
     assert!(soft("Max open files") <= 4096, "{table}");
     assert!(soft("Max processes") <= 4096, "{table}");
 }
+
+#[test]
+fn a_plugin_cannot_redirect_what_runs_through_its_env() {
+    for var in ["PATH", "LD_PRELOAD"] {
+        let p = Project::new();
+        let run = exec_stage(
+            &p,
+            &format!("{{ program = \"true\", env = [[\"{var}\", \"/tmp/evil\"]] }}"),
+            "allow = { exec = [\"true\"] }",
+        );
+        assert_eq!(run.code, 1, "{run:?}");
+        assert_eq!(
+            run.finished("s")["error"],
+            format!(
+                "denied: plugin `exec` may not set `{var}` for programs: where programs are found and what they load is set by the stage's `env` in pipeline.toml"
+            )
+        );
+    }
+}
+
+#[test]
+fn output_without_newlines_stays_bounded() {
+    // 8 MB with no newline at all: the host must not buffer it as one line.
+    let p = Project::new();
+    let run = exec_stage(
+        &p,
+        "{ program = \"sh\", args = [\"-c\", \"head -c 8000000 /dev/zero | tr '\\\\0' x\"] }",
+        "allow = { exec = [\"sh\"] }",
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    let out = &run.finished("s")["outputs"];
+    assert_eq!(out["stdout_truncated"], "true");
+    assert_eq!(out["stdout_bytes"], (1 << 20).to_string());
+    for e in run.of("stage_log") {
+        let len = e["message"].as_str().map_or(0, str::len);
+        assert!(len <= (16 << 10) + 64, "a log line of {len} bytes");
+    }
+}
+
+#[test]
+fn inside_bubblewrap_programs_are_unprivileged_and_root_only_files_are_masked() {
+    if !bwrap_installed() {
+        eprintln!("skipped: bubblewrap is not installed (.ci/run installs it)");
+        return;
+    }
+    let p = Project::new();
+    let run = exec_stage(
+        &p,
+        "{ program = \"sh\", args = [\"-c\", \"id -u; wc -c < /etc/shadow 2>/dev/null || echo absent\"] }",
+        "allow = { exec = [\"sh\"] }",
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    let stdout = run.finished("s")["outputs"]["stdout"]
+        .as_str()
+        .expect("stdout")
+        .to_string();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines[0], "65534", "{stdout}");
+    assert!(
+        lines[1].trim() == "0" || lines[1] == "absent",
+        "/etc/shadow was readable: {stdout}"
+    );
+}

@@ -133,7 +133,7 @@ pub fn emit_notice(sink: &EventSink, stage: &str, level: Level, message: String)
     sink.emit(Event::StageLog {
         stage: stage.to_string(),
         level,
-        message,
+        message: printable(&message).into_owned(),
         fields: BTreeMap::new(),
     });
 }

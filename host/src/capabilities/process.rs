@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
 
-use super::log::{LogBudget, emit_line, emit_notice};
+use super::log::{LogBudget, MAX_LINE_BYTES, emit_line, emit_notice};
 use crate::bindings::host::weir::plugin::process::{Command, Exit, Host};
 use crate::bindings::host::weir::plugin::types::HostError;
 use crate::events::{EventSink, Level};
@@ -41,6 +41,17 @@ pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bi
 const SYSTEM_DIRS: [&str; 8] = [
     "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/etc", "/opt",
 ];
+
+/// Size of the sandbox's private `/tmp` (bytes, as bwrap takes it).
+const TMPFS_BYTES: &str = "268435456";
+
+/// Notices (limit hits, kills) one stage may emit; past that they are
+/// dropped, so a plugin cannot flood the event stream through them.
+const MAX_NOTICES: usize = 32;
+
+/// How long to wait for output to end after SIGKILL: a process that left
+/// the group (possible without bubblewrap) may hold the pipes open.
+const DRAIN_AFTER_KILL: Duration = Duration::from_secs(2);
 
 /// How long a program has between SIGTERM and SIGKILL.
 pub const KILL_GRACE: Duration = Duration::from_millis(500);
@@ -132,6 +143,10 @@ pub struct ProcessCtx {
     pub sink: EventSink,
     /// The stage's log budget.
     pub budget: LogBudget,
+    /// Notices emitted so far (see [`MAX_NOTICES`]).
+    pub notices: std::sync::atomic::AtomicUsize,
+    /// Whether the "no bubblewrap" warning was given.
+    pub warned_unsandboxed: std::sync::atomic::AtomicBool,
 }
 
 impl Host for ProcessCtx {
@@ -176,10 +191,19 @@ impl ProcessCtx {
         let mut env: BTreeMap<String, String> = BTreeMap::new();
         env.insert("PATH".into(), DEFAULT_PATH.into());
         env.extend(self.env.iter().cloned());
+        // What is looked up and what is loaded is the pipeline's decision:
+        // the plugin's per-call variables cannot redirect either.
+        let stage_path = env.get("PATH").cloned().unwrap_or_else(|| DEFAULT_PATH.into());
         for (k, v) in &cmd.env {
             if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
                 return Err(HostError::Invalid(format!(
                     "`{k}` is not a valid environment variable"
+                )));
+            }
+            if k == "PATH" || k.starts_with("LD_") {
+                return Err(HostError::Denied(format!(
+                    "plugin `{}` may not set `{k}` for programs: where programs are found and what they load is set by the stage's `env` in pipeline.toml",
+                    self.plugin
                 )));
             }
             env.insert(k.clone(), v.clone());
@@ -196,9 +220,10 @@ impl ProcessCtx {
             // A path names a program in the workspace, such as ./gradlew.
             self.resolve_in_workspace(program, "program")?
         } else {
-            let path = env.get("PATH").map(String::as_str).unwrap_or(DEFAULT_PATH);
-            find_program(program, path).ok_or_else(|| {
-                HostError::Failed(format!("program `{program}` was not found on PATH ({path})"))
+            find_program(program, &stage_path).ok_or_else(|| {
+                HostError::Failed(format!(
+                    "program `{program}` was not found on PATH ({stage_path})"
+                ))
             })?
         };
 
@@ -234,7 +259,25 @@ impl ProcessCtx {
         Ok(full)
     }
 
+    /// Report something the host did to a program, by name; at most
+    /// [`MAX_NOTICES`] per stage.
+    fn notice(&self, message: String) {
+        if self.notices.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < MAX_NOTICES {
+            emit_notice(&self.sink, &self.stage, Level::Warn, message);
+        }
+    }
+
     async fn execute(&self, cmd: Command, p: Prepared) -> Result<Exit, HostError> {
+        let name = cmd.program.trim().to_string();
+        if self.sandbox == Sandbox::Unavailable
+            && !self
+                .warned_unsandboxed
+                .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            self.notice(format!(
+                "bubblewrap is not installed, so `{name}` runs without a sandbox: allow.read and allow.network are not enforced (install bubblewrap, or set sandbox = \"none\" to accept this)"
+            ));
+        }
         let mut command = match &self.sandbox {
             Sandbox::Bubblewrap(bwrap) => self.bubblewrap(bwrap, &p, &cmd.args),
             Sandbox::Unavailable | Sandbox::OptedOut => {
@@ -304,34 +347,59 @@ impl ProcessCtx {
         };
         tokio::pin!(streams);
 
-        let (timed_out, ((stdout, stdout_cut), (stderr, stderr_cut), status)) =
-            match tokio::time::timeout(p.timeout, &mut streams).await {
-                Ok(done) => (false, done),
-                Err(_) => {
-                    signal_group(group, rustix::process::Signal::TERM);
-                    let done = match tokio::time::timeout(KILL_GRACE, &mut streams).await {
-                        Ok(done) => done,
-                        Err(_) => {
-                            signal_group(group, rustix::process::Signal::KILL);
-                            streams.await
+        let (timed_out, ((stdout, stdout_cut), (stderr, stderr_cut), status)) = match tokio::time::timeout(
+            p.timeout,
+            &mut streams,
+        )
+        .await
+        {
+            Ok(done) => (false, done),
+            Err(_) => {
+                signal_group(group, rustix::process::Signal::TERM);
+                let done = match tokio::time::timeout(KILL_GRACE, &mut streams).await {
+                    Ok(done) => done,
+                    Err(_) => {
+                        signal_group(group, rustix::process::Signal::KILL);
+                        match tokio::time::timeout(DRAIN_AFTER_KILL, &mut streams).await {
+                            Ok(done) => done,
+                            Err(_) => {
+                                self.notice(format!(
+                                        "`{name}` was killed at its timeout, but a process it started left its process group and still holds its output open (run it inside bubblewrap to contain such processes)"
+                                    ));
+                                return Ok(Exit {
+                                    code: None,
+                                    signal: Some(9),
+                                    stdout: Vec::new(),
+                                    stderr: Vec::new(),
+                                    stdout_truncated: true,
+                                    stderr_truncated: true,
+                                    timed_out: true,
+                                    duration_ms: started.elapsed().as_millis() as u64,
+                                });
+                            }
                         }
-                    };
-                    emit_notice(
-                        &self.sink,
-                        &self.stage,
-                        Level::Warn,
-                        format!(
-                            "`{}` ran past its timeout of {} ms and was killed with its process group",
-                            cmd.program,
-                            p.timeout.as_millis()
-                        ),
-                    );
-                    (true, done)
-                }
-            };
-        let status =
-            status.map_err(|e| HostError::Failed(format!("waiting for `{}` failed: {e}", cmd.program)))?;
+                    }
+                };
+                self.notice(format!(
+                    "`{name}` ran past its timeout of {} ms and was killed with its process group",
+                    p.timeout.as_millis()
+                ));
+                (true, done)
+            }
+        };
+        let status = status.map_err(|e| HostError::Failed(format!("waiting for `{name}` failed: {e}")))?;
         use std::os::unix::process::ExitStatusExt;
+        match status.signal() {
+            Some(24) => self.notice(format!(
+                "`{name}` was killed for using more than {} s of CPU time (limit `process-cpu`)",
+                self.limits.cpu_seconds
+            )),
+            Some(25) => self.notice(format!(
+                "`{name}` was killed for writing a file larger than {} (limit `process-file-size`)",
+                crate::engine::limits::human_bytes(self.limits.file_bytes as usize)
+            )),
+            _ => {}
+        }
         Ok(Exit {
             code: status.code(),
             signal: status.signal(),
@@ -350,9 +418,18 @@ impl ProcessCtx {
         for dir in SYSTEM_DIRS {
             c.args(["--ro-bind-try", dir, dir]);
         }
-        // Fresh /proc, /dev and /tmp first: later mounts (the workspace may
-        // well live under /tmp) go on top of them, not under.
-        c.args(["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]);
+        // Files only root may read stay unreadable: inside the sandbox the
+        // program's file access still maps to the user weir runs as.
+        for secret in ["/etc/shadow", "/etc/gshadow", "/etc/sudoers"] {
+            // Only over files that exist: /etc is read-only in the sandbox.
+            if Path::new(secret).exists() {
+                c.args(["--ro-bind", "/dev/null", secret]);
+            }
+        }
+        // Fresh /proc, /dev and a bounded /tmp first: later mounts (the
+        // workspace may well live under /tmp) go on top of them, not under.
+        c.args(["--proc", "/proc", "--dev", "/dev"]);
+        c.args(["--size", TMPFS_BYTES, "--tmpfs", "/tmp"]);
         // Toolchains outside the system directories that the stage's own
         // environment points at (PATH entries, CARGO_HOME, RUSTUP_HOME,
         // ...), read-only. Only the pipeline's env counts: the plugin's
@@ -363,7 +440,18 @@ impl ProcessCtx {
         }
         let ws = self.workspace.display().to_string();
         c.args(["--bind", &ws, &ws])
-            .args(["--unshare-all", "--new-session", "--die-with-parent"]);
+            .args(["--unshare-all", "--new-session", "--die-with-parent"])
+            // An unprivileged user with no capabilities, even when weir runs
+            // as root.
+            .args([
+                "--unshare-user",
+                "--uid",
+                "65534",
+                "--gid",
+                "65534",
+                "--cap-drop",
+                "ALL",
+            ]);
         if !self.grants.network.is_empty() {
             c.arg("--share-net");
         }
@@ -372,19 +460,17 @@ impl ProcessCtx {
     }
 
     /// Read-only mounts beyond the system directories: the entries of the
-    /// program's `PATH` (a toolchain in `~/.cargo/bin`), the directory of
-    /// the program itself, and what the stage grants with `allow.read`.
-    /// Nothing the plugin chooses can add to these.
+    /// stage's `PATH` (a toolchain in `~/.cargo/bin`; the program was found
+    /// on it) and what the stage grants with `allow.read`. Nothing the
+    /// plugin chooses can add to these.
     fn extra_read_only(&self, p: &Prepared) -> Vec<PathBuf> {
         let path = self
             .env
             .iter()
             .find(|(k, _)| k == "PATH")
             .map_or(DEFAULT_PATH, |(_, v)| v.as_str());
+        let _ = p;
         let mut dirs: Vec<PathBuf> = path.split(':').map(PathBuf::from).collect();
-        if let Some(parent) = p.program.parent() {
-            dirs.push(parent.to_path_buf());
-        }
         dirs.extend(self.grants.read.iter().cloned());
         dirs.retain(|d| {
             d.is_absolute()
@@ -399,7 +485,9 @@ impl ProcessCtx {
     }
 
     /// Stream `stream` into the log line by line and keep the first
-    /// `output_bytes` of it; returns (kept, cut).
+    /// `output_bytes` of it; returns (kept, cut). Reads in chunks, so a
+    /// program that never prints a newline cannot grow a line without
+    /// bound: lines are cut at [`MAX_LINE_BYTES`] for the log.
     fn collect<R: AsyncRead + Unpin + Send + 'static>(
         &self,
         stream: R,
@@ -411,32 +499,41 @@ impl ProcessCtx {
         let budget = self.budget.clone();
         let stage = self.stage.clone();
         let limit = self.limits.output_bytes;
+        let over_limit_notice = self.notices.fetch_add(0, std::sync::atomic::Ordering::Relaxed) < MAX_NOTICES;
         async move {
             let mut reader = BufReader::new(stream);
             let mut kept = Vec::new();
             let mut cut = false;
-            let mut line = Vec::new();
-            loop {
-                line.clear();
-                match reader.read_until(b'\n', &mut line).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {}
-                }
-                if !quiet {
+            let mut line: Vec<u8> = Vec::new();
+            let flush = |line: &mut Vec<u8>| {
+                if !quiet && !line.is_empty() {
                     emit_line(
                         &sink,
                         &budget,
                         &stage,
                         level,
-                        &String::from_utf8_lossy(&line),
+                        &String::from_utf8_lossy(line),
                         BTreeMap::new(),
                     );
                 }
-                if kept.len() + line.len() <= limit {
-                    kept.extend_from_slice(&line);
+                line.clear();
+            };
+            loop {
+                let chunk = match reader.fill_buf().await {
+                    Ok([]) | Err(_) => break,
+                    Ok(chunk) => chunk,
+                };
+                let (piece, newline) = match chunk.iter().position(|b| *b == b'\n') {
+                    Some(i) => (&chunk[..=i], true),
+                    None => (chunk, false),
+                };
+                let n = piece.len();
+                let room = limit - kept.len();
+                if n <= room {
+                    kept.extend_from_slice(piece);
                 } else {
-                    if !cut {
-                        kept.extend_from_slice(&line[..limit - kept.len()]);
+                    kept.extend_from_slice(&piece[..room]);
+                    if !cut && over_limit_notice {
                         emit_notice(
                             &sink,
                             &stage,
@@ -449,7 +546,14 @@ impl ProcessCtx {
                     }
                     cut = true;
                 }
+                let line_room = MAX_LINE_BYTES.saturating_sub(line.len());
+                line.extend_from_slice(&piece[..n.min(line_room)]);
+                reader.consume(n);
+                if newline {
+                    flush(&mut line);
+                }
             }
+            flush(&mut line);
             (kept, cut)
         }
     }
@@ -493,7 +597,7 @@ fn apply_rlimits(l: &ProcessLimits) -> std::io::Result<()> {
 /// The first executable called `name` on `path`.
 pub fn find_program(name: &str, path: &str) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
-    path.split(':').filter(|d| !d.is_empty()).find_map(|dir| {
+    path.split(':').filter(|d| d.starts_with('/')).find_map(|dir| {
         let candidate = Path::new(dir).join(name);
         let meta = std::fs::metadata(&candidate).ok()?;
         (meta.is_file() && meta.permissions().mode() & 0o111 != 0).then_some(candidate)
