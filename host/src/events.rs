@@ -254,21 +254,6 @@ pub enum Event {
     },
 }
 
-impl Event {
-    /// The stage this event is about, if any.
-    pub fn stage(&self) -> Option<&str> {
-        match self {
-            Event::StageSkipped { stage, .. }
-            | Event::StageStarted { stage, .. }
-            | Event::StageLog { stage, .. }
-            | Event::StageProgress { stage, .. }
-            | Event::StageRetrying { stage, .. }
-            | Event::StageFinished { stage, .. } => Some(stage),
-            Event::RunStarted { .. } | Event::RunFinished { .. } => None,
-        }
-    }
-}
-
 /// An event with when and which run it belongs to; one JSON line each.
 #[derive(Debug, Clone, Serialize)]
 pub struct EventRecord {

@@ -84,6 +84,8 @@ pub struct WasmExecutor {
     plugins: Vec<Arc<LoadedPlugin>>,
     info: Arc<RunInfo>,
     sink: EventSink,
+    /// Whether bubblewrap is installed, looked up once per run.
+    installed: Sandbox,
 }
 
 impl WasmExecutor {
@@ -94,6 +96,7 @@ impl WasmExecutor {
             plugins,
             info: Arc::new(info),
             sink,
+            installed: Sandbox::detect(),
         }
     }
 }
@@ -115,7 +118,8 @@ impl Executor for WasmExecutor {
         let engine = self.engine.clone();
         let info = self.info.clone();
         let sink = self.sink.clone();
-        Box::pin(async move { attempt(engine, plugin, info, sink, request).await })
+        let installed = self.installed.clone();
+        Box::pin(async move { attempt(engine, plugin, info, sink, request, installed).await })
     }
 }
 
@@ -125,6 +129,7 @@ async fn attempt(
     info: Arc<RunInfo>,
     sink: EventSink,
     request: AttemptRequest,
+    installed: Sandbox,
 ) -> AttemptResult {
     let declared = plugin
         .info
@@ -133,9 +138,9 @@ async fn attempt(
         .contains(&types::Capability::Process);
     let sandbox = match request.sandbox {
         SandboxChoice::None => Sandbox::OptedOut,
-        SandboxChoice::Auto => Sandbox::detect(false),
-        SandboxChoice::Required => match Sandbox::detect(false) {
-            found @ Sandbox::Bubblewrap(_) => found,
+        SandboxChoice::Auto => installed.clone(),
+        SandboxChoice::Required => match &installed {
+            found @ Sandbox::Bubblewrap(_) => found.clone(),
             _ => {
                 return AttemptResult::failed(
                     FailureKind::Host,
@@ -148,7 +153,7 @@ async fn attempt(
             }
         },
     };
-    let mut result = run_in_store(engine, plugin, info, sink, request, sandbox.clone()).await;
+    let mut result = run_in_store(engine, plugin, info, sink, request, sandbox.clone(), declared).await;
     if declared {
         result.sandbox = Some(sandbox.describe().to_string());
     }
@@ -162,6 +167,7 @@ async fn run_in_store(
     sink: EventSink,
     request: AttemptRequest,
     sandbox: Sandbox,
+    declared: bool,
 ) -> AttemptResult {
     let state = match StageState::new(StateSpec {
         stage: &request.stage_name,
@@ -172,11 +178,7 @@ async fn run_in_store(
         process: ProcessSpec {
             plugin: plugin.info.name.clone(),
             tenant: info.tenant.clone(),
-            declared: plugin
-                .info
-                .manifest
-                .capabilities
-                .contains(&types::Capability::Process),
+            declared,
             grants: request.grants.clone(),
             deadline: Instant::now() + request.timeout,
             sandbox,

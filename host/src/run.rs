@@ -122,12 +122,11 @@ pub struct RunReport {
     pub status: RunStatus,
     /// Per stage, in plan order.
     pub stages: Vec<StageStatus>,
-    /// Per stage, its outputs (empty unless it succeeded).
-    pub outputs: Vec<Vec<(String, String)>>,
 }
 
-/// What a stage task returns: its index, how it ended, its outputs.
-type StageEnd = (usize, StageStatus, Vec<(String, String)>);
+/// What a stage task returns: how it ended and its outputs. Which stage it
+/// was is known from the task's id.
+type StageEnd = (StageStatus, Vec<(String, String)>);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -230,12 +229,14 @@ pub async fn run(
         tokio::select! {
             joined = running.join_next_with_id() => {
                 match joined {
-                    Some(Ok((_, (i, status, outs)))) => {
+                    Some(Ok((id, (status, outs)))) => {
                         if status == StageStatus::Failed {
                             any_failed = true;
                         }
-                        state[i] = State::Done(status);
-                        outputs[i] = outs;
+                        if let Some(&i) = task_stage.get(&id) {
+                            state[i] = State::Done(status);
+                            outputs[i] = outs;
+                        }
                     }
                     Some(Err(join_error)) => {
                         // A panic in weir's own code while running a stage:
@@ -311,11 +312,7 @@ pub async fn run(
         duration_ms: started.elapsed().as_millis() as u64,
         counts,
     });
-    RunReport {
-        status,
-        stages,
-        outputs,
-    }
+    RunReport { status, stages }
 }
 
 fn cancelled_event(stage: &str, why: &str) -> Event {
@@ -399,7 +396,7 @@ async fn run_stage(
         Err(r) => {
             let result = missing(r);
             finish(&sink, &stage.name, 0, started, &result);
-            return (index, StageStatus::Failed, Vec::new());
+            return (StageStatus::Failed, Vec::new());
         }
     };
 
@@ -428,7 +425,7 @@ async fn run_stage(
         match &result.failure {
             None => {
                 finish(&sink, &stage.name, attempt, started, &result);
-                return (index, StageStatus::Succeeded, result.outputs);
+                return (StageStatus::Succeeded, result.outputs);
             }
             Some(f) if attempt < max_attempts => {
                 sink.emit(Event::StageRetrying {
@@ -440,7 +437,7 @@ async fn run_stage(
             }
             Some(_) => {
                 finish(&sink, &stage.name, attempt, started, &result);
-                return (index, StageStatus::Failed, Vec::new());
+                return (StageStatus::Failed, Vec::new());
             }
         }
     }

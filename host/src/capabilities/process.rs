@@ -95,12 +95,8 @@ pub enum Sandbox {
 }
 
 impl Sandbox {
-    /// The sandbox for a stage: bubblewrap when installed, unless
-    /// `opt_out`.
-    pub fn detect(opt_out: bool) -> Self {
-        if opt_out {
-            return Sandbox::OptedOut;
-        }
+    /// Bubblewrap if it is installed, else [`Sandbox::Unavailable`].
+    pub fn detect() -> Self {
         match find_program("bwrap", DEFAULT_PATH) {
             Some(p) => Sandbox::Bubblewrap(p),
             None => Sandbox::Unavailable,
@@ -434,7 +430,7 @@ impl ProcessCtx {
         // environment points at (PATH entries, CARGO_HOME, RUSTUP_HOME,
         // ...), read-only. Only the pipeline's env counts: the plugin's
         // per-call variables cannot widen the sandbox.
-        for dir in self.extra_read_only(p) {
+        for dir in self.extra_read_only() {
             let d = dir.display().to_string();
             c.args(["--ro-bind-try", &d, &d]);
         }
@@ -463,13 +459,12 @@ impl ProcessCtx {
     /// stage's `PATH` (a toolchain in `~/.cargo/bin`; the program was found
     /// on it) and what the stage grants with `allow.read`. Nothing the
     /// plugin chooses can add to these.
-    fn extra_read_only(&self, p: &Prepared) -> Vec<PathBuf> {
+    fn extra_read_only(&self) -> Vec<PathBuf> {
         let path = self
             .env
             .iter()
             .find(|(k, _)| k == "PATH")
             .map_or(DEFAULT_PATH, |(_, v)| v.as_str());
-        let _ = p;
         let mut dirs: Vec<PathBuf> = path.split(':').map(PathBuf::from).collect();
         dirs.extend(self.grants.read.iter().cloned());
         dirs.retain(|d| {
@@ -499,7 +494,7 @@ impl ProcessCtx {
         let budget = self.budget.clone();
         let stage = self.stage.clone();
         let limit = self.limits.output_bytes;
-        let over_limit_notice = self.notices.fetch_add(0, std::sync::atomic::Ordering::Relaxed) < MAX_NOTICES;
+        let over_limit_notice = self.notices.load(std::sync::atomic::Ordering::Relaxed) < MAX_NOTICES;
         async move {
             let mut reader = BufReader::new(stream);
             let mut kept = Vec::new();

@@ -97,6 +97,13 @@ pub async fn inspect(target: &str, as_json: bool) -> ExitCode {
     println!("size          {} bytes", info.size);
     println!("sha256        {}", info.sha256);
     println!(
+        "compiled      {}",
+        match info.compiled {
+            crate::engine::CacheOutcome::Hit => "loaded from the compile cache",
+            crate::engine::CacheOutcome::Compiled => "compiled now (and cached)",
+        }
+    );
+    println!(
         "wit           {}",
         wit_version(&info).unwrap_or_else(|| "unknown".into())
     );

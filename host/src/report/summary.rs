@@ -10,12 +10,11 @@ const MAX_FINDINGS: usize = 20;
 /// Print the summary of a finished run.
 pub fn print(view: &RunView, style: &Style, width: usize, status: RunStatus, duration_ms: u64) {
     let mut out = String::from("\n");
-    let (word, painted) = match status {
-        RunStatus::Succeeded => ("succeeded", style.ok("succeeded")),
-        RunStatus::Failed => ("failed", style.bad("failed")),
-        RunStatus::Cancelled => ("cancelled", style.warn("cancelled")),
+    let painted = match status {
+        RunStatus::Succeeded => style.ok("succeeded"),
+        RunStatus::Failed => style.bad("failed"),
+        RunStatus::Cancelled => style.warn("cancelled"),
     };
-    let _ = word;
     out.push_str(&format!(
         "{} `{}` {} in {}\n",
         style.bold("Run"),
