@@ -89,6 +89,36 @@ pub struct FindingRecord {
     /// 1-based column.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub column: Option<u32>,
+    /// Structured detail (advisory ids, package versions); never a secret.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub fields: BTreeMap<String, String>,
+}
+
+/// How an analyzer stage was judged.
+#[derive(Debug, Clone, Serialize)]
+pub struct AnalysisRecord {
+    /// The verdict that decided the stage: the gate's when the stage has
+    /// one, else the plugin's (`pass`, `warn`, `fail`, `inconclusive`).
+    pub verdict: String,
+    /// The plugin's own verdict.
+    pub plugin_verdict: String,
+    /// `max(0, 100 − 10·critical − 5·high − 2·medium)`.
+    pub score: f64,
+    /// The plugin's own score, if it gave one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plugin_score: Option<f64>,
+    /// Findings per severity.
+    pub counts: crate::findings::SeverityCounts,
+    /// Why the gate failed, one reason per broken bound.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub gate_failed: Vec<String>,
+    /// Findings the plugin returned beyond the host's limit, dropped.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub dropped: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// Test counts of a test-runner stage.
@@ -232,6 +262,9 @@ pub enum Event {
         /// An analyzer's findings.
         #[serde(skip_serializing_if = "Vec::is_empty")]
         findings: Vec<FindingRecord>,
+        /// An analyzer's verdict, score and counts.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        analysis: Option<AnalysisRecord>,
         /// A test runner's counts.
         #[serde(skip_serializing_if = "Option::is_none")]
         tests: Option<TestCounts>,

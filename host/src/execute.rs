@@ -287,7 +287,7 @@ async fn run_in_store(
                 }
             }
         }
-        Ok(Ok(Reply::Analysis(a))) => analysis_result(a),
+        Ok(Ok(Reply::Analysis(a))) => analysis_result(a, &request.gate),
         Ok(Ok(Reply::Tests(t))) => test_result(t, &request.gate),
         Ok(Ok(Reply::NotAStage(kind))) => AttemptResult::failed(
             FailureKind::Host,
@@ -344,57 +344,121 @@ async fn call_plugin(
     })
 }
 
-fn analysis_result(a: types::Analysis) -> AttemptResult {
+/// Most findings kept from one analyzer; the rest are counted as dropped
+/// (limit `findings`).
+pub const MAX_FINDINGS: usize = 10_000;
+/// Most bytes of one finding's message kept.
+const MAX_FINDING_MESSAGE: usize = 4096;
+
+fn analysis_result(a: types::Analysis, gate: &Gate) -> AttemptResult {
+    let dropped = a.findings.len().saturating_sub(MAX_FINDINGS) as u32;
     let findings: Vec<FindingRecord> = a
         .findings
-        .iter()
+        .into_iter()
+        .take(MAX_FINDINGS)
         .map(|f| FindingRecord {
-            rule: f.rule.clone(),
+            rule: f.rule,
             severity: severity_name(f.severity).into(),
-            message: f.message.clone(),
-            path: f.path.clone(),
+            message: cut(f.message, MAX_FINDING_MESSAGE),
+            path: f.path,
             line: f.line,
             column: f.column,
+            fields: f.fields.into_iter().collect(),
         })
         .collect();
-    let verdict = match a.verdict {
+    let plugin_verdict = match a.verdict {
         Verdict::Pass => "pass",
         Verdict::Warn => "warn",
         Verdict::Fail => "fail",
         Verdict::Inconclusive => "inconclusive",
     };
+    let counts = crate::findings::SeverityCounts::of(&findings);
+    let score = counts.score();
+    let gate_failed = gate.findings.map(|g| g.check(&counts)).unwrap_or_default();
+    let verdict = match (gate.findings, a.verdict) {
+        (_, Verdict::Inconclusive) => "inconclusive",
+        (None, _) => plugin_verdict,
+        (Some(_), _) if !gate_failed.is_empty() => "fail",
+        (Some(_), _) if findings.is_empty() => "pass",
+        (Some(_), _) => "warn",
+    };
     let mut outputs = vec![
         ("verdict".to_string(), verdict.to_string()),
         ("findings".to_string(), findings.len().to_string()),
+        ("score".to_string(), format!("{score}")),
     ];
-    if let Some(score) = a.score {
-        outputs.push(("score".into(), format!("{score}")));
+    for s in crate::findings::Severity::WORST_FIRST {
+        outputs.push((format!("findings-{}", s.name()), counts.get(s).to_string()));
     }
-    let failure = match a.verdict {
-        Verdict::Fail | Verdict::Inconclusive => Some(crate::run::AttemptFailure {
-            kind: FailureKind::Gate,
-            message: format!(
-                "verdict `{verdict}` with {} finding(s){}",
-                findings.len(),
-                findings
-                    .first()
-                    .map(|f| format!("; first: {}", f.message))
-                    .unwrap_or_default()
-            ),
-            details: None,
-        }),
-        Verdict::Pass | Verdict::Warn => None,
+    if let Some(score) = a.score {
+        outputs.push(("plugin-score".into(), format!("{score}")));
+    }
+    let failure = match verdict {
+        "fail" | "inconclusive" => {
+            let why = if !gate_failed.is_empty() {
+                format!("gate failed: {}", gate_failed.join("; "))
+            } else if verdict == "inconclusive" {
+                "verdict `inconclusive`: the analyzer had nothing to judge".to_string()
+            } else {
+                format!("verdict `fail` with {}", counts.describe())
+            };
+            let top: Vec<String> = crate::findings::worst_first(&findings)
+                .into_iter()
+                .take(5)
+                .map(|f| {
+                    format!(
+                        "{} {} {}: {}",
+                        f.severity,
+                        crate::findings::place(f),
+                        f.rule,
+                        f.message.lines().next().unwrap_or("")
+                    )
+                })
+                .collect();
+            Some(crate::run::AttemptFailure {
+                kind: FailureKind::Gate,
+                message: why,
+                details: (!top.is_empty()).then(|| top.join("\n")),
+            })
+        }
+        _ => None,
     };
+    let mut summary = a.summary;
+    if dropped > 0 {
+        summary = Some(format!(
+            "{}{dropped} finding(s) dropped (limit `findings`: {MAX_FINDINGS})",
+            summary.map(|s| format!("{s}; ")).unwrap_or_default()
+        ));
+    }
     AttemptResult {
         failure,
         outputs,
-        artifacts: Vec::new(),
-        summary: a.summary,
+        summary,
+        analysis: Some(crate::events::AnalysisRecord {
+            verdict: verdict.into(),
+            plugin_verdict: plugin_verdict.into(),
+            score,
+            plugin_score: a.score,
+            counts,
+            gate_failed,
+            dropped,
+        }),
         findings,
-        tests: None,
-        sandbox: None,
-        cases: Vec::new(),
+        ..AttemptResult::default()
     }
+}
+
+/// `s` cut to at most `max` bytes at a character boundary, marked when cut.
+fn cut(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+        s.push('…');
+    }
+    s
 }
 
 fn test_result(t: types::TestReport, gate: &Gate) -> AttemptResult {
@@ -458,6 +522,7 @@ fn test_result(t: types::TestReport, gate: &Gate) -> AttemptResult {
         artifacts: Vec::new(),
         summary: t.summary,
         findings: Vec::new(),
+        analysis: None,
         tests: Some(counts),
         sandbox: None,
         cases,

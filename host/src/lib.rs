@@ -18,6 +18,7 @@ pub mod config;
 pub mod engine;
 pub mod events;
 pub mod execute;
+pub mod findings;
 pub mod plan;
 pub mod plugins;
 pub mod report;

@@ -20,6 +20,7 @@ use std::time::Duration;
 use crate::config::duration::parse_duration;
 use crate::config::model::{AllowSpec, StageSpec};
 use crate::config::{ConfigError, InvalidConfig, LoadedPipeline, SourceFile, did_you_mean};
+pub use crate::findings::{FindingsGate, Severity};
 
 pub use when::{RunFacts, When};
 
@@ -112,8 +113,9 @@ impl Grants {
 /// replaced when the plan is built, before anything else reads the text.
 pub const PIPELINE_DIR: &str = "${{ pipeline.dir }}";
 
-/// A test-runner stage's quality gate. Without one, any failed or errored
-/// case fails the stage.
+/// A stage's quality gate. For test runners, without one, any failed or
+/// errored case fails the stage. For analyzers, without one, the plugin's
+/// verdict decides; with one, [`FindingsGate`] does.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Gate {
     /// Least share of passed cases among those that ran, 0 to 1.
@@ -122,6 +124,9 @@ pub struct Gate {
     pub max_failures: Option<u32>,
     /// Whether skipped cases are fine.
     pub allow_skipped: bool,
+    /// An analyzer's gate, when `fail-on`, `max-findings` or `min-score` is
+    /// set.
+    pub findings: Option<FindingsGate>,
 }
 
 impl Default for Gate {
@@ -130,8 +135,30 @@ impl Default for Gate {
             min_pass_rate: None,
             max_failures: Some(0),
             allow_skipped: true,
+            findings: None,
         }
     }
+}
+
+/// Which kind of stage a `gate` key belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GateFor {
+    /// `min-pass-rate`, `max-failures`, `allow-skipped`.
+    Tests,
+    /// `fail-on`, `max-findings`, `min-score`.
+    Findings,
+}
+
+/// One key written in a stage's `gate`, for checking it against the
+/// plugin's kind once plugins are loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GateKey {
+    /// The key as written, e.g. `fail-on`.
+    pub name: &'static str,
+    /// Which kind it applies to.
+    pub applies_to: GateFor,
+    /// Where it is written.
+    pub span: Range<usize>,
 }
 
 /// Whether a stage's programs run inside bubblewrap.
@@ -182,10 +209,12 @@ pub struct PlannedStage {
     pub grants: Grants,
     /// Bubblewrap or not, for its programs.
     pub sandbox: SandboxChoice,
-    /// Its quality gate (test-runner stages).
+    /// Its quality gate (test-runner and analyzer stages).
     pub gate: Gate,
     /// Where `gate` is written, if it is.
     pub gate_span: Option<Range<usize>>,
+    /// The keys written in `gate`.
+    pub gate_keys: Vec<GateKey>,
     /// The environment it targets.
     pub environment: Option<String>,
 }
@@ -530,10 +559,26 @@ fn plan_stage(
             grants.exec.push(RUN_SHELL.into());
         }
     }
+    let mut gate_keys = Vec::new();
     let gate = match &spec.gate {
         None => Gate::default(),
         Some(g) => {
             let g = g.get_ref();
+            let mut key = |name: &'static str, applies_to: GateFor, span: Option<Range<usize>>| {
+                if let Some(span) = span {
+                    gate_keys.push(GateKey {
+                        name,
+                        applies_to,
+                        span,
+                    });
+                }
+            };
+            key("min-pass-rate", GateFor::Tests, g.min_pass_rate.as_ref().map(|v| v.span()));
+            key("max-failures", GateFor::Tests, g.max_failures.as_ref().map(|v| v.span()));
+            key("allow-skipped", GateFor::Tests, g.allow_skipped.as_ref().map(|v| v.span()));
+            key("fail-on", GateFor::Findings, g.fail_on.as_ref().map(|v| v.span()));
+            key("max-findings", GateFor::Findings, g.max_findings.as_ref().map(|v| v.span()));
+            key("min-score", GateFor::Findings, g.min_score.as_ref().map(|v| v.span()));
             if let Some(rate) = &g.min_pass_rate
                 && !(0.0..=1.0).contains(rate.get_ref())
             {
@@ -546,10 +591,43 @@ fn plan_stage(
                         .help("write it as a fraction: 0.95 means 95% of the cases that ran must pass"),
                 );
             }
+            if let Some(score) = &g.min_score
+                && !(0.0..=100.0).contains(score.get_ref())
+            {
+                errors.push(
+                    source
+                        .error(score.span(), format!("min-score {} is not between 0 and 100", score.get_ref()))
+                        .help("the score is max(0, 100 − 10·critical − 5·high − 2·medium); 80 allows two high findings"),
+                );
+            }
+            let fail_on = g.fail_on.as_ref().and_then(|f| {
+                let parsed = Severity::parse(f.get_ref());
+                if parsed.is_none() {
+                    let names: Vec<&str> = Severity::WORST_FIRST.iter().map(|s| s.name()).collect();
+                    let mut e = source.error(
+                        f.span(),
+                        format!("`{}` is not a severity", f.get_ref()),
+                    );
+                    e = match did_you_mean(f.get_ref(), names.iter().copied()) {
+                        Some(s) => e.help(format!("did you mean `{s}`? Severities: {}", names.join(", "))),
+                        None => e.help(format!("severities, worst first: {}", names.join(", "))),
+                    };
+                    errors.push(e);
+                }
+                parsed
+            });
+            let findings = (g.fail_on.is_some() || g.max_findings.is_some() || g.min_score.is_some()).then(|| {
+                FindingsGate {
+                    fail_on,
+                    max_findings: g.max_findings.as_ref().map(|v| *v.get_ref()),
+                    min_score: g.min_score.as_ref().map(|v| *v.get_ref()),
+                }
+            });
             Gate {
                 min_pass_rate: g.min_pass_rate.as_ref().map(|r| *r.get_ref()),
-                max_failures: g.max_failures,
-                allow_skipped: g.allow_skipped.unwrap_or(true),
+                max_failures: g.max_failures.as_ref().map(|v| *v.get_ref()),
+                allow_skipped: g.allow_skipped.as_ref().map(|v| *v.get_ref()).unwrap_or(true),
+                findings,
             }
         }
     };
@@ -624,6 +702,7 @@ fn plan_stage(
         sandbox,
         gate,
         gate_span: spec.gate.as_ref().map(|g| g.span()),
+        gate_keys,
         environment: spec.environment.as_ref().map(|e| e.get_ref().clone()),
     }
 }

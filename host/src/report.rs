@@ -11,12 +11,18 @@ pub mod json;
 pub mod junit;
 pub mod live;
 pub mod model;
+pub mod sarif;
 pub mod style;
 pub mod summary;
 
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::events::EventRecord;
+
+/// The merged test report, in the run's reports directory.
+pub const JUNIT_FILE: &str = "junit.xml";
+/// The merged findings report, in the run's reports directory.
+pub const SARIF_FILE: &str = "scan.sarif";
 
 /// How to show a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,15 +44,17 @@ pub struct ReportSetup {
     pub verbose: bool,
     /// Stage names in plan order.
     pub stages: Vec<String>,
-    /// Where to write the run's merged JUnit report.
-    pub junit: Option<std::path::PathBuf>,
+    /// The run's reports directory: `junit.xml` (every test-runner stage)
+    /// and `scan.sarif` (every analyzer stage) are written there at the end.
+    pub reports: Option<std::path::PathBuf>,
 }
 
 /// Consume events until the run finishes (or the channel closes), showing
-/// them as `setup.mode` says and writing the JUnit report at the end.
+/// them as `setup.mode` says and writing the JUnit and SARIF reports at
+/// the end.
 pub async fn report(setup: ReportSetup, mut rx: UnboundedReceiver<EventRecord>) {
     let (tx, inner_rx) = tokio::sync::mpsc::unbounded_channel();
-    let junit_path = setup.junit.clone();
+    let reports = setup.reports.clone();
     let shown = tokio::spawn(async move {
         match setup.mode {
             Mode::Json => json::report(inner_rx).await,
@@ -54,18 +62,25 @@ pub async fn report(setup: ReportSetup, mut rx: UnboundedReceiver<EventRecord>) 
         }
     });
     let mut junit = junit::JunitCollector::default();
+    let mut sarif = sarif::SarifCollector::default();
     while let Some(record) = rx.recv().await {
         junit.observe(&record.event);
+        sarif.observe(&record.run, &record.event);
         let done = matches!(record.event, crate::events::Event::RunFinished { .. });
         let _ = tx.send(record);
         if done {
             break;
         }
     }
-    if let Some(path) = junit_path
-        && let Err(e) = junit.write(&path)
-    {
-        tracing::error!("cannot write the JUnit report {}: {e}", path.display());
+    if let Some(dir) = reports {
+        let junit_path = dir.join(JUNIT_FILE);
+        if let Err(e) = junit.write(&junit_path) {
+            tracing::error!("cannot write the JUnit report {}: {e}", junit_path.display());
+        }
+        let sarif_path = dir.join(SARIF_FILE);
+        if let Err(e) = sarif.write(&sarif_path) {
+            tracing::error!("cannot write the SARIF report {}: {e}", sarif_path.display());
+        }
     }
     drop(tx);
     let _ = shown.await;

@@ -63,6 +63,8 @@ pub struct AttemptResult {
     pub summary: Option<String>,
     /// An analyzer's findings.
     pub findings: Vec<FindingRecord>,
+    /// An analyzer's judgement.
+    pub analysis: Option<crate::events::AnalysisRecord>,
     /// A test runner's counts.
     pub tests: Option<TestCounts>,
     /// How programs ran, for plugins that may run them.
@@ -328,6 +330,7 @@ fn cancelled_event(stage: &str, why: &str) -> Event {
         error: Some(why.to_string()),
         details: None,
         findings: Vec::new(),
+        analysis: None,
         tests: None,
         sandbox: None,
         cases: Vec::new(),
@@ -460,6 +463,7 @@ fn finish(sink: &EventSink, stage: &str, attempts: u32, started: Instant, result
         error: result.failure.as_ref().map(|f| f.message.clone()),
         details: result.failure.as_ref().and_then(|f| f.details.clone()),
         findings: result.findings.clone(),
+        analysis: result.analysis.clone(),
         tests: result.tests,
         sandbox: result.sandbox.clone(),
         cases: result.cases.clone(),

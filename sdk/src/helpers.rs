@@ -94,6 +94,50 @@ impl Default for StageOutput {
     }
 }
 
+impl Finding {
+    /// A finding of `rule` with no location yet; add one with [`Finding::at`].
+    ///
+    /// ```
+    /// use weir_sdk::{Finding, Severity};
+    /// let f = Finding::new("todo", Severity::Low, "a TODO is left in the code")
+    ///     .at("src/main.rs", 12, Some(5))
+    ///     .field("marker", "TODO");
+    /// assert_eq!(f.line, Some(12));
+    /// ```
+    pub fn new(rule: impl Into<String>, severity: Severity, message: impl Into<String>) -> Self {
+        Self {
+            rule: rule.into(),
+            severity,
+            message: message.into(),
+            path: None,
+            line: None,
+            column: None,
+            fields: Vec::new(),
+        }
+    }
+
+    /// Place the finding in `path` (relative to the workspace) at a 1-based
+    /// line and, when known, column.
+    pub fn at(mut self, path: impl Into<String>, line: u32, column: Option<u32>) -> Self {
+        self.path = Some(path.into());
+        self.line = Some(line);
+        self.column = column;
+        self
+    }
+
+    /// Place the finding in a whole file.
+    pub fn in_file(mut self, path: impl Into<String>) -> Self {
+        self.path = Some(path.into());
+        self
+    }
+
+    /// Add a structured field (never a secret).
+    pub fn field(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.fields.push((name.into(), value.into()));
+        self
+    }
+}
+
 impl Analysis {
     /// An analysis of `findings` whose verdict is `fail` when any finding is
     /// at least `fail_at`, `warn` when there are findings, else `pass`.

@@ -123,13 +123,9 @@ pub trait Stage: Plugin {
 ///             .lines()
 ///             .enumerate()
 ///             .filter(|(_, l)| l.contains("TODO"))
-///             .map(|(i, _)| Finding {
-///                 rule: "todo".into(),
-///                 severity: Severity::Low,
-///                 message: "a TODO is left in the code".into(),
-///                 path: Some("src/main.rs".into()),
-///                 line: Some(i as u32 + 1),
-///                 column: None,
+///             .map(|(i, _)| {
+///                 Finding::new("todo", Severity::Low, "a TODO is left in the code")
+///                     .at("src/main.rs", i as u32 + 1, None)
 ///             })
 ///             .collect();
 ///         // Low findings warn; a High one would fail the stage.

@@ -104,22 +104,8 @@ pub async fn prepare(path: &Path, workspace: Option<&Path>) -> Result<Prepared, 
                             .help("strategies and deployers are used by deploy stages (`strategy = { uses = ... }`), not as stages themselves"),
                     );
                 }
-                if let Some(span) = &stage.gate_span
-                    && p.info.kind != PluginKind::TestRunner
-                {
-                    errors.push(
-                        plan.source
-                            .error(
-                                span.clone(),
-                                format!(
-                                    "stage `{}` has a `gate`, but its plugin `{}` is a {}; gates apply to test-runner stages",
-                                    stage.name,
-                                    p.info.name,
-                                    kind_name(p.info.kind)
-                                ),
-                            )
-                            .help("remove `gate`; analyzers pass or fail by their verdict"),
-                    );
+                if let Some(e) = gate_error(&plan, stage, &p.info.name, p.info.kind) {
+                    errors.push(e);
                 }
                 if let Some(schema) = &p.info.manifest.config_schema {
                     for e in plugins::schema::check(schema, &stage.with) {
@@ -215,4 +201,50 @@ fn find_key(region: &str, key: &str) -> Option<std::ops::Range<usize>> {
         from = end;
     }
     None
+}
+
+/// A `gate` that does not fit the stage's plugin: a gate on a plain stage,
+/// or a key for test runners on an analyzer (and the other way round).
+fn gate_error(
+    plan: &Plan,
+    stage: &crate::plan::PlannedStage,
+    plugin: &str,
+    kind: PluginKind,
+) -> Option<ConfigError> {
+    use crate::plan::GateFor;
+    let wanted = match kind {
+        PluginKind::TestRunner => GateFor::Tests,
+        PluginKind::Analyzer => GateFor::Findings,
+        _ => {
+            let span = stage.gate_span.clone()?;
+            return Some(
+                plan.source
+                    .error(
+                        span,
+                        format!(
+                            "stage `{}` has a `gate`, but its plugin `{plugin}` is a {}; gates apply to test-runner and analyzer stages",
+                            stage.name,
+                            kind_name(kind)
+                        ),
+                    )
+                    .help("remove `gate`; a stage passes unless its plugin returns a failure"),
+            );
+        }
+    };
+    let key = stage.gate_keys.iter().find(|k| k.applies_to != wanted)?;
+    let (this, keys) = match wanted {
+        GateFor::Tests => ("test runner", "min-pass-rate, max-failures, allow-skipped"),
+        GateFor::Findings => ("analyzer", "fail-on, max-findings, min-score"),
+    };
+    Some(
+        plan.source
+            .error(
+                key.span.clone(),
+                format!(
+                    "`{}` does not apply to stage `{}`: its plugin `{plugin}` is a {this}",
+                    key.name, stage.name
+                ),
+            )
+            .help(format!("a {this}'s gate takes {keys}")),
+    )
 }

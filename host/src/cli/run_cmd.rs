@@ -53,7 +53,7 @@ pub async fn run(args: RunArgs, verbose: bool) -> ExitCode {
             mode,
             verbose,
             stages: stage_names.clone(),
-            junit: Some(run_dir(&run_id).join("reports").join("junit.xml")),
+            reports: Some(run_dir(&run_id).join("reports")),
         },
         rx,
     ));

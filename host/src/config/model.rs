@@ -77,12 +77,14 @@ pub struct StageSpec {
     /// A line for people.
     #[serde(default)]
     pub description: Option<String>,
-    /// Quality gate for a test-runner stage.
+    /// Quality gate for a test-runner or analyzer stage.
     #[serde(default)]
     pub gate: Option<Spanned<GateSpec>>,
 }
 
-/// `gate = { min-pass-rate = 0.95, max-failures = 2, allow-skipped = false }`.
+/// A stage's gate. Test runners: `gate = { min-pass-rate = 0.95,
+/// max-failures = 2, allow-skipped = false }`. Analyzers: `gate = {
+/// fail-on = "high", max-findings = 10, min-score = 80 }`.
 #[derive(Debug, Deserialize, Clone)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct GateSpec {
@@ -91,10 +93,19 @@ pub struct GateSpec {
     pub min_pass_rate: Option<Spanned<f64>>,
     /// Most failed or errored cases allowed.
     #[serde(default)]
-    pub max_failures: Option<u32>,
+    pub max_failures: Option<Spanned<u32>>,
     /// Whether skipped cases are acceptable (default true).
     #[serde(default)]
-    pub allow_skipped: Option<bool>,
+    pub allow_skipped: Option<Spanned<bool>>,
+    /// Fail on any finding this severe or worse.
+    #[serde(default)]
+    pub fail_on: Option<Spanned<String>>,
+    /// Most findings allowed.
+    #[serde(default)]
+    pub max_findings: Option<Spanned<u32>>,
+    /// Least score allowed, 0 to 100.
+    #[serde(default)]
+    pub min_score: Option<Spanned<f64>>,
 }
 
 /// `when = { branch = "main", environment = ["staging", "prod"] }`.

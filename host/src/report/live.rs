@@ -18,10 +18,14 @@ pub async fn report(setup: ReportSetup, mut rx: UnboundedReceiver<EventRecord>) 
     let live = setup.mode == Mode::Live;
     let style = Style::new(live || std::io::stdout().is_terminal());
     let mut view = RunView::new(&setup.stages, setup.verbose);
-    view.junit = setup
-        .junit
-        .as_ref()
-        .map(|p| super::style::short_path(&p.display().to_string()));
+    let shown = |file: &str| {
+        setup
+            .reports
+            .as_ref()
+            .map(|d| super::style::short_path(&d.join(file).display().to_string()))
+    };
+    view.junit = shown(super::JUNIT_FILE);
+    view.sarif = shown(super::SARIF_FILE);
     let name_width = setup
         .stages
         .iter()

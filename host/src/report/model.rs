@@ -21,8 +21,8 @@ pub struct StageView {
     pub tail: VecDeque<String>,
     /// An analyzer's findings, once it finished.
     pub findings: Vec<crate::events::FindingRecord>,
-    /// An analyzer's verdict, once it finished.
-    pub verdict: Option<String>,
+    /// An analyzer's judgement, once it finished.
+    pub analysis: Option<crate::events::AnalysisRecord>,
     /// How its programs ran, when its plugin may run programs.
     pub sandbox: Option<String>,
 }
@@ -71,6 +71,8 @@ pub struct RunView {
     pub run: String,
     /// Where the JUnit report goes, as shown.
     pub junit: Option<String>,
+    /// Where the SARIF report goes, as shown.
+    pub sarif: Option<String>,
 }
 
 impl RunView {
@@ -85,7 +87,7 @@ impl RunView {
                     last_line: None,
                     tail: VecDeque::new(),
                     findings: Vec::new(),
-                    verdict: None,
+                    analysis: None,
                     sandbox: None,
                 })
                 .collect(),
@@ -94,6 +96,7 @@ impl RunView {
             pipeline: String::new(),
             run: String::new(),
             junit: None,
+            sarif: None,
         }
     }
 
@@ -172,18 +175,14 @@ impl RunView {
                 error,
                 details,
                 findings,
-                outputs,
+                analysis,
                 sandbox,
                 ..
             } => {
                 if let Some(s) = self.stage_mut(stage) {
                     s.sandbox = sandbox.clone();
                     s.findings = findings.clone();
-                    s.verdict = if findings.is_empty() && !outputs.contains_key("findings") {
-                        None
-                    } else {
-                        outputs.get("verdict").cloned()
-                    };
+                    s.analysis = analysis.clone();
                     s.state = ViewState::Done {
                         status: *status,
                         failure: *failure,

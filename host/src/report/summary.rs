@@ -115,23 +115,27 @@ pub fn print(view: &RunView, style: &Style, width: usize, status: RunStatus, dur
             }
         }
     }
-    let with_findings: Vec<_> = view.stages.iter().filter(|s| !s.findings.is_empty()).collect();
-    if !with_findings.is_empty() {
+    let analyzed: Vec<_> = view
+        .stages
+        .iter()
+        .filter_map(|s| s.analysis.as_ref().map(|a| (s, a)))
+        .filter(|(s, a)| !s.findings.is_empty() || a.verdict != "pass")
+        .collect();
+    if !analyzed.is_empty() {
         out.push_str(&format!("\n{}\n", style.bold("Findings")));
-        for s in with_findings {
+        for (s, a) in analyzed {
+            let verdict = match a.verdict.as_str() {
+                "pass" => style.ok("pass"),
+                "warn" => style.warn("warn"),
+                v => style.bad(v),
+            };
             out.push_str(&format!(
-                "  {} (verdict {}, {} finding(s))\n",
+                "  {}  verdict {verdict}, score {}, {}\n",
                 style.bold(&s.name),
-                s.verdict.as_deref().unwrap_or("?"),
-                s.findings.len()
+                a.score,
+                a.counts.describe()
             ));
-            for f in s.findings.iter().take(MAX_FINDINGS) {
-                let place = match (&f.path, f.line, f.column) {
-                    (Some(p), Some(l), Some(c)) => format!("{p}:{l}:{c}"),
-                    (Some(p), Some(l), None) => format!("{p}:{l}"),
-                    (Some(p), None, _) => p.clone(),
-                    (None, ..) => String::from("-"),
-                };
+            for f in crate::findings::worst_first(&s.findings).into_iter().take(MAX_FINDINGS) {
                 let severity = match f.severity.as_str() {
                     "high" | "critical" => style.bad(&format!("{:<8}", f.severity)),
                     "medium" => style.warn(&format!("{:<8}", f.severity)),
@@ -139,15 +143,16 @@ pub fn print(view: &RunView, style: &Style, width: usize, status: RunStatus, dur
                 };
                 out.push_str(&format!(
                     "    {severity} {}  {}  {}\n",
-                    style::fit(&place, 60),
+                    style::fit(&crate::findings::place(f), 60),
                     style.dim(&style::fit(&f.rule, 40)),
                     style::fit(&f.message, 160)
                 ));
             }
             if s.findings.len() > MAX_FINDINGS {
                 out.push_str(&format!(
-                    "    … and {} more (`weir run --json` has them all)\n",
-                    s.findings.len() - MAX_FINDINGS
+                    "    … and {} more (in {} and `weir run --json`)\n",
+                    s.findings.len() - MAX_FINDINGS,
+                    view.sarif.as_deref().unwrap_or("reports/scan.sarif")
                 ));
             }
         }
@@ -161,6 +166,9 @@ pub fn print(view: &RunView, style: &Style, width: usize, status: RunStatus, dur
     }
     if let Some(junit) = &view.junit {
         out.push_str(&format!("{}     {junit}\n", style.dim("junit")));
+    }
+    if let Some(sarif) = &view.sarif {
+        out.push_str(&format!("{}     {sarif}\n", style.dim("sarif")));
     }
     print!("{out}");
 }

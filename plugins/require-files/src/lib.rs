@@ -90,13 +90,10 @@ impl Analyzer for RequireFiles {
 }
 
 fn finding(rule: &str, severity: Severity, message: String, path: Option<String>) -> Finding {
-    Finding {
-        rule: rule.into(),
-        severity,
-        message,
-        path,
-        line: None,
-        column: None,
+    let f = Finding::new(rule, severity, message);
+    match path {
+        Some(p) => f.in_file(p),
+        None => f,
     }
 }
 
