@@ -91,6 +91,7 @@ impl StageState {
         let budget = LogBudget::new(spec.limits.log_bytes);
         let wasi = wasi::build(WasiSpec {
             workspace: spec.workspace,
+            read_only: &spec.process.grants.read,
             env: spec.env,
             max_random: spec.limits.random_bytes,
             stage: spec.stage,

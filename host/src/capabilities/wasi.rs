@@ -1,6 +1,7 @@
-//! WASI p2 for one stage attempt: exactly one preopened directory (the
-//! run's workspace), the environment variables the stage declares and no
-//! others, no sockets or name lookups, bounded random bytes, and stdout and
+//! WASI p2 for one stage attempt: the run's workspace preopened read-write
+//! as `.`, each directory the stage grants with `allow.read` preopened
+//! read-only at its absolute host path (and nothing else), the environment
+//! variables the stage declares and no others, no sockets or name lookups, bounded random bytes, and stdout and
 //! stderr streamed line by line into the stage's log.
 
 use std::collections::BTreeMap;
@@ -23,6 +24,10 @@ pub struct WasiSpec<'a> {
     /// The host directory preopened as the workspace; `None` gives the
     /// plugin no filesystem at all (used for `describe()`).
     pub workspace: Option<&'a Path>,
+    /// Host directories the stage may read (`allow.read`), preopened
+    /// read-only at their own absolute paths. Files and missing paths are
+    /// left out: they stay for programs, which see them through bubblewrap.
+    pub read_only: &'a [std::path::PathBuf],
     /// The only environment variables the plugin sees.
     pub env: &'a [(String, String)],
     /// Most random bytes per call.
@@ -41,6 +46,15 @@ pub fn build(spec: WasiSpec<'_>) -> std::io::Result<WasiCtx> {
     if let Some(dir) = spec.workspace {
         b.preopened_dir(dir, GUEST_WORKSPACE, FsPerms::ReadWrite)
             .map_err(|e| std::io::Error::other(format!("cannot open workspace {}: {e}", dir.display())))?;
+        for extra in spec.read_only {
+            if !extra.is_absolute() || !extra.is_dir() || extra.starts_with(dir) {
+                continue;
+            }
+            let Some(guest) = extra.to_str() else { continue };
+            b.preopened_dir(extra, guest, FsPerms::ReadOnly).map_err(|e| {
+                std::io::Error::other(format!("cannot open `allow.read` directory {}: {e}", extra.display()))
+            })?;
+        }
     }
     for (k, v) in spec.env {
         b.env(k, v);
