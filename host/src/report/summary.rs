@@ -101,6 +101,12 @@ pub fn print(view: &RunView, style: &Style, width: usize, status: RunStatus, dur
                     failure.map(style::failure_name).unwrap_or("failed"),
                     style::fit(note.as_deref().unwrap_or(""), 400)
                 ));
+                // An analyzer's verdict is explained by its findings, listed
+                // below; repeating them here would only add noise.
+                let judged = s.analysis.is_some() && *failure == Some(crate::events::FailureKind::Gate);
+                if judged {
+                    continue;
+                }
                 if let Some(d) = details {
                     for line in d.lines().take(12) {
                         out.push_str(&format!("      {}\n", style.dim(&style::fit(line, 160))));

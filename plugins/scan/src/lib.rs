@@ -11,6 +11,7 @@
 //! ```
 //!
 //! Settings (all optional):
+//! - `dir`: the directory to scan, relative to the workspace (`.`).
 //! - `checks`: which of `secrets`, `dependencies`, `config` to run (all).
 //! - `advisory-db`: a RustSec-format advisory database directory (a clone
 //!   of `rustsec/advisory-db`). Absolute paths must be granted with
@@ -18,7 +19,8 @@
 //!   dependency check is skipped and the summary says so.
 //! - `informational`: also report unmaintained/unsound advisories (true).
 //! - `exclude`: path patterns not scanned (`**` crosses directories).
-//! - `ignore-file`: the suppression file (`.weir-scan-ignore`).
+//! - `ignore-file`: the suppression file, relative to `dir`
+//!   (`.weir-scan-ignore`); its patterns are relative to `dir` too.
 //! - `max-file-bytes`: larger files are skipped and counted (1 MiB).
 //! - `max-files`: at most this many files are scanned (100 000).
 
@@ -41,6 +43,8 @@ const MAX_LOCKFILE_BYTES: u64 = 64 << 20;
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct Config {
+    #[serde(default = "here")]
+    dir: String,
     #[serde(default = "all_checks")]
     checks: Vec<Check>,
     #[serde(default)]
@@ -68,6 +72,9 @@ enum Check {
 fn all_checks() -> Vec<Check> {
     vec![Check::Secrets, Check::Dependencies, Check::Config]
 }
+fn here() -> String {
+    ".".into()
+}
 fn yes() -> bool {
     true
 }
@@ -85,6 +92,7 @@ impl Plugin for Scan {
         let mut m = weir_sdk::package_manifest!(Analyzer);
         m.config_schema = Some(
             r#"{"type":"object","additionalProperties":false,"properties":{
+"dir":{"type":"string"},
 "checks":{"type":"array","items":{"enum":["secrets","dependencies","config"]}},
 "advisory-db":{"type":"string"},
 "informational":{"type":"boolean"},
@@ -112,7 +120,23 @@ struct Tally {
 impl Analyzer for Scan {
     fn analyze(ctx: Context) -> Result<Analysis, Failure> {
         let config: Config = ctx.config()?;
-        let ignore_name = config.ignore_file.as_deref().unwrap_or(suppress::DEFAULT_IGNORE_FILE);
+        let root = normalise(Path::new(&config.dir));
+        if root.is_absolute() || config.dir.split('/').any(|c| c == "..") {
+            return Err(Failure::new(format!(
+                "`dir = \"{}\"` must be a directory inside the workspace, written relative to it",
+                config.dir
+            )));
+        }
+        let root = if root.as_os_str().is_empty() { PathBuf::from(".") } else { root };
+        if !root.is_dir() {
+            return Err(Failure::new(format!("`dir = \"{}\"`: no such directory in the workspace", config.dir)));
+        }
+        let ignore_name = root
+            .join(config.ignore_file.as_deref().unwrap_or(suppress::DEFAULT_IGNORE_FILE))
+            .to_string_lossy()
+            .into_owned();
+        let ignore_name = ignore_name.strip_prefix("./").unwrap_or(&ignore_name).to_string();
+        let ignore_name = ignore_name.as_str();
         let ignore = match std::fs::read_to_string(ignore_name) {
             Ok(text) => IgnoreFile::parse(&text, ignore_name).map_err(Failure::new)?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && config.ignore_file.is_none() => {
@@ -126,7 +150,7 @@ impl Analyzer for Scan {
         };
 
         let walked = walk::walk(
-            Path::new("."),
+            &root,
             &walk::WalkOptions {
                 max_file_bytes: config.max_file_bytes,
                 max_files: config.max_files,
@@ -151,7 +175,7 @@ impl Analyzer for Scan {
             if n % 500 == 0 {
                 weir_sdk::log::progress(n as u64, Some(total), "scanning files");
             }
-            if ignore.drops_file(&file.path) {
+            if ignore.drops_file(&file.rel) {
                 tally.suppressed += 1;
                 continue;
             }
@@ -163,12 +187,12 @@ impl Analyzer for Scan {
             tally.files += 1;
             tally.bytes += bytes.len() as u64;
             if config.checks.contains(&Check::Secrets) && !walk::is_lock_file(&file.path) {
-                let found = scan_secrets(&rules, &file.path, &bytes, &ignore, &mut tally);
+                let found = scan_secrets(&rules, file, &bytes, &ignore, &mut tally);
                 tally.secrets += found.len();
                 findings.extend(found);
             }
             if config.checks.contains(&Check::Config)
-                && let Some(kind) = risky::kind_of(&file.path)
+                && let Some(kind) = risky::kind_of(&file.rel)
             {
                 let text = String::from_utf8_lossy(&bytes);
                 let lines: Vec<&str> = text.lines().collect();
@@ -176,7 +200,7 @@ impl Analyzer for Scan {
                     let line = f.line.map_or(0, |l| l as usize);
                     let this = lines.get(line.wrapping_sub(1)).copied().unwrap_or("");
                     let previous = line.checked_sub(2).and_then(|i| lines.get(i)).copied();
-                    if ignore.drops(&f.rule, &file.path) || suppress::inline_drops(this, previous, &f.rule) {
+                    if ignore.drops(&f.rule, &file.rel) || suppress::inline_drops(this, previous, &f.rule) {
                         tally.suppressed += 1;
                     } else {
                         tally.risky += 1;
@@ -194,6 +218,7 @@ impl Analyzer for Scan {
                 .iter()
                 .map(|c| (c.path.clone(), c.size))
                 .chain(walked.too_large.iter().cloned())
+                .filter(|(p, _)| !ignore.drops_file(relative_to(p, &root)))
                 .filter(|(p, size)| {
                     let name = p.rsplit('/').next().unwrap_or(p);
                     (name == "Cargo.lock" || name == "package-lock.json") && *size <= MAX_LOCKFILE_BYTES
@@ -220,7 +245,7 @@ impl Analyzer for Scan {
                     ));
                     for f in report.findings {
                         let path = f.path.clone().unwrap_or_default();
-                        if ignore.drops(&f.rule, &path) {
+                        if ignore.drops(&f.rule, relative_to(&path, &root)) {
                             tally.suppressed += 1;
                         } else {
                             findings.push(f);
@@ -271,7 +296,25 @@ impl Analyzer for Scan {
     }
 }
 
-fn scan_secrets(rules: &[secrets::Rule], path: &str, bytes: &[u8], ignore: &IgnoreFile, tally: &mut Tally) -> Vec<Finding> {
+/// `path` (workspace-relative) relative to the scanned directory `root`.
+fn relative_to<'a>(path: &'a str, root: &Path) -> &'a str {
+    let base = root.to_string_lossy();
+    if base == "." {
+        return path;
+    }
+    path.strip_prefix(base.as_ref())
+        .and_then(|r| r.strip_prefix('/'))
+        .unwrap_or(path)
+}
+
+fn scan_secrets(
+    rules: &[secrets::Rule],
+    file: &walk::Candidate,
+    bytes: &[u8],
+    ignore: &IgnoreFile,
+    tally: &mut Tally,
+) -> Vec<Finding> {
+    let path = file.path.as_str();
     let hits = secrets::find(rules, bytes);
     if hits.is_empty() {
         return Vec::new();
@@ -291,7 +334,7 @@ fn scan_secrets(rules: &[secrets::Rule], path: &str, bytes: &[u8], ignore: &Igno
         let column = String::from_utf8_lossy(&bytes[line_starts[index]..hit.start]).chars().count() + 1;
         let this = line_text(index);
         let previous = index.checked_sub(1).map(line_text);
-        if ignore.drops(rule.id, path) || suppress::inline_drops(&this, previous.as_deref(), rule.id) {
+        if ignore.drops(rule.id, &file.rel) || suppress::inline_drops(&this, previous.as_deref(), rule.id) {
             tally.suppressed += 1;
             continue;
         }
@@ -382,9 +425,15 @@ mod tests {
         let rules = secrets::rules();
         let text = "a\n  aws = \"AKIAZ3MHQ7RX2WLKE5TN\"\nb = 'ghp_Zx8k2LmQ9vT4wRb7NcYp3HsJd6Fg1Ae5Ku0T' # weir:ignore\n";
         let mut tally = Tally::default();
-        let found = scan_secrets(&rules, "conf.py", text.as_bytes(), &IgnoreFile::default(), &mut tally);
+        let file = walk::Candidate {
+            path: "app/conf.py".into(),
+            rel: "conf.py".into(),
+            size: 0,
+        };
+        let found = scan_secrets(&rules, &file, text.as_bytes(), &IgnoreFile::default(), &mut tally);
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].rule, "aws-access-key-id");
+        assert_eq!(found[0].path.as_deref(), Some("app/conf.py"));
         assert_eq!((found[0].line, found[0].column), (Some(2), Some(10)));
         assert!(!found[0].message.contains("Z3MHQ7RX2WLKE5TN"), "{}", found[0].message);
         assert!(found[0].message.contains("AKIA…"), "{}", found[0].message);

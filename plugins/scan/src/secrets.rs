@@ -14,7 +14,8 @@ pub struct Rule {
     pub what: &'static str,
     /// How bad a leak is.
     pub severity: Severity,
-    /// The pattern; capture group 1 (or the whole match) is the secret.
+    /// The pattern; its last capture group (or the whole match) is the
+    /// secret, and a group named `name` is the name it is assigned to.
     regex: Regex,
     /// Leading characters of the secret that only name its type and may be
     /// shown (`ghp_` is 4).
@@ -31,6 +32,11 @@ enum Check {
     None,
     /// Not a placeholder, and random enough (bits per character).
     Random(f64),
+    /// A value assigned to a secret-sounding name: not a placeholder, at
+    /// least 3 bits per character, and at least two kinds of character
+    /// (lower, upper, digit, symbol other than `-_.`), so identifiers such
+    /// as `my-app-secret` are not taken for secrets.
+    Keyword,
     /// Not the documented AWS example key.
     NotAwsExample,
     /// A JWT whose header decodes to JSON with `alg`.
@@ -124,11 +130,13 @@ pub fn rules() -> Vec<Rule> {
         rule!("basic-auth-header", "HTTP basic credentials", High,
             r"(?i)authorization\s*:\s*basic\s+([A-Za-z0-9+/]{12,}={0,2})", 0, true, Check::BasicAuth),
         rule!("password-in-url", "a password in a URL", High,
-            r#"[a-zA-Z][a-zA-Z0-9+.\-]{1,20}://[^\s:/?#@'"<>]{1,64}:([^\s/?#@'"<>]{3,128})@[a-zA-Z0-9.\-]+"#, 0, false, Check::Random(2.0)),
+            r#"[a-zA-Z][a-zA-Z0-9+.\-]{1,20}://[^\s:/?#@'"<>]{0,64}:([^\s/?#@'"<>]{3,128})@[a-zA-Z0-9.\-]+"#, 0, false, Check::Random(2.0)),
+        rule!("bearer-token", "a bearer token", High,
+            r"(?i)bearer\s+([A-Za-z0-9_\-.~+/]{20,}=*)", 0, true, Check::Keyword),
         rule!("generic-secret", "a secret assigned to a name that says so", High,
-            r#"(?i)[a-z0-9_.\-]*(?:password|passwd|pwd|secret|token|api[_\-]?key|apikey|access[_\-]?key|auth[_\-]?key|private[_\-]?key|client[_\-]?secret|credentials?)[a-z0-9_.\-]*['"]?\s*(?:=|:=|:|=>|\?\?=)\s*[bru]?["'`]([^"'`\s]{8,200})["'`]"#, 0, false, Check::Random(3.0)),
+            r#"(?i)(?P<name>[a-z0-9_.\-]*(?:password|passwd|pwd|secret|token|api[_\-]?key|apikey|access[_\-]?key|auth[_\-]?key|private[_\-]?key|client[_\-]?secret|credentials?)[a-z0-9_.\-]*)['"]?\s*(?:=|:=|:|=>|\?\?=)\s*[bru]?["'`]([^"'`\s]{8,200})["'`]"#, 0, false, Check::Keyword),
         rule!("generic-secret", "a secret assigned to a name that says so", High,
-            r"(?m)^\s*(?:export\s+)?[A-Z0-9_]*(?:PASSWORD|PASSWD|SECRET|TOKEN|API_KEY|APIKEY|ACCESS_KEY|PRIVATE_KEY|CREDENTIALS)[A-Z0-9_]*\s*=\s*([^\s'`#$]{8,200})\s*$", 0, false, Check::Random(3.0)),
+            r#"(?im)^\s*(?:export\s+)?(?P<name>[a-z0-9_.\-]*(?:password|passwd|secret|token|api[_\-]?key|apikey|access[_\-]?key|private[_\-]?key|credentials?)[a-z0-9_.\-]*)\s*[:=]\s*([^\s'"`#$][^\s'"`#]{7,199})\s*$"#, 0, false, Check::Keyword),
     ];
     table
         .into_iter()
@@ -160,12 +168,18 @@ pub fn find(rules: &[Rule], text: &[u8]) -> Vec<Hit> {
     let mut hits: Vec<Hit> = Vec::new();
     for (index, rule) in rules.iter().enumerate() {
         for caps in rule.regex.captures_iter(text) {
-            let Some(m) = caps.get(1).or_else(|| caps.get(0)) else { continue };
+            // The secret is the last group (or the whole match).
+            let Some(m) = caps.get(caps.len() - 1) else { continue };
             let whole = caps.get(0).map_or(m.range(), |w| w.range());
             if rule.bounded && !bounded(text, m.start(), m.end()) {
                 continue;
             }
             let secret = &text[m.range()];
+            if let Some(name) = caps.name("name")
+                && !names_a_secret(name.as_bytes(), secret)
+            {
+                continue;
+            }
             if !passes(rule.check, secret, &text[whole.end..text.len().min(whole.end + 400)]) {
                 continue;
             }
@@ -197,6 +211,19 @@ pub fn redacted(hit: &Hit) -> String {
     format!("{}…", hit.shown)
 }
 
+/// Names that contain a secret word but hold something else: an id, a
+/// file name, a lifetime. Values that are paths are not secrets either.
+fn names_a_secret(name: &[u8], value: &[u8]) -> bool {
+    const NOT_SECRETS: &[&str] = &[
+        "id", "ids", "name", "names", "file", "path", "dir", "url", "uri", "endpoint", "ttl", "expiry", "expires",
+        "length", "len", "size", "type", "hint", "field", "header", "env", "var", "key_id", "prefix", "format",
+    ];
+    let name = String::from_utf8_lossy(name).to_ascii_lowercase();
+    let last = name.rsplit(['_', '-', '.']).next().unwrap_or(&name);
+    let pathlike = value.starts_with(b"/") || value.starts_with(b"./") || value.starts_with(b"~/");
+    !NOT_SECRETS.contains(&last) && !pathlike
+}
+
 fn is_token_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_' || b == b'-'
 }
@@ -209,8 +236,12 @@ fn bounded(text: &[u8], start: usize, end: usize) -> bool {
 }
 
 fn passes(check: Check, secret: &[u8], after: &[u8]) -> bool {
+    if !matches!(check, Check::KeyBody | Check::BasicAuth) && is_placeholder(secret) {
+        return false;
+    }
     match check {
         Check::None => true,
+        Check::Keyword => entropy(secret) >= 3.0 && kinds_of_character(secret) >= 2,
         Check::Random(bits) => !is_placeholder(secret) && entropy(secret) >= bits,
         Check::NotAwsExample => !secret.ends_with(b"EXAMPLE"),
         Check::Jwt => {
@@ -256,6 +287,16 @@ pub fn is_placeholder(value: &[u8]) -> bool {
     // The same character over and over.
     let first = v.chars().next();
     v.chars().all(|c| Some(c) == first)
+}
+
+/// How many of lower case, upper case, digits and symbols (other than
+/// the `-_.` identifiers use) `s` has.
+fn kinds_of_character(s: &[u8]) -> usize {
+    let lower = s.iter().any(u8::is_ascii_lowercase);
+    let upper = s.iter().any(u8::is_ascii_uppercase);
+    let digit = s.iter().any(u8::is_ascii_digit);
+    let symbol = s.iter().any(|b| !b.is_ascii_alphanumeric() && !matches!(b, b'-' | b'_' | b'.'));
+    [lower, upper, digit, symbol].into_iter().filter(|k| *k).count()
 }
 
 /// Shannon entropy in bits per byte.
@@ -345,6 +386,11 @@ mod tests {
         assert!(ids(r#"token = "xxxxxxxxxxxxxxxx""#).is_empty());
         assert!(ids("API_TOKEN=$API_TOKEN\n").is_empty());
         assert!(ids(r#"password_hint = "aaaaaaaaaa""#).is_empty());
+        assert!(ids("secret_name: my-app-secret\n").is_empty());
+        assert_eq!(ids("  db.password: Xk29fLq0Zp\n"), ["generic-secret"]);
+        assert!(ids("token: {{ .Values.token }}\n").is_empty());
+        assert_eq!(ids("curl -H 'Authorization: Bearer 9fQ2kLmX8zR4vT7wYp3N'"), ["bearer-token"]);
+        assert!(ids("ghp_xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx").is_empty(), "a docs placeholder");
     }
 
     #[test]

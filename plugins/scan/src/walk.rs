@@ -42,8 +42,12 @@ const SNIFF_BYTES: usize = 8000;
 /// One file to scan.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Candidate {
-    /// Path relative to the workspace, `/`-separated.
+    /// Path relative to the workspace, `/`-separated: what findings show
+    /// and what is opened.
     pub path: String,
+    /// Path relative to the scanned directory: what `exclude`, the ignore
+    /// file and the file-kind rules match.
+    pub rel: String,
     /// Size in bytes.
     pub size: u64,
 }
@@ -73,10 +77,20 @@ pub struct WalkOptions<'a> {
     pub exclude: &'a [String],
 }
 
-/// Walk the workspace (the plugin's current directory).
+/// Walk `root`, a directory inside the workspace (the plugin's current
+/// directory); `.` is the whole workspace.
 pub fn walk(root: &Path, options: &WalkOptions<'_>) -> Walk {
     let mut out = Walk::default();
     visit(root, "", options, &mut out);
+    let base = root.to_string_lossy().trim_end_matches('/').to_string();
+    if base != "." && !base.is_empty() {
+        for c in &mut out.files {
+            c.path = format!("{base}/{}", c.rel);
+        }
+        for (p, _) in &mut out.too_large {
+            *p = format!("{base}/{p}");
+        }
+    }
     out.files.sort_by(|a, b| a.path.cmp(&b.path));
     out.too_large.sort();
     out
@@ -127,7 +141,11 @@ fn visit(dir: &Path, prefix: &str, options: &WalkOptions<'_>, out: &mut Walk) {
                 out.over_count += 1;
                 continue;
             }
-            out.files.push(Candidate { path: rel, size });
+            out.files.push(Candidate {
+                path: rel.clone(),
+                rel,
+                size,
+            });
         }
     }
 }
@@ -204,9 +222,9 @@ mod tests {
                 exclude: &exclude,
             },
         );
-        let paths: Vec<&str> = w.files.iter().map(|c| c.path.as_str()).collect();
+        let paths: Vec<&str> = w.files.iter().map(|c| c.rel.as_str()).collect();
         assert_eq!(paths, ["src/main.rs"]);
-        assert_eq!(w.too_large, [("src/big.txt".to_string(), 100)]);
+        assert_eq!(w.too_large, [(format!("{}/src/big.txt", root.display()), 100)]);
         std::fs::remove_dir_all(&root).unwrap();
     }
 }
