@@ -264,7 +264,7 @@ pub enum Event {
         findings: Vec<FindingRecord>,
         /// An analyzer's verdict, score and counts.
         #[serde(skip_serializing_if = "Option::is_none")]
-        analysis: Option<AnalysisRecord>,
+        analysis: Option<Box<AnalysisRecord>>,
         /// A test runner's counts.
         #[serde(skip_serializing_if = "Option::is_none")]
         tests: Option<TestCounts>,

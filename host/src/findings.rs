@@ -164,7 +164,10 @@ impl FindingsGate {
         if let Some(max) = self.max_findings
             && counts.total() > max
         {
-            why.push(format!("{} findings, more than max-findings = {max}", counts.total()));
+            why.push(format!(
+                "{} findings, more than max-findings = {max}",
+                counts.total()
+            ));
         }
         if let Some(min) = self.min_score {
             let score = counts.score();

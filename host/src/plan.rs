@@ -573,12 +573,32 @@ fn plan_stage(
                     });
                 }
             };
-            key("min-pass-rate", GateFor::Tests, g.min_pass_rate.as_ref().map(|v| v.span()));
-            key("max-failures", GateFor::Tests, g.max_failures.as_ref().map(|v| v.span()));
-            key("allow-skipped", GateFor::Tests, g.allow_skipped.as_ref().map(|v| v.span()));
+            key(
+                "min-pass-rate",
+                GateFor::Tests,
+                g.min_pass_rate.as_ref().map(|v| v.span()),
+            );
+            key(
+                "max-failures",
+                GateFor::Tests,
+                g.max_failures.as_ref().map(|v| v.span()),
+            );
+            key(
+                "allow-skipped",
+                GateFor::Tests,
+                g.allow_skipped.as_ref().map(|v| v.span()),
+            );
             key("fail-on", GateFor::Findings, g.fail_on.as_ref().map(|v| v.span()));
-            key("max-findings", GateFor::Findings, g.max_findings.as_ref().map(|v| v.span()));
-            key("min-score", GateFor::Findings, g.min_score.as_ref().map(|v| v.span()));
+            key(
+                "max-findings",
+                GateFor::Findings,
+                g.max_findings.as_ref().map(|v| v.span()),
+            );
+            key(
+                "min-score",
+                GateFor::Findings,
+                g.min_score.as_ref().map(|v| v.span()),
+            );
             if let Some(rate) = &g.min_pass_rate
                 && !(0.0..=1.0).contains(rate.get_ref())
             {
@@ -604,10 +624,7 @@ fn plan_stage(
                 let parsed = Severity::parse(f.get_ref());
                 if parsed.is_none() {
                     let names: Vec<&str> = Severity::WORST_FIRST.iter().map(|s| s.name()).collect();
-                    let mut e = source.error(
-                        f.span(),
-                        format!("`{}` is not a severity", f.get_ref()),
-                    );
+                    let mut e = source.error(f.span(), format!("`{}` is not a severity", f.get_ref()));
                     e = match did_you_mean(f.get_ref(), names.iter().copied()) {
                         Some(s) => e.help(format!("did you mean `{s}`? Severities: {}", names.join(", "))),
                         None => e.help(format!("severities, worst first: {}", names.join(", "))),
@@ -616,13 +633,14 @@ fn plan_stage(
                 }
                 parsed
             });
-            let findings = (g.fail_on.is_some() || g.max_findings.is_some() || g.min_score.is_some()).then(|| {
-                FindingsGate {
-                    fail_on,
-                    max_findings: g.max_findings.as_ref().map(|v| *v.get_ref()),
-                    min_score: g.min_score.as_ref().map(|v| *v.get_ref()),
-                }
-            });
+            let findings =
+                (g.fail_on.is_some() || g.max_findings.is_some() || g.min_score.is_some()).then(|| {
+                    FindingsGate {
+                        fail_on,
+                        max_findings: g.max_findings.as_ref().map(|v| *v.get_ref()),
+                        min_score: g.min_score.as_ref().map(|v| *v.get_ref()),
+                    }
+                });
             Gate {
                 min_pass_rate: g.min_pass_rate.as_ref().map(|r| *r.get_ref()),
                 max_failures: g.max_failures.as_ref().map(|v| *v.get_ref()),

@@ -463,7 +463,7 @@ fn finish(sink: &EventSink, stage: &str, attempts: u32, started: Instant, result
         error: result.failure.as_ref().map(|f| f.message.clone()),
         details: result.failure.as_ref().and_then(|f| f.details.clone()),
         findings: result.findings.clone(),
-        analysis: result.analysis.clone(),
+        analysis: result.analysis.clone().map(Box::new),
         tests: result.tests,
         sandbox: result.sandbox.clone(),
         cases: result.cases.clone(),

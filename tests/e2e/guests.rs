@@ -319,7 +319,7 @@ fn gates_apply_to_test_runners() {
     assert_eq!(run.code, 2, "{run:?}");
     assert!(
         run.stderr.contains(
-            "pipeline.toml:5:8: stage `a` has a `gate`, but its plugin `noop` is a stage; gates apply to test-runner stages"
+            "pipeline.toml:5:8: stage `a` has a `gate`, but its plugin `noop` is a stage; gates apply to test-runner and analyzer stages"
         ),
         "{run:?}"
     );

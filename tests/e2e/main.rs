@@ -2,6 +2,7 @@
 //! written into a temporary directory, and asserts exit codes, output and
 //! `--json` events. One test binary, to keep link time down.
 
+mod analyzers;
 mod cli;
 mod git;
 mod guests;

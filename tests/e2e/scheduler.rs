@@ -251,7 +251,8 @@ fn findings_are_listed_after_the_run() {
     let run = p.weir(&["run", "--workspace", "ws"]);
     assert_eq!(run.code, 1, "{run:?}");
     assert!(
-        run.stdout.contains("verify (verdict fail, 2 finding(s))"),
+        run.stdout
+            .contains("verify  verdict fail, score 85, 1 critical, 1 high"),
         "{run:?}"
     );
     assert!(

@@ -52,7 +52,10 @@ pub fn build(spec: WasiSpec<'_>) -> std::io::Result<WasiCtx> {
             }
             let Some(guest) = extra.to_str() else { continue };
             b.preopened_dir(extra, guest, FsPerms::ReadOnly).map_err(|e| {
-                std::io::Error::other(format!("cannot open `allow.read` directory {}: {e}", extra.display()))
+                std::io::Error::other(format!(
+                    "cannot open `allow.read` directory {}: {e}",
+                    extra.display()
+                ))
             })?;
         }
     }

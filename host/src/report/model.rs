@@ -182,7 +182,7 @@ impl RunView {
                 if let Some(s) = self.stage_mut(stage) {
                     s.sandbox = sandbox.clone();
                     s.findings = findings.clone();
-                    s.analysis = analysis.clone();
+                    s.analysis = analysis.as_deref().cloned();
                     s.state = ViewState::Done {
                         status: *status,
                         failure: *failure,

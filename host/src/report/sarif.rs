@@ -65,7 +65,7 @@ impl SarifCollector {
                     plugin: plugin.to_string(),
                     version: version.to_string(),
                     findings: findings.clone(),
-                    analysis: analysis.clone(),
+                    analysis: (**analysis).clone(),
                 });
             }
             _ => {}
@@ -281,7 +281,7 @@ mod tests {
                 summary: None,
                 error: None,
                 details: None,
-                analysis: Some(AnalysisRecord {
+                analysis: Some(Box::new(AnalysisRecord {
                     verdict: "fail".into(),
                     plugin_verdict: "fail".into(),
                     score: 80.0,
@@ -289,7 +289,7 @@ mod tests {
                     counts: SeverityCounts::of(&findings),
                     gate_failed: vec![],
                     dropped: 0,
-                }),
+                })),
                 findings,
                 tests: None,
                 sandbox: None,
@@ -309,7 +309,10 @@ mod tests {
         assert!(loc["region"].get("startColumn").is_none(), "column 0 is left out");
         assert!(run["results"][2].get("locations").is_none());
         assert_eq!(run["results"][0]["properties"]["package"], "smallvec");
-        assert_eq!(run["originalUriBaseIds"]["WORKSPACE"]["uri"], "file:///tmp/a%20b/");
+        assert_eq!(
+            run["originalUriBaseIds"]["WORKSPACE"]["uri"],
+            "file:///tmp/a%20b/"
+        );
         assert_eq!(
             run["tool"]["driver"]["rules"][0]["shortDescription"]["text"],
             "aws-access-key found."

@@ -141,7 +141,10 @@ pub fn print(view: &RunView, style: &Style, width: usize, status: RunStatus, dur
                 a.score,
                 a.counts.describe()
             ));
-            for f in crate::findings::worst_first(&s.findings).into_iter().take(MAX_FINDINGS) {
+            for f in crate::findings::worst_first(&s.findings)
+                .into_iter()
+                .take(MAX_FINDINGS)
+            {
                 let severity = match f.severity.as_str() {
                     "high" | "critical" => style.bad(&format!("{:<8}", f.severity)),
                     "medium" => style.warn(&format!("{:<8}", f.severity)),

@@ -31,7 +31,9 @@ use std::path::Path;
 
 use serde::Deserialize;
 use weir_sdk::process::{Command, Exit};
-use weir_sdk::{Analysis, Analyzer, Capability, Context, Failure, Finding, HostError, Manifest, Plugin, Severity};
+use weir_sdk::{
+    Analysis, Analyzer, Capability, Context, Failure, Finding, HostError, Manifest, Plugin, Severity,
+};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -107,7 +109,8 @@ fn detect(dir: &Path) -> Vec<Linter> {
     if has("Cargo.toml") {
         found.push(Linter::Clippy);
     }
-    let pyproject_ruff = std::fs::read_to_string(dir.join("pyproject.toml")).is_ok_and(|t| t.contains("[tool.ruff"));
+    let pyproject_ruff =
+        std::fs::read_to_string(dir.join("pyproject.toml")).is_ok_and(|t| t.contains("[tool.ruff"));
     if has("ruff.toml") || has(".ruff.toml") || pyproject_ruff {
         found.push(Linter::Ruff);
     }
@@ -144,7 +147,10 @@ impl Analyzer for Lint {
         let config: Config = ctx.config()?;
         let dir = Path::new(&config.dir);
         if !dir.is_dir() {
-            return Err(Failure::new(format!("`dir = \"{}\"`: no such directory in the workspace", config.dir)));
+            return Err(Failure::new(format!(
+                "`dir = \"{}\"`: no such directory in the workspace",
+                config.dir
+            )));
         }
         let mut overrides = BTreeMap::new();
         for (rule, name) in &config.severity {
@@ -182,11 +188,23 @@ impl Analyzer for Lint {
                 ),
                 Linter::Ruff => (
                     config.ruff.as_str(),
-                    vec!["check".into(), "--output-format=json".into(), "--no-cache".into(), ".".into()],
+                    vec![
+                        "check".into(),
+                        "--output-format=json".into(),
+                        "--no-cache".into(),
+                        ".".into(),
+                    ],
                 ),
-                Linter::Eslint => (config.eslint.as_str(), vec!["--format".into(), "json".into(), ".".into()]),
+                Linter::Eslint => (
+                    config.eslint.as_str(),
+                    vec!["--format".into(), "json".into(), ".".into()],
+                ),
             };
-            weir_sdk::log::info(&format!("running {} ({program} {})", linter.name(), args.join(" ")));
+            weir_sdk::log::info(&format!(
+                "running {} ({program} {})",
+                linter.name(),
+                args.join(" ")
+            ));
             let cmd = Command::new(program).args(args).cwd(config.dir.clone()).quiet();
             let exit = match weir_sdk::process::run(&cmd) {
                 Ok(e) => e,
@@ -200,7 +218,11 @@ impl Analyzer for Lint {
                 }
                 Err(e) => {
                     let f: Failure = e.into();
-                    return Err(Failure::new(format!("{} could not run: {}", linter.name(), f.message)));
+                    return Err(Failure::new(format!(
+                        "{} could not run: {}",
+                        linter.name(),
+                        f.message
+                    )));
                 }
             };
             let raw = match linter {
@@ -219,14 +241,19 @@ impl Analyzer for Lint {
                 Linter::Ruff => parse::ruff(&String::from_utf8_lossy(&exit.stdout)).map_err(Failure::new)?,
                 // eslint exits 1 for lint errors, 2 for a broken config.
                 Linter::Eslint if exit.code == Some(2) || exit.timed_out => return Err(broke(linter, &exit)),
-                Linter::Eslint => parse::eslint(&String::from_utf8_lossy(&exit.stdout)).map_err(Failure::new)?,
+                Linter::Eslint => {
+                    parse::eslint(&String::from_utf8_lossy(&exit.stdout)).map_err(Failure::new)?
+                }
             };
             if exit.stdout_truncated {
                 weir_sdk::log::warn(&format!(
                     "{}'s output was cut at the host's output limit: later findings are missing",
                     linter.name()
                 ));
-                notes.push(format!("{}: output cut at the host's limit, findings may be missing", linter.name()));
+                notes.push(format!(
+                    "{}: output cut at the host's limit, findings may be missing",
+                    linter.name()
+                ));
             }
             let count = raw.len();
             for mut r in raw {
@@ -284,7 +311,10 @@ mod tests {
         std::fs::create_dir_all(root.join("pkg")).unwrap();
         std::fs::write(root.join("pkg/app.py"), "").unwrap();
         let dir = root.to_string_lossy().into_owned();
-        assert_eq!(place(&dir, "/sandbox/ws/pkg/app.py").as_deref(), Some(format!("{dir}/pkg/app.py").as_str()));
+        assert_eq!(
+            place(&dir, "/sandbox/ws/pkg/app.py").as_deref(),
+            Some(format!("{dir}/pkg/app.py").as_str())
+        );
         assert_eq!(place(&dir, "/elsewhere/other.py"), None);
         std::fs::remove_dir_all(&root).unwrap();
     }

@@ -42,7 +42,9 @@ pub fn clippy(stdout: &str) -> Vec<Raw> {
     let mut seen = BTreeSet::new();
     let mut out = Vec::new();
     for line in stdout.lines() {
-        let Ok(v) = serde_json::from_str::<Value>(line) else { continue };
+        let Ok(v) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
         if v["reason"] != "compiler-message" {
             continue;
         }
@@ -51,7 +53,8 @@ pub fn clippy(stdout: &str) -> Vec<Raw> {
         let text = m["message"].as_str().unwrap_or("").to_string();
         // "aborting due to 2 previous errors" and the warning counts
         // summarise what was already reported.
-        if level == "failure-note" || (m["code"].is_null() && m["spans"].as_array().is_none_or(Vec::is_empty)) {
+        if level == "failure-note" || (m["code"].is_null() && m["spans"].as_array().is_none_or(Vec::is_empty))
+        {
             continue;
         }
         let rule = m["code"]["code"]
@@ -86,7 +89,8 @@ pub fn clippy(stdout: &str) -> Vec<Raw> {
 
 /// `ruff check --output-format=json` output: an array of violations.
 pub fn ruff(stdout: &str) -> Result<Vec<Raw>, String> {
-    let all: Vec<Value> = serde_json::from_str(stdout).map_err(|e| format!("ruff's JSON output is not valid: {e}"))?;
+    let all: Vec<Value> =
+        serde_json::from_str(stdout).map_err(|e| format!("ruff's JSON output is not valid: {e}"))?;
     Ok(all
         .iter()
         .map(|v| {
@@ -167,9 +171,7 @@ mod tests {
         let msg = r#"{"reason":"compiler-message","message":{"level":"warning","message":"this `if` has identical blocks","code":{"code":"clippy::if_same_then_else"},"spans":[{"file_name":"src/main.rs","line_start":4,"column_start":5,"is_primary":true}]}}"#;
         let err = r#"{"reason":"compiler-message","message":{"level":"error","message":"cannot find value `x`","code":{"code":"E0425"},"spans":[{"file_name":"src/lib.rs","line_start":2,"column_start":9,"is_primary":true}]}}"#;
         let summary = r#"{"reason":"compiler-message","message":{"level":"warning","message":"1 warning emitted","code":null,"spans":[]}}"#;
-        let out = format!(
-            "{msg}\n{msg}\n{err}\n{summary}\n{{\"reason\":\"compiler-artifact\"}}\nnot json\n"
-        );
+        let out = format!("{msg}\n{msg}\n{err}\n{summary}\n{{\"reason\":\"compiler-artifact\"}}\nnot json\n");
         let found = clippy(&out);
         assert_eq!(found.len(), 2, "{found:?}");
         assert_eq!(found[0].rule, "clippy::if_same_then_else");

@@ -127,12 +127,24 @@ impl Analyzer for Scan {
                 config.dir
             )));
         }
-        let root = if root.as_os_str().is_empty() { PathBuf::from(".") } else { root };
+        let root = if root.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            root
+        };
         if !root.is_dir() {
-            return Err(Failure::new(format!("`dir = \"{}\"`: no such directory in the workspace", config.dir)));
+            return Err(Failure::new(format!(
+                "`dir = \"{}\"`: no such directory in the workspace",
+                config.dir
+            )));
         }
         let ignore_name = root
-            .join(config.ignore_file.as_deref().unwrap_or(suppress::DEFAULT_IGNORE_FILE))
+            .join(
+                config
+                    .ignore_file
+                    .as_deref()
+                    .unwrap_or(suppress::DEFAULT_IGNORE_FILE),
+            )
             .to_string_lossy()
             .into_owned();
         let ignore_name = ignore_name.strip_prefix("./").unwrap_or(&ignore_name).to_string();
@@ -142,7 +154,11 @@ impl Analyzer for Scan {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && config.ignore_file.is_none() => {
                 IgnoreFile::default()
             }
-            Err(e) => return Err(Failure::new(format!("cannot read the ignore file `{ignore_name}`: {e}"))),
+            Err(e) => {
+                return Err(Failure::new(format!(
+                    "cannot read the ignore file `{ignore_name}`: {e}"
+                )));
+            }
         };
         let db = match (&config.advisory_db, config.checks.contains(&Check::Dependencies)) {
             (Some(p), true) => Some(open_db(p)?),
@@ -179,7 +195,9 @@ impl Analyzer for Scan {
                 tally.suppressed += 1;
                 continue;
             }
-            let Ok(bytes) = std::fs::read(&file.path) else { continue };
+            let Ok(bytes) = std::fs::read(&file.path) else {
+                continue;
+            };
             if walk::looks_binary(&bytes) {
                 tally.binary += 1;
                 continue;
@@ -279,7 +297,10 @@ impl Analyzer for Scan {
             skipped.push(format!("{} binary", tally.binary));
         }
         if walked.over_count > 0 {
-            skipped.push(format!("{} past max-files = {}", walked.over_count, config.max_files));
+            skipped.push(format!(
+                "{} past max-files = {}",
+                walked.over_count, config.max_files
+            ));
         }
         if walked.excluded > 0 {
             skipped.push(format!("{} excluded", walked.excluded));
@@ -320,7 +341,13 @@ fn scan_secrets(
         return Vec::new();
     }
     let line_starts: Vec<usize> = std::iter::once(0)
-        .chain(bytes.iter().enumerate().filter(|(_, b)| **b == b'\n').map(|(i, _)| i + 1))
+        .chain(
+            bytes
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| **b == b'\n')
+                .map(|(i, _)| i + 1),
+        )
         .collect();
     let line_text = |index: usize| -> String {
         let start = line_starts[index];
@@ -331,7 +358,10 @@ fn scan_secrets(
     for hit in hits {
         let rule = &rules[hit.rule];
         let index = line_starts.partition_point(|s| *s <= hit.start) - 1;
-        let column = String::from_utf8_lossy(&bytes[line_starts[index]..hit.start]).chars().count() + 1;
+        let column = String::from_utf8_lossy(&bytes[line_starts[index]..hit.start])
+            .chars()
+            .count()
+            + 1;
         let this = line_text(index);
         let previous = index.checked_sub(1).map(line_text);
         if ignore.drops(rule.id, &file.rel) || suppress::inline_drops(&this, previous.as_deref(), rule.id) {
@@ -416,7 +446,10 @@ mod tests {
 
     #[test]
     fn normalise_resolves_parent_dirs() {
-        assert_eq!(normalise(Path::new("/work/main/examples/x/../../../shared/db")), PathBuf::from("/work/shared/db"));
+        assert_eq!(
+            normalise(Path::new("/work/main/examples/x/../../../shared/db")),
+            PathBuf::from("/work/shared/db")
+        );
         assert_eq!(normalise(Path::new("./db")), PathBuf::from("db"));
     }
 
@@ -435,7 +468,11 @@ mod tests {
         assert_eq!(found[0].rule, "aws-access-key-id");
         assert_eq!(found[0].path.as_deref(), Some("app/conf.py"));
         assert_eq!((found[0].line, found[0].column), (Some(2), Some(10)));
-        assert!(!found[0].message.contains("Z3MHQ7RX2WLKE5TN"), "{}", found[0].message);
+        assert!(
+            !found[0].message.contains("Z3MHQ7RX2WLKE5TN"),
+            "{}",
+            found[0].message
+        );
         assert!(found[0].message.contains("AKIA…"), "{}", found[0].message);
         assert_eq!(tally.suppressed, 1);
     }

@@ -22,9 +22,15 @@ pub enum FileKind {
 pub fn kind_of(path: &str) -> Option<FileKind> {
     let name = path.rsplit('/').next().unwrap_or(path);
     let yaml = name.ends_with(".yml") || name.ends_with(".yaml");
-    if name == "Dockerfile" || name == "Containerfile" || name.ends_with(".Dockerfile") || name.starts_with("Dockerfile.") {
+    if name == "Dockerfile"
+        || name == "Containerfile"
+        || name.ends_with(".Dockerfile")
+        || name.starts_with("Dockerfile.")
+    {
         Some(FileKind::Dockerfile)
-    } else if yaml && (path.starts_with(".github/workflows/") || name == "action.yml" || name == "action.yaml") {
+    } else if yaml
+        && (path.starts_with(".github/workflows/") || name == "action.yml" || name == "action.yaml")
+    {
         Some(FileKind::GithubActions)
     } else if name == ".gitlab-ci.yml" {
         Some(FileKind::GitlabCi)
@@ -63,7 +69,14 @@ pub fn check(path: &str, kind: FileKind, text: &str) -> Vec<Finding> {
     out
 }
 
-fn at(rule: &str, severity: Severity, message: String, path: &str, index: usize, column: Option<usize>) -> Finding {
+fn at(
+    rule: &str,
+    severity: Severity,
+    message: String,
+    path: &str,
+    index: usize,
+    column: Option<usize>,
+) -> Finding {
     Finding::new(rule, severity, message).at(path, index as u32 + 1, column.map(|c| c as u32 + 1))
 }
 
@@ -95,7 +108,10 @@ fn pipes_download_to_shell(line: &str) -> bool {
             first = words.next().unwrap_or("");
         }
         let program = first.rsplit('/').next().unwrap_or(first);
-        matches!(program, "sh" | "bash" | "zsh" | "dash" | "ksh" | "python" | "python3" | "perl" | "ruby" | "node")
+        matches!(
+            program,
+            "sh" | "bash" | "zsh" | "dash" | "ksh" | "python" | "python3" | "perl" | "ruby" | "node"
+        )
     })
 }
 
@@ -144,7 +160,11 @@ fn dockerfile(path: &str, lines: &[&str], out: &mut Vec<Finding>) {
                 user = None;
                 let args: Vec<&str> = rest.split_whitespace().filter(|a| !a.starts_with("--")).collect();
                 let image = args.first().copied().unwrap_or("");
-                if let Some(alias) = args.iter().position(|a| a.eq_ignore_ascii_case("as")).and_then(|i| args.get(i + 1)) {
+                if let Some(alias) = args
+                    .iter()
+                    .position(|a| a.eq_ignore_ascii_case("as"))
+                    .and_then(|i| args.get(i + 1))
+                {
                     stages.push(alias.to_ascii_lowercase());
                 }
                 let earlier_stage = stages.iter().any(|s| s.eq_ignore_ascii_case(image));
@@ -162,14 +182,13 @@ fn dockerfile(path: &str, lines: &[&str], out: &mut Vec<Finding>) {
                 }
             }
             "USER" => user = Some((*line, rest.clone())),
-            "RUN" => {
-                if pipes_download_to_shell(rest) {
-                    out.push(curl_pipe(path, *line));
-                }
-            }
-            "ADD" => {
-                if rest.split_whitespace().any(|a| a.starts_with("http://") || a.starts_with("https://")) {
-                    out.push(at(
+            "RUN" if pipes_download_to_shell(rest) => out.push(curl_pipe(path, *line)),
+            "ADD"
+                if rest
+                    .split_whitespace()
+                    .any(|a| a.starts_with("http://") || a.starts_with("https://")) =>
+            {
+                out.push(at(
                         "dockerfile-add-remote-url",
                         Severity::Medium,
                         "`ADD` fetches a URL with no checksum check; use `ADD --checksum=sha256:…` or download and verify in a `RUN` step".into(),
@@ -177,14 +196,22 @@ fn dockerfile(path: &str, lines: &[&str], out: &mut Vec<Finding>) {
                         *line,
                         None,
                     ));
-                }
             }
             "ENV" | "ARG" => {
                 let name = rest.split(['=', ' ']).next().unwrap_or("");
                 let upper = name.to_ascii_uppercase();
-                let secretish = ["PASSWORD", "PASSWD", "SECRET", "TOKEN", "API_KEY", "APIKEY", "PRIVATE_KEY", "ACCESS_KEY"]
-                    .iter()
-                    .any(|w| upper.contains(w));
+                let secretish = [
+                    "PASSWORD",
+                    "PASSWD",
+                    "SECRET",
+                    "TOKEN",
+                    "API_KEY",
+                    "APIKEY",
+                    "PRIVATE_KEY",
+                    "ACCESS_KEY",
+                ]
+                .iter()
+                .any(|w| upper.contains(w));
                 let value = rest[name.len()..].trim_start_matches(['=', ' ']).trim();
                 if secretish && !value.is_empty() && !value.starts_with('$') {
                     out.push(at(
@@ -265,7 +292,9 @@ fn indent(l: &str) -> usize {
 }
 
 fn github_actions(path: &str, lines: &[&str], out: &mut Vec<Finding>) {
-    let pull_request_target = lines.iter().any(|l| !is_comment(l) && l.contains("pull_request_target"));
+    let pull_request_target = lines
+        .iter()
+        .any(|l| !is_comment(l) && l.contains("pull_request_target"));
     // The indentation of the `run:` key whose block we are in, if any.
     let mut in_run: Option<usize> = None;
     for (i, raw) in lines.iter().enumerate() {
@@ -364,7 +393,9 @@ fn gitlab(path: &str, lines: &[&str], out: &mut Vec<Finding>) {
             continue;
         }
         let l = raw.trim_start().trim_start_matches("- ");
-        let Some(rest) = l.strip_prefix("image:") else { continue };
+        let Some(rest) = l.strip_prefix("image:") else {
+            continue;
+        };
         let rest = rest.trim();
         // `image: { name: … }` is handled by the `name:` line not matching;
         // a plain image string is checked.
@@ -427,8 +458,15 @@ mod tests {
             ]
         );
         let fine = "FROM rust:1.95 AS build\nRUN cargo build\nFROM build AS test\nFROM debian:12-slim@sha256:abc\nUSER app\n";
-        assert!(rules("Dockerfile", fine).is_empty(), "{:?}", rules("Dockerfile", fine));
-        assert_eq!(rules("Dockerfile", "FROM alpine:3\nUSER root\n"), [("dockerfile-root-user".into(), 2)]);
+        assert!(
+            rules("Dockerfile", fine).is_empty(),
+            "{:?}",
+            rules("Dockerfile", fine)
+        );
+        assert_eq!(
+            rules("Dockerfile", "FROM alpine:3\nUSER root\n"),
+            [("dockerfile-root-user".into(), 2)]
+        );
     }
 
     #[test]

@@ -73,70 +73,294 @@ macro_rules! rule {
 /// text, the earlier one is reported.
 pub fn rules() -> Vec<Rule> {
     let table: Vec<(&str, &str, Severity, &str, usize, bool, Check)> = vec![
-        rule!("gcp-service-account-key", "a Google Cloud service account key", Critical,
-            r#""private_key"\s*:\s*"(-----BEGIN[A-Z ]*PRIVATE KEY-----\\n[A-Za-z0-9+/=\\]{60,})"#, 0, false, Check::None),
-        rule!("private-key", "a private key", Critical,
-            r"-----BEGIN[ A-Z0-9]{0,30}PRIVATE KEY(?: BLOCK)?-----", 0, false, Check::KeyBody),
-        rule!("aws-access-key-id", "an AWS access key id", Critical,
-            r"((?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16})", 4, true, Check::NotAwsExample),
-        rule!("aws-secret-access-key", "an AWS secret access key", Critical,
-            r#"(?i)aws[a-z0-9_.\-]{0,20}(?:secret|private)[a-z0-9_.\-]{0,20}['"]?\s*(?:=|:|=>)\s*['"]?([A-Za-z0-9/+]{40})"#, 0, true, Check::Random(3.5)),
-        rule!("gcp-api-key", "a Google Cloud API key", High,
-            r"(AIza[0-9A-Za-z_\-]{35})", 4, true, Check::None),
-        rule!("github-token", "a GitHub token", Critical,
-            r"(gh[pousr]_[A-Za-z0-9]{36,255})", 4, true, Check::None),
-        rule!("github-fine-grained-token", "a GitHub fine-grained token", Critical,
-            r"(github_pat_[A-Za-z0-9_]{82})", 11, true, Check::None),
-        rule!("gitlab-token", "a GitLab token", Critical,
-            r"((?:glpat|gldt|glrt|glptt|glsoat|glcbt|glft|glimt|glagent)-[A-Za-z0-9_\-]{20,})", 6, true, Check::None),
-        rule!("slack-token", "a Slack token", Critical,
-            r"(xox[abposr]-(?:[0-9]+-)?[0-9A-Za-z\-]{10,})", 5, true, Check::None),
-        rule!("slack-webhook", "a Slack webhook URL", High,
-            r"(https://hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9+/_\-]{20,})", 24, true, Check::None),
-        rule!("stripe-key", "a Stripe live key", Critical,
-            r"((?:sk|rk)_live_[0-9A-Za-z]{20,})", 8, true, Check::None),
-        rule!("openai-api-key", "an OpenAI API key", Critical,
-            r"(sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_\-]{20,}T3BlbkFJ[A-Za-z0-9_\-]{20,})", 3, true, Check::None),
-        rule!("anthropic-api-key", "an Anthropic API key", Critical,
-            r"(sk-ant-(?:api|admin)[0-9]{2}-[A-Za-z0-9_\-]{80,})", 7, true, Check::None),
-        rule!("npm-token", "an npm token", Critical,
-            r"(npm_[A-Za-z0-9]{36})", 4, true, Check::None),
-        rule!("npmrc-auth-token", "an npm registry auth token", Critical,
-            r#"_authToken\s*=\s*['"]?([A-Za-z0-9_\-.=/+]{20,})"#, 0, true, Check::Random(3.0)),
-        rule!("pypi-token", "a PyPI token", Critical,
-            r"(pypi-AgEIcHlwaS5vcmc[A-Za-z0-9_\-]{50,})", 5, true, Check::None),
-        rule!("azure-storage-key", "an Azure storage account key", Critical,
-            r"AccountKey=([A-Za-z0-9+/]{86}==)", 0, false, Check::None),
-        rule!("sendgrid-api-key", "a SendGrid API key", High,
-            r"(SG\.[A-Za-z0-9_\-]{22}\.[A-Za-z0-9_\-]{43})", 3, true, Check::None),
-        rule!("twilio-api-key", "a Twilio API key", High,
-            r"(SK[0-9a-f]{32})", 2, true, Check::Random(3.0)),
-        rule!("mailgun-api-key", "a Mailgun API key", High,
-            r"(key-[0-9a-zA-Z]{32})", 4, true, Check::Random(3.5)),
-        rule!("square-token", "a Square access token", High,
-            r"(sq0(?:atp|csp)-[0-9A-Za-z_\-]{22,43})", 7, true, Check::None),
-        rule!("shopify-token", "a Shopify access token", High,
-            r"(shp(?:at|ca|pa|ss)_[a-fA-F0-9]{32})", 6, true, Check::None),
-        rule!("digitalocean-token", "a DigitalOcean token", High,
-            r"(do[por]_v1_[a-f0-9]{64})", 7, true, Check::None),
-        rule!("hashicorp-vault-token", "a HashiCorp Vault token", High,
-            r"(hv[sbr]\.[A-Za-z0-9_\-]{90,})", 4, true, Check::None),
-        rule!("telegram-bot-token", "a Telegram bot token", High,
-            r"([0-9]{8,10}:AA[0-9A-Za-z_\-]{33})", 0, true, Check::None),
-        rule!("discord-webhook", "a Discord webhook URL", High,
-            r"(https://(?:ptb\.|canary\.)?discord(?:app)?\.com/api/webhooks/[0-9]+/[A-Za-z0-9_\-]{30,})", 0, true, Check::None),
-        rule!("jwt", "a JSON Web Token", High,
-            r"(eyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,})", 3, true, Check::Jwt),
-        rule!("basic-auth-header", "HTTP basic credentials", High,
-            r"(?i)authorization\s*:\s*basic\s+([A-Za-z0-9+/]{12,}={0,2})", 0, true, Check::BasicAuth),
-        rule!("password-in-url", "a password in a URL", High,
-            r#"[a-zA-Z][a-zA-Z0-9+.\-]{1,20}://[^\s:/?#@'"<>]{0,64}:([^\s/?#@'"<>]{3,128})@[a-zA-Z0-9.\-]+"#, 0, false, Check::Random(2.0)),
-        rule!("bearer-token", "a bearer token", High,
-            r"(?i)bearer\s+([A-Za-z0-9_\-.~+/]{20,}=*)", 0, true, Check::Keyword),
-        rule!("generic-secret", "a secret assigned to a name that says so", High,
-            r#"(?i)(?P<name>[a-z0-9_.\-]*(?:password|passwd|pwd|secret|token|api[_\-]?key|apikey|access[_\-]?key|auth[_\-]?key|private[_\-]?key|client[_\-]?secret|credentials?)[a-z0-9_.\-]*)['"]?\s*(?:=|:=|:|=>|\?\?=)\s*[bru]?["'`]([^"'`\s]{8,200})["'`]"#, 0, false, Check::Keyword),
-        rule!("generic-secret", "a secret assigned to a name that says so", High,
-            r#"(?im)^\s*(?:export\s+)?(?P<name>[a-z0-9_.\-]*(?:password|passwd|secret|token|api[_\-]?key|apikey|access[_\-]?key|private[_\-]?key|credentials?)[a-z0-9_.\-]*)\s*[:=]\s*([^\s'"`#$][^\s'"`#]{7,199})\s*$"#, 0, false, Check::Keyword),
+        rule!(
+            "gcp-service-account-key",
+            "a Google Cloud service account key",
+            Critical,
+            r#""private_key"\s*:\s*"(-----BEGIN[A-Z ]*PRIVATE KEY-----\\n[A-Za-z0-9+/=\\]{60,})"#,
+            0,
+            false,
+            Check::None
+        ),
+        rule!(
+            "private-key",
+            "a private key",
+            Critical,
+            r"-----BEGIN[ A-Z0-9]{0,30}PRIVATE KEY(?: BLOCK)?-----",
+            0,
+            false,
+            Check::KeyBody
+        ),
+        rule!(
+            "aws-access-key-id",
+            "an AWS access key id",
+            Critical,
+            r"((?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16})",
+            4,
+            true,
+            Check::NotAwsExample
+        ),
+        rule!(
+            "aws-secret-access-key",
+            "an AWS secret access key",
+            Critical,
+            r#"(?i)aws[a-z0-9_.\-]{0,20}(?:secret|private)[a-z0-9_.\-]{0,20}['"]?\s*(?:=|:|=>)\s*['"]?([A-Za-z0-9/+]{40})"#,
+            0,
+            true,
+            Check::Random(3.5)
+        ),
+        rule!(
+            "gcp-api-key",
+            "a Google Cloud API key",
+            High,
+            r"(AIza[0-9A-Za-z_\-]{35})",
+            4,
+            true,
+            Check::None
+        ),
+        rule!(
+            "github-token",
+            "a GitHub token",
+            Critical,
+            r"(gh[pousr]_[A-Za-z0-9]{36,255})",
+            4,
+            true,
+            Check::None
+        ),
+        rule!(
+            "github-fine-grained-token",
+            "a GitHub fine-grained token",
+            Critical,
+            r"(github_pat_[A-Za-z0-9_]{82})",
+            11,
+            true,
+            Check::None
+        ),
+        rule!(
+            "gitlab-token",
+            "a GitLab token",
+            Critical,
+            r"((?:glpat|gldt|glrt|glptt|glsoat|glcbt|glft|glimt|glagent)-[A-Za-z0-9_\-]{20,})",
+            6,
+            true,
+            Check::None
+        ),
+        rule!(
+            "slack-token",
+            "a Slack token",
+            Critical,
+            r"(xox[abposr]-(?:[0-9]+-)?[0-9A-Za-z\-]{10,})",
+            5,
+            true,
+            Check::None
+        ),
+        rule!(
+            "slack-webhook",
+            "a Slack webhook URL",
+            High,
+            r"(https://hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9+/_\-]{20,})",
+            24,
+            true,
+            Check::None
+        ),
+        rule!(
+            "stripe-key",
+            "a Stripe live key",
+            Critical,
+            r"((?:sk|rk)_live_[0-9A-Za-z]{20,})",
+            8,
+            true,
+            Check::None
+        ),
+        rule!(
+            "openai-api-key",
+            "an OpenAI API key",
+            Critical,
+            r"(sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_\-]{20,}T3BlbkFJ[A-Za-z0-9_\-]{20,})",
+            3,
+            true,
+            Check::None
+        ),
+        rule!(
+            "anthropic-api-key",
+            "an Anthropic API key",
+            Critical,
+            r"(sk-ant-(?:api|admin)[0-9]{2}-[A-Za-z0-9_\-]{80,})",
+            7,
+            true,
+            Check::None
+        ),
+        rule!(
+            "npm-token",
+            "an npm token",
+            Critical,
+            r"(npm_[A-Za-z0-9]{36})",
+            4,
+            true,
+            Check::None
+        ),
+        rule!(
+            "npmrc-auth-token",
+            "an npm registry auth token",
+            Critical,
+            r#"_authToken\s*=\s*['"]?([A-Za-z0-9_\-.=/+]{20,})"#,
+            0,
+            true,
+            Check::Random(3.0)
+        ),
+        rule!(
+            "pypi-token",
+            "a PyPI token",
+            Critical,
+            r"(pypi-AgEIcHlwaS5vcmc[A-Za-z0-9_\-]{50,})",
+            5,
+            true,
+            Check::None
+        ),
+        rule!(
+            "azure-storage-key",
+            "an Azure storage account key",
+            Critical,
+            r"AccountKey=([A-Za-z0-9+/]{86}==)",
+            0,
+            false,
+            Check::None
+        ),
+        rule!(
+            "sendgrid-api-key",
+            "a SendGrid API key",
+            High,
+            r"(SG\.[A-Za-z0-9_\-]{22}\.[A-Za-z0-9_\-]{43})",
+            3,
+            true,
+            Check::None
+        ),
+        rule!(
+            "twilio-api-key",
+            "a Twilio API key",
+            High,
+            r"(SK[0-9a-f]{32})",
+            2,
+            true,
+            Check::Random(3.0)
+        ),
+        rule!(
+            "mailgun-api-key",
+            "a Mailgun API key",
+            High,
+            r"(key-[0-9a-zA-Z]{32})",
+            4,
+            true,
+            Check::Random(3.5)
+        ),
+        rule!(
+            "square-token",
+            "a Square access token",
+            High,
+            r"(sq0(?:atp|csp)-[0-9A-Za-z_\-]{22,43})",
+            7,
+            true,
+            Check::None
+        ),
+        rule!(
+            "shopify-token",
+            "a Shopify access token",
+            High,
+            r"(shp(?:at|ca|pa|ss)_[a-fA-F0-9]{32})",
+            6,
+            true,
+            Check::None
+        ),
+        rule!(
+            "digitalocean-token",
+            "a DigitalOcean token",
+            High,
+            r"(do[por]_v1_[a-f0-9]{64})",
+            7,
+            true,
+            Check::None
+        ),
+        rule!(
+            "hashicorp-vault-token",
+            "a HashiCorp Vault token",
+            High,
+            r"(hv[sbr]\.[A-Za-z0-9_\-]{90,})",
+            4,
+            true,
+            Check::None
+        ),
+        rule!(
+            "telegram-bot-token",
+            "a Telegram bot token",
+            High,
+            r"([0-9]{8,10}:AA[0-9A-Za-z_\-]{33})",
+            0,
+            true,
+            Check::None
+        ),
+        rule!(
+            "discord-webhook",
+            "a Discord webhook URL",
+            High,
+            r"(https://(?:ptb\.|canary\.)?discord(?:app)?\.com/api/webhooks/[0-9]+/[A-Za-z0-9_\-]{30,})",
+            0,
+            true,
+            Check::None
+        ),
+        rule!(
+            "jwt",
+            "a JSON Web Token",
+            High,
+            r"(eyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,})",
+            3,
+            true,
+            Check::Jwt
+        ),
+        rule!(
+            "basic-auth-header",
+            "HTTP basic credentials",
+            High,
+            r"(?i)authorization\s*:\s*basic\s+([A-Za-z0-9+/]{12,}={0,2})",
+            0,
+            true,
+            Check::BasicAuth
+        ),
+        rule!(
+            "password-in-url",
+            "a password in a URL",
+            High,
+            r#"[a-zA-Z][a-zA-Z0-9+.\-]{1,20}://[^\s:/?#@'"<>]{0,64}:([^\s/?#@'"<>]{3,128})@[a-zA-Z0-9.\-]+"#,
+            0,
+            false,
+            Check::Random(2.0)
+        ),
+        rule!(
+            "bearer-token",
+            "a bearer token",
+            High,
+            r"(?i)bearer\s+([A-Za-z0-9_\-.~+/]{20,}=*)",
+            0,
+            true,
+            Check::Keyword
+        ),
+        rule!(
+            "generic-secret",
+            "a secret assigned to a name that says so",
+            High,
+            r#"(?i)(?P<name>[a-z0-9_.\-]*(?:password|passwd|pwd|secret|token|api[_\-]?key|apikey|access[_\-]?key|auth[_\-]?key|private[_\-]?key|client[_\-]?secret|credentials?)[a-z0-9_.\-]*)['"]?\s*(?:=|:=|:|=>|\?\?=)\s*[bru]?["'`]([^"'`\s]{8,200})["'`]"#,
+            0,
+            false,
+            Check::Keyword
+        ),
+        rule!(
+            "generic-secret",
+            "a secret assigned to a name that says so",
+            High,
+            r#"(?im)^\s*(?:export\s+)?(?P<name>[a-z0-9_.\-]*(?:password|passwd|secret|token|api[_\-]?key|apikey|access[_\-]?key|private[_\-]?key|credentials?)[a-z0-9_.\-]*)\s*[:=]\s*([^\s'"`#$][^\s'"`#]{7,199})\s*$"#,
+            0,
+            false,
+            Check::Keyword
+        ),
     ];
     table
         .into_iter()
@@ -155,8 +379,9 @@ pub fn rules() -> Vec<Rule> {
         .collect()
 }
 
-/// The distinct rule ids, for the docs and the manifest.
-pub fn rule_ids(rules: &[Rule]) -> Vec<&'static str> {
+/// The distinct rule ids.
+#[cfg(test)]
+fn rule_ids(rules: &[Rule]) -> Vec<&'static str> {
     let mut ids: Vec<&str> = rules.iter().map(|r| r.id).collect();
     ids.dedup();
     ids
@@ -169,7 +394,9 @@ pub fn find(rules: &[Rule], text: &[u8]) -> Vec<Hit> {
     for (index, rule) in rules.iter().enumerate() {
         for caps in rule.regex.captures_iter(text) {
             // The secret is the last group (or the whole match).
-            let Some(m) = caps.get(caps.len() - 1) else { continue };
+            let Some(m) = caps.get(caps.len() - 1) else {
+                continue;
+            };
             let whole = caps.get(0).map_or(m.range(), |w| w.range());
             if rule.bounded && !bounded(text, m.start(), m.end()) {
                 continue;
@@ -180,7 +407,11 @@ pub fn find(rules: &[Rule], text: &[u8]) -> Vec<Hit> {
             {
                 continue;
             }
-            if !passes(rule.check, secret, &text[whole.end..text.len().min(whole.end + 400)]) {
+            if !passes(
+                rule.check,
+                secret,
+                &text[whole.end..text.len().min(whole.end + 400)],
+            ) {
                 continue;
             }
             if hits
@@ -191,7 +422,10 @@ pub fn find(rules: &[Rule], text: &[u8]) -> Vec<Hit> {
             }
             let s = String::from_utf8_lossy(secret);
             let len = s.chars().count();
-            let shown: String = s.chars().take(rule.public_prefix.min(len.saturating_sub(4))).collect();
+            let shown: String = s
+                .chars()
+                .take(rule.public_prefix.min(len.saturating_sub(4)))
+                .collect();
             hits.push(Hit {
                 rule: index,
                 start: m.start(),
@@ -215,8 +449,9 @@ pub fn redacted(hit: &Hit) -> String {
 /// file name, a lifetime. Values that are paths are not secrets either.
 fn names_a_secret(name: &[u8], value: &[u8]) -> bool {
     const NOT_SECRETS: &[&str] = &[
-        "id", "ids", "name", "names", "file", "path", "dir", "url", "uri", "endpoint", "ttl", "expiry", "expires",
-        "length", "len", "size", "type", "hint", "field", "header", "env", "var", "key_id", "prefix", "format",
+        "id", "ids", "name", "names", "file", "path", "dir", "url", "uri", "endpoint", "ttl", "expiry",
+        "expires", "length", "len", "size", "type", "hint", "field", "header", "env", "var", "key_id",
+        "prefix", "format",
     ];
     let name = String::from_utf8_lossy(name).to_ascii_lowercase();
     let last = name.rsplit(['_', '-', '.']).next().unwrap_or(&name);
@@ -255,15 +490,18 @@ fn passes(check: Check, secret: &[u8], after: &[u8]) -> bool {
             let body = after
                 .iter()
                 .skip_while(|b| b.is_ascii_whitespace() || **b == b'\\' || **b == b'n')
-                .take_while(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b'\n' | b'\r' | b'\\'))
+                .take_while(|b| {
+                    b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b'\n' | b'\r' | b'\\')
+                })
                 .filter(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/'))
                 .count();
             body >= 64
         }
         Check::BasicAuth => base64_decode(secret).is_some_and(|d| {
             let s = String::from_utf8_lossy(&d);
-            s.split_once(':')
-                .is_some_and(|(user, pass)| !user.is_empty() && pass.len() >= 3 && !is_placeholder(pass.as_bytes()))
+            s.split_once(':').is_some_and(|(user, pass)| {
+                !user.is_empty() && pass.len() >= 3 && !is_placeholder(pass.as_bytes())
+            })
         }),
     }
 }
@@ -272,10 +510,46 @@ fn passes(check: Check, secret: &[u8], after: &[u8]) -> bool {
 pub fn is_placeholder(value: &[u8]) -> bool {
     let v = String::from_utf8_lossy(value).to_ascii_lowercase();
     const WORDS: &[&str] = &[
-        "example", "changeme", "change_me", "change-me", "placeholder", "your", "dummy", "sample", "redacted",
-        "xxxx", "****", "....", "todo", "fixme", "insert", "replace", "secret_here", "password", "passwd",
-        "none", "null", "undefined", "notasecret", "not-a-secret", "fake", "test123", "hunter2", "foobar",
-        "<", ">", "${", "{{", "$(", "%s", "%(", "process.env", "os.environ", "getenv", "env[", "env.",
+        "example",
+        "changeme",
+        "change_me",
+        "change-me",
+        "placeholder",
+        "your",
+        "dummy",
+        "sample",
+        "redacted",
+        "xxxx",
+        "****",
+        "....",
+        "todo",
+        "fixme",
+        "insert",
+        "replace",
+        "secret_here",
+        "password",
+        "passwd",
+        "none",
+        "null",
+        "undefined",
+        "notasecret",
+        "not-a-secret",
+        "fake",
+        "test123",
+        "hunter2",
+        "foobar",
+        "<",
+        ">",
+        "${",
+        "{{",
+        "$(",
+        "%s",
+        "%(",
+        "process.env",
+        "os.environ",
+        "getenv",
+        "env[",
+        "env.",
     ];
     if WORDS.iter().any(|w| v.contains(w)) {
         return true;
@@ -295,7 +569,9 @@ fn kinds_of_character(s: &[u8]) -> usize {
     let lower = s.iter().any(u8::is_ascii_lowercase);
     let upper = s.iter().any(u8::is_ascii_uppercase);
     let digit = s.iter().any(u8::is_ascii_digit);
-    let symbol = s.iter().any(|b| !b.is_ascii_alphanumeric() && !matches!(b, b'-' | b'_' | b'.'));
+    let symbol = s
+        .iter()
+        .any(|b| !b.is_ascii_alphanumeric() && !matches!(b, b'-' | b'_' | b'.'));
     [lower, upper, digit, symbol].into_iter().filter(|k| *k).count()
 }
 
@@ -351,7 +627,10 @@ mod tests {
 
     fn ids(text: &str) -> Vec<&'static str> {
         let rules = rules();
-        find(&rules, text.as_bytes()).iter().map(|h| rules[h.rule].id).collect()
+        find(&rules, text.as_bytes())
+            .iter()
+            .map(|h| rules[h.rule].id)
+            .collect()
     }
 
     #[test]
@@ -370,11 +649,17 @@ mod tests {
         assert_eq!(redacted(&hits[0]), "ghp_…");
         assert_eq!(hits[0].start, 7);
         assert_eq!(ids("key = AKIAZ3MHQ7RX2WLKE5TN"), ["aws-access-key-id"]);
-        assert!(ids("AKIAIOSFODNN7EXAMPLE").is_empty(), "the documented example key");
+        assert!(
+            ids("AKIAIOSFODNN7EXAMPLE").is_empty(),
+            "the documented example key"
+        );
         assert_eq!(ids("sk_live_4eC39HqLyjWDarjtT1zdp7dc"), ["stripe-key"]);
         assert_eq!(ids("xoxb-2361872931-9b1c8d7e6f5a4b3c2d1e"), ["slack-token"]);
         assert_eq!(ids("glpat-Kx7Yq2Lm9Nb4Vc8Zr1Tw"), ["gitlab-token"]);
-        assert!(ids("xghp_Zx8k2LmQ9vT4wRb7NcYp3HsJd6Fg1Ae5Ku0T").is_empty(), "part of a longer word");
+        assert!(
+            ids("xghp_Zx8k2LmQ9vT4wRb7NcYp3HsJd6Fg1Ae5Ku0T").is_empty(),
+            "part of a longer word"
+        );
     }
 
     #[test]
@@ -389,8 +674,14 @@ mod tests {
         assert!(ids("secret_name: my-app-secret\n").is_empty());
         assert_eq!(ids("  db.password: Xk29fLq0Zp\n"), ["generic-secret"]);
         assert!(ids("token: {{ .Values.token }}\n").is_empty());
-        assert_eq!(ids("curl -H 'Authorization: Bearer 9fQ2kLmX8zR4vT7wYp3N'"), ["bearer-token"]);
-        assert!(ids("ghp_xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx").is_empty(), "a docs placeholder");
+        assert_eq!(
+            ids("curl -H 'Authorization: Bearer 9fQ2kLmX8zR4vT7wYp3N'"),
+            ["bearer-token"]
+        );
+        assert!(
+            ids("ghp_xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx").is_empty(),
+            "a docs placeholder"
+        );
     }
 
     #[test]
@@ -405,7 +696,10 @@ mod tests {
         let jwt = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U";
         assert_eq!(ids(jwt), ["jwt"]);
         assert!(ids("eyJub3RhIjoiand0In0.eyJzdWIiOiIxMjM0NTY3ODkwIn0.abcdefghijk").is_empty());
-        assert_eq!(ids("postgres://app:Qm9vX2Y3kL@db.internal:5432/app"), ["password-in-url"]);
+        assert_eq!(
+            ids("postgres://app:Qm9vX2Y3kL@db.internal:5432/app"),
+            ["password-in-url"]
+        );
         assert!(ids("postgres://app:${DB_PASSWORD}@db/app").is_empty());
         assert!(ids("postgres://app:password@db/app").is_empty());
     }

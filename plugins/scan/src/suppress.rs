@@ -150,16 +150,32 @@ mod tests {
     #[test]
     fn inline_markers() {
         assert!(inline_drops(r#"key = "x" # weir:ignore"#, None, "generic-secret"));
-        assert!(inline_drops(r#"key = "x" // weir:ignore generic-secret"#, None, "generic-secret"));
-        assert!(!inline_drops(r#"key = "x" // weir:ignore aws-access-key"#, None, "generic-secret"));
+        assert!(inline_drops(
+            r#"key = "x" // weir:ignore generic-secret"#,
+            None,
+            "generic-secret"
+        ));
+        assert!(!inline_drops(
+            r#"key = "x" // weir:ignore aws-access-key"#,
+            None,
+            "generic-secret"
+        ));
         assert!(inline_drops(
             r#"key = "x" // weir:ignore aws-access-key,generic-secret"#,
             None,
             "generic-secret"
         ));
-        assert!(inline_drops("-----BEGIN", Some("# weir:ignore-next-line"), "private-key"));
+        assert!(inline_drops(
+            "-----BEGIN",
+            Some("# weir:ignore-next-line"),
+            "private-key"
+        ));
         assert!(!inline_drops("-----BEGIN", Some("# weir:ignore"), "private-key"));
         assert!(!inline_drops("x # weir:ignore-next-line", None, "private-key"));
-        assert!(inline_drops(r#"s = "x"  # pragma: allowlist secret"#, None, "any"));
+        assert!(inline_drops(
+            r#"s = "x"  # pragma: allowlist secret"#,
+            None,
+            "any"
+        ));
     }
 }

@@ -120,7 +120,11 @@ fn visit(dir: &Path, prefix: &str, options: &WalkOptions<'_>, out: &mut Walk) {
             if SKIPPED_DIRS.contains(&name.as_str()) {
                 continue;
             }
-            if options.exclude.iter().any(|p| matches(p, &rel) || matches(p, &format!("{rel}/"))) {
+            if options
+                .exclude
+                .iter()
+                .any(|p| matches(p, &rel) || matches(p, &format!("{rel}/")))
+            {
                 continue;
             }
             visit(&entry.path(), &rel, options, out);
@@ -151,7 +155,11 @@ fn visit(dir: &Path, prefix: &str, options: &WalkOptions<'_>, out: &mut Walk) {
 }
 
 fn display(prefix: &str) -> String {
-    if prefix.is_empty() { ".".into() } else { prefix.into() }
+    if prefix.is_empty() {
+        ".".into()
+    } else {
+        prefix.into()
+    }
 }
 
 fn has_binary_extension(name: &str) -> bool {

@@ -78,7 +78,9 @@ pub enum Skip {
 /// do not apply; `Err` for files that are not advisories.
 pub fn parse(text: &str) -> Result<Result<Advisory, Skip>, String> {
     let start = text.find("```toml").ok_or("no ```toml block")? + "```toml".len();
-    let len = text[start..].find("```").ok_or("the ```toml block is not closed")?;
+    let len = text[start..]
+        .find("```")
+        .ok_or("the ```toml block is not closed")?;
     let front: Front = toml::from_str(&text[start..start + len]).map_err(|e| e.to_string())?;
     if front.advisory.withdrawn.is_some() {
         return Ok(Err(Skip::Withdrawn));
@@ -149,10 +151,9 @@ pub fn for_package(db: &Path, collection: &str, package: &str) -> Loaded {
             Err(e) => loaded.broken.push((shown, e.to_string())),
             Ok(text) => match parse(&text) {
                 Ok(Ok(a)) if a.package == package => loaded.advisories.push(a),
-                Ok(Ok(a)) => loaded.broken.push((
-                    shown,
-                    format!("it is about `{}`, not `{package}`", a.package),
-                )),
+                Ok(Ok(a)) => loaded
+                    .broken
+                    .push((shown, format!("it is about `{}`, not `{package}`", a.package))),
                 Ok(Err(_skip)) => {}
                 Err(why) => loaded.broken.push((shown, why)),
             },

@@ -40,10 +40,23 @@ pub struct Package {
 /// Packages of a `Cargo.lock` that come from crates.io (path, git and
 /// other registries' packages are not in the advisory database).
 pub fn cargo_lock(text: &str) -> Vec<Package> {
+    /// A `[[package]]` table being read.
+    #[derive(Default)]
+    struct Entry {
+        name: Option<String>,
+        version: Option<String>,
+        source: Option<String>,
+        line: u32,
+    }
     let mut out = Vec::new();
-    let mut current: Option<(Option<String>, Option<String>, Option<String>, u32)> = None;
-    let mut flush = |entry: Option<(Option<String>, Option<String>, Option<String>, u32)>| {
-        if let Some((Some(name), Some(version), Some(source), line)) = entry
+    let mut current: Option<Entry> = None;
+    let mut flush = |entry: Option<Entry>| {
+        if let Some(Entry {
+            name: Some(name),
+            version: Some(version),
+            source: Some(source),
+            line,
+        }) = entry
             && (source == CRATES_IO || source == CRATES_IO_SPARSE)
         {
             out.push(Package { name, version, line });
@@ -54,20 +67,25 @@ pub fn cargo_lock(text: &str) -> Vec<Package> {
         if line.starts_with('[') {
             flush(current.take());
             if line == "[[package]]" {
-                current = Some((None, None, None, i as u32 + 1));
+                current = Some(Entry {
+                    line: i as u32 + 1,
+                    ..Entry::default()
+                });
             }
             continue;
         }
         let Some(entry) = current.as_mut() else { continue };
-        let Some((key, value)) = line.split_once('=') else { continue };
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
         let value = value.trim().trim_matches('"').to_string();
         match key.trim() {
             "name" => {
-                entry.0 = Some(value);
-                entry.3 = i as u32 + 1;
+                entry.name = Some(value);
+                entry.line = i as u32 + 1;
             }
-            "version" => entry.1 = Some(value),
-            "source" => entry.2 = Some(value),
+            "version" => entry.version = Some(value),
+            "source" => entry.source = Some(value),
             _ => {}
         }
     }
@@ -83,7 +101,11 @@ pub fn package_lock(text: &str) -> Result<Vec<Package>, String> {
     if let Some(packages) = doc.get("packages").and_then(|p| p.as_object()) {
         for (key, entry) in packages {
             // "" is the project itself; "node_modules/a/node_modules/b" is b.
-            let Some(name) = key.rsplit("node_modules/").next().filter(|n| !n.is_empty() && key.contains("node_modules/")) else {
+            let Some(name) = key
+                .rsplit("node_modules/")
+                .next()
+                .filter(|n| !n.is_empty() && key.contains("node_modules/"))
+            else {
                 continue;
             };
             if entry.get("link").and_then(|l| l.as_bool()) == Some(true) {
@@ -176,7 +198,10 @@ source = "git+https://example.com/forked#abc"
 }"#;
         let p = package_lock(v3).unwrap();
         assert_eq!(p.len(), 2);
-        assert_eq!((p[0].name.as_str(), p[0].version.as_str(), p[0].line), ("@scope/b", "1.0.0", 6));
+        assert_eq!(
+            (p[0].name.as_str(), p[0].version.as_str(), p[0].line),
+            ("@scope/b", "1.0.0", 6)
+        );
         assert_eq!((p[1].name.as_str(), p[1].line), ("lodash", 5));
         let v1 = r#"{"lockfileVersion": 1, "dependencies": {"minimist": {"version": "1.2.0", "dependencies": {"x": {"version": "2.0.0"}}}}}"#;
         let p = package_lock(v1).unwrap();

@@ -67,7 +67,9 @@ pub fn check(db: &Path, lockfiles: &[String], informational: bool) -> Report {
             };
             let loaded = advisories::for_package(db, ecosystem.dir(), &package.name);
             for (file, why) in loaded.broken {
-                report.problems.push(format!("advisory {file} was not used: {why}"));
+                report
+                    .problems
+                    .push(format!("advisory {file} was not used: {why}"));
             }
             for advisory in loaded.advisories {
                 if !ranges::is_vulnerable(&version, &advisory.safe) {
@@ -121,7 +123,10 @@ fn finding(path: &str, package: &Package, a: &advisories::Advisory, kind: &str) 
     let mut f = Finding::new(
         a.id.clone(),
         severity,
-        format!("{} {} {what}: {} ({ids}); {fix}", package.name, package.version, a.title),
+        format!(
+            "{} {} {what}: {} ({ids}); {fix}",
+            package.name, package.version, a.title
+        ),
     )
     .at(path, package.line, None)
     .field("kind", kind)

@@ -26,8 +26,20 @@ pub struct Interval {
 impl Interval {
     /// Whether `v` lies inside.
     pub fn contains(&self, v: &Version) -> bool {
-        let above = self.lower.as_ref().is_none_or(|b| if b.inclusive { v >= &b.version } else { v > &b.version });
-        let below = self.upper.as_ref().is_none_or(|b| if b.inclusive { v <= &b.version } else { v < &b.version });
+        let above = self.lower.as_ref().is_none_or(|b| {
+            if b.inclusive {
+                v >= &b.version
+            } else {
+                v > &b.version
+            }
+        });
+        let below = self.upper.as_ref().is_none_or(|b| {
+            if b.inclusive {
+                v <= &b.version
+            } else {
+                v < &b.version
+            }
+        });
         above && below
     }
 }
@@ -45,7 +57,8 @@ pub fn parse(req: &str) -> Result<Interval, String> {
     }
     for part in parts {
         let (op, rest) = split_op(part);
-        let (version, given) = partial_version(rest).ok_or_else(|| format!("`{part}` is not a version comparator"))?;
+        let (version, given) =
+            partial_version(rest).ok_or_else(|| format!("`{part}` is not a version comparator"))?;
         let mut set_lower = |b: Bound| -> Result<(), String> {
             if interval.lower.replace(b).is_some() {
                 return Err(format!("`{req}` has two lower bounds"));
@@ -145,7 +158,11 @@ fn partial_version(s: &str) -> Option<(Version, usize)> {
     if nums.is_empty() || nums.len() > 3 {
         return None;
     }
-    let mut v = Version::new(nums[0], nums.get(1).copied().unwrap_or(0), nums.get(2).copied().unwrap_or(0));
+    let mut v = Version::new(
+        nums[0],
+        nums.get(1).copied().unwrap_or(0),
+        nums.get(2).copied().unwrap_or(0),
+    );
     if let Some(pre) = pre {
         v.pre = Prerelease::new(pre).ok()?;
     }
