@@ -167,6 +167,26 @@ pub fn escape() {
     assert_eq!(outputs["absolute"], "denied (NotFound)");
     assert_eq!(outputs["planted_symlink"], "denied (PermissionDenied)");
     assert_eq!(outputs["list_root"], "denied (the root is the workspace)");
+
+    // A directory granted with `allow.read` is readable at its absolute
+    // path, never writable, and no way out of it; `/etc` is never opened
+    // for a plugin, even when granted.
+    let granted = p.path().join("granted");
+    std::fs::create_dir_all(&granted).expect("granted dir");
+    std::fs::write(granted.join("readable.txt"), "shared data").expect("write");
+    let dir = granted.canonicalize().expect("canonical").display().to_string();
+    p.pipeline(&format!(
+        "[pipeline]\nname = \"guest\"\n{}\n[stages.s]\nuses = \"escape\"\nwith = {{ granted = {dir:?} }}\nallow = {{ read = [{dir:?}, \"/etc\"] }}\n",
+        plugin("escape", g::ESCAPE)
+    ));
+    let run = p.run_json(&["--workspace", "ws"]);
+    assert_eq!(run.code, 0, "the guest reached outside its grants: {run:?}");
+    let outputs = &run.finished("s")["outputs"];
+    assert_eq!(outputs["granted_read"], "READ 11 bytes");
+    assert_eq!(outputs["granted_write"], "denied (PermissionDenied)");
+    assert_eq!(outputs["granted_sibling"], "denied (PermissionDenied)");
+    assert_eq!(outputs["absolute"], "denied (NotFound)");
+    assert!(!granted.join("planted.txt").exists());
 }
 
 #[test]

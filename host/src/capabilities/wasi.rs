@@ -19,14 +19,23 @@ use crate::events::{EventSink, Level};
 /// The workspace as a plugin sees it: relative paths resolve inside it.
 pub const GUEST_WORKSPACE: &str = ".";
 
+/// Host directories never preopened for a plugin, even when granted with
+/// `allow.read`: the system (which programs see through bubblewrap, with
+/// root-only files masked) and the kernel's views of processes and devices.
+const NOT_FOR_PLUGINS: &[&str] = &[
+    "/proc", "/sys", "/dev", "/boot", "/run", "/etc", "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64",
+    "/opt",
+];
+
 /// What a stage's WASI context is built from.
 pub struct WasiSpec<'a> {
     /// The host directory preopened as the workspace; `None` gives the
     /// plugin no filesystem at all (used for `describe()`).
     pub workspace: Option<&'a Path>,
     /// Host directories the stage may read (`allow.read`), preopened
-    /// read-only at their own absolute paths. Files and missing paths are
-    /// left out: they stay for programs, which see them through bubblewrap.
+    /// read-only at their own absolute paths. Files, missing paths and
+    /// system directories ([`NOT_FOR_PLUGINS`]) are left out: they stay for
+    /// programs, which see them through bubblewrap.
     pub read_only: &'a [std::path::PathBuf],
     /// The only environment variables the plugin sees.
     pub env: &'a [(String, String)],
@@ -47,7 +56,8 @@ pub fn build(spec: WasiSpec<'_>) -> std::io::Result<WasiCtx> {
         b.preopened_dir(dir, GUEST_WORKSPACE, FsPerms::ReadWrite)
             .map_err(|e| std::io::Error::other(format!("cannot open workspace {}: {e}", dir.display())))?;
         for extra in spec.read_only {
-            if !extra.is_absolute() || !extra.is_dir() || extra.starts_with(dir) {
+            let system = extra == Path::new("/") || NOT_FOR_PLUGINS.iter().any(|d| extra.starts_with(d));
+            if system || !extra.is_absolute() || !extra.is_dir() || extra.starts_with(dir) {
                 continue;
             }
             let Some(guest) = extra.to_str() else { continue };

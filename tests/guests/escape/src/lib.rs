@@ -1,4 +1,7 @@
 //! Tries every way out of the workspace it knows; succeeds only if all fail.
+//! With `with = { granted = "/abs/dir" }` (a directory the stage grants
+//! with `allow.read`) it also reads `readable.txt` there, which must work,
+//! and tries to write into it and to read beside it, which must not.
 
 use weir_sdk::{Context, Failure, Manifest, Plugin, Stage, StageOutput};
 
@@ -19,6 +22,13 @@ fn attempt(path: &str) -> String {
 
 /// Listing `/` is fine only if it shows the workspace itself (the preopen
 /// answers for `/`), never the host's root.
+fn write(path: &str) -> String {
+    match std::fs::write(path, "planted") {
+        Ok(()) => "WROTE".to_string(),
+        Err(e) => format!("denied ({:?})", e.kind()),
+    }
+}
+
 fn list_root() -> String {
     let names = |dir: &str| -> Result<Vec<String>, std::io::Error> {
         let mut v: Vec<String> = std::fs::read_dir(dir)?
@@ -35,14 +45,20 @@ fn list_root() -> String {
 }
 
 impl Stage for Escape {
-    fn run(_ctx: Context) -> Result<StageOutput, Failure> {
-        let attempts = [
+    fn run(ctx: Context) -> Result<StageOutput, Failure> {
+        let config: serde_json::Value = ctx.config()?;
+        let mut attempts = vec![
             ("dotdot", attempt("../secret.txt")),
             ("absolute", attempt("/etc/passwd")),
             ("planted_symlink", attempt("planted-link/secret.txt")),
             ("list_root", list_root()),
         ];
         let mut out = StageOutput::new();
+        if let Some(dir) = config.get("granted").and_then(|g| g.as_str()) {
+            out = out.output("granted_read", attempt(&format!("{dir}/readable.txt")));
+            attempts.push(("granted_write", write(&format!("{dir}/planted.txt"))));
+            attempts.push(("granted_sibling", attempt(&format!("{dir}/../secret.txt"))));
+        }
         let mut escaped = Vec::new();
         for (name, result) in attempts {
             if !result.starts_with("denied") {
