@@ -329,7 +329,7 @@ fn relative_to<'a>(path: &'a str, root: &Path) -> &'a str {
 }
 
 fn scan_secrets(
-    rules: &[secrets::Rule],
+    rules: &secrets::RuleSet,
     file: &walk::Candidate,
     bytes: &[u8],
     ignore: &IgnoreFile,

@@ -3,6 +3,7 @@
 //! assigned to names that say so. What matched is never put in a finding:
 //! at most a prefix that names the token type (`ghp_`, `AKIA`) is shown.
 
+use aho_corasick::AhoCorasick;
 use regex::bytes::Regex;
 use weir_sdk::Severity;
 
@@ -69,9 +70,140 @@ macro_rules! rule {
     };
 }
 
+/// The rules, and a prefilter that finds in one pass over a file which
+/// rules can match at all: each rule has anchor strings (a token prefix,
+/// a keyword) one of which every match contains, so a rule whose anchors
+/// are absent is not run. Most files contain few anchors, which is what
+/// makes 31 rules cost about one pass.
+pub struct RuleSet {
+    rules: Vec<Rule>,
+    prefilter: AhoCorasick,
+    /// For each anchor pattern, the rules it enables.
+    owners: Vec<Vec<usize>>,
+}
+
+impl std::ops::Index<usize> for RuleSet {
+    type Output = Rule;
+    fn index(&self, i: usize) -> &Rule {
+        &self.rules[i]
+    }
+}
+
+/// Keywords every `generic-secret` match contains (case-insensitively).
+const SECRET_WORDS: &[&str] = &[
+    "password",
+    "passwd",
+    "pwd",
+    "secret",
+    "token",
+    "apikey",
+    "api_key",
+    "api-key",
+    "accesskey",
+    "access_key",
+    "access-key",
+    "authkey",
+    "auth_key",
+    "auth-key",
+    "privatekey",
+    "private_key",
+    "private-key",
+    "credential",
+];
+
+/// Strings (matched ignoring ASCII case) one of which every match of rule
+/// `id` contains.
+fn anchors(id: &str) -> &'static [&'static str] {
+    match id {
+        "gcp-service-account-key" => &["private_key"],
+        "private-key" => &["private key"],
+        "aws-access-key-id" => &["akia", "asia", "abia", "acca"],
+        "aws-secret-access-key" => &["aws"],
+        "gcp-api-key" => &["aiza"],
+        "github-token" => &["ghp_", "gho_", "ghu_", "ghs_", "ghr_"],
+        "github-fine-grained-token" => &["github_pat_"],
+        "gitlab-token" => &[
+            "glpat-", "gldt-", "glrt-", "glptt-", "glsoat-", "glcbt-", "glft-", "glimt-", "glagent-",
+        ],
+        "slack-token" => &["xox"],
+        "slack-webhook" => &["hooks.slack.com"],
+        "stripe-key" => &["k_live_"],
+        "openai-api-key" => &["t3blbkfj"],
+        "anthropic-api-key" => &["sk-ant-"],
+        "npm-token" => &["npm_"],
+        "npmrc-auth-token" => &["_authtoken"],
+        "pypi-token" => &["pypi-ageichlwas5vcmc"],
+        "azure-storage-key" => &["accountkey="],
+        "sendgrid-api-key" => &["sg."],
+        "twilio-api-key" => &["sk"],
+        "mailgun-api-key" => &["key-"],
+        "square-token" => &["sq0atp-", "sq0csp-"],
+        "shopify-token" => &["shpat_", "shpca_", "shppa_", "shpss_"],
+        "digitalocean-token" => &["_v1_"],
+        "hashicorp-vault-token" => &["hvs.", "hvb.", "hvr."],
+        "telegram-bot-token" => &[":aa"],
+        "discord-webhook" => &["/api/webhooks/"],
+        "jwt" => &["eyj"],
+        "basic-auth-header" => &["basic"],
+        "password-in-url" => &["://"],
+        "bearer-token" => &["bearer"],
+        "generic-secret" => SECRET_WORDS,
+        // A rule without anchors always runs.
+        _ => &[],
+    }
+}
+
 /// Every secret rule, in priority order: when two rules match overlapping
 /// text, the earlier one is reported.
-pub fn rules() -> Vec<Rule> {
+pub fn rules() -> RuleSet {
+    let rules = rule_list();
+    let mut patterns: Vec<&str> = Vec::new();
+    let mut owners: Vec<Vec<usize>> = Vec::new();
+    for (i, r) in rules.iter().enumerate() {
+        for a in anchors(r.id) {
+            match patterns.iter().position(|p| p == a) {
+                Some(at) => owners[at].push(i),
+                None => {
+                    patterns.push(a);
+                    owners.push(vec![i]);
+                }
+            }
+        }
+    }
+    #[expect(clippy::expect_used, reason = "constant anchors; the tests build the set")]
+    let prefilter = AhoCorasick::builder()
+        .ascii_case_insensitive(true)
+        .build(&patterns)
+        .expect("secret anchors");
+    RuleSet {
+        rules,
+        prefilter,
+        owners,
+    }
+}
+
+impl RuleSet {
+    /// Which rules can match `text`.
+    fn enabled(&self, text: &[u8]) -> Vec<bool> {
+        let mut on: Vec<bool> = self.rules.iter().map(|r| anchors(r.id).is_empty()).collect();
+        let mut seen = vec![false; self.owners.len()];
+        for m in self.prefilter.find_overlapping_iter(text) {
+            let p = m.pattern().as_usize();
+            if !seen[p] {
+                seen[p] = true;
+                for &r in &self.owners[p] {
+                    on[r] = true;
+                }
+                if seen.iter().all(|s| *s) {
+                    break;
+                }
+            }
+        }
+        on
+    }
+}
+
+fn rule_list() -> Vec<Rule> {
     let table: Vec<(&str, &str, Severity, &str, usize, bool, Check)> = vec![
         rule!(
             "gcp-service-account-key",
@@ -381,17 +513,21 @@ pub fn rules() -> Vec<Rule> {
 
 /// The distinct rule ids.
 #[cfg(test)]
-fn rule_ids(rules: &[Rule]) -> Vec<&'static str> {
-    let mut ids: Vec<&str> = rules.iter().map(|r| r.id).collect();
+fn rule_ids(rules: &RuleSet) -> Vec<&'static str> {
+    let mut ids: Vec<&str> = rules.rules.iter().map(|r| r.id).collect();
     ids.dedup();
     ids
 }
 
 /// Every secret in `text`, overlapping matches resolved by rule order,
 /// sorted by position.
-pub fn find(rules: &[Rule], text: &[u8]) -> Vec<Hit> {
+pub fn find(rules: &RuleSet, text: &[u8]) -> Vec<Hit> {
     let mut hits: Vec<Hit> = Vec::new();
-    for (index, rule) in rules.iter().enumerate() {
+    let enabled = rules.enabled(text);
+    for (index, rule) in rules.rules.iter().enumerate() {
+        if !enabled[index] {
+            continue;
+        }
         for caps in rule.regex.captures_iter(text) {
             // The secret is the last group (or the whole match).
             let Some(m) = caps.get(caps.len() - 1) else {
@@ -637,6 +773,22 @@ mod tests {
     fn at_least_twenty_kinds() {
         let rules = rules();
         assert!(rule_ids(&rules).len() >= 20, "{:?}", rule_ids(&rules));
+    }
+
+    #[test]
+    fn every_rule_has_anchors_that_its_matches_contain() {
+        let rules = rules();
+        for r in &rules.rules {
+            assert!(!anchors(r.id).is_empty(), "{} has no anchors", r.id);
+            for a in anchors(r.id) {
+                assert_eq!(
+                    *a,
+                    a.to_ascii_lowercase(),
+                    "{}: anchors are written lower case",
+                    r.id
+                );
+            }
+        }
     }
 
     #[test]
