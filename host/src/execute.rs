@@ -169,9 +169,22 @@ async fn run_in_store(
     sandbox: Sandbox,
     declared: bool,
 ) -> AttemptResult {
+    // `allow.read` directories reach the plugin itself only when its
+    // manifest asks for `files`; otherwise they are for its programs.
+    let read_dirs: &[std::path::PathBuf] = if plugin
+        .info
+        .manifest
+        .capabilities
+        .contains(&types::Capability::Files)
+    {
+        &request.grants.read
+    } else {
+        &[]
+    };
     let state = match StageState::new(StateSpec {
         stage: &request.stage_name,
         workspace: Some(&info.workspace),
+        read_dirs,
         env: &request.env,
         limits: info.limits,
         sink,
@@ -352,10 +365,20 @@ const MAX_FINDING_MESSAGE: usize = 4096;
 
 fn analysis_result(a: types::Analysis, gate: &Gate) -> AttemptResult {
     let dropped = a.findings.len().saturating_sub(MAX_FINDINGS) as u32;
-    let findings: Vec<FindingRecord> = a
-        .findings
+    // Counted over every finding, before any is dropped: a flood of low
+    // findings must not push a critical one out of the gate's sight.
+    let mut counts = crate::findings::SeverityCounts::default();
+    for f in &a.findings {
+        counts.add(severity_of(f.severity));
+    }
+    let mut all = a.findings;
+    if all.len() > MAX_FINDINGS {
+        // Keep the worst ones (stable: the plugin's order among equals).
+        all.sort_by_key(|f| std::cmp::Reverse(severity_of(f.severity)));
+        all.truncate(MAX_FINDINGS);
+    }
+    let findings: Vec<FindingRecord> = all
         .into_iter()
-        .take(MAX_FINDINGS)
         .map(|f| FindingRecord {
             rule: f.rule,
             severity: severity_name(f.severity).into(),
@@ -372,7 +395,6 @@ fn analysis_result(a: types::Analysis, gate: &Gate) -> AttemptResult {
         Verdict::Fail => "fail",
         Verdict::Inconclusive => "inconclusive",
     };
-    let counts = crate::findings::SeverityCounts::of(&findings);
     let score = counts.score();
     let gate_failed = gate.findings.map(|g| g.check(&counts)).unwrap_or_default();
     let verdict = match (gate.findings, a.verdict) {
@@ -384,7 +406,7 @@ fn analysis_result(a: types::Analysis, gate: &Gate) -> AttemptResult {
     };
     let mut outputs = vec![
         ("verdict".to_string(), verdict.to_string()),
-        ("findings".to_string(), findings.len().to_string()),
+        ("findings".to_string(), counts.total().to_string()),
         ("score".to_string(), format!("{score}")),
     ];
     for s in crate::findings::Severity::WORST_FIRST {
@@ -573,6 +595,17 @@ fn check_gate(gate: &Gate, counts: &TestCounts, cases: &[TestCaseRecord]) -> Opt
         n => format!("; failing: {} and {} more", failing[..10].join(", "), n - 10),
     };
     Some(format!("test gate failed: {}{names}", broken.join(", ")))
+}
+
+fn severity_of(s: types::Severity) -> crate::findings::Severity {
+    use crate::findings::Severity as S;
+    match s {
+        types::Severity::Info => S::Info,
+        types::Severity::Low => S::Low,
+        types::Severity::Medium => S::Medium,
+        types::Severity::High => S::High,
+        types::Severity::Critical => S::Critical,
+    }
 }
 
 fn severity_name(s: types::Severity) -> &'static str {

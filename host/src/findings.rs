@@ -73,9 +73,15 @@ impl SeverityCounts {
     pub fn of(findings: &[FindingRecord]) -> Self {
         let mut c = Self::default();
         for f in findings {
-            *c.get_mut(Severity::parse(&f.severity).unwrap_or(Severity::Info)) += 1;
+            c.add(Severity::parse(&f.severity).unwrap_or(Severity::Info));
         }
         c
+    }
+
+    /// Count one more finding of severity `s`.
+    pub fn add(&mut self, s: Severity) {
+        let n = self.get_mut(s);
+        *n = n.saturating_add(1);
     }
 
     fn get_mut(&mut self, s: Severity) -> &mut u32 {

@@ -377,6 +377,7 @@ impl PluginLoader {
         let state = StageState::new(StateSpec {
             stage: name,
             workspace: None,
+            read_dirs: &[],
             env: &[],
             limits: StageLimits::default(),
             sink,

@@ -41,6 +41,9 @@ pub struct StateSpec<'a> {
     pub stage: &'a str,
     /// Host directory preopened for the plugin; `None` for none.
     pub workspace: Option<&'a Path>,
+    /// Granted directories preopened read-only for the plugin (empty
+    /// unless its manifest declares `files`).
+    pub read_dirs: &'a [std::path::PathBuf],
     /// The plugin's environment.
     pub env: &'a [(String, String)],
     /// Limits for this Store.
@@ -91,7 +94,7 @@ impl StageState {
         let budget = LogBudget::new(spec.limits.log_bytes);
         let wasi = wasi::build(WasiSpec {
             workspace: spec.workspace,
-            read_only: &spec.process.grants.read,
+            read_only: spec.read_dirs,
             env: spec.env,
             max_random: spec.limits.random_bytes,
             stage: spec.stage,

@@ -50,7 +50,9 @@
 //! ## What a plugin can touch
 //!
 //! The workspace directory (relative paths resolve inside it, nothing
-//! outside it opens), the environment variables its stage declares, and the
+//! outside it opens), the directories the stage grants with `allow.read`
+//! (read-only, at their absolute paths) when the manifest lists
+//! `Capability::Files`, the environment variables its stage declares, and the
 //! host imports re-exported here ([`log`] always; [`process`], [`metrics`],
 //! [`secrets`] and [`runtime`] only when the manifest lists the capability
 //! and the pipeline grants it). A refused call returns a [`HostError`]

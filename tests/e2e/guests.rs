@@ -190,6 +190,24 @@ pub fn escape() {
 }
 
 #[test]
+pub fn peek() {
+    // A plugin that does not declare `files` cannot read a directory the
+    // stage grants with `allow.read`: that grant is for its programs.
+    let p = Project::new();
+    let granted = p.path().join("granted");
+    std::fs::create_dir_all(&granted).expect("granted dir");
+    std::fs::write(granted.join("readable.txt"), "shared data").expect("write");
+    let dir = granted.canonicalize().expect("canonical").display().to_string();
+    p.pipeline(&format!(
+        "[pipeline]\nname = \"guest\"\n{}\n[stages.s]\nuses = \"peek\"\nwith = {{ path = \"{dir}/readable.txt\" }}\nallow = {{ read = [{dir:?}] }}\n",
+        plugin("peek", g::PEEK)
+    ));
+    let run = p.run_json(&[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(run.finished("s")["outputs"]["read"], "denied (NotFound)");
+}
+
+#[test]
 pub fn wrong_kind() {
     let p = one_stage("wrong-kind", g::WRONG_KIND, "");
     let run = p.weir(&["run", "pipeline.toml"]);

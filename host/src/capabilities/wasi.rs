@@ -55,9 +55,16 @@ pub fn build(spec: WasiSpec<'_>) -> std::io::Result<WasiCtx> {
     if let Some(dir) = spec.workspace {
         b.preopened_dir(dir, GUEST_WORKSPACE, FsPerms::ReadWrite)
             .map_err(|e| std::io::Error::other(format!("cannot open workspace {}: {e}", dir.display())))?;
-        for extra in spec.read_only {
+        for granted in spec.read_only {
+            // Resolved again now, not when the run was planned: what is
+            // checked is what is opened, symlinks followed.
+            let Ok(extra) = granted.canonicalize() else {
+                continue;
+            };
+            let extra = extra.as_path();
             let system = extra == Path::new("/") || NOT_FOR_PLUGINS.iter().any(|d| extra.starts_with(d));
-            if system || !extra.is_absolute() || !extra.is_dir() || extra.starts_with(dir) {
+            let workspace = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+            if system || !extra.is_dir() || extra.starts_with(&workspace) || workspace.starts_with(extra) {
                 continue;
             }
             let Some(guest) = extra.to_str() else { continue };

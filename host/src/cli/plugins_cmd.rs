@@ -137,6 +137,7 @@ fn capabilities(caps: &[Capability]) -> Vec<&'static str> {
             Capability::Metrics => "metrics",
             Capability::Secrets => "secrets",
             Capability::Runtime => "runtime",
+            Capability::Files => "files",
         })
         .collect()
 }

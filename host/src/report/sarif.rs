@@ -95,7 +95,9 @@ impl SarifCollector {
             rules.push(json!({
                 "id": f.rule,
                 "name": f.rule,
-                "shortDescription": { "text": first_sentence(&f.message) },
+                // An advisory's title describes the rule; otherwise the
+                // first finding's first sentence does.
+                "shortDescription": { "text": f.fields.get("title").cloned().unwrap_or_else(|| first_sentence(&f.message)) },
                 "defaultConfiguration": { "level": level(severity) },
                 "properties": {
                     "security-severity": security_severity(severity),
@@ -109,10 +111,15 @@ impl SarifCollector {
             .map(|f| {
                 let severity = severity_of(f);
                 let mut properties = serde_json::Map::new();
-                properties.insert("severity".into(), Value::String(severity.name().into()));
                 for (k, v) in &f.fields {
-                    properties.insert(k.clone(), Value::String(v.clone()));
+                    // `tags` is SARIF's own (an array); a plugin's field of
+                    // that name would make the log invalid.
+                    if k != "tags" {
+                        properties.insert(k.clone(), Value::String(v.clone()));
+                    }
                 }
+                // Last, so no field can stand in for the host's severity.
+                properties.insert("severity".into(), Value::String(severity.name().into()));
                 let mut result = json!({
                     "ruleId": f.rule,
                     "ruleIndex": rule_index.get(f.rule.as_str()).copied().unwrap_or(0),
@@ -145,6 +152,8 @@ impl SarifCollector {
         }
         let mut run = json!({
             "tool": { "driver": driver },
+            // Columns count characters (what the built-in analyzers report).
+            "columnKind": "unicodeCodePoints",
             "automationDetails": { "id": format!("{}/{}/{}", self.pipeline, r.stage, self.run_id) },
             // The analysis ran to the end whenever there is one to report;
             // a failing verdict is a result, not a failed execution.
@@ -239,7 +248,11 @@ mod tests {
             path: path.map(String::from),
             line,
             column: line.map(|_| 0),
-            fields: BTreeMap::from([("package".to_string(), "smallvec".to_string())]),
+            fields: BTreeMap::from([
+                ("package".to_string(), "smallvec".to_string()),
+                ("severity".to_string(), "info".to_string()),
+                ("tags".to_string(), "x".to_string()),
+            ]),
         }
     }
 
@@ -309,6 +322,11 @@ mod tests {
         assert!(loc["region"].get("startColumn").is_none(), "column 0 is left out");
         assert!(run["results"][2].get("locations").is_none());
         assert_eq!(run["results"][0]["properties"]["package"], "smallvec");
+        assert_eq!(
+            run["results"][0]["properties"]["severity"], "critical",
+            "a field cannot override it"
+        );
+        assert!(run["results"][0]["properties"].get("tags").is_none());
         assert_eq!(
             run["originalUriBaseIds"]["WORKSPACE"]["uri"],
             "file:///tmp/a%20b/"

@@ -87,10 +87,37 @@ pub fn clippy(stdout: &str) -> Vec<Raw> {
     out
 }
 
+/// The elements of a JSON array, as many as are complete: a linter's
+/// output cut at the host's limit still yields every element before the
+/// cut. `Err` only when the text does not start a JSON array at all.
+pub fn array_elements(text: &str) -> Result<Vec<Value>, String> {
+    let body = text
+        .trim_start()
+        .strip_prefix('[')
+        .ok_or("the output is not a JSON array")?;
+    let mut out = Vec::new();
+    let mut rest = body;
+    loop {
+        rest = rest.trim_start().trim_start_matches(',').trim_start();
+        if rest.is_empty() || rest.starts_with(']') {
+            break;
+        }
+        let mut values = serde_json::Deserializer::from_str(rest).into_iter::<Value>();
+        match values.next() {
+            Some(Ok(v)) => {
+                out.push(v);
+                rest = &rest[values.byte_offset()..];
+            }
+            // Cut mid-element: keep what came before.
+            _ => break,
+        }
+    }
+    Ok(out)
+}
+
 /// `ruff check --output-format=json` output: an array of violations.
 pub fn ruff(stdout: &str) -> Result<Vec<Raw>, String> {
-    let all: Vec<Value> =
-        serde_json::from_str(stdout).map_err(|e| format!("ruff's JSON output is not valid: {e}"))?;
+    let all = array_elements(stdout).map_err(|e| format!("ruff's output is not valid JSON: {e}"))?;
     Ok(all
         .iter()
         .map(|v| {
@@ -120,8 +147,7 @@ fn ruff_severity(code: &str) -> Severity {
 
 /// `eslint --format json` output: an array of files with their messages.
 pub fn eslint(stdout: &str) -> Result<Vec<Raw>, String> {
-    let files: Vec<Value> =
-        serde_json::from_str(stdout).map_err(|e| format!("eslint's JSON output is not valid: {e}"))?;
+    let files = array_elements(stdout).map_err(|e| format!("eslint's output is not valid JSON: {e}"))?;
     let mut out = Vec::new();
     for f in &files {
         let file = f["filePath"].as_str().map(String::from);
@@ -190,5 +216,10 @@ mod tests {
         assert_eq!(e[1].severity, Severity::Medium);
         assert_eq!(e[2].rule, "eslint::parse-error");
         assert!(ruff("not json").is_err());
+        // Cut at the output limit: the complete elements are kept.
+        let cut =
+            r#"[{"code":"F401","message":"m","filename":"a.py","location":{"row":1,"column":1}},{"code":"F8"#;
+        assert_eq!(ruff(cut).unwrap().len(), 1);
+        assert_eq!(array_elements("[]").unwrap().len(), 0);
     }
 }

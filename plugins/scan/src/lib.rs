@@ -33,7 +33,7 @@ mod walk;
 use std::path::{Component, Path, PathBuf};
 
 use serde::Deserialize;
-use weir_sdk::{Analysis, Analyzer, Context, Failure, Finding, Manifest, Plugin, Severity};
+use weir_sdk::{Analysis, Analyzer, Capability, Context, Failure, Finding, Manifest, Plugin, Severity};
 
 use suppress::IgnoreFile;
 
@@ -89,7 +89,7 @@ struct Scan;
 
 impl Plugin for Scan {
     fn manifest() -> Manifest {
-        let mut m = weir_sdk::package_manifest!(Analyzer);
+        let mut m = weir_sdk::package_manifest!(Analyzer, [Capability::Files]);
         m.config_schema = Some(
             r#"{"type":"object","additionalProperties":false,"properties":{
 "dir":{"type":"string"},
@@ -136,6 +136,13 @@ impl Analyzer for Scan {
             return Err(Failure::new(format!(
                 "`dir = \"{}\"`: no such directory in the workspace",
                 config.dir
+            )));
+        }
+        if let Some(name) = &config.ignore_file
+            && (Path::new(name).is_absolute() || name.split('/').any(|c| c == ".."))
+        {
+            return Err(Failure::new(format!(
+                "`ignore-file = \"{name}\"` must be a file inside the scanned directory, written relative to it"
             )));
         }
         let ignore_name = root
@@ -222,6 +229,10 @@ impl Analyzer for Scan {
                         tally.suppressed += 1;
                     } else {
                         tally.risky += 1;
+                        // A message may quote the file (an image name);
+                        // whatever in it looks like a secret is redacted.
+                        let mut f = f;
+                        f.message = secrets::redact_text(&rules, &f.message);
                         findings.push(f);
                     }
                 }
@@ -407,6 +418,11 @@ fn size(bytes: u64) -> String {
 /// The advisory database directory, as the plugin can open it: relative
 /// paths are inside the workspace, absolute ones must be granted.
 fn open_db(configured: &str) -> Result<PathBuf, Failure> {
+    if !configured.starts_with('/') && configured.split('/').any(|c| c == "..") {
+        return Err(Failure::new(format!(
+            "`advisory-db = \"{configured}\"`: a relative path must stay inside the workspace; write an absolute path (and grant it with `allow.read`)"
+        )));
+    }
     let path = normalise(Path::new(configured));
     match std::fs::metadata(path.join("crates")) {
         Ok(m) if m.is_dir() => Ok(path),

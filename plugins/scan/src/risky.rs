@@ -47,6 +47,29 @@ pub fn kind_of(path: &str) -> Option<FileKind> {
     }
 }
 
+/// Words that make an `ENV`/`ARG` name a secret's.
+const SECRET_NAMES: &[&str] = &[
+    "PASSWORD",
+    "PASSWD",
+    "SECRET",
+    "TOKEN",
+    "API_KEY",
+    "APIKEY",
+    "PRIVATE_KEY",
+    "ACCESS_KEY",
+];
+
+/// `s` if it looks like an image or action reference and can be quoted;
+/// anything else (a comment, odd characters) is not repeated in a message.
+fn quotable(s: &str) -> &str {
+    let ok = !s.is_empty()
+        && s.len() <= 200
+        && s.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'/' | b':' | b'@' | b'-' | b'+')
+        });
+    if ok { s } else { "(this reference)" }
+}
+
 /// Check one file's text.
 pub fn check(path: &str, kind: FileKind, text: &str) -> Vec<Finding> {
     let lines: Vec<&str> = text.lines().collect();
@@ -173,7 +196,8 @@ fn dockerfile(path: &str, lines: &[&str], out: &mut Vec<Finding>) {
                         "dockerfile-unpinned-base-image",
                         Severity::Low,
                         format!(
-                            "base image `{image}` has no version tag (or uses `latest`): builds change under you; pin a tag, or better a digest (`@sha256:…`)"
+                            "base image `{}` has no version tag (or uses `latest`): builds change under you; pin a tag, or better a digest (`@sha256:…`)",
+                            quotable(image)
                         ),
                         path,
                         *line,
@@ -198,32 +222,36 @@ fn dockerfile(path: &str, lines: &[&str], out: &mut Vec<Finding>) {
                     ));
             }
             "ENV" | "ARG" => {
-                let name = rest.split(['=', ' ']).next().unwrap_or("");
-                let upper = name.to_ascii_uppercase();
-                let secretish = [
-                    "PASSWORD",
-                    "PASSWD",
-                    "SECRET",
-                    "TOKEN",
-                    "API_KEY",
-                    "APIKEY",
-                    "PRIVATE_KEY",
-                    "ACCESS_KEY",
-                ]
-                .iter()
-                .any(|w| upper.contains(w));
-                let value = rest[name.len()..].trim_start_matches(['=', ' ']).trim();
-                if secretish && !value.is_empty() && !value.starts_with('$') {
-                    out.push(at(
-                        "dockerfile-secret-in-env",
-                        Severity::High,
-                        format!(
-                            "`{word} {name}` bakes a secret into the image, where every layer keeps it; pass it at run time or with `RUN --mount=type=secret`"
-                        ),
-                        path,
-                        *line,
-                        None,
-                    ));
+                // `ENV A=1 B=2`, `ENV A 1`, `ARG A=1`: every name with a value.
+                let pairs: Vec<(&str, &str)> = if rest.contains('=') {
+                    rest.split_whitespace()
+                        .filter_map(|p| p.split_once('='))
+                        .collect()
+                } else {
+                    let mut it = rest.splitn(2, char::is_whitespace);
+                    match (it.next(), it.next()) {
+                        (Some(n), Some(v)) => vec![(n, v.trim())],
+                        _ => Vec::new(),
+                    }
+                };
+                for (name, value) in pairs {
+                    let upper = name.to_ascii_uppercase();
+                    let secretish = SECRET_NAMES.iter().any(|w| upper.contains(w));
+                    let value = value.trim_matches(['"', '\'']);
+                    let plain_name =
+                        !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+                    if secretish && plain_name && !value.is_empty() && !value.starts_with('$') {
+                        out.push(at(
+                            "dockerfile-secret-in-env",
+                            Severity::High,
+                            format!(
+                                "`{word} {name}` bakes a secret into the image, where every layer keeps it; pass it at run time or with `RUN --mount=type=secret`"
+                            ),
+                            path,
+                            *line,
+                            None,
+                        ));
+                    }
                 }
             }
             _ => {}
@@ -325,7 +353,7 @@ fn github_actions(path: &str, lines: &[&str], out: &mut Vec<Finding>) {
                     ),
                     path,
                     i,
-                    Some(col),
+                    Some(raw[..col].chars().count()),
                 ));
             }
         }
@@ -336,10 +364,13 @@ fn github_actions(path: &str, lines: &[&str], out: &mut Vec<Finding>) {
                 out.push(at(
                     "actions-unpinned-third-party",
                     Severity::Medium,
-                    format!("`{target}` {problem}; pin it to a full commit SHA (`@<40 hex>`, with the tag in a comment)"),
+                    format!(
+                        "`{}` {problem}; pin it to a full commit SHA (`@<40 hex>`, with the tag in a comment)",
+                        quotable(target)
+                    ),
                     path,
                     i,
-                    Some(raw.find("uses:").unwrap_or(0)),
+                    Some(raw[..raw.find("uses:").unwrap_or(0)].chars().count()),
                 ));
             }
         }
@@ -396,10 +427,10 @@ fn gitlab(path: &str, lines: &[&str], out: &mut Vec<Finding>) {
         let Some(rest) = l.strip_prefix("image:") else {
             continue;
         };
-        let rest = rest.trim();
-        // `image: { name: … }` is handled by the `name:` line not matching;
-        // a plain image string is checked.
-        let image = rest.trim_matches(['"', '\'']);
+        // The image is the first word (a trailing `# comment` is not part of
+        // it); `image: { name: … }` is left alone.
+        let first = rest.split_whitespace().next().unwrap_or("");
+        let image = first.trim_matches(['"', '\'']);
         if image.is_empty() || image.starts_with('$') || image.starts_with('{') {
             continue;
         }
@@ -407,7 +438,10 @@ fn gitlab(path: &str, lines: &[&str], out: &mut Vec<Finding>) {
             out.push(at(
                 "ci-unpinned-image",
                 Severity::Low,
-                format!("CI image `{image}` has no version tag (or uses `latest`); pin a tag or a digest"),
+                format!(
+                    "CI image `{}` has no version tag (or uses `latest`); pin a tag or a digest",
+                    quotable(image)
+                ),
                 path,
                 i,
                 None,
@@ -457,6 +491,10 @@ mod tests {
                 ("dockerfile-secret-in-env".into(), 6),
             ]
         );
+        assert_eq!(
+            rules("Dockerfile", "FROM alpine:3\nENV A=1 DB_PASSWORD=x9\nUSER app\n"),
+            [("dockerfile-secret-in-env".into(), 2)]
+        );
         let fine = "FROM rust:1.95 AS build\nRUN cargo build\nFROM build AS test\nFROM debian:12-slim@sha256:abc\nUSER app\n";
         assert!(
             rules("Dockerfile", fine).is_empty(),
@@ -497,6 +535,22 @@ jobs:
                 ("curl-pipe-shell".into(), 14),
             ]
         );
+    }
+
+    #[test]
+    fn messages_quote_only_references() {
+        let f = check(
+            ".gitlab-ci.yml",
+            FileKind::GitlabCi,
+            "image: node # note: a comment\n",
+        );
+        assert_eq!(f.len(), 1);
+        assert!(
+            f[0].message.contains("`node`") && !f[0].message.contains("comment"),
+            "{}",
+            f[0].message
+        );
+        assert_eq!(quotable("node:20 # x"), "(this reference)");
     }
 
     #[test]

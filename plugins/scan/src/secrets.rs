@@ -519,8 +519,12 @@ fn rule_ids(rules: &RuleSet) -> Vec<&'static str> {
     ids
 }
 
-/// Every secret in `text`, overlapping matches resolved by rule order,
-/// sorted by position.
+/// Most secrets reported per file: a file of nothing but keys is one
+/// problem, and the overlap check stays cheap.
+pub const MAX_HITS_PER_FILE: usize = 200;
+
+/// Every secret in `text` (at most [`MAX_HITS_PER_FILE`]), overlapping
+/// matches resolved by rule order, sorted by position.
 pub fn find(rules: &RuleSet, text: &[u8]) -> Vec<Hit> {
     let mut hits: Vec<Hit> = Vec::new();
     let enabled = rules.enabled(text);
@@ -529,6 +533,9 @@ pub fn find(rules: &RuleSet, text: &[u8]) -> Vec<Hit> {
             continue;
         }
         for caps in rule.regex.captures_iter(text) {
+            if hits.len() >= MAX_HITS_PER_FILE {
+                break;
+            }
             // The secret is the last group (or the whole match).
             let Some(m) = caps.get(caps.len() - 1) else {
                 continue;
@@ -558,10 +565,15 @@ pub fn find(rules: &RuleSet, text: &[u8]) -> Vec<Hit> {
             }
             let s = String::from_utf8_lossy(secret);
             let len = s.chars().count();
-            let shown: String = s
+            let mut shown: String = s
                 .chars()
                 .take(rule.public_prefix.min(len.saturating_sub(4)))
                 .collect();
+            // Prefixes vary in length within a rule (`glpat-`, `gldt-`):
+            // show only up to the last separator, never into the secret.
+            if let Some(cut) = shown.rfind(['_', '-', '.', '/']) {
+                shown.truncate(cut + 1);
+            }
             hits.push(Hit {
                 rule: index,
                 start: m.start(),
@@ -573,6 +585,27 @@ pub fn find(rules: &RuleSet, text: &[u8]) -> Vec<Hit> {
     }
     hits.sort_by_key(|h| h.start);
     hits
+}
+
+/// `text` with every secret in it replaced by its redacted form: for
+/// messages that quote file content.
+pub fn redact_text(rules: &RuleSet, text: &str) -> String {
+    let hits = find(rules, text.as_bytes());
+    if hits.is_empty() {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    for h in hits {
+        if h.start < at || !text.is_char_boundary(h.start) || !text.is_char_boundary(h.end) {
+            continue;
+        }
+        out.push_str(&text[at..h.start]);
+        out.push_str(&redacted(&h));
+        at = h.end;
+    }
+    out.push_str(&text[at..]);
+    out
 }
 
 /// The redacted form of a hit, e.g. `ghp_…` or `…`: never more than the
@@ -808,6 +841,16 @@ mod tests {
         assert_eq!(ids("sk_live_4eC39HqLyjWDarjtT1zdp7dc"), ["stripe-key"]);
         assert_eq!(ids("xoxb-2361872931-9b1c8d7e6f5a4b3c2d1e"), ["slack-token"]);
         assert_eq!(ids("glpat-Kx7Yq2Lm9Nb4Vc8Zr1Tw"), ["gitlab-token"]);
+        let short = find(&rules, b"gldt-Kx7Yq2Lm9Nb4Vc8Zr1Tw");
+        assert_eq!(
+            redacted(&short[0]),
+            "gldt-…",
+            "a shorter prefix shows no secret character"
+        );
+        assert_eq!(
+            redact_text(&rules, "image ghp_Zx8k2LmQ9vT4wRb7NcYp3HsJd6Fg1Ae5Ku0T here"),
+            "image ghp_… here"
+        );
         assert!(
             ids("xghp_Zx8k2LmQ9vT4wRb7NcYp3HsJd6Fg1Ae5Ku0T").is_empty(),
             "part of a longer word"

@@ -55,7 +55,7 @@ impl IgnoreFile {
                 }),
                 _ => {
                     return Err(format!(
-                        "{name}:{}: `{line}` has {} fields; write `PATTERN` or `RULE PATTERN`",
+                        "{name}:{}: the entry has {} fields; write `PATTERN` or `RULE PATTERN`",
                         i + 1,
                         fields.len()
                     ));

@@ -98,6 +98,8 @@ pub fn cargo_lock(text: &str) -> Vec<Package> {
 pub fn package_lock(text: &str) -> Result<Vec<Package>, String> {
     let doc: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))?;
     let mut out = Vec::new();
+    let lines = key_lines(text);
+    let line_of = |key: &str| lines.get(key).copied().unwrap_or(1);
     if let Some(packages) = doc.get("packages").and_then(|p| p.as_object()) {
         for (key, entry) in packages {
             // "" is the project itself; "node_modules/a/node_modules/b" is b.
@@ -116,17 +118,21 @@ pub fn package_lock(text: &str) -> Result<Vec<Package>, String> {
                 out.push(Package {
                     name: name.to_string(),
                     version: version.to_string(),
-                    line: line_of(text, &format!("\"{key}\"")),
+                    line: line_of(key),
                 });
             }
         }
     } else if let Some(deps) = doc.get("dependencies").and_then(|d| d.as_object()) {
-        v1_dependencies(text, deps, &mut out);
+        v1_dependencies(&line_of, deps, &mut out);
     }
     Ok(out)
 }
 
-fn v1_dependencies(text: &str, deps: &serde_json::Map<String, serde_json::Value>, out: &mut Vec<Package>) {
+fn v1_dependencies(
+    line_of: &dyn Fn(&str) -> u32,
+    deps: &serde_json::Map<String, serde_json::Value>,
+    out: &mut Vec<Package>,
+) {
     for (name, entry) in deps {
         if let Some(version) = entry.get("version").and_then(|v| v.as_str())
             && !version.starts_with("file:")
@@ -135,20 +141,31 @@ fn v1_dependencies(text: &str, deps: &serde_json::Map<String, serde_json::Value>
             out.push(Package {
                 name: name.clone(),
                 version: version.to_string(),
-                line: line_of(text, &format!("\"{name}\": {{")),
+                line: line_of(name),
             });
         }
         if let Some(nested) = entry.get("dependencies").and_then(|d| d.as_object()) {
-            v1_dependencies(text, nested, out);
+            v1_dependencies(line_of, nested, out);
         }
     }
 }
 
-/// 1-based line of the first occurrence of `needle`, or 1.
-fn line_of(text: &str, needle: &str) -> u32 {
-    text.find(needle)
-        .map(|at| text[..at].bytes().filter(|b| *b == b'\n').count() as u32 + 1)
-        .unwrap_or(1)
+/// 1-based line of the first `"KEY": {` of each key in a JSON text, found
+/// in one pass (a lock file can hold tens of thousands of packages).
+fn key_lines(text: &str) -> std::collections::HashMap<&str, u32> {
+    let mut lines = std::collections::HashMap::new();
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim_start();
+        let Some(rest) = t.strip_prefix('"') else { continue };
+        let Some((key, after)) = rest.split_once('"') else {
+            continue;
+        };
+        let value = after.trim_start().strip_prefix(':').map(str::trim_start);
+        if value.is_some_and(|v| v.starts_with('{')) {
+            lines.entry(key).or_insert(i as u32 + 1);
+        }
+    }
+    lines
 }
 
 #[cfg(test)]

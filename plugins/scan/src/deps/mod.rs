@@ -59,9 +59,11 @@ pub fn check(db: &Path, lockfiles: &[String], informational: bool) -> Report {
         report.lockfiles.push((path.clone(), packages.len()));
         for package in &packages {
             let Ok(version) = semver::Version::parse(&package.version) else {
+                // The version is not repeated: a git or file reference can
+                // carry credentials.
                 report.problems.push(format!(
-                    "{path}:{}: `{}` has version `{}`, which is not semver; not checked",
-                    package.line, package.name, package.version
+                    "{path}:{}: `{}` has a version that is not semver; not checked",
+                    package.line, package.name
                 ));
                 continue;
             };
@@ -133,7 +135,8 @@ fn finding(path: &str, package: &Package, a: &advisories::Advisory, kind: &str) 
     .field("advisory", a.id.clone())
     .field("package", package.name.clone())
     .field("version", package.version.clone())
-    .field("patched", a.patched.join("; "));
+    .field("patched", a.patched.join("; "))
+    .field("title", a.title.clone());
     if !a.aliases.is_empty() {
         f = f.field("aliases", a.aliases.join(", "));
     }

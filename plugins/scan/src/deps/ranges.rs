@@ -98,11 +98,11 @@ pub fn parse(req: &str) -> Result<Interval, String> {
             }
             "^" | "" => {
                 let next = if version.major > 0 || given == 1 {
-                    Version::new(version.major + 1, 0, 0)
+                    Version::new(version.major.saturating_add(1), 0, 0)
                 } else if version.minor > 0 || given == 2 {
-                    Version::new(0, version.minor + 1, 0)
+                    Version::new(0, version.minor.saturating_add(1), 0)
                 } else {
-                    Version::new(0, 0, version.patch + 1)
+                    Version::new(0, 0, version.patch.saturating_add(1))
                 };
                 set_lower(Bound {
                     version,
@@ -112,9 +112,9 @@ pub fn parse(req: &str) -> Result<Interval, String> {
             }
             "~" => {
                 let next = if given == 1 {
-                    Version::new(version.major + 1, 0, 0)
+                    Version::new(version.major.saturating_add(1), 0, 0)
                 } else {
-                    Version::new(version.major, version.minor + 1, 0)
+                    Version::new(version.major, version.minor.saturating_add(1), 0)
                 };
                 set_lower(Bound {
                     version,

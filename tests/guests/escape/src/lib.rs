@@ -9,7 +9,7 @@ struct Escape;
 
 impl Plugin for Escape {
     fn manifest() -> Manifest {
-        weir_sdk::package_manifest!(Stage)
+        weir_sdk::package_manifest!(Stage, [weir_sdk::Capability::Files])
     }
 }
 
