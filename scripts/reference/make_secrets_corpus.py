@@ -219,7 +219,7 @@ def main():
         '  "type": "service_account",',
         '  "project_id": "acme-payments",',
         f'  "private_key_id": "{r(HEX, 40)}",',
-        S(f'  "private_key": "{sa_key}\\n",', "gcp-service-account-key"),
+        S(f'  "private_key": "{sa_key}\\n",', "gcp-service-account-key"),  # weir:ignore generic-secret (writes a made-up key)
         '  "client_email": "deploy@acme-payments.iam.gserviceaccount.com",',
         f'  "client_id": "{r(DIGITS, 21)}"',
         "}",

@@ -255,7 +255,7 @@ fn scan_sarif_is_valid_sarif_2_1_0_with_rules_results_and_levels() {
     );
     p.write(
         "ws/conf/app dev.env",
-        "GITHUB_TOKEN=ghp_Zx8k2LmQ9vT4wRb7NcYp3HsJd6Fg1Ae5Ku0T\n",
+        "GITHUB_TOKEN=ghp_Zx8k2LmQ9vT4wRb7NcYp3HsJd6Fg1Ae5Ku0T\n", // weir:ignore github-token (a made-up token the tests plant)
     );
     p.write("ws/src/clean.rs", "fn main() {}\n");
     p.pipeline(
@@ -464,7 +464,7 @@ fn the_quickstart_scan_stops_a_planted_secret_and_vulnerable_dependency() {
     }
     p.write(
         "repo/examples/quickstart/service/deploy.env",
-        "DEPLOY_TOKEN=ghp_Zx8k2LmQ9vT4wRb7NcYp3HsJd6Fg1Ae5Ku0T\n",
+        "DEPLOY_TOKEN=ghp_Zx8k2LmQ9vT4wRb7NcYp3HsJd6Fg1Ae5Ku0T\n", // weir:ignore github-token (a made-up token the tests plant)
     );
     p.write(
         "repo/examples/quickstart/service/Cargo.lock",
@@ -610,7 +610,7 @@ fn scan_matches_package_lock_json_against_an_npm_collection() {
 #[test]
 fn scan_suppressions_and_skipped_files() {
     let p = Project::new();
-    let token = "ghp_Zx8k2LmQ9vT4wRb7NcYp3HsJd6Fg1Ae5Ku0T";
+    let token = "ghp_Zx8k2LmQ9vT4wRb7NcYp3HsJd6Fg1Ae5Ku0T"; // weir:ignore github-token (a made-up token the tests plant)
     p.write(
         "ws/a.env",
         format!("T1={token}\nT2={token} # weir:ignore github-token\n"),
