@@ -7,6 +7,7 @@
 mod plugins_cmd;
 mod prepare;
 mod run_cmd;
+mod runs_cmd;
 mod validate_cmd;
 
 use std::io::IsTerminal;
@@ -36,6 +37,66 @@ enum Command {
     Plugins {
         #[command(subcommand)]
         command: PluginsCommand,
+    },
+    /// The run history: list, show, logs, prune.
+    Runs {
+        #[command(subcommand)]
+        command: RunsCommand,
+    },
+}
+
+/// `weir runs`.
+#[derive(Debug, Subcommand)]
+pub enum RunsCommand {
+    /// Recorded runs, newest first.
+    List {
+        /// Only runs of this pipeline (its `[pipeline] name`).
+        #[arg(long)]
+        pipeline: Option<String>,
+        /// Only runs with this status: running, succeeded, failed,
+        /// cancelled, interrupted.
+        #[arg(long)]
+        status: Option<String>,
+        /// Only runs of this tenant.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One run: its stages, durations, outputs, gates, findings, tests.
+    Show {
+        /// The run's id.
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A run's log lines.
+    Logs {
+        /// The run's id.
+        id: String,
+        /// Only this stage's lines.
+        #[arg(long)]
+        stage: Option<String>,
+        /// Keep printing new lines until the run ends.
+        #[arg(long, short)]
+        follow: bool,
+    },
+    /// Remove old runs: their records, logs, reports and artifacts.
+    Prune {
+        /// Keep the newest N finished runs.
+        #[arg(long)]
+        keep: Option<u32>,
+        /// Remove runs that started longer ago than this (`30d`, `12h`).
+        #[arg(long)]
+        older_than: Option<String>,
+        /// Say what would be removed, remove nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -117,6 +178,7 @@ pub fn main() -> ExitCode {
                 PluginsCommand::List { json } => plugins_cmd::list(json).await,
                 PluginsCommand::Inspect { plugin, json } => plugins_cmd::inspect(&plugin, json).await,
             },
+            Command::Runs { command } => runs_cmd::runs(command).await,
         }
     })
 }

@@ -6,7 +6,8 @@
 //! The wasmtime side is [`engine`] (the Engine and compile cache),
 //! [`plugins`] (loading and kind checks), [`sandbox`] (one Store's state),
 //! [`capabilities`] (host imports, each checking its grant) and [`execute`]
-//! (one attempt in a fresh Store). [`cli`] is the `weir` command.
+//! (one attempt in a fresh Store). [`store`] keeps the run history in
+//! SQLite. [`cli`] is the `weir` command.
 
 #![deny(missing_docs)]
 
@@ -24,3 +25,4 @@ pub mod plugins;
 pub mod report;
 pub mod run;
 pub mod sandbox;
+pub mod store;

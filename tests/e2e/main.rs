@@ -6,6 +6,7 @@ mod analyzers;
 mod cli;
 mod git;
 mod guests;
+mod history;
 mod process;
 mod scheduler;
 mod support;

@@ -13,6 +13,8 @@ use crate::execute::{RunInfo, WasmExecutor};
 use crate::plan::RunFacts;
 use crate::report::{self, Mode, ReportSetup};
 use crate::run::{self, RunOptions};
+use crate::store::Store;
+use crate::store::recorder::{NewRun, Recorder};
 
 /// Where run state lives, relative to the working directory.
 pub const STATE_DIR: &str = ".weir";
@@ -39,7 +41,43 @@ pub async fn run(args: RunArgs, verbose: bool) -> ExitCode {
         environment: args.environment.clone(),
     };
 
-    let (sink, rx) = EventSink::channel(&run_id);
+    // The run history records every event; a history that cannot be opened
+    // stops the run before anything happens (a run must not go unrecorded).
+    let stage_names: Vec<String> = plan.stages.iter().map(|s| s.name.clone()).collect();
+    let recorder = match Store::open(Path::new(STATE_DIR)).and_then(|store| {
+        Recorder::start(
+            store,
+            &NewRun {
+                id: run_id.clone(),
+                pipeline: plan.name.clone(),
+                pipeline_file: args.pipeline.display().to_string(),
+                tenant: args.tenant.clone(),
+                workspace: workspace.display().to_string(),
+                stages: stage_names.clone(),
+            },
+        )
+    }) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("weir: {e}");
+            return ExitCode::from(2);
+        }
+    };
+
+    let (sink, mut events) = EventSink::channel(&run_id);
+    // Every event goes to the history first, then to the reporter.
+    let (to_reporter, rx) = tokio::sync::mpsc::unbounded_channel();
+    let tee = tokio::spawn(async move {
+        while let Some(record) = events.recv().await {
+            let done = matches!(record.event, Event::RunFinished { .. });
+            recorder.record(record.clone());
+            let _ = to_reporter.send(record);
+            if done {
+                break;
+            }
+        }
+        recorder
+    });
     let mode = if args.json {
         Mode::Json
     } else if std::io::stdout().is_terminal() {
@@ -47,7 +85,6 @@ pub async fn run(args: RunArgs, verbose: bool) -> ExitCode {
     } else {
         Mode::Plain
     };
-    let stage_names: Vec<String> = plan.stages.iter().map(|s| s.name.clone()).collect();
     let reporter = tokio::spawn(report::report(
         ReportSetup {
             mode,
@@ -88,6 +125,12 @@ pub async fn run(args: RunArgs, verbose: bool) -> ExitCode {
     // cancels cleanly instead of killing the process mid-write.
     let cancel = cancel_signal();
     let report = run::run(&plan, executor, sink, options, cancel).await;
+    // The tee ends at `RunFinished`, the last event of a run.
+    if let Ok(recorder) = tee.await
+        && let Err(e) = recorder.finish()
+    {
+        eprintln!("weir: the run history could not record this run completely: {e}");
+    }
     let _ = reporter.await;
     match report.status {
         RunStatus::Succeeded => ExitCode::SUCCESS,
@@ -125,7 +168,7 @@ fn new_run_id() -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
     let secs = now.as_secs();
-    let (y, mo, d) = civil_from_days((secs / 86_400) as i64);
+    let (y, mo, d) = crate::report::style::civil_from_days((secs / 86_400) as i64);
     let (h, mi, s) = ((secs / 3600) % 24, (secs / 60) % 60, secs % 60);
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
     hasher.write_u128(now.as_nanos());
@@ -136,22 +179,9 @@ fn new_run_id() -> String {
     )
 }
 
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
 /// `.weir/runs/RUN`, absolute: the run's workspace (unless given),
 /// reports and artifacts live here.
-fn run_dir(run_id: &str) -> PathBuf {
+pub fn run_dir(run_id: &str) -> PathBuf {
     let rel = PathBuf::from(STATE_DIR).join("runs").join(run_id);
     std::path::absolute(&rel).unwrap_or(rel)
 }
@@ -177,16 +207,5 @@ fn detect_branch(pipeline: &Path) -> Option<String> {
             return text.trim().strip_prefix("ref: refs/heads/").map(str::to_string);
         }
         dir = dir.parent()?;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::civil_from_days;
-
-    #[test]
-    fn dates() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(20_413), (2025, 11, 21));
     }
 }

@@ -1,0 +1,276 @@
+//! `weir runs list|show|logs|prune`: the run history, for people and
+//! (`--json`) for machines.
+
+use std::io::IsTerminal;
+use std::path::Path;
+use std::process::ExitCode;
+
+use super::RunsCommand;
+use super::run_cmd::{STATE_DIR, run_dir};
+use crate::config::duration::parse_duration;
+use crate::report::style::{self, Style};
+use crate::store::queries::RunFilter;
+use crate::store::{Store, StoreError};
+
+pub async fn runs(command: RunsCommand) -> ExitCode {
+    let store = match Store::open(Path::new(STATE_DIR)) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let style = Style::new(std::io::stdout().is_terminal());
+    match command {
+        RunsCommand::List {
+            pipeline,
+            status,
+            tenant,
+            limit,
+            json,
+        } => {
+            let filter = RunFilter {
+                pipeline,
+                status,
+                tenant,
+                limit: Some(limit),
+            };
+            let runs = match store.list_runs(&filter) {
+                Ok(r) => r,
+                Err(e) => return fail(e),
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&runs).unwrap_or_default());
+                return ExitCode::SUCCESS;
+            }
+            if runs.is_empty() {
+                println!("no runs recorded in {STATE_DIR}/ yet (`weir run` records every run here)");
+                return ExitCode::SUCCESS;
+            }
+            let width = runs
+                .iter()
+                .map(|r| r.pipeline.chars().count())
+                .max()
+                .unwrap_or(8)
+                .max(8);
+            println!(
+                "{}",
+                style.bold(&format!(
+                    "{:<20}  {:<width$}  {:<11}  {:<23}  {:>8}  TENANT",
+                    "RUN", "PIPELINE", "STATUS", "STARTED", "TOOK"
+                ))
+            );
+            for r in runs {
+                let status = format!("{:<11}", r.status);
+                let status = match r.status.as_str() {
+                    "succeeded" => style.ok(&status),
+                    "failed" => style.bad(&status),
+                    _ => style.warn(&status),
+                };
+                println!(
+                    "{:<20}  {:<width$}  {status}  {:<23}  {:>8}  {}",
+                    r.id,
+                    style::fit(&r.pipeline, 60),
+                    style::timestamp(r.started_ms),
+                    r.duration_ms
+                        .map(|d| style::duration(d as u64))
+                        .unwrap_or_else(|| "-".into()),
+                    style::fit(&r.tenant, 40),
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        RunsCommand::Show { id, json } => {
+            let detail = match store.run_detail(&id) {
+                Ok(d) => d,
+                Err(e) => return fail(e),
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&detail).unwrap_or_default());
+                return ExitCode::SUCCESS;
+            }
+            let r = &detail.run;
+            println!(
+                "{} {}  pipeline `{}` ({}), tenant `{}`",
+                style.bold("Run"),
+                r.id,
+                r.pipeline,
+                detail.pipeline_file,
+                r.tenant
+            );
+            println!(
+                "{} {}, started {}{}",
+                style.dim("status"),
+                r.status,
+                style::timestamp(r.started_ms),
+                r.duration_ms
+                    .map(|d| format!(", took {}", style::duration(d as u64)))
+                    .unwrap_or_default()
+            );
+            println!("{} {}", style.dim("workspace"), detail.workspace);
+            let width = detail
+                .stages
+                .iter()
+                .map(|s| s.name.chars().count())
+                .max()
+                .unwrap_or(4);
+            println!();
+            for s in &detail.stages {
+                let note = s.error.as_deref().or(s.summary.as_deref()).unwrap_or("");
+                println!(
+                    "  {:<width$}  {:<11}  {:>7}  {}",
+                    s.name,
+                    s.failure
+                        .as_deref()
+                        .map(|f| format!("failed ({f})"))
+                        .unwrap_or_else(|| s.status.clone()),
+                    s.duration_ms
+                        .map(|d| style::duration(d as u64))
+                        .unwrap_or_default(),
+                    style.dim(&style::fit(note, 90))
+                );
+                if let Some(outputs) = s.outputs.as_object().filter(|o| !o.is_empty()) {
+                    let shown: Vec<String> = outputs
+                        .iter()
+                        .take(8)
+                        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                        .collect();
+                    println!(
+                        "  {:<width$}  {}",
+                        "",
+                        style.dim(&style::fit(&shown.join("  "), 110))
+                    );
+                }
+                if let Some(t) = &s.tests {
+                    println!(
+                        "  {:<width$}  tests: {} passed, {} failed, {} skipped, {} errored",
+                        "", t["passed"], t["failed"], t["skipped"], t["errored"]
+                    );
+                }
+                if let Some(a) = &s.analysis {
+                    println!(
+                        "  {:<width$}  verdict {}, score {}",
+                        "",
+                        a["verdict"].as_str().unwrap_or("?"),
+                        a["score"]
+                    );
+                }
+                for f in s.findings.iter().take(5) {
+                    let place = match (f["path"].as_str(), f["line"].as_i64()) {
+                        (Some(p), Some(l)) => format!("{p}:{l}"),
+                        (Some(p), None) => p.to_string(),
+                        _ => "-".into(),
+                    };
+                    println!(
+                        "  {:<width$}    {:<8} {}  {}",
+                        "",
+                        f["severity"].as_str().unwrap_or(""),
+                        place,
+                        style::fit(f["message"].as_str().unwrap_or(""), 100)
+                    );
+                }
+                if s.findings.len() > 5 {
+                    println!(
+                        "  {:<width$}    … and {} more (--json has them all)",
+                        "",
+                        s.findings.len() - 5
+                    );
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        RunsCommand::Logs { id, stage, follow } => logs(store, &id, stage.as_deref(), follow, &style).await,
+        RunsCommand::Prune {
+            keep,
+            older_than,
+            dry_run,
+        } => prune(store, keep, older_than.as_deref(), dry_run),
+    }
+}
+
+async fn logs(store: Store, id: &str, stage: Option<&str>, follow: bool, style: &Style) -> ExitCode {
+    let mut after = 0;
+    if let Err(e) = store.status(id) {
+        return fail(e);
+    }
+    loop {
+        let lines = match store.logs(id, stage, after) {
+            Ok(l) => l,
+            Err(e) => return fail(e),
+        };
+        for l in &lines {
+            let line = crate::events::printable(&l.message);
+            match stage {
+                Some(_) => println!("{line}"),
+                None => println!("{} {} {line}", style.dim(&l.stage), style.dim("│")),
+            }
+            after = l.seq;
+        }
+        if !follow {
+            return ExitCode::SUCCESS;
+        }
+        match store.status(id) {
+            Ok(s) if s == "running" => {}
+            Ok(_) => {
+                // One more read: lines written just before the run ended.
+                if let Ok(rest) = store.logs(id, stage, after) {
+                    for l in rest {
+                        println!("{}", crate::events::printable(&l.message));
+                    }
+                }
+                return ExitCode::SUCCESS;
+            }
+            Err(e) => return fail(e),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+fn prune(mut store: Store, keep: Option<u32>, older_than: Option<&str>, dry_run: bool) -> ExitCode {
+    if keep.is_none() && older_than.is_none() {
+        eprintln!(
+            "weir runs prune: say which runs to remove: --keep N (the newest N stay) or --older-than 30d"
+        );
+        return ExitCode::from(2);
+    }
+    let before = match older_than.map(parse_duration).transpose() {
+        Ok(d) => d.map(|d| crate::events::now_ms() as i64 - d.as_millis() as i64),
+        Err(e) => {
+            eprintln!("weir runs prune: --older-than: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let ids = match store.prunable(keep, before) {
+        Ok(ids) => ids,
+        Err(e) => return fail(e),
+    };
+    for id in &ids {
+        if dry_run {
+            println!("would remove {id}");
+            continue;
+        }
+        // The files first, then the record: a crash in between leaves a
+        // record whose files are gone, which `prune` removes next time,
+        // never files no record points to.
+        let dir = run_dir(id);
+        if dir.exists()
+            && let Err(e) = std::fs::remove_dir_all(&dir)
+        {
+            eprintln!("weir runs prune: cannot remove {}: {e}", dir.display());
+            return ExitCode::from(1);
+        }
+        if let Err(e) = store.delete_run(id) {
+            return fail(e);
+        }
+        println!("removed {id}");
+    }
+    if ids.is_empty() {
+        println!("nothing to prune");
+    }
+    ExitCode::SUCCESS
+}
+
+fn fail(e: StoreError) -> ExitCode {
+    eprintln!("weir: {e}");
+    match e {
+        StoreError::NoSuchRun(_) => ExitCode::from(2),
+        _ => ExitCode::from(1),
+    }
+}

@@ -1,0 +1,297 @@
+//! Reading the history back: runs (filtered, newest first), one run with
+//! its stages, a run's logs, and pruning old runs.
+
+use rusqlite::{OptionalExtension, params};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::{Store, StoreError};
+
+/// One run in a list.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSummary {
+    /// Its id.
+    pub id: String,
+    /// The pipeline's name.
+    pub pipeline: String,
+    /// The tenant.
+    pub tenant: String,
+    /// `running`, `succeeded`, `failed`, `cancelled` or `interrupted`.
+    pub status: String,
+    /// When it started, ms since the Unix epoch.
+    pub started_ms: i64,
+    /// How long it took, when it finished.
+    pub duration_ms: Option<i64>,
+}
+
+/// Which runs to list.
+#[derive(Debug, Default, Clone)]
+pub struct RunFilter {
+    /// Only this pipeline.
+    pub pipeline: Option<String>,
+    /// Only this status.
+    pub status: Option<String>,
+    /// Only this tenant.
+    pub tenant: Option<String>,
+    /// At most this many.
+    pub limit: Option<u32>,
+}
+
+/// One stage of a run, as stored.
+#[derive(Debug, Clone, Serialize)]
+pub struct StageRecord {
+    /// Its name.
+    pub name: String,
+    /// Where it ended (or `waiting`, `running`, `interrupted`).
+    pub status: String,
+    /// How it failed.
+    pub failure: Option<String>,
+    /// Attempts made.
+    pub attempts: i64,
+    /// The plugin and version.
+    pub plugin: Option<String>,
+    /// Wall time.
+    pub duration_ms: Option<i64>,
+    /// Its summary line.
+    pub summary: Option<String>,
+    /// The error, when it failed.
+    pub error: Option<String>,
+    /// Its outputs.
+    pub outputs: Value,
+    /// An analyzer's judgement.
+    pub analysis: Option<Value>,
+    /// A test runner's counts.
+    pub tests: Option<Value>,
+    /// Findings, worst first.
+    pub findings: Vec<Value>,
+    /// Artifacts kept.
+    pub artifacts: Vec<Value>,
+}
+
+/// A run with its stages.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunDetail {
+    /// The run.
+    #[serde(flatten)]
+    pub run: RunSummary,
+    /// The pipeline file.
+    pub pipeline_file: String,
+    /// The workspace.
+    pub workspace: String,
+    /// Stages in plan order.
+    pub stages: Vec<StageRecord>,
+}
+
+/// One stored log line.
+#[derive(Debug, Clone, Serialize)]
+pub struct LogLine {
+    /// Its position in the run's event stream.
+    pub seq: i64,
+    /// The stage.
+    pub stage: String,
+    /// When.
+    pub time_ms: i64,
+    /// The level.
+    pub level: String,
+    /// The line.
+    pub message: String,
+}
+
+fn parse(text: Option<String>) -> Option<Value> {
+    text.and_then(|t| serde_json::from_str(&t).ok())
+}
+
+impl Store {
+    /// Runs matching `filter`, newest first.
+    pub fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunSummary>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT id, pipeline, tenant, status, started_ms, duration_ms FROM runs
+                 WHERE (?1 IS NULL OR pipeline = ?1) AND (?2 IS NULL OR status = ?2) AND (?3 IS NULL OR tenant = ?3)
+                 ORDER BY started_ms DESC, id DESC LIMIT ?4",
+            )
+            .map_err(|e| self.err(e))?;
+        let limit = filter.limit.map_or(-1, i64::from);
+        stmt.query_map(
+            params![filter.pipeline, filter.status, filter.tenant, limit],
+            |r| {
+                Ok(RunSummary {
+                    id: r.get(0)?,
+                    pipeline: r.get(1)?,
+                    tenant: r.get(2)?,
+                    status: r.get(3)?,
+                    started_ms: r.get(4)?,
+                    duration_ms: r.get(5)?,
+                })
+            },
+        )
+        .and_then(|rows| rows.collect())
+        .map_err(|e| self.err(e))
+    }
+
+    /// Run `id` with its stages, findings and artifacts.
+    pub fn run_detail(&self, id: &str) -> Result<RunDetail, StoreError> {
+        let row = self
+            .conn
+            .query_row(
+                "SELECT id, pipeline, tenant, status, started_ms, duration_ms, pipeline_file, workspace FROM runs WHERE id = ?1",
+                params![id],
+                |r| {
+                    Ok((
+                        RunSummary {
+                            id: r.get(0)?,
+                            pipeline: r.get(1)?,
+                            tenant: r.get(2)?,
+                            status: r.get(3)?,
+                            started_ms: r.get(4)?,
+                            duration_ms: r.get(5)?,
+                        },
+                        r.get::<_, String>(6)?,
+                        r.get::<_, String>(7)?,
+                    ))
+                },
+            )
+            .optional()
+            .map_err(|e| self.err(e))?
+            .ok_or_else(|| StoreError::NoSuchRun(id.to_string()))?;
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT name, status, failure, attempts, plugin, duration_ms, summary, error, outputs, analysis, tests
+                 FROM stages WHERE run_id = ?1 ORDER BY position",
+            )
+            .map_err(|e| self.err(e))?;
+        let mut stages: Vec<StageRecord> = stmt
+            .query_map(params![id], |r| {
+                Ok(StageRecord {
+                    name: r.get(0)?,
+                    status: r.get(1)?,
+                    failure: r.get(2)?,
+                    attempts: r.get(3)?,
+                    plugin: r.get(4)?,
+                    duration_ms: r.get(5)?,
+                    summary: r.get(6)?,
+                    error: r.get(7)?,
+                    outputs: parse(r.get(8)?).unwrap_or(Value::Object(Default::default())),
+                    analysis: parse(r.get(9)?),
+                    tests: parse(r.get(10)?),
+                    findings: Vec::new(),
+                    artifacts: Vec::new(),
+                })
+            })
+            .and_then(|rows| rows.collect())
+            .map_err(|e| self.err(e))?;
+        for s in &mut stages {
+            s.findings = self.rows_as_json(
+                "SELECT rule, severity, message, path, line, col FROM findings WHERE run_id = ?1 AND stage = ?2
+                 ORDER BY CASE severity WHEN 'critical' THEN 0 WHEN 'high' THEN 1 WHEN 'medium' THEN 2 WHEN 'low' THEN 3 ELSE 4 END, rowid",
+                id,
+                &s.name,
+                &["rule", "severity", "message", "path", "line", "column"],
+            )?;
+            s.artifacts = self.rows_as_json(
+                "SELECT name, path, sha256, size, stored FROM artifacts WHERE run_id = ?1 AND stage = ?2 ORDER BY rowid",
+                id,
+                &s.name,
+                &["name", "path", "sha256", "size", "stored"],
+            )?;
+        }
+        Ok(RunDetail {
+            run: row.0,
+            pipeline_file: row.1,
+            workspace: row.2,
+            stages,
+        })
+    }
+
+    fn rows_as_json(
+        &self,
+        sql: &str,
+        run: &str,
+        stage: &str,
+        names: &[&str],
+    ) -> Result<Vec<Value>, StoreError> {
+        let mut stmt = self.conn.prepare(sql).map_err(|e| self.err(e))?;
+        stmt.query_map(params![run, stage], |r| {
+            let mut m = serde_json::Map::new();
+            for (i, n) in names.iter().enumerate() {
+                let v: rusqlite::types::Value = r.get(i)?;
+                let v = match v {
+                    rusqlite::types::Value::Null => continue,
+                    rusqlite::types::Value::Integer(n) => Value::from(n),
+                    rusqlite::types::Value::Real(f) => Value::from(f),
+                    rusqlite::types::Value::Text(t) => Value::from(t),
+                    rusqlite::types::Value::Blob(_) => continue,
+                };
+                m.insert((*n).to_string(), v);
+            }
+            Ok(Value::Object(m))
+        })
+        .and_then(|rows| rows.collect())
+        .map_err(|e| self.err(e))
+    }
+
+    /// Log lines of run `id` (of `stage` only, when given) after event
+    /// `after` in the run's stream, in order.
+    pub fn logs(&self, id: &str, stage: Option<&str>, after: i64) -> Result<Vec<LogLine>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT seq, stage, time_ms, level, message FROM logs
+                 WHERE run_id = ?1 AND (?2 IS NULL OR stage = ?2) AND seq > ?3 ORDER BY seq",
+            )
+            .map_err(|e| self.err(e))?;
+        stmt.query_map(params![id, stage, after], |r| {
+            Ok(LogLine {
+                seq: r.get(0)?,
+                stage: r.get(1)?,
+                time_ms: r.get(2)?,
+                level: r.get(3)?,
+                message: r.get(4)?,
+            })
+        })
+        .and_then(|rows| rows.collect())
+        .map_err(|e| self.err(e))
+    }
+
+    /// The status of run `id`.
+    pub fn status(&self, id: &str) -> Result<String, StoreError> {
+        self.conn
+            .query_row("SELECT status FROM runs WHERE id = ?1", params![id], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.err(e))?
+            .ok_or_else(|| StoreError::NoSuchRun(id.to_string()))
+    }
+
+    /// Finished runs to prune: all but the newest `keep`, and those that
+    /// started before `before_ms`. Running runs are never pruned.
+    pub fn prunable(&self, keep: Option<u32>, before_ms: Option<i64>) -> Result<Vec<String>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT id, started_ms FROM runs WHERE status != 'running' ORDER BY started_ms DESC, id DESC",
+            )
+            .map_err(|e| self.err(e))?;
+        let runs: Vec<(String, i64)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .and_then(|rows| rows.collect())
+            .map_err(|e| self.err(e))?;
+        Ok(runs
+            .into_iter()
+            .enumerate()
+            .filter(|(i, (_, started))| {
+                keep.is_some_and(|k| *i >= k as usize) || before_ms.is_some_and(|b| *started < b)
+            })
+            .map(|(_, (id, _))| id)
+            .collect())
+    }
+
+    /// Delete run `id` and everything recorded with it.
+    pub fn delete_run(&mut self, id: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute("DELETE FROM runs WHERE id = ?1", params![id])
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+}

