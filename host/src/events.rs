@@ -168,12 +168,20 @@ pub struct TestCaseRecord {
     pub file: Option<String>,
 }
 
+/// The version of the event schema (docs/events.md). Adding an event or
+/// an optional field keeps it; renaming or removing one, or changing a
+/// field's meaning, bumps it.
+pub const EVENTS_VERSION: u32 = 1;
+
 /// Something that happened.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
     /// The run began.
     RunStarted {
+        /// The event schema's version ([`EVENTS_VERSION`]): readers check
+        /// it on the first line. docs/events.md documents each version.
+        version: u32,
         /// The pipeline's name.
         pipeline: String,
         /// Stage names in file order.

@@ -182,3 +182,56 @@ fn prune_removes_old_runs_with_their_files() {
     let none = p.weir(&["runs", "prune", "--older-than", "1h"]);
     assert!(none.stdout.contains("nothing to prune"), "{none:?}");
 }
+
+#[test]
+fn the_history_stores_the_json_event_stream_as_documented() {
+    let p = Project::new();
+    p.pipeline("[pipeline]\nname = \"same\"\n\n[stages.one]\nrun = \"echo hello\"\n");
+    let run = p.run_json(&[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let id = run.events()[0]["run"].as_str().expect("id").to_string();
+    assert_eq!(
+        run.events()[0]["version"],
+        1,
+        "run_started carries the schema version"
+    );
+    let db = rusqlite::Connection::open(p.path().join(".weir/weir.db")).expect("the history");
+    let mut stmt = db
+        .prepare("SELECT body FROM events WHERE run_id = ?1 ORDER BY seq")
+        .expect("query");
+    let stored: Vec<Value> = stmt
+        .query_map([&id], |r| r.get::<_, String>(0))
+        .expect("rows")
+        .map(|b| serde_json::from_str(&b.expect("row")).expect("JSON"))
+        .collect();
+    assert_eq!(stored, run.events(), "the store keeps exactly the --json stream");
+
+    // Every event the host can emit is documented in docs/events.md.
+    let docs =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/events.md")).expect("docs");
+    let source =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/events.rs")).expect("source");
+    let body = source.split("pub enum Event {").nth(1).expect("the Event enum");
+    let body = &body[..body.find("\n}\n").expect("its end")];
+    let mut variants = 0;
+    for line in body.lines() {
+        let t = line.trim();
+        if line.starts_with("    ") && !line.starts_with("     ") && t.ends_with('{') {
+            let name = t.trim_end_matches('{').trim();
+            let mut snake = String::new();
+            for (i, c) in name.chars().enumerate() {
+                if c.is_uppercase() && i > 0 {
+                    snake.push('_');
+                }
+                snake.push(c.to_ascii_lowercase());
+            }
+            assert!(
+                docs.contains(&format!("### `{snake}`")),
+                "docs/events.md does not document `{snake}`"
+            );
+            variants += 1;
+        }
+    }
+    assert_eq!(variants, 8, "every variant was checked");
+    assert!(docs.starts_with("# Events (schema version 1)"));
+}

@@ -95,6 +95,7 @@ pub async fn run(args: RunArgs, verbose: bool) -> ExitCode {
         rx,
     ));
     sink.emit(Event::RunStarted {
+        version: crate::events::EVENTS_VERSION,
         pipeline: plan.name.clone(),
         stages: stage_names,
         workspace: workspace.display().to_string(),

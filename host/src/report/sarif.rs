@@ -262,6 +262,7 @@ mod tests {
         c.observe(
             "r1",
             &Event::RunStarted {
+                version: crate::events::EVENTS_VERSION,
                 pipeline: "p".into(),
                 stages: vec![],
                 workspace: "/tmp/a b".into(),
