@@ -85,6 +85,10 @@ pub enum RunsCommand {
         /// Keep printing new lines until the run ends.
         #[arg(long, short)]
         follow: bool,
+        /// Print one JSON object per line: seq, stage, time_ms, level,
+        /// message.
+        #[arg(long)]
+        json: bool,
     },
     /// Remove old runs: their records, logs, reports and artifacts.
     Prune {

@@ -34,6 +34,9 @@ fn two_runs(p: &Project) -> (String, String) {
 #[test]
 fn every_run_is_recorded_and_listed_newest_first() {
     let p = Project::new();
+    // Before any run: an empty history, and none is created by asking.
+    assert_eq!(json(&p.weir(&["runs", "list", "--json"])), serde_json::json!([]));
+    assert!(!p.path().join(".weir").exists());
     let (first, second) = two_runs(&p);
     let list = json(&p.weir(&["runs", "list", "--json"]));
     let ids: Vec<&str> = list
@@ -90,6 +93,16 @@ fn logs_are_kept_per_stage() {
     let one = p.weir(&["runs", "logs", &id, "--stage", "one"]);
     assert!(one.stdout.contains("first line\nsecond line"), "{one:?}");
     assert!(!one.stdout.contains("other stage"), "{one:?}");
+    let lines = p.weir(&["runs", "logs", &id, "--stage", "one", "--json"]);
+    let parsed: Vec<Value> = lines
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(parsed.len(), 2, "{lines:?}");
+    assert_eq!(parsed[0]["message"], "first line");
+    assert_eq!(parsed[0]["stage"], "one");
+    assert_eq!(parsed[0]["level"], "info");
     // --follow on a finished run prints what there is and returns.
     let follow = p.weir(&["runs", "logs", &id, "--stage", "two", "--follow"]);
     assert_eq!(follow.code, 0, "{follow:?}");

@@ -13,6 +13,25 @@ use crate::store::queries::RunFilter;
 use crate::store::{Store, StoreError};
 
 pub async fn runs(command: RunsCommand) -> ExitCode {
+    // Reading the history never creates one: a directory where weir never
+    // ran has no runs, and gets no `.weir/` either.
+    if !Path::new(STATE_DIR).join(crate::store::DB_FILE).is_file() {
+        return match command {
+            RunsCommand::List { json: true, .. } => {
+                println!("[]");
+                ExitCode::SUCCESS
+            }
+            RunsCommand::List { .. } => {
+                println!("no runs recorded in {STATE_DIR}/ yet (`weir run` records every run here)");
+                ExitCode::SUCCESS
+            }
+            RunsCommand::Prune { .. } => {
+                println!("nothing to prune");
+                ExitCode::SUCCESS
+            }
+            RunsCommand::Show { id, .. } | RunsCommand::Logs { id, .. } => fail(StoreError::NoSuchRun(id)),
+        };
+    }
     let store = match Store::open(Path::new(STATE_DIR)) {
         Ok(s) => s,
         Err(e) => return fail(e),
@@ -176,7 +195,12 @@ pub async fn runs(command: RunsCommand) -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        RunsCommand::Logs { id, stage, follow } => logs(store, &id, stage.as_deref(), follow, &style).await,
+        RunsCommand::Logs {
+            id,
+            stage,
+            follow,
+            json,
+        } => logs(store, &id, stage.as_deref(), follow, json, &style).await,
         RunsCommand::Prune {
             keep,
             older_than,
@@ -185,7 +209,14 @@ pub async fn runs(command: RunsCommand) -> ExitCode {
     }
 }
 
-async fn logs(store: Store, id: &str, stage: Option<&str>, follow: bool, style: &Style) -> ExitCode {
+async fn logs(
+    store: Store,
+    id: &str,
+    stage: Option<&str>,
+    follow: bool,
+    json: bool,
+    style: &Style,
+) -> ExitCode {
     let mut after = 0;
     if let Err(e) = store.status(id) {
         return fail(e);
@@ -197,9 +228,13 @@ async fn logs(store: Store, id: &str, stage: Option<&str>, follow: bool, style: 
         };
         for l in &lines {
             let line = crate::events::printable(&l.message);
-            match stage {
-                Some(_) => println!("{line}"),
-                None => println!("{} {} {line}", style.dim(&l.stage), style.dim("│")),
+            if json {
+                // One object per line, so `--follow --json` streams.
+                println!("{}", serde_json::to_string(l).unwrap_or_default());
+            } else if stage.is_some() {
+                println!("{line}");
+            } else {
+                println!("{} {} {line}", style.dim(&l.stage), style.dim("│"));
             }
             after = l.seq;
         }
@@ -212,7 +247,11 @@ async fn logs(store: Store, id: &str, stage: Option<&str>, follow: bool, style: 
                 // One more read: lines written just before the run ended.
                 if let Ok(rest) = store.logs(id, stage, after) {
                     for l in rest {
-                        println!("{}", crate::events::printable(&l.message));
+                        if json {
+                            println!("{}", serde_json::to_string(&l).unwrap_or_default());
+                        } else {
+                            println!("{}", crate::events::printable(&l.message));
+                        }
                     }
                 }
                 return ExitCode::SUCCESS;
