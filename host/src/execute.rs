@@ -381,7 +381,7 @@ fn analysis_result(a: types::Analysis, gate: &Gate) -> AttemptResult {
         .into_iter()
         .map(|f| FindingRecord {
             rule: f.rule,
-            severity: severity_name(f.severity).into(),
+            severity: severity_of(f.severity).name().into(),
             message: cut(f.message, MAX_FINDING_MESSAGE),
             path: f.path,
             line: f.line,
@@ -605,16 +605,6 @@ fn severity_of(s: types::Severity) -> crate::findings::Severity {
         types::Severity::Medium => S::Medium,
         types::Severity::High => S::High,
         types::Severity::Critical => S::Critical,
-    }
-}
-
-fn severity_name(s: types::Severity) -> &'static str {
-    match s {
-        types::Severity::Info => "info",
-        types::Severity::Low => "low",
-        types::Severity::Medium => "medium",
-        types::Severity::High => "high",
-        types::Severity::Critical => "critical",
     }
 }
 

@@ -54,6 +54,14 @@ pub enum StoreError {
     NoSuchRun(String),
 }
 
+/// Wraps SQLite errors for the database at `path`.
+fn sqlite(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + Copy + '_ {
+    move |source| StoreError::Sqlite {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
 /// An open run history.
 pub struct Store {
     conn: Connection,
@@ -69,10 +77,7 @@ impl Store {
             source,
         })?;
         let path = state_dir.join(DB_FILE);
-        let conn = Connection::open(&path).map_err(|source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        })?;
+        let conn = Connection::open(&path).map_err(sqlite(&path))?;
         let mut store = Self { conn, path };
         store.setup()?;
         store.mark_interrupted()?;
@@ -80,10 +85,7 @@ impl Store {
     }
 
     fn err(&self, source: rusqlite::Error) -> StoreError {
-        StoreError::Sqlite {
-            path: self.path.clone(),
-            source,
-        }
+        sqlite(&self.path)(source)
     }
 
     fn setup(&mut self) -> Result<(), StoreError> {
@@ -108,17 +110,11 @@ impl Store {
             });
         }
         for (i, sql) in schema::MIGRATIONS.iter().enumerate().skip(version as usize) {
-            let tx = self.conn.transaction().map_err(|e| StoreError::Sqlite {
-                path: self.path.clone(),
-                source: e,
-            })?;
+            let tx = self.conn.transaction().map_err(sqlite(&self.path))?;
             tx.execute_batch(sql)
                 .and_then(|()| tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1)))
                 .and_then(|()| tx.commit())
-                .map_err(|e| StoreError::Sqlite {
-                    path: self.path.clone(),
-                    source: e,
-                })?;
+                .map_err(sqlite(&self.path))?;
         }
         Ok(())
     }
@@ -139,10 +135,7 @@ impl Store {
             if process_alive(pid, &start) {
                 continue;
             }
-            let tx = self.conn.transaction().map_err(|e| StoreError::Sqlite {
-                path: self.path.clone(),
-                source: e,
-            })?;
+            let tx = self.conn.transaction().map_err(sqlite(&self.path))?;
             tx.execute("UPDATE runs SET status = 'interrupted' WHERE id = ?1", params![id])
                 .and_then(|_| {
                     tx.execute(
@@ -151,10 +144,7 @@ impl Store {
                     )
                 })
                 .and_then(|_| tx.commit())
-                .map_err(|e| StoreError::Sqlite {
-                    path: self.path.clone(),
-                    source: e,
-                })?;
+                .map_err(sqlite(&self.path))?;
             tracing::info!("run {id} was interrupted (its weir process {pid} is gone)");
         }
         Ok(())

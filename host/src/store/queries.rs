@@ -97,6 +97,20 @@ pub struct LogLine {
     pub message: String,
 }
 
+/// The columns [`run_summary`] reads, in its order.
+const SUMMARY_COLUMNS: &str = "id, pipeline, tenant, status, started_ms, duration_ms";
+
+fn run_summary(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunSummary> {
+    Ok(RunSummary {
+        id: r.get(0)?,
+        pipeline: r.get(1)?,
+        tenant: r.get(2)?,
+        status: r.get(3)?,
+        started_ms: r.get(4)?,
+        duration_ms: r.get(5)?,
+    })
+}
+
 fn parse(text: Option<String>) -> Option<Value> {
     text.and_then(|t| serde_json::from_str(&t).ok())
 }
@@ -106,25 +120,16 @@ impl Store {
     pub fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunSummary>, StoreError> {
         let mut stmt = self
             .conn
-            .prepare(
-                "SELECT id, pipeline, tenant, status, started_ms, duration_ms FROM runs
+            .prepare(&format!(
+                "SELECT {SUMMARY_COLUMNS} FROM runs
                  WHERE (?1 IS NULL OR pipeline = ?1) AND (?2 IS NULL OR status = ?2) AND (?3 IS NULL OR tenant = ?3)
-                 ORDER BY started_ms DESC, id DESC LIMIT ?4",
-            )
+                 ORDER BY started_ms DESC, id DESC LIMIT ?4"
+            ))
             .map_err(|e| self.err(e))?;
         let limit = filter.limit.map_or(-1, i64::from);
         stmt.query_map(
             params![filter.pipeline, filter.status, filter.tenant, limit],
-            |r| {
-                Ok(RunSummary {
-                    id: r.get(0)?,
-                    pipeline: r.get(1)?,
-                    tenant: r.get(2)?,
-                    status: r.get(3)?,
-                    started_ms: r.get(4)?,
-                    duration_ms: r.get(5)?,
-                })
-            },
+            run_summary,
         )
         .and_then(|rows| rows.collect())
         .map_err(|e| self.err(e))
@@ -135,22 +140,9 @@ impl Store {
         let row = self
             .conn
             .query_row(
-                "SELECT id, pipeline, tenant, status, started_ms, duration_ms, pipeline_file, workspace FROM runs WHERE id = ?1",
+                &format!("SELECT {SUMMARY_COLUMNS}, pipeline_file, workspace FROM runs WHERE id = ?1"),
                 params![id],
-                |r| {
-                    Ok((
-                        RunSummary {
-                            id: r.get(0)?,
-                            pipeline: r.get(1)?,
-                            tenant: r.get(2)?,
-                            status: r.get(3)?,
-                            started_ms: r.get(4)?,
-                            duration_ms: r.get(5)?,
-                        },
-                        r.get::<_, String>(6)?,
-                        r.get::<_, String>(7)?,
-                    ))
-                },
+                |r| Ok((run_summary(r)?, r.get::<_, String>(6)?, r.get::<_, String>(7)?)),
             )
             .optional()
             .map_err(|e| self.err(e))?

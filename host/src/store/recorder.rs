@@ -45,10 +45,7 @@ impl Recorder {
         let (pid, start) = this_process();
         let now = crate::events::now_ms() as i64;
         let path = store.path.clone();
-        let wrap = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
+        let wrap = super::sqlite(&path);
         let tx = store.conn.transaction().map_err(wrap)?;
         tx.execute(
             "INSERT INTO runs (id, pipeline, pipeline_file, tenant, status, started_ms, workspace, host_pid, host_start)
@@ -102,10 +99,7 @@ fn write_loop(mut store: Store, rx: mpsc::Receiver<EventRecord>) -> Result<(), S
             }
         }
         let path = store.path.clone();
-        let wrap = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
+        let wrap = super::sqlite(&path);
         let tx = store.conn.transaction().map_err(wrap)?;
         for record in &batch {
             seq += 1;
@@ -118,6 +112,11 @@ fn write_loop(mut store: Store, rx: mpsc::Receiver<EventRecord>) -> Result<(), S
 
 fn json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_default()
+}
+
+/// A unit enum's name as the events spell it (`succeeded`, `gate`).
+fn name<T: serde::Serialize>(v: &T) -> String {
+    json(v).trim_matches('"').to_string()
 }
 
 /// The event's name as in `--json` (`stage_finished`).
@@ -180,7 +179,7 @@ fn apply(tx: &Transaction<'_>, seq: i64, r: &EventRecord) -> rusqlite::Result<()
             let fields = (!fields.is_empty()).then(|| json(fields));
             tx.execute(
                 "INSERT INTO logs (run_id, seq, stage, time_ms, level, message, fields) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![run, seq, stage, t, json(level).trim_matches('"'), message, fields],
+                params![run, seq, stage, t, name(level), message, fields],
             )?;
         }
         Event::StageFinished {
@@ -207,8 +206,8 @@ fn apply(tx: &Transaction<'_>, seq: i64, r: &EventRecord) -> rusqlite::Result<()
                 params![
                     run,
                     stage,
-                    json(status).trim_matches('"'),
-                    failure.map(|f| json(&f).trim_matches('"').to_string()),
+                    name(status),
+                    failure.map(|f| name(&f)),
                     attempts,
                     *duration_ms as i64,
                     t,
@@ -259,7 +258,7 @@ fn apply(tx: &Transaction<'_>, seq: i64, r: &EventRecord) -> rusqlite::Result<()
         } => {
             tx.execute(
                 "UPDATE runs SET status = ?2, finished_ms = ?3, duration_ms = ?4 WHERE id = ?1",
-                params![run, json(status).trim_matches('"'), t, *duration_ms as i64],
+                params![run, name(status), t, *duration_ms as i64],
             )?;
         }
         Event::RunStarted { workspace, .. } => {
