@@ -48,6 +48,66 @@ impl ArtifactStore {
     }
 }
 
+impl ArtifactStore {
+    /// Bring an artifact another run stored (a stage-cache hit) into this
+    /// run: into the store under `stage`, and back to its path in
+    /// `workspace` for the stages after it. The copy is checked against
+    /// the recorded sha256; the workspace path must stay inside the
+    /// workspace (no `..`, no symlinked directory out, no symlink at the
+    /// file itself).
+    pub fn restore(
+        &self,
+        stage: &str,
+        a: &ArtifactRecord,
+        workspace: &Path,
+    ) -> Result<ArtifactRecord, String> {
+        let rel = Path::new(&a.path);
+        if rel.is_absolute()
+            || rel
+                .components()
+                .any(|c| matches!(c, Component::ParentDir | Component::Prefix(_)))
+        {
+            return Err(format!("artifact `{}` has an unsafe path `{}`", a.name, a.path));
+        }
+        let from = Path::new(&a.stored);
+        let target = self.dir.join(stage).join(rel);
+        let (sha256, size) = copy_hashing(from, &target)
+            .map_err(|e| format!("artifact `{}` ({}) cannot be copied: {e}", a.name, a.stored))?;
+        if sha256 != a.sha256 {
+            let _ = std::fs::remove_file(&target);
+            return Err(format!(
+                "artifact `{}` ({}) changed since it was stored (sha256 {sha256}, recorded {})",
+                a.name, a.stored, a.sha256
+            ));
+        }
+        let in_workspace = workspace.join(rel);
+        let parent = in_workspace.parent().unwrap_or(workspace);
+        std::fs::create_dir_all(parent).map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+        let inside = parent
+            .canonicalize()
+            .map(|p| p.starts_with(workspace))
+            .unwrap_or(false);
+        let is_link = std::fs::symlink_metadata(&in_workspace)
+            .map(|m| m.file_type().is_symlink())
+            .unwrap_or(false);
+        if !inside || is_link {
+            return Err(format!(
+                "artifact `{}` cannot be put back at `{}`: the path leads out of the workspace",
+                a.name, a.path
+            ));
+        }
+        copy_hashing(&target, &in_workspace)
+            .map_err(|e| format!("cannot write {}: {e}", in_workspace.display()))?;
+        Ok(ArtifactRecord {
+            name: a.name.clone(),
+            path: a.path.clone(),
+            sha256,
+            size,
+            stored: target.display().to_string(),
+        })
+    }
+}
+
 /// An artifact must be a regular file inside the workspace, named by a
 /// relative path without `..`, that does not resolve (through symlinks)
 /// outside it.

@@ -9,9 +9,13 @@
 //! | `secrets` | [`unavailable::Unavailable`] | answers `unavailable` until the tenancy work lands |
 //! | `runtime` | [`unavailable::Unavailable`] | answers `unavailable` until the deploy work lands |
 //! | WASI p2 | [`wasi`] | one preopen (the workspace), no sockets, declared env only |
+//!
+//! [`tape`] records what `process`, `metrics` and `secrets` answered, for
+//! `weir replay`.
 
 pub mod log;
 pub mod process;
+pub mod tape;
 pub mod unavailable;
 pub mod wasi;
 

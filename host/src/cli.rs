@@ -6,6 +6,7 @@
 
 mod plugins_cmd;
 mod prepare;
+mod replay_cmd;
 mod run_cmd;
 mod runs_cmd;
 mod validate_cmd;
@@ -43,6 +44,25 @@ enum Command {
         #[command(subcommand)]
         command: RunsCommand,
     },
+    /// Re-run a recorded analyzer stage offline, on what it received, and
+    /// compare verdicts.
+    Replay(ReplayArgs),
+}
+
+/// `weir replay`.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// The run (`weir runs list` shows them).
+    pub run: String,
+    /// The analyzer stage to replay.
+    pub stage: String,
+    /// Replay with this plugin (a component file) instead of the one the
+    /// run used, to test a new version against past inputs.
+    #[arg(long)]
+    pub plugin: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `weir runs`.
@@ -107,9 +127,18 @@ pub enum RunsCommand {
 /// `weir run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// The pipeline file.
-    #[arg(default_value = "pipeline.toml")]
-    pub pipeline: PathBuf,
+    /// The pipeline file (default: pipeline.toml).
+    #[arg(conflicts_with = "resume")]
+    pub pipeline: Option<PathBuf>,
+    /// Resume an interrupted, failed or cancelled run: the stages that
+    /// succeeded keep their results; the others run again, in the same
+    /// workspace, with the pipeline and options recorded with the run.
+    #[arg(long, value_name = "RUN", conflicts_with_all = ["workspace", "branch", "environment", "tenant"])]
+    pub resume: Option<String>,
+    /// Show each stage's cache key, what went into it, and why it hit or
+    /// missed.
+    #[arg(long)]
+    pub explain_cache: bool,
     /// Print one JSON event per line instead of the live view.
     #[arg(long)]
     pub json: bool,
@@ -130,9 +159,9 @@ pub struct RunArgs {
     /// Start no new stage once one has failed.
     #[arg(long)]
     pub fail_fast: bool,
-    /// The tenant the run belongs to.
-    #[arg(long, default_value = "default")]
-    pub tenant: String,
+    /// The tenant the run belongs to (default: `default`).
+    #[arg(long)]
+    pub tenant: Option<String>,
 }
 
 /// `weir validate`.
@@ -183,6 +212,7 @@ pub fn main() -> ExitCode {
                 PluginsCommand::Inspect { plugin, json } => plugins_cmd::inspect(&plugin, json).await,
             },
             Command::Runs { command } => runs_cmd::runs(command).await,
+            Command::Replay(args) => replay_cmd::replay(args, verbose).await,
         }
     })
 }

@@ -8,11 +8,11 @@
 use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 /// How a stage ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StageStatus {
     /// It did its work.
@@ -26,7 +26,7 @@ pub enum StageStatus {
 }
 
 /// Why a stage failed: the plugin saying no is not the host breaking.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FailureKind {
     /// The plugin returned a failure.
@@ -44,7 +44,7 @@ pub enum FailureKind {
 }
 
 /// How a whole run ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
     /// Every stage succeeded or was skipped by `when`.
@@ -56,7 +56,7 @@ pub enum RunStatus {
 }
 
 /// A log line's level.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Level {
     /// Very detailed.
@@ -72,7 +72,7 @@ pub enum Level {
 }
 
 /// One finding, as reported.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FindingRecord {
     /// The rule.
     pub rule: String,
@@ -81,21 +81,21 @@ pub struct FindingRecord {
     /// What and how to fix.
     pub message: String,
     /// File, line, column when known.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
     /// 1-based line.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub line: Option<u32>,
     /// 1-based column.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub column: Option<u32>,
     /// Structured detail (advisory ids, package versions); never a secret.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub fields: BTreeMap<String, String>,
 }
 
 /// How an analyzer stage was judged.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AnalysisRecord {
     /// The verdict that decided the stage: the gate's when the stage has
     /// one, else the plugin's (`pass`, `warn`, `fail`, `inconclusive`).
@@ -105,15 +105,15 @@ pub struct AnalysisRecord {
     /// `max(0, 100 − 10·critical − 5·high − 2·medium)`.
     pub score: f64,
     /// The plugin's own score, if it gave one.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plugin_score: Option<f64>,
     /// Findings per severity.
     pub counts: crate::findings::SeverityCounts,
     /// Why the gate failed, one reason per broken bound.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub gate_failed: Vec<String>,
     /// Findings the plugin returned beyond the host's limit, dropped.
-    #[serde(skip_serializing_if = "is_zero")]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub dropped: u32,
 }
 
@@ -122,7 +122,7 @@ fn is_zero(n: &u32) -> bool {
 }
 
 /// Test counts of a test-runner stage.
-#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct TestCounts {
     /// Passed cases.
     pub passed: u32,
@@ -135,7 +135,7 @@ pub struct TestCounts {
 }
 
 /// A file a stage kept, as stored.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ArtifactRecord {
     /// The name the stage gave it.
     pub name: String,
@@ -149,8 +149,36 @@ pub struct ArtifactRecord {
     pub stored: String,
 }
 
+/// Whether the stage cache served a stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CacheStatus {
+    /// Served from the cache; the plugin did not run.
+    Hit,
+    /// Cacheable, but no entry has this key; the stage runs and its
+    /// result is stored if it succeeds.
+    Miss,
+    /// Not cacheable (see `reasons`).
+    Off,
+}
+
+/// Where the result of a stage that did not run now came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "from", rename_all = "snake_case")]
+pub enum Reused {
+    /// The run was resumed and this stage had succeeded before.
+    Resume,
+    /// The stage cache: an earlier run's stage with the same key.
+    Cache {
+        /// The cache key.
+        key: String,
+        /// The run whose stage produced the result.
+        run: String,
+    },
+}
+
 /// One test case, as reported.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TestCaseRecord {
     /// Suite or class.
     pub suite: String,
@@ -161,10 +189,10 @@ pub struct TestCaseRecord {
     /// Milliseconds.
     pub duration_ms: u64,
     /// Why it failed.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     /// Its file.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<String>,
 }
 
@@ -174,7 +202,7 @@ pub struct TestCaseRecord {
 pub const EVENTS_VERSION: u32 = 1;
 
 /// Something that happened.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
     /// The run began.
@@ -190,6 +218,11 @@ pub enum Event {
         workspace: String,
         /// The tenant.
         tenant: String,
+        /// How many times the run has been resumed (`weir run --resume`):
+        /// absent on a fresh run. A resumed run's stream has one
+        /// `run_started` per start, under the same run id.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        resume: u32,
     },
     /// A stage will not run.
     StageSkipped {
@@ -197,6 +230,26 @@ pub enum Event {
         stage: String,
         /// Why, for people.
         reason: String,
+    },
+    /// Whether a stage's result may come from the stage cache, and whether
+    /// it did. Emitted once per stage that is about to run, before its
+    /// first attempt.
+    StageCache {
+        /// The stage.
+        stage: String,
+        /// `hit`, `miss` or `off`.
+        status: CacheStatus,
+        /// The cache key (sha256, hex) when the stage is cacheable.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        key: Option<String>,
+        /// What went into the key, part by part (digests), for
+        /// `--explain-cache`.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        parts: BTreeMap<String, String>,
+        /// Why the cache is off for this stage, or, on a miss, what differs
+        /// from the newest entry this stage has.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        reasons: Vec<String>,
     },
     /// An attempt of a stage began.
     StageStarted {
@@ -216,7 +269,7 @@ pub enum Event {
         /// The line, secrets masked.
         message: String,
         /// Structured fields.
-        #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
         fields: BTreeMap<String, String>,
     },
     /// A plugin reported progress.
@@ -226,7 +279,7 @@ pub enum Event {
         /// Units done.
         done: u64,
         /// Units in all, if known.
-        #[serde(skip_serializing_if = "Option::is_none")]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         total: Option<u64>,
         /// What is being done.
         message: String,
@@ -244,10 +297,13 @@ pub enum Event {
     StageFinished {
         /// The stage.
         stage: String,
+        /// The plugin's name and version, when it was known.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        plugin: Option<String>,
         /// How it ended.
         status: StageStatus,
         /// How it failed, if it did.
-        #[serde(skip_serializing_if = "Option::is_none")]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         failure: Option<FailureKind>,
         /// Attempts made.
         attempts: u32,
@@ -256,33 +312,37 @@ pub enum Event {
         /// Its outputs.
         outputs: BTreeMap<String, String>,
         /// Artifacts it kept, as stored.
-        #[serde(skip_serializing_if = "Vec::is_empty")]
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
         artifacts: Vec<ArtifactRecord>,
         /// Its summary line.
-        #[serde(skip_serializing_if = "Option::is_none")]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         summary: Option<String>,
         /// The error, when it failed.
-        #[serde(skip_serializing_if = "Option::is_none")]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
         /// More detail on the error.
-        #[serde(skip_serializing_if = "Option::is_none")]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         details: Option<String>,
         /// An analyzer's findings.
-        #[serde(skip_serializing_if = "Vec::is_empty")]
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
         findings: Vec<FindingRecord>,
         /// An analyzer's verdict, score and counts.
-        #[serde(skip_serializing_if = "Option::is_none")]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         analysis: Option<Box<AnalysisRecord>>,
         /// A test runner's counts.
-        #[serde(skip_serializing_if = "Option::is_none")]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         tests: Option<TestCounts>,
         /// How its programs ran (`bubblewrap`, or why not), for plugins
         /// that declare `process`.
-        #[serde(skip_serializing_if = "Option::is_none")]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         sandbox: Option<String>,
         /// A test runner's cases.
-        #[serde(skip_serializing_if = "Vec::is_empty")]
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
         cases: Vec<TestCaseRecord>,
+        /// Set when the stage did not run now: its result was reused from
+        /// before a resume, or served from the stage cache.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reused: Option<Box<Reused>>,
     },
     /// The run ended.
     RunFinished {
@@ -296,7 +356,7 @@ pub enum Event {
 }
 
 /// An event with when and which run it belongs to; one JSON line each.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EventRecord {
     /// Milliseconds since the Unix epoch.
     pub time_ms: u64,

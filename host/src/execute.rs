@@ -15,9 +15,12 @@ use std::time::{Duration, Instant};
 
 use wasmtime::{Store, UpdateDeadline};
 
+mod memory;
+
 use crate::artifacts::ArtifactStore;
 use crate::bindings::types::{self, TestStatus, Verdict};
 use crate::capabilities::process::{ProcessLimits, Sandbox};
+use crate::capabilities::tape::Tape;
 use crate::engine::{StageLimits, WeirEngine};
 use crate::events::{EventSink, FailureKind, FindingRecord, TestCaseRecord, TestCounts};
 use crate::plan::{Gate, SandboxChoice};
@@ -75,7 +78,12 @@ pub struct RunInfo {
     pub limits: StageLimits,
     /// Where artifacts are kept.
     pub artifacts: ArtifactStore,
+    /// The run history, for the stage cache and replay records; `None`
+    /// runs without either.
+    pub history: Option<memory::History>,
 }
+
+pub use memory::History;
 
 /// The wasmtime-backed executor.
 pub struct WasmExecutor {
@@ -86,6 +94,9 @@ pub struct WasmExecutor {
     sink: EventSink,
     /// Whether bubblewrap is installed, looked up once per run.
     installed: Sandbox,
+    /// Input files digested (and kept) by the cache check, for the first
+    /// attempt's replay record, by stage.
+    inputs_seen: Arc<std::sync::Mutex<std::collections::HashMap<usize, memory::SeenInputs>>>,
 }
 
 impl WasmExecutor {
@@ -97,6 +108,7 @@ impl WasmExecutor {
             info: Arc::new(info),
             sink,
             installed: Sandbox::detect(),
+            inputs_seen: Default::default(),
         }
     }
 }
@@ -119,8 +131,100 @@ impl Executor for WasmExecutor {
         let info = self.info.clone();
         let sink = self.sink.clone();
         let installed = self.installed.clone();
-        Box::pin(async move { attempt(engine, plugin, info, sink, request, installed).await })
+        let seen = self.inputs_seen.clone();
+        Box::pin(async move {
+            // Analyzers' host calls and input files are kept for replay.
+            let record = info.history.is_some() && plugin.info.kind == types::PluginKind::Analyzer;
+            let tape = if record {
+                Tape::recording()
+            } else {
+                Tape::default()
+            };
+            let setup = Setup {
+                read_dirs: request.grants.read.clone(),
+                mapped_dirs: Vec::new(),
+                tape: tape.clone(),
+            };
+            let result = attempt(
+                engine,
+                plugin.clone(),
+                info.clone(),
+                sink,
+                request.clone(),
+                installed,
+                setup,
+            )
+            .await;
+            if record {
+                let earlier = seen.lock().ok().and_then(|mut m| m.remove(&request.stage));
+                memory::record_analyzer(&info, &plugin, &request, &tape, earlier, &result).await;
+            }
+            result
+        })
     }
+
+    fn check_cache(&self, request: &AttemptRequest) -> BoxFuture<crate::run::CacheCheck> {
+        let Some(plugin) = self.plugins.get(request.stage).cloned() else {
+            return Box::pin(async { crate::run::CacheCheck::default() });
+        };
+        let info = self.info.clone();
+        let request = request.clone();
+        let seen = self.inputs_seen.clone();
+        Box::pin(async move { memory::check_cache(info, plugin, request, seen).await })
+    }
+
+    fn fill_cache(
+        &self,
+        request: &AttemptRequest,
+        pending: crate::stage_cache::Pending,
+        result: &AttemptResult,
+    ) -> BoxFuture<()> {
+        let info = self.info.clone();
+        let stage = request.stage_name.clone();
+        let result = result.clone();
+        let sink = self.sink.clone();
+        Box::pin(async move { memory::fill_cache(&info, &sink, &stage, pending, &result).await })
+    }
+}
+
+/// Where one attempt's plugin reads from and how its host calls are
+/// kept: a run uses the stage's grants and a recording tape; `weir
+/// replay` uses copies of the recorded files and a replaying tape.
+pub struct Setup {
+    /// `allow.read` directories (preopened only for `files` plugins).
+    pub read_dirs: Vec<PathBuf>,
+    /// Directories preopened as given (replay's copies).
+    pub mapped_dirs: Vec<(PathBuf, String)>,
+    /// The host-import tape.
+    pub tape: Tape,
+}
+
+/// Run one attempt as `weir replay` does: in `info.workspace` (the
+/// recorded files), with host calls answered by `setup.tape`.
+pub async fn replay_attempt(
+    engine: WeirEngine,
+    plugin: Arc<LoadedPlugin>,
+    info: RunInfo,
+    sink: EventSink,
+    request: AttemptRequest,
+    setup: Setup,
+) -> AttemptResult {
+    let declared = plugin
+        .info
+        .manifest
+        .capabilities
+        .contains(&types::Capability::Process);
+    run_in_store(
+        engine,
+        plugin,
+        Arc::new(info),
+        sink,
+        request,
+        Sandbox::OptedOut,
+        declared,
+        setup,
+    )
+    .await
 }
 
 async fn attempt(
@@ -130,6 +234,7 @@ async fn attempt(
     sink: EventSink,
     request: AttemptRequest,
     installed: Sandbox,
+    setup: Setup,
 ) -> AttemptResult {
     let declared = plugin
         .info
@@ -153,13 +258,24 @@ async fn attempt(
             }
         },
     };
-    let mut result = run_in_store(engine, plugin, info, sink, request, sandbox.clone(), declared).await;
+    let mut result = run_in_store(
+        engine,
+        plugin,
+        info,
+        sink,
+        request,
+        sandbox.clone(),
+        declared,
+        setup,
+    )
+    .await;
     if declared {
         result.sandbox = Some(sandbox.describe().to_string());
     }
     result
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run_in_store(
     engine: WeirEngine,
     plugin: Arc<LoadedPlugin>,
@@ -168,6 +284,7 @@ async fn run_in_store(
     request: AttemptRequest,
     sandbox: Sandbox,
     declared: bool,
+    setup: Setup,
 ) -> AttemptResult {
     // `allow.read` directories reach the plugin itself only when its
     // manifest asks for `files`; otherwise they are for its programs.
@@ -177,7 +294,7 @@ async fn run_in_store(
         .capabilities
         .contains(&types::Capability::Files)
     {
-        &request.grants.read
+        &setup.read_dirs
     } else {
         &[]
     };
@@ -197,6 +314,8 @@ async fn run_in_store(
             sandbox,
             limits: ProcessLimits::default(),
         },
+        tape: setup.tape.clone(),
+        mapped_dirs: &setup.mapped_dirs,
     }) {
         Ok(s) => s,
         Err(e) => {

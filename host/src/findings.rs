@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::events::FindingRecord;
 
 /// How bad a finding is, lowest first (the WIT `severity`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
     /// Worth knowing.
@@ -54,7 +54,7 @@ impl Severity {
 }
 
 /// Findings per severity.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct SeverityCounts {
     /// Critical findings.
     pub critical: u32,

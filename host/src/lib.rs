@@ -7,12 +7,14 @@
 //! [`plugins`] (loading and kind checks), [`sandbox`] (one Store's state),
 //! [`capabilities`] (host imports, each checking its grant) and [`execute`]
 //! (one attempt in a fresh Store). [`store`] keeps the run history in
-//! SQLite. [`cli`] is the `weir` command.
+//! SQLite; [`stage_cache`] serves unchanged stages from it and [`blobs`]
+//! keeps the files replay needs. [`cli`] is the `weir` command.
 
 #![deny(missing_docs)]
 
 pub mod artifacts;
 pub mod bindings;
+pub mod blobs;
 pub mod capabilities;
 pub mod cli;
 pub mod config;
@@ -25,4 +27,5 @@ pub mod plugins;
 pub mod report;
 pub mod run;
 pub mod sandbox;
+pub mod stage_cache;
 pub mod store;

@@ -173,6 +173,15 @@ pub enum SandboxChoice {
     None,
 }
 
+/// What a stage says about the stage cache.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CachePolicy {
+    /// `cache = true|false`; `None` leaves it to the plugin's capabilities.
+    pub setting: Option<bool>,
+    /// `inputs = [...]`: workspace globs; empty means the default set.
+    pub inputs: Vec<String>,
+}
+
 /// The built-in plugin behind `run = "..."`.
 pub const RUN_PLUGIN: &str = "run";
 
@@ -217,6 +226,8 @@ pub struct PlannedStage {
     pub gate_keys: Vec<GateKey>,
     /// The environment it targets.
     pub environment: Option<String>,
+    /// The stage cache's say.
+    pub cache: CachePolicy,
 }
 
 impl Plan {
@@ -534,6 +545,18 @@ fn plan_stage(
         None => 0,
     };
 
+    let mut inputs = Vec::new();
+    for glob in &spec.inputs {
+        match crate::stage_cache::files::check_glob(glob.get_ref()) {
+            Ok(()) => inputs.push(glob.get_ref().clone()),
+            Err(why) => errors.push(
+                source
+                    .error(glob.span(), format!("input `{}` {why}", glob.get_ref()))
+                    .help("inputs are workspace paths or globs: \"Cargo.lock\", \"src/**/*.rs\""),
+            ),
+        }
+    }
+
     let pipeline_dir = base_dir.display().to_string();
     let mut with = match &spec.with {
         Some(t) => toml_to_json(&toml::Value::Table(t.get_ref().clone())),
@@ -722,6 +745,10 @@ fn plan_stage(
         gate_span: spec.gate.as_ref().map(|g| g.span()),
         gate_keys,
         environment: spec.environment.as_ref().map(|e| e.get_ref().clone()),
+        cache: CachePolicy {
+            setting: spec.cache.as_ref().map(|c| *c.get_ref()),
+            inputs,
+        },
     }
 }
 

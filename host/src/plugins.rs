@@ -382,6 +382,8 @@ impl PluginLoader {
             limits: StageLimits::default(),
             sink,
             process: crate::sandbox::ProcessSpec::none(name),
+            tape: Default::default(),
+            mapped_dirs: &[],
         })
         .map_err(|e| e.to_string())?;
         let mut store =

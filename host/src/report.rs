@@ -47,6 +47,8 @@ pub struct ReportSetup {
     /// The run's reports directory: `junit.xml` (every test-runner stage)
     /// and `scan.sarif` (every analyzer stage) are written there at the end.
     pub reports: Option<std::path::PathBuf>,
+    /// Explain each stage's cache key in the summary (`--explain-cache`).
+    pub explain_cache: bool,
 }
 
 /// Consume events until the run finishes (or the channel closes), showing

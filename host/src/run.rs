@@ -17,7 +17,9 @@ use std::time::{Duration, Instant};
 
 use tokio::task::JoinSet;
 
-use crate::events::{Event, EventSink, FailureKind, FindingRecord, RunStatus, StageStatus, TestCounts};
+use crate::events::{
+    Event, EventSink, FailureKind, FindingRecord, Reused, RunStatus, StageStatus, TestCounts,
+};
 use crate::plan::{Plan, RunFacts, expr};
 
 /// A boxed, sendable future.
@@ -48,10 +50,12 @@ pub struct AttemptRequest {
     pub sandbox: crate::plan::SandboxChoice,
     /// The quality gate for test runners.
     pub gate: crate::plan::Gate,
+    /// Whether the stage may be served from the stage cache.
+    pub cache: crate::plan::CachePolicy,
 }
 
 /// How an attempt went.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct AttemptResult {
     /// `None` when it succeeded.
     pub failure: Option<AttemptFailure>,
@@ -74,7 +78,7 @@ pub struct AttemptResult {
 }
 
 /// Why an attempt failed.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct AttemptFailure {
     /// How.
     pub kind: FailureKind,
@@ -104,6 +108,44 @@ pub trait Executor: Send + Sync + 'static {
     fn plugin_label(&self, stage: usize) -> String;
     /// Run one attempt to completion. Dropping the future cancels it.
     fn execute(&self, request: AttemptRequest) -> BoxFuture<AttemptResult>;
+    /// Before a stage's first attempt: may its result come from the stage
+    /// cache? The default executor has no cache.
+    fn check_cache(&self, _request: &AttemptRequest) -> BoxFuture<CacheCheck> {
+        Box::pin(async { CacheCheck::default() })
+    }
+    /// After a cacheable stage succeeded: keep its result under `key`.
+    fn fill_cache(
+        &self,
+        _request: &AttemptRequest,
+        _key: crate::stage_cache::Pending,
+        _result: &AttemptResult,
+    ) -> BoxFuture<()> {
+        Box::pin(async {})
+    }
+}
+
+/// What the stage cache says about a stage before it runs.
+#[derive(Debug, Default)]
+pub struct CacheCheck {
+    /// The `stage_cache` event, if there is something to say.
+    pub event: Option<Event>,
+    /// A stored result to use instead of running the stage.
+    pub hit: Option<(AttemptResult, Reused)>,
+    /// The key to store the result under if the stage runs and succeeds.
+    pub key: Option<crate::stage_cache::Pending>,
+}
+
+/// A stage that already succeeded in an earlier start of the same run
+/// (`weir run --resume`): it does not run again.
+#[derive(Debug, Clone)]
+pub struct Reuse {
+    /// Index into the plan's stages.
+    pub stage: usize,
+    /// Its outputs, for the stages that need it.
+    pub outputs: Vec<(String, String)>,
+    /// Its recorded `stage_finished` event, emitted again marked
+    /// `reused`, so reports cover the whole run.
+    pub finished: Event,
 }
 
 /// How to run.
@@ -115,6 +157,8 @@ pub struct RunOptions {
     pub facts: RunFacts,
     /// Start no new stage once one has failed.
     pub fail_fast: bool,
+    /// Stages that succeeded before a resume.
+    pub reuse: Vec<Reuse>,
 }
 
 /// How each stage and the run ended.
@@ -156,6 +200,13 @@ pub async fn run(
     let mut cancelled = false;
     let jobs = options.jobs.max(1);
     tokio::pin!(cancel);
+    for r in &options.reuse {
+        if r.stage < n {
+            state[r.stage] = State::Done(StageStatus::Succeeded);
+            outputs[r.stage] = r.outputs.clone();
+            sink.emit(r.finished.clone());
+        }
+    }
 
     loop {
         // Settle every pending stage we can: skip it or start it.
@@ -251,7 +302,7 @@ pub async fn run(
                                 format!("weir itself failed while running this stage: {join_error}"),
                                 None,
                             );
-                            finish(&sink, &plan.stages[i].name, 0, started, &result);
+                            finish(&sink, &plan.stages[i].name, &executor.plugin_label(i), 0, started, &result);
                         } else {
                             tracing::error!("a stage task ended abnormally: {join_error}");
                         }
@@ -320,6 +371,7 @@ pub async fn run(
 fn cancelled_event(stage: &str, why: &str) -> Event {
     Event::StageFinished {
         stage: stage.to_string(),
+        plugin: None,
         status: StageStatus::Cancelled,
         failure: None,
         attempts: 0,
@@ -334,6 +386,7 @@ fn cancelled_event(stage: &str, why: &str) -> Event {
         tests: None,
         sandbox: None,
         cases: Vec::new(),
+        reused: None,
     }
 }
 
@@ -398,10 +451,48 @@ async fn run_stage(
         Ok(ok) => ok,
         Err(r) => {
             let result = missing(r);
-            finish(&sink, &stage.name, 0, started, &result);
+            finish(
+                &sink,
+                &stage.name,
+                &executor.plugin_label(index),
+                0,
+                started,
+                &result,
+            );
             return (StageStatus::Failed, Vec::new());
         }
     };
+
+    let first = AttemptRequest {
+        stage: index,
+        stage_name: stage.name.clone(),
+        attempt: 1,
+        config: config.to_string(),
+        env,
+        inputs,
+        timeout: stage.timeout,
+        environment: stage.environment.clone().or_else(|| run_environment.clone()),
+        grants: stage.grants.clone(),
+        sandbox: stage.sandbox,
+        gate: stage.gate,
+        cache: stage.cache.clone(),
+    };
+    let check = executor.check_cache(&first).await;
+    if let Some(event) = check.event {
+        sink.emit(event);
+    }
+    if let Some((result, from)) = check.hit {
+        finish_as(
+            &sink,
+            &stage.name,
+            &executor.plugin_label(index),
+            0,
+            started,
+            &result,
+            Some(from),
+        );
+        return (StageStatus::Succeeded, result.outputs);
+    }
 
     let max_attempts = stage.retries + 1;
     let mut attempt = 1;
@@ -412,22 +503,23 @@ async fn run_stage(
             plugin: executor.plugin_label(index),
         });
         let request = AttemptRequest {
-            stage: index,
-            stage_name: stage.name.clone(),
             attempt,
-            config: config.to_string(),
-            env: env.clone(),
-            inputs: inputs.clone(),
-            timeout: stage.timeout,
-            environment: stage.environment.clone().or_else(|| run_environment.clone()),
-            grants: stage.grants.clone(),
-            sandbox: stage.sandbox,
-            gate: stage.gate,
+            ..first.clone()
         };
         let result = executor.execute(request).await;
         match &result.failure {
             None => {
-                finish(&sink, &stage.name, attempt, started, &result);
+                if let Some(key) = check.key {
+                    executor.fill_cache(&first, key, &result).await;
+                }
+                finish(
+                    &sink,
+                    &stage.name,
+                    &executor.plugin_label(index),
+                    attempt,
+                    started,
+                    &result,
+                );
                 return (StageStatus::Succeeded, result.outputs);
             }
             Some(f) if attempt < max_attempts => {
@@ -439,16 +531,43 @@ async fn run_stage(
                 attempt += 1;
             }
             Some(_) => {
-                finish(&sink, &stage.name, attempt, started, &result);
+                finish(
+                    &sink,
+                    &stage.name,
+                    &executor.plugin_label(index),
+                    attempt,
+                    started,
+                    &result,
+                );
                 return (StageStatus::Failed, Vec::new());
             }
         }
     }
 }
 
-fn finish(sink: &EventSink, stage: &str, attempts: u32, started: Instant, result: &AttemptResult) {
+fn finish(
+    sink: &EventSink,
+    stage: &str,
+    plugin: &str,
+    attempts: u32,
+    started: Instant,
+    result: &AttemptResult,
+) {
+    finish_as(sink, stage, plugin, attempts, started, result, None);
+}
+
+fn finish_as(
+    sink: &EventSink,
+    stage: &str,
+    plugin: &str,
+    attempts: u32,
+    started: Instant,
+    result: &AttemptResult,
+    reused: Option<Reused>,
+) {
     sink.emit(Event::StageFinished {
         stage: stage.to_string(),
+        plugin: Some(plugin.to_string()),
         status: if result.failure.is_none() {
             StageStatus::Succeeded
         } else {
@@ -467,5 +586,6 @@ fn finish(sink: &EventSink, stage: &str, attempts: u32, started: Instant, result
         tests: result.tests,
         sandbox: result.sandbox.clone(),
         cases: result.cases.clone(),
+        reused: reused.map(Box::new),
     });
 }

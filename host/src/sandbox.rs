@@ -52,6 +52,11 @@ pub struct StateSpec<'a> {
     pub sink: EventSink,
     /// Who may run which programs, and how.
     pub process: ProcessSpec,
+    /// Host-import calls are recorded here (or answered from it).
+    pub tape: crate::capabilities::tape::Tape,
+    /// Extra read-only preopens at a given guest path (replay's copies of
+    /// recorded `allow.read` directories), opened as they are.
+    pub mapped_dirs: &'a [(std::path::PathBuf, String)],
 }
 
 /// What the `process` import needs to know about a stage attempt.
@@ -95,6 +100,7 @@ impl StageState {
         let wasi = wasi::build(WasiSpec {
             workspace: spec.workspace,
             read_only: spec.read_dirs,
+            mapped: spec.mapped_dirs,
             env: spec.env,
             max_random: spec.limits.random_bytes,
             stage: spec.stage,
@@ -118,6 +124,7 @@ impl StageState {
             budget: budget.clone(),
             notices: std::sync::atomic::AtomicUsize::new(0),
             warned_unsandboxed: std::sync::atomic::AtomicBool::new(false),
+            tape: spec.tape.clone(),
         };
         Ok(Self {
             wasi,
@@ -125,7 +132,7 @@ impl StageState {
             limiter: StageLimiter::new(spec.limits),
             process,
             log: LogCtx::new(spec.stage, spec.sink, budget),
-            unavailable: Unavailable::new(spec.stage),
+            unavailable: Unavailable::new(spec.stage, spec.tape),
             timed_out: false,
         })
     }

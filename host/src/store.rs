@@ -7,6 +7,7 @@
 //! is gone while its row still says `running` is marked `interrupted` the
 //! next time the store is opened.
 
+pub mod cache;
 pub mod queries;
 pub mod recorder;
 pub mod schema;
@@ -140,6 +141,12 @@ impl Store {
                 .and_then(|_| {
                     tx.execute(
                         "UPDATE stages SET status = 'interrupted' WHERE run_id = ?1 AND status IN ('waiting', 'running')",
+                        params![id],
+                    )
+                })
+                .and_then(|_| {
+                    tx.execute(
+                        "UPDATE attempts SET status = 'interrupted' WHERE run_id = ?1 AND status = 'running'",
                         params![id],
                     )
                 })

@@ -3,6 +3,8 @@
 
 // Guests of the `process` capability are tested in `process.rs`.
 pub use crate::process::{exec, sneaky};
+// The judges are tested with replay, in `replay.rs`.
+pub use crate::replay::{judge, judge_strict};
 
 use crate::guest_paths as g;
 use crate::support::{Project, plugin};

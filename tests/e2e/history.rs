@@ -245,6 +245,155 @@ fn the_history_stores_the_json_event_stream_as_documented() {
             variants += 1;
         }
     }
-    assert_eq!(variants, 8, "every variant was checked");
+    assert_eq!(variants, 9, "every variant was checked");
     assert!(docs.starts_with("# Events (schema version 1)"));
+}
+
+/// Start `weir run --json` and SIGKILL it once stage `stage` is recorded
+/// as running; returns the run id.
+fn kill_while_running(p: &Project, stage: &str) -> String {
+    let mut child = p
+        .command(&["run", "pipeline.toml", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("weir starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut id = String::new();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.expect("utf-8");
+        let e: Value = serde_json::from_str(&line).expect("an event");
+        id = e["run"].as_str().unwrap_or_default().to_string();
+        if e["event"] == "stage_started" && e["stage"] == stage {
+            break;
+        }
+    }
+    let mut tries = 0;
+    loop {
+        let shown = json(&p.weir(&["runs", "show", &id, "--json"]));
+        let stages = shown["stages"].as_array().cloned().unwrap_or_default();
+        if stages
+            .iter()
+            .any(|s| s["name"] == stage && s["status"] == "running")
+        {
+            break;
+        }
+        tries += 1;
+        assert!(
+            tries < 500,
+            "stage `{stage}` was never recorded as running: {shown}"
+        );
+    }
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reaped");
+    id
+}
+
+#[test]
+fn a_killed_run_resumes_where_it_stopped() {
+    let p = Project::new();
+    // `slow` blocks the first time (it is killed there) and finishes when
+    // run again; `first` must not run again, and `last` must get its output.
+    p.pipeline(&format!(
+        "[pipeline]\nname = \"resumable\"\n{}
+[stages.first]
+uses = \"record\"
+with = {{ outputs = {{ token = \"abc\" }} }}
+
+[stages.slow]
+needs = [\"first\"]
+timeout = \"5m\"
+run = \"if [ -f started ]; then echo resumed; else touch started; sleep 120; fi\"
+
+[stages.last]
+uses = \"record\"
+needs = [\"slow\"]
+with = {{ outputs = {{ got = \"${{{{ stages.first.outputs.token }}}}\" }} }}
+",
+        plugin("record", g::RECORD)
+    ));
+    let id = kill_while_running(&p, "slow");
+    let shown = json(&p.weir(&["runs", "show", &id, "--json"]));
+    assert_eq!(shown["status"], "interrupted");
+    let events_before: i64 = {
+        let db = rusqlite::Connection::open(p.path().join(".weir/weir.db")).expect("db");
+        db.query_row("SELECT MAX(seq) FROM events WHERE run_id = ?1", [&id], |r| {
+            r.get(0)
+        })
+        .expect("events")
+    };
+
+    let resumed = p.weir(&["run", "--resume", &id, "--json"]);
+    assert_eq!(resumed.code, 0, "{resumed:?}");
+    let started = resumed.of("run_started");
+    assert_eq!(started[0]["run"], id.as_str(), "the same run goes on");
+    assert_eq!(started[0]["resume"], 1);
+    // `first` is not run again: its recorded result is reused.
+    let first = resumed.finished("first");
+    assert_eq!(first["reused"]["from"], "resume", "{first}");
+    assert_eq!(first["outputs"]["token"], "abc");
+    assert!(
+        !resumed.of("stage_started").iter().any(|e| e["stage"] == "first"),
+        "{resumed:?}"
+    );
+    // `slow` ran again, in the same workspace (it found its marker).
+    assert_eq!(resumed.finished("slow")["status"], "succeeded");
+    assert!(
+        resumed
+            .of("stage_log")
+            .iter()
+            .any(|e| e["stage"] == "slow" && e["message"] == "resumed"),
+        "{resumed:?}"
+    );
+    // `last` got `first`'s output from before the kill.
+    assert_eq!(resumed.finished("last")["outputs"]["got"], "abc");
+    let trace = std::fs::read_to_string(resumed.workspace().join("trace.log")).expect("the same workspace");
+    assert_eq!(trace, "first\nlast\n", "each stage ran once in all");
+
+    // The history: one run, succeeded, its events numbered on from where
+    // the killed process stopped, every attempt kept.
+    let shown = json(&p.weir(&["runs", "show", &id, "--json"]));
+    assert_eq!(shown["status"], "succeeded");
+    assert_eq!(shown["stages"][0]["reused"]["from"], "resume");
+    let db = rusqlite::Connection::open(p.path().join(".weir/weir.db")).expect("db");
+    let seqs: Vec<i64> = db
+        .prepare("SELECT seq FROM events WHERE run_id = ?1 ORDER BY seq")
+        .expect("query")
+        .query_map([&id], |r| r.get(0))
+        .expect("rows")
+        .map(|s| s.expect("seq"))
+        .collect();
+    assert_eq!(
+        seqs,
+        (1..=seqs.len() as i64).collect::<Vec<_>>(),
+        "no gap, no repeat"
+    );
+    assert_eq!(seqs.len() as i64, events_before + resumed.events().len() as i64);
+    let attempts: Vec<(String, String)> = db
+        .prepare("SELECT stage, status FROM attempts WHERE run_id = ?1 ORDER BY id")
+        .expect("query")
+        .query_map([&id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .expect("rows")
+        .map(|a| a.expect("attempt"))
+        .collect();
+    let owned = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+        v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+    };
+    assert_eq!(
+        attempts,
+        owned(&[
+            ("first", "succeeded"),
+            ("slow", "interrupted"),
+            ("slow", "succeeded"),
+            ("last", "succeeded")
+        ])
+    );
+
+    // A run that succeeded has nothing to resume.
+    let again = p.weir(&["run", "--resume", &id]);
+    assert_eq!(again.code, 2, "{again:?}");
+    assert!(again.stderr.contains("nothing to resume"), "{again:?}");
+    let unknown = p.weir(&["run", "--resume", "no-such-run"]);
+    assert_eq!(unknown.code, 2, "{unknown:?}");
+    assert!(unknown.stderr.contains("no run `no-such-run`"), "{unknown:?}");
 }

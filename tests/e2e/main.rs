@@ -3,11 +3,13 @@
 //! `--json` events. One test binary, to keep link time down.
 
 mod analyzers;
+mod cache;
 mod cli;
 mod git;
 mod guests;
 mod history;
 mod process;
+mod replay;
 mod scheduler;
 mod support;
 mod validation;

@@ -143,7 +143,9 @@ fn json_events_are_one_object_per_line_in_order() {
         kinds,
         [
             "run_started",
+            "stage_cache",
             "stage_started",
+            "stage_log",
             "stage_log",
             "stage_finished",
             "run_finished"

@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
 
 use super::log::{LogBudget, MAX_LINE_BYTES, emit_line, emit_notice};
+use super::tape::{self, Tape};
 use crate::bindings::host::weir::plugin::process::{Command, Exit, Host};
 use crate::bindings::host::weir::plugin::types::HostError;
 use crate::events::{EventSink, Level};
@@ -143,13 +144,71 @@ pub struct ProcessCtx {
     pub notices: std::sync::atomic::AtomicUsize,
     /// Whether the "no bubblewrap" warning was given.
     pub warned_unsandboxed: std::sync::atomic::AtomicBool,
+    /// Where calls are recorded (or, in replay, answered from).
+    pub tape: Tape,
 }
 
 impl Host for ProcessCtx {
     async fn run(&mut self, cmd: Command) -> Result<Exit, HostError> {
-        let prepared = self.prepare(&cmd)?;
-        self.execute(cmd, prepared).await
+        let request = command_json(&cmd);
+        if let Some(answer) = self.tape.answer("process.run", &request) {
+            return exit_of(&answer);
+        }
+        let result = match self.prepare(&cmd) {
+            Ok(prepared) => self.execute(cmd, prepared).await,
+            Err(e) => Err(e),
+        };
+        let answer = match &result {
+            Ok(exit) => exit_json(exit),
+            Err(e) => tape::error_answer(e),
+        };
+        self.tape.record("process.run", request, answer);
+        result
     }
+}
+
+/// A call's arguments, as the replay tape keeps them.
+fn command_json(cmd: &Command) -> serde_json::Value {
+    serde_json::json!({
+        "program": cmd.program,
+        "args": cmd.args,
+        "cwd": cmd.cwd,
+        "env": cmd.env,
+        "stdin": cmd.stdin.as_deref().map(tape::bytes),
+        "timeout_ms": cmd.timeout_ms,
+        "quiet": cmd.quiet,
+    })
+}
+
+fn exit_json(e: &Exit) -> serde_json::Value {
+    serde_json::json!({ "ok": {
+        "code": e.code,
+        "signal": e.signal,
+        "stdout": tape::bytes(&e.stdout),
+        "stderr": tape::bytes(&e.stderr),
+        "stdout_truncated": e.stdout_truncated,
+        "stderr_truncated": e.stderr_truncated,
+        "timed_out": e.timed_out,
+        "duration_ms": e.duration_ms,
+    }})
+}
+
+fn exit_of(answer: &serde_json::Value) -> Result<Exit, HostError> {
+    if let Some(e) = tape::error_of(answer) {
+        return Err(e);
+    }
+    let ok = &answer["ok"];
+    let int = |k: &str| ok[k].as_i64().and_then(|n| i32::try_from(n).ok());
+    Ok(Exit {
+        code: int("code"),
+        signal: int("signal"),
+        stdout: tape::bytes_of(&ok["stdout"]),
+        stderr: tape::bytes_of(&ok["stderr"]),
+        stdout_truncated: ok["stdout_truncated"].as_bool().unwrap_or(false),
+        stderr_truncated: ok["stderr_truncated"].as_bool().unwrap_or(false),
+        timed_out: ok["timed_out"].as_bool().unwrap_or(false),
+        duration_ms: ok["duration_ms"].as_u64().unwrap_or(0),
+    })
 }
 
 struct Prepared {

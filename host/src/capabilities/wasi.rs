@@ -37,6 +37,9 @@ pub struct WasiSpec<'a> {
     /// system directories ([`NOT_FOR_PLUGINS`]) are left out: they stay for
     /// programs, which see them through bubblewrap.
     pub read_only: &'a [std::path::PathBuf],
+    /// Directories weir made itself (replay's copies), preopened read-only
+    /// at the given guest paths.
+    pub mapped: &'a [(std::path::PathBuf, String)],
     /// The only environment variables the plugin sees.
     pub env: &'a [(String, String)],
     /// Most random bytes per call.
@@ -75,6 +78,10 @@ pub fn build(spec: WasiSpec<'_>) -> std::io::Result<WasiCtx> {
                 ))
             })?;
         }
+    }
+    for (host, guest) in spec.mapped {
+        b.preopened_dir(host, guest, FsPerms::ReadOnly)
+            .map_err(|e| std::io::Error::other(format!("cannot open {} as {guest}: {e}", host.display())))?;
     }
     for (k, v) in spec.env {
         b.env(k, v);

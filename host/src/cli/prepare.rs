@@ -58,7 +58,23 @@ pub fn loader() -> Result<PluginLoader, PrepareError> {
 /// Load, plan and check `path`, for a run whose workspace will be
 /// `workspace` (when already known).
 pub async fn prepare(path: &Path, workspace: Option<&Path>) -> Result<Prepared, PrepareError> {
-    let loaded = config::load(path)?;
+    prepare_loaded(config::load(path)?, workspace).await
+}
+
+/// [`prepare`] for pipeline text already read (a resumed run's, as
+/// recorded), reported as the file at `path`.
+pub async fn prepare_text(
+    path: &Path,
+    text: String,
+    workspace: Option<&Path>,
+) -> Result<Prepared, PrepareError> {
+    prepare_loaded(config::parse(path, text)?, workspace).await
+}
+
+async fn prepare_loaded(
+    loaded: config::LoadedPipeline,
+    workspace: Option<&Path>,
+) -> Result<Prepared, PrepareError> {
     let builtins = plugins::builtin::names();
     let plan = plan::build(loaded, &builtins)?;
     let loader = loader()?;

@@ -1,33 +1,66 @@
-//! `weir run`.
+//! `weir run`, and `weir run --resume RUN`.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
 
 use super::RunArgs;
-use super::prepare::prepare;
+use super::prepare::{Prepared, prepare, prepare_text};
 use crate::engine::StageLimits;
-use crate::events::{Event, EventSink, RunStatus};
-use crate::execute::{RunInfo, WasmExecutor};
+use crate::events::{Event, EventSink, Reused, RunStatus};
+use crate::execute::{History, RunInfo, WasmExecutor};
 use crate::plan::RunFacts;
 use crate::report::{self, Mode, ReportSetup};
-use crate::run::{self, RunOptions};
-use crate::store::Store;
+use crate::run::{self, Reuse, RunOptions};
 use crate::store::recorder::{NewRun, Recorder};
+use crate::store::{Store, StoreError};
 
 /// Where run state lives, relative to the working directory.
 pub const STATE_DIR: &str = ".weir";
 
+/// The pipeline file when none is named.
+const DEFAULT_PIPELINE: &str = "pipeline.toml";
+
+/// How a run was started, recorded with it so `--resume` runs it the same
+/// way.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Options {
+    branch: Option<String>,
+    environment: Option<String>,
+    jobs: Option<usize>,
+    fail_fast: bool,
+}
+
+/// Everything a start of a run needs, fresh or resumed.
+struct Launch {
+    prepared: Prepared,
+    run_id: String,
+    workspace: PathBuf,
+    tenant: String,
+    options: Options,
+    recorder: Recorder,
+    resume: u32,
+    reuse: Vec<Reuse>,
+}
+
 pub async fn run(args: RunArgs, verbose: bool) -> ExitCode {
-    let prepared = match prepare(&args.pipeline, args.workspace.as_deref()).await {
+    if let Some(id) = args.resume.clone() {
+        return resume(&id, args, verbose).await;
+    }
+    let pipeline = args
+        .pipeline
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_PIPELINE));
+    let prepared = match prepare(&pipeline, args.workspace.as_deref()).await {
         Ok(p) => p,
         Err(e) => {
             super::render(e);
             return ExitCode::from(2);
         }
     };
-    let plan = prepared.plan;
     let run_id = new_run_id();
     let workspace = match workspace_dir(args.workspace.as_deref(), &run_id) {
         Ok(w) => w,
@@ -36,28 +69,218 @@ pub async fn run(args: RunArgs, verbose: bool) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let facts = RunFacts {
-        branch: args.branch.clone().or_else(|| detect_branch(&args.pipeline)),
+    let tenant = args.tenant.clone().unwrap_or_else(|| "default".into());
+    let options = Options {
+        branch: args.branch.clone().or_else(|| detect_branch(&pipeline)),
         environment: args.environment.clone(),
+        jobs: args.jobs,
+        fail_fast: args.fail_fast,
     };
 
     // The run history records every event; a history that cannot be opened
     // stops the run before anything happens (a run must not go unrecorded).
-    let stage_names: Vec<String> = plan.stages.iter().map(|s| s.name.clone()).collect();
+    let plan = &prepared.plan;
     let recorder = match Store::open(Path::new(STATE_DIR)).and_then(|store| {
         Recorder::start(
             store,
             &NewRun {
                 id: run_id.clone(),
                 pipeline: plan.name.clone(),
-                pipeline_file: args.pipeline.display().to_string(),
-                tenant: args.tenant.clone(),
+                pipeline_file: std::path::absolute(&pipeline)
+                    .unwrap_or_else(|_| pipeline.clone())
+                    .display()
+                    .to_string(),
+                tenant: tenant.clone(),
                 workspace: workspace.display().to_string(),
-                stages: stage_names.clone(),
+                stages: plan.stages.iter().map(|s| s.name.clone()).collect(),
+                pipeline_text: plan.source.text().to_string(),
+                options: serde_json::to_string(&options).unwrap_or_default(),
             },
         )
     }) {
         Ok(r) => r,
+        Err(e) => {
+            eprintln!("weir: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let launch = Launch {
+        prepared,
+        run_id,
+        workspace,
+        tenant,
+        options,
+        recorder,
+        resume: 0,
+        reuse: Vec::new(),
+    };
+    start(launch, &args, verbose).await
+}
+
+/// `weir run --resume ID`.
+async fn resume(id: &str, args: RunArgs, verbose: bool) -> ExitCode {
+    let fail = |e: StoreError| {
+        eprintln!("weir: {e}");
+        ExitCode::from(2)
+    };
+    if !Path::new(STATE_DIR).join(crate::store::DB_FILE).is_file() {
+        return fail(StoreError::NoSuchRun(id.to_string()));
+    }
+    let store = match Store::open(Path::new(STATE_DIR)) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let recorded = match store.resume_info(id) {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    match recorded.status.as_str() {
+        "running" => {
+            eprintln!(
+                "weir: run {id} is still running (its weir process is alive); it can be resumed once it ends"
+            );
+            return ExitCode::from(2);
+        }
+        "succeeded" => {
+            eprintln!("weir: run {id} succeeded; there is nothing to resume");
+            return ExitCode::from(2);
+        }
+        _ => {}
+    }
+    let Some(text) = recorded.pipeline_text else {
+        eprintln!(
+            "weir: run {id} was recorded by an older weir without its pipeline, so it cannot be resumed"
+        );
+        return ExitCode::from(2);
+    };
+    let options: Options = recorded
+        .options
+        .as_deref()
+        .and_then(|o| serde_json::from_str(o).ok())
+        .unwrap_or_default();
+    let workspace = PathBuf::from(&recorded.workspace);
+    if !workspace.is_dir() {
+        eprintln!(
+            "weir: run {id}'s workspace {} is gone, so it cannot be resumed",
+            workspace.display()
+        );
+        return ExitCode::from(2);
+    }
+    let path = PathBuf::from(&recorded.pipeline_file);
+    let prepared = match prepare_text(&path, text, Some(&workspace)).await {
+        Ok(p) => p,
+        Err(e) => {
+            super::render(e);
+            return ExitCode::from(2);
+        }
+    };
+    let mut reuse = Vec::new();
+    for (name, body) in &recorded.succeeded {
+        let Some(stage) = prepared.plan.index_of(name) else {
+            continue;
+        };
+        let Ok(Event::StageFinished {
+            stage: stage_name,
+            plugin,
+            status,
+            failure,
+            attempts,
+            duration_ms,
+            outputs,
+            artifacts,
+            summary,
+            error,
+            details,
+            findings,
+            analysis,
+            tests,
+            sandbox,
+            cases,
+            ..
+        }) = serde_json::from_str::<Event>(body)
+        else {
+            continue;
+        };
+        reuse.push(Reuse {
+            stage,
+            outputs: outputs.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            finished: Event::StageFinished {
+                stage: stage_name,
+                plugin: plugin.or_else(|| {
+                    prepared
+                        .plugins
+                        .get(stage)
+                        .map(|p| format!("{} {}", p.info.name, p.info.manifest.version))
+                }),
+                status,
+                failure,
+                attempts,
+                duration_ms,
+                outputs,
+                artifacts,
+                summary,
+                error,
+                details,
+                findings,
+                analysis,
+                tests,
+                sandbox,
+                cases,
+                reused: Some(Box::new(Reused::Resume)),
+            },
+        });
+    }
+    let rerun: Vec<String> = prepared
+        .plan
+        .stages
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !reuse.iter().any(|r| r.stage == *i))
+        .map(|(_, s)| s.name.clone())
+        .collect();
+    let recorder = match Recorder::resume(store, id, &rerun) {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    let options = Options {
+        jobs: args.jobs.or(options.jobs),
+        fail_fast: args.fail_fast || options.fail_fast,
+        ..options
+    };
+    let launch = Launch {
+        prepared,
+        run_id: id.to_string(),
+        workspace,
+        tenant: recorded.tenant,
+        options,
+        recorder,
+        resume: recorded.resumes + 1,
+        reuse,
+    };
+    start(launch, &args, verbose).await
+}
+
+/// Run `launch`: events to the history and the reporter, stages through
+/// the scheduler.
+async fn start(launch: Launch, args: &RunArgs, verbose: bool) -> ExitCode {
+    let Launch {
+        prepared,
+        run_id,
+        workspace,
+        tenant,
+        options,
+        recorder,
+        resume,
+        reuse,
+    } = launch;
+    let plan = prepared.plan;
+    let stage_names: Vec<String> = plan.stages.iter().map(|s| s.name.clone()).collect();
+    // The stage cache and replay records use a connection of their own.
+    let history = match Store::open(Path::new(STATE_DIR)) {
+        Ok(store) => History {
+            store: Arc::new(Mutex::new(store)),
+            blobs: crate::blobs::Blobs::new(PathBuf::from(STATE_DIR).join(crate::blobs::BLOB_DIR)),
+        },
         Err(e) => {
             eprintln!("weir: {e}");
             return ExitCode::from(2);
@@ -91,6 +314,7 @@ pub async fn run(args: RunArgs, verbose: bool) -> ExitCode {
             verbose,
             stages: stage_names.clone(),
             reports: Some(run_dir(&run_id).join("reports")),
+            explain_cache: args.explain_cache,
         },
         rx,
     ));
@@ -99,7 +323,8 @@ pub async fn run(args: RunArgs, verbose: bool) -> ExitCode {
         pipeline: plan.name.clone(),
         stages: stage_names,
         workspace: workspace.display().to_string(),
-        tenant: args.tenant.clone(),
+        tenant: tenant.clone(),
+        resume,
     });
 
     let executor = Arc::new(WasmExecutor::new(
@@ -108,24 +333,29 @@ pub async fn run(args: RunArgs, verbose: bool) -> ExitCode {
         RunInfo {
             run_id: run_id.clone(),
             pipeline: plan.name.clone(),
-            tenant: args.tenant.clone(),
+            tenant,
             workspace,
             limits: StageLimits::default(),
             artifacts: crate::artifacts::ArtifactStore::new(run_dir(&run_id).join("artifacts")),
+            history: Some(history),
         },
         sink.clone(),
     ));
-    let options = RunOptions {
-        jobs: args
+    let run_options = RunOptions {
+        jobs: options
             .jobs
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
-        facts,
-        fail_fast: args.fail_fast,
+        facts: RunFacts {
+            branch: options.branch,
+            environment: options.environment,
+        },
+        fail_fast: options.fail_fast,
+        reuse,
     };
     // Install the handlers before any stage starts, so an early Ctrl-C
     // cancels cleanly instead of killing the process mid-write.
     let cancel = cancel_signal();
-    let report = run::run(&plan, executor, sink, options, cancel).await;
+    let report = run::run(&plan, executor, sink, run_options, cancel).await;
     // The tee ends at `RunFinished`, the last event of a run.
     if let Ok(recorder) = tee.await
         && let Err(e) = recorder.finish()

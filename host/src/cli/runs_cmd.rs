@@ -133,17 +133,27 @@ pub async fn runs(command: RunsCommand) -> ExitCode {
             println!();
             for s in &detail.stages {
                 let note = s.error.as_deref().or(s.summary.as_deref()).unwrap_or("");
+                let status = match (s.failure.as_deref(), s.reused.as_ref().map(|r| &r["from"])) {
+                    (Some(f), _) => format!("failed ({f})"),
+                    (None, Some(from)) if from == "cache" => "cached".to_string(),
+                    (None, Some(from)) if from == "resume" => "reused".to_string(),
+                    _ => s.status.clone(),
+                };
+                let note = match s.reused.as_ref() {
+                    Some(r) if r["from"] == "cache" => {
+                        format!("from run {} — {note}", r["run"].as_str().unwrap_or("?"))
+                    }
+                    Some(_) => format!("before the resume — {note}"),
+                    None => note.to_string(),
+                };
                 println!(
                     "  {:<width$}  {:<11}  {:>7}  {}",
                     s.name,
-                    s.failure
-                        .as_deref()
-                        .map(|f| format!("failed ({f})"))
-                        .unwrap_or_else(|| s.status.clone()),
+                    status,
                     s.duration_ms
                         .map(|d| style::duration(d as u64))
                         .unwrap_or_default(),
-                    style.dim(&style::fit(note, 90))
+                    style.dim(&style::fit(&note, 90))
                 );
                 if let Some(outputs) = s.outputs.as_object().filter(|o| !o.is_empty()) {
                     let shown: Vec<String> = outputs
@@ -302,6 +312,30 @@ fn prune(mut store: Store, keep: Option<u32>, older_than: Option<&str>, dry_run:
     }
     if ids.is_empty() {
         println!("nothing to prune");
+        return ExitCode::SUCCESS;
+    }
+    if dry_run {
+        return ExitCode::SUCCESS;
+    }
+    // Input files kept for replay that no remaining run refers to.
+    let keep = match store.referenced_blobs() {
+        Ok(k) => k,
+        Err(e) => return fail(e),
+    };
+    let blobs = crate::blobs::Blobs::new(Path::new(STATE_DIR).join(crate::blobs::BLOB_DIR));
+    match blobs.collect_garbage(&keep) {
+        Ok((0, _)) => {}
+        Ok((n, bytes)) => println!(
+            "removed {n} recorded input file(s) no run refers to any more ({})",
+            crate::engine::limits::human_bytes(bytes as usize)
+        ),
+        Err(e) => {
+            eprintln!(
+                "weir runs prune: cannot clean {STATE_DIR}/{}: {e}",
+                crate::blobs::BLOB_DIR
+            );
+            return ExitCode::from(1);
+        }
     }
     ExitCode::SUCCESS
 }

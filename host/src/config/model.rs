@@ -80,6 +80,14 @@ pub struct StageSpec {
     /// Quality gate for a test-runner or analyzer stage.
     #[serde(default)]
     pub gate: Option<Spanned<GateSpec>>,
+    /// Whether the stage may be served from the stage cache: `true` opts a
+    /// plugin that runs programs or reaches outside in, `false` opts out.
+    #[serde(default)]
+    pub cache: Option<Spanned<bool>>,
+    /// Workspace files (globs) the stage's result depends on; their
+    /// digests go into its cache key and its replay record.
+    #[serde(default)]
+    pub inputs: Vec<Spanned<String>>,
 }
 
 /// A stage's gate. Test runners: `gate = { min-pass-rate = 0.95,

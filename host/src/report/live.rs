@@ -18,6 +18,7 @@ pub async fn report(setup: ReportSetup, mut rx: UnboundedReceiver<EventRecord>) 
     let live = setup.mode == Mode::Live;
     let style = Style::new(live || std::io::stdout().is_terminal());
     let mut view = RunView::new(&setup.stages, setup.verbose);
+    view.explain_cache = setup.explain_cache;
     let shown = |file: &str| {
         setup
             .reports
@@ -120,8 +121,22 @@ fn plain_line(style: &Style, width: usize, verbose: bool, event: &Event) {
             duration_ms,
             summary,
             error,
+            reused,
             ..
         } => Some(match status {
+            StageStatus::Succeeded if reused.is_some() => format!(
+                "{} {} {}{}",
+                style.ok("✓"),
+                pad(stage),
+                reused
+                    .as_deref()
+                    .map(super::model::reused_note)
+                    .unwrap_or_default(),
+                summary
+                    .as_ref()
+                    .map(|s| format!(" — {}", printable(s)))
+                    .unwrap_or_default()
+            ),
             StageStatus::Succeeded => format!(
                 "{} {} succeeded in {}{}",
                 style.ok("✓"),

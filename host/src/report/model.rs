@@ -25,6 +25,23 @@ pub struct StageView {
     pub analysis: Option<crate::events::AnalysisRecord>,
     /// How its programs ran, when its plugin may run programs.
     pub sandbox: Option<String>,
+    /// What the stage cache said about it.
+    pub cache: Option<CacheView>,
+    /// Set when its result was reused rather than produced now.
+    pub reused: Option<crate::events::Reused>,
+}
+
+/// A stage's `stage_cache` event.
+#[derive(Debug, Clone)]
+pub struct CacheView {
+    /// Hit, miss or off.
+    pub status: crate::events::CacheStatus,
+    /// The key.
+    pub key: Option<String>,
+    /// Its parts.
+    pub parts: std::collections::BTreeMap<String, String>,
+    /// Why.
+    pub reasons: Vec<String>,
 }
 
 /// Where a stage is.
@@ -73,6 +90,8 @@ pub struct RunView {
     pub junit: Option<String>,
     /// Where the SARIF report goes, as shown.
     pub sarif: Option<String>,
+    /// Explain each stage's cache key in the summary.
+    pub explain_cache: bool,
 }
 
 impl RunView {
@@ -89,6 +108,8 @@ impl RunView {
                     findings: Vec::new(),
                     analysis: None,
                     sandbox: None,
+                    cache: None,
+                    reused: None,
                 })
                 .collect(),
             verbose,
@@ -97,6 +118,7 @@ impl RunView {
             run: String::new(),
             junit: None,
             sarif: None,
+            explain_cache: false,
         }
     }
 
@@ -153,6 +175,22 @@ impl RunView {
                 }
             }
             Event::StageRetrying { .. } => {}
+            Event::StageCache {
+                stage,
+                status,
+                key,
+                parts,
+                reasons,
+            } => {
+                if let Some(s) = self.stage_mut(stage) {
+                    s.cache = Some(CacheView {
+                        status: *status,
+                        key: key.clone(),
+                        parts: parts.clone(),
+                        reasons: reasons.clone(),
+                    });
+                }
+            }
             Event::StageSkipped { stage, reason } => {
                 if let Some(s) = self.stage_mut(stage) {
                     s.state = ViewState::Done {
@@ -177,10 +215,12 @@ impl RunView {
                 findings,
                 analysis,
                 sandbox,
+                reused,
                 ..
             } => {
                 if let Some(s) = self.stage_mut(stage) {
                     s.sandbox = sandbox.clone();
+                    s.reused = reused.as_deref().cloned();
                     s.findings = findings.clone();
                     s.analysis = analysis.as_deref().cloned();
                     s.state = ViewState::Done {
@@ -188,12 +228,31 @@ impl RunView {
                         failure: *failure,
                         duration_ms: *duration_ms,
                         attempts: *attempts,
-                        note: error.clone().or_else(|| summary.clone()),
+                        note: match reused.as_deref() {
+                            Some(r) => Some(format!(
+                                "{}{}",
+                                match r {
+                                    crate::events::Reused::Resume => "before the resume".to_string(),
+                                    crate::events::Reused::Cache { run, .. } => format!("from run {run}"),
+                                },
+                                summary.as_ref().map(|s| format!(" — {s}")).unwrap_or_default()
+                            )),
+                            None => error.clone().or_else(|| summary.clone()),
+                        },
                         details: details.clone(),
                     };
                 }
             }
             Event::RunFinished { .. } => {}
         }
+    }
+}
+
+/// How a reused result is described: `cached from run X`, or `succeeded
+/// before the resume`.
+pub fn reused_note(r: &crate::events::Reused) -> String {
+    match r {
+        crate::events::Reused::Resume => "succeeded before the resume".to_string(),
+        crate::events::Reused::Cache { run, .. } => format!("cached from run {run}"),
     }
 }

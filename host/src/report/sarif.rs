@@ -54,11 +54,15 @@ impl SarifCollector {
             }
             Event::StageFinished {
                 stage,
+                plugin,
                 findings,
                 analysis: Some(analysis),
                 ..
             } => {
-                let label = self.plugins.get(stage).cloned().unwrap_or_default();
+                let label = plugin
+                    .clone()
+                    .or_else(|| self.plugins.get(stage).cloned())
+                    .unwrap_or_default();
                 let (plugin, version) = label.split_once(' ').unwrap_or((label.as_str(), ""));
                 self.runs.push(AnalyzerRun {
                     stage: stage.clone(),
@@ -267,6 +271,7 @@ mod tests {
                 stages: vec![],
                 workspace: "/tmp/a b".into(),
                 tenant: "default".into(),
+                resume: 0,
             },
         );
         c.observe(
@@ -286,6 +291,7 @@ mod tests {
             "r1",
             &Event::StageFinished {
                 stage: "scan".into(),
+                plugin: None,
                 status: StageStatus::Failed,
                 failure: None,
                 attempts: 1,
@@ -308,6 +314,7 @@ mod tests {
                 tests: None,
                 sandbox: None,
                 cases: vec![],
+                reused: None,
             },
         );
         let log = c.to_json();

@@ -39,6 +39,12 @@ pub fn print(view: &RunView, style: &Style, width: usize, status: RunStatus, dur
                     _ => style.warn(sym),
                 };
                 let word = match status {
+                    StageStatus::Succeeded
+                        if matches!(s.reused, Some(crate::events::Reused::Cache { .. })) =>
+                    {
+                        "cached"
+                    }
+                    StageStatus::Succeeded if s.reused.is_some() => "reused",
                     StageStatus::Succeeded => "succeeded",
                     StageStatus::Failed => failure.map(style::failure_name).unwrap_or("failed"),
                     StageStatus::Skipped => "skipped",
@@ -70,6 +76,9 @@ pub fn print(view: &RunView, style: &Style, width: usize, status: RunStatus, dur
         if let Some(sandbox) = s.sandbox.as_deref().filter(|s| *s != "bubblewrap") {
             out.push_str(&format!("      {}\n", style.warn(&format!("sandbox {sandbox}"))));
         }
+    }
+    if view.explain_cache {
+        explain_cache(view, style, width, &mut out);
     }
     let failed: Vec<_> = view
         .stages
@@ -180,4 +189,49 @@ pub fn print(view: &RunView, style: &Style, width: usize, status: RunStatus, dur
         out.push_str(&format!("{}     {sarif}\n", style.dim("sarif")));
     }
     print!("{out}");
+}
+
+/// `--explain-cache`: each stage's cache status, key, parts and reasons.
+fn explain_cache(view: &RunView, style: &Style, width: usize, out: &mut String) {
+    out.push_str(&format!("\n{}\n", style.bold("Stage cache")));
+    for s in &view.stages {
+        let Some(c) = &s.cache else {
+            out.push_str(&format!(
+                "  {:<width$}  {}\n",
+                s.name,
+                style.dim("not checked (the stage did not run)")
+            ));
+            continue;
+        };
+        let status = match c.status {
+            crate::events::CacheStatus::Hit => style.ok("hit"),
+            crate::events::CacheStatus::Miss => style.warn("miss"),
+            crate::events::CacheStatus::Off => style.dim("off"),
+        };
+        let key = c.key.as_deref().map(|k| format!("  key {k}")).unwrap_or_default();
+        out.push_str(&format!("  {:<width$}  {status}{key}\n", s.name));
+        // The parts, a few to a line; the files last, as they are longest.
+        let mut line = String::new();
+        let files = c.parts.get("files");
+        for (k, v) in c.parts.iter().filter(|(k, _)| *k != "files") {
+            if line.len() > 70 {
+                out.push_str(&format!("  {:<width$}    {}\n", "", style.dim(line.trim_end())));
+                line.clear();
+            }
+            line.push_str(&format!("{k} {}  ", &v[..v.len().min(8)]));
+        }
+        if !line.is_empty() {
+            out.push_str(&format!("  {:<width$}    {}\n", "", style.dim(line.trim_end())));
+        }
+        if let Some(f) = files {
+            out.push_str(&format!(
+                "  {:<width$}    {}\n",
+                "",
+                style.dim(&format!("files {f}"))
+            ));
+        }
+        for r in &c.reasons {
+            out.push_str(&format!("  {:<width$}    {}\n", "", style::fit(r, 160)));
+        }
+    }
 }

@@ -66,6 +66,9 @@ pub struct StageRecord {
     pub findings: Vec<Value>,
     /// Artifacts kept.
     pub artifacts: Vec<Value>,
+    /// Where its result came from when it did not run now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reused: Option<Value>,
 }
 
 /// A run with its stages.
@@ -95,6 +98,28 @@ pub struct LogLine {
     pub level: String,
     /// The line.
     pub message: String,
+}
+
+/// What `weir run --resume` needs of a recorded run.
+#[derive(Debug, Clone)]
+pub struct ResumeInfo {
+    /// Its status now.
+    pub status: String,
+    /// The pipeline file, as recorded.
+    pub pipeline_file: String,
+    /// The pipeline's text when the run started (absent for runs recorded
+    /// before it was kept).
+    pub pipeline_text: Option<String>,
+    /// How it was started (JSON).
+    pub options: Option<String>,
+    /// The tenant.
+    pub tenant: String,
+    /// The workspace.
+    pub workspace: String,
+    /// Times resumed so far.
+    pub resumes: u32,
+    /// Stages that succeeded, with their last `stage_finished` event.
+    pub succeeded: Vec<(String, String)>,
 }
 
 /// The columns [`run_summary`] reads, in its order.
@@ -150,7 +175,7 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT name, status, failure, attempts, plugin, duration_ms, summary, error, outputs, analysis, tests
+                "SELECT name, status, failure, attempts, plugin, duration_ms, summary, error, outputs, analysis, tests, reused
                  FROM stages WHERE run_id = ?1 ORDER BY position",
             )
             .map_err(|e| self.err(e))?;
@@ -170,6 +195,7 @@ impl Store {
                     tests: parse(r.get(10)?),
                     findings: Vec::new(),
                     artifacts: Vec::new(),
+                    reused: parse(r.get(11)?),
                 })
             })
             .and_then(|rows| rows.collect())
@@ -245,6 +271,45 @@ impl Store {
         })
         .and_then(|rows| rows.collect())
         .map_err(|e| self.err(e))
+    }
+
+    /// What resuming run `id` needs.
+    pub fn resume_info(&self, id: &str) -> Result<ResumeInfo, StoreError> {
+        let mut info = self
+            .conn
+            .query_row(
+                "SELECT status, pipeline_file, pipeline_text, options, tenant, workspace, resumes FROM runs WHERE id = ?1",
+                params![id],
+                |r| {
+                    Ok(ResumeInfo {
+                        status: r.get(0)?,
+                        pipeline_file: r.get(1)?,
+                        pipeline_text: r.get(2)?,
+                        options: r.get(3)?,
+                        tenant: r.get(4)?,
+                        workspace: r.get(5)?,
+                        resumes: r.get(6)?,
+                        succeeded: Vec::new(),
+                    })
+                },
+            )
+            .optional()
+            .map_err(|e| self.err(e))?
+            .ok_or_else(|| StoreError::NoSuchRun(id.to_string()))?;
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT s.name, (SELECT e.body FROM events e WHERE e.run_id = s.run_id AND e.stage = s.name
+                                  AND e.kind = 'stage_finished' ORDER BY e.seq DESC LIMIT 1)
+                 FROM stages s WHERE s.run_id = ?1 AND s.status = 'succeeded' ORDER BY s.position",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows: Vec<(String, Option<String>)> = stmt
+            .query_map(params![id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .and_then(|rows| rows.collect())
+            .map_err(|e| self.err(e))?;
+        info.succeeded = rows.into_iter().filter_map(|(n, b)| Some((n, b?))).collect();
+        Ok(info)
     }
 
     /// The status of run `id`.

@@ -29,6 +29,10 @@ pub struct NewRun {
     pub workspace: String,
     /// Stage names in plan order.
     pub stages: Vec<String>,
+    /// The pipeline file's text, as read.
+    pub pipeline_text: String,
+    /// How the run was started (JSON), for `--resume`.
+    pub options: String,
 }
 
 /// Records one run's events; [`Recorder::finish`] waits until all are
@@ -48,9 +52,21 @@ impl Recorder {
         let wrap = super::sqlite(&path);
         let tx = store.conn.transaction().map_err(wrap)?;
         tx.execute(
-            "INSERT INTO runs (id, pipeline, pipeline_file, tenant, status, started_ms, workspace, host_pid, host_start)
-             VALUES (?1, ?2, ?3, ?4, 'running', ?5, ?6, ?7, ?8)",
-            params![run.id, run.pipeline, run.pipeline_file, run.tenant, now, run.workspace, pid, start],
+            "INSERT INTO runs (id, pipeline, pipeline_file, tenant, status, started_ms, workspace, host_pid, host_start,
+                               pipeline_text, options)
+             VALUES (?1, ?2, ?3, ?4, 'running', ?5, ?6, ?7, ?8, ?9, ?10)",
+            params![
+                run.id,
+                run.pipeline,
+                run.pipeline_file,
+                run.tenant,
+                now,
+                run.workspace,
+                pid,
+                start,
+                run.pipeline_text,
+                run.options
+            ],
         )
         .map_err(wrap)?;
         for (i, name) in run.stages.iter().enumerate() {
@@ -61,15 +77,59 @@ impl Recorder {
             .map_err(wrap)?;
         }
         tx.commit().map_err(wrap)?;
+        Self::spawn(store, 0)
+    }
 
+    /// Take up run `id` again (`weir run --resume`): it is `running` under
+    /// this process, the stages in `rerun` are `waiting` again with what
+    /// their earlier attempts left removed (their events stay), and new
+    /// events follow the recorded ones.
+    pub fn resume(mut store: Store, id: &str, rerun: &[String]) -> Result<Self, StoreError> {
+        let (pid, start) = this_process();
+        let path = store.path.clone();
+        let wrap = super::sqlite(&path);
+        let tx = store.conn.transaction().map_err(wrap)?;
+        tx.execute(
+            "UPDATE runs SET status = 'running', finished_ms = NULL, duration_ms = NULL, host_pid = ?2,
+                 host_start = ?3, resumes = resumes + 1 WHERE id = ?1",
+            params![id, pid, start],
+        )
+        .map_err(wrap)?;
+        for stage in rerun {
+            tx.execute(
+                "UPDATE stages SET status = 'waiting', failure = NULL, attempts = 0, started_ms = NULL,
+                     finished_ms = NULL, duration_ms = NULL, summary = NULL, error = NULL, details = NULL,
+                     outputs = NULL, analysis = NULL, tests = NULL, sandbox = NULL
+                 WHERE run_id = ?1 AND name = ?2",
+                params![id, stage],
+            )
+            .map_err(wrap)?;
+            for table in ["artifacts", "test_cases", "findings", "recordings"] {
+                tx.execute(
+                    &format!("DELETE FROM {table} WHERE run_id = ?1 AND stage = ?2"),
+                    params![id, stage],
+                )
+                .map_err(wrap)?;
+            }
+        }
+        let seq: i64 = tx
+            .query_row(
+                "SELECT COALESCE(MAX(seq), 0) FROM events WHERE run_id = ?1",
+                params![id],
+                |r| r.get(0),
+            )
+            .map_err(wrap)?;
+        tx.commit().map_err(wrap)?;
+        Self::spawn(store, seq)
+    }
+
+    fn spawn(store: Store, seq: i64) -> Result<Self, StoreError> {
+        let path = store.path.clone();
         let (sender, receiver) = mpsc::channel::<EventRecord>();
         let thread = std::thread::Builder::new()
             .name("weir-store".into())
-            .spawn(move || write_loop(store, receiver))
-            .map_err(|e| StoreError::Dir {
-                path: path.clone(),
-                source: e,
-            })?;
+            .spawn(move || write_loop(store, receiver, seq))
+            .map_err(|e| StoreError::Dir { path, source: e })?;
         Ok(Self { tx: sender, thread })
     }
 
@@ -88,8 +148,7 @@ impl Recorder {
     }
 }
 
-fn write_loop(mut store: Store, rx: mpsc::Receiver<EventRecord>) -> Result<(), StoreError> {
-    let mut seq: i64 = 0;
+fn write_loop(mut store: Store, rx: mpsc::Receiver<EventRecord>, mut seq: i64) -> Result<(), StoreError> {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -124,6 +183,7 @@ fn kind(e: &Event) -> &'static str {
     match e {
         Event::RunStarted { .. } => "run_started",
         Event::StageSkipped { .. } => "stage_skipped",
+        Event::StageCache { .. } => "stage_cache",
         Event::StageStarted { .. } => "stage_started",
         Event::StageLog { .. } => "stage_log",
         Event::StageProgress { .. } => "stage_progress",
@@ -136,6 +196,7 @@ fn kind(e: &Event) -> &'static str {
 fn stage_of(e: &Event) -> Option<&str> {
     match e {
         Event::StageSkipped { stage, .. }
+        | Event::StageCache { stage, .. }
         | Event::StageStarted { stage, .. }
         | Event::StageLog { stage, .. }
         | Event::StageProgress { stage, .. }
@@ -169,6 +230,13 @@ fn apply(tx: &Transaction<'_>, seq: i64, r: &EventRecord) -> rusqlite::Result<()
                  WHERE run_id = ?1 AND name = ?2",
                 params![run, stage, attempt, plugin, t],
             )?;
+            tx.execute(
+                "INSERT INTO attempts (run_id, stage, attempt, plugin, started_ms, status) VALUES (?1, ?2, ?3, ?4, ?5, 'running')",
+                params![run, stage, attempt, plugin, t],
+            )?;
+        }
+        Event::StageRetrying { stage, error, .. } => {
+            end_attempt(tx, run, stage, t, "failed", Some(error))?;
         }
         Event::StageLog {
             stage,
@@ -184,6 +252,7 @@ fn apply(tx: &Transaction<'_>, seq: i64, r: &EventRecord) -> rusqlite::Result<()
         }
         Event::StageFinished {
             stage,
+            plugin,
             status,
             failure,
             attempts,
@@ -198,10 +267,21 @@ fn apply(tx: &Transaction<'_>, seq: i64, r: &EventRecord) -> rusqlite::Result<()
             tests,
             sandbox,
             cases,
+            reused,
         } => {
+            if reused.as_deref() == Some(&crate::events::Reused::Resume) {
+                // Recorded when it first finished; only the event is new.
+                tx.execute(
+                    "UPDATE stages SET reused = ?3 WHERE run_id = ?1 AND name = ?2",
+                    params![run, stage, reused.as_ref().map(json)],
+                )?;
+                return Ok(());
+            }
+            end_attempt(tx, run, stage, t, &name(status), error.as_ref())?;
             tx.execute(
                 "UPDATE stages SET status = ?3, failure = ?4, attempts = ?5, duration_ms = ?6, finished_ms = ?7,
-                    summary = ?8, error = ?9, details = ?10, outputs = ?11, analysis = ?12, tests = ?13, sandbox = ?14
+                    summary = ?8, error = ?9, details = ?10, outputs = ?11, analysis = ?12, tests = ?13, sandbox = ?14,
+                    plugin = COALESCE(?15, plugin), reused = ?16
                  WHERE run_id = ?1 AND name = ?2",
                 params![
                     run,
@@ -218,6 +298,8 @@ fn apply(tx: &Transaction<'_>, seq: i64, r: &EventRecord) -> rusqlite::Result<()
                     analysis.as_ref().map(json),
                     tests.as_ref().map(json),
                     sandbox,
+                    plugin,
+                    reused.as_ref().map(json),
                 ],
             )?;
             for a in artifacts {
@@ -267,7 +349,24 @@ fn apply(tx: &Transaction<'_>, seq: i64, r: &EventRecord) -> rusqlite::Result<()
                 params![run, workspace],
             )?;
         }
-        Event::StageProgress { .. } | Event::StageRetrying { .. } => {}
+        Event::StageProgress { .. } | Event::StageCache { .. } => {}
     }
+    Ok(())
+}
+
+/// The running attempt of `stage` ended.
+fn end_attempt(
+    tx: &Transaction<'_>,
+    run: &str,
+    stage: &str,
+    t: i64,
+    status: &str,
+    error: Option<&String>,
+) -> rusqlite::Result<()> {
+    tx.execute(
+        "UPDATE attempts SET status = ?4, finished_ms = ?3, error = ?5
+         WHERE run_id = ?1 AND stage = ?2 AND status = 'running'",
+        params![run, stage, t, status, error],
+    )?;
     Ok(())
 }

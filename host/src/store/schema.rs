@@ -102,4 +102,62 @@ CREATE TABLE findings (
     fields   TEXT
 );
 "#,
+    // 2: what resuming, the stage cache and replay need.
+    r#"
+-- The pipeline as it was read and the options the run was started with,
+-- so `weir run --resume` runs the same pipeline the same way.
+ALTER TABLE runs ADD COLUMN pipeline_text TEXT;
+ALTER TABLE runs ADD COLUMN options TEXT;
+ALTER TABLE runs ADD COLUMN resumes INTEGER NOT NULL DEFAULT 0;
+-- Where a stage's result came from when it did not run now (JSON of the
+-- event's `reused`).
+ALTER TABLE stages ADD COLUMN reused TEXT;
+
+-- Every attempt of every stage, across resumes.
+CREATE TABLE attempts (
+    id          INTEGER PRIMARY KEY,
+    run_id      TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    stage       TEXT NOT NULL,
+    attempt     INTEGER NOT NULL,
+    plugin      TEXT,
+    started_ms  INTEGER NOT NULL,
+    finished_ms INTEGER,
+    -- running, succeeded, failed, retried, cancelled, interrupted
+    status      TEXT NOT NULL,
+    error       TEXT
+);
+CREATE INDEX attempts_by_run ON attempts (run_id, stage);
+
+-- Stage results by cache key. An entry belongs to the run that produced
+-- it (its artifacts live in that run's directory) and goes with it.
+CREATE TABLE stage_cache (
+    key        TEXT NOT NULL,
+    tenant     TEXT NOT NULL,
+    pipeline   TEXT NOT NULL,
+    stage      TEXT NOT NULL,
+    run_id     TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    created_ms INTEGER NOT NULL,
+    -- The key's parts and input files, for --explain-cache.
+    parts      TEXT NOT NULL,
+    result     TEXT NOT NULL,
+    PRIMARY KEY (tenant, key)
+);
+CREATE INDEX stage_cache_by_stage ON stage_cache (tenant, pipeline, stage, created_ms DESC);
+
+-- What an analyzer received, for `weir replay`: its request, every host
+-- import call with its answer, and its input files (contents in blobs/).
+CREATE TABLE recordings (
+    run_id        TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    stage         TEXT NOT NULL,
+    plugin        TEXT NOT NULL,
+    plugin_sha256 TEXT NOT NULL,
+    request       TEXT NOT NULL,
+    calls         TEXT NOT NULL,
+    files         TEXT NOT NULL,
+    complete      INTEGER NOT NULL,
+    verdict       TEXT,
+    result        TEXT,
+    PRIMARY KEY (run_id, stage)
+);
+"#,
 ];

@@ -1,0 +1,185 @@
+//! The stage cache: a stage whose plugin, resolved configuration, upstream
+//! outputs and input files are the same as in an earlier successful run
+//! is not run again; its result (outputs, findings, test cases, artifacts)
+//! is taken from that run.
+//!
+//! Which stages are cacheable: those whose plugin declares none of the
+//! capabilities that reach beyond the stage's inputs (`process`,
+//! `network`, `metrics`, `secrets`, `runtime`), unless the stage says
+//! `cache = false`; others only with `cache = true`. The key is the
+//! sha256 of its [`Key::parts`], each itself a digest; `--explain-cache`
+//! shows them, and on a miss what differs from the stage's newest entry.
+
+pub mod files;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::bindings::types::Capability;
+use crate::plan::CachePolicy;
+use crate::run::AttemptRequest;
+use files::FileSet;
+
+/// A stage's cache key, with what it was made of.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Key {
+    /// sha256 of the parts, hex.
+    pub key: String,
+    /// Each part's digest, by name.
+    pub parts: BTreeMap<String, String>,
+    /// The input files, each with its digest.
+    pub files: FileSet,
+}
+
+/// A cacheable stage about to run: the key to store its result under,
+/// and the workspace before it ran, to tell which files it wrote. A stage
+/// that writes files it does not return as artifacts is not cached, since
+/// a hit could not put them back.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    /// The key.
+    pub key: Key,
+    /// The workspace before the stage.
+    pub before: files::Snapshot,
+}
+
+/// Capabilities that make a plugin's result depend on more than its
+/// inputs.
+const OUTSIDE: &[(Capability, &str)] = &[
+    (Capability::Process, "process"),
+    (Capability::Network, "network"),
+    (Capability::Metrics, "metrics"),
+    (Capability::Secrets, "secrets"),
+    (Capability::Runtime, "runtime"),
+];
+
+/// `Ok` when the stage may be cached, else why not (for people).
+pub fn cacheable(policy: &CachePolicy, plugin: &str, capabilities: &[Capability]) -> Result<(), String> {
+    match policy.setting {
+        Some(false) => Err("the stage says `cache = false`".into()),
+        Some(true) => Ok(()),
+        None => {
+            let reaching: Vec<&str> = OUTSIDE
+                .iter()
+                .filter(|(c, _)| capabilities.contains(c))
+                .map(|(_, n)| *n)
+                .collect();
+            if reaching.is_empty() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "plugin `{plugin}` declares `{}`, so its result may depend on more than its inputs; `cache = true` opts the stage in",
+                    reaching.join("`, `")
+                ))
+            }
+        }
+    }
+}
+
+fn sha(parts: &[&[u8]]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_le_bytes());
+        h.update(p);
+    }
+    hex::encode(h.finalize())
+}
+
+/// What identifies a stage's work besides its files.
+pub struct KeySource<'a> {
+    /// The tenant (entries never cross tenants).
+    pub tenant: &'a str,
+    /// sha256 of the plugin's component.
+    pub plugin_sha256: &'a str,
+    /// The attempt that would run.
+    pub request: &'a AttemptRequest,
+    /// The input files.
+    pub files: FileSet,
+}
+
+/// The key for `source`.
+pub fn key(source: KeySource<'_>) -> Key {
+    let r = source.request;
+    let mut parts = BTreeMap::new();
+    parts.insert("weir".to_string(), sha(&[env!("CARGO_PKG_VERSION").as_bytes()]));
+    parts.insert("tenant".to_string(), sha(&[source.tenant.as_bytes()]));
+    parts.insert("plugin".to_string(), source.plugin_sha256.to_string());
+    parts.insert("config".to_string(), sha(&[r.config.as_bytes()]));
+    let mut env = r.env.clone();
+    env.sort();
+    parts.insert(
+        "env".to_string(),
+        sha(&env
+            .iter()
+            .flat_map(|(k, v)| [k.as_bytes(), v.as_bytes()])
+            .collect::<Vec<_>>()),
+    );
+    let mut upstream: Vec<String> = r
+        .inputs
+        .iter()
+        .flat_map(|(stage, outs)| outs.iter().map(move |(k, v)| format!("{stage}.{k}={v}")))
+        .collect();
+    upstream.sort();
+    parts.insert(
+        "upstream".to_string(),
+        sha(&upstream.iter().map(String::as_bytes).collect::<Vec<_>>()),
+    );
+    parts.insert(
+        "environment".to_string(),
+        sha(&[r.environment.as_deref().unwrap_or_default().as_bytes()]),
+    );
+    parts.insert("gate".to_string(), sha(&[format!("{:?}", r.gate).as_bytes()]));
+    parts.insert("grants".to_string(), sha(&[format!("{:?}", r.grants).as_bytes()]));
+    parts.insert("files".to_string(), source.files.digest());
+    let joined: Vec<String> = parts.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    Key {
+        key: sha(&joined.iter().map(String::as_bytes).collect::<Vec<_>>()),
+        parts,
+        files: source.files,
+    }
+}
+
+/// Why `now` differs from `older`, for people: the parts that changed,
+/// and which files.
+pub fn differences(now: &Key, older: &Key, max: usize) -> Vec<String> {
+    let mut out: Vec<String> = now
+        .parts
+        .iter()
+        .filter(|(k, v)| *k != "files" && older.parts.get(*k) != Some(*v))
+        .map(|(k, _)| match k.as_str() {
+            "plugin" => "the plugin changed (another sha256)".to_string(),
+            "config" => "the stage's `with` (after substitution) changed".to_string(),
+            "upstream" => "an upstream stage's outputs changed".to_string(),
+            "env" => "the stage's environment changed".to_string(),
+            "weir" => "weir itself changed version".to_string(),
+            other => format!("`{other}` changed"),
+        })
+        .collect();
+    out.extend(now.files.changes_since(&older.files, max));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_inside_plugins_are_cacheable_by_default() {
+        let none = CachePolicy::default();
+        assert!(cacheable(&none, "scan", &[Capability::Files]).is_ok());
+        let why = cacheable(&none, "lint", &[Capability::Process]).unwrap_err();
+        assert!(why.contains("`process`") && why.contains("cache = true"), "{why}");
+        let on = CachePolicy {
+            setting: Some(true),
+            inputs: vec![],
+        };
+        assert!(cacheable(&on, "lint", &[Capability::Process]).is_ok());
+        let off = CachePolicy {
+            setting: Some(false),
+            inputs: vec![],
+        };
+        assert!(cacheable(&off, "scan", &[]).is_err());
+    }
+}
