@@ -165,6 +165,70 @@ pub fn differences(now: &Key, older: &Key, max: usize) -> Vec<String> {
 mod tests {
     use super::*;
 
+    fn request() -> AttemptRequest {
+        AttemptRequest {
+            stage: 0,
+            stage_name: "s".into(),
+            attempt: 1,
+            config: r#"{"a":1}"#.into(),
+            env: vec![("B".into(), "2".into()), ("A".into(), "1".into())],
+            inputs: vec![("up".into(), vec![("x".into(), "1".into())])],
+            timeout: std::time::Duration::from_secs(1),
+            environment: None,
+            grants: Default::default(),
+            sandbox: Default::default(),
+            gate: Default::default(),
+            cache: Default::default(),
+        }
+    }
+
+    fn key_of(r: &AttemptRequest, tenant: &str, files: FileSet) -> Key {
+        key(KeySource {
+            tenant,
+            plugin_sha256: "abc",
+            request: r,
+            files,
+        })
+    }
+
+    #[test]
+    fn every_part_moves_the_key_and_differences_name_it() {
+        let base = request();
+        let k = key_of(&base, "t", FileSet::default());
+        assert_eq!(k.key, key_of(&base, "t", FileSet::default()).key, "stable");
+        // The attempt number and the timeout are not part of the work.
+        let mut same = base.clone();
+        same.attempt = 2;
+        same.timeout = std::time::Duration::from_secs(9);
+        same.env.reverse();
+        assert_eq!(k.key, key_of(&same, "t", FileSet::default()).key);
+
+        let mut config = base.clone();
+        config.config = r#"{"a":2}"#.into();
+        let changed = key_of(&config, "t", FileSet::default());
+        assert_ne!(k.key, changed.key);
+        assert_eq!(
+            differences(&changed, &k, 10),
+            ["the stage's `with` (after substitution) changed"]
+        );
+        let mut upstream = base.clone();
+        upstream.inputs[0].1[0].1 = "2".into();
+        assert_ne!(k.key, key_of(&upstream, "t", FileSet::default()).key);
+        assert_ne!(k.key, key_of(&base, "other", FileSet::default()).key, "tenants");
+        let mut files = FileSet::default();
+        files.files.insert(
+            "a".into(),
+            files::FileDigest {
+                sha256: "0".repeat(64),
+                size: 1,
+                link: None,
+            },
+        );
+        let with_file = key_of(&base, "t", files);
+        assert_ne!(k.key, with_file.key);
+        assert_eq!(differences(&with_file, &k, 10), ["file `a` was added"]);
+    }
+
     #[test]
     fn only_inside_plugins_are_cacheable_by_default() {
         let none = CachePolicy::default();

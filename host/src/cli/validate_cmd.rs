@@ -31,8 +31,10 @@ pub async fn validate(args: ValidateArgs) -> ExitCode {
             .iter()
             .map(|&n| plan.stages[n].name.as_str())
             .collect();
+        let cached =
+            crate::stage_cache::cacheable(&stage.cache, &plugin.name, &plugin.manifest.capabilities).is_ok();
         println!(
-            "  {:<width$}  {} {} ({}), timeout {}{}{}",
+            "  {:<width$}  {} {} ({}), timeout {}{}{}{}",
             stage.name,
             plugin.name,
             plugin.manifest.version,
@@ -48,6 +50,7 @@ pub async fn validate(args: ValidateArgs) -> ExitCode {
             } else {
                 format!(", needs {}", needs.join(", "))
             },
+            if cached { ", cacheable" } else { "" },
         );
     }
     ExitCode::SUCCESS
