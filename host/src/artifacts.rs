@@ -52,9 +52,9 @@ impl ArtifactStore {
     /// Bring an artifact another run stored (a stage-cache hit) into this
     /// run: into the store under `stage`, and back to its path in
     /// `workspace` for the stages after it. The copy is checked against
-    /// the recorded sha256; the workspace path must stay inside the
-    /// workspace (no `..`, no symlinked directory out, no symlink at the
-    /// file itself).
+    /// the recorded sha256; the workspace copy is written with
+    /// [`crate::beneath::write_file`], so no symlink a plugin planted is
+    /// followed.
     pub fn restore(
         &self,
         stage: &str,
@@ -80,24 +80,10 @@ impl ArtifactStore {
                 a.name, a.stored, a.sha256
             ));
         }
-        let in_workspace = workspace.join(rel);
-        let parent = in_workspace.parent().unwrap_or(workspace);
-        std::fs::create_dir_all(parent).map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
-        let inside = parent
-            .canonicalize()
-            .map(|p| p.starts_with(workspace))
-            .unwrap_or(false);
-        let is_link = std::fs::symlink_metadata(&in_workspace)
-            .map(|m| m.file_type().is_symlink())
-            .unwrap_or(false);
-        if !inside || is_link {
-            return Err(format!(
-                "artifact `{}` cannot be put back at `{}`: the path leads out of the workspace",
-                a.name, a.path
-            ));
-        }
-        copy_hashing(&target, &in_workspace)
-            .map_err(|e| format!("cannot write {}: {e}", in_workspace.display()))?;
+        // The workspace is the plugins': nothing on the way is followed.
+        std::fs::File::open(&target)
+            .and_then(|mut f| crate::beneath::write_file(workspace, rel, &mut f))
+            .map_err(|e| format!("artifact `{}` cannot be put back at `{}`: {e}", a.name, a.path))?;
         Ok(ArtifactRecord {
             name: a.name.clone(),
             path: a.path.clone(),

@@ -7,6 +7,8 @@ use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use sha2::{Digest, Sha256};
 
 /// The blob directory inside the state directory.
@@ -24,38 +26,56 @@ impl Blobs {
         Self { dir }
     }
 
-    fn path(&self, sha256: &str) -> PathBuf {
-        self.dir.join(&sha256[..2.min(sha256.len())]).join(sha256)
+    /// Where blob `sha256` lives; `None` unless it is 64 lowercase hex
+    /// digits (names from a recording are not trusted).
+    fn path(&self, sha256: &str) -> Option<PathBuf> {
+        let valid = sha256.len() == 64
+            && sha256
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        valid.then(|| self.dir.join(&sha256[..2]).join(sha256))
     }
 
     /// Whether the blob `sha256` is stored.
     pub fn has(&self, sha256: &str) -> bool {
-        self.path(sha256).is_file()
+        self.path(sha256).is_some_and(|p| p.is_file())
     }
 
-    /// Store `file`, whose sha256 should be `sha256`. Nothing is written
-    /// when the blob exists; a file that changed since it was hashed is
-    /// refused.
-    pub fn put(&self, file: &Path, sha256: &str) -> std::io::Result<()> {
-        if sha256.len() != 64 {
-            return Ok(());
-        }
-        if self.has(sha256) {
-            // Touched, so a concurrent prune sees it as in use.
+    /// Mark blob `sha256` as in use now, so a concurrent prune keeps it.
+    pub fn touch(&self, sha256: &str) {
+        if let Some(p) = self.path(sha256) {
             let _ = std::fs::File::options()
                 .append(true)
-                .open(self.path(sha256))
+                .open(p)
                 .and_then(|f| f.set_modified(std::time::SystemTime::now()));
+        }
+    }
+
+    /// Store what `reader` yields, whose sha256 should be `sha256`.
+    /// Nothing is written when the blob exists (it is touched instead);
+    /// contents that do not match (the file changed since it was hashed)
+    /// are refused.
+    pub fn put(&self, reader: &mut dyn Read, sha256: &str) -> std::io::Result<()> {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let Some(target) = self.path(sha256) else {
+            return Err(std::io::Error::other(format!("`{sha256}` is not a sha256")));
+        };
+        if target.is_file() {
+            self.touch(sha256);
             return Ok(());
         }
-        let target = self.path(sha256);
-        if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        let tmp = target.with_extension(format!("partial-{}", std::process::id()));
-        let result = copy_hashing(file, &tmp).and_then(|actual| {
+        let parent = target.parent().unwrap_or(&self.dir);
+        std::fs::create_dir_all(parent)?;
+        // A name no other writer (thread or process) uses.
+        let tmp = parent.join(format!(
+            ".{sha256}.{}-{}.partial",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let result = copy_hashing(reader, &tmp).and_then(|actual| {
             if actual == sha256 {
-                std::fs::rename(&tmp, &target)
+                std::fs::rename(&tmp, &target)?;
+                sync_dir(parent)
             } else {
                 Err(std::io::Error::other(
                     "the file changed while it was being recorded",
@@ -70,10 +90,13 @@ impl Blobs {
 
     /// Copy blob `sha256` to `to`, checking its contents on the way.
     pub fn restore(&self, sha256: &str, to: &Path) -> std::io::Result<()> {
+        let Some(from) = self.path(sha256) else {
+            return Err(std::io::Error::other(format!("`{sha256}` is not a sha256")));
+        };
         if let Some(parent) = to.parent() {
             std::fs::create_dir_all(parent)?;
         }
-        let actual = copy_hashing(&self.path(sha256), to)?;
+        let actual = copy_hashing(&mut std::fs::File::open(from)?, to)?;
         if actual != sha256 {
             return Err(std::io::Error::other(format!(
                 "blob {sha256} is damaged (its contents hash to {actual})"
@@ -121,9 +144,12 @@ impl Blobs {
     }
 }
 
-fn copy_hashing(from: &Path, to: &Path) -> std::io::Result<String> {
-    let mut input = std::fs::File::open(from)?;
-    let mut output = std::fs::File::create(to)?;
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+fn copy_hashing(input: &mut dyn Read, to: &Path) -> std::io::Result<String> {
+    let mut output = std::fs::File::options().write(true).create_new(true).open(to)?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 64 << 10];
     loop {
@@ -149,7 +175,8 @@ mod tests {
         let file = dir.path().join("f");
         std::fs::write(&file, "hello").unwrap();
         let sha = crate::stage_cache::files::hash_file(&file).unwrap().sha256;
-        blobs.put(&file, &sha).unwrap();
+        blobs.put(&mut std::fs::File::open(&file).unwrap(), &sha).unwrap();
+        blobs.put(&mut std::fs::File::open(&file).unwrap(), &sha).unwrap();
         assert!(blobs.has(&sha));
         let out = dir.path().join("out/f");
         blobs.restore(&sha, &out).unwrap();
@@ -157,8 +184,15 @@ mod tests {
         // A file that no longer matches its digest is refused.
         std::fs::write(&file, "changed").unwrap();
         let wrong = "0".repeat(64);
-        assert!(blobs.put(&file, &wrong).is_err());
+        assert!(
+            blobs
+                .put(&mut std::fs::File::open(&file).unwrap(), &wrong)
+                .is_err()
+        );
         assert!(!blobs.has(&wrong));
+        // Names from a recording are checked before they become paths.
+        assert!(!blobs.has("../../etc/passwd"));
+        assert!(blobs.restore("../x", &dir.path().join("y")).is_err());
         assert_eq!(blobs.collect_garbage(&HashSet::new()).unwrap().0, 0, "too recent");
         let keep: HashSet<String> = [sha.clone()].into();
         let zero = std::time::Duration::ZERO;

@@ -13,6 +13,7 @@
 #![deny(missing_docs)]
 
 pub mod artifacts;
+pub mod beneath;
 pub mod bindings;
 pub mod blobs;
 pub mod capabilities;

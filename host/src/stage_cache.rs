@@ -116,15 +116,23 @@ pub fn key(source: KeySource<'_>) -> Key {
             .flat_map(|(k, v)| [k.as_bytes(), v.as_bytes()])
             .collect::<Vec<_>>()),
     );
-    let mut upstream: Vec<String> = r
+    // Each stage, name and value a field of its own: no separator can be
+    // forged by an output's text.
+    let mut upstream: Vec<(&str, &str, &str)> = r
         .inputs
         .iter()
-        .flat_map(|(stage, outs)| outs.iter().map(move |(k, v)| format!("{stage}.{k}={v}")))
+        .flat_map(|(stage, outs)| {
+            outs.iter()
+                .map(move |(k, v)| (stage.as_str(), k.as_str(), v.as_str()))
+        })
         .collect();
     upstream.sort();
     parts.insert(
         "upstream".to_string(),
-        sha(&upstream.iter().map(String::as_bytes).collect::<Vec<_>>()),
+        sha(&upstream
+            .iter()
+            .flat_map(|(s, k, v)| [s.as_bytes(), k.as_bytes(), v.as_bytes()])
+            .collect::<Vec<_>>()),
     );
     parts.insert(
         "environment".to_string(),
@@ -132,6 +140,10 @@ pub fn key(source: KeySource<'_>) -> Key {
     );
     parts.insert("gate".to_string(), sha(&[format!("{:?}", r.gate).as_bytes()]));
     parts.insert("grants".to_string(), sha(&[format!("{:?}", r.grants).as_bytes()]));
+    parts.insert(
+        "sandbox".to_string(),
+        sha(&[format!("{:?}", r.sandbox).as_bytes()]),
+    );
     parts.insert("files".to_string(), source.files.digest());
     let joined: Vec<String> = parts.iter().map(|(k, v)| format!("{k}={v}")).collect();
     Key {

@@ -53,6 +53,9 @@ pub enum StoreError {
     /// No run has this id.
     #[error("no run `{0}` in the run history (`weir runs list` shows them)")]
     NoSuchRun(String),
+    /// The run is running or succeeded.
+    #[error("run {0} is running or has succeeded, so it cannot be resumed")]
+    NotResumable(String),
 }
 
 /// Wraps SQLite errors for the database at `path`.

@@ -167,3 +167,32 @@ fn artifacts_come_back_and_unrestorable_writes_are_not_cached() {
     let third = p.run_json(&["--workspace", "ws"]);
     assert_eq!(cache_event(&third, "sums")["status"], "miss");
 }
+
+#[test]
+fn a_hit_never_writes_through_a_symlink_planted_in_the_workspace() {
+    let p = Project::new();
+    p.pipeline(
+        "[pipeline]\nname = \"planted\"\n\n[stages.sums]\nuses = \"checksum\"\nwith = { paths = [\"in/*\"], write = \"out/SUMS\" }\ninputs = [\"in\"]\n",
+    );
+    p.write("ws/in/a", "a");
+    let first = p.run_json(&["--workspace", "ws"]);
+    assert_eq!(first.code, 0, "{first:?}");
+    // Something in the workspace swaps `out/` for a link to a host directory.
+    let outside = p.path().join("outside");
+    std::fs::create_dir_all(&outside).expect("mkdir");
+    std::fs::remove_dir_all(p.path().join("ws/out")).expect("rm");
+    std::os::unix::fs::symlink(&outside, p.path().join("ws/out")).expect("symlink");
+    let second = p.run_json(&["--workspace", "ws"]);
+    let check = cache_event(&second, "sums");
+    assert_eq!(check["status"], "miss", "{second:?}");
+    assert!(
+        check["reasons"][0]
+            .as_str()
+            .is_some_and(|r| r.contains("cannot be put back at `out/SUMS`") && r.contains("symlink")),
+        "{check}"
+    );
+    assert!(
+        std::fs::read_dir(&outside).expect("outside").next().is_none(),
+        "nothing was written outside the workspace"
+    );
+}

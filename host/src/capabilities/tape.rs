@@ -16,6 +16,11 @@ use crate::bindings::host::weir::plugin::types::HostError;
 /// Most calls one attempt's tape keeps (limit `replay-calls`).
 pub const MAX_CALLS: usize = 10_000;
 
+/// Most bytes of requests and answers one attempt's tape keeps (limit
+/// `replay-calls`); calls past either limit are counted, not kept, and the
+/// record is marked incomplete.
+pub const MAX_BYTES: usize = 64 << 20;
+
 /// One call and its answer.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Call {
@@ -34,6 +39,7 @@ enum Mode {
     Recording {
         calls: Vec<Call>,
         dropped: usize,
+        bytes: usize,
     },
     Replaying {
         calls: Vec<Call>,
@@ -63,6 +69,7 @@ impl Tape {
         Self(Arc::new(Mutex::new(Mode::Recording {
             calls: Vec::new(),
             dropped: 0,
+            bytes: 0,
         })))
     }
 
@@ -113,10 +120,17 @@ impl Tape {
 
     /// Record a call (when recording).
     pub fn record(&self, import: &str, request: Value, answer: Value) {
-        if let Mode::Recording { calls, dropped } = &mut *self.lock() {
-            if calls.len() >= MAX_CALLS {
+        if let Mode::Recording {
+            calls,
+            dropped,
+            bytes,
+        } = &mut *self.lock()
+        {
+            let size = request.to_string().len() + answer.to_string().len();
+            if calls.len() >= MAX_CALLS || *bytes + size > MAX_BYTES {
                 *dropped += 1;
             } else {
+                *bytes += size;
                 calls.push(Call {
                     import: import.to_string(),
                     request,
@@ -129,7 +143,7 @@ impl Tape {
     /// The recorded calls, and how many were over the limit.
     pub fn take_recorded(&self) -> (Vec<Call>, usize) {
         match std::mem::take(&mut *self.lock()) {
-            Mode::Recording { calls, dropped } => (calls, dropped),
+            Mode::Recording { calls, dropped, .. } => (calls, dropped),
             _ => (Vec::new(), 0),
         }
     }

@@ -52,6 +52,22 @@ pub struct WasiSpec<'a> {
     pub budget: LogBudget,
 }
 
+/// `granted` (an `allow.read` path) as a plugin with `files` may see it:
+/// resolved now (what is checked is what is opened, symlinks followed),
+/// a directory, not a system directory, not inside the workspace and not
+/// containing it. `None` when it may not be opened.
+pub fn plugin_readable(granted: &Path, workspace: &Path) -> Option<std::path::PathBuf> {
+    let extra = granted.canonicalize().ok()?;
+    let system = extra == Path::new("/") || NOT_FOR_PLUGINS.iter().any(|d| extra.starts_with(d));
+    let workspace = workspace
+        .canonicalize()
+        .unwrap_or_else(|_| workspace.to_path_buf());
+    if system || !extra.is_dir() || extra.starts_with(&workspace) || workspace.starts_with(&extra) {
+        return None;
+    }
+    Some(extra)
+}
+
 /// Build the context; fails only when the workspace cannot be opened.
 pub fn build(spec: WasiSpec<'_>) -> std::io::Result<WasiCtx> {
     let mut b = WasiCtxBuilder::new();
@@ -59,17 +75,10 @@ pub fn build(spec: WasiSpec<'_>) -> std::io::Result<WasiCtx> {
         b.preopened_dir(dir, GUEST_WORKSPACE, FsPerms::ReadWrite)
             .map_err(|e| std::io::Error::other(format!("cannot open workspace {}: {e}", dir.display())))?;
         for granted in spec.read_only {
-            // Resolved again now, not when the run was planned: what is
-            // checked is what is opened, symlinks followed.
-            let Ok(extra) = granted.canonicalize() else {
+            let Some(extra) = plugin_readable(granted, dir) else {
                 continue;
             };
             let extra = extra.as_path();
-            let system = extra == Path::new("/") || NOT_FOR_PLUGINS.iter().any(|d| extra.starts_with(d));
-            let workspace = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
-            if system || !extra.is_dir() || extra.starts_with(&workspace) || workspace.starts_with(extra) {
-                continue;
-            }
             let Some(guest) = extra.to_str() else { continue };
             b.preopened_dir(extra, guest, FsPerms::ReadOnly).map_err(|e| {
                 std::io::Error::other(format!(

@@ -197,54 +197,79 @@ async fn replay_in(
     let workspace = scratch.join("workspace");
     std::fs::create_dir_all(&workspace)
         .map_err(|e| Refusal(format!("cannot create {}: {e}", workspace.display())))?;
+    // Granted directories outside the workspace are never copied into the
+    // blob store (they may hold credentials): the replay reads them where
+    // they are, read-only, after checking each recorded file is unchanged.
     let mapped: Vec<(PathBuf, String)> = read_dirs
         .iter()
-        .enumerate()
-        .map(|(i, d)| (scratch.join(format!("read-{i}")), d.clone()))
+        .filter_map(|d| crate::capabilities::wasi::plugin_readable(Path::new(d), &workspace))
+        .filter_map(|d| d.to_str().map(|g| (d.clone(), g.to_string())))
         .collect();
     let blobs = Blobs::new(PathBuf::from(STATE_DIR).join(BLOB_DIR));
     let mut missing = Vec::new();
+    let mut changed = Vec::new();
+    let mut links = Vec::new();
     for (name, f) in &files.files {
-        let target = if name.starts_with('/') {
-            let Some((dir, (copy, _))) = read_dirs
-                .iter()
-                .zip(&mapped)
-                .filter(|(d, _)| name.starts_with(&format!("{d}/")))
-                .max_by_key(|(d, _)| d.len())
-            else {
-                continue;
+        if name.starts_with('/') {
+            let unchanged = match &f.link {
+                Some(to) => std::fs::read_link(name).is_ok_and(|t| t.to_string_lossy() == to.as_str()),
+                None => {
+                    crate::stage_cache::files::hash_file(Path::new(name)).is_ok_and(|d| d.sha256 == f.sha256)
+                }
             };
-            copy.join(&name[dir.len() + 1..])
-        } else {
-            workspace.join(name)
-        };
-        if target
-            .components()
-            .any(|c| matches!(c, std::path::Component::ParentDir))
-        {
+            if !unchanged {
+                changed.push(name.clone());
+            }
             continue;
         }
+        let rel = Path::new(name);
+        if rel
+            .components()
+            .any(|c| !matches!(c, std::path::Component::Normal(_)))
+        {
+            missing.push(name.clone());
+            continue;
+        }
+        let target = workspace.join(rel);
+        match &f.link {
+            // Made last, so no file is written through one.
+            Some(to) => links.push((to.clone(), target)),
+            None => {
+                if let Some(parent) = target.parent() {
+                    let _ = std::fs::create_dir_all(parent);
+                }
+                if blobs.restore(&f.sha256, &target).is_err() {
+                    missing.push(name.clone());
+                }
+            }
+        }
+    }
+    for (to, target) in links {
         if let Some(parent) = target.parent() {
             let _ = std::fs::create_dir_all(parent);
         }
-        let restored = match &f.link {
-            Some(to) => std::os::unix::fs::symlink(to, &target),
-            None => blobs.restore(&f.sha256, &target),
-        };
-        if restored.is_err() {
-            missing.push(name.clone());
-        }
+        let _ = std::os::unix::fs::symlink(to, target);
     }
-    for (dir, _) in &mapped {
-        let _ = std::fs::create_dir_all(dir);
-    }
+    let list = |v: &[String]| {
+        format!(
+            "{}{}",
+            v.iter().take(5).cloned().collect::<Vec<_>>().join(", "),
+            if v.len() > 5 { ", …" } else { "" }
+        )
+    };
     if !missing.is_empty() {
         return Err(Refusal(format!(
-            "{} of the {} recorded input files were not kept (over the limit `replay-bytes`, or changed while they were read): {}{}",
+            "{} of the {} recorded input files were not kept (over the limit `replay-bytes`, or changed while they were read): {}",
             missing.len(),
             files.files.len(),
-            missing.iter().take(5).cloned().collect::<Vec<_>>().join(", "),
-            if missing.len() > 5 { ", …" } else { "" }
+            list(&missing)
+        )));
+    }
+    if !changed.is_empty() {
+        return Err(Refusal(format!(
+            "{} file(s) of the granted directories changed since the run, and their contents are not recorded: {}",
+            changed.len(),
+            list(&changed)
         )));
     }
 

@@ -46,15 +46,15 @@ fn lock(store: &Mutex<Store>) -> std::sync::MutexGuard<'_, Store> {
     store.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Directories a `files` plugin reads besides the workspace.
-fn read_dirs(plugin: &LoadedPlugin, request: &AttemptRequest) -> Vec<std::path::PathBuf> {
+/// Directories a `files` plugin reads besides the workspace: those WASI
+/// opens for it.
+fn read_dirs(plugin: &LoadedPlugin, request: &AttemptRequest, workspace: &Path) -> Vec<std::path::PathBuf> {
     if plugin.info.manifest.capabilities.contains(&Capability::Files) {
         request
             .grants
             .read
             .iter()
-            .filter_map(|d| d.canonicalize().ok())
-            .filter(|d| d.is_dir())
+            .filter_map(|d| crate::capabilities::wasi::plugin_readable(d, workspace))
             .collect()
     } else {
         Vec::new()
@@ -71,8 +71,12 @@ fn collect_inputs(
 ) -> Result<SeenInputs, String> {
     let mut budget = MAX_RECORDED_BYTES;
     let mut complete = true;
-    let mut store = |path: &Path, d: &FileDigest| -> std::io::Result<()> {
-        if !keep || history.blobs.has(&d.sha256) {
+    let mut store = |file: &mut std::fs::File, d: &FileDigest| -> std::io::Result<()> {
+        if !keep {
+            return Ok(());
+        }
+        if history.blobs.has(&d.sha256) {
+            history.blobs.touch(&d.sha256);
             return Ok(());
         }
         if d.size > budget {
@@ -80,10 +84,10 @@ fn collect_inputs(
             return Ok(());
         }
         budget -= d.size;
-        if let Err(e) = history.blobs.put(path, &d.sha256) {
+        if let Err(e) = history.blobs.put(file, &d.sha256) {
             // Written to while being read: its digest is recorded, its
             // contents are not.
-            tracing::debug!("not kept for replay: {}: {e}", path.display());
+            tracing::debug!("an input file was not kept for replay: {e}");
             complete = false;
         }
         Ok(())
@@ -91,7 +95,7 @@ fn collect_inputs(
     let files = files::collect(
         workspace,
         &request.cache.inputs,
-        &read_dirs(plugin, request),
+        &read_dirs(plugin, request, workspace),
         &mut store,
     )?;
     Ok(SeenInputs { files, complete })
@@ -147,6 +151,9 @@ pub async fn check_cache(
         };
     }
     let work = tokio::task::spawn_blocking(move || -> CacheCheck {
+        // Taken first: a file changed between this and the hashing below
+        // shows up as written by the stage, so its result is not stored.
+        let before = policy.is_ok().then(|| files::snapshot(&info.workspace));
         let inputs = match collect_inputs(&history, &info.workspace, &plugin, &request, analyzer) {
             Ok(i) => i,
             Err(why) => {
@@ -171,8 +178,7 @@ pub async fn check_cache(
             request: &request,
             files: inputs.files,
         });
-        let store = lock(&history.store);
-        let found = match store.cache_get(&info.tenant, &key.key) {
+        let found = match lock(&history.store).cache_get(&info.tenant, &key.key) {
             Ok(f) => f,
             Err(e) => {
                 return CacheCheck {
@@ -213,7 +219,7 @@ pub async fn check_cache(
                 Err(why) => reasons.push(format!("an entry exists but cannot be used: {why}")),
             }
         } else {
-            match store.cache_newest(&info.tenant, &info.pipeline, &stage) {
+            match lock(&history.store).cache_newest(&info.tenant, &info.pipeline, &stage) {
                 Ok(Some(text)) => match serde_json::from_str::<Key>(&text) {
                     Ok(older) => reasons.extend(stage_cache::differences(&key, &older, 20)),
                     Err(_) => reasons.push("the newest entry of this stage is unreadable".into()),
@@ -227,7 +233,7 @@ pub async fn check_cache(
             hit: None,
             key: Some(Pending {
                 key,
-                before: files::snapshot(&info.workspace),
+                before: before.unwrap_or_default(),
             }),
         }
     });
@@ -321,7 +327,13 @@ pub async fn record_analyzer(
     let result = result.clone();
     let _ = tokio::task::spawn_blocking(move || {
         let inputs = match seen {
-            Some(s) => s,
+            Some(s) => {
+                // In use again now: a prune running meanwhile keeps them.
+                for f in s.files.files.values() {
+                    history.blobs.touch(&f.sha256);
+                }
+                s
+            }
             None => {
                 collect_inputs(&history, &info.workspace, &plugin, &request, true).unwrap_or(SeenInputs {
                     files: FileSet::default(),
@@ -336,7 +348,7 @@ pub async fn record_analyzer(
             "environment": request.environment,
             "attempt": request.attempt,
             "timeout_ms": request.timeout.as_millis() as u64,
-            "read_dirs": read_dirs(&plugin, &request),
+            "read_dirs": read_dirs(&plugin, &request, &info.workspace),
         });
         let recording = Recording {
             run_id: info.run_id.clone(),

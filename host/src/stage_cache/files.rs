@@ -5,28 +5,23 @@
 //!
 //! A stage names them with `inputs = ["Cargo.lock", "src/**/*.rs"]`. A
 //! stage that names none depends on the whole workspace except what
-//! [`SKIPPED`] lists (VCS metadata, build output, installed packages), so
-//! a build running beside it does not change its key.
+//! [`SKIPPED`] lists (version control metadata).
 
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Component, Path};
+
+use crate::beneath;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::plan::when::pattern::matches;
 
-/// Directories left out of the default input set, at any depth.
-pub const SKIPPED: &[&str] = &[
-    ".git",
-    ".hg",
-    ".svn",
-    ".weir",
-    "target",
-    "node_modules",
-    "__pycache__",
-];
+/// Directories left out of the default input set, at any depth: version
+/// control metadata (a fresh checkout of the same commit differs there)
+/// and weir's own state. Build output is an input: a stage may read it.
+pub const SKIPPED: &[&str] = &[".git", ".hg", ".svn", ".weir"];
 
 /// Most files in one stage's input set (limit `input-files`).
 pub const MAX_FILES: usize = 100_000;
@@ -118,18 +113,26 @@ fn wanted(globs: &[String], rel: &str) -> bool {
     })
 }
 
+/// Most bytes of input files hashed for one stage (limit `input-bytes`).
+pub const MAX_BYTES: u64 = 16 << 30;
+
 /// The input files of a stage: under `workspace`, those matching `globs`
 /// (or the default set when there are none), plus every file under each
-/// directory of `read_dirs`. Each file's contents go to `keep` as they are
-/// hashed (the replay record stores them).
+/// directory of `read_dirs`. Each workspace file, open at its start, goes
+/// to `keep` once hashed (the replay record stores its contents); files
+/// of `read_dirs` are only hashed. Symlinks are recorded, never followed.
 pub fn collect(
     workspace: &Path,
     globs: &[String],
     read_dirs: &[std::path::PathBuf],
-    keep: &mut dyn FnMut(&Path, &FileDigest) -> std::io::Result<()>,
+    keep: &mut dyn FnMut(&mut std::fs::File, &FileDigest) -> std::io::Result<()>,
 ) -> Result<FileSet, String> {
     let mut set = FileSet::default();
-    let mut walker = Walker { set: &mut set, keep };
+    let mut walker = Walker {
+        set: &mut set,
+        keep,
+        bytes: 0,
+    };
     let filter = |rel: &str, is_dir: bool| -> bool {
         if globs.is_empty() {
             let name = rel.rsplit('/').next().unwrap_or(rel);
@@ -138,74 +141,127 @@ pub fn collect(
             is_dir || wanted(globs, rel)
         }
     };
-    walker.walk(workspace, "", &filter)?;
+    let root =
+        beneath::open_root(workspace).map_err(|e| format!("cannot open {}: {e}", workspace.display()))?;
+    walker.walk(&root, "", &filter, true)?;
     for dir in read_dirs {
         let Ok(abs) = dir.canonicalize() else { continue };
         if !abs.is_dir() {
             continue;
         }
+        let Ok(fd) = beneath::open_root(&abs) else {
+            continue;
+        };
         let prefix = abs.display().to_string();
-        walker.walk(&abs, &prefix, &|_, _| true)?;
+        walker.walk(&fd, &prefix, &|_, _| true, false)?;
     }
     Ok(set)
 }
 
 struct Walker<'a> {
     set: &'a mut FileSet,
-    keep: &'a mut dyn FnMut(&Path, &FileDigest) -> std::io::Result<()>,
+    keep: &'a mut dyn FnMut(&mut std::fs::File, &FileDigest) -> std::io::Result<()>,
+    bytes: u64,
 }
 
 impl Walker<'_> {
-    fn walk(&mut self, dir: &Path, prefix: &str, filter: &dyn Fn(&str, bool) -> bool) -> Result<(), String> {
-        let entries = std::fs::read_dir(dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
-        let mut names: Vec<(String, std::fs::FileType)> = Vec::new();
-        for entry in entries {
-            let entry = entry.map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
-            let Ok(kind) = entry.file_type() else { continue };
-            names.push((entry.file_name().to_string_lossy().into_owned(), kind));
-        }
-        names.sort_by(|a, b| a.0.cmp(&b.0));
-        for (name, kind) in names {
-            let rel = if prefix.is_empty() {
-                name.clone()
-            } else {
-                format!("{prefix}/{name}")
-            };
-            let path = dir.join(&name);
-            if kind.is_dir() {
-                if filter(&rel, true) {
-                    self.walk(&path, &rel, filter)?;
-                }
-                continue;
-            }
-            if !filter(&rel, false) {
-                continue;
-            }
+    fn walk(
+        &mut self,
+        dir: &std::os::fd::OwnedFd,
+        prefix: &str,
+        filter: &dyn Fn(&str, bool) -> bool,
+        keep: bool,
+    ) -> Result<(), String> {
+        use rustix::fs::FileType;
+        let shown = if prefix.is_empty() {
+            "the workspace"
+        } else {
+            prefix
+        };
+        let entries = beneath::entries(dir).map_err(|e| format!("cannot list {shown}: {e}"))?;
+        for (name, kind) in entries {
             if self.set.files.len() >= MAX_FILES {
                 return Err(format!(
                     "more than {MAX_FILES} input files (limit `input-files`); name the files the stage depends on with `inputs = [...]`"
                 ));
             }
-            let digest = if kind.is_symlink() {
-                let target =
-                    std::fs::read_link(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-                let text = target.to_string_lossy();
-                FileDigest {
-                    sha256: hex::encode(Sha256::digest(format!("symlink:{text}").as_bytes())),
-                    size: 0,
-                    link: Some(text.into_owned()),
-                }
-            } else if kind.is_file() {
-                let d = hash_file(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-                (self.keep)(&path, &d).map_err(|e| format!("cannot record {}: {e}", path.display()))?;
-                d
+            let text = name.to_string_lossy();
+            let rel = if prefix.is_empty() {
+                text.to_string()
             } else {
-                continue;
+                format!("{prefix}/{text}")
+            };
+            let digest = match kind {
+                FileType::Directory => {
+                    if filter(&rel, true) {
+                        // A directory swapped for a symlink since it was
+                        // listed is refused, not followed.
+                        let sub =
+                            beneath::open_dir(dir, &name).map_err(|e| format!("cannot open {rel}: {e}"))?;
+                        self.walk(&sub, &rel, filter, keep)?;
+                    }
+                    continue;
+                }
+                _ if !filter(&rel, false) => continue,
+                FileType::Symlink => {
+                    let target =
+                        beneath::read_link(dir, &name).map_err(|e| format!("cannot read {rel}: {e}"))?;
+                    FileDigest {
+                        sha256: hex::encode(Sha256::digest(format!("symlink:{target}").as_bytes())),
+                        size: 0,
+                        link: Some(target),
+                    }
+                }
+                FileType::RegularFile => {
+                    let mut file =
+                        beneath::open_file(dir, &name).map_err(|e| format!("cannot read {rel}: {e}"))?;
+                    let d = hash_reader(&mut file, MAX_BYTES.saturating_sub(self.bytes))
+                        .map_err(|e| format!("cannot read {rel}: {e}"))?
+                        .ok_or_else(|| {
+                            format!(
+                                "more than {} of input files (limit `input-bytes`); name the files the stage depends on with `inputs = [...]`",
+                                crate::engine::limits::human_bytes(MAX_BYTES as usize)
+                            )
+                        })?;
+                    self.bytes += d.size;
+                    if keep {
+                        use std::io::Seek;
+                        file.seek(std::io::SeekFrom::Start(0))
+                            .and_then(|_| (self.keep)(&mut file, &d))
+                            .map_err(|e| format!("cannot record {rel}: {e}"))?;
+                    }
+                    d
+                }
+                // Sockets, fifos, devices: not contents.
+                _ => continue,
             };
             self.set.files.insert(rel, digest);
         }
         Ok(())
     }
+}
+
+/// sha256 and size of what `r` yields, or `None` past `limit` bytes.
+pub fn hash_reader(r: &mut dyn Read, limit: u64) -> std::io::Result<Option<FileDigest>> {
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 64 << 10];
+    let mut size = 0u64;
+    loop {
+        let n = r.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        size += n as u64;
+        if size > limit {
+            return Ok(None);
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(Some(FileDigest {
+        sha256: hex::encode(h.finalize()),
+        size,
+        link: None,
+    }))
 }
 
 /// What a workspace looked like, by metadata only (size, modification
@@ -256,21 +312,12 @@ pub fn written(before: &Snapshot, after: &Snapshot) -> Vec<String> {
 /// sha256 and size of a file.
 pub fn hash_file(path: &Path) -> std::io::Result<FileDigest> {
     let mut file = std::fs::File::open(path)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 64 << 10];
-    let mut size = 0u64;
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-        size += n as u64;
-    }
-    Ok(FileDigest {
-        sha256: hex::encode(h.finalize()),
-        size,
-        link: None,
+    hash_reader(&mut file, u64::MAX).map(|d| {
+        d.unwrap_or(FileDigest {
+            sha256: String::new(),
+            size: 0,
+            link: None,
+        })
     })
 }
 
@@ -278,32 +325,40 @@ pub fn hash_file(path: &Path) -> std::io::Result<FileDigest> {
 mod tests {
     use super::*;
 
-    fn none(_: &Path, _: &FileDigest) -> std::io::Result<()> {
+    fn none(_: &mut std::fs::File, _: &FileDigest) -> std::io::Result<()> {
         Ok(())
     }
 
     #[test]
-    fn default_set_skips_build_output_and_vcs() {
+    fn default_set_skips_vcs_metadata_only() {
         let dir = tempfile::tempdir().unwrap();
-        for f in [
-            "a.rs",
-            "src/b.rs",
-            "target/debug/x",
-            ".git/HEAD",
-            "sub/node_modules/m.js",
-        ] {
+        for f in ["a.rs", "src/b.rs", "target/debug/x", ".git/HEAD", "sub/.hg/x"] {
             let p = dir.path().join(f);
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();
             std::fs::write(p, f).unwrap();
         }
         let set = collect(dir.path(), &[], &[], &mut none).unwrap();
         let names: Vec<&str> = set.files.keys().map(String::as_str).collect();
-        assert_eq!(names, ["a.rs", "src/b.rs"]);
+        assert_eq!(names, ["a.rs", "src/b.rs", "target/debug/x"]);
 
         let only = collect(dir.path(), &["src".into()], &[], &mut none).unwrap();
         assert_eq!(only.files.keys().collect::<Vec<_>>(), ["src/b.rs"]);
         let globbed = collect(dir.path(), &["**/*.rs".into()], &[], &mut none).unwrap();
         assert_eq!(globbed.files.len(), 2);
+
+        // A symlink is recorded as one, never followed.
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret"), "s").unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("out")).unwrap();
+        let mut kept = 0;
+        let set = collect(dir.path(), &[], &[], &mut |_, _| {
+            kept += 1;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(set.files["out"].link.as_deref(), outside.path().to_str());
+        assert!(!set.files.contains_key("out/secret"));
+        assert_eq!(kept, 3, "regular files only");
     }
 
     #[test]

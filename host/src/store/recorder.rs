@@ -89,12 +89,19 @@ impl Recorder {
         let path = store.path.clone();
         let wrap = super::sqlite(&path);
         let tx = store.conn.transaction().map_err(wrap)?;
-        tx.execute(
-            "UPDATE runs SET status = 'running', finished_ms = NULL, duration_ms = NULL, host_pid = ?2,
-                 host_start = ?3, resumes = resumes + 1 WHERE id = ?1",
-            params![id, pid, start],
-        )
-        .map_err(wrap)?;
+        // Claimed in the same transaction that checks it, so two resumes
+        // of one run cannot both start.
+        let claimed = tx
+            .execute(
+                "UPDATE runs SET status = 'running', finished_ms = NULL, duration_ms = NULL, host_pid = ?2,
+                     host_start = ?3, resumes = resumes + 1
+                 WHERE id = ?1 AND status NOT IN ('running', 'succeeded')",
+                params![id, pid, start],
+            )
+            .map_err(wrap)?;
+        if claimed != 1 {
+            return Err(StoreError::NotResumable(id.to_string()));
+        }
         for stage in rerun {
             tx.execute(
                 "UPDATE stages SET status = 'waiting', failure = NULL, attempts = 0, started_ms = NULL,
