@@ -7,9 +7,11 @@ use serde_json::Value;
 use crate::guest_paths as g;
 use crate::support::{Project, Run, plugin};
 
+/// The judge runs a program, so it is not cacheable and its workspace is
+/// recorded only as far as `inputs` names it.
 fn judged(p: &Project, latency: &str, threshold: &str) -> Run {
     p.pipeline(&format!(
-        "[pipeline]\nname = \"judged\"\n{}\n[stages.judge]\nuses = \"judge\"\nallow = {{ exec = [\"cat\"] }}\n",
+        "[pipeline]\nname = \"judged\"\n{}\n[stages.judge]\nuses = \"judge\"\nallow = {{ exec = [\"cat\"] }}\ninputs = [\"threshold.txt\"]\n",
         plugin("judge", g::JUDGE)
     ));
     p.write("ws/latency.txt", latency);
@@ -76,7 +78,7 @@ fn replay_uses_the_recorded_inputs_and_compares_verdicts() {
         "process.run and metrics.query-range: {out}"
     );
     assert_eq!(out["calls"]["not_made"], 0);
-    assert_eq!(out["files"], 2);
+    assert_eq!(out["files"], 1, "threshold.txt, as `inputs` names it");
     assert_eq!(out["same_verdict"], true);
 
     // Another version of the judge, on the same past inputs.
@@ -101,6 +103,33 @@ fn replay_uses_the_recorded_inputs_and_compares_verdicts() {
         "{text}"
     );
     assert!(text.contains("the verdicts differ"), "{text}");
+
+    // Without `inputs`, a judge that runs programs has no files recorded:
+    // what it read from the workspace is not there in a replay.
+    let p = Project::new();
+    p.pipeline(&format!(
+        "[pipeline]\nname = \"judged\"\n{}\n[stages.judge]\nuses = \"judge\"\nallow = {{ exec = [\"cat\"] }}\n",
+        plugin("judge", g::JUDGE)
+    ));
+    p.write("ws/latency.txt", "120");
+    p.write("ws/threshold.txt", "200");
+    let run = p.run_json(&["--workspace", "ws"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let replayed = p.weir(&[
+        "replay",
+        run.events()[0]["run"].as_str().expect("run id"),
+        "judge",
+        "--json",
+    ]);
+    assert_eq!(replayed.code, 1, "{replayed:?}");
+    let out: Value = serde_json::from_str(&replayed.stdout).expect("JSON");
+    assert_eq!(out["files"], 0);
+    assert!(
+        out["replayed"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("threshold.txt")),
+        "{out}"
+    );
 }
 
 #[test]

@@ -42,6 +42,16 @@ pub struct SeenInputs {
     pub complete: bool,
 }
 
+impl Default for SeenInputs {
+    /// No files recorded, nothing missing.
+    fn default() -> Self {
+        Self {
+            files: FileSet::default(),
+            complete: true,
+        }
+    }
+}
+
 fn lock(store: &Mutex<Store>) -> std::sync::MutexGuard<'_, Store> {
     store.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -144,7 +154,15 @@ pub async fn check_cache(
         &plugin.info.name,
         &plugin.info.manifest.capabilities,
     );
-    if let (Err(why), false) = (&policy, analyzer) {
+    // An analyzer's files are recorded for replay when they are hashed for
+    // its key anyway, or when it names them; one that is not cacheable and
+    // names none gets its data through its (recorded) host calls, and its
+    // workspace is not copied on every run.
+    let record_files = analyzer && (policy.is_ok() || !request.cache.inputs.is_empty());
+    if let (Err(why), false) = (&policy, record_files) {
+        if analyzer && let Ok(mut m) = seen.lock() {
+            m.insert(request.stage, SeenInputs::default());
+        }
         return CacheCheck {
             event: Some(cache_event(&stage, CacheStatus::Off, None, vec![why.clone()])),
             ..CacheCheck::default()
@@ -154,7 +172,7 @@ pub async fn check_cache(
         // Taken first: a file changed between this and the hashing below
         // shows up as written by the stage, so its result is not stored.
         let before = policy.is_ok().then(|| files::snapshot(&info.workspace));
-        let inputs = match collect_inputs(&history, &info.workspace, &plugin, &request, analyzer) {
+        let inputs = match collect_inputs(&history, &info.workspace, &plugin, &request, record_files) {
             Ok(i) => i,
             Err(why) => {
                 return CacheCheck {
@@ -335,10 +353,20 @@ pub async fn record_analyzer(
                 s
             }
             None => {
-                collect_inputs(&history, &info.workspace, &plugin, &request, true).unwrap_or(SeenInputs {
-                    files: FileSet::default(),
-                    complete: false,
-                })
+                let cacheable = stage_cache::cacheable(
+                    &request.cache,
+                    &plugin.info.name,
+                    &plugin.info.manifest.capabilities,
+                )
+                .is_ok();
+                if cacheable || !request.cache.inputs.is_empty() {
+                    collect_inputs(&history, &info.workspace, &plugin, &request, true).unwrap_or(SeenInputs {
+                        files: FileSet::default(),
+                        complete: false,
+                    })
+                } else {
+                    SeenInputs::default()
+                }
             }
         };
         let asked = serde_json::json!({
