@@ -30,3 +30,4 @@ pub mod run;
 pub mod sandbox;
 pub mod stage_cache;
 pub mod store;
+pub mod target;
