@@ -63,6 +63,7 @@ pub mod glob;
 mod helpers;
 mod pattern;
 mod process_ext;
+pub mod stats;
 
 /// Bindings generated from `wit/` for the host imports and shared types.
 /// Everything useful is re-exported at the crate root.
