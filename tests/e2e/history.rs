@@ -250,8 +250,9 @@ fn the_history_stores_the_json_event_stream_as_documented() {
 }
 
 /// Start `weir run --json` and SIGKILL it once stage `stage` is recorded
-/// as running; returns the run id.
-fn kill_while_running(p: &Project, stage: &str) -> String {
+/// as running and has created `marker` in the workspace; returns the run
+/// id.
+fn kill_while_running(p: &Project, stage: &str, marker: &str) -> String {
     let mut child = p
         .command(&["run", "pipeline.toml", "--json"])
         .stdout(Stdio::piped())
@@ -260,14 +261,21 @@ fn kill_while_running(p: &Project, stage: &str) -> String {
         .expect("weir starts");
     let stdout = child.stdout.take().expect("stdout");
     let mut id = String::new();
-    for line in BufReader::new(stdout).lines() {
+    let mut workspace = std::path::PathBuf::new();
+    let mut lines = BufReader::new(stdout).lines();
+    for line in lines.by_ref() {
         let line = line.expect("utf-8");
         let e: Value = serde_json::from_str(&line).expect("an event");
         id = e["run"].as_str().unwrap_or_default().to_string();
+        if let Some(w) = e["workspace"].as_str() {
+            workspace = w.into();
+        }
         if e["event"] == "stage_started" && e["stage"] == stage {
             break;
         }
     }
+    // Keep reading, so weir never writes into a closed pipe.
+    let drain = std::thread::spawn(move || lines.for_each(drop));
     let mut tries = 0;
     loop {
         let shown = json(&p.weir(&["runs", "show", &id, "--json"]));
@@ -284,8 +292,19 @@ fn kill_while_running(p: &Project, stage: &str) -> String {
             "stage `{stage}` was never recorded as running: {shown}"
         );
     }
+    // The stage's program has started (a busy machine may take a while).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !workspace.join(marker).exists() {
+        assert!(std::time::Instant::now() < deadline, "`{marker}` never appeared");
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "a plain test thread, not a tokio worker"
+        )]
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     child.kill().expect("SIGKILL");
     child.wait().expect("reaped");
+    let _ = drain.join();
     id
 }
 
@@ -312,7 +331,7 @@ with = {{ outputs = {{ got = \"${{{{ stages.first.outputs.token }}}}\" }} }}
 ",
         plugin("record", g::RECORD)
     ));
-    let id = kill_while_running(&p, "slow");
+    let id = kill_while_running(&p, "slow", "started");
     let shown = json(&p.weir(&["runs", "show", &id, "--json"]));
     assert_eq!(shown["status"], "interrupted");
     let events_before: i64 = {
@@ -337,7 +356,7 @@ with = {{ outputs = {{ got = \"${{{{ stages.first.outputs.token }}}}\" }} }}
         "{resumed:?}"
     );
     // `slow` ran again, in the same workspace (it found its marker).
-    assert_eq!(resumed.finished("slow")["status"], "succeeded");
+    assert_eq!(resumed.finished("slow")["status"], "succeeded", "{resumed:?}");
     assert!(
         resumed
             .of("stage_log")
