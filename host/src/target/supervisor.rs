@@ -1,0 +1,507 @@
+//! Service instances: processes started from a build artifact, each given
+//! a loopback port in `PORT`, put behind their service's [`Router`] once
+//! their readiness check answers 2xx, restarted when they crash, and on
+//! stop drained (no new requests, those in flight finish) before SIGTERM
+//! and, after a grace period, SIGKILL to their whole process group.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::Empty;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use tokio::process::{Child, Command};
+use tokio::sync::watch;
+
+use super::router::Router;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct InstanceSpec {
+    /// The service, e.g. `web`.
+    pub service: String,
+    /// The version it serves.
+    pub version: String,
+    /// The program (a build artifact).
+    pub program: PathBuf,
+    /// Its arguments.
+    pub args: Vec<String>,
+    /// Its environment, besides `PORT` and a default `PATH` (nothing else
+    /// of weir's own environment is passed on).
+    pub env: Vec<(String, String)>,
+    /// Its working directory.
+    pub dir: PathBuf,
+    /// The HTTP path that answers 2xx once it is ready.
+    pub readiness_path: String,
+    /// Where its stdout and stderr go (appended); `None` discards them.
+    pub log: Option<PathBuf>,
+}
+
+/// How long things may take.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// From start to a 2xx readiness answer.
+    pub ready_within: Duration,
+    /// For requests in flight to finish, and then between SIGTERM and
+    /// SIGKILL.
+    pub stop_grace: Duration,
+    /// Restarts after crashes before the instance is given up.
+    pub max_restarts: u32,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Self {
+            ready_within: Duration::from_secs(30),
+            stop_grace: Duration::from_secs(10),
+            max_restarts: 5,
+        }
+    }
+}
+
+/// Why an instance could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The program could not be run.
+    #[error("cannot start {program} for `{service}` {version}: {source}")]
+    Spawn {
+        /// The service.
+        service: String,
+        /// The version.
+        version: String,
+        /// The program.
+        program: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// It exited before it was ready.
+    #[error("`{service}` {version} exited before it was ready ({status})")]
+    Exited {
+        /// The service.
+        service: String,
+        /// The version.
+        version: String,
+        /// How it exited.
+        status: String,
+    },
+    /// Its readiness check did not pass in time.
+    #[error(
+        "`{service}` {version} was not ready within {seconds} s: GET {path} never answered 2xx (it was stopped)"
+    )]
+    NotReady {
+        /// The service.
+        service: String,
+        /// The version.
+        version: String,
+        /// The readiness path.
+        path: String,
+        /// The limit.
+        seconds: u64,
+    },
+}
+
+/// A started instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Instance {
+    /// Its id, unique on this target.
+    pub id: String,
+    /// The service.
+    pub service: String,
+    /// The version.
+    pub version: String,
+    /// Its loopback port.
+    pub port: u16,
+    /// How many times it was restarted after a crash.
+    pub restarts: u32,
+}
+
+struct Running {
+    instance: Instance,
+    restarts: Arc<AtomicU32>,
+    pid: Arc<AtomicU32>,
+    stop: watch::Sender<bool>,
+    done: watch::Receiver<bool>,
+}
+
+/// Every service's router and instances.
+pub struct Supervisor {
+    routers: Mutex<BTreeMap<String, Arc<Router>>>,
+    running: Mutex<BTreeMap<String, Running>>,
+    timing: Timing,
+    next: AtomicU64,
+}
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn spawn(spec: &InstanceSpec, port: u16) -> std::io::Result<Child> {
+    let mut cmd = Command::new(&spec.program);
+    cmd.args(&spec.args)
+        .current_dir(&spec.dir)
+        .env_clear()
+        .env("PATH", crate::capabilities::process::DEFAULT_PATH)
+        .envs(spec.env.iter().cloned())
+        .env("PORT", port.to_string())
+        .stdin(Stdio::null())
+        .process_group(0)
+        .kill_on_drop(true);
+    match &spec.log {
+        Some(path) => {
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            let file = std::fs::File::options().create(true).append(true).open(path)?;
+            cmd.stdout(file.try_clone()?).stderr(file);
+        }
+        None => {
+            cmd.stdout(Stdio::null()).stderr(Stdio::null());
+        }
+    }
+    cmd.spawn()
+}
+
+/// Poll `GET path` until it answers 2xx (true), the child exits or the
+/// time runs out (false).
+async fn wait_ready(
+    child: &mut Child,
+    port: u16,
+    path: &str,
+    within: Duration,
+) -> Result<(), Option<String>> {
+    let client: Client<HttpConnector, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let deadline = Instant::now() + within;
+    let Ok(uri) = format!("http://127.0.0.1:{port}{path}").parse::<hyper::Uri>() else {
+        return Err(None);
+    };
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(Some(status.to_string()));
+        }
+        let answer = tokio::time::timeout(Duration::from_secs(1), client.get(uri.clone())).await;
+        if let Ok(Ok(r)) = answer
+            && r.status().is_success()
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Err(None)
+}
+
+/// SIGTERM the child's process group, then SIGKILL after `grace`.
+async fn terminate(child: &mut Child, grace: Duration) {
+    if let Some(pid) = child.id().and_then(|p| rustix::process::Pid::from_raw(p as i32)) {
+        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::TERM);
+        if tokio::time::timeout(grace, child.wait()).await.is_ok() {
+            return;
+        }
+        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+    }
+    let _ = child.kill().await;
+}
+
+impl Supervisor {
+    /// A supervisor with no services yet.
+    pub fn new(timing: Timing) -> Arc<Self> {
+        Arc::new(Self {
+            routers: Mutex::new(BTreeMap::new()),
+            running: Mutex::new(BTreeMap::new()),
+            timing,
+            next: AtomicU64::new(1),
+        })
+    }
+
+    /// The router of `service` (created on first use).
+    pub fn router(&self, service: &str) -> Arc<Router> {
+        self.routers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(service.to_string())
+            .or_insert_with(|| Router::new(service))
+            .clone()
+    }
+
+    /// Start an instance, wait until it is ready, put it behind its
+    /// service's router (taking the share of its version), and keep it
+    /// running until [`Supervisor::stop`].
+    pub async fn start(self: &Arc<Self>, spec: InstanceSpec) -> Result<Instance, StartError> {
+        let port = free_port().map_err(|source| StartError::Spawn {
+            service: spec.service.clone(),
+            version: spec.version.clone(),
+            program: spec.program.display().to_string(),
+            source,
+        })?;
+        let mut child = spawn(&spec, port).map_err(|source| StartError::Spawn {
+            service: spec.service.clone(),
+            version: spec.version.clone(),
+            program: spec.program.display().to_string(),
+            source,
+        })?;
+        if let Err(exited) =
+            wait_ready(&mut child, port, &spec.readiness_path, self.timing.ready_within).await
+        {
+            terminate(&mut child, Duration::from_millis(200)).await;
+            return Err(match exited {
+                Some(status) => StartError::Exited {
+                    service: spec.service,
+                    version: spec.version,
+                    status,
+                },
+                None => StartError::NotReady {
+                    service: spec.service,
+                    version: spec.version,
+                    path: spec.readiness_path,
+                    seconds: self.timing.ready_within.as_secs(),
+                },
+            });
+        }
+        let id = format!(
+            "{}-{}-{}",
+            spec.service,
+            spec.version,
+            self.next.fetch_add(1, Ordering::Relaxed)
+        );
+        let router = self.router(&spec.service);
+        router.add(&id, &spec.version, SocketAddr::from(([127, 0, 0, 1], port)));
+        router.set_ready(&id, true);
+        let instance = Instance {
+            id: id.clone(),
+            service: spec.service.clone(),
+            version: spec.version.clone(),
+            port,
+            restarts: 0,
+        };
+        let (stop, stop_rx) = watch::channel(false);
+        let (done_tx, done) = watch::channel(false);
+        let restarts = Arc::new(AtomicU32::new(0));
+        let pid = Arc::new(AtomicU32::new(child.id().unwrap_or(0)));
+        tokio::spawn(watch_over(
+            child,
+            spec,
+            port,
+            id.clone(),
+            router,
+            self.timing,
+            restarts.clone(),
+            pid.clone(),
+            stop_rx,
+            done_tx,
+        ));
+        self.running.lock().unwrap_or_else(|p| p.into_inner()).insert(
+            id,
+            Running {
+                instance: instance.clone(),
+                restarts,
+                pid,
+                stop,
+                done,
+            },
+        );
+        Ok(instance)
+    }
+
+    /// The instances of `service`.
+    pub fn instances(&self, service: &str) -> Vec<Instance> {
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .filter(|r| r.instance.service == service)
+            .map(|r| Instance {
+                restarts: r.restarts.load(Ordering::SeqCst),
+                ..r.instance.clone()
+            })
+            .collect()
+    }
+
+    /// The current process id of instance `id` (it changes on restart).
+    pub fn pid(&self, id: &str) -> Option<u32> {
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .map(|r| r.pid.load(Ordering::SeqCst))
+    }
+
+    /// Drain instance `id` (no new requests; those in flight finish, up to
+    /// the grace period), then stop its process. False if there is none.
+    pub async fn stop(&self, id: &str) -> bool {
+        let Some(running) = self.running.lock().unwrap_or_else(|p| p.into_inner()).remove(id) else {
+            return false;
+        };
+        self.router(&running.instance.service)
+            .remove(id, self.timing.stop_grace)
+            .await;
+        let _ = running.stop.send(true);
+        let mut done = running.done;
+        let _ = done.wait_for(|d| *d).await;
+        true
+    }
+}
+
+/// Keep one instance running: restart it when it exits on its own (out of
+/// the router until it is ready again), stop it when told.
+#[allow(clippy::too_many_arguments)]
+async fn watch_over(
+    mut child: Child,
+    spec: InstanceSpec,
+    port: u16,
+    id: String,
+    router: Arc<Router>,
+    timing: Timing,
+    restarts: Arc<AtomicU32>,
+    pid: Arc<AtomicU32>,
+    mut stop: watch::Receiver<bool>,
+    done: watch::Sender<bool>,
+) {
+    loop {
+        tokio::select! {
+            () = async { let _ = stop.wait_for(|s| *s).await; } => {
+                terminate(&mut child, timing.stop_grace).await;
+                break;
+            }
+            status = child.wait() => {
+                router.set_ready(&id, false);
+                tracing::warn!("instance {id} exited ({}); restarting", status.map(|s| s.to_string()).unwrap_or_default());
+                let n = restarts.fetch_add(1, Ordering::SeqCst) + 1;
+                if n > timing.max_restarts {
+                    tracing::error!("instance {id} crashed {n} times; given up");
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100 * u64::from(n.min(20)))).await;
+                match spawn(&spec, port) {
+                    Ok(mut next) => {
+                        pid.store(next.id().unwrap_or(0), Ordering::SeqCst);
+                        if wait_ready(&mut next, port, &spec.readiness_path, timing.ready_within).await.is_ok() {
+                            router.set_ready(&id, true);
+                        }
+                        child = next;
+                    }
+                    Err(e) => {
+                        tracing::error!("instance {id} cannot be restarted: {e}");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    let _ = done.send(true);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    /// A Python HTTP server answering its VERSION on every path.
+    fn spec(dir: &std::path::Path, version: &str) -> InstanceSpec {
+        InstanceSpec {
+            service: "web".into(),
+            version: version.into(),
+            program: PathBuf::from("python3"),
+            args: vec![
+                "-c".into(),
+                r#"
+import http.server, os
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = os.environ["VERSION"].encode()
+        self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers(); self.wfile.write(body)
+    def log_message(self, *a): pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
+"#
+                .into(),
+            ],
+            env: vec![("VERSION".into(), version.into())],
+            dir: dir.to_path_buf(),
+            readiness_path: "/healthz".into(),
+            log: None,
+        }
+    }
+
+    async fn get(port: u16) -> Option<String> {
+        let client: Client<HttpConnector, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+        let r = client
+            .get(format!("http://127.0.0.1:{port}/").parse().ok()?)
+            .await
+            .ok()?;
+        let ok = r.status().is_success();
+        let body = r.into_body().collect().await.ok()?.to_bytes();
+        ok.then(|| String::from_utf8_lossy(&body).into_owned())
+    }
+
+    fn alive(pid: u32) -> bool {
+        std::path::Path::new(&format!("/proc/{pid}")).exists()
+            && !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z "))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn starts_when_ready_restarts_a_crash_and_stops_the_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let sup = Supervisor::new(Timing {
+            ready_within: Duration::from_secs(20),
+            stop_grace: Duration::from_secs(2),
+            max_restarts: 3,
+        });
+        let instance = sup.start(spec(dir.path(), "v1")).await.expect("ready");
+        assert_eq!(get(instance.port).await.as_deref(), Some("v1"));
+        let router = sup.router("web");
+        router.set_weights(&[("v1".into(), 100)]);
+        assert_eq!(sup.instances("web").len(), 1);
+
+        // Killed from outside: it is restarted on the same port.
+        let first = sup.pid(&instance.id).unwrap();
+        let _ = rustix::process::kill_process(
+            rustix::process::Pid::from_raw(first as i32).unwrap(),
+            rustix::process::Signal::KILL,
+        );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while (sup.pid(&instance.id) == Some(first) || get(instance.port).await.is_none())
+            && Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(get(instance.port).await.as_deref(), Some("v1"), "restarted");
+        assert_eq!(sup.instances("web")[0].restarts, 1);
+
+        let second = sup.pid(&instance.id).unwrap();
+        assert!(sup.stop(&instance.id).await);
+        assert!(!alive(second), "the process is gone");
+        assert!(sup.instances("web").is_empty());
+        assert!(router.weights().contains_key("v1"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_program_that_exits_or_never_gets_ready_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let sup = Supervisor::new(Timing {
+            ready_within: Duration::from_millis(800),
+            ..Timing::default()
+        });
+        let mut exits = spec(dir.path(), "bad");
+        exits.args = vec!["-c".into(), "import sys; sys.exit(3)".into()];
+        let e = sup.start(exits).await.unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("exited before it was ready (exit status: 3)"),
+            "{e}"
+        );
+
+        let mut sleeps = spec(dir.path(), "slow");
+        sleeps.args = vec!["-c".into(), "import time; time.sleep(30)".into()];
+        let e = sup.start(sleeps).await.unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("was not ready within 0 s: GET /healthz never answered 2xx"),
+            "{e}"
+        );
+    }
+}
