@@ -296,7 +296,7 @@ pub async fn fill_cache(
             .filter(|p| !declared.contains(p))
             .collect();
         if !undeclared.is_empty() {
-            let shown: Vec<&str> = undeclared.iter().take(5).map(String::as_str).collect();
+            let shown: Vec<&str> = undeclared.iter().take(3).map(String::as_str).collect();
             sink.emit(Event::StageLog {
                 stage: stage.clone(),
                 level: crate::events::Level::Info,
@@ -304,7 +304,7 @@ pub async fn fill_cache(
                     "not cached: {} file(s) changed in the workspace while the stage ran ({}{}) and it did not return them as artifacts, so a cache hit could not put them back; if the stage wrote them, return them as artifacts (or set `cache = false`); if a stage running beside it did, order the two with `needs`",
                     undeclared.len(),
                     shown.join(", "),
-                    if undeclared.len() > 5 { ", …" } else { "" }
+                    if undeclared.len() > 3 { ", …" } else { "" }
                 ),
                 fields: Default::default(),
             });
