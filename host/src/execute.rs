@@ -117,7 +117,7 @@ impl Executor for WasmExecutor {
     fn plugin_label(&self, stage: usize) -> String {
         self.plugins
             .get(stage)
-            .map(|p| format!("{} {}", p.info.name, p.info.manifest.version))
+            .map(|p| p.info.label())
             .unwrap_or_default()
     }
 
@@ -209,11 +209,7 @@ pub async fn replay_attempt(
     request: AttemptRequest,
     setup: Setup,
 ) -> AttemptResult {
-    let declared = plugin
-        .info
-        .manifest
-        .capabilities
-        .contains(&types::Capability::Process);
+    let declared = plugin.info.declares(types::Capability::Process);
     run_in_store(
         engine,
         plugin,
@@ -236,11 +232,7 @@ async fn attempt(
     installed: Sandbox,
     setup: Setup,
 ) -> AttemptResult {
-    let declared = plugin
-        .info
-        .manifest
-        .capabilities
-        .contains(&types::Capability::Process);
+    let declared = plugin.info.declares(types::Capability::Process);
     let sandbox = match request.sandbox {
         SandboxChoice::None => Sandbox::OptedOut,
         SandboxChoice::Auto => installed.clone(),
@@ -288,12 +280,7 @@ async fn run_in_store(
 ) -> AttemptResult {
     // `allow.read` directories reach the plugin itself only when its
     // manifest asks for `files`; otherwise they are for its programs.
-    let read_dirs: &[std::path::PathBuf] = if plugin
-        .info
-        .manifest
-        .capabilities
-        .contains(&types::Capability::Files)
-    {
+    let read_dirs: &[std::path::PathBuf] = if plugin.info.declares(types::Capability::Files) {
         &setup.read_dirs
     } else {
         &[]

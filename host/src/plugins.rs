@@ -64,6 +64,18 @@ pub struct PluginInfo {
     pub compiled: CacheOutcome,
 }
 
+impl PluginInfo {
+    /// `name version`, as events and the history show a plugin.
+    pub fn label(&self) -> String {
+        format!("{} {}", self.name, self.manifest.version)
+    }
+
+    /// Whether its manifest declares `capability`.
+    pub fn declares(&self, capability: crate::bindings::types::Capability) -> bool {
+        self.manifest.capabilities.contains(&capability)
+    }
+}
+
 /// The `InstancePre` of each kind's world.
 pub enum KindPre {
     /// A stage.

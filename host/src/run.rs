@@ -507,41 +507,34 @@ async fn run_stage(
             ..first.clone()
         };
         let result = executor.execute(request).await;
-        match &result.failure {
-            None => {
-                if let Some(key) = check.key {
-                    executor.fill_cache(&first, key, &result).await;
-                }
-                finish(
-                    &sink,
-                    &stage.name,
-                    &executor.plugin_label(index),
-                    attempt,
-                    started,
-                    &result,
-                );
-                return (StageStatus::Succeeded, result.outputs);
-            }
-            Some(f) if attempt < max_attempts => {
-                sink.emit(Event::StageRetrying {
-                    stage: stage.name.clone(),
-                    attempt,
-                    error: f.message.clone(),
-                });
-                attempt += 1;
-            }
-            Some(_) => {
-                finish(
-                    &sink,
-                    &stage.name,
-                    &executor.plugin_label(index),
-                    attempt,
-                    started,
-                    &result,
-                );
-                return (StageStatus::Failed, Vec::new());
-            }
+        if let Some(f) = &result.failure
+            && attempt < max_attempts
+        {
+            sink.emit(Event::StageRetrying {
+                stage: stage.name.clone(),
+                attempt,
+                error: f.message.clone(),
+            });
+            attempt += 1;
+            continue;
         }
+        let succeeded = result.failure.is_none();
+        if succeeded && let Some(key) = check.key {
+            executor.fill_cache(&first, key, &result).await;
+        }
+        finish(
+            &sink,
+            &stage.name,
+            &executor.plugin_label(index),
+            attempt,
+            started,
+            &result,
+        );
+        return if succeeded {
+            (StageStatus::Succeeded, result.outputs)
+        } else {
+            (StageStatus::Failed, Vec::new())
+        };
     }
 }
 

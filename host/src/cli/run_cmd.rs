@@ -179,55 +179,27 @@ async fn resume(id: &str, args: RunArgs, verbose: bool) -> ExitCode {
         let Some(stage) = prepared.plan.index_of(name) else {
             continue;
         };
-        let Ok(Event::StageFinished {
-            stage: stage_name,
+        let Ok(mut finished) = serde_json::from_str::<Event>(body) else {
+            continue;
+        };
+        let Event::StageFinished {
             plugin,
-            status,
-            failure,
-            attempts,
-            duration_ms,
             outputs,
-            artifacts,
-            summary,
-            error,
-            details,
-            findings,
-            analysis,
-            tests,
-            sandbox,
-            cases,
+            reused,
             ..
-        }) = serde_json::from_str::<Event>(body)
+        } = &mut finished
         else {
             continue;
         };
+        if plugin.is_none() {
+            *plugin = prepared.plugins.get(stage).map(|p| p.info.label());
+        }
+        *reused = Some(Box::new(Reused::Resume));
+        let outputs = outputs.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         reuse.push(Reuse {
             stage,
-            outputs: outputs.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-            finished: Event::StageFinished {
-                stage: stage_name,
-                plugin: plugin.or_else(|| {
-                    prepared
-                        .plugins
-                        .get(stage)
-                        .map(|p| format!("{} {}", p.info.name, p.info.manifest.version))
-                }),
-                status,
-                failure,
-                attempts,
-                duration_ms,
-                outputs,
-                artifacts,
-                summary,
-                error,
-                details,
-                findings,
-                analysis,
-                tests,
-                sandbox,
-                cases,
-                reused: Some(Box::new(Reused::Resume)),
-            },
+            outputs,
+            finished,
         });
     }
     let rerun: Vec<String> = prepared

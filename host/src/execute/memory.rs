@@ -59,7 +59,7 @@ fn lock(store: &Mutex<Store>) -> std::sync::MutexGuard<'_, Store> {
 /// Directories a `files` plugin reads besides the workspace: those WASI
 /// opens for it.
 fn read_dirs(plugin: &LoadedPlugin, request: &AttemptRequest, workspace: &Path) -> Vec<std::path::PathBuf> {
-    if plugin.info.manifest.capabilities.contains(&Capability::Files) {
+    if plugin.info.declares(Capability::Files) {
         request
             .grants
             .read
@@ -381,7 +381,7 @@ pub async fn record_analyzer(
         let recording = Recording {
             run_id: info.run_id.clone(),
             stage: request.stage_name.clone(),
-            plugin: format!("{} {}", plugin.info.name, plugin.info.manifest.version),
+            plugin: plugin.info.label(),
             plugin_sha256: plugin.info.sha256.clone(),
             request: asked.to_string(),
             calls: serde_json::to_string(&calls).unwrap_or_else(|_| "[]".into()),
