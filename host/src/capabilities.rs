@@ -5,16 +5,18 @@
 //! |---|---|---|
 //! | `log` | [`log::LogCtx`] | always available |
 //! | `process` | [`process::ProcessCtx`] | manifest + `allow.exec`; bubblewrap where installed |
-//! | `metrics` | [`unavailable::Unavailable`] | answers `unavailable` until the deploy work lands |
+//! | `metrics` | [`metrics::MetricsCtx`] | manifest + `allow.metrics`; `builtin` (the local target) and Prometheus |
 //! | `secrets` | [`unavailable::Unavailable`] | answers `unavailable` until the tenancy work lands |
-//! | `runtime` | [`unavailable::Unavailable`] | answers `unavailable` until the deploy work lands |
+//! | `runtime` | [`runtime::RuntimeCtx`] | manifest + `allow.runtime`; the local target |
 //! | WASI p2 | [`wasi`] | one preopen (the workspace), no sockets, declared env only |
 //!
 //! [`tape`] records what `process`, `metrics` and `secrets` answered, for
 //! `weir replay`.
 
 pub mod log;
+pub mod metrics;
 pub mod process;
+pub mod runtime;
 pub mod tape;
 pub mod unavailable;
 pub mod wasi;
@@ -30,8 +32,8 @@ pub fn add_to_linker(linker: &mut Linker<StageState>) -> wasmtime::Result<()> {
     wit::types::add_to_linker::<_, HasSelf<unavailable::Unavailable>>(linker, |s| &mut s.unavailable)?;
     wit::log::add_to_linker::<_, HasSelf<log::LogCtx>>(linker, |s| &mut s.log)?;
     wit::process::add_to_linker::<_, HasSelf<process::ProcessCtx>>(linker, |s| &mut s.process)?;
-    wit::metrics::add_to_linker::<_, HasSelf<unavailable::Unavailable>>(linker, |s| &mut s.unavailable)?;
+    wit::metrics::add_to_linker::<_, HasSelf<metrics::MetricsCtx>>(linker, |s| &mut s.metrics)?;
     wit::secrets::add_to_linker::<_, HasSelf<unavailable::Unavailable>>(linker, |s| &mut s.unavailable)?;
-    wit::runtime::add_to_linker::<_, HasSelf<unavailable::Unavailable>>(linker, |s| &mut s.unavailable)?;
+    wit::runtime::add_to_linker::<_, HasSelf<runtime::RuntimeCtx>>(linker, |s| &mut s.runtime)?;
     Ok(())
 }

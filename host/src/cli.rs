@@ -9,6 +9,7 @@ mod prepare;
 mod replay_cmd;
 mod run_cmd;
 mod runs_cmd;
+mod target_cmd;
 mod validate_cmd;
 
 use std::io::IsTerminal;
@@ -47,6 +48,56 @@ enum Command {
     /// Re-run a recorded analyzer stage offline, on what it received, and
     /// compare verdicts.
     Replay(ReplayArgs),
+    /// The local deployment target: up, status, down.
+    Target {
+        #[command(subcommand)]
+        command: TargetCommand,
+    },
+    /// A service's release history on the local target, newest first.
+    Releases {
+        /// The service (a deploy stage's `service`).
+        service: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put a service back on the release that was stable before the
+    /// current one, and send it all traffic.
+    Rollback {
+        /// The service.
+        service: String,
+    },
+}
+
+/// `weir target`.
+#[derive(Debug, Subcommand)]
+enum TargetCommand {
+    /// Start the target in the background (a deploy stage does this too).
+    Up {
+        /// Serve `/metrics` on this port of 127.0.0.1 (default: the port
+        /// it had, or any free one).
+        #[arg(long)]
+        metrics_port: Option<u16>,
+    },
+    /// What the target runs: services, traffic, instances.
+    Status {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Drain and stop every instance, then the target; its state is kept
+    /// and the next `up` starts the stable releases again.
+    Down,
+    /// Run the target in the foreground (what `up` starts).
+    #[command(hide = true)]
+    Serve {
+        /// The target directory (default: `.weir/target`).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// As for `up`.
+        #[arg(long)]
+        metrics_port: Option<u16>,
+    },
 }
 
 /// `weir replay`.
@@ -213,6 +264,14 @@ pub fn main() -> ExitCode {
             },
             Command::Runs { command } => runs_cmd::runs(command).await,
             Command::Replay(args) => replay_cmd::replay(args, verbose).await,
+            Command::Target { command } => match command {
+                TargetCommand::Up { metrics_port } => target_cmd::up(metrics_port).await,
+                TargetCommand::Status { json } => target_cmd::status(json).await,
+                TargetCommand::Down => target_cmd::down().await,
+                TargetCommand::Serve { dir, metrics_port } => target_cmd::serve(dir, metrics_port).await,
+            },
+            Command::Releases { service, json } => target_cmd::releases(&service, json).await,
+            Command::Rollback { service } => target_cmd::rollback(&service).await,
         }
     })
 }

@@ -41,6 +41,25 @@ pub enum FailureKind {
     Limit,
     /// The host could not run the plugin (instantiation, a missing input).
     Host,
+    /// A deploy stage's rollout was abandoned and the service put back on
+    /// its stable release.
+    RolledBack,
+}
+
+/// Where a rollout is, in a `rollout` event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RolloutPhase {
+    /// The rollout began.
+    Started,
+    /// An action the strategy chose was carried out.
+    Action,
+    /// The checks ran.
+    Analysis,
+    /// The candidate became the stable release.
+    Promoted,
+    /// The rollout was abandoned and the stable release restored.
+    RolledBack,
 }
 
 /// How a whole run ended.
@@ -343,6 +362,32 @@ pub enum Event {
         /// before a resume, or served from the stage cache.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reused: Option<Box<Reused>>,
+    },
+    /// A step of a deploy stage's rollout.
+    Rollout {
+        /// The stage.
+        stage: String,
+        /// The service.
+        service: String,
+        /// The candidate version.
+        version: String,
+        /// Actions carried out so far.
+        step: u32,
+        /// What happened.
+        phase: RolloutPhase,
+        /// The action, the analysis's summary or the reason, for people.
+        message: String,
+        /// The traffic split after this step, version to weight, when it
+        /// changed.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        weights: BTreeMap<String, u32>,
+        /// An analysis's verdict: pass, warn, fail, inconclusive.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        verdict: Option<String>,
+        /// For `rolled_back`: milliseconds from the failure to all traffic
+        /// back on the stable release.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        recovery_ms: Option<u64>,
     },
     /// The run ended.
     RunFinished {

@@ -31,7 +31,7 @@ use crate::sandbox::{ProcessSpec, StageState, StateSpec};
 /// Extra time given to host-side waits beyond the stage timeout before the
 /// attempt is abandoned: epochs cannot interrupt host code (a guest asleep
 /// in `wasi:clocks`), so a tokio timeout backs the epoch deadline up.
-const HOST_GRACE: Duration = Duration::from_millis(500);
+pub(crate) const HOST_GRACE: Duration = Duration::from_millis(500);
 
 /// A Store for `state` with `limits` applied and a deadline `timeout` from
 /// now. Past the deadline the guest traps at its next epoch check and
@@ -81,6 +81,11 @@ pub struct RunInfo {
     /// The run history, for the stage cache and replay records; `None`
     /// runs without either.
     pub history: Option<memory::History>,
+    /// The deployment target and metrics providers (per-plugin fields
+    /// are filled in per attempt).
+    pub target: crate::sandbox::TargetSpec,
+    /// Deploy stages' strategies and checks, by stage index.
+    pub rollouts: std::collections::BTreeMap<usize, Arc<crate::rollout::RolloutPlugins>>,
 }
 
 pub use memory::History;
@@ -267,17 +272,19 @@ async fn attempt(
     result
 }
 
+/// A Store for one call of `plugin` in `request`'s stage, and the context
+/// the call receives; an error when the sandbox cannot be prepared.
 #[allow(clippy::too_many_arguments)]
-async fn run_in_store(
-    engine: WeirEngine,
-    plugin: Arc<LoadedPlugin>,
-    info: Arc<RunInfo>,
+pub(crate) fn prepare_store(
+    engine: &WeirEngine,
+    plugin: &LoadedPlugin,
+    info: &RunInfo,
     sink: EventSink,
-    request: AttemptRequest,
+    request: &AttemptRequest,
     sandbox: Sandbox,
     declared: bool,
-    setup: Setup,
-) -> AttemptResult {
+    setup: &Setup,
+) -> Result<(Store<StageState>, types::Context), Box<AttemptResult>> {
     // `allow.read` directories reach the plugin itself only when its
     // manifest asks for `files`; otherwise they are for its programs.
     let read_dirs: &[std::path::PathBuf] = if plugin.info.declares(types::Capability::Files) {
@@ -285,7 +292,7 @@ async fn run_in_store(
     } else {
         &[]
     };
-    let state = match StageState::new(StateSpec {
+    let state = StageState::new(StateSpec {
         stage: &request.stage_name,
         workspace: Some(&info.workspace),
         read_dirs,
@@ -303,17 +310,20 @@ async fn run_in_store(
         },
         tape: setup.tape.clone(),
         mapped_dirs: &setup.mapped_dirs,
-    }) {
-        Ok(s) => s,
-        Err(e) => {
-            return AttemptResult::failed(
-                FailureKind::Host,
-                format!("cannot prepare the sandbox: {e}"),
-                None,
-            );
-        }
-    };
-    let mut store = new_store(&engine, state, request.timeout, info.limits);
+        target: crate::sandbox::TargetSpec {
+            declares_runtime: plugin.info.declares(types::Capability::Runtime),
+            declares_metrics: plugin.info.declares(types::Capability::Metrics),
+            ..info.target.clone()
+        },
+    })
+    .map_err(|e| {
+        AttemptResult::failed(
+            FailureKind::Host,
+            format!("cannot prepare the sandbox: {e}"),
+            None,
+        )
+    })?;
+    let store = new_store(engine, state, request.timeout, info.limits);
     let ctx = types::Context {
         run_id: info.run_id.clone(),
         pipeline: info.pipeline.clone(),
@@ -332,48 +342,106 @@ async fn run_in_store(
             .collect(),
         workspace: crate::capabilities::wasi::GUEST_WORKSPACE.to_string(),
     };
+    Ok((store, ctx))
+}
+
+/// How a call that did not return ended: a timeout, a named limit or a
+/// trap, as a failed attempt.
+pub(crate) fn call_failure(
+    state: &StageState,
+    trap: Option<&wasmtime::Error>,
+    info: &RunInfo,
+    plugin: &str,
+    stage: &str,
+    timeout: Duration,
+) -> AttemptResult {
+    let timed_out = || {
+        AttemptResult::failed(
+            FailureKind::Timeout,
+            format!(
+                "stage `{stage}` ran longer than its timeout of {} and was stopped",
+                crate::config::duration::format_duration(timeout)
+            ),
+            None,
+        )
+    };
+    let Some(trap) = trap else { return timed_out() };
+    if state.timed_out {
+        return timed_out();
+    }
+    if let Some(hit) = state.limiter.hit() {
+        return AttemptResult::failed(
+            FailureKind::Limit,
+            format!("{hit}; stage `{stage}` was stopped"),
+            None,
+        );
+    }
+    if let Some(hit) = wasmtime_limit(trap, &info.limits) {
+        return AttemptResult::failed(
+            FailureKind::Limit,
+            format!("{hit}; stage `{stage}` was stopped"),
+            None,
+        );
+    }
+    let code = trap
+        .downcast_ref::<wasmtime::Trap>()
+        .map(|t| t.to_string().trim_start_matches("wasm trap: ").to_string())
+        .unwrap_or_else(|| root_message(trap));
+    AttemptResult::failed(
+        FailureKind::Trap,
+        format!("plugin `{plugin}` crashed: {code} (its log shows any panic message)"),
+        Some(format!("{trap:?}")),
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_in_store(
+    engine: WeirEngine,
+    plugin: Arc<LoadedPlugin>,
+    info: Arc<RunInfo>,
+    sink: EventSink,
+    request: AttemptRequest,
+    sandbox: Sandbox,
+    declared: bool,
+    setup: Setup,
+) -> AttemptResult {
+    if let KindPre::Deployer(_) = &plugin.pre {
+        return crate::rollout::run(crate::rollout::Rollout {
+            engine,
+            deployer: plugin,
+            info,
+            sink,
+            request,
+            sandbox,
+            setup,
+        })
+        .await;
+    }
+    let (mut store, ctx) =
+        match prepare_store(&engine, &plugin, &info, sink, &request, sandbox, declared, &setup) {
+            Ok(s) => s,
+            Err(failed) => return *failed,
+        };
 
     let call = call_plugin(&plugin.pre, &mut store, &ctx);
     let outcome = tokio::time::timeout(request.timeout + HOST_GRACE, call).await;
-    let state = store.data();
-    let timeout_message = || {
-        format!(
-            "stage `{}` ran longer than its timeout of {} and was stopped",
-            request.stage_name,
-            crate::config::duration::format_duration(request.timeout)
-        )
-    };
     match outcome {
-        Err(_) => AttemptResult::failed(FailureKind::Timeout, timeout_message(), None),
-        Ok(Err(_)) if state.timed_out => AttemptResult::failed(FailureKind::Timeout, timeout_message(), None),
-        Ok(Err(trap)) => {
-            if let Some(hit) = state.limiter.hit() {
-                return AttemptResult::failed(
-                    FailureKind::Limit,
-                    format!("{hit}; stage `{}` was stopped", request.stage_name),
-                    None,
-                );
-            }
-            if let Some(hit) = wasmtime_limit(&trap, &info.limits) {
-                return AttemptResult::failed(
-                    FailureKind::Limit,
-                    format!("{hit}; stage `{}` was stopped", request.stage_name),
-                    None,
-                );
-            }
-            let code = trap
-                .downcast_ref::<wasmtime::Trap>()
-                .map(|t| t.to_string().trim_start_matches("wasm trap: ").to_string())
-                .unwrap_or_else(|| root_message(&trap));
-            AttemptResult::failed(
-                FailureKind::Trap,
-                format!(
-                    "plugin `{}` crashed: {code} (its log shows any panic message)",
-                    plugin.info.name
-                ),
-                Some(format!("{trap:?}")),
-            )
-        }
+        Err(_) => call_failure(
+            store.data(),
+            None,
+            &info,
+            &plugin.info.name,
+            &request.stage_name,
+            request.timeout,
+        ),
+        Ok(Err(trap)) => call_failure(
+            store.data(),
+            Some(&trap),
+            &info,
+            &plugin.info.name,
+            &request.stage_name,
+            request.timeout,
+        ),
         Ok(Ok(Reply::Failure(f))) => AttemptResult::failed(FailureKind::Plugin, f.message, f.details),
         Ok(Ok(Reply::Stage(out))) => {
             let store = info.artifacts.clone();
@@ -469,7 +537,7 @@ pub const MAX_FINDINGS: usize = 10_000;
 /// Most bytes of one finding's message kept.
 const MAX_FINDING_MESSAGE: usize = 4096;
 
-fn analysis_result(a: types::Analysis, gate: &Gate) -> AttemptResult {
+pub(crate) fn analysis_result(a: types::Analysis, gate: &Gate) -> AttemptResult {
     let dropped = a.findings.len().saturating_sub(MAX_FINDINGS) as u32;
     // Counted over every finding, before any is dropped: a flood of low
     // findings must not push a critical one out of the gate's sight.
@@ -734,7 +802,7 @@ fn wasmtime_limit(e: &wasmtime::Error, limits: &StageLimits) -> Option<String> {
 }
 
 /// The innermost cause's message, without wasm backtraces.
-fn root_message(e: &wasmtime::Error) -> String {
+pub(crate) fn root_message(e: &wasmtime::Error) -> String {
     e.chain()
         .last()
         .map(|c| c.to_string())

@@ -8,7 +8,8 @@
 //! [`capabilities`] (host imports, each checking its grant) and [`execute`]
 //! (one attempt in a fresh Store). [`store`] keeps the run history in
 //! SQLite; [`stage_cache`] serves unchanged stages from it and [`blobs`]
-//! keeps the files replay needs. [`cli`] is the `weir` command.
+//! keeps the files replay needs. [`rollout`] drives deploy stages against
+//! [`target`], the local deployment target. [`cli`] is the `weir` command.
 
 #![deny(missing_docs)]
 
@@ -26,6 +27,7 @@ pub mod findings;
 pub mod plan;
 pub mod plugins;
 pub mod report;
+pub mod rollout;
 pub mod run;
 pub mod sandbox;
 pub mod stage_cache;

@@ -39,6 +39,8 @@ pub struct Plan {
     pub source: SourceFile,
     /// Stages in file order; [`PlannedStage::needs`] indexes into this.
     pub stages: Vec<PlannedStage>,
+    /// `[providers.NAME]`: metrics providers, by name.
+    pub providers: BTreeMap<String, crate::capabilities::metrics::Provider>,
 }
 
 /// Where a stage's plugin comes from.
@@ -228,6 +230,41 @@ pub struct PlannedStage {
     pub environment: Option<String>,
     /// The stage cache's say.
     pub cache: CachePolicy,
+    /// A deploy stage's strategy, checks and load.
+    pub rollout: Option<RolloutPlan>,
+}
+
+/// A plugin a deploy stage uses besides its deployer.
+#[derive(Debug, Clone)]
+pub struct PlannedUse {
+    /// The plugin.
+    pub plugin: PluginRef,
+    /// Where its `uses` is written.
+    pub uses_span: Range<usize>,
+    /// Its `with`, as JSON.
+    pub with: serde_json::Value,
+    /// How long one call may take.
+    pub timeout: Duration,
+}
+
+/// Traffic sent to the service while a rollout runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Load {
+    /// Requests per second.
+    pub rate: u32,
+    /// The path requested.
+    pub path: String,
+}
+
+/// What a deploy stage adds to its deployer.
+#[derive(Debug, Clone)]
+pub struct RolloutPlan {
+    /// Decides each step.
+    pub strategy: PlannedUse,
+    /// Analyzers run when the strategy asks.
+    pub checks: Vec<PlannedUse>,
+    /// Load during the rollout.
+    pub load: Option<Load>,
 }
 
 impl Plan {
@@ -351,6 +388,53 @@ pub fn build(loaded: LoadedPipeline, builtins: &[&str]) -> Result<Plan, InvalidC
         );
     }
 
+    let mut providers = BTreeMap::new();
+    for (key, spec) in &file.providers {
+        let name = key.get_ref();
+        let url = spec
+            .get_ref()
+            .prometheus
+            .get_ref()
+            .trim()
+            .trim_end_matches('/')
+            .to_string();
+        if name == "builtin" {
+            errors.push(
+                source
+                    .error(key.span(), "`builtin` is the local target's own provider")
+                    .help("choose another name, e.g. [providers.prometheus]"),
+            );
+        } else if !url.starts_with("http://") || url.len() <= "http://".len() {
+            errors.push(
+                source
+                    .error(
+                        spec.get_ref().prometheus.span(),
+                        format!("`{url}` is not an http:// URL"),
+                    )
+                    .help("write the server's base URL, e.g. prometheus = \"http://127.0.0.1:9090\""),
+            );
+        }
+        providers.insert(
+            name.clone(),
+            crate::capabilities::metrics::Provider::Prometheus(url),
+        );
+    }
+    for (key, spec) in &file.stages {
+        let Some(allow) = &spec.get_ref().allow else {
+            continue;
+        };
+        for m in &allow.get_ref().metrics {
+            if m != "builtin" && !providers.contains_key(m) {
+                let known = std::iter::once("builtin").chain(providers.keys().map(String::as_str));
+                errors.push(
+                    source
+                        .error(allow.span(), format!("stage `{}` is granted metrics provider `{m}`, which is not configured", key.get_ref()))
+                        .help(suggest(m, known).unwrap_or_else(|| format!("declare it: [providers.{m}] prometheus = \"http://127.0.0.1:9090\"; `builtin` is always there"))),
+                );
+            }
+        }
+    }
+
     let mut stages = Vec::with_capacity(names.len());
     for (key, spec) in &file.stages {
         let name = key.get_ref();
@@ -415,6 +499,7 @@ pub fn build(loaded: LoadedPipeline, builtins: &[&str]) -> Result<Plan, InvalidC
         name: file.pipeline.name.into_inner(),
         source,
         stages,
+        providers,
     })
 }
 
@@ -460,32 +545,15 @@ fn plan_stage(
             (RUN_PLUGIN.to_string(), 0..0)
         }
     };
-    let uses = &uses;
-    let plugin = if let Some(p) = declared.get(uses) {
-        p.clone()
-    } else if builtins.contains(&uses.as_str()) {
-        PluginRef::Builtin(uses.clone())
-    } else {
-        let candidates = builtins
-            .iter()
-            .copied()
-            .chain(declared.keys().map(String::as_str));
-        let help = suggest(uses, candidates).unwrap_or_else(|| {
-            format!(
-                "built-in plugins are {}; declare others with [plugins.{uses}] path = \"plugin.wasm\"",
-                quoted(builtins.iter().copied())
-            )
-        });
-        errors.push(
-            source
-                .error(
-                    uses_span.clone(),
-                    format!("stage `{name}` uses `{uses}`, which is not a known plugin"),
-                )
-                .help(help),
-        );
-        PluginRef::Builtin(uses.clone())
-    };
+    let plugin = resolve_plugin(
+        source,
+        &format!("stage `{name}` uses"),
+        &uses,
+        uses_span.clone(),
+        declared,
+        builtins,
+        errors,
+    );
 
     let mut needs = Vec::new();
     for need in &spec.needs {
@@ -727,7 +795,73 @@ fn plan_stage(
         })
         .unwrap_or_default();
 
+    let rollout = spec.strategy.as_ref().map(|strategy| RolloutPlan {
+        strategy: plan_use(
+            source,
+            name,
+            "strategy",
+            strategy,
+            STRATEGY_TIMEOUT,
+            declared,
+            builtins,
+            errors,
+        ),
+        checks: spec
+            .checks
+            .iter()
+            .map(|c| {
+                plan_use(
+                    source,
+                    name,
+                    "check",
+                    c,
+                    CHECK_TIMEOUT,
+                    declared,
+                    builtins,
+                    errors,
+                )
+            })
+            .collect(),
+        load: spec.load.as_ref().map(|l| {
+            let l = l.get_ref();
+            let rate = *l.rate.get_ref();
+            if rate == 0 || rate > MAX_LOAD_RATE {
+                errors.push(
+                    source
+                        .error(
+                            l.rate.span(),
+                            format!("a load of {rate} requests per second is out of range"),
+                        )
+                        .help(format!("use 1 to {MAX_LOAD_RATE}")),
+                );
+            }
+            let path = l.path.as_ref().map_or("/".to_string(), |p| p.get_ref().clone());
+            if !path.starts_with('/')
+                && let Some(p) = &l.path
+            {
+                errors.push(source.error(p.span(), format!("the load path `{path}` must start with `/`")));
+            }
+            Load { rate, path }
+        }),
+    });
+    if rollout.is_none() {
+        for (what, span) in spec
+            .checks
+            .first()
+            .map(|c| ("checks", c.span()))
+            .into_iter()
+            .chain(spec.load.as_ref().map(|l| ("load", l.span())))
+        {
+            errors.push(
+                source
+                    .error(span, format!("stage `{name}` has `{what}` but no `strategy`"))
+                    .help("checks and load belong to a deploy stage: add strategy = { uses = \"canary\" }"),
+            );
+        }
+    }
+
     PlannedStage {
+        rollout,
         name: name.to_string(),
         plugin,
         uses_span,
@@ -751,6 +885,94 @@ fn plan_stage(
         },
     }
 }
+
+/// The plugin `uses` names: a `[plugins]` key or a built-in.
+fn resolve_plugin(
+    source: &SourceFile,
+    who: &str,
+    uses: &str,
+    span: Range<usize>,
+    declared: &BTreeMap<String, PluginRef>,
+    builtins: &[&str],
+    errors: &mut Vec<ConfigError>,
+) -> PluginRef {
+    if let Some(p) = declared.get(uses) {
+        return p.clone();
+    }
+    if builtins.contains(&uses) {
+        return PluginRef::Builtin(uses.to_string());
+    }
+    let candidates = builtins
+        .iter()
+        .copied()
+        .chain(declared.keys().map(String::as_str));
+    let help = suggest(uses, candidates).unwrap_or_else(|| {
+        format!(
+            "built-in plugins are {}; declare others with [plugins.{uses}] path = \"plugin.wasm\"",
+            quoted(builtins.iter().copied())
+        )
+    });
+    errors.push(
+        source
+            .error(span, format!("{who} `{uses}`, which is not a known plugin"))
+            .help(help),
+    );
+    PluginRef::Builtin(uses.to_string())
+}
+
+/// A stage's `strategy` or a `checks` entry, planned.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "two call sites; a struct would only rename these"
+)]
+fn plan_use(
+    source: &SourceFile,
+    name: &str,
+    what: &str,
+    u: &toml::Spanned<crate::config::model::PluginUse>,
+    default_timeout: Duration,
+    declared: &BTreeMap<String, PluginRef>,
+    builtins: &[&str],
+    errors: &mut Vec<ConfigError>,
+) -> PlannedUse {
+    let spec = u.get_ref();
+    let plugin = resolve_plugin(
+        source,
+        &format!("stage `{name}`'s {what} uses"),
+        spec.uses.get_ref(),
+        spec.uses.span(),
+        declared,
+        builtins,
+        errors,
+    );
+    let timeout = match &spec.timeout {
+        Some(t) => parse_duration(t.get_ref()).unwrap_or_else(|msg| {
+            errors.push(
+                source
+                    .error(t.span(), msg)
+                    .help("write a number and a unit: \"250ms\", \"90s\", \"10m\""),
+            );
+            default_timeout
+        }),
+        None => default_timeout,
+    };
+    PlannedUse {
+        plugin,
+        uses_span: spec.uses.span(),
+        with: match &spec.with {
+            Some(t) => toml_to_json(&toml::Value::Table(t.get_ref().clone())),
+            None => serde_json::Value::Object(Default::default()),
+        },
+        timeout,
+    }
+}
+
+/// A strategy's call when it sets no `timeout`.
+pub const STRATEGY_TIMEOUT: Duration = Duration::from_secs(10);
+/// A check's run when it sets no `timeout`.
+pub const CHECK_TIMEOUT: Duration = Duration::from_secs(120);
+/// The most requests per second `load` may ask for.
+pub const MAX_LOAD_RATE: u32 = 10_000;
 
 /// A cycle as a path of stage indices whose last element equals its first.
 fn find_cycle(stages: &[PlannedStage]) -> Option<Vec<usize>> {

@@ -396,6 +396,7 @@ impl PluginLoader {
             process: crate::sandbox::ProcessSpec::none(name),
             tape: Default::default(),
             mapped_dirs: &[],
+            target: Default::default(),
         })
         .map_err(|e| e.to_string())?;
         let mut store =

@@ -29,8 +29,12 @@ pub struct StageState {
     pub log: LogCtx,
     /// The `process` import.
     pub process: ProcessCtx,
-    /// `metrics`, `secrets`, `runtime`: not offered yet.
+    /// `secrets`: not offered yet.
     pub unavailable: Unavailable,
+    /// The `runtime` import.
+    pub runtime: crate::capabilities::runtime::RuntimeCtx,
+    /// The `metrics` import.
+    pub metrics: crate::capabilities::metrics::MetricsCtx,
     /// Set by the epoch callback when the attempt's deadline passed.
     pub timed_out: bool,
 }
@@ -57,6 +61,23 @@ pub struct StateSpec<'a> {
     /// Extra read-only preopens at a given guest path (replay's copies of
     /// recorded `allow.read` directories), opened as they are.
     pub mapped_dirs: &'a [(std::path::PathBuf, String)],
+    /// The deployment target and metrics providers.
+    pub target: TargetSpec,
+}
+
+/// What the `runtime` and `metrics` imports need to know.
+#[derive(Debug, Clone, Default)]
+pub struct TargetSpec {
+    /// The run.
+    pub run_id: String,
+    /// The local target's directory; `None` offers no target.
+    pub dir: Option<std::path::PathBuf>,
+    /// The pipeline's metrics providers, by name (`builtin` is implied).
+    pub providers: std::collections::BTreeMap<String, crate::capabilities::metrics::Provider>,
+    /// Whether the plugin's manifest declares `runtime`.
+    pub declares_runtime: bool,
+    /// Whether it declares `metrics`.
+    pub declares_metrics: bool,
 }
 
 /// What the `process` import needs to know about a stage attempt.
@@ -109,6 +130,8 @@ impl StageState {
         })?;
         let mut table = ResourceTable::new();
         table.set_max_capacity(spec.limits.resource_handles);
+        let plugin = spec.process.plugin.clone();
+        let grants = spec.process.grants.clone();
         let process = ProcessCtx {
             stage: spec.stage.to_string(),
             tenant: spec.process.tenant,
@@ -132,7 +155,36 @@ impl StageState {
             limiter: StageLimiter::new(spec.limits),
             process,
             log: LogCtx::new(spec.stage, spec.sink, budget),
-            unavailable: Unavailable::new(spec.stage, spec.tape),
+            unavailable: Unavailable::new(spec.stage, spec.tape.clone()),
+            runtime: crate::capabilities::runtime::RuntimeCtx {
+                stage: spec.stage.to_string(),
+                plugin: plugin.clone(),
+                declared: spec.target.declares_runtime,
+                granted: grants.runtime,
+                workspace: spec.workspace.map(Path::to_path_buf).unwrap_or_default(),
+                run_id: spec.target.run_id.clone(),
+                target_dir: spec.target.dir.clone(),
+                client: None,
+            },
+            metrics: crate::capabilities::metrics::MetricsCtx {
+                stage: spec.stage.to_string(),
+                plugin,
+                declared: spec.target.declares_metrics,
+                granted: grants
+                    .metrics
+                    .iter()
+                    .filter_map(|name| {
+                        let provider = match spec.target.providers.get(name) {
+                            Some(p) => p.clone(),
+                            None if name == "builtin" => crate::capabilities::metrics::Provider::Builtin,
+                            None => return None,
+                        };
+                        Some((name.clone(), provider))
+                    })
+                    .collect(),
+                target_dir: spec.target.dir.clone(),
+                tape: spec.tape,
+            },
             timed_out: false,
         })
     }

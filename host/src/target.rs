@@ -1,8 +1,13 @@
-//! The local deployment target (issue 5, in progress): a long-lived process
-//! that supervises service instances and routes traffic to them. So far:
-//! the per-service weighted router ([`router`]), what it measures
-//! ([`metrics`]), and the instances behind it ([`supervisor`]).
+//! The local deployment target: a long-lived process ([`daemon`]) that
+//! supervises service instances ([`supervisor`]), routes traffic to them by
+//! weight ([`router`]), measures it ([`metrics`]) and remembers its
+//! releases across restarts ([`state`]). `weir run` and the `weir target`
+//! commands drive it through [`client`] over the control API ([`api`]).
 
+pub mod api;
+pub mod client;
+pub mod daemon;
 pub mod metrics;
 pub mod router;
+pub mod state;
 pub mod supervisor;

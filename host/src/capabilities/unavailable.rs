@@ -8,7 +8,7 @@
 
 use super::tape::{self, Tape};
 use crate::bindings::host::weir::plugin::types::HostError;
-use crate::bindings::host::weir::plugin::{metrics, runtime, secrets, types};
+use crate::bindings::host::weir::plugin::{secrets, types};
 
 /// Per-Store state: the stage's name, for the message, and the replay
 /// tape (what a plugin asked and was told is recorded like any answer).
@@ -37,30 +37,8 @@ impl Unavailable {
 
 impl types::Host for Unavailable {}
 
-impl metrics::Host for Unavailable {
-    async fn query_range(&mut self, q: metrics::Query) -> Result<Vec<types::MetricSeries>, HostError> {
-        let request = serde_json::json!({
-            "provider": q.provider,
-            "expr": q.expr,
-            "start_ms": q.start_ms,
-            "end_ms": q.end_ms,
-            "step_ms": q.step_ms,
-        });
-        if let Some(answer) = self.tape.answer("metrics.query-range", &request) {
-            return match tape::error_of(&answer) {
-                Some(e) => Err(e),
-                None => Ok(series_of(&answer["ok"])),
-            };
-        }
-        let e = self.error("metrics", "no metrics provider is implemented yet");
-        self.tape
-            .record("metrics.query-range", request, tape::error_answer(&e));
-        Err(e)
-    }
-}
-
 /// Metric series from their recorded JSON.
-fn series_of(v: &serde_json::Value) -> Vec<types::MetricSeries> {
+pub fn series_of(v: &serde_json::Value) -> Vec<types::MetricSeries> {
     let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
     v.as_array()
         .map(|all| {
@@ -101,23 +79,5 @@ impl secrets::Host for Unavailable {
         let e = self.error("secrets", "no secret store is implemented yet");
         self.tape.record("secrets.get", request, tape::error_answer(&e));
         Err(e)
-    }
-}
-
-impl runtime::Host for Unavailable {
-    async fn start(&mut self, _spec: runtime::InstanceSpec) -> Result<runtime::Instance, HostError> {
-        Err(self.error("runtime", "the local deployment target is not implemented yet"))
-    }
-
-    async fn stop(&mut self, _id: String) -> Result<(), HostError> {
-        Err(self.error("runtime", "the local deployment target is not implemented yet"))
-    }
-
-    async fn set_weights(&mut self, _service: String, _weights: Vec<(String, u32)>) -> Result<(), HostError> {
-        Err(self.error("runtime", "the local deployment target is not implemented yet"))
-    }
-
-    async fn instances(&mut self, _service: String) -> Result<Vec<runtime::Instance>, HostError> {
-        Err(self.error("runtime", "the local deployment target is not implemented yet"))
     }
 }

@@ -17,6 +17,8 @@ pub struct Prepared {
     pub plan: Plan,
     /// The plugin of each stage, by plan index.
     pub plugins: Vec<Arc<LoadedPlugin>>,
+    /// Deploy stages' strategies and checks, by plan index.
+    pub rollouts: BTreeMap<usize, Arc<crate::rollout::RolloutPlugins>>,
     /// The engine.
     pub engine: WeirEngine,
 }
@@ -88,10 +90,15 @@ async fn prepare_loaded(
     }
 
     let mut by_ref: BTreeMap<&plan::PluginRef, Result<Arc<LoadedPlugin>, String>> = BTreeMap::new();
-    for stage in &plan.stages {
-        if !by_ref.contains_key(&stage.plugin) {
-            let loaded = loader.load(&stage.plugin).await.map_err(|e| e.to_string());
-            by_ref.insert(&stage.plugin, loaded);
+    let rollout_refs = plan
+        .stages
+        .iter()
+        .filter_map(|s| s.rollout.as_ref())
+        .flat_map(|r| std::iter::once(&r.strategy.plugin).chain(r.checks.iter().map(|c| &c.plugin)));
+    for plugin in plan.stages.iter().map(|s| &s.plugin).chain(rollout_refs) {
+        if !by_ref.contains_key(plugin) {
+            let loaded = loader.load(plugin).await.map_err(|e| e.to_string());
+            by_ref.insert(plugin, loaded);
         }
     }
 
@@ -101,10 +108,38 @@ async fn prepare_loaded(
     for stage in &plan.stages {
         match &by_ref[&stage.plugin] {
             Ok(p) => {
-                if !matches!(
-                    p.info.kind,
-                    PluginKind::Stage | PluginKind::Analyzer | PluginKind::TestRunner
-                ) {
+                if stage.rollout.is_some() && p.info.kind != PluginKind::Deployer {
+                    errors.push(
+                        plan.source
+                            .error(
+                                stage.uses_span.clone(),
+                                format!(
+                                    "stage `{}` has a `strategy`, so its `uses` must be a deployer; plugin `{}` is a {}",
+                                    stage.name,
+                                    p.info.name,
+                                    kind_name(p.info.kind)
+                                ),
+                            )
+                            .help("use the built-in `deploy`, or remove `strategy`, `checks` and `load`"),
+                    );
+                } else if p.info.kind == PluginKind::Deployer && stage.rollout.is_none() {
+                    errors.push(
+                        plan.source
+                            .error(
+                                stage.uses_span.clone(),
+                                format!(
+                                    "stage `{}` uses the deployer `{}` but says no `strategy`",
+                                    stage.name, p.info.name
+                                ),
+                            )
+                            .help("add strategy = { uses = \"canary\" } (or blue-green)"),
+                    );
+                } else if p.info.kind != PluginKind::Deployer
+                    && !matches!(
+                        p.info.kind,
+                        PluginKind::Stage | PluginKind::Analyzer | PluginKind::TestRunner
+                    )
+                {
                     errors.push(
                         plan.source
                             .error(
@@ -143,6 +178,54 @@ async fn prepare_loaded(
             }
         }
     }
+    let mut rollouts = BTreeMap::new();
+    for (i, stage) in plan.stages.iter().enumerate() {
+        let Some(r) = &stage.rollout else { continue };
+        let mut fetch = |used: &plan::PlannedUse, want: PluginKind, role: &str| match &by_ref[&used.plugin] {
+            Ok(p) if p.info.kind == want => Some((p.clone(), used.clone())),
+            Ok(p) => {
+                errors.push(
+                    plan.source
+                        .error(
+                            used.uses_span.clone(),
+                            format!(
+                                "stage `{}`'s {role} uses plugin `{}`, which is a {}; a {role} must be a {}",
+                                stage.name,
+                                p.info.name,
+                                kind_name(p.info.kind),
+                                kind_name(want)
+                            ),
+                        )
+                        .help("`weir plugins list` shows each plugin's kind"),
+                );
+                None
+            }
+            Err(message) => {
+                errors.push(
+                    plan.source
+                        .error(used.uses_span.clone(), message.clone())
+                        .label("this plugin"),
+                );
+                None
+            }
+        };
+        let strategy = fetch(&r.strategy, PluginKind::Strategy, "strategy");
+        let checks: Vec<_> = r
+            .checks
+            .iter()
+            .filter_map(|c| fetch(c, PluginKind::Analyzer, "check"))
+            .collect();
+        if let Some(strategy) = strategy {
+            rollouts.insert(
+                i,
+                Arc::new(crate::rollout::RolloutPlugins {
+                    strategy,
+                    checks,
+                    load: r.load.clone(),
+                }),
+            );
+        }
+    }
     if !errors.is_empty() {
         return Err(InvalidConfig {
             path: plan.source.path().to_path_buf(),
@@ -152,6 +235,7 @@ async fn prepare_loaded(
     }
     Ok(Prepared {
         plan,
+        rollouts,
         plugins: stage_plugins,
         engine: loader.engine().clone(),
     })

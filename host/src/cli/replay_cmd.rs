@@ -309,6 +309,9 @@ async fn replay_in(
         limits: StageLimits::default(),
         artifacts: ArtifactStore::new(scratch.join("artifacts")),
         history: None,
+        // A replay never deploys; recorded metrics come from the tape.
+        target: Default::default(),
+        rollouts: Default::default(),
     };
     let result = crate::execute::replay_attempt(
         engine,

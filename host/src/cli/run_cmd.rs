@@ -310,6 +310,13 @@ async fn start(launch: Launch, args: &RunArgs, verbose: bool) -> ExitCode {
             limits: StageLimits::default(),
             artifacts: crate::artifacts::ArtifactStore::new(run_dir(&run_id).join("artifacts")),
             history: Some(history),
+            target: crate::sandbox::TargetSpec {
+                run_id: run_id.clone(),
+                dir: Some(super::target_cmd::target_dir()),
+                providers: plan.providers.clone(),
+                ..Default::default()
+            },
+            rollouts: prepared.rollouts,
         },
         sink.clone(),
     ));

@@ -17,6 +17,45 @@ pub struct PipelineFile {
     /// `[plugins.NAME]`: third-party plugins by path.
     #[serde(default)]
     pub plugins: IndexMap<Spanned<String>, Spanned<PluginSpec>>,
+    /// `[providers.NAME]`: metrics providers stages may be granted.
+    #[serde(default)]
+    pub providers: IndexMap<Spanned<String>, Spanned<ProviderSpec>>,
+}
+
+/// `[providers.NAME]`: `prometheus = "http://127.0.0.1:9090"`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ProviderSpec {
+    /// A Prometheus server's base URL (its HTTP API is queried).
+    pub prometheus: Spanned<String>,
+}
+
+/// A plugin a deploy stage uses besides its deployer: `strategy = { uses =
+/// "canary", with = { ... } }` or an entry of `checks`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PluginUse {
+    /// A built-in name or a `[plugins.NAME]` key.
+    pub uses: Spanned<String>,
+    /// Its configuration.
+    #[serde(default)]
+    pub with: Option<Spanned<toml::Table>>,
+    /// How long one call may take (default 10s for a strategy, 2m for a
+    /// check).
+    #[serde(default)]
+    pub timeout: Option<Spanned<String>>,
+}
+
+/// `load = { rate = 50, path = "/" }`: traffic the rollout sends to the
+/// service's router while it runs, so analysis windows have data.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct LoadSpec {
+    /// Requests per second.
+    pub rate: Spanned<u32>,
+    /// The path requested (default `/`).
+    #[serde(default)]
+    pub path: Option<Spanned<String>>,
 }
 
 /// `[pipeline]`.
@@ -88,6 +127,15 @@ pub struct StageSpec {
     /// digests go into its cache key and its replay record.
     #[serde(default)]
     pub inputs: Vec<Spanned<String>>,
+    /// A deploy stage's strategy plugin.
+    #[serde(default)]
+    pub strategy: Option<Spanned<PluginUse>>,
+    /// A deploy stage's checks (analyzers run when the strategy asks).
+    #[serde(default)]
+    pub checks: Vec<Spanned<PluginUse>>,
+    /// A deploy stage's load generator.
+    #[serde(default)]
+    pub load: Option<Spanned<LoadSpec>>,
 }
 
 /// A stage's gate. Test runners: `gate = { min-pass-rate = 0.95,

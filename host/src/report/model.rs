@@ -175,6 +175,33 @@ impl RunView {
                 }
             }
             Event::StageRetrying { .. } => {}
+            Event::Rollout {
+                stage,
+                step,
+                phase,
+                message,
+                weights,
+                ..
+            } => {
+                if let Some(s) = self.stage_mut(stage) {
+                    let split = weights
+                        .iter()
+                        .map(|(v, w)| format!("{v} {w}%"))
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    let line = match (phase, split.is_empty()) {
+                        (crate::events::RolloutPhase::Action, false) => {
+                            format!("[{step}] {message} ({split})")
+                        }
+                        _ => format!("[{step}] {message}"),
+                    };
+                    s.last_line = Some(line.clone());
+                    if s.tail.len() == TAIL_LINES {
+                        s.tail.pop_front();
+                    }
+                    s.tail.push_back(line);
+                }
+            }
             Event::StageCache {
                 stage,
                 status,

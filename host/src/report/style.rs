@@ -70,6 +70,7 @@ pub fn failure_name(kind: FailureKind) -> &'static str {
         FailureKind::Timeout => "timed out",
         FailureKind::Limit => "limit hit",
         FailureKind::Host => "could not run",
+        FailureKind::RolledBack => "rolled back",
     }
 }
 

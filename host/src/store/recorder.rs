@@ -197,6 +197,7 @@ fn kind(e: &Event) -> &'static str {
         Event::StageRetrying { .. } => "stage_retrying",
         Event::StageFinished { .. } => "stage_finished",
         Event::RunFinished { .. } => "run_finished",
+        Event::Rollout { .. } => "rollout",
     }
 }
 
@@ -208,7 +209,8 @@ fn stage_of(e: &Event) -> Option<&str> {
         | Event::StageLog { stage, .. }
         | Event::StageProgress { stage, .. }
         | Event::StageRetrying { stage, .. }
-        | Event::StageFinished { stage, .. } => Some(stage),
+        | Event::StageFinished { stage, .. }
+        | Event::Rollout { stage, .. } => Some(stage),
         Event::RunStarted { .. } | Event::RunFinished { .. } => None,
     }
 }
@@ -356,7 +358,8 @@ fn apply(tx: &Transaction<'_>, seq: i64, r: &EventRecord) -> rusqlite::Result<()
                 params![run, workspace],
             )?;
         }
-        Event::StageProgress { .. } | Event::StageCache { .. } => {}
+        // Rollout steps stay in `events`, where `weir runs show` reads them.
+        Event::StageProgress { .. } | Event::StageCache { .. } | Event::Rollout { .. } => {}
     }
     Ok(())
 }

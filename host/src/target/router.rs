@@ -26,7 +26,8 @@ use tokio::net::TcpListener;
 
 use super::metrics::{Observation, ServiceMetrics};
 
-type Body = BoxBody<Bytes, hyper::Error>;
+/// A response body.
+pub type Body = BoxBody<Bytes, hyper::Error>;
 
 /// Headers that belong to one hop, not to the request (RFC 9110 §7.6.1).
 const HOP_BY_HOP: &[&str] = &[
@@ -160,6 +161,14 @@ impl Router {
         }
     }
 
+    /// Whether instance `id` takes traffic.
+    pub fn is_ready(&self, id: &str) -> bool {
+        self.table()
+            .instances
+            .iter()
+            .any(|i| i.id == id && i.ready && !i.removed)
+    }
+
     /// Split traffic between versions: (version, weight) pairs.
     pub fn set_weights(&self, weights: &[(String, u32)]) {
         let mut t = self.table();
@@ -279,17 +288,24 @@ where
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let handler = handler.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let handler = handler.clone();
-                async move { Ok::<_, std::convert::Infallible>(handler(req).await) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
+        tokio::spawn(serve_connection(stream, handler.clone()));
     }
+}
+
+/// Answer the HTTP/1.1 requests of one connection with `handler`.
+pub async fn serve_connection<S, F, Fut>(stream: S, handler: F)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Response<Body>> + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req| {
+        let handler = handler.clone();
+        async move { Ok::<_, std::convert::Infallible>(handler(req).await) }
+    });
+    let _ = hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(stream), service)
+        .await;
 }
 
 #[cfg(test)]

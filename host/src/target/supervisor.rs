@@ -153,6 +153,15 @@ fn spawn(spec: &InstanceSpec, port: u16) -> std::io::Result<Child> {
         .stdin(Stdio::null())
         .process_group(0)
         .kill_on_drop(true);
+    // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches no
+    // memory shared with the parent. With it an instance dies with the
+    // target process, so a killed target leaves no orphan on a port.
+    unsafe {
+        cmd.pre_exec(|| {
+            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
+                .map_err(std::io::Error::from)
+        });
+    }
     match &spec.log {
         Some(path) => {
             if let Some(parent) = path.parent() {

@@ -1,0 +1,156 @@
+//! The local target's control API: JSON over HTTP/1.1 on a Unix socket
+//! (`.weir/target/control.sock`, mode 0600), so only the user who owns the
+//! state directory can drive it. These types are both ends' contract.
+//!
+//! | method and path | body | answer |
+//! |---|---|---|
+//! | `GET /v1/status` | | [`Status`] |
+//! | `POST /v1/instances` | [`StartRequest`] | [`InstanceInfo`] |
+//! | `DELETE /v1/instances/ID` | | `{}` |
+//! | `PUT /v1/services/S/weights` | [`Weights`] | [`ServiceStatus`] |
+//! | `POST /v1/services/S/promote` | [`Promote`] | [`ServiceStatus`] |
+//! | `POST /v1/services/S/restore` | [`Restore`] | [`ServiceStatus`] |
+//! | `POST /v1/services/S/rollback` | | [`ServiceStatus`] |
+//! | `GET /v1/services/S/samples?since_ms=&until_ms=` | | [`Samples`] |
+//! | `POST /v1/shutdown` | | `{}` |
+//!
+//! Errors answer 4xx/5xx with [`ApiError`].
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::state::Release;
+
+/// Start one instance of `service` at `version`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StartRequest {
+    /// The service.
+    pub service: String,
+    /// The version.
+    pub version: String,
+    /// The program on the host (the target copies it before starting it).
+    pub program: PathBuf,
+    /// Its arguments.
+    pub args: Vec<String>,
+    /// Its environment (besides `PORT`).
+    pub env: Vec<(String, String)>,
+    /// The readiness path.
+    pub readiness_path: String,
+    /// The router port wanted for a new service (0: any free port).
+    pub port: u16,
+    /// The run asking.
+    pub run: Option<String>,
+}
+
+/// A running instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceInfo {
+    /// Its id.
+    pub id: String,
+    /// The service.
+    pub service: String,
+    /// The version.
+    pub version: String,
+    /// Its own port on 127.0.0.1.
+    pub port: u16,
+    /// Whether it takes traffic.
+    pub ready: bool,
+    /// Restarts after crashes.
+    pub restarts: u32,
+}
+
+/// A traffic split: (version, weight) pairs adding up to 100.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Weights {
+    /// The split.
+    pub weights: Vec<(String, u32)>,
+}
+
+/// Make `version` the stable release.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Promote {
+    /// The version.
+    pub version: String,
+}
+
+/// Put a service back on its stable release: all traffic to it (its
+/// instances started again if none run), every other instance stopped,
+/// every candidate marked rolled back with `reason`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Restore {
+    /// Why, recorded with the abandoned candidates.
+    pub reason: String,
+}
+
+/// One service as the target runs it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServiceStatus {
+    /// The service.
+    pub service: String,
+    /// The router's address, `127.0.0.1:PORT`.
+    pub address: String,
+    /// The traffic split.
+    pub weights: Vec<(String, u32)>,
+    /// The stable version.
+    pub stable: Option<String>,
+    /// Running instances.
+    pub instances: Vec<InstanceInfo>,
+    /// Release history, oldest first.
+    pub releases: Vec<Release>,
+}
+
+impl ServiceStatus {
+    /// Ready instances of `version`.
+    pub fn ready(&self, version: &str) -> u32 {
+        self.instances
+            .iter()
+            .filter(|i| i.version == version && i.ready)
+            .count() as u32
+    }
+}
+
+/// The whole target.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Status {
+    /// The target's process id.
+    pub pid: u32,
+    /// weir's version.
+    pub weir: String,
+    /// Where Prometheus scrapes, `http://127.0.0.1:PORT/metrics`.
+    pub metrics_url: String,
+    /// When it started, ms since the epoch.
+    pub started_ms: u64,
+    /// Every service.
+    pub services: Vec<ServiceStatus>,
+}
+
+/// One request the router answered.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    /// When it was answered, ms since the epoch.
+    pub at_ms: u64,
+    /// Its status (502 when the instance failed).
+    pub status: u16,
+    /// Its latency in seconds.
+    pub seconds: f64,
+}
+
+/// The requests of a window, by version.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Samples {
+    /// (version, requests answered in the window, oldest first).
+    pub versions: Vec<(String, Vec<Sample>)>,
+    /// True when a version's bounded sample no longer reaches back to
+    /// the window's start (more requests than it keeps).
+    pub truncated: bool,
+}
+
+/// What went wrong, with what to do.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApiError {
+    /// `invalid`, `not-found`, `failed`.
+    pub kind: String,
+    /// For people.
+    pub message: String,
+}

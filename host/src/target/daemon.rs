@@ -1,0 +1,782 @@
+//! The target process (`weir target serve`): one per state directory,
+//! guarded by a lock file. It answers the control API ([`super::api`]) on a
+//! Unix socket, serves each service's router on its own port and
+//! `/metrics` on another, and keeps [`TargetState`] on disk after every
+//! change.
+//!
+//! On start it puts every service back on its stable release: the stable
+//! version's instances are started again from the target's own copy of the
+//! program and take all traffic; a candidate that was mid-rollout when the
+//! process died is marked rolled back. A restart therefore never leaves a
+//! half-promoted candidate serving.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use serde::Serialize;
+use tokio::net::{TcpListener, UnixListener};
+
+use super::api::{
+    ApiError, InstanceInfo, Promote, Restore, Sample, Samples, ServiceStatus, StartRequest, Status, Weights,
+};
+use super::router::{Body, Router, plain};
+use super::state::{Launch, Release, ReleaseState, StateError, TargetState};
+use super::supervisor::{InstanceSpec, Supervisor, Timing};
+use crate::events::now_ms;
+
+/// The control socket's file name in the target directory.
+pub const SOCKET: &str = "control.sock";
+/// The state file's name.
+pub const STATE: &str = "state.json";
+/// The target's own log.
+pub const LOG: &str = "target.log";
+/// Largest control request body.
+const MAX_BODY: usize = 1 << 20;
+
+/// Why the target could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    /// Another target holds the lock.
+    #[error("a target is already running for {dir} (`weir target status` shows it)")]
+    AlreadyRunning {
+        /// The directory.
+        dir: String,
+    },
+    /// The state file is unreadable.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// A file or socket operation failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// Why it failed.
+        source: std::io::Error,
+    },
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> TargetError {
+    let what = what.into();
+    move |source| TargetError::Io { what, source }
+}
+
+/// A failed control call: an HTTP status and what to tell the caller.
+struct Refusal(StatusCode, ApiError);
+
+fn invalid(message: impl Into<String>) -> Refusal {
+    Refusal(
+        StatusCode::BAD_REQUEST,
+        ApiError {
+            kind: "invalid".into(),
+            message: message.into(),
+        },
+    )
+}
+
+fn not_found(message: impl Into<String>) -> Refusal {
+    Refusal(
+        StatusCode::NOT_FOUND,
+        ApiError {
+            kind: "not-found".into(),
+            message: message.into(),
+        },
+    )
+}
+
+fn failed(message: impl Into<String>) -> Refusal {
+    Refusal(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        ApiError {
+            kind: "failed".into(),
+            message: message.into(),
+        },
+    )
+}
+
+/// Service and version names: they become file names and metric labels.
+pub fn check_name(what: &str, name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what} `{name}` is not a valid name: use 1 to 64 letters, digits, `.`, `_` or `-`, starting with a letter or digit"
+        ))
+    }
+}
+
+/// The running target.
+pub struct Target {
+    dir: PathBuf,
+    supervisor: Arc<Supervisor>,
+    state: tokio::sync::Mutex<TargetState>,
+    serving: Mutex<BTreeMap<String, tokio::task::JoinHandle<()>>>,
+    started_ms: u64,
+    shutdown: tokio::sync::Notify,
+}
+
+impl Target {
+    fn state_file(&self) -> PathBuf {
+        self.dir.join(STATE)
+    }
+
+    async fn save(&self, state: &mut TargetState) -> Result<(), Refusal> {
+        state.trim();
+        state
+            .save(&self.state_file())
+            .map_err(|e| failed(format!("cannot save the target's state: {e}")))
+    }
+
+    /// Listen for `service`'s router on `port` (0: any), returning the
+    /// port it got.
+    async fn listen(&self, service: &str, port: u16) -> std::io::Result<u16> {
+        if let Some(h) = self
+            .serving
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(service)
+            && !h.is_finished()
+        {
+            return Ok(port);
+        }
+        let listener = match TcpListener::bind(("127.0.0.1", port)).await {
+            Ok(l) => l,
+            Err(e) if port != 0 => {
+                tracing::warn!("service `{service}`: port {port} is taken ({e}); using another");
+                TcpListener::bind(("127.0.0.1", 0)).await?
+            }
+            Err(e) => return Err(e),
+        };
+        let got = listener.local_addr()?.port();
+        let router = self.supervisor.router(service);
+        let task = tokio::spawn(router.serve(listener));
+        self.serving
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(service.to_string(), task);
+        Ok(got)
+    }
+
+    fn instance_info(&self, i: &super::supervisor::Instance) -> InstanceInfo {
+        InstanceInfo {
+            id: i.id.clone(),
+            service: i.service.clone(),
+            version: i.version.clone(),
+            port: i.port,
+            ready: self.supervisor.router(&i.service).is_ready(&i.id),
+            restarts: i.restarts,
+        }
+    }
+
+    fn service_status(&self, name: &str, s: &super::state::ServiceState) -> ServiceStatus {
+        ServiceStatus {
+            service: name.to_string(),
+            address: format!("127.0.0.1:{}", s.port),
+            weights: s.weights.iter().map(|(v, w)| (v.clone(), *w)).collect(),
+            stable: s.stable().map(|r| r.version.clone()),
+            instances: self
+                .supervisor
+                .instances(name)
+                .iter()
+                .map(|i| self.instance_info(i))
+                .collect(),
+            releases: s.releases.clone(),
+        }
+    }
+
+    async fn status(&self) -> Status {
+        let state = self.state.lock().await;
+        Status {
+            pid: std::process::id(),
+            weir: env!("CARGO_PKG_VERSION").to_string(),
+            metrics_url: format!("http://127.0.0.1:{}/metrics", state.metrics_port),
+            started_ms: self.started_ms,
+            services: state
+                .services
+                .iter()
+                .map(|(n, s)| self.service_status(n, s))
+                .collect(),
+        }
+    }
+
+    async fn service(&self, name: &str) -> Result<ServiceStatus, Refusal> {
+        let state = self.state.lock().await;
+        state
+            .services
+            .get(name)
+            .map(|s| self.service_status(name, s))
+            .ok_or_else(|| not_found(format!("the target runs no service `{name}`")))
+    }
+
+    /// Copy `program` into the target's release directory (so the run
+    /// that built it can be pruned) and return the copy.
+    fn keep_program(&self, service: &str, version: &str, program: &Path) -> Result<PathBuf, Refusal> {
+        let meta = std::fs::metadata(program)
+            .map_err(|e| invalid(format!("cannot read the program {}: {e}", program.display())))?;
+        if !meta.is_file() {
+            return Err(invalid(format!("{} is not a file", program.display())));
+        }
+        let name = program
+            .file_name()
+            .ok_or_else(|| invalid(format!("{} has no file name", program.display())))?;
+        let dir = self.dir.join("releases").join(service).join(version);
+        std::fs::create_dir_all(&dir).map_err(|e| failed(format!("cannot create {}: {e}", dir.display())))?;
+        let copy = dir.join(name);
+        let tmp = dir.join(".program.tmp");
+        std::fs::copy(program, &tmp)
+            .and_then(|_| std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)))
+            .and_then(|()| std::fs::rename(&tmp, &copy))
+            .map_err(|e| failed(format!("cannot copy {} into the target: {e}", program.display())))?;
+        Ok(copy)
+    }
+
+    async fn start_from(
+        &self,
+        service: &str,
+        version: &str,
+        launch: &Launch,
+    ) -> Result<super::supervisor::Instance, Refusal> {
+        let spec = InstanceSpec {
+            service: service.to_string(),
+            version: version.to_string(),
+            program: launch.program.clone(),
+            args: launch.args.clone(),
+            env: launch.env.clone(),
+            dir: launch
+                .program
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| self.dir.clone()),
+            readiness_path: launch.readiness_path.clone(),
+            log: Some(self.dir.join("logs").join(format!("{service}-{version}.log"))),
+        };
+        self.supervisor
+            .start(spec)
+            .await
+            .map_err(|e| failed(e.to_string()))
+    }
+
+    async fn start(&self, req: StartRequest) -> Result<InstanceInfo, Refusal> {
+        check_name("service", &req.service).map_err(invalid)?;
+        check_name("version", &req.version).map_err(invalid)?;
+        if !req.readiness_path.starts_with('/') {
+            return Err(invalid(format!(
+                "the readiness path `{}` must start with `/`",
+                req.readiness_path
+            )));
+        }
+        let launch = Launch {
+            program: self.keep_program(&req.service, &req.version, &req.program)?,
+            args: req.args,
+            env: req.env,
+            readiness_path: req.readiness_path,
+        };
+        {
+            let mut state = self.state.lock().await;
+            let known = state.services.get(&req.service).map(|s| s.port);
+            let port = self
+                .listen(&req.service, known.unwrap_or(req.port))
+                .await
+                .map_err(|e| failed(format!("cannot listen for service `{}`: {e}", req.service)))?;
+            let s = state.services.entry(req.service.clone()).or_default();
+            s.port = port;
+            let now = now_ms();
+            match s.release_mut(&req.version) {
+                Some(r) if matches!(r.state, ReleaseState::Candidate | ReleaseState::Stable) => {
+                    r.launch = launch.clone();
+                }
+                _ => s.releases.push(Release {
+                    version: req.version.clone(),
+                    state: ReleaseState::Candidate,
+                    run: req.run.clone(),
+                    deployed_ms: now,
+                    changed_ms: now,
+                    reason: None,
+                    replicas: 0,
+                    launch: launch.clone(),
+                }),
+            }
+            self.save(&mut state).await?;
+        }
+        let instance = self.start_from(&req.service, &req.version, &launch).await?;
+        let mut state = self.state.lock().await;
+        let running = self
+            .supervisor
+            .instances(&req.service)
+            .iter()
+            .filter(|i| i.version == req.version)
+            .count() as u32;
+        if let Some(r) = state
+            .services
+            .get_mut(&req.service)
+            .and_then(|s| s.release_mut(&req.version))
+        {
+            r.replicas = r.replicas.max(running);
+        }
+        self.save(&mut state).await?;
+        Ok(self.instance_info(&instance))
+    }
+
+    async fn stop(&self, id: &str) -> Result<(), Refusal> {
+        if self.supervisor.stop(id).await {
+            Ok(())
+        } else {
+            Err(not_found(format!("the target runs no instance `{id}`")))
+        }
+    }
+
+    async fn set_weights(
+        &self,
+        service: &str,
+        weights: Vec<(String, u32)>,
+    ) -> Result<ServiceStatus, Refusal> {
+        let total: u64 = weights.iter().map(|(_, w)| u64::from(*w)).sum();
+        if total != 100 {
+            return Err(invalid(format!(
+                "the weights of `{service}` add up to {total}; they must add up to 100"
+            )));
+        }
+        let router = self.supervisor.router(service);
+        let ids: Vec<_> = self.supervisor.instances(service);
+        for (version, w) in &weights {
+            if *w > 0
+                && !ids
+                    .iter()
+                    .any(|i| i.version == *version && router.is_ready(&i.id))
+            {
+                return Err(invalid(format!(
+                    "version `{version}` of `{service}` has no ready instance; deploy it before sending it traffic"
+                )));
+            }
+        }
+        let mut state = self.state.lock().await;
+        let Some(s) = state.services.get_mut(service) else {
+            return Err(not_found(format!("the target runs no service `{service}`")));
+        };
+        s.weights = weights.iter().filter(|(_, w)| *w > 0).cloned().collect();
+        router.set_weights(&weights);
+        let status = self.service_status(service, s);
+        self.save(&mut state).await?;
+        Ok(status)
+    }
+
+    async fn promote(&self, service: &str, version: &str) -> Result<ServiceStatus, Refusal> {
+        let mut state = self.state.lock().await;
+        let Some(s) = state.services.get_mut(service) else {
+            return Err(not_found(format!("the target runs no service `{service}`")));
+        };
+        if s.release_mut(version).is_none() {
+            return Err(not_found(format!("`{service}` has no release `{version}`")));
+        }
+        let now = now_ms();
+        for r in s.releases.iter_mut() {
+            if r.state == ReleaseState::Stable && r.version != version {
+                r.state = ReleaseState::Superseded;
+                r.changed_ms = now;
+            }
+        }
+        if let Some(r) = s.release_mut(version) {
+            r.state = ReleaseState::Stable;
+            r.changed_ms = now;
+        }
+        let status = self.service_status(service, s);
+        self.save(&mut state).await?;
+        Ok(status)
+    }
+
+    /// All traffic to `version` (its instances started if none is ready),
+    /// every other instance drained and stopped.
+    async fn settle_on(
+        &self,
+        service: &str,
+        version: &str,
+        launch: &Launch,
+        replicas: u32,
+    ) -> Result<(), Refusal> {
+        let router = self.supervisor.router(service);
+        let ready = self
+            .supervisor
+            .instances(service)
+            .iter()
+            .filter(|i| i.version == version && router.is_ready(&i.id))
+            .count() as u32;
+        for _ in ready..replicas.max(1) {
+            self.start_from(service, version, launch).await?;
+        }
+        router.set_weights(&[(version.to_string(), 100)]);
+        let others: Vec<String> = self
+            .supervisor
+            .instances(service)
+            .into_iter()
+            .filter(|i| i.version != version)
+            .map(|i| i.id)
+            .collect();
+        for id in others {
+            self.supervisor.stop(&id).await;
+        }
+        Ok(())
+    }
+
+    /// Back to the stable release (the rollout controller's promise).
+    async fn restore(&self, service: &str, reason: &str) -> Result<ServiceStatus, Refusal> {
+        let stable = {
+            let state = self.state.lock().await;
+            let Some(s) = state.services.get(service) else {
+                return Err(not_found(format!("the target runs no service `{service}`")));
+            };
+            s.stable().cloned()
+        };
+        match &stable {
+            Some(r) => self.settle_on(service, &r.version, &r.launch, r.replicas).await?,
+            None => {
+                // Nothing was ever promoted: the only safe state is none.
+                self.supervisor.router(service).set_weights(&[]);
+                for i in self.supervisor.instances(service) {
+                    self.supervisor.stop(&i.id).await;
+                }
+            }
+        }
+        let mut state = self.state.lock().await;
+        let Some(s) = state.services.get_mut(service) else {
+            return Err(not_found(format!("the target runs no service `{service}`")));
+        };
+        let now = now_ms();
+        for r in s
+            .releases
+            .iter_mut()
+            .filter(|r| r.state == ReleaseState::Candidate)
+        {
+            r.state = ReleaseState::RolledBack;
+            r.reason = Some(reason.to_string());
+            r.changed_ms = now;
+        }
+        s.weights = stable.iter().map(|r| (r.version.clone(), 100)).collect();
+        let status = self.service_status(service, s);
+        self.save(&mut state).await?;
+        Ok(status)
+    }
+
+    /// `weir rollback`: the release before the stable one becomes stable
+    /// again and takes all traffic.
+    async fn rollback(&self, service: &str) -> Result<ServiceStatus, Refusal> {
+        let (current, previous) = {
+            let state = self.state.lock().await;
+            let Some(s) = state.services.get(service) else {
+                return Err(not_found(format!("the target runs no service `{service}`")));
+            };
+            let current = s.stable().cloned();
+            let previous = s
+                .releases
+                .iter()
+                .rev()
+                .find(|r| r.state == ReleaseState::Superseded)
+                .cloned();
+            (current, previous)
+        };
+        let Some(previous) = previous else {
+            return Err(invalid(format!(
+                "`{service}` has no earlier stable release to roll back to (`weir releases {service}` lists them)"
+            )));
+        };
+        self.settle_on(service, &previous.version, &previous.launch, previous.replicas)
+            .await?;
+        let mut state = self.state.lock().await;
+        let Some(s) = state.services.get_mut(service) else {
+            return Err(not_found(format!("the target runs no service `{service}`")));
+        };
+        let now = now_ms();
+        for r in s.releases.iter_mut() {
+            if r.state == ReleaseState::Candidate
+                || current
+                    .as_ref()
+                    .is_some_and(|c| c.version == r.version && r.state == ReleaseState::Stable)
+            {
+                r.state = ReleaseState::RolledBack;
+                r.reason = Some("rolled back by hand (`weir rollback`)".into());
+                r.changed_ms = now;
+            }
+        }
+        if let Some(r) = s
+            .releases
+            .iter_mut()
+            .rev()
+            .find(|r| r.version == previous.version && r.state == ReleaseState::Superseded)
+        {
+            r.state = ReleaseState::Stable;
+            r.changed_ms = now;
+        }
+        s.weights = [(previous.version.clone(), 100)].into_iter().collect();
+        let status = self.service_status(service, s);
+        self.save(&mut state).await?;
+        Ok(status)
+    }
+
+    fn samples(&self, service: &str, since_ms: u64, until_ms: u64) -> Samples {
+        let mut out = Samples::default();
+        for (version, stats) in self.supervisor.router(service).metrics().snapshot() {
+            if stats.sample.len() >= super::metrics::SAMPLE
+                && stats.sample.front().is_some_and(|o| o.at_ms > since_ms)
+            {
+                out.truncated = true;
+            }
+            let window: Vec<Sample> = stats
+                .sample
+                .iter()
+                .filter(|o| o.at_ms >= since_ms && o.at_ms <= until_ms)
+                .map(|o| Sample {
+                    at_ms: o.at_ms,
+                    status: o.status,
+                    seconds: o.seconds,
+                })
+                .collect();
+            out.versions.push((version, window));
+        }
+        out
+    }
+
+    async fn metrics_text(&self) -> String {
+        let names: Vec<String> = self.state.lock().await.services.keys().cloned().collect();
+        let routers: Vec<Arc<Router>> = names.iter().map(|n| self.supervisor.router(n)).collect();
+        super::metrics::render(routers.iter().map(|r| (r.service(), r.metrics().as_ref())))
+    }
+
+    /// Put every service back on its stable release (start-up).
+    async fn recover(&self) -> Result<(), TargetError> {
+        let services: Vec<(String, u16)> = {
+            let state = self.state.lock().await;
+            state.services.iter().map(|(n, s)| (n.clone(), s.port)).collect()
+        };
+        for (name, port) in services {
+            let got = self
+                .listen(&name, port)
+                .await
+                .map_err(io(format!("cannot listen for service `{name}`")))?;
+            if let Some(s) = self.state.lock().await.services.get_mut(&name) {
+                s.port = got;
+            }
+            let reason = "the target process restarted during the rollout";
+            if let Err(Refusal(_, e)) = self.restore(&name, reason).await {
+                tracing::error!(
+                    "service `{name}` could not be put back on its stable release: {}",
+                    e.message
+                );
+            }
+        }
+        Ok(())
+    }
+
+    async fn answer(self: Arc<Self>, req: Request<Incoming>) -> Response<Body> {
+        let method = req.method().clone();
+        let path = req.uri().path().to_string();
+        let query = req.uri().query().unwrap_or_default().to_string();
+        let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(e) => return refusal(invalid(format!("cannot read the request: {e}"))),
+        };
+        let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let result = match (&method, parts.as_slice()) {
+            (&Method::GET, ["v1", "status"]) => json(&self.status().await),
+            (&Method::POST, ["v1", "instances"]) => match parse::<StartRequest>(&body) {
+                Ok(r) => self.start(r).await.and_then(|i| json(&i)),
+                Err(e) => Err(e),
+            },
+            (&Method::DELETE, ["v1", "instances", id]) => self.stop(id).await.and_then(|()| json(&())),
+            (&Method::GET, ["v1", "services", s]) => self.service(s).await.and_then(|s| json(&s)),
+            (&Method::PUT, ["v1", "services", s, "weights"]) => match parse::<Weights>(&body) {
+                Ok(w) => self.set_weights(s, w.weights).await.and_then(|s| json(&s)),
+                Err(e) => Err(e),
+            },
+            (&Method::POST, ["v1", "services", s, "promote"]) => match parse::<Promote>(&body) {
+                Ok(p) => self.promote(s, &p.version).await.and_then(|s| json(&s)),
+                Err(e) => Err(e),
+            },
+            (&Method::POST, ["v1", "services", s, "restore"]) => match parse::<Restore>(&body) {
+                Ok(r) => self.restore(s, &r.reason).await.and_then(|s| json(&s)),
+                Err(e) => Err(e),
+            },
+            (&Method::POST, ["v1", "services", s, "rollback"]) => {
+                self.rollback(s).await.and_then(|s| json(&s))
+            }
+            (&Method::GET, ["v1", "services", s, "samples"]) => {
+                let arg = |k: &str| {
+                    query
+                        .split('&')
+                        .find_map(|kv| kv.strip_prefix(k)?.strip_prefix('='))
+                        .and_then(|v| v.parse::<u64>().ok())
+                };
+                json(&self.samples(
+                    s,
+                    arg("since_ms").unwrap_or(0),
+                    arg("until_ms").unwrap_or(u64::MAX),
+                ))
+            }
+            (&Method::POST, ["v1", "shutdown"]) => {
+                self.shutdown.notify_one();
+                json(&())
+            }
+            _ => Err(not_found(format!("no control call {method} {path}"))),
+        };
+        match result {
+            Ok(r) => r,
+            Err(e) => refusal(e),
+        }
+    }
+}
+
+fn parse<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, Refusal> {
+    serde_json::from_slice(body).map_err(|e| invalid(format!("malformed request: {e}")))
+}
+
+fn json(value: &impl Serialize) -> Result<Response<Body>, Refusal> {
+    let text = serde_json::to_string(value).map_err(|e| failed(e.to_string()))?;
+    let mut r = plain(StatusCode::OK, text);
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    Ok(r)
+}
+
+fn refusal(Refusal(status, e): Refusal) -> Response<Body> {
+    let mut r = plain(status, serde_json::to_string(&e).unwrap_or_default());
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+/// Run the target for state directory `dir` until `weir target down`,
+/// SIGTERM or SIGINT; then drain and stop every instance.
+pub async fn serve(dir: &Path, metrics_port: Option<u16>) -> Result<(), TargetError> {
+    std::fs::create_dir_all(dir).map_err(io(format!("cannot create {}", dir.display())))?;
+    let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+    let lock = std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("lock"))
+        .map_err(io("cannot open the target's lock file"))?;
+    if rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
+        return Err(TargetError::AlreadyRunning {
+            dir: dir.display().to_string(),
+        });
+    }
+    let mut state = TargetState::load(&dir.join(STATE))?;
+    let metrics_listener =
+        match TcpListener::bind(("127.0.0.1", metrics_port.unwrap_or(state.metrics_port))).await {
+            Ok(l) => l,
+            Err(e) if metrics_port.is_none() && state.metrics_port != 0 => {
+                tracing::warn!(
+                    "metrics port {} is taken ({e}); using another",
+                    state.metrics_port
+                );
+                TcpListener::bind(("127.0.0.1", 0))
+                    .await
+                    .map_err(io("cannot listen for /metrics"))?
+            }
+            Err(e) => return Err(io("cannot listen for /metrics")(e)),
+        };
+    state.metrics_port = metrics_listener
+        .local_addr()
+        .map_err(io("cannot listen for /metrics"))?
+        .port();
+    let target = Arc::new(Target {
+        dir: dir.to_path_buf(),
+        supervisor: Supervisor::new(Timing::default()),
+        state: tokio::sync::Mutex::new(state),
+        serving: Mutex::new(BTreeMap::new()),
+        started_ms: now_ms(),
+        shutdown: tokio::sync::Notify::new(),
+    });
+    target.recover().await?;
+    {
+        let state = target.state.lock().await;
+        state.save(&dir.join(STATE))?;
+    }
+    let metrics = {
+        let target = target.clone();
+        tokio::spawn(super::router::serve_with(
+            metrics_listener,
+            move |req: Request<Incoming>| {
+                let target = target.clone();
+                async move {
+                    if req.uri().path() == "/metrics" {
+                        let mut r = plain(StatusCode::OK, target.metrics_text().await);
+                        r.headers_mut().insert(
+                            hyper::header::CONTENT_TYPE,
+                            hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"),
+                        );
+                        r
+                    } else {
+                        plain(StatusCode::NOT_FOUND, "weir target: try /metrics\n".into())
+                    }
+                }
+            },
+        ))
+    };
+    let socket = dir.join(SOCKET);
+    let _ = std::fs::remove_file(&socket);
+    let control =
+        UnixListener::bind(&socket).map_err(io(format!("cannot listen on {}", socket.display())))?;
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))
+        .map_err(io("cannot restrict the control socket"))?;
+    tracing::info!("target for {} up (pid {})", dir.display(), std::process::id());
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(io("cannot watch for SIGTERM"))?;
+    loop {
+        tokio::select! {
+            accepted = control.accept() => {
+                if let Ok((stream, _)) = accepted {
+                    let target = target.clone();
+                    tokio::spawn(super::router::serve_connection(stream, move |req| {
+                        let target = target.clone();
+                        async move { target.answer(req).await }
+                    }));
+                }
+            }
+            () = target.shutdown.notified() => break,
+            _ = term.recv() => break,
+            _ = tokio::signal::ctrl_c() => break,
+        }
+    }
+    // Give the shutdown answer a moment to leave before instances stop.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let names: Vec<String> = target.state.lock().await.services.keys().cloned().collect();
+    for name in names {
+        for i in target.supervisor.instances(&name) {
+            target.supervisor.stop(&i.id).await;
+        }
+    }
+    // Last: `weir target down` waits for the socket to go.
+    let _ = std::fs::remove_file(&socket);
+    metrics.abort();
+    drop(lock);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_become_files_and_labels_so_they_are_narrow() {
+        assert!(check_name("service", "web").is_ok());
+        assert!(check_name("version", "1.2.3-rc_1").is_ok());
+        for bad in ["", "../x", ".hidden", "a/b", "a b", "x\"y", &"a".repeat(65)] {
+            assert!(check_name("service", bad).is_err(), "{bad}");
+        }
+    }
+}

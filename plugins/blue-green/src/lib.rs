@@ -1,0 +1,97 @@
+//! `blue-green`: bring up the full new set (green) beside the serving one
+//! (blue), let the checks verify green on a share of traffic
+//! (`preview-weight`, 0 to skip), switch all traffic at once, keep blue
+//! running for `keep-old` so a rollback is one traffic switch back, have
+//! the checks judge green under full traffic, then promote (which stops
+//! blue).
+//!
+//! Stateless: the position comes from `state.step`.
+
+use serde::Deserialize;
+use weir_sdk::{Action, Context, Failure, Manifest, Plugin, RolloutState, Strategy, Verdict};
+
+struct BlueGreen;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct Config {
+    #[serde(default)]
+    preview_weight: u32,
+    #[serde(default = "default_wait")]
+    verify: String,
+    #[serde(default = "default_wait")]
+    keep_old: String,
+}
+
+fn default_wait() -> String {
+    "10s".into()
+}
+
+const SCHEMA: &str = r#"{
+  "type": "object",
+  "additionalProperties": false,
+  "properties": {
+    "preview-weight": {"type": "integer", "minimum": 0, "maximum": 99, "description": "A share of traffic green gets for verification before the switch; 0 verifies nothing before it (default 0)"},
+    "verify": {"type": "string", "description": "How long the preview runs before its analysis (default 10s)"},
+    "keep-old": {"type": "string", "description": "How long blue keeps running after the switch, for an instant rollback (default 10s)"}
+  }
+}"#;
+
+fn millis(text: &str) -> Result<u64, Failure> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (n, unit) = t.split_at(split);
+    let n: u64 = n
+        .parse()
+        .map_err(|_| Failure::new(format!("`{text}` is not a duration like \"10s\"")))?;
+    let scale = match unit {
+        "ms" => 1,
+        "s" => 1000,
+        "m" => 60_000,
+        _ => return Err(Failure::new(format!("`{text}` has no unit ms, s or m"))),
+    };
+    Ok(n * scale)
+}
+
+impl Plugin for BlueGreen {
+    fn manifest() -> Manifest {
+        let mut m = weir_sdk::package_manifest!(Strategy);
+        m.config_schema = Some(SCHEMA.into());
+        m
+    }
+}
+
+impl Strategy for BlueGreen {
+    fn next(ctx: Context, state: RolloutState) -> Result<Action, Failure> {
+        let config: Config = ctx.config()?;
+        if let Some(a) = &state.last_analysis
+            && matches!(a.verdict, Verdict::Fail | Verdict::Inconclusive)
+        {
+            return Ok(Action::Rollback(
+                a.summary
+                    .clone()
+                    .unwrap_or_else(|| "the analysis did not pass".into()),
+            ));
+        }
+        let mut plan = vec![Action::DeployCandidate];
+        if config.preview_weight > 0 && state.stable.is_some() {
+            plan.extend([
+                Action::SetWeight(config.preview_weight),
+                Action::Wait(millis(&config.verify)?),
+                Action::Analyze,
+            ]);
+        }
+        plan.extend([
+            Action::SetWeight(100),
+            Action::Wait(millis(&config.keep_old)?),
+            Action::Analyze,
+            Action::Promote,
+        ]);
+        Ok(plan
+            .into_iter()
+            .nth(state.step as usize)
+            .unwrap_or(Action::Promote))
+    }
+}
+
+weir_sdk::export_strategy!(BlueGreen);

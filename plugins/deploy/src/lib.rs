@@ -1,0 +1,162 @@
+//! `deploy`: the deployer for weir's local target. It starts a release's
+//! instances through the `runtime` import (each gets a port in `PORT` and
+//! takes traffic only once `GET readiness-path` answers 2xx), sets the
+//! traffic split the rollout controller asks for, and on promote or
+//! rollback drains and stops the versions that no longer serve. Every call
+//! can be repeated: deploying a version that already runs starts only the
+//! instances it lacks.
+
+use serde::Deserialize;
+use weir_sdk::runtime::{self, Instance, InstanceSpec};
+use weir_sdk::{
+    Capability, Context, Deployer, DeploymentStatus, Failure, HostError, Manifest, Plugin, Release,
+};
+
+struct Deploy;
+
+/// The settings the host does not read itself (it reads `service`,
+/// `artifact`, `version`, `replicas` and `env` to build the release).
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct Config {
+    #[serde(default = "default_readiness")]
+    readiness_path: String,
+    #[serde(default)]
+    args: Vec<String>,
+}
+
+fn default_readiness() -> String {
+    "/".into()
+}
+
+const SCHEMA: &str = r#"{
+  "type": "object",
+  "additionalProperties": false,
+  "required": ["service", "artifact"],
+  "properties": {
+    "service": {"type": "string", "description": "The service's name: letters, digits, `.`, `_`, `-`"},
+    "artifact": {"type": "string", "description": "The program to run, relative to the workspace (a build artifact)"},
+    "version": {"type": "string", "description": "The version's label (default: the run id's tail); e.g. a commit's short sha"},
+    "replicas": {"type": "integer", "minimum": 1, "maximum": 64, "description": "How many instances of the version to run"},
+    "env": {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]}, "description": "Environment for the instances (they get PORT besides)"},
+    "args": {"type": "array", "items": {"type": "string"}, "description": "Arguments for the program"},
+    "readiness-path": {"type": "string", "pattern": "^/", "description": "The path that answers 2xx once an instance is ready (default /)"},
+    "target": {"enum": ["local"], "description": "The deployment target: the local one"}
+  }
+}"#;
+
+fn host(what: &str, e: HostError) -> Failure {
+    let (kind, message) = match e {
+        HostError::Denied(m) => ("denied", m),
+        HostError::Unavailable(m) => ("unavailable", m),
+        HostError::Invalid(m) => ("invalid", m),
+        HostError::Limit(m) => ("limit", m),
+        HostError::Failed(m) => ("failed", m),
+    };
+    Failure::new(format!("{what}: {message} ({kind})"))
+}
+
+fn instances(service: &str) -> Result<Vec<Instance>, Failure> {
+    runtime::instances(service).map_err(|e| host("listing instances", e))
+}
+
+fn status(service: &str, weights: Vec<(String, u32)>) -> Result<DeploymentStatus, Failure> {
+    let mut ready: Vec<(String, u32)> = Vec::new();
+    for i in instances(service)?.iter().filter(|i| i.ready) {
+        match ready.iter_mut().find(|(v, _)| *v == i.version) {
+            Some((_, n)) => *n += 1,
+            None => ready.push((i.version.clone(), 1)),
+        }
+    }
+    Ok(DeploymentStatus {
+        service: service.into(),
+        weights,
+        ready,
+    })
+}
+
+/// Traffic to `version` only, then drain and stop every other version.
+fn only(service: &str, version: &str) -> Result<DeploymentStatus, Failure> {
+    let weights = vec![(version.to_string(), 100)];
+    runtime::set_weights(service, &weights).map_err(|e| host("moving all traffic", e))?;
+    for i in instances(service)?.into_iter().filter(|i| i.version != version) {
+        weir_sdk::log::info(&format!("stopping {} ({} {})", i.id, i.service, i.version));
+        runtime::stop(&i.id).map_err(|e| host("stopping an instance", e))?;
+    }
+    status(service, weights)
+}
+
+impl Plugin for Deploy {
+    fn manifest() -> Manifest {
+        let mut m = weir_sdk::package_manifest!(Deployer, [Capability::Runtime]);
+        m.config_schema = Some(SCHEMA.into());
+        m
+    }
+}
+
+impl Deployer for Deploy {
+    fn deploy(ctx: Context, r: Release) -> Result<DeploymentStatus, Failure> {
+        let config: Config = ctx.config()?;
+        let running = instances(&r.service)?
+            .iter()
+            .filter(|i| i.version == r.version && i.ready)
+            .count() as u32;
+        for n in running..r.replicas {
+            weir_sdk::log::progress(
+                u64::from(n),
+                Some(u64::from(r.replicas)),
+                &format!("starting {} {}", r.service, r.version),
+            );
+            let spec = InstanceSpec {
+                service: r.service.clone(),
+                version: r.version.clone(),
+                artifact: r.artifact.clone(),
+                args: config.args.clone(),
+                env: r.env.clone(),
+                readiness_path: config.readiness_path.clone(),
+            };
+            let i = runtime::start(&spec)
+                .map_err(|e| host(&format!("starting {} {}", r.service, r.version), e))?;
+            weir_sdk::log::info(&format!("{} is ready on port {}", i.id, i.port));
+        }
+        status(&r.service, Vec::new())
+    }
+
+    fn set_traffic(
+        _ctx: Context,
+        service: String,
+        weights: Vec<(String, u32)>,
+    ) -> Result<DeploymentStatus, Failure> {
+        runtime::set_weights(&service, &weights).map_err(|e| host("setting the traffic split", e))?;
+        status(&service, weights)
+    }
+
+    fn promote(_ctx: Context, service: String, version: String) -> Result<DeploymentStatus, Failure> {
+        only(&service, &version)
+    }
+
+    fn rollback(_ctx: Context, service: String, version: String) -> Result<DeploymentStatus, Failure> {
+        // Traffic first goes to whatever else is ready (the stable
+        // version); the host then puts the service on its stable release
+        // whatever this did.
+        let others: Vec<String> = instances(&service)?
+            .into_iter()
+            .filter(|i| i.version != version && i.ready)
+            .map(|i| i.version)
+            .collect();
+        if let Some(stable) = others.first() {
+            runtime::set_weights(&service, &[(stable.clone(), 100)])
+                .map_err(|e| host("moving traffic back", e))?;
+        }
+        for i in instances(&service)?.into_iter().filter(|i| i.version == version) {
+            runtime::stop(&i.id).map_err(|e| host("stopping the candidate", e))?;
+        }
+        status(&service, Vec::new())
+    }
+
+    fn status(_ctx: Context, service: String) -> Result<DeploymentStatus, Failure> {
+        status(&service, Vec::new())
+    }
+}
+
+weir_sdk::export_deployer!(Deploy);
