@@ -134,6 +134,15 @@ fn describe(action: &Action) -> String {
     }
 }
 
+/// `1500ms`, or `10s`/`2m` when whole.
+fn millis(ms: u64) -> String {
+    if ms % 1000 == 0 {
+        crate::config::duration::format_duration(Duration::from_millis(ms))
+    } else {
+        format!("{ms}ms")
+    }
+}
+
 fn verdict_name(v: Verdict) -> &'static str {
     match v {
         Verdict::Pass => "pass",
@@ -595,7 +604,7 @@ async fn drive(c: &mut Controller, stable: Option<&str>) -> Result<String, Abort
             Action::Wait(ms) if Duration::from_millis(*ms) > c.remaining() => {
                 return Err(abort(format!(
                     "the strategy asked to wait {}, longer than the stage has left",
-                    crate::config::duration::format_duration(Duration::from_millis(*ms))
+                    millis(*ms)
                 )));
             }
             _ => {}

@@ -68,6 +68,13 @@ fn the_quickstart_checks_out_builds_and_tests_the_service() {
         "/../examples/quickstart/pipeline.toml"
     );
     let p = Project::new();
+    struct Down<'a>(&'a Project);
+    impl Drop for Down<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.weir(&["target", "down"]);
+        }
+    }
+    let _down = Down(&p);
     let run = p.weir(&["run", pipeline, "--json"]);
     assert_eq!(run.code, 0, "{run:?}");
     let checkout = run.finished("checkout");
@@ -91,7 +98,7 @@ fn the_quickstart_checks_out_builds_and_tests_the_service() {
     let test = run.finished("test");
     assert_eq!(
         test["tests"],
-        serde_json::json!({"passed": 4, "failed": 0, "skipped": 0, "errored": 0})
+        serde_json::json!({"passed": 5, "failed": 0, "skipped": 0, "errored": 0})
     );
     let names: Vec<&str> = test["cases"]
         .as_array()
@@ -103,6 +110,38 @@ fn the_quickstart_checks_out_builds_and_tests_the_service() {
         names.contains(&"tests::version_reports_name_and_version"),
         "{names:?}"
     );
+
+    // The first release goes live; a build with errors built in is
+    // caught by the canary and rolled back, and the first keeps serving.
+    let deployed = run.finished("deploy");
+    let good = deployed["outputs"]["version"].as_str().expect("version").to_string();
+    assert!(
+        deployed["summary"]
+            .as_str()
+            .is_some_and(|s| s.starts_with(&format!("promoted quickstart {good}"))),
+        "{deployed}"
+    );
+    let out = p
+        .command(&["run", pipeline, "--json"])
+        .env("QUICKSTART_FAULT", "errors")
+        .output()
+        .expect("weir");
+    let bad = crate::support::Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    assert_eq!(bad.code, 1, "{bad:?}");
+    let rolled_back = bad.finished("deploy");
+    assert_eq!(rolled_back["failure"], "rolled_back", "{rolled_back}");
+    let error = rolled_back["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("error rate") && error.contains(&format!("all traffic is back on {good}")),
+        "{error}"
+    );
+    let status = p.weir(&["target", "status", "--json"]);
+    let status: serde_json::Value = serde_json::from_str(&status.stdout).expect("status JSON");
+    assert_eq!(status["services"][0]["stable"], good.as_str());
 }
 
 #[test]

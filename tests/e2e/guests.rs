@@ -5,6 +5,8 @@
 pub use crate::process::{exec, sneaky};
 // The judges are tested with replay, in `replay.rs`.
 pub use crate::replay::{judge, judge_strict};
+// The rogue strategy is tested with the other rollouts, in `deploy.rs`.
+pub use crate::deploy::a_strategy_that_traps_mid_rollout_is_rolled_back_by_the_host as rogue_strategy;
 
 use crate::guest_paths as g;
 use crate::support::{Project, plugin};

@@ -5,6 +5,7 @@
 mod analyzers;
 mod cache;
 mod cli;
+mod deploy;
 mod git;
 mod guests;
 mod history;

@@ -277,7 +277,7 @@ impl Analyzer for CanaryMetrics {
                 score: None,
                 verdict: Verdict::Inconclusive,
                 summary: Some(format!(
-                    "inconclusive: {} requests, {} needed",
+                    "{} requests, {} needed",
                     canary.requests.round(),
                     config.min_requests
                 )),
@@ -407,7 +407,7 @@ impl Analyzer for CanaryMetrics {
         };
         let summary = if failed.is_empty() {
             format!(
-                "pass: {} requests, {:.2}% errors, p99 {}",
+                "{} requests, {:.2}% errors, p99 {}",
                 canary.requests.round(),
                 error_rate * 100.0,
                 canary
@@ -416,7 +416,7 @@ impl Analyzer for CanaryMetrics {
                     .unwrap_or_else(|| "n/a".into())
             )
         } else {
-            format!("fail: {}", failed.join("; "))
+            failed.join("; ")
         };
         Ok(Analysis {
             findings,
