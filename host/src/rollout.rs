@@ -136,7 +136,7 @@ fn describe(action: &Action) -> String {
 
 /// `1500ms`, or `10s`/`2m` when whole.
 fn millis(ms: u64) -> String {
-    if ms % 1000 == 0 {
+    if ms.is_multiple_of(1000) {
         crate::config::duration::format_duration(Duration::from_millis(ms))
     } else {
         format!("{ms}ms")

@@ -114,7 +114,10 @@ fn the_quickstart_checks_out_builds_and_tests_the_service() {
     // The first release goes live; a build with errors built in is
     // caught by the canary and rolled back, and the first keeps serving.
     let deployed = run.finished("deploy");
-    let good = deployed["outputs"]["version"].as_str().expect("version").to_string();
+    let good = deployed["outputs"]["version"]
+        .as_str()
+        .expect("version")
+        .to_string();
     assert!(
         deployed["summary"]
             .as_str()

@@ -262,7 +262,10 @@ fn canary_promotes_a_good_version_and_rolls_back_bad_slow_and_unobserved_ones() 
     assert_eq!(finished["failure"], "rolled_back", "{bad:?}");
     assert_eq!(weights_set(&bad), [20], "stopped at the first step");
     let error = finished["error"].as_str().unwrap_or_default();
-    assert!(error.contains("error rate") && error.contains("> 5.0%"), "{error}");
+    assert!(
+        error.contains("error rate") && error.contains("> 5.0%"),
+        "{error}"
+    );
     assert!(error.contains("all traffic is back on v2"), "{error}");
     let back = rollout(&bad, "rolled_back");
     assert_eq!(back[0]["weights"], serde_json::json!({"v2": 100}));
@@ -437,7 +440,7 @@ allow = { runtime = true, metrics = ["builtin"] }
             started.elapsed() < Duration::from_secs(10),
             "the target did not die"
         );
-        std::thread::sleep(Duration::from_millis(50));
+        nap(Duration::from_millis(50));
     }
     let up = d.p.weir(&["target", "up"]);
     assert_eq!(up.code, 0, "{up:?}");
@@ -482,7 +485,7 @@ impl Client {
             let mut seen = Vec::new();
             while !s.load(Ordering::Relaxed) {
                 seen.push(get(&address, "/"));
-                std::thread::sleep(Duration::from_millis(5));
+                nap(Duration::from_millis(5));
             }
             seen
         });
@@ -518,7 +521,7 @@ fn blue_green_switches_under_load_without_failing_a_request_of_the_stable_versio
     });
     assert_eq!(rolled_back.code, 1, "{rolled_back:?}");
     assert_eq!(d.service()["stable"], "v2");
-    std::thread::sleep(Duration::from_millis(300));
+    nap(Duration::from_millis(300));
     let seen = client.finish();
 
     let connection_errors: Vec<&String> = seen.iter().filter_map(|r| r.as_ref().err()).collect();
@@ -600,7 +603,7 @@ fn canary_metrics_reads_a_real_prometheus_scraping_the_router() {
         if let Ok(Some(s)) = server.try_wait() {
             panic!("prometheus exited: {s}");
         }
-        std::thread::sleep(Duration::from_millis(100));
+        nap(Duration::from_millis(100));
     }
     let _server = Kill(server);
     let via_prometheus = r#"[{ uses = "canary-metrics", with = { provider = "prom", max-error-rate = 0.05, min-requests = 10 } }]"#;
@@ -642,6 +645,15 @@ fn canary_metrics_reads_a_real_prometheus_scraping_the_router() {
         .to_string();
     assert!(error.contains("error rate"), "{error}");
     assert_eq!(d.service()["stable"], "v2");
+}
+
+/// Tests here are synchronous: no tokio worker to block.
+#[expect(
+    clippy::disallowed_methods,
+    reason = "a plain test thread, not a tokio worker"
+)]
+fn nap(d: Duration) {
+    std::thread::sleep(d);
 }
 
 fn free_port() -> u16 {

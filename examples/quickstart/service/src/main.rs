@@ -93,6 +93,7 @@ fn serve(mut stream: TcpStream, fault: Fault, n: u64) -> std::io::Result<()> {
     let mut line = String::new();
     BufReader::new(stream.try_clone()?).read_line(&mut line)?;
     if fault == Fault::Slow && !line.contains("/healthz") {
+        #[allow(clippy::disallowed_methods, reason = "one thread per connection; the delay is the fault")]
         std::thread::sleep(Duration::from_millis(300));
     }
     let r = handle(line.trim_end(), fault, n);
