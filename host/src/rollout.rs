@@ -129,6 +129,10 @@ fn describe(action: &Action) -> String {
             crate::config::duration::format_duration(Duration::from_millis(*ms))
         ),
         Action::Analyze => "analyze".into(),
+        Action::Scale(to) => format!(
+            "scale to {} candidate and {} stable instances",
+            to.candidate, to.stable
+        ),
         Action::Promote => "promote".into(),
         Action::Rollback(why) => format!("roll back: {why}"),
     }
@@ -544,6 +548,7 @@ async fn drive(c: &mut Controller, stable: Option<&str>) -> Result<String, Abort
         candidate_weight: 0,
         elapsed_ms: 0,
         candidate_deployed: false,
+        replicas: c.release.replicas,
         last_analysis: None,
     };
     let mut moved_ms = now_ms();
@@ -647,6 +652,61 @@ async fn drive(c: &mut Controller, stable: Option<&str>) -> Result<String, Abort
             }
             Action::Wait(ms) => {
                 tokio::time::sleep(Duration::from_millis(*ms)).await;
+            }
+            Action::Scale(to) => {
+                if to.candidate > c.release.replicas || to.stable > c.release.replicas {
+                    return Err(abort(format!(
+                        "the strategy asked for {} candidate and {} stable instances; the release runs {}",
+                        to.candidate, to.stable, c.release.replicas
+                    )));
+                }
+                let status = deployer_call!(deployer.weir_plugin_deployer().call_scale(
+                    &mut dstore,
+                    &dctx,
+                    &c.release.service,
+                    &c.release.version,
+                    to.candidate
+                ))?;
+                let ready = status
+                    .ready
+                    .iter()
+                    .find(|(v, _)| *v == c.release.version)
+                    .map_or(0, |(_, n)| *n)
+                    .min(to.candidate);
+                let keep = if stable.is_some() { to.stable } else { 0 };
+                // Traffic follows the instances that will serve.
+                if let Some(w) = (100 * ready + (ready + keep) / 2).checked_div(ready + keep) {
+                    let mut split = vec![(c.release.version.clone(), w)];
+                    if let Some(s) = stable
+                        && w < 100
+                    {
+                        split.push((s.to_string(), 100 - w));
+                    }
+                    deployer_call!(deployer.weir_plugin_deployer().call_set_traffic(
+                        &mut dstore,
+                        &dctx,
+                        &c.release.service,
+                        &split
+                    ))?;
+                    weights = split.into_iter().collect();
+                    if w != state.candidate_weight {
+                        moved_ms = now_ms();
+                        analysed_since_move = false;
+                        path.push(w);
+                    }
+                    state.candidate_weight = w;
+                    c.start_load().await;
+                }
+                if let Some(s) = stable {
+                    deployer_call!(deployer.weir_plugin_deployer().call_scale(
+                        &mut dstore,
+                        &dctx,
+                        &c.release.service,
+                        s,
+                        to.stable
+                    ))?;
+                }
+                state.candidate_deployed = ready > 0;
             }
             Action::Analyze => {}
             Action::Promote => {}

@@ -175,3 +175,30 @@ impl TestReport {
         }
     }
 }
+
+/// Milliseconds in a duration written as pipeline.toml writes them:
+/// `250ms`, `10s`, `2m`, `1h`. The failure quotes the text and says what
+/// is wrong, for a strategy's `with` settings.
+///
+/// ```
+/// assert_eq!(weir_sdk::duration_ms("1500ms").unwrap(), 1500);
+/// assert_eq!(weir_sdk::duration_ms("2m").unwrap(), 120_000);
+/// assert!(weir_sdk::duration_ms("soon").is_err());
+/// ```
+pub fn duration_ms(text: &str) -> Result<u64, Failure> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (n, unit) = t.split_at(split);
+    let n: u64 = n
+        .parse()
+        .map_err(|_| Failure::new(format!("`{text}` is not a duration like \"10s\" or \"250ms\"")))?;
+    let scale = match unit {
+        "ms" => 1,
+        "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        _ => return Err(Failure::new(format!("`{text}` needs a unit: ms, s, m or h"))),
+    };
+    n.checked_mul(scale)
+        .ok_or_else(|| Failure::new(format!("`{text}` is too long")))
+}

@@ -61,6 +61,7 @@
 
 pub mod glob;
 mod helpers;
+pub use helpers::duration_ms;
 mod pattern;
 mod process_ext;
 pub mod stats;
@@ -81,7 +82,7 @@ pub mod wit {
 
 pub use wit::weir::plugin::types::{
     Action, Analysis, Artifact, Capability, Context, DeploymentStatus, Failure, Finding, HostError, Manifest,
-    MetricPoint, MetricSeries, PluginKind, Release, RolloutState, Severity, StageOutput, TestCase,
+    MetricPoint, MetricSeries, PluginKind, Release, RolloutState, ScaleTo, Severity, StageOutput, TestCase,
     TestReport, TestStatus, Upstream, Verdict,
 };
 pub use wit::weir::plugin::{metrics, process, runtime, secrets};
@@ -282,6 +283,14 @@ pub trait Strategy: Plugin {
 ///         runtime::set_weights(&service, &weights).map_err(host)?;
 ///         status(&service)
 ///     }
+///     fn scale(_ctx: Context, service: String, version: String, replicas: u32) -> Result<DeploymentStatus, Failure> {
+///         let mine: Vec<_> = runtime::instances(&service).map_err(host)?.into_iter().filter(|i| i.version == version).collect();
+///         // Stop the extras (starting missing ones works as in `deploy`).
+///         for i in mine.iter().skip(replicas as usize) {
+///             runtime::stop(&i.id).map_err(host)?;
+///         }
+///         status(&service)
+///     }
 ///     fn promote(_ctx: Context, service: String, version: String) -> Result<DeploymentStatus, Failure> {
 ///         runtime::set_weights(&service, &[(version, 100)]).map_err(host)?;
 ///         status(&service)
@@ -308,6 +317,14 @@ pub trait Deployer: Plugin {
         ctx: Context,
         service: String,
         weights: Vec<(String, u32)>,
+    ) -> Result<DeploymentStatus, Failure>;
+    /// Run exactly `replicas` ready instances of `version`: start the
+    /// missing ones, drain and stop the extra ones.
+    fn scale(
+        ctx: Context,
+        service: String,
+        version: String,
+        replicas: u32,
     ) -> Result<DeploymentStatus, Failure>;
     /// Make `version` the only version.
     fn promote(ctx: Context, service: String, version: String) -> Result<DeploymentStatus, Failure>;

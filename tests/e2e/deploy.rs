@@ -670,3 +670,81 @@ fn which(program: &str) -> Option<std::path::PathBuf> {
         .map(|d| std::path::Path::new(d).join(program))
         .find(|p| p.is_file())
 }
+
+#[test]
+fn rolling_replaces_instances_in_batches_and_recreate_stops_the_old_set_first() {
+    let d = Deployment::new();
+    assert_eq!(d.deploy(Stage::default()).code, 0);
+    let scales = |run: &Run| -> Vec<String> {
+        rollout(run, "action")
+            .iter()
+            .filter_map(|e| e["message"].as_str())
+            .filter(|m| m.starts_with("scale"))
+            .map(str::to_string)
+            .collect()
+    };
+    let ready = |d: &Deployment| -> Vec<String> {
+        d.service()["instances"]
+            .as_array()
+            .expect("instances")
+            .iter()
+            .filter(|i| i["ready"] == true)
+            .map(|i| i["version"].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    let rolling = r#"{ uses = "rolling", with = { max-surge = 1, interval = "1500ms" } }"#;
+
+    let rolled = d.deploy(Stage {
+        version: "v2",
+        strategy: rolling,
+        ..Stage::default()
+    });
+    assert_eq!(rolled.code, 0, "{rolled:?}");
+    assert_eq!(
+        scales(&rolled),
+        [
+            "scale to 1 candidate and 1 stable instances",
+            "scale to 2 candidate and 0 stable instances"
+        ]
+    );
+    assert_eq!(weights_set(&rolled), [] as [u64; 0]);
+    let split: Vec<Value> = rollout(&rolled, "action")
+        .iter()
+        .map(|e| e["weights"].clone())
+        .filter(|w| w.is_object())
+        .collect();
+    assert_eq!(
+        split[0],
+        serde_json::json!({"v1": 50, "v2": 50}),
+        "traffic follows instances"
+    );
+    assert_eq!(ready(&d), ["v2", "v2"]);
+
+    let recreated = d.deploy(Stage {
+        version: "v3",
+        strategy: r#"{ uses = "recreate", with = { verify = "1500ms" } }"#,
+        ..Stage::default()
+    });
+    assert_eq!(recreated.code, 0, "{recreated:?}");
+    assert_eq!(
+        scales(&recreated),
+        ["scale to 0 candidate and 0 stable instances"]
+    );
+    assert_eq!(ready(&d), ["v3", "v3"]);
+
+    // A bad batch: the host puts back the instance the batch drained.
+    let bad = d.deploy(Stage {
+        version: "v4",
+        env: r#"ERROR_RATE = "0.3""#,
+        strategy: rolling,
+        ..Stage::default()
+    });
+    assert_eq!(bad.code, 1, "{bad:?}");
+    assert_eq!(scales(&bad), ["scale to 1 candidate and 1 stable instances"]);
+    assert_eq!(ready(&d), ["v3", "v3"]);
+    assert_eq!(d.service()["stable"], "v3");
+    assert_eq!(
+        answers(&d.address(), 10).into_iter().collect::<Vec<_>>(),
+        [("200 v3".to_string(), 10)]
+    );
+}

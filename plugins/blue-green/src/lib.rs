@@ -37,22 +37,6 @@ const SCHEMA: &str = r#"{
   }
 }"#;
 
-fn millis(text: &str) -> Result<u64, Failure> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (n, unit) = t.split_at(split);
-    let n: u64 = n
-        .parse()
-        .map_err(|_| Failure::new(format!("`{text}` is not a duration like \"10s\"")))?;
-    let scale = match unit {
-        "ms" => 1,
-        "s" => 1000,
-        "m" => 60_000,
-        _ => return Err(Failure::new(format!("`{text}` has no unit ms, s or m"))),
-    };
-    Ok(n * scale)
-}
-
 impl Plugin for BlueGreen {
     fn manifest() -> Manifest {
         let mut m = weir_sdk::package_manifest!(Strategy);
@@ -77,13 +61,13 @@ impl Strategy for BlueGreen {
         if config.preview_weight > 0 && state.stable.is_some() {
             plan.extend([
                 Action::SetWeight(config.preview_weight),
-                Action::Wait(millis(&config.verify)?),
+                Action::Wait(weir_sdk::duration_ms(&config.verify)?),
                 Action::Analyze,
             ]);
         }
         plan.extend([
             Action::SetWeight(100),
-            Action::Wait(millis(&config.keep_old)?),
+            Action::Wait(weir_sdk::duration_ms(&config.keep_old)?),
             Action::Analyze,
             Action::Promote,
         ]);

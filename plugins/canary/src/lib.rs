@@ -40,23 +40,6 @@ const SCHEMA: &str = r#"{
   }
 }"#;
 
-/// `250ms`, `10s`, `2m` as milliseconds.
-fn millis(text: &str) -> Result<u64, Failure> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (n, unit) = t.split_at(split);
-    let n: u64 = n
-        .parse()
-        .map_err(|_| Failure::new(format!("interval `{text}` is not a duration like \"10s\"")))?;
-    let scale = match unit {
-        "ms" => 1,
-        "s" => 1000,
-        "m" => 60_000,
-        _ => return Err(Failure::new(format!("interval `{text}` has no unit ms, s or m"))),
-    };
-    Ok(n * scale)
-}
-
 impl Plugin for Canary {
     fn manifest() -> Manifest {
         let mut m = weir_sdk::package_manifest!(Strategy);
@@ -68,7 +51,7 @@ impl Plugin for Canary {
 impl Strategy for Canary {
     fn next(ctx: Context, state: RolloutState) -> Result<Action, Failure> {
         let config: Config = ctx.config()?;
-        let interval = millis(&config.interval)?;
+        let interval = weir_sdk::duration_ms(&config.interval)?;
         if config.steps.windows(2).any(|w| w[1] <= w[0]) {
             return Err(Failure::new(
                 "`steps` must rise: each share larger than the one before",

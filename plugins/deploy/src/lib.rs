@@ -23,6 +23,43 @@ struct Config {
     readiness_path: String,
     #[serde(default)]
     args: Vec<String>,
+    /// Read back for `scale`, which is told only a version.
+    #[serde(default)]
+    artifact: Option<String>,
+    #[serde(default)]
+    env: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Config {
+    fn spec(&self, service: &str, version: &str, artifact: &str, env: Vec<(String, String)>) -> InstanceSpec {
+        InstanceSpec {
+            service: service.into(),
+            version: version.into(),
+            artifact: artifact.into(),
+            args: self.args.clone(),
+            env,
+            readiness_path: self.readiness_path.clone(),
+        }
+    }
+}
+
+/// Start instances of `spec` until `want` are ready.
+fn start_up_to(spec: &InstanceSpec, want: u32) -> Result<(), Failure> {
+    let running = instances(&spec.service)?
+        .iter()
+        .filter(|i| i.version == spec.version && i.ready)
+        .count() as u32;
+    for n in running..want {
+        weir_sdk::log::progress(
+            u64::from(n),
+            Some(u64::from(want)),
+            &format!("starting {} {}", spec.service, spec.version),
+        );
+        let i = runtime::start(spec)
+            .map_err(|e| host(&format!("starting {} {}", spec.service, spec.version), e))?;
+        weir_sdk::log::info(&format!("{} is ready on port {}", i.id, i.port));
+    }
+    Ok(())
 }
 
 fn default_readiness() -> String {
@@ -97,29 +134,55 @@ impl Plugin for Deploy {
 impl Deployer for Deploy {
     fn deploy(ctx: Context, r: Release) -> Result<DeploymentStatus, Failure> {
         let config: Config = ctx.config()?;
-        let running = instances(&r.service)?
-            .iter()
-            .filter(|i| i.version == r.version && i.ready)
-            .count() as u32;
-        for n in running..r.replicas {
-            weir_sdk::log::progress(
-                u64::from(n),
-                Some(u64::from(r.replicas)),
-                &format!("starting {} {}", r.service, r.version),
-            );
-            let spec = InstanceSpec {
-                service: r.service.clone(),
-                version: r.version.clone(),
-                artifact: r.artifact.clone(),
-                args: config.args.clone(),
-                env: r.env.clone(),
-                readiness_path: config.readiness_path.clone(),
-            };
-            let i = runtime::start(&spec)
-                .map_err(|e| host(&format!("starting {} {}", r.service, r.version), e))?;
-            weir_sdk::log::info(&format!("{} is ready on port {}", i.id, i.port));
-        }
+        start_up_to(
+            &config.spec(&r.service, &r.version, &r.artifact, r.env.clone()),
+            r.replicas,
+        )?;
         status(&r.service, Vec::new())
+    }
+
+    fn scale(
+        ctx: Context,
+        service: String,
+        version: String,
+        replicas: u32,
+    ) -> Result<DeploymentStatus, Failure> {
+        let mine: Vec<Instance> = instances(&service)?
+            .into_iter()
+            .filter(|i| i.version == version)
+            .collect();
+        if (mine.len() as u32) < replicas {
+            // Only the release this stage deploys can be started: its
+            // artifact is in the workspace.
+            let config: Config = ctx.config()?;
+            let artifact = config.artifact.clone().filter(|_| {
+                serde_json::from_str::<serde_json::Value>(&ctx.config)
+                    .ok()
+                    .and_then(|v| v.get("version").and_then(|v| v.as_str()).map(|v| v == version))
+                    .unwrap_or(true)
+            });
+            let Some(artifact) = artifact else {
+                return Err(Failure::new(format!(
+                    "cannot start more instances of {service} {version}: this stage deploys another release, and only its artifact is here"
+                )));
+            };
+            let env = config
+                .env
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        v.as_str().map_or_else(|| v.to_string(), str::to_string),
+                    )
+                })
+                .collect();
+            start_up_to(&config.spec(&service, &version, &artifact, env), replicas)?;
+        }
+        for i in mine.iter().skip(replicas as usize) {
+            weir_sdk::log::info(&format!("draining {} ({} {})", i.id, i.service, i.version));
+            runtime::stop(&i.id).map_err(|e| host("stopping an instance", e))?;
+        }
+        status(&service, Vec::new())
     }
 
     fn set_traffic(
