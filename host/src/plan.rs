@@ -844,6 +844,18 @@ fn plan_stage(
             Load { rate, path }
         }),
     });
+    if rollout.is_some()
+        && let Some(c) = spec.cache.as_ref().filter(|c| *c.get_ref())
+    {
+        errors.push(
+            source
+                .error(
+                    c.span(),
+                    format!("stage `{name}` deploys, so it cannot be served from the stage cache"),
+                )
+                .help("a deploy changes what serves; remove `cache = true`"),
+        );
+    }
     if rollout.is_none() {
         for (what, span) in spec
             .checks

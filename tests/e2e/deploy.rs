@@ -748,3 +748,52 @@ fn rolling_replaces_instances_in_batches_and_recreate_stops_the_old_set_first() 
         [("200 v3".to_string(), 10)]
     );
 }
+
+#[test]
+fn deploy_stages_are_checked_before_anything_runs() {
+    let p = Project::new();
+    let cases = [
+        (
+            "[stages.d]\nuses = \"deploy\"\nwith = { service = \"web\", artifact = \"a\" }\n",
+            "uses the deployer `deploy` but says no `strategy`",
+        ),
+        (
+            "[stages.d]\nuses = \"noop\"\nchecks = [{ uses = \"canary-metrics\" }]\n",
+            "has `checks` but no `strategy`",
+        ),
+        (
+            "[stages.d]\nuses = \"noop\"\nstrategy = { uses = \"canary\" }\n",
+            "its `uses` must be a deployer",
+        ),
+        (
+            "[stages.d]\nuses = \"deploy\"\nwith = { service = \"web\", artifact = \"a\" }\nstrategy = { uses = \"scan\" }\n",
+            "a strategy must be a strategy",
+        ),
+        (
+            "[stages.d]\nuses = \"deploy\"\nwith = { service = \"web\", artifact = \"a\" }\nstrategy = { uses = \"canary\" }\ncache = true\n",
+            "cannot be served from the stage cache",
+        ),
+        (
+            "[stages.d]\nuses = \"deploy\"\nwith = { service = \"web\", artifact = \"a\" }\nstrategy = { uses = \"canary\" }\nallow = { runtime = true, metrics = [\"prom\"] }\n",
+            "granted metrics provider `prom`, which is not configured",
+        ),
+        (
+            "[providers.prom]\nprometheus = \"localhost:9090\"\n[stages.d]\nuses = \"noop\"\n",
+            "is not an http:// URL",
+        ),
+        (
+            "[stages.d]\nuses = \"deploy\"\nwith = { service = \"web\", artifact = \"a\" }\nstrategy = { uses = \"canary\", with = { step = [10] } }\n",
+            "strategy `canary`: `with.step` is not a setting",
+        ),
+    ];
+    for (stage, wanted) in cases {
+        p.pipeline(&format!("[pipeline]\nname = \"v\"\n{stage}"));
+        let run = p.weir(&["validate", "pipeline.toml"]);
+        assert_eq!(run.code, 2, "{stage}\n{run:?}");
+        assert!(
+            run.stderr.contains(wanted),
+            "wanted `{wanted}` for\n{stage}\n{}",
+            run.stderr
+        );
+    }
+}

@@ -182,7 +182,30 @@ async fn prepare_loaded(
     for (i, stage) in plan.stages.iter().enumerate() {
         let Some(r) = &stage.rollout else { continue };
         let mut fetch = |used: &plan::PlannedUse, want: PluginKind, role: &str| match &by_ref[&used.plugin] {
-            Ok(p) if p.info.kind == want => Some((p.clone(), used.clone())),
+            Ok(p) if p.info.kind == want => {
+                if let Some(schema) = &p.info.manifest.config_schema {
+                    for e in plugins::schema::check(schema, &used.with) {
+                        errors.push(
+                            plan.source
+                                .error(
+                                    used.uses_span.clone(),
+                                    format!(
+                                        "stage `{}`'s {role} `{}`: `{}` {}",
+                                        stage.name,
+                                        p.info.name,
+                                        e.location(),
+                                        e.message
+                                    ),
+                                )
+                                .help(format!(
+                                    "`weir plugins inspect {}` shows the settings it takes",
+                                    p.info.name
+                                )),
+                        );
+                    }
+                }
+                Some((p.clone(), used.clone()))
+            }
             Ok(p) => {
                 errors.push(
                     plan.source

@@ -173,6 +173,25 @@ pub async fn runs(command: RunsCommand) -> ExitCode {
                         "", t["passed"], t["failed"], t["skipped"], t["errored"]
                     );
                 }
+                for step in &s.rollout {
+                    let split = step["weights"]
+                        .as_object()
+                        .map(|w| {
+                            w.iter()
+                                .map(|(v, n)| format!("{v} {n}%"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        })
+                        .filter(|w| !w.is_empty())
+                        .map(|w| format!("  ({w})"))
+                        .unwrap_or_default();
+                    println!(
+                        "  {:<width$}    [{}] {}{split}",
+                        "",
+                        step["step"],
+                        style::fit(step["message"].as_str().unwrap_or(""), 100)
+                    );
+                }
                 if let Some(a) = &s.analysis {
                     println!(
                         "  {:<width$}  verdict {}, score {}",

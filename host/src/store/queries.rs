@@ -69,6 +69,9 @@ pub struct StageRecord {
     /// Where its result came from when it did not run now.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reused: Option<Value>,
+    /// A deploy stage's rollout steps (`rollout` events), in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rollout: Vec<Value>,
 }
 
 /// A run with its stages.
@@ -196,6 +199,7 @@ impl Store {
                     findings: Vec::new(),
                     artifacts: Vec::new(),
                     reused: parse(r.get(11)?),
+                    rollout: Vec::new(),
                 })
             })
             .and_then(|rows| rows.collect())
@@ -208,6 +212,24 @@ impl Store {
                 &s.name,
                 &["rule", "severity", "message", "path", "line", "column"],
             )?;
+            let mut steps = self
+                .conn
+                .prepare("SELECT body FROM events WHERE run_id = ?1 AND stage = ?2 AND kind = 'rollout' ORDER BY seq")
+                .map_err(|e| self.err(e))?;
+            s.rollout = steps
+                .query_map(params![id, s.name], |r| r.get::<_, String>(0))
+                .and_then(|rows| rows.collect::<Result<Vec<String>, _>>())
+                .map_err(|e| self.err(e))?
+                .iter()
+                .filter_map(|b| {
+                    let mut v: Value = serde_json::from_str(b).ok()?;
+                    let m = v.as_object_mut()?;
+                    for k in ["time_ms", "run", "event", "stage"] {
+                        m.remove(k);
+                    }
+                    Some(v)
+                })
+                .collect();
             s.artifacts = self.rows_as_json(
                 "SELECT name, path, sha256, size, stored FROM artifacts WHERE run_id = ?1 AND stage = ?2 ORDER BY rowid",
                 id,
