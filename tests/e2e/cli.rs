@@ -9,20 +9,21 @@ fn plugins_list_shows_the_builtins() {
     assert_eq!(run.code, 0, "{run:?}");
     let lines: Vec<&str> = run.stdout.lines().collect();
     assert!(lines[0].starts_with("NAME"), "{run:?}");
-    assert!(
+    let row = |name: &str| -> Vec<String> {
         lines
             .iter()
-            .any(|l| l.starts_with("checksum       stage        0.1.0    Hashes workspace files")),
-        "{run:?}"
-    );
-    assert!(
-        lines.iter().any(|l| l.starts_with("noop           stage")),
-        "{run:?}"
-    );
-    assert!(
-        lines.iter().any(|l| l.starts_with("require-files  analyzer")),
-        "{run:?}"
-    );
+            .map(|l| l.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+            .find(|cols| cols.first().is_some_and(|c| c == name))
+            .unwrap_or_else(|| panic!("no `{name}` in {run:?}"))
+    };
+    assert_eq!(row("checksum")[1..4], ["stage", "0.1.0", "Hashes"]);
+    assert_eq!(row("noop")[1], "stage");
+    assert_eq!(row("require-files")[1], "analyzer");
+    assert_eq!(row("deploy")[1], "deployer");
+    for strategy in ["canary", "blue-green", "rolling", "recreate"] {
+        assert_eq!(row(strategy)[1], "strategy");
+    }
+    assert_eq!(row("canary-metrics")[1], "analyzer");
 }
 
 #[test]
