@@ -149,6 +149,7 @@ impl Executor for WasmExecutor {
                 read_dirs: request.grants.read.clone(),
                 mapped_dirs: Vec::new(),
                 tape: tape.clone(),
+                runtime_scope: None,
             };
             let result = attempt(
                 engine,
@@ -202,6 +203,9 @@ pub struct Setup {
     pub mapped_dirs: Vec<(PathBuf, String)>,
     /// The host-import tape.
     pub tape: Tape,
+    /// The release a deploy stage rolls out: its `runtime` calls may touch
+    /// only that service and start only that release.
+    pub runtime_scope: Option<crate::capabilities::runtime::RuntimeScope>,
 }
 
 /// Run one attempt as `weir replay` does: in `info.workspace` (the
@@ -313,6 +317,7 @@ pub(crate) fn prepare_store(
         target: crate::sandbox::TargetSpec {
             declares_runtime: plugin.info.declares(types::Capability::Runtime),
             declares_metrics: plugin.info.declares(types::Capability::Metrics),
+            runtime_scope: setup.runtime_scope.clone(),
             ..info.target.clone()
         },
     })

@@ -213,8 +213,12 @@ impl Controller {
         AttemptRequest {
             config: with.to_string(),
             timeout: timeout.min(self.remaining()),
+            // Checks read metrics; only the deployer drives the target.
             grants: if grants {
-                self.r.request.grants.clone()
+                crate::plan::Grants {
+                    runtime: false,
+                    ..self.r.request.grants.clone()
+                }
             } else {
                 crate::plan::Grants::default()
             },
@@ -435,6 +439,12 @@ pub async fn run(r: Rollout) -> AttemptResult {
         Err(e) => return AttemptResult::failed(FailureKind::Host, e.to_string(), None),
     };
     let deadline = Instant::now() + r.request.timeout;
+    let mut r = r;
+    r.setup.runtime_scope = Some(crate::capabilities::runtime::RuntimeScope {
+        service: release.service.clone(),
+        version: release.version.clone(),
+        artifact: release.artifact.clone(),
+    });
     let mut c = Controller {
         r,
         plugins,
@@ -473,9 +483,15 @@ pub async fn run(r: Rollout) -> AttemptResult {
             .unwrap_or_default(),
         None,
     );
+    // If this future is dropped mid-rollout (the run cancelled), the
+    // guard still puts the service back on its stable release.
+    let mut guard = RestoreOnDrop {
+        target: Some(c.target.clone()),
+        service: c.release.service.clone(),
+    };
     let outcome = drive(&mut c, stable.as_deref()).await;
     let load = c.load.take().map(|l| l.summary());
-    match outcome {
+    let result = match outcome {
         Ok(summary) => {
             let address = c.target.service(&c.release.service).await.ok().map(|s| s.address);
             AttemptResult {
@@ -496,6 +512,34 @@ pub async fn run(r: Rollout) -> AttemptResult {
             result.findings = std::mem::take(&mut c.findings);
             result
         }
+    };
+    guard.target = None;
+    result
+}
+
+/// Restores the stable release if dropped while armed: a cancelled run's
+/// rollout must not leave a candidate taking traffic. The restore runs on
+/// its own thread (a drop cannot await) and is waited for, up to the
+/// target's restore timeout.
+struct RestoreOnDrop {
+    target: Option<TargetClient>,
+    service: String,
+}
+
+impl Drop for RestoreOnDrop {
+    fn drop(&mut self) {
+        let Some(target) = self.target.take() else { return };
+        let service = std::mem::take(&mut self.service);
+        let worker = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build();
+            if let Ok(rt) = rt {
+                let done = rt.block_on(target.restore(&service, "the run was cancelled during the rollout"));
+                if let Err(e) = done {
+                    tracing::error!("restoring `{service}` after a cancelled rollout failed: {e}");
+                }
+            }
+        });
+        let _ = worker.join();
     }
 }
 

@@ -78,6 +78,8 @@ pub struct TargetSpec {
     pub declares_runtime: bool,
     /// Whether it declares `metrics`.
     pub declares_metrics: bool,
+    /// The release a deploy stage rolls out, which bounds `runtime`.
+    pub runtime_scope: Option<crate::capabilities::runtime::RuntimeScope>,
 }
 
 /// What the `process` import needs to know about a stage attempt.
@@ -165,6 +167,7 @@ impl StageState {
                 run_id: spec.target.run_id.clone(),
                 target_dir: spec.target.dir.clone(),
                 client: None,
+                scope: spec.target.runtime_scope.clone(),
             },
             metrics: crate::capabilities::metrics::MetricsCtx {
                 stage: spec.stage.to_string(),

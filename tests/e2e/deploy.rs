@@ -95,12 +95,24 @@ impl Deployment {
     }
 
     fn deploy(&self, s: Stage<'_>) -> Run {
+        self.p.pipeline(&self.text(s));
+        self.run()
+    }
+
+    /// `weir run --json` in `ws/`.
+    fn run(&self) -> Run {
+        let ws = self.p.path().join("ws");
+        self.p.run_json(&["--workspace", ws.to_str().expect("utf-8")])
+    }
+
+    /// The pipeline for one deploy stage.
+    fn text(&self, s: Stage<'_>) -> String {
         let env = if s.env.is_empty() {
             format!(r#"{{ VERSION = "{}" }}"#, s.version)
         } else {
             format!(r#"{{ VERSION = "{}", {} }}"#, s.version, s.env)
         };
-        self.p.pipeline(&format!(
+        format!(
             r#"{extra}
 [pipeline]
 name = "deploy"
@@ -123,9 +135,7 @@ prometheus = "http://127.0.0.1:{prom}"
             checks = s.checks,
             load = s.load,
             prom = prometheus_port(&self.p),
-        ));
-        let ws = self.p.path().join("ws");
-        self.p.run_json(&["--workspace", ws.to_str().expect("utf-8")])
+        )
     }
 
     fn status(&self) -> Value {
@@ -796,4 +806,57 @@ fn deploy_stages_are_checked_before_anything_runs() {
             run.stderr
         );
     }
+}
+
+#[test]
+pub fn a_deployer_may_touch_only_the_release_its_stage_rolls_out() {
+    let d = Deployment::new();
+    assert_eq!(d.deploy(Stage::default()).code, 0);
+    d.p.write("ws/evil.py", SERVICE);
+    let extra = plugin("greedy", crate::guest_paths::GREEDY_DEPLOYER);
+    let greedy = d
+        .text(Stage {
+            version: "v2",
+            extra: &extra,
+            ..Stage::default()
+        })
+        .replace("uses = \"deploy\"", "uses = \"greedy\"");
+    d.p.pipeline(&greedy);
+    let run = d.run();
+    assert_eq!(run.code, 1, "{run:?}");
+    let error = run.finished("deploy")["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        error.contains("other service: Err(HostError::Denied(")
+            && error.contains("may touch only that service"),
+        "{error}"
+    );
+    assert!(
+        error.contains("other artifact: Err(HostError::Denied(")
+            && error.contains("may start only that release"),
+        "{error}"
+    );
+    assert!(error.contains("other weights: Err(HostError::Denied("), "{error}");
+    assert!(error.contains("foreign stop: Err(HostError::Denied("), "{error}");
+    assert_eq!(d.service()["stable"], "v1");
+
+    // An artifact reached through a symlink is never read.
+    std::os::unix::fs::symlink("/etc/passwd", d.p.path().join("ws/link.py")).expect("symlink");
+    let linked = d
+        .text(Stage {
+            version: "v3",
+            ..Stage::default()
+        })
+        .replace("artifact = \"svc.py\"", "artifact = \"link.py\"");
+    d.p.pipeline(&linked);
+    let run = d.run();
+    assert_eq!(run.code, 1, "{run:?}");
+    let error = run.finished("deploy")["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(error.contains("reached without symlinks"), "{error}");
+    assert_eq!(d.service()["stable"], "v1");
 }

@@ -6,6 +6,7 @@ pub use crate::process::{exec, sneaky};
 // The judges are tested with replay, in `replay.rs`.
 pub use crate::replay::{judge, judge_strict};
 // The rogue strategy is tested with the other rollouts, in `deploy.rs`.
+pub use crate::deploy::a_deployer_may_touch_only_the_release_its_stage_rolls_out as greedy_deployer;
 pub use crate::deploy::a_strategy_that_traps_mid_rollout_is_rolled_back_by_the_host as rogue_strategy;
 
 use crate::guest_paths as g;

@@ -9,7 +9,8 @@
 //!   upstreams per step) or `weir_latency_seconds` (one point per request,
 //!   its latency: the raw sample statistics tests need).
 //! - A `[providers.NAME] prometheus = "http://..."` provider sends the
-//!   expression, as PromQL, to that server's `/api/v1/query_range`.
+//!   expression, as PromQL, to that server's `/api/v1/query_range`
+//!   (`query-range`) or `/api/v1/query` (`query-instant`).
 //!
 //! Every answer is recorded on the tape for `weir replay`.
 
@@ -145,7 +146,7 @@ fn builtin_series(
                 let t_end = t.min(q.end_ms);
                 let n = requests
                     .iter()
-                    .filter(|r| r.at_ms + step > t_end && r.at_ms <= t_end)
+                    .filter(|r| r.at_ms.saturating_add(step) > t_end && r.at_ms <= t_end)
                     .filter(|r| !errors_only || r.status >= 500)
                     .count();
                 points.push(MetricPoint {
@@ -178,6 +179,19 @@ fn prometheus_series(answer: &Value, expr: &str) -> Result<Vec<MetricSeries>, St
         ));
     }
     let data = &answer["data"];
+    if data["resultType"] == "scalar" {
+        let point = |p: &Value| -> Option<MetricPoint> {
+            Some(MetricPoint {
+                timestamp_ms: (p.get(0)?.as_f64()? * 1000.0).round() as u64,
+                value: p.get(1)?.as_str()?.parse().ok()?,
+            })
+        };
+        return Ok(vec![MetricSeries {
+            name: expr.to_string(),
+            labels: Vec::new(),
+            points: point(&data["result"]).into_iter().collect(),
+        }]);
+    }
     let Some(results) = data["result"].as_array() else {
         return Err("Prometheus answered without a result".into());
     };
@@ -229,8 +243,11 @@ fn encode(s: &str) -> String {
     out
 }
 
+fn secs(ms: u64) -> String {
+    format!("{:.3}", ms as f64 / 1000.0)
+}
+
 async fn query_prometheus(base: &str, q: &metrics::Query) -> Result<Vec<MetricSeries>, HostError> {
-    let secs = |ms: u64| format!("{:.3}", ms as f64 / 1000.0);
     let url = format!(
         "{}/api/v1/query_range?query={}&start={}&end={}&step={}",
         base.trim_end_matches('/'),
@@ -239,6 +256,11 @@ async fn query_prometheus(base: &str, q: &metrics::Query) -> Result<Vec<MetricSe
         secs(q.end_ms),
         secs(q.step_ms.max(1))
     );
+    prometheus_get(base, &url, &q.expr).await
+}
+
+/// GET a Prometheus API URL and read its series.
+async fn prometheus_get(base: &str, url: &str, expr: &str) -> Result<Vec<MetricSeries>, HostError> {
     let uri: hyper::Uri = url
         .parse()
         .map_err(|e| HostError::Invalid(format!("the provider URL {base} is not usable: {e}")))?;
@@ -263,7 +285,7 @@ async fn query_prometheus(base: &str, q: &metrics::Query) -> Result<Vec<MetricSe
                 "Prometheus at {base} answered {status} with no JSON: {e}"
             ))
         })?;
-        prometheus_series(&answer, &q.expr).map_err(HostError::Failed)
+        prometheus_series(&answer, expr).map_err(HostError::Failed)
     };
     tokio::time::timeout(QUERY_TIMEOUT, work).await.map_err(|_| {
         HostError::Limit(format!(
@@ -274,19 +296,50 @@ async fn query_prometheus(base: &str, q: &metrics::Query) -> Result<Vec<MetricSe
 }
 
 impl MetricsCtx {
-    async fn query(&mut self, q: &metrics::Query) -> Result<Vec<MetricSeries>, HostError> {
+    /// Both keys: the manifest declares `metrics`, the stage grants
+    /// `provider`.
+    fn provider(&self, call: &str, provider: &str) -> Result<Provider, HostError> {
         if !self.declared {
             return Err(HostError::Denied(format!(
-                "metrics:query-range refused: plugin `{}` does not declare the `metrics` capability in its manifest",
+                "metrics:{call} refused: plugin `{}` does not declare the `metrics` capability in its manifest",
                 self.plugin
             )));
         }
-        let Some(provider) = self.granted.get(&q.provider).cloned() else {
-            return Err(HostError::Denied(format!(
-                "metrics provider `{}` is not granted to stage `{}`; grant it with allow = {{ metrics = [\"{}\"] }}",
-                q.provider, self.stage, q.provider
-            )));
-        };
+        self.granted.get(provider).cloned().ok_or_else(|| {
+            HostError::Denied(format!(
+                "metrics provider `{provider}` is not granted to stage `{}`; grant it with allow = {{ metrics = [\"{provider}\"] }}",
+                self.stage
+            ))
+        })
+    }
+
+    async fn instant(&mut self, q: &metrics::Instant) -> Result<Vec<MetricSeries>, HostError> {
+        match self.provider("query-instant", &q.provider)? {
+            Provider::Builtin => Err(HostError::Invalid(
+                "the builtin provider answers range queries only (its data is a window of requests); use query-range"
+                    .into(),
+            )),
+            Provider::Prometheus(base) => {
+                let url = format!(
+                    "{}/api/v1/query?query={}&time={}",
+                    base.trim_end_matches('/'),
+                    encode(&q.expr),
+                    secs(q.at_ms)
+                );
+                let series = prometheus_get(&base, &url, &q.expr).await?;
+                let points: usize = series.iter().map(|s| s.points.len()).sum();
+                if points > MAX_POINTS {
+                    return Err(HostError::Limit(format!(
+                        "the answer holds {points} series; the limit is {MAX_POINTS} (narrow the query)"
+                    )));
+                }
+                Ok(series)
+            }
+        }
+    }
+
+    async fn query(&mut self, q: &metrics::Query) -> Result<Vec<MetricSeries>, HostError> {
+        let provider = self.provider("query-range", &q.provider)?;
         if q.end_ms < q.start_ms || q.end_ms - q.start_ms > MAX_WINDOW_MS {
             return Err(HostError::Invalid(format!(
                 "the window {}..{} ms is empty, backwards or longer than the limit of {} h",
@@ -367,6 +420,23 @@ impl metrics::Host for MetricsCtx {
             Err(e) => tape::error_answer(e),
         };
         self.tape.record("metrics.query-range", request, answer);
+        result
+    }
+
+    async fn query_instant(&mut self, q: metrics::Instant) -> Result<Vec<types::MetricSeries>, HostError> {
+        let request = json!({ "provider": q.provider, "expr": q.expr, "at_ms": q.at_ms });
+        if let Some(answer) = self.tape.answer("metrics.query-instant", &request) {
+            return match tape::error_of(&answer) {
+                Some(e) => Err(e),
+                None => Ok(super::unavailable::series_of(&answer["ok"])),
+            };
+        }
+        let result = self.instant(&q).await;
+        let answer = match &result {
+            Ok(series) => json!({ "ok": series_json(series) }),
+            Err(e) => tape::error_answer(e),
+        };
+        self.tape.record("metrics.query-instant", request, answer);
         result
     }
 }
@@ -450,6 +520,13 @@ mod tests {
         assert_eq!(series[0].labels, vec![("version".to_string(), "v1".to_string())]);
         assert_eq!(series[0].points[0].timestamp_ms, 1_700_000_000_500);
         assert_eq!(series[0].points[1].value, 4.5);
+        let scalar =
+            json!({"status": "success", "data": {"resultType": "scalar", "result": [1700000000, "2.5"]}});
+        let series = prometheus_series(&scalar, "1 + 1.5").expect("scalar");
+        assert_eq!(
+            (series[0].name.as_str(), series[0].points[0].value),
+            ("1 + 1.5", 2.5)
+        );
         let refused = json!({"status": "error", "errorType": "bad_data", "error": "parse error"});
         assert!(
             prometheus_series(&refused, "q")

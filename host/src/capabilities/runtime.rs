@@ -1,15 +1,34 @@
 //! The `runtime` import: a deployer plugin drives the local target
 //! through it. Both keys are checked on every call (the manifest declares
-//! `runtime`, the stage has `allow = { runtime = true }`); the program to
-//! start must be a file inside the workspace (no `..`, no symlink out).
-//! The target is started on the first call when none runs.
+//! `runtime`, the stage has `allow = { runtime = true }`). In a deploy
+//! stage the calls are bounded by the release the stage rolls out: they
+//! may touch only its service, and start only its version from its
+//! artifact. The host itself reads the artifact beneath the workspace
+//! (every directory and the file opened with `O_NOFOLLOW`) into the
+//! target's directory, so a symlink planted or swapped in by a plugin is
+//! never followed. The target is started on the first call when none runs.
 
+use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 
 use crate::bindings::host::weir::plugin::runtime;
 use crate::bindings::host::weir::plugin::types::HostError;
 use crate::target::api::{InstanceInfo, StartRequest};
 use crate::target::client::{ClientError, TargetClient, ensure_up};
+
+/// The release a deploy stage rolls out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeScope {
+    /// The service.
+    pub service: String,
+    /// The candidate version.
+    pub version: String,
+    /// Its artifact, relative to the workspace.
+    pub artifact: String,
+}
+
+/// Largest artifact the target takes.
+pub const MAX_ARTIFACT_BYTES: u64 = 2 << 30;
 
 /// Per-Store state of the `runtime` import.
 #[derive(Debug)]
@@ -31,6 +50,8 @@ pub struct RuntimeCtx {
     pub target_dir: Option<PathBuf>,
     /// The client, once the target answered.
     pub client: Option<TargetClient>,
+    /// In a deploy stage, the release that bounds every call.
+    pub scope: Option<RuntimeScope>,
 }
 
 /// A target client error as a host error.
@@ -70,33 +91,74 @@ impl RuntimeCtx {
         Ok(client)
     }
 
-    fn artifact(&self, rel: &str) -> Result<PathBuf, HostError> {
+    /// A call about `service` must be about the stage's own service.
+    fn in_scope(&self, call: &str, service: &str) -> Result<(), HostError> {
+        match &self.scope {
+            Some(s) if s.service != service => Err(HostError::Denied(format!(
+                "runtime:{call} on service `{service}` refused: stage `{}` deploys `{}` and may touch only that service",
+                self.stage, s.service
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Copy the artifact `rel` from the workspace into `dir` without
+    /// following a symlink anywhere on its path; the copy's path.
+    fn take_artifact(&self, rel: &str, dir: &Path) -> Result<PathBuf, HostError> {
         let path = Path::new(rel);
         if rel.is_empty()
             || path.is_absolute()
-            || path.components().any(|c| matches!(c, Component::ParentDir))
+            || path
+                .components()
+                .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
         {
             return Err(HostError::Invalid(format!(
                 "the artifact `{rel}` must be a relative path inside the workspace, without `..`"
             )));
         }
-        let workspace = self
-            .workspace
-            .canonicalize()
-            .map_err(|e| HostError::Failed(format!("the workspace cannot be read: {e}")))?;
-        let full = workspace
-            .join(path)
-            .canonicalize()
-            .map_err(|e| HostError::Invalid(format!("the artifact `{rel}` cannot be used: {e}")))?;
-        if !full.starts_with(&workspace) {
-            return Err(HostError::Invalid(format!(
-                "the artifact `{rel}` resolves outside the workspace (through a symlink)"
+        let bad = |e: std::io::Error| {
+            HostError::Invalid(format!(
+                "the artifact `{rel}` cannot be read beneath the workspace ({e}); it must be a regular file reached without symlinks"
+            ))
+        };
+        let mut at = crate::beneath::open_root(&self.workspace).map_err(bad)?;
+        let names: Vec<&std::ffi::OsStr> = path
+            .components()
+            .filter_map(|c| match c {
+                Component::Normal(n) => Some(n),
+                _ => None,
+            })
+            .collect();
+        let Some((file, dirs)) = names.split_last() else {
+            return Err(HostError::Invalid(format!("the artifact `{rel}` names no file")));
+        };
+        for d in dirs {
+            at = crate::beneath::open_dir(&at, d).map_err(bad)?;
+        }
+        let mut source = crate::beneath::open_file(&at, file).map_err(bad)?;
+        let size = source.metadata().map_err(bad)?.len();
+        if size > MAX_ARTIFACT_BYTES {
+            return Err(HostError::Limit(format!(
+                "the artifact `{rel}` is {size} bytes; the limit is {MAX_ARTIFACT_BYTES}"
             )));
         }
-        if !full.is_file() {
-            return Err(HostError::Invalid(format!("the artifact `{rel}` is not a file")));
-        }
-        Ok(full)
+        let incoming = dir.join("incoming");
+        std::fs::create_dir_all(&incoming)
+            .map_err(|e| HostError::Failed(format!("cannot create {}: {e}", incoming.display())))?;
+        let copy = incoming.join(format!(
+            "{}-{}-{}",
+            std::process::id(),
+            crate::events::now_ms(),
+            file.to_string_lossy()
+        ));
+        let mut out = std::fs::File::options()
+            .write(true)
+            .create_new(true)
+            .open(&copy)
+            .map_err(|e| HostError::Failed(format!("cannot write {}: {e}", copy.display())))?;
+        std::io::copy(&mut (&mut source).take(MAX_ARTIFACT_BYTES), &mut out)
+            .map_err(|e| HostError::Failed(format!("cannot copy the artifact `{rel}`: {e}")))?;
+        Ok(copy)
     }
 }
 
@@ -113,7 +175,16 @@ fn instance(i: InstanceInfo) -> runtime::Instance {
 impl runtime::Host for RuntimeCtx {
     async fn start(&mut self, spec: runtime::InstanceSpec) -> Result<runtime::Instance, HostError> {
         let client = self.client("start").await?;
-        let program = self.artifact(&spec.artifact)?;
+        self.in_scope("start", &spec.service)?;
+        if let Some(s) = &self.scope
+            && (s.version != spec.version || s.artifact != spec.artifact)
+        {
+            return Err(HostError::Denied(format!(
+                "runtime:start of {} {} from `{}` refused: stage `{}` rolls out {} {} from `{}` and may start only that release",
+                spec.service, spec.version, spec.artifact, self.stage, s.service, s.version, s.artifact
+            )));
+        }
+        let program = self.take_artifact(&spec.artifact, client.dir())?;
         let request = StartRequest {
             service: spec.service,
             version: spec.version,
@@ -124,16 +195,31 @@ impl runtime::Host for RuntimeCtx {
             port: 0,
             run: Some(self.run_id.clone()),
         };
-        client.start(&request).await.map(instance).map_err(host_error)
+        let started = client.start(&request).await.map(instance).map_err(host_error);
+        let _ = std::fs::remove_file(&request.program);
+        started
     }
 
     async fn stop(&mut self, id: String) -> Result<(), HostError> {
         let client = self.client("stop").await?;
+        if let Some(s) = &self.scope {
+            let ours = match client.service(&s.service).await {
+                Ok(svc) => svc.instances.iter().any(|i| i.id == id),
+                Err(_) => false,
+            };
+            if !ours {
+                return Err(HostError::Denied(format!(
+                    "runtime:stop of `{id}` refused: it is not an instance of `{}`, the service stage `{}` deploys",
+                    s.service, self.stage
+                )));
+            }
+        }
         client.stop(&id).await.map_err(host_error)
     }
 
     async fn set_weights(&mut self, service: String, weights: Vec<(String, u32)>) -> Result<(), HostError> {
         let client = self.client("set-weights").await?;
+        self.in_scope("set-weights", &service)?;
         client
             .set_weights(&service, weights)
             .await
@@ -143,6 +229,7 @@ impl runtime::Host for RuntimeCtx {
 
     async fn instances(&mut self, service: String) -> Result<Vec<runtime::Instance>, HostError> {
         let client = self.client("instances").await?;
+        self.in_scope("instances", &service)?;
         match client.service(&service).await {
             Ok(s) => Ok(s.instances.into_iter().map(instance).collect()),
             Err(ClientError::Refused { kind, .. }) if kind == "not-found" => Ok(Vec::new()),

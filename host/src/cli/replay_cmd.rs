@@ -323,6 +323,7 @@ async fn replay_in(
             read_dirs: Vec::new(),
             mapped_dirs: mapped,
             tape: tape.clone(),
+            runtime_scope: None,
         },
     )
     .await;

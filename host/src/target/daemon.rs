@@ -234,7 +234,11 @@ impl Target {
         let dir = self.dir.join("releases").join(service).join(version);
         std::fs::create_dir_all(&dir).map_err(|e| failed(format!("cannot create {}: {e}", dir.display())))?;
         let copy = dir.join(name);
-        let tmp = dir.join(".program.tmp");
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let tmp = dir.join(format!(
+            ".program.{}.tmp",
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
         std::fs::copy(program, &tmp)
             .and_then(|_| std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)))
             .and_then(|()| std::fs::rename(&tmp, &copy))
@@ -276,6 +280,26 @@ impl Target {
                 "the readiness path `{}` must start with `/`",
                 req.readiness_path
             )));
+        }
+        // A release that is or was stable is never changed: another
+        // instance of it runs what it ran, so a rollback restores exactly
+        // that.
+        let kept = {
+            let state = self.state.lock().await;
+            state.services.get(&req.service).and_then(|s| {
+                s.releases
+                    .iter()
+                    .rev()
+                    .find(|r| {
+                        r.version == req.version
+                            && matches!(r.state, ReleaseState::Stable | ReleaseState::Superseded)
+                    })
+                    .map(|r| r.launch.clone())
+            })
+        };
+        if let Some(launch) = kept {
+            let instance = self.start_from(&req.service, &req.version, &launch).await?;
+            return Ok(self.instance_info(&instance));
         }
         let launch = Launch {
             program: self.keep_program(&req.service, &req.version, &req.program)?,
@@ -348,6 +372,9 @@ impl Target {
                 "the weights of `{service}` add up to {total}; they must add up to 100"
             )));
         }
+        if !self.state.lock().await.services.contains_key(service) {
+            return Err(not_found(format!("the target runs no service `{service}`")));
+        }
         let router = self.supervisor.router(service);
         let ids: Vec<_> = self.supervisor.instances(service);
         for (version, w) in &weights {
@@ -412,6 +439,12 @@ impl Target {
             .iter()
             .filter(|i| i.version == version && router.is_ready(&i.id))
             .count() as u32;
+        // Traffic moves first when the version can take it, so a slow
+        // start of the missing instances never leaves the candidate
+        // serving.
+        if ready > 0 {
+            router.set_weights(&[(version.to_string(), 100)]);
+        }
         for _ in ready..replicas.max(1) {
             self.start_from(service, version, launch).await?;
         }
@@ -523,7 +556,10 @@ impl Target {
         Ok(status)
     }
 
-    fn samples(&self, service: &str, since_ms: u64, until_ms: u64) -> Samples {
+    async fn samples(&self, service: &str, since_ms: u64, until_ms: u64) -> Result<Samples, Refusal> {
+        if !self.state.lock().await.services.contains_key(service) {
+            return Err(not_found(format!("the target runs no service `{service}`")));
+        }
         let mut out = Samples::default();
         for (version, stats) in self.supervisor.router(service).metrics().snapshot() {
             if stats.sample.len() >= super::metrics::SAMPLE
@@ -543,7 +579,7 @@ impl Target {
                 .collect();
             out.versions.push((version, window));
         }
-        out
+        Ok(out)
     }
 
     async fn metrics_text(&self) -> String {
@@ -616,11 +652,13 @@ impl Target {
                         .find_map(|kv| kv.strip_prefix(k)?.strip_prefix('='))
                         .and_then(|v| v.parse::<u64>().ok())
                 };
-                json(&self.samples(
+                self.samples(
                     s,
                     arg("since_ms").unwrap_or(0),
                     arg("until_ms").unwrap_or(u64::MAX),
-                ))
+                )
+                .await
+                .and_then(|x| json(&x))
             }
             (&Method::POST, ["v1", "shutdown"]) => {
                 self.shutdown.notify_one();

@@ -20,7 +20,7 @@
 //! in `fields`; the comparison's finding carries U, z and the p-value.
 
 use serde::Deserialize;
-use weir_sdk::metrics::{self, Query};
+use weir_sdk::metrics::{self, Instant, Query};
 use weir_sdk::stats::{Alternative, mann_whitney_u};
 use weir_sdk::{
     Analysis, Analyzer, Capability, Context, Failure, Finding, HostError, Manifest, MetricSeries, Plugin,
@@ -179,15 +179,14 @@ fn builtin(provider: &str, w: &Window, version: &str) -> Result<Traffic, Failure
 fn prometheus(provider: &str, w: &Window, version: &str) -> Result<Traffic, Failure> {
     let m = format!("service=\"{}\",version=\"{version}\"", w.service);
     let secs = ((w.end_ms - w.start_ms) / 1000).max(1);
-    let at_end = Window {
-        service: w.service.clone(),
-        stable: None,
-        candidate: String::new(),
-        start_ms: w.end_ms,
-        end_ms: w.end_ms,
-    };
     let one = |expr: String| -> Result<Option<f64>, Failure> {
-        Ok(last_point(&query(provider, expr, &at_end, 1000)?))
+        let series = metrics::query_instant(&Instant {
+            provider: provider.into(),
+            expr,
+            at_ms: w.end_ms,
+        })
+        .map_err(host)?;
+        Ok(last_point(&series))
     };
     let requests = one(format!("sum(increase(weir_requests_total{{{m}}}[{secs}s]))"))?.unwrap_or(0.0);
     let errors = one(format!(
