@@ -438,6 +438,12 @@ pub async fn run(r: Rollout) -> AttemptResult {
         Ok((t, _)) => t,
         Err(e) => return AttemptResult::failed(FailureKind::Host, e.to_string(), None),
     };
+    // One rollout per service at a time, across weir processes: the lock
+    // is released when this run ends, however it ends.
+    let _lock = match lock_service(&dir, &release.service, &r.info.run_id) {
+        Ok(l) => l,
+        Err(e) => return AttemptResult::failed(FailureKind::Host, e, None),
+    };
     let deadline = Instant::now() + r.request.timeout;
     let mut r = r;
     r.setup.runtime_scope = Some(crate::capabilities::runtime::RuntimeScope {
@@ -541,6 +547,34 @@ impl Drop for RestoreOnDrop {
         });
         let _ = worker.join();
     }
+}
+
+/// Take `service`'s rollout lock in the target directory, or say which
+/// run holds it.
+fn lock_service(dir: &std::path::Path, service: &str, run: &str) -> Result<std::fs::File, String> {
+    use std::io::{Read, Seek, Write};
+    let locks = dir.join("locks");
+    std::fs::create_dir_all(&locks).map_err(|e| format!("cannot create {}: {e}", locks.display()))?;
+    let path = locks.join(format!("{service}.lock"));
+    let mut file = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    if rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
+        let mut holder = String::new();
+        let _ = file.read_to_string(&mut holder);
+        return Err(format!(
+            "run {} is rolling out `{service}` now; one rollout per service at a time, so run this stage again when it ends",
+            holder.trim()
+        ));
+    }
+    let _ = file.set_len(0);
+    let _ = file.rewind();
+    let _ = file.write_all(run.as_bytes());
+    Ok(file)
 }
 
 fn outputs(release: &ReleaseSpec, address: Option<String>) -> Vec<(String, String)> {

@@ -441,6 +441,21 @@ allow = { runtime = true, metrics = ["builtin"] }
         "v2 takes half the traffic: {mixed:?}"
     );
 
+    // A second rollout of the same service waits its turn: refused now.
+    let second =
+        d.p.command(&[
+            "run",
+            "pipeline.toml",
+            "--json",
+            "--workspace",
+            ws.to_str().expect("utf-8"),
+        ])
+        .output()
+        .expect("weir");
+    let said = String::from_utf8_lossy(&second.stdout);
+    assert_eq!(second.status.code(), Some(1), "{said}");
+    assert!(said.contains("is rolling out `web` now"), "{said}");
+
     let pid = d.status()["pid"].as_u64().expect("pid") as i32;
     let killed = Command::new("kill")
         .args(["-9", &pid.to_string()])

@@ -39,6 +39,8 @@ pub const STATE: &str = "state.json";
 pub const LOG: &str = "target.log";
 /// Largest control request body.
 const MAX_BODY: usize = 1 << 20;
+/// Most instances one service may run at once (all versions).
+pub const MAX_INSTANCES: usize = 256;
 
 /// Why the target could not start.
 #[derive(Debug, thiserror::Error)]
@@ -239,9 +241,13 @@ impl Target {
             ".program.{}.tmp",
             NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         ));
+        // Durable before it is recorded: a stable release's program must
+        // survive a power cut with the state that names it.
         std::fs::copy(program, &tmp)
             .and_then(|_| std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)))
+            .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
             .and_then(|()| std::fs::rename(&tmp, &copy))
+            .and_then(|()| std::fs::File::open(&dir)?.sync_all())
             .map_err(|e| failed(format!("cannot copy {} into the target: {e}", program.display())))?;
         Ok(copy)
     }
@@ -252,6 +258,12 @@ impl Target {
         version: &str,
         launch: &Launch,
     ) -> Result<super::supervisor::Instance, Refusal> {
+        let running = self.supervisor.instances(service).len();
+        if running >= MAX_INSTANCES {
+            return Err(invalid(format!(
+                "service `{service}` already runs {running} instances, the limit is {MAX_INSTANCES}; stop some first"
+            )));
+        }
         let spec = InstanceSpec {
             service: service.to_string(),
             version: version.to_string(),
@@ -264,7 +276,7 @@ impl Target {
                 .map(Path::to_path_buf)
                 .unwrap_or_else(|| self.dir.clone()),
             readiness_path: launch.readiness_path.clone(),
-            log: Some(self.dir.join("logs").join(format!("{service}-{version}.log"))),
+            log: Some(self.dir.join("logs").join(service).join(format!("{version}.log"))),
         };
         self.supervisor
             .start(spec)

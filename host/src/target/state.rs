@@ -162,7 +162,12 @@ impl TargetState {
         let mut f = std::fs::File::create(&tmp).map_err(io)?;
         f.write_all(&text).map_err(io)?;
         f.sync_all().map_err(io)?;
-        std::fs::rename(&tmp, file).map_err(io)
+        std::fs::rename(&tmp, file).map_err(io)?;
+        // The rename itself is durable once the directory is synced.
+        if let Some(dir) = file.parent() {
+            std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+        }
+        Ok(())
     }
 
     /// Forget the oldest releases of each service beyond
