@@ -226,23 +226,33 @@ impl Controller {
         }
     }
 
+    /// A fresh Store for one strategy or check call (they run no
+    /// programs).
+    fn store_for(
+        &self,
+        plugin: &LoadedPlugin,
+        request: &AttemptRequest,
+    ) -> Result<(Store<StageState>, types::Context), String> {
+        prepare_store(
+            &self.r.engine,
+            plugin,
+            &self.r.info,
+            self.r.sink.clone(),
+            request,
+            Sandbox::OptedOut,
+            false,
+            &self.r.setup,
+        )
+        .map_err(|f| failure_text(&f))
+    }
+
     async fn ask_strategy(&self, state: &types::RolloutState) -> Result<Action, String> {
         let (plugin, used) = &self.plugins.strategy;
         let request = self.request_for(used.with.clone(), used.timeout, false);
         let KindPre::Strategy(pre) = &plugin.pre else {
             return Err(format!("plugin `{}` is not a strategy", plugin.info.name));
         };
-        let (mut store, ctx) = prepare_store(
-            &self.r.engine,
-            plugin,
-            &self.r.info,
-            self.r.sink.clone(),
-            &request,
-            Sandbox::OptedOut,
-            false,
-            &self.r.setup,
-        )
-        .map_err(|f| failure_text(&f))?;
+        let (mut store, ctx) = self.store_for(plugin, &request)?;
         let call = async {
             let b = pre.instantiate_async(&mut store).await?;
             b.weir_plugin_strategy().call_next(&mut store, &ctx, state).await
@@ -310,32 +320,21 @@ impl Controller {
             let request = self.request_for(with, used.timeout, true);
             let who = format!("check `{}`", plugin.info.name);
             let outcome = match &plugin.pre {
-                KindPre::Analyzer(pre) => {
-                    match prepare_store(
-                        &self.r.engine,
-                        plugin,
-                        &self.r.info,
-                        self.r.sink.clone(),
-                        &request,
-                        Sandbox::OptedOut,
-                        false,
-                        &self.r.setup,
-                    ) {
-                        Err(f) => Err(failure_text(&f)),
-                        Ok((mut store, ctx)) => {
-                            let call = async {
-                                let b = pre.instantiate_async(&mut store).await?;
-                                b.weir_plugin_analyzer().call_analyze(&mut store, &ctx).await
-                            };
-                            match tokio::time::timeout(request.timeout + HOST_GRACE, call).await {
-                                Ok(Ok(Ok(a))) => Ok(a),
-                                Ok(Ok(Err(f))) => Err(format!("failed: {}", f.message)),
-                                Ok(Err(trap)) => Err(self.failure(&store, Some(&trap), plugin, &request)),
-                                Err(_) => Err(self.failure(&store, None, plugin, &request)),
-                            }
+                KindPre::Analyzer(pre) => match self.store_for(plugin, &request) {
+                    Err(e) => Err(e),
+                    Ok((mut store, ctx)) => {
+                        let call = async {
+                            let b = pre.instantiate_async(&mut store).await?;
+                            b.weir_plugin_analyzer().call_analyze(&mut store, &ctx).await
+                        };
+                        match tokio::time::timeout(request.timeout + HOST_GRACE, call).await {
+                            Ok(Ok(Ok(a))) => Ok(a),
+                            Ok(Ok(Err(f))) => Err(format!("failed: {}", f.message)),
+                            Ok(Err(trap)) => Err(self.failure(&store, Some(&trap), plugin, &request)),
+                            Err(_) => Err(self.failure(&store, None, plugin, &request)),
                         }
                     }
-                }
+                },
                 _ => Err(format!("plugin `{}` is not an analyzer", plugin.info.name)),
             };
             match outcome {

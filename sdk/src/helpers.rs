@@ -3,8 +3,8 @@
 use serde::de::DeserializeOwned;
 
 use crate::{
-    Analysis, Artifact, Context, Failure, Finding, Severity, StageOutput, TestCase, TestReport, TestStatus,
-    Verdict,
+    Action, Analysis, Artifact, Context, Failure, Finding, RolloutState, Severity, StageOutput, TestCase,
+    TestReport, TestStatus, Verdict,
 };
 
 impl Context {
@@ -201,4 +201,20 @@ pub fn duration_ms(text: &str) -> Result<u64, Failure> {
     };
     n.checked_mul(scale)
         .ok_or_else(|| Failure::new(format!("`{text}` is too long")))
+}
+
+impl RolloutState {
+    /// The rollback a strategy answers when the latest analysis did not
+    /// pass (`fail` or `inconclusive`): no data is never a pass. `None`
+    /// when there was no analysis yet or it passed.
+    pub fn failed_analysis(&self) -> Option<Action> {
+        let a = self.last_analysis.as_ref()?;
+        matches!(a.verdict, Verdict::Fail | Verdict::Inconclusive).then(|| {
+            Action::Rollback(
+                a.summary
+                    .clone()
+                    .unwrap_or_else(|| "the analysis did not pass".into()),
+            )
+        })
+    }
 }

@@ -8,7 +8,7 @@
 //! Stateless: the position comes from `state.step`.
 
 use serde::Deserialize;
-use weir_sdk::{Action, Context, Failure, Manifest, Plugin, RolloutState, Strategy, Verdict};
+use weir_sdk::{Action, Context, Failure, Manifest, Plugin, RolloutState, Strategy};
 
 struct BlueGreen;
 
@@ -48,14 +48,8 @@ impl Plugin for BlueGreen {
 impl Strategy for BlueGreen {
     fn next(ctx: Context, state: RolloutState) -> Result<Action, Failure> {
         let config: Config = ctx.config()?;
-        if let Some(a) = &state.last_analysis
-            && matches!(a.verdict, Verdict::Fail | Verdict::Inconclusive)
-        {
-            return Ok(Action::Rollback(
-                a.summary
-                    .clone()
-                    .unwrap_or_else(|| "the analysis did not pass".into()),
-            ));
+        if let Some(rollback) = state.failed_analysis() {
+            return Ok(rollback);
         }
         let mut plan = vec![Action::DeployCandidate];
         if config.preview_weight > 0 && state.stable.is_some() {

@@ -10,7 +10,7 @@
 //! carried out so far.
 
 use serde::Deserialize;
-use weir_sdk::{Action, Context, Failure, Manifest, Plugin, RolloutState, Strategy, Verdict};
+use weir_sdk::{Action, Context, Failure, Manifest, Plugin, RolloutState, Strategy};
 
 struct Canary;
 
@@ -57,14 +57,8 @@ impl Strategy for Canary {
                 "`steps` must rise: each share larger than the one before",
             ));
         }
-        if let Some(a) = &state.last_analysis
-            && matches!(a.verdict, Verdict::Fail | Verdict::Inconclusive)
-        {
-            return Ok(Action::Rollback(
-                a.summary
-                    .clone()
-                    .unwrap_or_else(|| "the analysis did not pass".into()),
-            ));
+        if let Some(rollback) = state.failed_analysis() {
+            return Ok(rollback);
         }
         let steps: Vec<u32> = if state.stable.is_some() {
             config.steps

@@ -5,7 +5,7 @@
 //! starts the stable version's instances again.
 
 use serde::Deserialize;
-use weir_sdk::{Action, Context, Failure, Manifest, Plugin, RolloutState, ScaleTo, Strategy, Verdict};
+use weir_sdk::{Action, Context, Failure, Manifest, Plugin, RolloutState, ScaleTo, Strategy};
 
 struct Recreate;
 
@@ -39,14 +39,8 @@ impl Plugin for Recreate {
 impl Strategy for Recreate {
     fn next(ctx: Context, state: RolloutState) -> Result<Action, Failure> {
         let config: Config = ctx.config()?;
-        if let Some(a) = &state.last_analysis
-            && matches!(a.verdict, Verdict::Fail | Verdict::Inconclusive)
-        {
-            return Ok(Action::Rollback(
-                a.summary
-                    .clone()
-                    .unwrap_or_else(|| "the analysis did not pass".into()),
-            ));
+        if let Some(rollback) = state.failed_analysis() {
+            return Ok(rollback);
         }
         let mut plan = Vec::new();
         if state.stable.is_some() {

@@ -11,7 +11,7 @@
 //! next action is the one at `state.step`.
 
 use serde::Deserialize;
-use weir_sdk::{Action, Context, Failure, Manifest, Plugin, RolloutState, ScaleTo, Strategy, Verdict};
+use weir_sdk::{Action, Context, Failure, Manifest, Plugin, RolloutState, ScaleTo, Strategy};
 
 struct Rolling;
 
@@ -96,14 +96,8 @@ impl Plugin for Rolling {
 impl Strategy for Rolling {
     fn next(ctx: Context, state: RolloutState) -> Result<Action, Failure> {
         let config: Config = ctx.config()?;
-        if let Some(a) = &state.last_analysis
-            && matches!(a.verdict, Verdict::Fail | Verdict::Inconclusive)
-        {
-            return Ok(Action::Rollback(
-                a.summary
-                    .clone()
-                    .unwrap_or_else(|| "the analysis did not pass".into()),
-            ));
+        if let Some(rollback) = state.failed_analysis() {
+            return Ok(rollback);
         }
         Ok(plan(&config, &state)?
             .into_iter()
