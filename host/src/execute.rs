@@ -151,17 +151,18 @@ impl Executor for WasmExecutor {
                 tape: tape.clone(),
                 runtime_scope: None,
             };
+            let recorded = record.then(|| request.clone());
             let result = attempt(
                 engine,
                 plugin.clone(),
                 info.clone(),
                 sink,
-                request.clone(),
+                request,
                 installed,
                 setup,
             )
             .await;
-            if record {
+            if let Some(request) = recorded {
                 let earlier = seen.lock().ok().and_then(|mut m| m.remove(&request.stage));
                 memory::record_analyzer(&info, &plugin, &request, &tape, earlier, &result).await;
             }
@@ -170,7 +171,8 @@ impl Executor for WasmExecutor {
     }
 
     fn check_cache(&self, request: &AttemptRequest) -> BoxFuture<crate::run::CacheCheck> {
-        let Some(plugin) = self.plugins.get(request.stage).cloned() else {
+        // Without a run history there is no cache to look in.
+        let (Some(plugin), Some(_)) = (self.plugins.get(request.stage).cloned(), &self.info.history) else {
             return Box::pin(async { crate::run::CacheCheck::default() });
         };
         let info = self.info.clone();
@@ -449,12 +451,12 @@ async fn run_in_store(
         ),
         Ok(Ok(Reply::Failure(f))) => AttemptResult::failed(FailureKind::Plugin, f.message, f.details),
         Ok(Ok(Reply::Stage(out))) => {
+            let out_has_artifacts = !out.artifacts.is_empty();
             let store = info.artifacts.clone();
             let workspace = info.workspace.clone();
             let stage = request.stage_name.clone();
             let wanted = out.artifacts;
-            // Copying may be large: off the async workers.
-            let kept = tokio::task::spawn_blocking(move || {
+            let keep = move || {
                 wanted
                     .iter()
                     .map(|a| {
@@ -463,8 +465,14 @@ async fn run_in_store(
                             .map_err(|why| format!("artifact `{}` at `{}` {why}", a.name, a.path))
                     })
                     .collect::<Result<Vec<_>, String>>()
-            })
-            .await;
+            };
+            // Copying may be large: off the async workers. Most stages
+            // keep nothing and skip the hand-off to a blocking thread.
+            let kept = if out_has_artifacts {
+                tokio::task::spawn_blocking(keep).await
+            } else {
+                Ok(keep())
+            };
             match kept {
                 Ok(Ok(artifacts)) => AttemptResult {
                     failure: None,
