@@ -260,9 +260,13 @@ pub async fn run(
                 continue;
             }
             state[i] = State::Running;
+            // Upstream stages that produced nothing are left out: they
+            // have nothing to give, and a long chain would otherwise hand
+            // every stage a list as long as the chain.
             let inputs: Vec<(String, Vec<(String, String)>)> = stage
                 .upstream
                 .iter()
+                .filter(|&&u| !outputs[u].is_empty())
                 .map(|&u| (plan.stages[u].name.clone(), outputs[u].clone()))
                 .collect();
             let handle = running.spawn(run_stage(
