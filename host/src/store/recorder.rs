@@ -13,6 +13,9 @@ use crate::events::{Event, EventRecord};
 
 /// Most events written in one transaction.
 const MAX_BATCH: usize = 512;
+/// How long the writer waits for more events before committing a batch;
+/// an event is on disk at most this much later than alone.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// A new run, as the store first records it.
 #[derive(Debug, Clone)]
@@ -157,9 +160,14 @@ impl Recorder {
 
 fn write_loop(mut store: Store, rx: mpsc::Receiver<EventRecord>, mut seq: i64) -> Result<(), StoreError> {
     while let Ok(first) = rx.recv() {
+        // Group commit: what arrives within LINGER of the first event goes
+        // into the same transaction. A run of quick stages then costs one
+        // commit per few dozen events instead of one per event.
+        let until = std::time::Instant::now() + LINGER;
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
+            let wait = until.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(wait) {
                 Ok(e) => batch.push(e),
                 Err(_) => break,
             }
@@ -218,14 +226,13 @@ fn stage_of(e: &Event) -> Option<&str> {
 fn apply(tx: &Transaction<'_>, seq: i64, r: &EventRecord) -> rusqlite::Result<()> {
     let run = &r.run;
     let t = r.time_ms as i64;
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO events (run_id, seq, time_ms, kind, stage, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![run, seq, t, kind(&r.event), stage_of(&r.event), json(r)],
-    )?;
+    )?
+    .execute(params![run, seq, t, kind(&r.event), stage_of(&r.event), json(r)])?;
     match &r.event {
         Event::StageSkipped { stage, reason } => {
-            tx.execute(
-                "UPDATE stages SET status = 'skipped', summary = ?3, finished_ms = ?4 WHERE run_id = ?1 AND name = ?2",
+            tx.prepare_cached("UPDATE stages SET status = 'skipped', summary = ?3, finished_ms = ?4 WHERE run_id = ?1 AND name = ?2")?.execute(
                 params![run, stage, reason, t],
             )?;
         }
@@ -234,13 +241,11 @@ fn apply(tx: &Transaction<'_>, seq: i64, r: &EventRecord) -> rusqlite::Result<()
             attempt,
             plugin,
         } => {
-            tx.execute(
-                "UPDATE stages SET status = 'running', attempts = ?3, plugin = ?4, started_ms = COALESCE(started_ms, ?5)
-                 WHERE run_id = ?1 AND name = ?2",
+            tx.prepare_cached("UPDATE stages SET status = 'running', attempts = ?3, plugin = ?4, started_ms = COALESCE(started_ms, ?5)
+                 WHERE run_id = ?1 AND name = ?2")?.execute(
                 params![run, stage, attempt, plugin, t],
             )?;
-            tx.execute(
-                "INSERT INTO attempts (run_id, stage, attempt, plugin, started_ms, status) VALUES (?1, ?2, ?3, ?4, ?5, 'running')",
+            tx.prepare_cached("INSERT INTO attempts (run_id, stage, attempt, plugin, started_ms, status) VALUES (?1, ?2, ?3, ?4, ?5, 'running')")?.execute(
                 params![run, stage, attempt, plugin, t],
             )?;
         }
@@ -254,8 +259,7 @@ fn apply(tx: &Transaction<'_>, seq: i64, r: &EventRecord) -> rusqlite::Result<()
             fields,
         } => {
             let fields = (!fields.is_empty()).then(|| json(fields));
-            tx.execute(
-                "INSERT INTO logs (run_id, seq, stage, time_ms, level, message, fields) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            tx.prepare_cached("INSERT INTO logs (run_id, seq, stage, time_ms, level, message, fields) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?.execute(
                 params![run, seq, stage, t, name(level), message, fields],
             )?;
         }
@@ -280,18 +284,15 @@ fn apply(tx: &Transaction<'_>, seq: i64, r: &EventRecord) -> rusqlite::Result<()
         } => {
             if reused.as_deref() == Some(&crate::events::Reused::Resume) {
                 // Recorded when it first finished; only the event is new.
-                tx.execute(
-                    "UPDATE stages SET reused = ?3 WHERE run_id = ?1 AND name = ?2",
-                    params![run, stage, reused.as_ref().map(json)],
-                )?;
+                tx.prepare_cached("UPDATE stages SET reused = ?3 WHERE run_id = ?1 AND name = ?2")?
+                    .execute(params![run, stage, reused.as_ref().map(json)])?;
                 return Ok(());
             }
             end_attempt(tx, run, stage, t, &name(status), error.as_ref())?;
-            tx.execute(
-                "UPDATE stages SET status = ?3, failure = ?4, attempts = ?5, duration_ms = ?6, finished_ms = ?7,
+            tx.prepare_cached("UPDATE stages SET status = ?3, failure = ?4, attempts = ?5, duration_ms = ?6, finished_ms = ?7,
                     summary = ?8, error = ?9, details = ?10, outputs = ?11, analysis = ?12, tests = ?13, sandbox = ?14,
                     plugin = COALESCE(?15, plugin), reused = ?16
-                 WHERE run_id = ?1 AND name = ?2",
+                 WHERE run_id = ?1 AND name = ?2")?.execute(
                 params![
                     run,
                     stage,
@@ -312,51 +313,48 @@ fn apply(tx: &Transaction<'_>, seq: i64, r: &EventRecord) -> rusqlite::Result<()
                 ],
             )?;
             for a in artifacts {
-                tx.execute(
-                    "INSERT INTO artifacts (run_id, stage, name, path, sha256, size, stored) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                tx.prepare_cached("INSERT INTO artifacts (run_id, stage, name, path, sha256, size, stored) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?.execute(
                     params![run, stage, a.name, a.path, a.sha256, a.size as i64, a.stored],
                 )?;
             }
             for c in cases {
-                tx.execute(
+                tx.prepare_cached(
                     "INSERT INTO test_cases (run_id, stage, suite, name, status, duration_ms, message, file)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                    params![
-                        run,
-                        stage,
-                        c.suite,
-                        c.name,
-                        c.status,
-                        c.duration_ms as i64,
-                        c.message,
-                        c.file
-                    ],
-                )?;
+                )?
+                .execute(params![
+                    run,
+                    stage,
+                    c.suite,
+                    c.name,
+                    c.status,
+                    c.duration_ms as i64,
+                    c.message,
+                    c.file
+                ])?;
             }
             for f in findings {
                 let fields = (!f.fields.is_empty()).then(|| json(&f.fields));
-                tx.execute(
+                tx.prepare_cached(
                     "INSERT INTO findings (run_id, stage, rule, severity, message, path, line, col, fields)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                    params![
-                        run, stage, f.rule, f.severity, f.message, f.path, f.line, f.column, fields
-                    ],
-                )?;
+                )?
+                .execute(params![
+                    run, stage, f.rule, f.severity, f.message, f.path, f.line, f.column, fields
+                ])?;
             }
         }
         Event::RunFinished {
             status, duration_ms, ..
         } => {
-            tx.execute(
+            tx.prepare_cached(
                 "UPDATE runs SET status = ?2, finished_ms = ?3, duration_ms = ?4 WHERE id = ?1",
-                params![run, name(status), t, *duration_ms as i64],
-            )?;
+            )?
+            .execute(params![run, name(status), t, *duration_ms as i64])?;
         }
         Event::RunStarted { workspace, .. } => {
-            tx.execute(
-                "UPDATE runs SET workspace = ?2 WHERE id = ?1",
-                params![run, workspace],
-            )?;
+            tx.prepare_cached("UPDATE runs SET workspace = ?2 WHERE id = ?1")?
+                .execute(params![run, workspace])?;
         }
         // Rollout steps stay in `events`, where `weir runs show` reads them.
         Event::StageProgress { .. } | Event::StageCache { .. } | Event::Rollout { .. } => {}
@@ -373,10 +371,10 @@ fn end_attempt(
     status: &str,
     error: Option<&String>,
 ) -> rusqlite::Result<()> {
-    tx.execute(
+    tx.prepare_cached(
         "UPDATE attempts SET status = ?4, finished_ms = ?3, error = ?5
          WHERE run_id = ?1 AND stage = ?2 AND status = 'running'",
-        params![run, stage, t, status, error],
-    )?;
+    )?
+    .execute(params![run, stage, t, status, error])?;
     Ok(())
 }
