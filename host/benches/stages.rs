@@ -530,7 +530,12 @@ async fn start() -> Result<()> {
         Some(("floor", bare.median)),
     );
     println!(
-        "  weir stage start: {:.2}× the floor (goal ≤ 1.5×), {:.1}× faster than a process spawn (goal ≥ 10×)",
+        "  weir stage start (the attempt): {:.2}× the floor (goal ≤ 1.5×), {:.1}× faster than a process spawn (goal ≥ 10×)",
+        ratio(attempt.median, bare.median),
+        ratio(spawn.median, attempt.median)
+    );
+    println!(
+        "  with the scheduler's hand-offs and events, in a pipeline: {:.2}× the floor, {:.1}× faster than a process spawn",
         ratio(staged.median, bare.median),
         ratio(spawn.median, staged.median)
     );
@@ -573,7 +578,8 @@ async fn start() -> Result<()> {
             };
             row(&format!("extism {label}"), &s, Some(("floor", bare.median)));
             println!(
-                "  weir stage start is {:.1}× faster than extism {label} (goal ≥ 3×)",
+                "  weir is {:.1}× faster than extism {label} (the attempt; {:.1}× in a pipeline) (goal ≥ 3×)",
+                ratio(s.median, attempt.median),
                 ratio(s.median, staged.median)
             );
             figure(
