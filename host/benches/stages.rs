@@ -451,45 +451,9 @@ async fn start() -> Result<()> {
     // outputs, the attempt), and a whole one-stage run (which adds the
     // run's own set-up and `run_finished`).
     let chain = plan(&scratch.0, noop_pipeline(CHAIN, true))?;
-    let mut samples = Vec::new();
-    for i in 0..(iters / CHAIN).max(10) + 2 {
-        let t = Instant::now();
-        let report = weir::run::run(
-            &chain,
-            executor.clone(),
-            events.clone(),
-            options(2),
-            std::future::pending(),
-        )
-        .await;
-        if i >= 2 {
-            samples.push(t.elapsed() / CHAIN as u32);
-        }
-        if report.status != weir::events::RunStatus::Succeeded {
-            return Err("the chain failed".into());
-        }
-    }
-    let staged = Stats::of(&mut samples);
+    let staged = time_runs(&chain, &executor, &events, (iters / CHAIN).max(10), 2).await?;
     let one = plan(&scratch.0, noop_pipeline(1, true))?;
-    let mut samples = Vec::with_capacity(iters);
-    for i in 0..iters + 200 {
-        let t = Instant::now();
-        let report = weir::run::run(
-            &one,
-            executor.clone(),
-            events.clone(),
-            options(2),
-            std::future::pending(),
-        )
-        .await;
-        if i >= 200 {
-            samples.push(t.elapsed());
-        }
-        if report.status != weir::events::RunStatus::Succeeded {
-            return Err("the one-stage run failed".into());
-        }
-    }
-    let whole = Stats::of(&mut samples);
+    let whole = time_runs(&one, &executor, &events, iters, 200).await?;
     drop(executor);
     drop(events);
     let _ = drained.await;
@@ -594,6 +558,37 @@ async fn start() -> Result<()> {
     }
     let _ = bare.mean;
     Ok(())
+}
+
+/// `plan` run in process `reps` times after `warmup` runs; each sample is
+/// one run's time divided by its stages.
+async fn time_runs(
+    plan: &Plan,
+    executor: &Arc<WasmExecutor>,
+    events: &EventSink,
+    reps: usize,
+    warmup: usize,
+) -> Result<Stats> {
+    let stages = plan.stages.len().max(1) as u32;
+    let mut samples = Vec::with_capacity(reps);
+    for i in 0..reps + warmup {
+        let t = Instant::now();
+        let report = weir::run::run(
+            plan,
+            executor.clone(),
+            events.clone(),
+            options(2),
+            std::future::pending(),
+        )
+        .await;
+        if i >= warmup {
+            samples.push(t.elapsed() / stages);
+        }
+        if report.status != weir::events::RunStatus::Succeeded {
+            return Err(format!("a {stages}-stage run failed").into());
+        }
+    }
+    Ok(Stats::of(&mut samples))
 }
 
 fn options(jobs: usize) -> RunOptions {
