@@ -44,6 +44,8 @@ pub enum FailureKind {
     /// A deploy stage's rollout was abandoned and the service put back on
     /// its stable release.
     RolledBack,
+    /// The stage needed approval and it was rejected or timed out.
+    Approval,
 }
 
 /// Where a rollout is, in a `rollout` event.
@@ -389,6 +391,42 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         recovery_ms: Option<u64>,
     },
+    /// A stage is ready but waits: for a person's approval, or for a
+    /// concurrency group another run holds.
+    StageWaiting {
+        /// The stage.
+        stage: String,
+        /// What it waits for, for people.
+        message: String,
+        /// Set when it waits for approval.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        approval: Option<ApprovalRequest>,
+        /// Set when it waits for a concurrency group.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        group: Option<String>,
+    },
+    /// The run waits for a concurrency group another run holds.
+    RunWaiting {
+        /// What it waits for, for people.
+        message: String,
+        /// The group.
+        group: String,
+    },
+    /// An approval a stage waited for was decided.
+    ApprovalDecided {
+        /// The stage.
+        stage: String,
+        /// The protected environment.
+        environment: String,
+        /// `approved`, `rejected` or `timed_out`.
+        decision: String,
+        /// Who decided (absent for a timeout).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
+        /// The reason given.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
     /// The run ended.
     RunFinished {
         /// How.
@@ -398,6 +436,17 @@ pub enum Event {
         /// Stages per status.
         counts: BTreeMap<String, u32>,
     },
+}
+
+/// What a stage waiting for approval asks for.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ApprovalRequest {
+    /// The protected environment.
+    pub environment: String,
+    /// Who may approve; empty means anyone.
+    pub approvers: Vec<String>,
+    /// When the wait ends and the stage fails, ms since the Unix epoch.
+    pub deadline_ms: u64,
 }
 
 /// An event with when and which run it belongs to; one JSON line each.
@@ -418,23 +467,95 @@ pub struct EventRecord {
 pub struct EventSink {
     run: std::sync::Arc<str>,
     tx: mpsc::UnboundedSender<EventRecord>,
+    masks: std::sync::Arc<[String]>,
 }
 
 impl EventSink {
     /// A sink for run `run` and the receiving end for a reporter.
     pub fn channel(run: &str) -> (Self, mpsc::UnboundedReceiver<EventRecord>) {
+        Self::masked(run, Vec::new())
+    }
+
+    /// As [`EventSink::channel`], replacing each of `secrets` (and its
+    /// URL-encoded form) with `***` in every string of every event, before
+    /// anything stores or shows it.
+    pub fn masked(run: &str, mut secrets: Vec<String>) -> (Self, mpsc::UnboundedReceiver<EventRecord>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        (Self { run: run.into(), tx }, rx)
+        let encoded: Vec<String> = secrets.iter().map(|s| url_encoded(s)).collect();
+        secrets.extend(encoded);
+        secrets.retain(|s| !s.is_empty());
+        // Longest first, so a secret containing another is masked whole.
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        secrets.dedup();
+        (
+            Self {
+                run: run.into(),
+                tx,
+                masks: secrets.into(),
+            },
+            rx,
+        )
     }
 
     /// Record `event` now. A closed receiver (the reporter gone) drops it.
     pub fn emit(&self, event: Event) {
+        let event = if self.masks.is_empty() {
+            event
+        } else {
+            mask_event(event, &self.masks)
+        };
         let _ = self.tx.send(EventRecord {
             time_ms: now_ms(),
             run: self.run.to_string(),
             event,
         });
     }
+}
+
+/// `event` with every string's secrets replaced by `***`.
+fn mask_event(event: Event, masks: &[String]) -> Event {
+    fn walk(v: &mut serde_json::Value, masks: &[String]) {
+        match v {
+            serde_json::Value::String(s) => {
+                for m in masks {
+                    if s.contains(m.as_str()) {
+                        *s = s.replace(m.as_str(), "***");
+                    }
+                }
+            }
+            serde_json::Value::Array(a) => a.iter_mut().for_each(|x| walk(x, masks)),
+            serde_json::Value::Object(o) => {
+                let keys: Vec<String> = o.keys().cloned().collect();
+                for k in keys {
+                    if let Some(mut x) = o.remove(&k) {
+                        walk(&mut x, masks);
+                        let mut key = serde_json::Value::String(k);
+                        walk(&mut key, masks);
+                        o.insert(key.as_str().unwrap_or_default().to_string(), x);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    let Ok(mut value) = serde_json::to_value(&event) else {
+        return event;
+    };
+    walk(&mut value, masks);
+    serde_json::from_value(value).unwrap_or(event)
+}
+
+/// `s` percent-encoded as in a URL query.
+fn url_encoded(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// Milliseconds since the Unix epoch.
@@ -468,4 +589,25 @@ pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
         }
     }
     std::borrow::Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod mask_tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_masked_in_every_string_of_an_event() {
+        let (sink, mut rx) = EventSink::masked("r", vec!["hunter2".into(), "a b/c".into()]);
+        sink.emit(Event::StageLog {
+            stage: "s".into(),
+            level: Level::Info,
+            message: "token=hunter2 and a%20b%2Fc".into(),
+            fields: [("hunter2".to_string(), "x hunter2".to_string())].into(),
+        });
+        let Event::StageLog { message, fields, .. } = rx.try_recv().unwrap().event else {
+            panic!("not a log line")
+        };
+        assert_eq!(message, "token=*** and ***");
+        assert_eq!(fields.get("***").map(String::as_str), Some("x ***"));
+    }
 }

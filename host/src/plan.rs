@@ -9,6 +9,7 @@
 //! The plan knows nothing of wasmtime; [`crate::plugins`] loads what
 //! [`PluginRef`] names.
 
+pub mod environments;
 pub mod expr;
 pub mod when;
 
@@ -41,6 +42,23 @@ pub struct Plan {
     pub stages: Vec<PlannedStage>,
     /// `[providers.NAME]`: metrics providers, by name.
     pub providers: BTreeMap<String, crate::capabilities::metrics::Provider>,
+    /// `[environments.NAME]`, by name.
+    pub environments: BTreeMap<String, environments::Environment>,
+    /// `[pipeline] environment`: the run's when `--env` is not given.
+    pub default_environment: Option<String>,
+    /// `[pipeline] concurrency`: held by the whole run.
+    pub concurrency: Option<Concurrency>,
+    /// `[notify]`'s webhooks.
+    pub notify: Vec<crate::notify::Webhook>,
+}
+
+/// A concurrency group and what to do when it is taken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Concurrency {
+    /// The group's name (per tenant).
+    pub group: String,
+    /// Cancel the holder instead of queueing behind it.
+    pub cancel_in_progress: bool,
 }
 
 /// Where a stage's plugin comes from.
@@ -232,6 +250,9 @@ pub struct PlannedStage {
     pub cache: CachePolicy,
     /// A deploy stage's strategy, checks and load.
     pub rollout: Option<RolloutPlan>,
+    /// Concurrency groups it holds while it runs (its own, and a deploy
+    /// stage's environment's).
+    pub concurrency: Vec<Concurrency>,
 }
 
 /// A plugin a deploy stage uses besides its deployer.
@@ -435,6 +456,27 @@ pub fn build(loaded: LoadedPipeline, builtins: &[&str]) -> Result<Plan, InvalidC
         }
     }
 
+    let environments = environments::plan_environments(&source, &file.environments, &mut errors);
+    if let Some(e) = &file.pipeline.environment {
+        environments::check_reference(&source, &environments, e, &mut errors);
+    }
+    for spec in file.stages.values() {
+        if let Some(e) = &spec.get_ref().environment {
+            environments::check_reference(&source, &environments, e, &mut errors);
+        }
+    }
+    let concurrency = concurrency_of(
+        &source,
+        file.pipeline.concurrency.as_ref(),
+        file.pipeline.cancel_in_progress.as_ref(),
+        &mut errors,
+    );
+    let notify = file
+        .notify
+        .as_ref()
+        .map(|n| crate::notify::plan_webhooks(&source, n.get_ref(), &mut errors))
+        .unwrap_or_default();
+
     let mut stages = Vec::with_capacity(names.len());
     for (key, spec) in &file.stages {
         let name = key.get_ref();
@@ -500,7 +542,45 @@ pub fn build(loaded: LoadedPipeline, builtins: &[&str]) -> Result<Plan, InvalidC
         source,
         stages,
         providers,
+        environments,
+        default_environment: file.pipeline.environment.map(|e| e.into_inner()),
+        concurrency,
+        notify,
     })
+}
+
+/// `concurrency = "GROUP"` and `cancel-in-progress`, checked.
+fn concurrency_of(
+    source: &SourceFile,
+    group: Option<&toml::Spanned<String>>,
+    cancel: Option<&toml::Spanned<bool>>,
+    errors: &mut Vec<ConfigError>,
+) -> Option<Concurrency> {
+    match (group, cancel) {
+        (Some(g), _) => {
+            let name = g.get_ref().trim();
+            if name.is_empty() || name.len() > 200 || name.chars().any(char::is_control) {
+                errors.push(
+                    source
+                        .error(g.span(), "a concurrency group needs a short, printable name")
+                        .help("e.g. concurrency = \"deploy-web\""),
+                );
+            }
+            Some(Concurrency {
+                group: name.to_string(),
+                cancel_in_progress: cancel.is_some_and(|c| *c.get_ref()),
+            })
+        }
+        (None, Some(c)) => {
+            errors.push(
+                source
+                    .error(c.span(), "`cancel-in-progress` without `concurrency`")
+                    .help("name the group it applies to: concurrency = \"deploy-web\""),
+            );
+            None
+        }
+        (None, None) => None,
+    }
 }
 
 #[expect(
@@ -872,8 +952,17 @@ fn plan_stage(
         }
     }
 
+    let concurrency = concurrency_of(
+        source,
+        spec.concurrency.as_ref(),
+        spec.cancel_in_progress.as_ref(),
+        errors,
+    )
+    .into_iter()
+    .collect();
     PlannedStage {
         rollout,
+        concurrency,
         name: name.to_string(),
         plugin,
         uses_span,

@@ -33,6 +33,10 @@ pub enum PrepareError {
     /// The engine could not be built.
     #[error("cannot start the WebAssembly engine: {0}")]
     Engine(String),
+    /// The run's environments cannot be laid over the plan.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Environment(#[from] EnvironmentProblems),
     /// The compile cache is somewhere a plugin could write.
     #[error("the compile cache {} is inside the workspace {}; a plugin could plant compiled code in it", cache.display(), workspace.display())]
     #[diagnostic(help("point WEIR_CACHE_DIR outside the workspace, or use another --workspace"))]
@@ -42,6 +46,17 @@ pub enum PrepareError {
         /// The workspace.
         workspace: std::path::PathBuf,
     },
+}
+
+/// Problems with a run's environments, one per line.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error("{}", problems.iter().map(|p| format!("{}: {p}", path.display())).collect::<Vec<_>>().join("\n"))]
+#[diagnostic(help("`weir env show NAME` shows an environment's settings and what it is missing"))]
+pub struct EnvironmentProblems {
+    /// The pipeline file.
+    pub path: std::path::PathBuf,
+    /// Each problem.
+    pub problems: Vec<String>,
 }
 
 impl From<InvalidConfig> for PrepareError {
@@ -57,28 +72,33 @@ pub fn loader() -> Result<PluginLoader, PrepareError> {
     PluginLoader::new(engine, CompileCache::default_dir()).map_err(|e| PrepareError::Engine(format!("{e:#}")))
 }
 
-/// Load, plan and check `path`, for a run whose workspace will be
-/// `workspace` (when already known).
-pub async fn prepare(path: &Path, workspace: Option<&Path>) -> Result<Prepared, PrepareError> {
-    prepare_loaded(config::load(path)?, workspace).await
-}
+/// What is laid over a plan before its plugins check it (a run's
+/// environments), so they check what will run.
+pub type Layer<'a> = &'a mut (dyn FnMut(&mut Plan) -> Result<(), PrepareError> + Send);
 
-/// [`prepare`] for pipeline text already read (a resumed run's, as
-/// recorded), reported as the file at `path`.
-pub async fn prepare_text(
+/// Load, plan and check `path` with `layer` applied to the plan first; `text` is the
+/// pipeline's text when already read (a resumed run's, as recorded).
+pub async fn prepare_layered(
     path: &Path,
-    text: String,
+    text: Option<String>,
     workspace: Option<&Path>,
+    layer: Layer<'_>,
 ) -> Result<Prepared, PrepareError> {
-    prepare_loaded(config::parse(path, text)?, workspace).await
+    let loaded = match text {
+        Some(t) => config::parse(path, t)?,
+        None => config::load(path)?,
+    };
+    prepare_loaded(loaded, workspace, layer).await
 }
 
 async fn prepare_loaded(
     loaded: config::LoadedPipeline,
     workspace: Option<&Path>,
+    layer: Layer<'_>,
 ) -> Result<Prepared, PrepareError> {
     let builtins = plugins::builtin::names();
-    let plan = plan::build(loaded, &builtins)?;
+    let mut plan = plan::build(loaded, &builtins)?;
+    layer(&mut plan)?;
     let loader = loader()?;
     if let Some(ws) = workspace
         && loader.cache().is_inside(ws)

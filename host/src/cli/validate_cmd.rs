@@ -3,12 +3,28 @@
 use std::process::ExitCode;
 
 use super::ValidateArgs;
-use super::prepare::prepare;
+use super::prepare::{EnvironmentProblems, prepare_layered};
 use crate::config::duration::format_duration;
+use crate::plan::environments;
 use crate::plugins::kind_name;
 
 pub async fn validate(args: ValidateArgs) -> ExitCode {
-    let prepared = match prepare(&args.pipeline, None).await {
+    // With --env, the environment is laid over the plan before the
+    // plugins check it, exactly as `weir run --env` would.
+    let mut secret_values = Vec::new();
+    let mut layer =
+        |plan: &mut crate::plan::Plan| {
+            if let Some(env) = &args.environment {
+                let resolved = environments::resolve(plan, Some(env), &environments::secret_from_env)
+                    .map_err(|e| EnvironmentProblems {
+                        path: plan.source.path().to_path_buf(),
+                        problems: e.iter().map(ToString::to_string).collect(),
+                    })?;
+                secret_values = resolved.secret_values;
+            }
+            Ok(())
+        };
+    let prepared = match prepare_layered(&args.pipeline, None, None, &mut layer).await {
         Ok(p) => p,
         Err(e) => {
             super::render(e);
@@ -52,6 +68,9 @@ pub async fn validate(args: ValidateArgs) -> ExitCode {
             },
             if cached { ", cacheable" } else { "" },
         );
+    }
+    if let Some(env) = &args.environment {
+        super::env_cmd::print_resolved(plan, env, &secret_values);
     }
     ExitCode::SUCCESS
 }

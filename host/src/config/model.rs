@@ -20,6 +20,87 @@ pub struct PipelineFile {
     /// `[providers.NAME]`: metrics providers stages may be granted.
     #[serde(default)]
     pub providers: IndexMap<Spanned<String>, Spanned<ProviderSpec>>,
+    /// `[environments.NAME]`: where a build is deployed, each with its own
+    /// settings and rules.
+    #[serde(default)]
+    pub environments: IndexMap<Spanned<String>, Spanned<EnvironmentSpec>>,
+    /// `[notify]`: webhooks told about the run.
+    #[serde(default)]
+    pub notify: Option<Spanned<NotifySpec>>,
+}
+
+/// `[environments.NAME]`.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct EnvironmentSpec {
+    /// What it is, for people.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Variables its stages see, over their own `env`.
+    #[serde(default)]
+    pub variables: IndexMap<Spanned<String>, Spanned<String>>,
+    /// Variables copied from weir's own environment; each must be set.
+    #[serde(default)]
+    pub inherit_env: Vec<Spanned<String>>,
+    /// Secrets its stages get as variables (masked in every log and
+    /// event); each must exist in the secret source.
+    #[serde(default)]
+    pub secrets: Vec<Spanned<String>>,
+    /// Keys laid over a deploy stage's `with`: `replicas`, `service`,
+    /// `target`, `resources`, ...
+    #[serde(default)]
+    pub deploy: Option<Spanned<toml::Table>>,
+    /// Per check plugin, keys laid over that check's `with`:
+    /// `checks = { canary-metrics = { max-error-rate = 0.01 } }`.
+    #[serde(default)]
+    pub checks: IndexMap<Spanned<String>, Spanned<toml::Table>>,
+    /// Branch patterns that may deploy here (`*` matches any run of
+    /// characters). With neither `branches` nor `tags`, any ref may.
+    #[serde(default)]
+    pub branches: Vec<Spanned<String>>,
+    /// Tag patterns that may deploy here.
+    #[serde(default)]
+    pub tags: Vec<Spanned<String>>,
+    /// Present when a person must approve before a stage deploys here.
+    #[serde(default)]
+    pub approval: Option<Spanned<ApprovalSpec>>,
+}
+
+/// `approval = { approvers = ["alice"], timeout = "24h" }`.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ApprovalSpec {
+    /// Who may approve (`weir approve --as NAME`, default `$USER`); empty
+    /// means anyone who can run weir here.
+    #[serde(default)]
+    pub approvers: Vec<Spanned<String>>,
+    /// How long to wait before the stage fails (default 24h).
+    #[serde(default)]
+    pub timeout: Option<Spanned<String>>,
+}
+
+/// `[notify]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct NotifySpec {
+    /// `webhooks = [{ url = "...", events = [...], secret = "NAME" }]`.
+    #[serde(default)]
+    pub webhooks: Vec<Spanned<WebhookSpec>>,
+}
+
+/// One webhook.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct WebhookSpec {
+    /// An `http://` URL.
+    pub url: Spanned<String>,
+    /// Which events it receives (default: run-failed, deploy-promoted,
+    /// deploy-rolled-back).
+    #[serde(default)]
+    pub events: Vec<Spanned<String>>,
+    /// The secret (by name) whose value signs each body (HMAC-SHA256).
+    #[serde(default)]
+    pub secret: Option<Spanned<String>>,
 }
 
 /// `[providers.NAME]`: `prometheus = "http://127.0.0.1:9090"`.
@@ -70,6 +151,15 @@ pub struct PipelineSection {
     /// Variables every stage gets (a stage's own `env` wins).
     #[serde(default)]
     pub env: IndexMap<Spanned<String>, Spanned<String>>,
+    /// The environment a run targets when `weir run --env` is not given.
+    #[serde(default)]
+    pub environment: Option<Spanned<String>>,
+    /// A concurrency group: at most one run of it at a time.
+    #[serde(default)]
+    pub concurrency: Option<Spanned<String>>,
+    /// Cancel the run holding the group instead of queueing behind it.
+    #[serde(default)]
+    pub cancel_in_progress: Option<Spanned<bool>>,
 }
 
 /// `[stages.NAME]`.
@@ -136,6 +226,12 @@ pub struct StageSpec {
     /// A deploy stage's load generator.
     #[serde(default)]
     pub load: Option<Spanned<LoadSpec>>,
+    /// A concurrency group the stage holds while it runs.
+    #[serde(default)]
+    pub concurrency: Option<Spanned<String>>,
+    /// Cancel the run holding the stage's group instead of queueing.
+    #[serde(default)]
+    pub cancel_in_progress: Option<Spanned<bool>>,
 }
 
 /// A stage's gate. Test runners: `gate = { min-pass-rate = 0.95,
