@@ -593,6 +593,7 @@ async fn time_runs(
 
 fn options(jobs: usize) -> RunOptions {
     RunOptions {
+        admission: None,
         jobs,
         facts: Default::default(),
         fail_fast: false,

@@ -148,6 +148,17 @@ pub struct Reuse {
     pub finished: Event,
 }
 
+/// What a stage must wait for before it starts: approvals, concurrency
+/// groups. The permit it returns is held until the stage ends.
+pub trait Admission: Send + Sync + std::fmt::Debug + 'static {
+    /// Wait until `stage` may start, emitting what it waits for. `Err`
+    /// fails the stage with that result.
+    fn admit(&self, stage: &crate::plan::PlannedStage) -> BoxFuture<Result<Permit, AttemptResult>>;
+}
+
+/// Held while a stage runs; dropping it lets the next one in.
+pub type Permit = Box<dyn Send>;
+
 /// How to run.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -159,6 +170,8 @@ pub struct RunOptions {
     pub fail_fast: bool,
     /// Stages that succeeded before a resume.
     pub reuse: Vec<Reuse>,
+    /// What stages wait for before they start, if anything.
+    pub admission: Option<Arc<dyn Admission>>,
 }
 
 /// How each stage and the run ended.
@@ -276,6 +289,7 @@ pub async fn run(
                 executor.clone(),
                 sink.clone(),
                 options.facts.environment.clone(),
+                options.admission.clone(),
             ));
             task_stage.insert(handle.id(), i);
         }
@@ -410,7 +424,26 @@ async fn run_stage(
     executor: Arc<dyn Executor>,
     sink: EventSink,
     run_environment: Option<String>,
+    admission: Option<Arc<dyn Admission>>,
 ) -> StageEnd {
+    // Waiting for approval or a group is not the stage's time.
+    let _permit = match &admission {
+        Some(a) => match a.admit(&stage).await {
+            Ok(p) => Some(p),
+            Err(result) => {
+                finish(
+                    &sink,
+                    &stage.name,
+                    &executor.plugin_label(index),
+                    0,
+                    Instant::now(),
+                    &result,
+                );
+                return (StageStatus::Failed, Vec::new());
+            }
+        },
+        None => None,
+    };
     let started = Instant::now();
     let lookup = |r: &expr::OutputRef| {
         inputs

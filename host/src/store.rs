@@ -8,6 +8,7 @@
 //! next time the store is opened.
 
 pub mod cache;
+pub mod coordination;
 pub mod queries;
 pub mod recorder;
 pub mod schema;
@@ -188,7 +189,7 @@ fn start_time(pid: i64) -> Option<String> {
     after.split_whitespace().nth(19).map(str::to_string)
 }
 
-fn process_alive(pid: i64, start: &str) -> bool {
+pub(crate) fn process_alive(pid: i64, start: &str) -> bool {
     match start_time(pid) {
         Some(now) => start.is_empty() || now == start,
         None => false,

@@ -114,6 +114,36 @@ fn plain_line(style: &Style, width: usize, verbose: bool, event: &Event) {
         Event::StageSkipped { stage, reason } => {
             Some(format!("{} {} skipped: {reason}", style.warn("↷"), pad(stage)))
         }
+        Event::RunWaiting { message, .. } => Some(format!("{} {}", style.warn("⏸"), printable(message))),
+        Event::StageWaiting { stage, message, .. } => Some(format!(
+            "{} {} {}",
+            style.warn("⏸"),
+            pad(stage),
+            printable(message)
+        )),
+        Event::ApprovalDecided {
+            stage,
+            decision,
+            by,
+            reason,
+            ..
+        } => Some(format!(
+            "{} {} approval {}{}{}",
+            if decision == "approved" {
+                style.ok("✓")
+            } else {
+                style.bad("✗")
+            },
+            pad(stage),
+            decision.replace('_', " "),
+            by.as_ref()
+                .map(|b| format!(" by {}", printable(b)))
+                .unwrap_or_default(),
+            reason
+                .as_ref()
+                .map(|r| format!(": {}", printable(r)))
+                .unwrap_or_default()
+        )),
         Event::StageFinished {
             stage,
             status,

@@ -174,7 +174,38 @@ impl RunView {
                     });
                 }
             }
-            Event::StageRetrying { .. } => {}
+            Event::StageRetrying { .. } | Event::RunWaiting { .. } => {}
+            Event::StageWaiting { stage, message, .. } => {
+                if let Some(s) = self.stage_mut(stage) {
+                    s.last_line = Some(message.clone());
+                    if s.tail.len() == TAIL_LINES {
+                        s.tail.pop_front();
+                    }
+                    s.tail.push_back(message.clone());
+                }
+            }
+            Event::ApprovalDecided {
+                stage,
+                decision,
+                by,
+                reason,
+                ..
+            } => {
+                if let Some(s) = self.stage_mut(stage) {
+                    let mut line = format!("approval {}", decision.replace('_', " "));
+                    if let Some(by) = by {
+                        line.push_str(&format!(" by {by}"));
+                    }
+                    if let Some(reason) = reason {
+                        line.push_str(&format!(": {reason}"));
+                    }
+                    s.last_line = Some(line.clone());
+                    if s.tail.len() == TAIL_LINES {
+                        s.tail.pop_front();
+                    }
+                    s.tail.push_back(line);
+                }
+            }
             Event::Rollout {
                 stage,
                 step,

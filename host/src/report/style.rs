@@ -71,6 +71,7 @@ pub fn failure_name(kind: FailureKind) -> &'static str {
         FailureKind::Limit => "limit hit",
         FailureKind::Host => "could not run",
         FailureKind::RolledBack => "rolled back",
+        FailureKind::Approval => "not approved",
     }
 }
 

@@ -245,6 +245,17 @@ impl Store {
         })
     }
 
+    /// The failed and errored test cases of `stage` in run `id`.
+    pub fn failed_tests(&self, id: &str, stage: &str) -> Result<Vec<Value>, StoreError> {
+        self.rows_as_json(
+            "SELECT suite, name, status, message, file FROM test_cases
+             WHERE run_id = ?1 AND stage = ?2 AND status IN ('failed', 'errored') ORDER BY rowid LIMIT 200",
+            id,
+            stage,
+            &["suite", "name", "status", "message", "file"],
+        )
+    }
+
     fn rows_as_json(
         &self,
         sql: &str,

@@ -206,6 +206,9 @@ fn kind(e: &Event) -> &'static str {
         Event::StageFinished { .. } => "stage_finished",
         Event::RunFinished { .. } => "run_finished",
         Event::Rollout { .. } => "rollout",
+        Event::StageWaiting { .. } => "stage_waiting",
+        Event::RunWaiting { .. } => "run_waiting",
+        Event::ApprovalDecided { .. } => "approval_decided",
     }
 }
 
@@ -218,8 +221,10 @@ fn stage_of(e: &Event) -> Option<&str> {
         | Event::StageProgress { stage, .. }
         | Event::StageRetrying { stage, .. }
         | Event::StageFinished { stage, .. }
-        | Event::Rollout { stage, .. } => Some(stage),
-        Event::RunStarted { .. } | Event::RunFinished { .. } => None,
+        | Event::Rollout { stage, .. }
+        | Event::StageWaiting { stage, .. }
+        | Event::ApprovalDecided { stage, .. } => Some(stage),
+        Event::RunStarted { .. } | Event::RunFinished { .. } | Event::RunWaiting { .. } => None,
     }
 }
 
@@ -356,8 +361,17 @@ fn apply(tx: &Transaction<'_>, seq: i64, r: &EventRecord) -> rusqlite::Result<()
             tx.prepare_cached("UPDATE runs SET workspace = ?2 WHERE id = ?1")?
                 .execute(params![run, workspace])?;
         }
-        // Rollout steps stay in `events`, where `weir runs show` reads them.
-        Event::StageProgress { .. } | Event::StageCache { .. } | Event::Rollout { .. } => {}
+        Event::StageWaiting { stage, message, .. } => {
+            tx.prepare_cached("UPDATE stages SET summary = ?3 WHERE run_id = ?1 AND name = ?2")?
+                .execute(params![run, stage, message])?;
+        }
+        // Rollout steps stay in `events`, where `weir runs show` reads
+        // them; approvals have their own table.
+        Event::StageProgress { .. }
+        | Event::StageCache { .. }
+        | Event::Rollout { .. }
+        | Event::ApprovalDecided { .. }
+        | Event::RunWaiting { .. } => {}
     }
     Ok(())
 }

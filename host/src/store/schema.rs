@@ -160,4 +160,52 @@ CREATE TABLE recordings (
     PRIMARY KEY (run_id, stage)
 );
 "#,
+    // 3: approvals, concurrency groups and webhook deliveries.
+    r#"
+-- A stage's request for approval to deploy to a protected environment,
+-- and its decision. It outlives the weir process that asked.
+CREATE TABLE approvals (
+    run_id       TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    stage        TEXT NOT NULL,
+    environment  TEXT NOT NULL,
+    -- JSON list of who may approve; empty means anyone.
+    approvers    TEXT NOT NULL,
+    requested_ms INTEGER NOT NULL,
+    deadline_ms  INTEGER NOT NULL,
+    -- pending, approved, rejected, timed_out
+    decision     TEXT NOT NULL,
+    decided_by   TEXT,
+    decided_ms   INTEGER,
+    reason       TEXT,
+    PRIMARY KEY (run_id, stage)
+);
+
+-- Claims on concurrency groups, oldest first: the oldest live claim of a
+-- group holds it, the others queue. A claim whose process is gone is
+-- dead and removed by whoever looks next.
+CREATE TABLE claims (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant       TEXT NOT NULL,
+    grp          TEXT NOT NULL,
+    run_id       TEXT NOT NULL,
+    -- NULL when the whole run holds the group.
+    stage        TEXT,
+    host_pid     INTEGER NOT NULL,
+    host_start   TEXT NOT NULL,
+    created_ms   INTEGER NOT NULL,
+    -- Set when a newer run with cancel-in-progress wants this one gone.
+    cancelled_by TEXT
+);
+CREATE INDEX claims_by_group ON claims (tenant, grp, id);
+
+CREATE TABLE deliveries (
+    run_id    TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    delivery  TEXT NOT NULL,
+    event     TEXT NOT NULL,
+    url       TEXT NOT NULL,
+    attempts  INTEGER NOT NULL,
+    delivered INTEGER NOT NULL,
+    last      TEXT NOT NULL
+);
+"#,
 ];
