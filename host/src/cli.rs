@@ -4,6 +4,7 @@
 //! Exit codes: 0 success, 1 the pipeline failed, 2 the configuration (or a
 //! plugin it names) is invalid, 130 the run was cancelled.
 
+mod env_cmd;
 mod plugins_cmd;
 mod prepare;
 mod replay_cmd;
@@ -66,6 +67,62 @@ enum Command {
     Rollback {
         /// The service.
         service: String,
+    },
+    /// A pipeline's environments: show one resolved, diff two.
+    Env {
+        #[command(subcommand)]
+        command: EnvCommand,
+    },
+    /// Approve a run's deploy to a protected environment.
+    Approve(DecideArgs),
+    /// Refuse a run's deploy to a protected environment; the stage fails.
+    Reject {
+        #[command(flatten)]
+        args: DecideArgs,
+        /// Why, recorded with the run and shown to its people.
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+/// `weir approve` and `weir reject`.
+#[derive(Debug, Args)]
+struct DecideArgs {
+    /// The run waiting (`weir runs list --status running` shows it).
+    run: String,
+    /// Only this stage's request (default: every pending one of the run).
+    #[arg(long)]
+    stage: Option<String>,
+    /// Who decides, checked against the environment's approvers
+    /// (default: $USER).
+    #[arg(long = "as", value_name = "NAME")]
+    who: Option<String>,
+}
+
+/// `weir env`.
+#[derive(Debug, Subcommand)]
+enum EnvCommand {
+    /// An environment's resolved settings (secrets masked) and the stages
+    /// that deploy there; exits 2 if a variable or secret is missing.
+    Show {
+        /// The environment.
+        name: String,
+        /// The pipeline file.
+        #[arg(short, long, default_value = "pipeline.toml")]
+        pipeline: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// What differs between two environments.
+    Diff {
+        /// The first environment (`-` lines).
+        a: String,
+        /// The second (`+` lines).
+        b: String,
+        /// The pipeline file.
+        #[arg(short, long, default_value = "pipeline.toml")]
+        pipeline: PathBuf,
     },
 }
 
@@ -146,6 +203,16 @@ pub enum RunsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Write a run's deployment report, Markdown and JSON: commit,
+    /// stages, tests, findings, approvals, rollout steps, rollback.
+    Report {
+        /// The run's id.
+        id: String,
+        /// Where to write `report.md` and `report.json` (default: the
+        /// run's reports directory).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// A run's log lines.
     Logs {
         /// The run's id.
@@ -184,7 +251,7 @@ pub struct RunArgs {
     /// Resume an interrupted, failed or cancelled run: the stages that
     /// succeeded keep their results; the others run again, in the same
     /// workspace, with the pipeline and options recorded with the run.
-    #[arg(long, value_name = "RUN", conflicts_with_all = ["workspace", "branch", "environment", "tenant"])]
+    #[arg(long, value_name = "RUN", conflicts_with_all = ["workspace", "branch", "environment", "tenant", "tag"])]
     pub resume: Option<String>,
     /// Show each stage's cache key, what went into it, and why it hit or
     /// missed.
@@ -204,9 +271,14 @@ pub struct RunArgs {
     /// from the git repository around the pipeline file).
     #[arg(long)]
     pub branch: Option<String>,
-    /// The environment this run targets, for `when = { environment = ... }`.
+    /// The environment this run targets: deploy stages that name none
+    /// deploy there, with its settings (default: `[pipeline] environment`).
     #[arg(long = "env")]
     pub environment: Option<String>,
+    /// A tag pointing at the commit being built, for an environment's
+    /// `tags` rule (default: read with `git tag --points-at HEAD`).
+    #[arg(long)]
+    pub tag: Vec<String>,
     /// Start no new stage once one has failed.
     #[arg(long)]
     pub fail_fast: bool,
@@ -221,6 +293,10 @@ pub struct ValidateArgs {
     /// The pipeline file.
     #[arg(default_value = "pipeline.toml")]
     pub pipeline: PathBuf,
+    /// Also resolve this environment: show what its stages get, and
+    /// reject missing variables or secrets.
+    #[arg(long = "env")]
+    pub environment: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -272,6 +348,14 @@ pub fn main() -> ExitCode {
             },
             Command::Releases { service, json } => target_cmd::releases(&service, json).await,
             Command::Rollback { service } => target_cmd::rollback(&service).await,
+            Command::Env { command } => match command {
+                EnvCommand::Show { name, pipeline, json } => env_cmd::show(&pipeline, &name, json),
+                EnvCommand::Diff { a, b, pipeline } => env_cmd::diff(&pipeline, &a, &b),
+            },
+            Command::Approve(a) => env_cmd::decide(&a.run, a.stage.as_deref(), true, a.who, None),
+            Command::Reject { args, reason } => {
+                env_cmd::decide(&args.run, args.stage.as_deref(), false, args.who, Some(&reason))
+            }
         }
     })
 }

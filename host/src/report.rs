@@ -7,6 +7,7 @@
 //! - [`Mode::Plain`]: elsewhere (CI logs, pipes), one line per thing that
 //!   happened, then the same summary.
 
+pub mod deployment;
 pub mod json;
 pub mod junit;
 pub mod live;

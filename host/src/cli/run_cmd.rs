@@ -8,15 +8,18 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 
 use super::RunArgs;
-use super::prepare::{Prepared, prepare, prepare_text};
+use super::prepare::{EnvironmentProblems, PrepareError, Prepared, prepare_layered};
 use crate::engine::StageLimits;
 use crate::events::{Event, EventSink, Reused, RunStatus};
 use crate::execute::{History, RunInfo, WasmExecutor};
+use crate::notify::{Notifier, RunContext};
 use crate::plan::RunFacts;
+use crate::plan::environments::{self, Resolved};
 use crate::report::{self, Mode, ReportSetup};
 use crate::run::{self, Reuse, RunOptions};
 use crate::store::recorder::{NewRun, Recorder};
 use crate::store::{Store, StoreError};
+use crate::waits::StoreAdmission;
 
 /// Where run state lives, relative to the working directory.
 pub const STATE_DIR: &str = ".weir";
@@ -32,6 +35,12 @@ struct Options {
     environment: Option<String>,
     jobs: Option<usize>,
     fail_fast: bool,
+    /// Tags pointing at the commit being built.
+    #[serde(default)]
+    tags: Vec<String>,
+    /// The commit being built.
+    #[serde(default)]
+    commit: Option<String>,
 }
 
 /// Everything a start of a run needs, fresh or resumed.
@@ -44,6 +53,36 @@ struct Launch {
     recorder: Recorder,
     resume: u32,
     reuse: Vec<Reuse>,
+    resolved: Resolved,
+}
+
+/// Lay the run's environments over the plan and check its branch rules;
+/// every problem is reported, not just the first.
+fn resolve_environments(plan: &mut crate::plan::Plan, options: &Options) -> Result<Resolved, PrepareError> {
+    environments::resolve(
+        plan,
+        options.environment.as_deref(),
+        &environments::secret_from_env,
+    )
+    .and_then(|resolved| {
+        let facts = RunFacts {
+            branch: options.branch.clone(),
+            environment: resolved.environment.clone(),
+        };
+        let errors = environments::check_refs(plan, &facts, &options.tags);
+        if errors.is_empty() {
+            Ok(resolved)
+        } else {
+            Err(errors)
+        }
+    })
+    .map_err(|errors| {
+        EnvironmentProblems {
+            path: plan.source.path().to_path_buf(),
+            problems: errors.iter().map(ToString::to_string).collect(),
+        }
+        .into()
+    })
 }
 
 pub async fn run(args: RunArgs, verbose: bool) -> ExitCode {
@@ -54,12 +93,38 @@ pub async fn run(args: RunArgs, verbose: bool) -> ExitCode {
         .pipeline
         .clone()
         .unwrap_or_else(|| PathBuf::from(DEFAULT_PIPELINE));
-    let prepared = match prepare(&pipeline, args.workspace.as_deref()).await {
+    let git = detect_git(&pipeline);
+    let options = Options {
+        branch: args.branch.clone().or_else(|| detect_branch(&pipeline)),
+        environment: args.environment.clone(),
+        jobs: args.jobs,
+        fail_fast: args.fail_fast,
+        tags: if args.tag.is_empty() {
+            git.tags
+        } else {
+            args.tag.clone()
+        },
+        commit: git.commit,
+    };
+    // Environments are laid over their stages before the plugins check
+    // them and before anything is recorded: a run that cannot have its
+    // variables, secrets or branch rules does not start.
+    let mut resolved = Resolved::default();
+    let mut layer = |plan: &mut crate::plan::Plan| {
+        resolved = resolve_environments(plan, &options)?;
+        Ok(())
+    };
+    let prepared = match prepare_layered(&pipeline, None, args.workspace.as_deref(), &mut layer).await {
         Ok(p) => p,
         Err(e) => {
             super::render(e);
             return ExitCode::from(2);
         }
+    };
+    // Recorded as resolved, so a resume and the report see the same.
+    let options = Options {
+        environment: resolved.environment.clone(),
+        ..options
     };
     let run_id = new_run_id();
     let workspace = match workspace_dir(args.workspace.as_deref(), &run_id) {
@@ -70,12 +135,6 @@ pub async fn run(args: RunArgs, verbose: bool) -> ExitCode {
         }
     };
     let tenant = args.tenant.clone().unwrap_or_else(|| "default".into());
-    let options = Options {
-        branch: args.branch.clone().or_else(|| detect_branch(&pipeline)),
-        environment: args.environment.clone(),
-        jobs: args.jobs,
-        fail_fast: args.fail_fast,
-    };
 
     // The run history records every event; a history that cannot be opened
     // stops the run before anything happens (a run must not go unrecorded).
@@ -113,6 +172,7 @@ pub async fn run(args: RunArgs, verbose: bool) -> ExitCode {
         recorder,
         resume: 0,
         reuse: Vec::new(),
+        resolved,
     };
     start(launch, &args, verbose).await
 }
@@ -167,7 +227,12 @@ async fn resume(id: &str, args: RunArgs, verbose: bool) -> ExitCode {
         return ExitCode::from(2);
     }
     let path = PathBuf::from(&recorded.pipeline_file);
-    let prepared = match prepare_text(&path, text, Some(&workspace)).await {
+    let mut resolved = Resolved::default();
+    let mut layer = |plan: &mut crate::plan::Plan| {
+        resolved = resolve_environments(plan, &options)?;
+        Ok(())
+    };
+    let prepared = match prepare_layered(&path, Some(text), Some(&workspace), &mut layer).await {
         Ok(p) => p,
         Err(e) => {
             super::render(e);
@@ -228,6 +293,7 @@ async fn resume(id: &str, args: RunArgs, verbose: bool) -> ExitCode {
         recorder,
         resume: recorded.resumes + 1,
         reuse,
+        resolved,
     };
     start(launch, &args, verbose).await
 }
@@ -244,6 +310,7 @@ async fn start(launch: Launch, args: &RunArgs, verbose: bool) -> ExitCode {
         recorder,
         resume,
         reuse,
+        resolved,
     } = launch;
     let plan = prepared.plan;
     let stage_names: Vec<String> = plan.stages.iter().map(|s| s.name.clone()).collect();
@@ -259,19 +326,31 @@ async fn start(launch: Launch, args: &RunArgs, verbose: bool) -> ExitCode {
         }
     };
 
-    let (sink, mut events) = EventSink::channel(&run_id);
-    // Every event goes to the history first, then to the reporter.
+    let (sink, mut events) = EventSink::masked(&run_id, resolved.secret_values.clone());
+    let mut notifier = Notifier::new(
+        &plan.notify,
+        &environments::secret_from_env,
+        RunContext {
+            run: run_id.clone(),
+            pipeline: plan.name.clone(),
+            tenant: tenant.clone(),
+            environment: resolved.environment.clone(),
+        },
+    );
+    // Every event goes to the history first, then to the webhooks and the
+    // reporter.
     let (to_reporter, rx) = tokio::sync::mpsc::unbounded_channel();
     let tee = tokio::spawn(async move {
         while let Some(record) = events.recv().await {
             let done = matches!(record.event, Event::RunFinished { .. });
             recorder.record(record.clone());
+            notifier.offer(&record);
             let _ = to_reporter.send(record);
             if done {
                 break;
             }
         }
-        recorder
+        (recorder, notifier)
     });
     let mode = if args.json {
         Mode::Json
@@ -299,6 +378,14 @@ async fn start(launch: Launch, args: &RunArgs, verbose: bool) -> ExitCode {
         resume,
     });
 
+    let coordination = history.store.clone();
+    let admission = StoreAdmission::new(
+        coordination.clone(),
+        &run_id,
+        &tenant,
+        plan.environments.clone(),
+        sink.clone(),
+    );
     let executor = Arc::new(WasmExecutor::new(
         prepared.engine,
         prepared.plugins,
@@ -326,22 +413,82 @@ async fn start(launch: Launch, args: &RunArgs, verbose: bool) -> ExitCode {
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
         facts: RunFacts {
             branch: options.branch,
-            environment: options.environment,
+            environment: resolved.environment.clone(),
         },
         fail_fast: options.fail_fast,
         reuse,
+        admission: Some(Arc::new(admission.clone())),
     };
     // Install the handlers before any stage starts, so an early Ctrl-C
-    // cancels cleanly instead of killing the process mid-write.
-    let cancel = cancel_signal();
-    let report = run::run(&plan, executor, sink, run_options, cancel).await;
-    // The tee ends at `RunFinished`, the last event of a run.
-    if let Ok(recorder) = tee.await
-        && let Err(e) = recorder.finish()
+    // cancels cleanly instead of killing the process mid-write. A newer
+    // run of a `cancel-in-progress` group cancels this one the same way.
+    let signal = cancel_signal();
+    let asked = crate::waits::cancelled_by_another(coordination.clone(), run_id.clone());
+    let mut cancel = Box::pin(async move {
+        tokio::select! {
+            () = signal => {}
+            (by, group) = asked => {
+                eprintln!("weir: run {by} took concurrency group `{group}` with cancel-in-progress; cancelling this run");
+            }
+        }
+    });
+    // The whole run's group, if it has one: waited for like a stage's.
+    let mut _run_claim = None;
+    let mut cancelled_early = false;
+    if let Some(c) = &plan.concurrency {
+        let group = c.group.clone();
+        tokio::select! {
+            claim = admission.acquire(&c.group, None, c.cancel_in_progress, |message| Event::RunWaiting {
+                message,
+                group: group.clone(),
+            }) => match claim {
+                Ok(claim) => _run_claim = Some(claim),
+                Err(e) => {
+                    eprintln!("weir: {e}");
+                    cancelled_early = true;
+                }
+            },
+            () = &mut cancel => cancelled_early = true,
+        }
+    }
+    let report = if cancelled_early {
+        run::run(&plan, executor, sink, run_options, async {}).await
+    } else {
+        run::run(&plan, executor, sink, run_options, cancel).await
+    };
+    drop(_run_claim);
+    if let Err(e) = coordination
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .release_run(&run_id)
     {
-        eprintln!("weir: the run history could not record this run completely: {e}");
+        eprintln!("weir: could not release this run's concurrency groups: {e}");
+    }
+    // The tee ends at `RunFinished`, the last event of a run.
+    let mut notifier = None;
+    if let Ok((recorder, n)) = tee.await {
+        notifier = Some(n);
+        if let Err(e) = recorder.finish() {
+            eprintln!("weir: the run history could not record this run completely: {e}");
+        }
     }
     let _ = reporter.await;
+    if let Some(n) = notifier.filter(|n| !n.is_empty()) {
+        let deliveries = n.finish().await;
+        for d in deliveries.iter().filter(|d| !d.delivered) {
+            eprintln!(
+                "weir: webhook {}: `{}` was not delivered after {} attempt(s): {}",
+                d.url, d.event, d.attempts, d.last
+            );
+        }
+        let recorded = coordination
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .record_deliveries(&run_id, &deliveries);
+        if let Err(e) = recorded {
+            eprintln!("weir: could not record webhook deliveries: {e}");
+        }
+    }
     match report.status {
         RunStatus::Succeeded => ExitCode::SUCCESS,
         RunStatus::Failed => ExitCode::from(1),
@@ -403,6 +550,42 @@ fn workspace_dir(given: Option<&Path>, run_id: &str) -> std::io::Result<PathBuf>
     };
     std::fs::create_dir_all(&dir)?;
     dir.canonicalize()
+}
+
+/// What git says about the commit around the pipeline file.
+#[derive(Debug, Default)]
+struct GitFacts {
+    commit: Option<String>,
+    tags: Vec<String>,
+}
+
+/// The commit checked out around `pipeline` and the tags pointing at it,
+/// when git is installed and the file is in a repository.
+fn detect_git(pipeline: &Path) -> GitFacts {
+    let Some(dir) = pipeline
+        .canonicalize()
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+    else {
+        return GitFacts::default();
+    };
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .arg("-C")
+            .arg(&dir)
+            .args(args)
+            .stderr(std::process::Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    GitFacts {
+        commit: git(&["rev-parse", "HEAD"]).filter(|c| !c.is_empty()),
+        tags: git(&["tag", "--points-at", "HEAD"])
+            .map(|t| t.lines().map(str::to_string).collect())
+            .unwrap_or_default(),
+    }
 }
 
 /// The branch checked out in the git repository around `pipeline`, read

@@ -29,7 +29,9 @@ pub async fn runs(command: RunsCommand) -> ExitCode {
                 println!("nothing to prune");
                 ExitCode::SUCCESS
             }
-            RunsCommand::Show { id, .. } | RunsCommand::Logs { id, .. } => fail(StoreError::NoSuchRun(id)),
+            RunsCommand::Show { id, .. } | RunsCommand::Logs { id, .. } | RunsCommand::Report { id, .. } => {
+                fail(StoreError::NoSuchRun(id))
+            }
         };
     }
     let store = match Store::open(Path::new(STATE_DIR)) {
@@ -124,6 +126,17 @@ pub async fn runs(command: RunsCommand) -> ExitCode {
                     .unwrap_or_default()
             );
             println!("{} {}", style.dim("workspace"), detail.workspace);
+            for a in store.approvals(&id).unwrap_or_default() {
+                println!(
+                    "{} stage `{}` to `{}`: {}{}{}",
+                    style.dim("approval"),
+                    a.stage,
+                    a.environment,
+                    a.decision.replace('_', " "),
+                    a.decided_by.map(|b| format!(" by {b}")).unwrap_or_default(),
+                    a.reason.map(|r| format!(": {r}")).unwrap_or_default()
+                );
+            }
             let width = detail
                 .stages
                 .iter()
@@ -224,6 +237,7 @@ pub async fn runs(command: RunsCommand) -> ExitCode {
             }
             ExitCode::SUCCESS
         }
+        RunsCommand::Report { id, out } => report(&store, &id, out),
         RunsCommand::Logs {
             id,
             stage,
@@ -356,6 +370,58 @@ fn prune(mut store: Store, keep: Option<u32>, older_than: Option<&str>, dry_run:
             return ExitCode::from(1);
         }
     }
+    ExitCode::SUCCESS
+}
+
+/// `weir runs report ID`: write `report.json` and `report.md`.
+fn report(store: &Store, id: &str, out: Option<std::path::PathBuf>) -> ExitCode {
+    use crate::report::deployment;
+    let detail = match store.run_detail(id) {
+        Ok(d) => d,
+        Err(e) => return fail(e),
+    };
+    let options = store
+        .resume_info(id)
+        .ok()
+        .and_then(|r| r.options)
+        .and_then(|o| serde_json::from_str(&o).ok())
+        .unwrap_or(serde_json::Value::Null);
+    let failed_tests = detail
+        .stages
+        .iter()
+        .filter(|s| s.tests.is_some())
+        .map(|s| {
+            (
+                s.name.clone(),
+                store.failed_tests(id, &s.name).unwrap_or_default(),
+            )
+        })
+        .collect();
+    let approvals = store.approvals(id).unwrap_or_default();
+    let input = deployment::ReportInput {
+        detail: &detail,
+        options,
+        failed_tests,
+        approvals: &approvals,
+        deliveries: store.deliveries(id).unwrap_or_default(),
+    };
+    let json = deployment::json(&input);
+    let markdown = deployment::markdown(&json);
+    let dir = out.unwrap_or_else(|| run_dir(id).join("reports"));
+    let written = std::fs::create_dir_all(&dir)
+        .and_then(|()| {
+            std::fs::write(
+                dir.join("report.json"),
+                serde_json::to_string_pretty(&json).unwrap_or_default() + "\n",
+            )
+        })
+        .and_then(|()| std::fs::write(dir.join("report.md"), &markdown));
+    if let Err(e) = written {
+        eprintln!("weir: cannot write the report in {}: {e}", dir.display());
+        return ExitCode::from(2);
+    }
+    println!("{}", dir.join("report.md").display());
+    println!("{}", dir.join("report.json").display());
     ExitCode::SUCCESS
 }
 
