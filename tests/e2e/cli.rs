@@ -122,8 +122,39 @@ fn the_quickstart_checks_out_builds_and_tests_the_service() {
     assert!(
         deployed["summary"]
             .as_str()
-            .is_some_and(|s| s.starts_with(&format!("promoted quickstart {good}"))),
+            .is_some_and(|s| s.starts_with(&format!("promoted quickstart-staging {good}"))),
         "{deployed}"
+    );
+    // The run deployed to staging, the pipeline's default environment,
+    // with staging's settings; production's differ and need approval.
+    let report = p.weir(&[
+        "runs",
+        "report",
+        run.of("run_started")[0]["run"].as_str().expect("id"),
+    ]);
+    assert_eq!(report.code, 0, "{report:?}");
+    let md =
+        std::fs::read_to_string(report.stdout.lines().next().expect("report.md path")).expect("report.md");
+    assert!(md.contains("**environment** staging"), "{md}");
+    assert!(
+        md.contains("## Rollout: deploy") && md.contains("| promoted |"),
+        "{md}"
+    );
+    assert!(md.contains("## Tests: test") && md.contains("5 passed"), "{md}");
+    for (env, replicas, service) in [
+        ("staging", 1, "quickstart-staging"),
+        ("production", 2, "quickstart"),
+    ] {
+        let v = p.weir(&["validate", pipeline, "--env", env]);
+        assert_eq!(v.code, 0, "{v:?}");
+        assert!(v.stdout.contains(&format!("\"replicas\":{replicas}")), "{v:?}");
+        assert!(v.stdout.contains(&format!("\"service\":\"{service}\"")), "{v:?}");
+    }
+    let diff = p.weir(&["env", "diff", "staging", "production", "-p", pipeline]);
+    assert!(
+        diff.stdout
+            .contains("- deploy.replicas = 1\n+ deploy.replicas = 2"),
+        "{diff:?}"
     );
     let out = p
         .command(&["run", pipeline, "--json"])

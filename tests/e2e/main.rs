@@ -6,6 +6,7 @@ mod analyzers;
 mod cache;
 mod cli;
 mod deploy;
+mod environments;
 mod git;
 mod guests;
 mod history;
