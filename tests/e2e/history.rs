@@ -245,7 +245,7 @@ fn the_history_stores_the_json_event_stream_as_documented() {
             variants += 1;
         }
     }
-    assert_eq!(variants, 10, "every variant was checked");
+    assert_eq!(variants, 13, "every variant was checked");
     assert!(docs.starts_with("# Events (schema version 1)"));
 }
 
