@@ -545,8 +545,8 @@ fn mask_event(event: Event, masks: &[String]) -> Event {
     serde_json::from_value(value).unwrap_or(event)
 }
 
-/// `s` percent-encoded as in a URL query.
-fn url_encoded(s: &str) -> String {
+/// `s` percent-encoded as in a URL query (unreserved characters kept).
+pub fn url_encoded(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {

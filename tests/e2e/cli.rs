@@ -161,11 +161,7 @@ fn the_quickstart_checks_out_builds_and_tests_the_service() {
         .env("QUICKSTART_FAULT", "errors")
         .output()
         .expect("weir");
-    let bad = crate::support::Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
+    let bad = crate::support::Run::from(out);
     assert_eq!(bad.code, 1, "{bad:?}");
     let rolled_back = bad.finished("deploy");
     assert_eq!(rolled_back["failure"], "rolled_back", "{rolled_back}");

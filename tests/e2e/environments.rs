@@ -233,11 +233,7 @@ fn an_approval_waits_survives_a_restart_and_resumes() {
         .env("WEIR_SECRET_TOKEN", "hunter2")
         .output()
         .expect("weir");
-    let resumed = crate::support::Run {
-        code: resumed.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&resumed.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&resumed.stderr).into_owned(),
-    };
+    let resumed = crate::support::Run::from(resumed);
     assert_eq!(resumed.code, 0, "{resumed:?}");
     let decided = &resumed.of("approval_decided")[0];
     assert_eq!(decided["decision"], "approved");

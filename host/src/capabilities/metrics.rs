@@ -231,18 +231,6 @@ fn prometheus_series(answer: &Value, expr: &str) -> Result<Vec<MetricSeries>, St
     Ok(out)
 }
 
-fn encode(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 fn secs(ms: u64) -> String {
     format!("{:.3}", ms as f64 / 1000.0)
 }
@@ -251,7 +239,7 @@ async fn query_prometheus(base: &str, q: &metrics::Query) -> Result<Vec<MetricSe
     let url = format!(
         "{}/api/v1/query_range?query={}&start={}&end={}&step={}",
         base.trim_end_matches('/'),
-        encode(&q.expr),
+        crate::events::url_encoded(&q.expr),
         secs(q.start_ms),
         secs(q.end_ms),
         secs(q.step_ms.max(1))
@@ -323,7 +311,7 @@ impl MetricsCtx {
                 let url = format!(
                     "{}/api/v1/query?query={}&time={}",
                     base.trim_end_matches('/'),
-                    encode(&q.expr),
+                    crate::events::url_encoded(&q.expr),
                     secs(q.at_ms)
                 );
                 let series = prometheus_get(&base, &url, &q.expr).await?;

@@ -187,15 +187,7 @@ pub async fn runs(command: RunsCommand) -> ExitCode {
                     );
                 }
                 for step in &s.rollout {
-                    let split = step["weights"]
-                        .as_object()
-                        .map(|w| {
-                            w.iter()
-                                .map(|(v, n)| format!("{v} {n}%"))
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        })
-                        .filter(|w| !w.is_empty())
+                    let split = crate::report::deployment::traffic_split(step)
                         .map(|w| format!("  ({w})"))
                         .unwrap_or_default();
                     println!(

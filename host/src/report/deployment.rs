@@ -83,6 +83,20 @@ pub fn json(input: &ReportInput<'_>) -> Value {
     })
 }
 
+/// A rollout step's traffic split, `v1 80%, v2 20%`; `None` when it did
+/// not change.
+pub fn traffic_split(step: &Value) -> Option<String> {
+    step["weights"]
+        .as_object()
+        .map(|w| {
+            w.iter()
+                .map(|(v, n)| format!("{v} {n}%"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .filter(|w| !w.is_empty())
+}
+
 fn cell(v: &Value) -> String {
     match v {
         Value::Null => "—".into(),
@@ -219,16 +233,7 @@ pub fn markdown(report: &Value) -> String {
         line(format!("\n## Rollout: {}\n", cell(&s["name"])));
         line("| step | phase | traffic | verdict | what happened |\n|---|---|---|---|---|".into());
         for r in s["rollout"].as_array().into_iter().flatten() {
-            let split = r["weights"]
-                .as_object()
-                .map(|w| {
-                    w.iter()
-                        .map(|(v, n)| format!("{v} {n}%"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                })
-                .filter(|w| !w.is_empty())
-                .unwrap_or_else(|| "—".into());
+            let split = traffic_split(r).unwrap_or_else(|| "—".into());
             line(format!(
                 "| {} | {} | {} | {} | {} |",
                 r["step"],
