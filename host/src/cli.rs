@@ -282,9 +282,15 @@ pub struct RunArgs {
     /// Start no new stage once one has failed.
     #[arg(long)]
     pub fail_fast: bool,
-    /// The tenant the run belongs to (default: `default`).
+    /// The tenant the run belongs to (default: `default`); its policy
+    /// bounds what the pipeline may grant and the limits its plugins run
+    /// under.
     #[arg(long)]
     pub tenant: Option<String>,
+    /// The tenants file (default: $WEIR_TENANTS; without one every run
+    /// belongs to the unrestricted tenant `default`).
+    #[arg(long, value_name = "FILE")]
+    pub tenants: Option<PathBuf>,
 }
 
 /// `weir validate`.
@@ -297,6 +303,12 @@ pub struct ValidateArgs {
     /// reject missing variables or secrets.
     #[arg(long = "env")]
     pub environment: Option<String>,
+    /// Check the pipeline against this tenant's policy.
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// The tenants file (default: $WEIR_TENANTS).
+    #[arg(long, value_name = "FILE")]
+    pub tenants: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

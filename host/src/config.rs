@@ -7,6 +7,7 @@
 pub mod duration;
 pub mod model;
 pub mod source;
+pub mod tenants;
 
 use std::path::Path;
 
@@ -64,7 +65,7 @@ pub fn parse(path: &Path, text: String) -> Result<LoadedPipeline, LoadError> {
 
 /// Turn a TOML or serde error into one that points at the text and says how
 /// to fix the common cases.
-fn toml_error(source: &SourceFile, err: &toml::de::Error) -> ConfigError {
+pub(crate) fn toml_error(source: &SourceFile, err: &toml::de::Error) -> ConfigError {
     let message = err.message().trim().to_string();
     let mut error = match err.span() {
         Some(span) => source.error(span, message.clone()),

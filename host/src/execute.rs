@@ -47,9 +47,9 @@ pub fn new_store(
     store.limiter(|s| &mut s.limiter);
     store.set_hostcall_fuel(limits.hostcall_bytes);
     if engine.fuel() {
-        // No CPU budget is configured yet; fuel only measures. Tenancy
-        // policies will set real budgets.
-        let _ = store.set_fuel(u64::MAX);
+        // The tenant's CPU budget for this call; without one (another
+        // tenant's setting turned metering on) fuel only measures.
+        let _ = store.set_fuel(limits.fuel.unwrap_or(u64::MAX));
     }
     let deadline = Instant::now() + timeout;
     store.set_epoch_deadline(1);
@@ -312,7 +312,10 @@ pub(crate) fn prepare_store(
             grants: request.grants.clone(),
             deadline: Instant::now() + request.timeout,
             sandbox,
-            limits: ProcessLimits::default(),
+            limits: ProcessLimits {
+                output_bytes: info.limits.output_bytes,
+                ..ProcessLimits::default()
+            },
         },
         tape: setup.tape.clone(),
         mapped_dirs: &setup.mapped_dirs,
@@ -803,6 +806,11 @@ fn wasmtime_limit(e: &wasmtime::Error, limits: &StageLimits) -> Option<String> {
         Some(format!(
             "hostcall data limit hit: the plugin passed more than {} to the host in one call (limit `hostcall-bytes`)",
             crate::engine::limits::human_bytes(limits.hostcall_bytes)
+        ))
+    } else if e.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::OutOfFuel) {
+        Some(format!(
+            "CPU limit hit: the plugin executed its whole budget of {} fuel (wasm instructions) (limit `fuel`)",
+            limits.fuel.unwrap_or(u64::MAX)
         ))
     } else if text.contains("resource table has no free keys") {
         Some(format!(

@@ -11,6 +11,7 @@
 
 pub mod environments;
 pub mod expr;
+pub mod tenancy;
 pub mod when;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -236,6 +237,10 @@ pub struct PlannedStage {
     pub env: Vec<(String, String)>,
     /// What the pipeline grants it.
     pub grants: Grants,
+    /// Where `allow` is written, for errors about grants.
+    pub allow_span: Option<Range<usize>>,
+    /// Where the stage's `timeout` is written.
+    pub timeout_span: Option<Range<usize>>,
     /// Bubblewrap or not, for its programs.
     pub sandbox: SandboxChoice,
     /// Its quality gate (test-runner and analyzer stages).
@@ -975,6 +980,8 @@ fn plan_stage(
         when,
         env,
         grants,
+        allow_span: spec.allow.as_ref().map(|a| a.span()),
+        timeout_span: spec.timeout.as_ref().map(|t| t.span()),
         sandbox,
         gate,
         gate_span: spec.gate.as_ref().map(|g| g.span()),

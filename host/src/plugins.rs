@@ -30,6 +30,12 @@ pub use kind::kind_name;
 /// Largest plugin file accepted (a Python component is ~18 MiB).
 pub const MAX_PLUGIN_BYTES: usize = 128 << 20;
 
+/// The longest a plugin may take to compile. Python and JavaScript
+/// components (17 MiB) take up to ~20 s on a loaded machine; a component
+/// built to make the compiler work far longer is refused before anything
+/// is scheduled.
+pub const MAX_COMPILE_TIME: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// How long `describe()` may take.
 pub const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -119,6 +125,19 @@ pub enum PluginError {
         size: usize,
         /// The limit.
         limit: usize,
+    },
+    /// Compiling took longer than [`MAX_COMPILE_TIME`].
+    #[error(
+        "plugin `{name}` ({source_label}) took longer than {}s to compile and was refused (limit `compile-time`)",
+        limit.as_secs()
+    )]
+    CompileTime {
+        /// The name.
+        name: String,
+        /// Where from.
+        source_label: String,
+        /// The limit.
+        limit: std::time::Duration,
     },
     /// The pinned digest does not match.
     #[error(
@@ -269,11 +288,19 @@ impl PluginLoader {
         let cache = self.cache.clone();
         let digest = sha256.clone();
         let size = bytes.len();
-        let (component, compiled) =
-            tokio::task::spawn_blocking(move || cache.load_or_compile(&engine, &digest, &bytes))
-                .await
-                .map_err(|e| malformed(format!("the compiler thread failed: {e}")))?
-                .map_err(|e| malformed(format!("{e:#}")))?;
+        let compiling = tokio::task::spawn_blocking(move || cache.load_or_compile(&engine, &digest, &bytes));
+        // Cranelift cannot be interrupted: past the limit the plugin is
+        // refused and the compiler thread finishes on its own (its result
+        // is dropped, nothing is scheduled).
+        let (component, compiled) = tokio::time::timeout(MAX_COMPILE_TIME, compiling)
+            .await
+            .map_err(|_| PluginError::CompileTime {
+                name: name.to_string(),
+                source_label: source_label.clone(),
+                limit: MAX_COMPILE_TIME,
+            })?
+            .map_err(|e| malformed(format!("the compiler thread failed: {e}")))?
+            .map_err(|e| malformed(format!("{e:#}")))?;
 
         let engine = self.engine.engine();
         let ty = component.component_type();

@@ -30,7 +30,15 @@ struct Inner {
     tenant: String,
     environments: BTreeMap<String, Environment>,
     sink: EventSink,
+    /// The tenant's `max-stages`: stages at once across its runs.
+    max_stages: Option<u32>,
 }
+
+/// The group holding a tenant's running stages (`max-stages` places).
+pub const TENANT_STAGES: &str = "tenant/stages";
+
+/// The group holding a tenant's runs (`max-runs` places).
+pub const TENANT_RUNS: &str = "tenant/runs";
 
 impl std::fmt::Debug for StoreAdmission {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -58,13 +66,15 @@ impl Drop for ClaimGuard {
 }
 
 impl StoreAdmission {
-    /// For `run` of `tenant`, with the plan's environments.
+    /// For `run` of `tenant`, with the plan's environments and the
+    /// tenant's `max-stages`.
     pub fn new(
         store: Arc<Mutex<Store>>,
         run: &str,
         tenant: &str,
         environments: BTreeMap<String, Environment>,
         sink: EventSink,
+        max_stages: Option<u32>,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -73,6 +83,7 @@ impl StoreAdmission {
                 tenant: tenant.to_string(),
                 environments,
                 sink,
+                max_stages,
             }),
         }
     }
@@ -91,6 +102,20 @@ impl StoreAdmission {
         cancel_in_progress: bool,
         waiting: impl Fn(String) -> Event,
     ) -> Result<ClaimGuard, StoreError> {
+        self.acquire_slot(group, 1, stage, cancel_in_progress, waiting)
+            .await
+    }
+
+    /// Claim one of `capacity` places in `group` and wait until fewer than
+    /// `capacity` live claims are older than this one.
+    pub async fn acquire_slot(
+        &self,
+        group: &str,
+        capacity: usize,
+        stage: Option<&str>,
+        cancel_in_progress: bool,
+        waiting: impl Fn(String) -> Event,
+    ) -> Result<ClaimGuard, StoreError> {
         let i = &self.inner;
         let id = self.with_store(|s| s.claim(&i.tenant, group, &i.run, stage, cancel_in_progress))?;
         let guard = ClaimGuard {
@@ -99,22 +124,24 @@ impl StoreAdmission {
         };
         let mut told: Option<i64> = None;
         loop {
-            let holder = self.with_store(|s| s.holder(&i.tenant, group))?;
-            match holder {
-                Some(h) if h.id != id => {
-                    if told != Some(h.id) {
-                        told = Some(h.id);
-                        let by = match &h.stage {
-                            Some(st) if h.run == i.run => format!("stage `{st}` of this run"),
-                            Some(st) => format!("stage `{st}` of run {}", h.run),
-                            None => format!("run {}", h.run),
-                        };
-                        i.sink.emit(waiting(format!(
-                            "waiting for concurrency group `{group}`, held by {by}"
-                        )));
-                    }
-                }
-                _ => return Ok(guard),
+            let ahead = self.with_store(|s| s.ahead_of(&i.tenant, group, id))?;
+            if ahead.len() < capacity.max(1) {
+                return Ok(guard);
+            }
+            let h = &ahead[0];
+            if told != Some(h.id) {
+                told = Some(h.id);
+                let by = match &h.stage {
+                    Some(st) if h.run == i.run => format!("stage `{st}` of this run"),
+                    Some(st) => format!("stage `{st}` of run {}", h.run),
+                    None => format!("run {}", h.run),
+                };
+                let what = if capacity > 1 {
+                    format!("waiting for one of the {capacity} places of `{group}`, held by {by} and others")
+                } else {
+                    format!("waiting for concurrency group `{group}`, held by {by}")
+                };
+                i.sink.emit(waiting(what));
             }
             tokio::time::sleep(POLL).await;
         }
@@ -239,6 +266,20 @@ impl Admission for StoreAdmission {
                             approval: None,
                             group: Some(c.group.clone()),
                         }
+                    })
+                    .await
+                    .map_err(|e| AttemptResult::failed(FailureKind::Host, e.to_string(), None))?;
+                held.push(guard);
+            }
+            if let Some(max) = this.inner.max_stages {
+                let stage = name.clone();
+                let tenant = this.inner.tenant.clone();
+                let guard = this
+                    .acquire_slot(TENANT_STAGES, max as usize, Some(&name), false, |message| Event::StageWaiting {
+                        stage: stage.clone(),
+                        message: format!("tenant `{tenant}` runs at most {max} stage(s) at once (limit `max-stages`): {message}"),
+                        approval: None,
+                        group: Some(TENANT_STAGES.to_string()),
                     })
                     .await
                     .map_err(|e| AttemptResult::failed(FailureKind::Host, e.to_string(), None))?;

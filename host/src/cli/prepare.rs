@@ -37,6 +37,14 @@ pub enum PrepareError {
     #[error(transparent)]
     #[diagnostic(transparent)]
     Environment(#[from] EnvironmentProblems),
+    /// The tenants file cannot be used, or names no such tenant.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Tenants(#[from] crate::config::tenants::TenantsError),
+    /// The pipeline grants more than its tenant allows.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Tenancy(#[from] BeyondTenant),
     /// The compile cache is somewhere a plugin could write.
     #[error("the compile cache {} is inside the workspace {}; a plugin could plant compiled code in it", cache.display(), workspace.display())]
     #[diagnostic(help("point WEIR_CACHE_DIR outside the workspace, or use another --workspace"))]
@@ -59,6 +67,34 @@ pub struct EnvironmentProblems {
     pub problems: Vec<String>,
 }
 
+/// Grants and limits a pipeline asks for beyond its tenant's policy.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error("{} asks for more than tenant `{tenant}` allows ({} {})", path.display(), errors.len(), if errors.len() == 1 { "problem" } else { "problems" })]
+pub struct BeyondTenant {
+    /// The pipeline file.
+    pub path: std::path::PathBuf,
+    /// The tenant.
+    pub tenant: String,
+    /// Each grant or limit refused.
+    #[related]
+    pub errors: Vec<ConfigError>,
+}
+
+/// The check of `plan` against `tenant`'s policy, as a layer's result.
+pub fn within_tenant(plan: &mut Plan, tenant: &crate::config::tenants::Tenant) -> Result<(), PrepareError> {
+    crate::plan::tenancy::clamp_timeouts(plan, tenant);
+    let errors = crate::plan::tenancy::check(plan, tenant);
+    if errors.is_empty() {
+        return Ok(());
+    }
+    Err(BeyondTenant {
+        path: plan.source.path().to_path_buf(),
+        tenant: tenant.name.clone(),
+        errors,
+    }
+    .into())
+}
+
 impl From<InvalidConfig> for PrepareError {
     fn from(e: InvalidConfig) -> Self {
         PrepareError::Load(LoadError::Invalid(e))
@@ -67,8 +103,12 @@ impl From<InvalidConfig> for PrepareError {
 
 /// A new engine and loader with the default cache.
 pub fn loader() -> Result<PluginLoader, PrepareError> {
-    let engine =
-        WeirEngine::new(&EngineSettings::default()).map_err(|e| PrepareError::Engine(format!("{e:#}")))?;
+    loader_with(&EngineSettings::default())
+}
+
+/// A new engine with `settings` and a loader with the default cache.
+pub fn loader_with(settings: &EngineSettings) -> Result<PluginLoader, PrepareError> {
+    let engine = WeirEngine::new(settings).map_err(|e| PrepareError::Engine(format!("{e:#}")))?;
     PluginLoader::new(engine, CompileCache::default_dir()).map_err(|e| PrepareError::Engine(format!("{e:#}")))
 }
 
@@ -82,24 +122,26 @@ pub async fn prepare_layered(
     path: &Path,
     text: Option<String>,
     workspace: Option<&Path>,
+    engine: &EngineSettings,
     layer: Layer<'_>,
 ) -> Result<Prepared, PrepareError> {
     let loaded = match text {
         Some(t) => config::parse(path, t)?,
         None => config::load(path)?,
     };
-    prepare_loaded(loaded, workspace, layer).await
+    prepare_loaded(loaded, workspace, engine, layer).await
 }
 
 async fn prepare_loaded(
     loaded: config::LoadedPipeline,
     workspace: Option<&Path>,
+    engine: &EngineSettings,
     layer: Layer<'_>,
 ) -> Result<Prepared, PrepareError> {
     let builtins = plugins::builtin::names();
     let mut plan = plan::build(loaded, &builtins)?;
     layer(&mut plan)?;
-    let loader = loader()?;
+    let loader = loader_with(engine)?;
     if let Some(ws) = workspace
         && loader.cache().is_inside(ws)
     {

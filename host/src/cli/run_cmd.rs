@@ -8,8 +8,9 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 
 use super::RunArgs;
-use super::prepare::{EnvironmentProblems, PrepareError, Prepared, prepare_layered};
-use crate::engine::StageLimits;
+use super::prepare::{EnvironmentProblems, PrepareError, Prepared, prepare_layered, within_tenant};
+use crate::config::tenants::{Tenant, Tenants};
+use crate::engine::EngineSettings;
 use crate::events::{Event, EventSink, Reused, RunStatus};
 use crate::execute::{History, RunInfo, WasmExecutor};
 use crate::notify::{Notifier, RunContext};
@@ -48,7 +49,7 @@ struct Launch {
     prepared: Prepared,
     run_id: String,
     workspace: PathBuf,
-    tenant: String,
+    tenant: Tenant,
     options: Options,
     recorder: Recorder,
     resume: u32,
@@ -58,12 +59,14 @@ struct Launch {
 
 /// Lay the run's environments over the plan and check its branch rules;
 /// every problem is reported, not just the first.
-fn resolve_environments(plan: &mut crate::plan::Plan, options: &Options) -> Result<Resolved, PrepareError> {
-    environments::resolve(
-        plan,
-        options.environment.as_deref(),
-        &environments::secret_from_env,
-    )
+fn resolve_environments(
+    plan: &mut crate::plan::Plan,
+    options: &Options,
+    tenant: &Tenant,
+) -> Result<Resolved, PrepareError> {
+    environments::resolve(plan, options.environment.as_deref(), &|name| {
+        tenant.secrets.get(name)
+    })
     .and_then(|resolved| {
         let facts = RunFacts {
             branch: options.branch.clone(),
@@ -106,35 +109,45 @@ pub async fn run(args: RunArgs, verbose: bool) -> ExitCode {
         },
         commit: git.commit,
     };
-    // Environments are laid over their stages before the plugins check
-    // them and before anything is recorded: a run that cannot have its
-    // variables, secrets or branch rules does not start.
-    let mut resolved = Resolved::default();
-    let mut layer = |plan: &mut crate::plan::Plan| {
-        resolved = resolve_environments(plan, &options)?;
-        Ok(())
-    };
-    let prepared = match prepare_layered(&pipeline, None, args.workspace.as_deref(), &mut layer).await {
-        Ok(p) => p,
+    let tenant = match Tenants::load(args.tenants.as_deref()).and_then(|t| t.get(args.tenant.as_deref())) {
+        Ok(t) => t,
         Err(e) => {
             super::render(e);
             return ExitCode::from(2);
         }
     };
+    // Environments are laid over their stages, and the result checked
+    // against the tenant's policy, before the plugins check them and
+    // before anything is recorded: a run that cannot have its variables,
+    // secrets or branch rules, or asks for more than its tenant allows,
+    // does not start.
+    let mut resolved = Resolved::default();
+    let mut layer = |plan: &mut crate::plan::Plan| {
+        resolved = resolve_environments(plan, &options, &tenant)?;
+        within_tenant(plan, &tenant)
+    };
+    let engine = engine_settings(&tenant);
+    let prepared =
+        match prepare_layered(&pipeline, None, args.workspace.as_deref(), &engine, &mut layer).await {
+            Ok(p) => p,
+            Err(e) => {
+                super::render(e);
+                return ExitCode::from(2);
+            }
+        };
     // Recorded as resolved, so a resume and the report see the same.
     let options = Options {
         environment: resolved.environment.clone(),
         ..options
     };
     let run_id = new_run_id();
-    let workspace = match workspace_dir(args.workspace.as_deref(), &run_id) {
+    let workspace = match workspace_dir(args.workspace.as_deref(), &run_id, &tenant) {
         Ok(w) => w,
         Err(e) => {
             eprintln!("weir: cannot create the workspace: {e}");
             return ExitCode::from(2);
         }
     };
-    let tenant = args.tenant.clone().unwrap_or_else(|| "default".into());
 
     // The run history records every event; a history that cannot be opened
     // stops the run before anything happens (a run must not go unrecorded).
@@ -149,7 +162,7 @@ pub async fn run(args: RunArgs, verbose: bool) -> ExitCode {
                     .unwrap_or_else(|_| pipeline.clone())
                     .display()
                     .to_string(),
-                tenant: tenant.clone(),
+                tenant: tenant.name.clone(),
                 workspace: workspace.display().to_string(),
                 stages: plan.stages.iter().map(|s| s.name.clone()).collect(),
                 pipeline_text: plan.source.text().to_string(),
@@ -227,12 +240,20 @@ async fn resume(id: &str, args: RunArgs, verbose: bool) -> ExitCode {
         return ExitCode::from(2);
     }
     let path = PathBuf::from(&recorded.pipeline_file);
+    let tenant = match Tenants::load(args.tenants.as_deref()).and_then(|t| t.get(Some(&recorded.tenant))) {
+        Ok(t) => t,
+        Err(e) => {
+            super::render(e);
+            return ExitCode::from(2);
+        }
+    };
     let mut resolved = Resolved::default();
     let mut layer = |plan: &mut crate::plan::Plan| {
-        resolved = resolve_environments(plan, &options)?;
-        Ok(())
+        resolved = resolve_environments(plan, &options, &tenant)?;
+        within_tenant(plan, &tenant)
     };
-    let prepared = match prepare_layered(&path, Some(text), Some(&workspace), &mut layer).await {
+    let engine = engine_settings(&tenant);
+    let prepared = match prepare_layered(&path, Some(text), Some(&workspace), &engine, &mut layer).await {
         Ok(p) => p,
         Err(e) => {
             super::render(e);
@@ -288,7 +309,7 @@ async fn resume(id: &str, args: RunArgs, verbose: bool) -> ExitCode {
         prepared,
         run_id: id.to_string(),
         workspace,
-        tenant: recorded.tenant,
+        tenant,
         options,
         recorder,
         resume: recorded.resumes + 1,
@@ -327,9 +348,11 @@ async fn start(launch: Launch, args: &RunArgs, verbose: bool) -> ExitCode {
     };
 
     let (sink, mut events) = EventSink::masked(&run_id, resolved.secret_values.clone());
+    let policy = tenant;
+    let tenant = policy.name.clone();
     let mut notifier = Notifier::new(
         &plan.notify,
-        &environments::secret_from_env,
+        &|name| policy.secrets.get(name),
         RunContext {
             run: run_id.clone(),
             pipeline: plan.name.clone(),
@@ -385,6 +408,7 @@ async fn start(launch: Launch, args: &RunArgs, verbose: bool) -> ExitCode {
         &tenant,
         plan.environments.clone(),
         sink.clone(),
+        policy.max_stages,
     );
     let executor = Arc::new(WasmExecutor::new(
         prepared.engine,
@@ -394,7 +418,7 @@ async fn start(launch: Launch, args: &RunArgs, verbose: bool) -> ExitCode {
             pipeline: plan.name.clone(),
             tenant,
             workspace,
-            limits: StageLimits::default(),
+            limits: policy.limits.stage,
             artifacts: crate::artifacts::ArtifactStore::new(run_dir(&run_id).join("artifacts")),
             history: Some(history),
             target: crate::sandbox::TargetSpec {
@@ -432,10 +456,28 @@ async fn start(launch: Launch, args: &RunArgs, verbose: bool) -> ExitCode {
             }
         }
     });
-    // The whole run's group, if it has one: waited for like a stage's.
+    // The tenant's `max-runs` places, then the whole run's group, if it
+    // has one: waited for like a stage's.
     let mut _run_claim = None;
+    let mut _tenant_place = None;
     let mut cancelled_early = false;
-    if let Some(c) = &plan.concurrency {
+    if let Some(max) = policy.max_runs {
+        let name = policy.name.clone();
+        tokio::select! {
+            place = admission.acquire_slot(crate::waits::TENANT_RUNS, max as usize, None, false, |message| Event::RunWaiting {
+                message: format!("tenant `{name}` runs at most {max} run(s) at once (limit `max-runs`): {message}"),
+                group: crate::waits::TENANT_RUNS.to_string(),
+            }) => match place {
+                Ok(place) => _tenant_place = Some(place),
+                Err(e) => {
+                    eprintln!("weir: {e}");
+                    cancelled_early = true;
+                }
+            },
+            () = &mut cancel => cancelled_early = true,
+        }
+    }
+    if let Some(c) = plan.concurrency.as_ref().filter(|_| !cancelled_early) {
         let group = c.group.clone();
         tokio::select! {
             claim = admission.acquire(&c.group, None, c.cancel_in_progress, |message| Event::RunWaiting {
@@ -457,6 +499,7 @@ async fn start(launch: Launch, args: &RunArgs, verbose: bool) -> ExitCode {
         run::run(&plan, executor, sink, run_options, cancel).await
     };
     drop(_run_claim);
+    drop(_tenant_place);
     if let Err(e) = coordination
         .lock()
         .unwrap_or_else(|e| e.into_inner())
@@ -543,13 +586,39 @@ pub fn run_dir(run_id: &str) -> PathBuf {
     std::path::absolute(&rel).unwrap_or(rel)
 }
 
-fn workspace_dir(given: Option<&Path>, run_id: &str) -> std::io::Result<PathBuf> {
-    let dir = match given {
-        Some(d) => d.to_path_buf(),
-        None => run_dir(run_id).join("workspace"),
+/// The run's workspace: the one given, else a fresh directory under the
+/// tenant's root (`ROOT/runs/RUN/workspace`) or, for a tenant without a
+/// root, under `.weir/runs/RUN`. A tenant with a root may not use a
+/// workspace outside it.
+fn workspace_dir(given: Option<&Path>, run_id: &str, tenant: &Tenant) -> std::io::Result<PathBuf> {
+    let dir = match (given, &tenant.root) {
+        (Some(d), _) => d.to_path_buf(),
+        (None, Some(root)) => root.join("runs").join(run_id).join("workspace"),
+        (None, None) => run_dir(run_id).join("workspace"),
     };
     std::fs::create_dir_all(&dir)?;
-    dir.canonicalize()
+    let dir = dir.canonicalize()?;
+    if let Some(root) = &tenant.root {
+        let root = root.canonicalize()?;
+        if !dir.starts_with(&root) {
+            return Err(std::io::Error::other(format!(
+                "{} is outside the root of tenant `{}` ({}); a tenant's runs live under its root",
+                dir.display(),
+                tenant.name,
+                root.display()
+            )));
+        }
+    }
+    Ok(dir)
+}
+
+/// The engine a tenant's plugins run on: fuel metering only when the
+/// tenant sets a CPU budget (metering costs time on every instruction).
+fn engine_settings(tenant: &Tenant) -> EngineSettings {
+    EngineSettings {
+        fuel: tenant.limits.stage.fuel.is_some(),
+        ..EngineSettings::default()
+    }
 }
 
 /// What git says about the commit around the pipeline file.

@@ -3,28 +3,41 @@
 use std::process::ExitCode;
 
 use super::ValidateArgs;
-use super::prepare::{EnvironmentProblems, prepare_layered};
+use super::prepare::{EnvironmentProblems, prepare_layered, within_tenant};
 use crate::config::duration::format_duration;
+use crate::config::tenants::Tenants;
 use crate::plan::environments;
 use crate::plugins::kind_name;
 
 pub async fn validate(args: ValidateArgs) -> ExitCode {
     // With --env, the environment is laid over the plan before the
     // plugins check it, exactly as `weir run --env` would.
+    // So is the tenant's policy, as `weir run --tenant` would check it.
+    let tenant = match Tenants::load(args.tenants.as_deref()).and_then(|t| t.get(args.tenant.as_deref())) {
+        Ok(t) => t,
+        Err(e) => {
+            super::render(e);
+            return ExitCode::from(2);
+        }
+    };
     let mut secret_values = Vec::new();
     let mut layer =
         |plan: &mut crate::plan::Plan| {
             if let Some(env) = &args.environment {
-                let resolved = environments::resolve(plan, Some(env), &environments::secret_from_env)
+                let resolved = environments::resolve(plan, Some(env), &|name| tenant.secrets.get(name))
                     .map_err(|e| EnvironmentProblems {
                         path: plan.source.path().to_path_buf(),
                         problems: e.iter().map(ToString::to_string).collect(),
                     })?;
                 secret_values = resolved.secret_values;
             }
-            Ok(())
+            within_tenant(plan, &tenant)
         };
-    let prepared = match prepare_layered(&args.pipeline, None, None, &mut layer).await {
+    let engine = crate::engine::EngineSettings {
+        fuel: tenant.limits.stage.fuel.is_some(),
+        ..Default::default()
+    };
+    let prepared = match prepare_layered(&args.pipeline, None, None, &engine, &mut layer).await {
         Ok(p) => p,
         Err(e) => {
             super::render(e);

@@ -29,6 +29,12 @@ pub struct StageLimits {
     pub random_bytes: u64,
     /// Bytes of log text a stage may write before lines are dropped.
     pub log_bytes: usize,
+    /// Bytes of a program's stdout (and, separately, stderr) returned to
+    /// the plugin; the rest is cut and reported.
+    pub output_bytes: usize,
+    /// Wasm instructions (fuel) one plugin call may execute: a CPU budget.
+    /// `None` leaves CPU bounded by wall time only.
+    pub fuel: Option<u64>,
 }
 
 impl Default for StageLimits {
@@ -43,6 +49,8 @@ impl Default for StageLimits {
             resource_handles: 10_000,
             random_bytes: 1 << 20,
             log_bytes: 4 << 20,
+            output_bytes: 1 << 20,
+            fuel: None,
         }
     }
 }

@@ -284,6 +284,34 @@ impl Store {
         Ok(None)
     }
 
+    /// The live claims on `group` older than claim `id`, oldest first.
+    /// Dead claims are removed, as by [`Store::holder`].
+    pub fn ahead_of(&self, tenant: &str, group: &str, id: i64) -> Result<Vec<Claim>, StoreError> {
+        let rows: Vec<(i64, String, Option<String>, i64, String)> = {
+            let mut stmt = self
+                .conn
+                .prepare(
+                    "SELECT id, run_id, stage, host_pid, host_start FROM claims
+                     WHERE tenant = ?1 AND grp = ?2 AND id < ?3 ORDER BY id",
+                )
+                .map_err(|e| self.err(e))?;
+            stmt.query_map(params![tenant, group, id], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .and_then(|rows| rows.collect())
+            .map_err(|e| self.err(e))?
+        };
+        let mut live = Vec::new();
+        for (id, run, stage, pid, start) in rows {
+            if process_alive(pid, &start) {
+                live.push(Claim { id, run, stage });
+            } else {
+                self.release(id)?;
+            }
+        }
+        Ok(live)
+    }
+
     /// Give a claim up.
     pub fn release(&self, id: i64) -> Result<(), StoreError> {
         self.conn

@@ -1,0 +1,633 @@
+//! The tenants file: who may run pipelines on this host, what each tenant's
+//! pipelines may grant at most, the limits every one of its plugins runs
+//! under, and where its secrets come from.
+//!
+//! ```toml
+//! [tenants.acme]
+//! root = "/srv/weir/acme"          # runs' workspaces: ROOT/runs/RUN/workspace
+//! max-runs = 2                     # runs at once (others queue)
+//! max-stages = 4                   # stages at once, across its runs
+//! allow = { exec = ["cargo", "git"], network = ["crates.io"], secrets = ["TOKEN"] }
+//! limits = { memory = "256MiB", timeout = "30m", fuel = 5_000_000_000, output = "1MiB", log = "4MiB" }
+//! secrets = { file = "/srv/weir/acme/secrets.toml" }
+//! ```
+//!
+//! Without a tenants file every run belongs to the tenant `default`, which
+//! may grant whatever its pipeline asks, runs under the default limits, and
+//! reads secrets from weir's environment (`WEIR_SECRET_NAME`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::source::{ConfigError, SourceFile};
+use crate::engine::StageLimits;
+
+/// The tenant a run belongs to when `--tenant` is not given.
+pub const DEFAULT_TENANT: &str = "default";
+
+/// The environment variable naming the tenants file (`--tenants` wins).
+pub const TENANTS_ENV: &str = "WEIR_TENANTS";
+
+/// Where the default tenant's secrets come from: `WEIR_SECRET_NAME`.
+pub const DEFAULT_SECRET_PREFIX: &str = "WEIR_SECRET_";
+
+/// Longest stage timeout when a tenant sets none.
+pub const DEFAULT_MAX_TIMEOUT: Duration = Duration::from_secs(6 * 3600);
+
+/// A whole tenants file, as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct TenantsFile {
+    #[serde(default)]
+    tenants: IndexMap<Spanned<String>, Spanned<TenantSpec>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct TenantSpec {
+    #[serde(default)]
+    #[allow(dead_code)]
+    description: Option<String>,
+    #[serde(default)]
+    root: Option<Spanned<String>>,
+    #[serde(default)]
+    max_runs: Option<Spanned<u32>>,
+    #[serde(default)]
+    max_stages: Option<Spanned<u32>>,
+    #[serde(default)]
+    allow: Option<Spanned<AllowPolicy>>,
+    #[serde(default)]
+    limits: Option<Spanned<LimitsSpec>>,
+    #[serde(default)]
+    secrets: Option<Spanned<SecretsSpec>>,
+}
+
+/// The most a tenant's pipelines may grant.
+#[derive(Debug, Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct AllowPolicy {
+    /// Programs (`allow.exec`).
+    #[serde(default)]
+    pub exec: Vec<String>,
+    /// Hosts (`allow.network`); `*.example.com` allows its subdomains.
+    #[serde(default)]
+    pub network: Vec<String>,
+    /// Secrets (`allow.secrets`, environments' and webhooks' `secrets`).
+    #[serde(default)]
+    pub secrets: Vec<String>,
+    /// Metrics providers (`allow.metrics`).
+    #[serde(default)]
+    pub metrics: Vec<String>,
+    /// The deployment target (`allow.runtime`).
+    #[serde(default)]
+    pub runtime: bool,
+    /// Host directories (`allow.read` must be inside one of them).
+    #[serde(default)]
+    pub read: Vec<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct LimitsSpec {
+    #[serde(default)]
+    memory: Option<Spanned<String>>,
+    #[serde(default)]
+    timeout: Option<Spanned<String>>,
+    #[serde(default)]
+    fuel: Option<Spanned<u64>>,
+    #[serde(default)]
+    output: Option<Spanned<String>>,
+    #[serde(default)]
+    log: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct SecretsSpec {
+    #[serde(default)]
+    file: Option<Spanned<String>>,
+    #[serde(default)]
+    env_prefix: Option<Spanned<String>>,
+}
+
+/// Where a tenant's secrets come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    /// weir's environment: `PREFIXNAME`.
+    Env {
+        /// `WEIR_SECRET_` for the default tenant.
+        prefix: String,
+    },
+    /// A TOML file of `NAME = "value"`, read when a secret is looked up.
+    File {
+        /// The file.
+        path: PathBuf,
+    },
+}
+
+impl SecretSource {
+    /// The value of secret `name`, if the source has it.
+    pub fn get(&self, name: &str) -> Option<String> {
+        match self {
+            SecretSource::Env { prefix } => std::env::var(format!("{prefix}{name}")).ok(),
+            SecretSource::File { path } => {
+                let text = std::fs::read_to_string(path).ok()?;
+                let table: toml::Table = toml::from_str(&text).ok()?;
+                table.get(name)?.as_str().map(str::to_string)
+            }
+        }
+    }
+
+    /// How to add secret `name` to this source, for error messages.
+    pub fn how_to_add(&self, name: &str) -> String {
+        match self {
+            SecretSource::Env { prefix } => format!("export {prefix}{name}=... before running weir"),
+            SecretSource::File { path } => format!("add {name} = \"...\" to {}", path.display()),
+        }
+    }
+}
+
+/// Limits every plugin of a tenant runs under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TenantLimits {
+    /// Memory, table, handle, log and output limits per Store.
+    pub stage: StageLimits,
+    /// The longest timeout a stage may ask for.
+    pub max_timeout: Duration,
+}
+
+impl Default for TenantLimits {
+    fn default() -> Self {
+        Self {
+            stage: StageLimits::default(),
+            max_timeout: DEFAULT_MAX_TIMEOUT,
+        }
+    }
+}
+
+/// One tenant, resolved.
+#[derive(Debug, Clone)]
+pub struct Tenant {
+    /// Its name.
+    pub name: String,
+    /// Where its runs' workspaces live (`ROOT/runs/RUN/workspace`); `None`
+    /// for the default tenant without a tenants file (`.weir/runs/RUN`).
+    pub root: Option<PathBuf>,
+    /// The most its pipelines may grant; `None` allows whatever they ask
+    /// (the default tenant without a tenants file).
+    pub allow: Option<AllowPolicy>,
+    /// Limits per plugin.
+    pub limits: TenantLimits,
+    /// Runs at once.
+    pub max_runs: Option<u32>,
+    /// Stages at once, across its runs.
+    pub max_stages: Option<u32>,
+    /// Where its secrets come from.
+    pub secrets: SecretSource,
+    /// The tenants file it was read from, if any.
+    pub file: Option<PathBuf>,
+}
+
+impl Tenant {
+    /// The tenant of a host without a tenants file.
+    pub fn unrestricted_default() -> Self {
+        Self {
+            name: DEFAULT_TENANT.to_string(),
+            root: None,
+            allow: None,
+            limits: TenantLimits::default(),
+            max_runs: None,
+            max_stages: None,
+            secrets: SecretSource::Env {
+                prefix: DEFAULT_SECRET_PREFIX.to_string(),
+            },
+            file: None,
+        }
+    }
+
+    /// Where it was defined, for messages.
+    pub fn origin(&self) -> String {
+        match &self.file {
+            Some(f) => format!("tenant `{}` ({})", self.name, f.display()),
+            None => format!(
+                "tenant `{}` (no tenants file: everything a pipeline asks is allowed)",
+                self.name
+            ),
+        }
+    }
+}
+
+/// Why the tenants file or a tenant in it cannot be used.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum TenantsError {
+    /// The file cannot be read.
+    #[error("cannot read the tenants file {}: {source}", path.display())]
+    #[diagnostic(help("pass --tenants FILE or set WEIR_TENANTS to a readable file"))]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid.
+    #[error("{} is not a valid tenants file ({} {})", path.display(), errors.len(), if errors.len() == 1 { "problem" } else { "problems" })]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// Every problem.
+        #[related]
+        errors: Vec<ConfigError>,
+    },
+    /// The tenant asked for is not in the file.
+    #[error("tenant `{name}` is not defined in {}", path.display())]
+    #[diagnostic(help("{}", help))]
+    Unknown {
+        /// The tenant.
+        name: String,
+        /// The file.
+        path: PathBuf,
+        /// The tenants it defines.
+        help: String,
+    },
+    /// `--tenant` without a tenants file.
+    #[error("--tenant {name} needs a tenants file, and none is configured")]
+    #[diagnostic(help(
+        "pass --tenants FILE or set WEIR_TENANTS; without one every run belongs to the tenant `default` (docs/security.md)"
+    ))]
+    NoFile {
+        /// The tenant.
+        name: String,
+    },
+}
+
+/// Every tenant of a tenants file.
+#[derive(Debug, Clone, Default)]
+pub struct Tenants {
+    file: Option<PathBuf>,
+    tenants: BTreeMap<String, Tenant>,
+}
+
+impl Tenants {
+    /// Read `path` (from `--tenants`, else [`TENANTS_ENV`]); none at all
+    /// gives a host with only the unrestricted default tenant.
+    pub fn load(path: Option<&Path>) -> Result<Self, TenantsError> {
+        let from_env = std::env::var_os(TENANTS_ENV)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from);
+        let Some(path) = path.map(Path::to_path_buf).or(from_env) else {
+            return Ok(Self::default());
+        };
+        let text = std::fs::read_to_string(&path).map_err(|source| TenantsError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        Self::parse(&path, text)
+    }
+
+    /// Parse `text` as the tenants file at `path`.
+    pub fn parse(path: &Path, text: String) -> Result<Self, TenantsError> {
+        let source = SourceFile::new(path, text);
+        let invalid = |errors| TenantsError::Invalid {
+            path: path.to_path_buf(),
+            errors,
+        };
+        let file: TenantsFile =
+            toml::from_str(source.text()).map_err(|e| invalid(vec![super::toml_error(&source, &e)]))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let mut errors = Vec::new();
+        let mut tenants = BTreeMap::new();
+        for (name, spec) in file.tenants {
+            let name_span = name.span();
+            let name = name.into_inner();
+            if !valid_name(&name) {
+                errors.push(
+                    source
+                        .error(name_span, format!("`{name}` is not a valid tenant name"))
+                        .help("use letters, digits, `-` and `_` (it names directories and history rows)"),
+                );
+                continue;
+            }
+            let spec = spec.into_inner();
+            if let Some(t) = resolve(&name, spec, base, &source, &mut errors) {
+                tenants.insert(
+                    name,
+                    Tenant {
+                        file: Some(path.to_path_buf()),
+                        ..t
+                    },
+                );
+            }
+        }
+        if !errors.is_empty() {
+            return Err(invalid(errors));
+        }
+        Ok(Self {
+            file: Some(path.to_path_buf()),
+            tenants,
+        })
+    }
+
+    /// The tenant `name` (`None`: the default tenant).
+    pub fn get(&self, name: Option<&str>) -> Result<Tenant, TenantsError> {
+        let Some(file) = &self.file else {
+            return match name {
+                None | Some(DEFAULT_TENANT) => Ok(Tenant::unrestricted_default()),
+                Some(other) => Err(TenantsError::NoFile {
+                    name: other.to_string(),
+                }),
+            };
+        };
+        let wanted = name.unwrap_or(DEFAULT_TENANT);
+        self.tenants
+            .get(wanted)
+            .cloned()
+            .ok_or_else(|| TenantsError::Unknown {
+                name: wanted.to_string(),
+                path: file.clone(),
+                help: if self.tenants.is_empty() {
+                    "the file defines no tenants; add [tenants.NAME]".to_string()
+                } else {
+                    format!(
+                        "its tenants are {}{}",
+                        self.tenants
+                            .keys()
+                            .map(|k| format!("`{k}`"))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        if name.is_none() {
+                            "; pass --tenant NAME"
+                        } else {
+                            ""
+                        }
+                    )
+                },
+            })
+    }
+
+    /// Every tenant, by name.
+    pub fn all(&self) -> impl Iterator<Item = &Tenant> {
+        self.tenants.values()
+    }
+}
+
+/// Letters, digits, `-` and `_`, at most 64.
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+fn resolve(
+    name: &str,
+    spec: TenantSpec,
+    base: &Path,
+    source: &SourceFile,
+    errors: &mut Vec<ConfigError>,
+) -> Option<Tenant> {
+    let before = errors.len();
+    let absolute = |p: &str| {
+        let p = Path::new(p);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            base.join(p)
+        }
+    };
+    let root = spec.root.as_ref().map(|r| absolute(r.get_ref()));
+    let mut allow = spec.allow.map(|a| a.into_inner()).unwrap_or_default();
+    allow.read = allow
+        .read
+        .iter()
+        .map(|p| {
+            let p = absolute(&p.to_string_lossy());
+            p.canonicalize().unwrap_or(p)
+        })
+        .collect();
+    let mut limits = TenantLimits::default();
+    if let Some(l) = spec.limits {
+        let l = l.into_inner();
+        let mut size = |v: &Option<Spanned<String>>, key: &str| -> Option<usize> {
+            let v = v.as_ref()?;
+            match parse_size(v.get_ref()) {
+                Ok(n) if n > 0 => Some(n),
+                Ok(_) => {
+                    errors
+                        .push(source.error(v.span(), format!("limits.{key} of tenant `{name}` cannot be 0")));
+                    None
+                }
+                Err(why) => {
+                    errors.push(
+                        source
+                            .error(v.span(), format!("limits.{key} of tenant `{name}`: {why}"))
+                            .help("write a size such as \"512KiB\", \"256MiB\" or \"1GiB\""),
+                    );
+                    None
+                }
+            }
+        };
+        if let Some(n) = size(&l.memory, "memory") {
+            limits.stage.memory_bytes = n;
+        }
+        if let Some(n) = size(&l.output, "output") {
+            limits.stage.output_bytes = n;
+        }
+        if let Some(n) = size(&l.log, "log") {
+            limits.stage.log_bytes = n;
+        }
+        if let Some(t) = &l.timeout {
+            match super::duration::parse_duration(t.get_ref()) {
+                Ok(d) if !d.is_zero() => limits.max_timeout = d,
+                Ok(_) => errors
+                    .push(source.error(t.span(), format!("limits.timeout of tenant `{name}` cannot be 0"))),
+                Err(why) => {
+                    errors.push(source.error(t.span(), format!("limits.timeout of tenant `{name}`: {why}")))
+                }
+            }
+        }
+        if let Some(f) = &l.fuel {
+            if *f.get_ref() == 0 {
+                errors.push(source.error(f.span(), format!("limits.fuel of tenant `{name}` cannot be 0")));
+            } else {
+                limits.stage.fuel = Some(*f.get_ref());
+            }
+        }
+    }
+    let positive = |v: &Option<Spanned<u32>>, key: &str, errors: &mut Vec<ConfigError>| {
+        let v = v.as_ref()?;
+        if *v.get_ref() == 0 {
+            errors.push(source.error(v.span(), format!("{key} of tenant `{name}` cannot be 0")));
+            return None;
+        }
+        Some(*v.get_ref())
+    };
+    let max_runs = positive(&spec.max_runs, "max-runs", errors);
+    let max_stages = positive(&spec.max_stages, "max-stages", errors);
+    let secrets = match spec.secrets.map(Spanned::into_inner) {
+        None => SecretSource::Env {
+            prefix: format!("WEIR_SECRET_{}_", name.to_ascii_uppercase().replace('-', "_")),
+        },
+        Some(SecretsSpec {
+            file: Some(f),
+            env_prefix: None,
+        }) => SecretSource::File {
+            path: absolute(f.get_ref()),
+        },
+        Some(SecretsSpec {
+            file: None,
+            env_prefix: Some(p),
+        }) => SecretSource::Env {
+            prefix: p.into_inner(),
+        },
+        Some(SecretsSpec { file, env_prefix }) => {
+            let span = file
+                .map(|f| f.span())
+                .or(env_prefix.map(|p| p.span()))
+                .unwrap_or(0..0);
+            errors.push(
+                source
+                    .error(span, format!("secrets of tenant `{name}` must name exactly one source"))
+                    .help("secrets = { file = \"secrets.toml\" } or secrets = { env-prefix = \"ACME_SECRET_\" }"),
+            );
+            return None;
+        }
+    };
+    if errors.len() > before {
+        return None;
+    }
+    Some(Tenant {
+        name: name.to_string(),
+        root,
+        allow: Some(allow),
+        limits,
+        max_runs,
+        max_stages,
+        secrets,
+        file: None,
+    })
+}
+
+/// `"256MiB"`, `"1GiB"`, `"512KiB"`, `"4096"` (bytes): a size in bytes.
+pub fn parse_size(text: &str) -> Result<usize, String> {
+    let s = text.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: usize = digits.parse().map_err(|_| format!("`{text}` is not a size"))?;
+    let scale: usize = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" | "K" | "KB" => 1 << 10,
+        "MiB" | "M" | "MB" => 1 << 20,
+        "GiB" | "G" | "GB" => 1 << 30,
+        other => return Err(format!("`{other}` is not a size unit (use B, KiB, MiB or GiB)")),
+    };
+    n.checked_mul(scale)
+        .ok_or_else(|| format!("`{text}` is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Tenants, TenantsError> {
+        Tenants::parse(Path::new("/etc/weir/tenants.toml"), text.into())
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("256MiB"), Ok(256 << 20));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("1 GiB"), Ok(1 << 30));
+        assert!(parse_size("12 parsecs").is_err());
+        assert!(parse_size("MiB").is_err());
+    }
+
+    #[test]
+    fn a_tenant_with_everything() {
+        let t = parse(
+            r#"
+[tenants.acme]
+root = "acme"
+max-runs = 2
+max-stages = 3
+allow = { exec = ["cargo"], network = ["crates.io"], secrets = ["TOKEN"], runtime = true }
+limits = { memory = "64MiB", timeout = "10m", fuel = 1000, output = "64KiB", log = "1MiB" }
+secrets = { file = "acme-secrets.toml" }
+"#,
+        )
+        .unwrap();
+        let acme = t.get(Some("acme")).unwrap();
+        assert_eq!(acme.root.as_deref(), Some(Path::new("/etc/weir/acme")));
+        assert_eq!(acme.max_runs, Some(2));
+        assert_eq!(acme.limits.stage.memory_bytes, 64 << 20);
+        assert_eq!(acme.limits.stage.fuel, Some(1000));
+        assert_eq!(acme.limits.stage.output_bytes, 64 << 10);
+        assert_eq!(acme.limits.max_timeout, Duration::from_secs(600));
+        assert_eq!(
+            acme.secrets,
+            SecretSource::File {
+                path: "/etc/weir/acme-secrets.toml".into()
+            }
+        );
+        assert!(acme.allow.unwrap().runtime);
+    }
+
+    #[test]
+    fn unknown_tenants_and_missing_default_are_named() {
+        let t = parse("[tenants.acme]\n").unwrap();
+        let e = t.get(None).unwrap_err().to_string();
+        assert!(e.contains("tenant `default` is not defined"), "{e}");
+        assert!(matches!(t.get(Some("globex")), Err(TenantsError::Unknown { .. })));
+        let acme = t.get(Some("acme")).unwrap();
+        assert_eq!(
+            acme.allow.unwrap().exec,
+            Vec::<String>::new(),
+            "a tenant allows nothing unless told"
+        );
+        assert_eq!(
+            acme.secrets,
+            SecretSource::Env {
+                prefix: "WEIR_SECRET_ACME_".into()
+            }
+        );
+    }
+
+    #[test]
+    fn without_a_file_only_the_default_tenant_exists() {
+        let t = Tenants::default();
+        assert!(t.get(None).unwrap().allow.is_none());
+        assert!(matches!(t.get(Some("acme")), Err(TenantsError::NoFile { .. })));
+    }
+
+    #[test]
+    fn bad_values_are_located() {
+        let Err(TenantsError::Invalid { errors, .. }) =
+            parse("[tenants.acme]\nlimits = { memory = \"lots\", timeout = \"0s\" }\nmax-runs = 0\n")
+        else {
+            panic!("expected errors")
+        };
+        let text: Vec<String> = errors
+            .iter()
+            .map(|e| format!("{} {}", e.location, e.message))
+            .collect();
+        assert_eq!(text.len(), 3, "{text:?}");
+        assert!(
+            text[0].starts_with("/etc/weir/tenants.toml:2:21 limits.memory"),
+            "{text:?}"
+        );
+        let Err(TenantsError::Invalid { errors, .. }) = parse("[tenants.acme]\nallow = { programs = [] }\n")
+        else {
+            panic!("expected errors")
+        };
+        assert!(
+            errors[0].message.contains("unknown field `programs`"),
+            "{}",
+            errors[0].message
+        );
+    }
+}
