@@ -14,6 +14,9 @@ pub mod host {
         path: "../wit",
         world: "weir:plugin/host",
         imports: { default: async },
+        with: {
+            "weir:plugin/secrets.secret": crate::capabilities::secrets::SecretHandle,
+        },
     });
 }
 

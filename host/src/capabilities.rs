@@ -6,7 +6,7 @@
 //! | `log` | [`log::LogCtx`] | always available |
 //! | `process` | [`process::ProcessCtx`] | manifest + `allow.exec`; bubblewrap where installed |
 //! | `metrics` | [`metrics::MetricsCtx`] | manifest + `allow.metrics`; `builtin` (the local target) and Prometheus |
-//! | `secrets` | [`unavailable::Unavailable`] | answers `unavailable` until the tenancy work lands |
+//! | `secrets` | [`secrets::SecretsCtx`] | manifest + `allow.secrets`; handles only, values swapped in by the consumers |
 //! | `runtime` | [`runtime::RuntimeCtx`] | manifest + `allow.runtime`; the local target |
 //! | WASI p2 | [`wasi`] | one preopen (the workspace), no sockets, declared env only |
 //!
@@ -17,6 +17,7 @@ pub mod log;
 pub mod metrics;
 pub mod process;
 pub mod runtime;
+pub mod secrets;
 pub mod tape;
 pub mod unavailable;
 pub mod wasi;
@@ -33,7 +34,7 @@ pub fn add_to_linker(linker: &mut Linker<StageState>) -> wasmtime::Result<()> {
     wit::log::add_to_linker::<_, HasSelf<log::LogCtx>>(linker, |s| &mut s.log)?;
     wit::process::add_to_linker::<_, HasSelf<process::ProcessCtx>>(linker, |s| &mut s.process)?;
     wit::metrics::add_to_linker::<_, HasSelf<metrics::MetricsCtx>>(linker, |s| &mut s.metrics)?;
-    wit::secrets::add_to_linker::<_, HasSelf<unavailable::Unavailable>>(linker, |s| &mut s.unavailable)?;
+    wit::secrets::add_to_linker::<_, HasSelf<secrets::SecretsCtx>>(linker, |s| &mut s.secrets)?;
     wit::runtime::add_to_linker::<_, HasSelf<runtime::RuntimeCtx>>(linker, |s| &mut s.runtime)?;
     Ok(())
 }

@@ -477,13 +477,15 @@ impl EventSink {
     }
 
     /// As [`EventSink::channel`], replacing each of `secrets` (and its
-    /// URL-encoded form) with `***` in every string of every event, before
+    /// URL-encoded and base64 forms, see [`masked_forms`]) with `***` in every string of every event, before
     /// anything stores or shows it.
-    pub fn masked(run: &str, mut secrets: Vec<String>) -> (Self, mpsc::UnboundedReceiver<EventRecord>) {
+    pub fn masked(run: &str, secrets: Vec<String>) -> (Self, mpsc::UnboundedReceiver<EventRecord>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        let encoded: Vec<String> = secrets.iter().map(|s| url_encoded(s)).collect();
-        secrets.extend(encoded);
-        secrets.retain(|s| !s.is_empty());
+        let mut secrets: Vec<String> = secrets
+            .iter()
+            .filter(|s| !s.is_empty())
+            .flat_map(|s| masked_forms(s))
+            .collect();
         // Longest first, so a secret containing another is masked whole.
         secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
         secrets.dedup();
@@ -543,6 +545,47 @@ fn mask_event(event: Event, masks: &[String]) -> Event {
     };
     walk(&mut value, masks);
     serde_json::from_value(value).unwrap_or(event)
+}
+
+/// The forms of a secret value masked wherever text leaves weir: the
+/// value, its URL encoding, and its base64 encodings at each of the three
+/// alignments it can have inside a longer base64 string (the characters
+/// that depend on the value alone, so `base64(prefix + value)` is caught).
+pub fn masked_forms(value: &str) -> Vec<String> {
+    let mut forms = vec![value.to_string(), url_encoded(value)];
+    let bytes = value.as_bytes();
+    if bytes.len() >= 4 {
+        for k in 0..3usize {
+            let mut padded = vec![0u8; k];
+            padded.extend_from_slice(bytes);
+            let encoded = base64_unpadded(&padded);
+            let start = (8 * k).div_ceil(6);
+            let end = (8 * (k + bytes.len())) / 6;
+            // Short fragments would mask unrelated text.
+            if let Some(fragment) = encoded.get(start..end).filter(|f| f.len() >= 6) {
+                forms.push(fragment.to_string());
+            }
+        }
+    }
+    forms.retain(|f| !f.is_empty());
+    forms.sort();
+    forms.dedup();
+    forms
+}
+
+/// Standard base64, no padding.
+fn base64_unpadded(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        let chars = chunk.len() + 1;
+        for i in 0..chars {
+            out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    out
 }
 
 /// `s` percent-encoded as in a URL query (unreserved characters kept).

@@ -76,6 +76,8 @@ pub struct RunInfo {
     pub workspace: PathBuf,
     /// Limits per Store.
     pub limits: StageLimits,
+    /// The tenant's secret source (`secrets.open`).
+    pub secrets: crate::config::tenants::SecretSource,
     /// Where artifacts are kept.
     pub artifacts: ArtifactStore,
     /// The run history, for the stage cache and replay records; `None`
@@ -316,6 +318,8 @@ pub(crate) fn prepare_store(
                 output_bytes: info.limits.output_bytes,
                 ..ProcessLimits::default()
             },
+            declares_secrets: plugin.info.declares(types::Capability::Secrets),
+            secret_source: info.secrets.clone(),
         },
         tape: setup.tape.clone(),
         mapped_dirs: &setup.mapped_dirs,

@@ -29,8 +29,10 @@ pub struct StageState {
     pub log: LogCtx,
     /// The `process` import.
     pub process: ProcessCtx,
-    /// `secrets`: not offered yet.
+    /// The shared `types` interface (no functions).
     pub unavailable: Unavailable,
+    /// The `secrets` import.
+    pub secrets: crate::capabilities::secrets::SecretsCtx,
     /// The `runtime` import.
     pub runtime: crate::capabilities::runtime::RuntimeCtx,
     /// The `metrics` import.
@@ -99,6 +101,10 @@ pub struct ProcessSpec {
     pub sandbox: Sandbox,
     /// Limits per program.
     pub limits: ProcessLimits,
+    /// Whether the plugin's manifest declares `secrets`.
+    pub declares_secrets: bool,
+    /// The tenant's secret source.
+    pub secret_source: crate::config::tenants::SecretSource,
 }
 
 impl ProcessSpec {
@@ -112,6 +118,8 @@ impl ProcessSpec {
             deadline: std::time::Instant::now(),
             sandbox: Sandbox::Unavailable,
             limits: ProcessLimits::default(),
+            declares_secrets: false,
+            secret_source: crate::config::tenants::Tenant::unrestricted_default().secrets,
         }
     }
 }
@@ -134,6 +142,17 @@ impl StageState {
         table.set_max_capacity(spec.limits.resource_handles);
         let plugin = spec.process.plugin.clone();
         let grants = spec.process.grants.clone();
+        let opened = crate::capabilities::secrets::Opened::default();
+        let secrets = crate::capabilities::secrets::SecretsCtx::new(
+            spec.stage,
+            &spec.process.tenant,
+            &plugin,
+            spec.process.declares_secrets,
+            grants.secrets.clone(),
+            spec.process.secret_source.clone(),
+            opened.clone(),
+            spec.tape.clone(),
+        );
         let process = ProcessCtx {
             stage: spec.stage.to_string(),
             tenant: spec.process.tenant,
@@ -150,14 +169,16 @@ impl StageState {
             notices: std::sync::atomic::AtomicUsize::new(0),
             warned_unsandboxed: std::sync::atomic::AtomicBool::new(false),
             tape: spec.tape.clone(),
+            secrets: opened,
         };
         Ok(Self {
+            secrets,
             wasi,
             table,
             limiter: StageLimiter::new(spec.limits),
             process,
             log: LogCtx::new(spec.stage, spec.sink, budget),
-            unavailable: Unavailable::new(spec.stage, spec.tape.clone()),
+            unavailable: Unavailable,
             runtime: crate::capabilities::runtime::RuntimeCtx {
                 stage: spec.stage.to_string(),
                 plugin: plugin.clone(),

@@ -15,6 +15,7 @@ use serde_json::Value;
 
 use std::process::Command;
 
+use crate::support::nap;
 use crate::support::{Project, Run, plugin};
 
 /// The service: answers `GET /` with its `VERSION`, `/healthz` with ok;
@@ -676,13 +677,6 @@ fn canary_metrics_reads_a_real_prometheus_scraping_the_router() {
 }
 
 /// Tests here are synchronous: no tokio worker to block.
-#[expect(
-    clippy::disallowed_methods,
-    reason = "a plain test thread, not a tokio worker"
-)]
-fn nap(d: Duration) {
-    std::thread::sleep(d);
-}
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -14,6 +14,7 @@ mod process;
 mod replay;
 mod scheduler;
 mod support;
+mod tenancy;
 mod validation;
 
 /// Paths of the test guest components, built by host/build.rs.

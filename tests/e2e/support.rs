@@ -131,3 +131,11 @@ impl Project {
         self.weir(&args)
     }
 }
+
+#[expect(
+    clippy::disallowed_methods,
+    reason = "a plain test thread, not a tokio worker"
+)]
+pub fn nap(d: std::time::Duration) {
+    std::thread::sleep(d);
+}

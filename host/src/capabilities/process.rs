@@ -146,6 +146,9 @@ pub struct ProcessCtx {
     pub warned_unsandboxed: std::sync::atomic::AtomicBool,
     /// Where calls are recorded (or, in replay, answered from).
     pub tape: Tape,
+    /// The secrets the Store opened: placeholders in `env` values become
+    /// values, and values in the output become `***`.
+    pub secrets: super::secrets::Opened,
 }
 
 impl Host for ProcessCtx {
@@ -155,7 +158,11 @@ impl Host for ProcessCtx {
             return exit_of(&answer);
         }
         let result = match self.prepare(&cmd) {
-            Ok(prepared) => self.execute(cmd, prepared).await,
+            Ok(prepared) => self.execute(cmd, prepared).await.map(|mut exit| {
+                exit.stdout = self.secrets.mask(std::mem::take(&mut exit.stdout));
+                exit.stderr = self.secrets.mask(std::mem::take(&mut exit.stderr));
+                exit
+            }),
             Err(e) => Err(e),
         };
         let answer = match &result {
@@ -261,7 +268,8 @@ impl ProcessCtx {
                     self.plugin
                 )));
             }
-            env.insert(k.clone(), v.clone());
+            // A secret's placeholder becomes its value here, host-side.
+            env.insert(k.clone(), self.secrets.substitute(v));
         }
 
         let cwd = self.resolve_in_workspace(cmd.cwd.as_deref().unwrap_or("."), "working directory")?;

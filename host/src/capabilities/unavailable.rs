@@ -1,39 +1,16 @@
-//! Imports declared in the WIT but not offered by this host yet.
+//! The shared `types` interface, which has no functions of its own, and
+//! helpers for the replay tape's metric answers.
 //!
-//! Each call does nothing and answers `host-error::unavailable` with the
-//! capability and the stage named; it never pretends to succeed. Linking
-//! them (instead of leaving them out) lets plugins that *could* call them
-//! load, and gives the plugin an error it can report instead of a failed
-//! instantiation.
+//! Every interface the WIT declares is offered by this host now; a future
+//! interface that is not would be linked here, answering
+//! `host-error::unavailable` with the capability and stage named and
+//! never pretending to succeed.
 
-use super::tape::{self, Tape};
-use crate::bindings::host::weir::plugin::types::HostError;
-use crate::bindings::host::weir::plugin::{secrets, types};
+use crate::bindings::host::weir::plugin::types;
 
-/// Per-Store state: the stage's name, for the message, and the replay
-/// tape (what a plugin asked and was told is recorded like any answer).
-#[derive(Debug)]
-pub struct Unavailable {
-    stage: String,
-    tape: Tape,
-}
-
-impl Unavailable {
-    /// For `stage`.
-    pub fn new(stage: &str, tape: Tape) -> Self {
-        Self {
-            stage: stage.to_string(),
-            tape,
-        }
-    }
-
-    fn error(&self, capability: &str, what: &str) -> HostError {
-        HostError::Unavailable(format!(
-            "the `{capability}` capability is unavailable on this weir host ({what}); stage `{}` called `{capability}` and nothing was done",
-            self.stage
-        ))
-    }
-}
+/// Per-Store state of the `types` interface: none.
+#[derive(Debug, Default)]
+pub struct Unavailable;
 
 impl types::Host for Unavailable {}
 
@@ -64,20 +41,4 @@ pub fn series_of(v: &serde_json::Value) -> Vec<types::MetricSeries> {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-impl secrets::Host for Unavailable {
-    async fn get(&mut self, name: String) -> Result<String, HostError> {
-        let request = serde_json::json!({ "name": name });
-        if let Some(answer) = self.tape.answer("secrets.get", &request) {
-            return Err(tape::error_of(&answer).unwrap_or_else(|| {
-                HostError::Unavailable(format!(
-                    "replay: secret `{name}` was read in the recorded run, but secrets are never recorded"
-                ))
-            }));
-        }
-        let e = self.error("secrets", "no secret store is implemented yet");
-        self.tape.record("secrets.get", request, tape::error_answer(&e));
-        Err(e)
-    }
 }

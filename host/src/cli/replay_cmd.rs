@@ -307,6 +307,7 @@ async fn replay_in(
         tenant: tenant.to_string(),
         workspace: workspace.canonicalize().unwrap_or(workspace),
         limits: StageLimits::default(),
+        secrets: crate::config::tenants::Tenant::unrestricted_default().secrets,
         artifacts: ArtifactStore::new(scratch.join("artifacts")),
         history: None,
         // A replay never deploys; recorded metrics come from the tape.

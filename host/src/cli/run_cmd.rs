@@ -347,8 +347,14 @@ async fn start(launch: Launch, args: &RunArgs, verbose: bool) -> ExitCode {
         }
     };
 
-    let (sink, mut events) = EventSink::masked(&run_id, resolved.secret_values.clone());
+    // Every secret a stage may open is masked from the start, with the
+    // environments' secrets: masking is the second line behind handles.
     let policy = tenant;
+    let mut masks = resolved.secret_values.clone();
+    let granted: std::collections::BTreeSet<&String> =
+        plan.stages.iter().flat_map(|s| s.grants.secrets.iter()).collect();
+    masks.extend(granted.into_iter().filter_map(|name| policy.secrets.get(name)));
+    let (sink, mut events) = EventSink::masked(&run_id, masks);
     let tenant = policy.name.clone();
     let mut notifier = Notifier::new(
         &plan.notify,
@@ -419,6 +425,7 @@ async fn start(launch: Launch, args: &RunArgs, verbose: bool) -> ExitCode {
             tenant,
             workspace,
             limits: policy.limits.stage,
+            secrets: policy.secrets.clone(),
             artifacts: crate::artifacts::ArtifactStore::new(run_dir(&run_id).join("artifacts")),
             history: Some(history),
             target: crate::sandbox::TargetSpec {
