@@ -9,10 +9,12 @@
 //! | `secrets` | [`secrets::SecretsCtx`] | manifest + `allow.secrets`; handles only, values swapped in by the consumers |
 //! | `runtime` | [`runtime::RuntimeCtx`] | manifest + `allow.runtime`; the local target |
 //! | WASI p2 | [`wasi`] | one preopen (the workspace), no sockets, declared env only |
+//! | `wasi:http` outgoing | [`http::HttpGate`] | manifest `network` + `allow.network`, checked after DNS resolution |
 //!
 //! [`tape`] records what `process`, `metrics` and `secrets` answered, for
 //! `weir replay`.
 
+pub mod http;
 pub mod log;
 pub mod metrics;
 pub mod process;
@@ -30,6 +32,7 @@ use crate::sandbox::StageState;
 /// Link WASI p2 and every weir import into `linker`.
 pub fn add_to_linker(linker: &mut Linker<StageState>) -> wasmtime::Result<()> {
     wasmtime_wasi::p2::add_to_linker_async(linker)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)?;
     wit::types::add_to_linker::<_, HasSelf<unavailable::Unavailable>>(linker, |s| &mut s.unavailable)?;
     wit::log::add_to_linker::<_, HasSelf<log::LogCtx>>(linker, |s| &mut s.log)?;
     wit::process::add_to_linker::<_, HasSelf<process::ProcessCtx>>(linker, |s| &mut s.process)?;

@@ -319,6 +319,7 @@ pub(crate) fn prepare_store(
                 ..ProcessLimits::default()
             },
             declares_secrets: plugin.info.declares(types::Capability::Secrets),
+            declares_network: plugin.info.declares(types::Capability::Network),
             secret_source: info.secrets.clone(),
         },
         tape: setup.tape.clone(),

@@ -37,6 +37,10 @@ pub struct StageState {
     pub runtime: crate::capabilities::runtime::RuntimeCtx,
     /// The `metrics` import.
     pub metrics: crate::capabilities::metrics::MetricsCtx,
+    /// `wasi:http` state (field size limit).
+    pub http_ctx: wasmtime_wasi_http::WasiHttpCtx,
+    /// The gate every outgoing request passes.
+    pub http: crate::capabilities::http::HttpGate,
     /// Set by the epoch callback when the attempt's deadline passed.
     pub timed_out: bool,
 }
@@ -103,6 +107,8 @@ pub struct ProcessSpec {
     pub limits: ProcessLimits,
     /// Whether the plugin's manifest declares `secrets`.
     pub declares_secrets: bool,
+    /// Whether it declares `network`.
+    pub declares_network: bool,
     /// The tenant's secret source.
     pub secret_source: crate::config::tenants::SecretSource,
 }
@@ -119,6 +125,7 @@ impl ProcessSpec {
             sandbox: Sandbox::Unavailable,
             limits: ProcessLimits::default(),
             declares_secrets: false,
+            declares_network: false,
             secret_source: crate::config::tenants::Tenant::unrestricted_default().secrets,
         }
     }
@@ -171,7 +178,21 @@ impl StageState {
             tape: spec.tape.clone(),
             secrets: opened,
         };
+        let mut http_ctx = wasmtime_wasi_http::WasiHttpCtx::new();
+        http_ctx.set_field_size_limit(crate::capabilities::http::FIELD_SIZE_LIMIT);
+        let http = crate::capabilities::http::HttpGate {
+            stage: spec.stage.to_string(),
+            tenant: process.tenant.clone(),
+            plugin: plugin.clone(),
+            declared: spec.process.declares_network,
+            granted: grants.network.clone(),
+            secrets: process.secrets.clone(),
+            sink: spec.sink.clone(),
+            budget: budget.clone(),
+        };
         Ok(Self {
+            http_ctx,
+            http,
             secrets,
             wasi,
             table,
@@ -211,6 +232,16 @@ impl StageState {
             },
             timed_out: false,
         })
+    }
+}
+
+impl wasmtime_wasi_http::WasiHttpView for StageState {
+    fn http(&mut self) -> wasmtime_wasi_http::WasiHttpCtxView<'_> {
+        wasmtime_wasi_http::WasiHttpCtxView {
+            ctx: &mut self.http_ctx,
+            table: &mut self.table,
+            hooks: &mut self.http,
+        }
     }
 }
 

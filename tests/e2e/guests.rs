@@ -5,6 +5,8 @@
 pub use crate::process::{exec, sneaky};
 // The secrets guest is tested with the tenants, in `tenancy.rs`.
 pub use crate::tenancy::exfiltrate;
+// The HTTP guest is tested in `network.rs`.
+pub use crate::network::fetch;
 // The judges are tested with replay, in `replay.rs`.
 pub use crate::replay::{judge, judge_strict};
 // The rogue strategy is tested with the other rollouts, in `deploy.rs`.

@@ -10,6 +10,7 @@ mod environments;
 mod git;
 mod guests;
 mod history;
+mod network;
 mod process;
 mod replay;
 mod scheduler;
