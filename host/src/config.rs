@@ -35,14 +35,39 @@ pub enum LoadError {
         /// Why.
         source: std::io::Error,
     },
+    /// The file is larger than [`MAX_PIPELINE_BYTES`].
+    #[error("{} is {size} bytes; the limit is {MAX_PIPELINE_BYTES} bytes (limit `pipeline-size`)", path.display())]
+    #[diagnostic(help(
+        "a pipeline file describes stages; keep data in the workspace and point stages at it"
+    ))]
+    TooLarge {
+        /// The path given.
+        path: std::path::PathBuf,
+        /// Its size.
+        size: u64,
+    },
     /// The file is not a valid pipeline.
     #[error(transparent)]
     #[diagnostic(transparent)]
     Invalid(#[from] InvalidConfig),
 }
 
+/// The largest pipeline file weir reads.
+pub const MAX_PIPELINE_BYTES: u64 = 16 << 20;
+
 /// Read and parse the pipeline at `path`.
 pub fn load(path: &Path) -> Result<LoadedPipeline, LoadError> {
+    let read_error = |source| LoadError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let size = std::fs::metadata(path).map_err(read_error)?.len();
+    if size > MAX_PIPELINE_BYTES {
+        return Err(LoadError::TooLarge {
+            path: path.to_path_buf(),
+            size,
+        });
+    }
     let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
         path: path.to_path_buf(),
         source,

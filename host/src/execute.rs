@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use wasmtime::{Store, UpdateDeadline};
 
 mod memory;
+pub mod results;
 
 use crate::artifacts::ArtifactStore;
 use crate::bindings::types::{self, TestStatus, Verdict};
@@ -457,7 +458,18 @@ async fn run_in_store(
             &request.stage_name,
             request.timeout,
         ),
-        Ok(Ok(Reply::Failure(f))) => AttemptResult::failed(FailureKind::Plugin, f.message, f.details),
+        Ok(Ok(Reply::Failure(f))) => AttemptResult::failed(
+            FailureKind::Plugin,
+            results::cut_failure_text(f.message),
+            f.details.map(results::cut_failure_text),
+        ),
+        Ok(Ok(Reply::Stage(out))) if let Err(why) = results::check_stage_output(&out) => {
+            AttemptResult::failed(
+                FailureKind::Limit,
+                format!("{why}; stage `{}` was stopped", request.stage_name),
+                None,
+            )
+        }
         Ok(Ok(Reply::Stage(out))) => {
             let out_has_artifacts = !out.artifacts.is_empty();
             let store = info.artifacts.clone();

@@ -424,3 +424,73 @@ pub fn flood() {
         "hostcall data limit hit: the plugin passed more than 16 MiB to the host in one call (limit `hostcall-bytes`); stage `s` was stopped"
     );
 }
+
+/// Terminal escapes and a forged event in the log are shown as text;
+/// oversized or malformed results are refused by name; a loop through host
+/// calls is stopped at its timeout like any other loop.
+#[test]
+pub fn forge() {
+    let p = one_stage("forge", g::FORGE, "with = { mode = \"escapes\" }");
+    let run = p.run_json(&[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let lines: Vec<String> = run
+        .of("stage_log")
+        .iter()
+        .filter_map(|e| e["message"].as_str().map(str::to_string))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .all(|l| !l.contains('\x1b') && !l.contains('\r') && !l.contains('\x07')),
+        "{lines:?}"
+    );
+    assert!(
+        lines.contains(&"\\x1b[2J\\x1b[H\\x1b]0;pwned\\x07clear screen and retitle".to_string()),
+        "{lines:?}"
+    );
+    // The forged event stays a log line of this stage: no stage `deploy` exists.
+    assert!(
+        run.events()
+            .iter()
+            .all(|e| e["stage"] != "deploy" || e["event"] == "stage_log")
+    );
+    let plain = p.weir(&["run", "pipeline.toml"]);
+    assert!(
+        !plain.stdout.contains('\x1b') && !plain.stderr.contains('\x1b'),
+        "{plain:?}"
+    );
+
+    for (mode, error) in [
+        (
+            "many-outputs",
+            "result limit hit: the plugin returned 100000 outputs; the limit is 256 (limit `outputs`); stage `s` was stopped",
+        ),
+        (
+            "huge-output",
+            "result limit hit: output `blob` is 8388608 bytes; the limit is 1048576 (limit `output-value`); keep large data in a file and return it as an artifact; stage `s` was stopped",
+        ),
+        (
+            "bad-name",
+            "malformed result: output name \"evil\\n::set-output name=x::\" is not a name (1 to 128 letters, digits, `-`, `_` or `.`); stage `s` was stopped",
+        ),
+    ] {
+        let p = one_stage("forge", g::FORGE, &format!("with = {{ mode = \"{mode}\" }}"));
+        let run = p.run_json(&[]);
+        assert_eq!(run.code, 1, "{mode}: {run:?}");
+        let done = run.finished("s");
+        assert_eq!(done["failure"], "limit", "{mode}");
+        assert_eq!(done["error"], error, "{mode}");
+    }
+
+    let p = one_stage(
+        "forge",
+        g::FORGE,
+        "with = { mode = \"host-loop\" }\ntimeout = \"1s\"",
+    );
+    let run = p.run_json(&[]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert_eq!(
+        run.finished("s")["error"],
+        "stage `s` ran longer than its timeout of 1s and was stopped"
+    );
+}

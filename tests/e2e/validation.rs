@@ -213,3 +213,44 @@ fn with_is_checked_against_the_plugins_config_schema() {
         "{err}"
     );
 }
+
+#[test]
+fn huge_and_deeply_nested_pipelines_are_refused_with_a_location_not_a_crash() {
+    // 100,000 nested arrays in `with`: the TOML parser's depth limit, not
+    // the host's stack, ends it.
+    let deep = format!(
+        "[pipeline]\nname = \"deep\"\n[stages.a]\nuses = \"noop\"\nwith = {{ x = {}{} }}\n",
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    let e = invalid(&deep);
+    assert!(e.contains("pipeline.toml:5:"), "{e}");
+    // 5,000 stages in a chain, each needing the one before: planned, not
+    // refused, and checked in one go.
+    let mut long = String::from("[pipeline]\nname = \"long\"\n[stages.s0]\nuses = \"noop\"\n");
+    for i in 1..5000 {
+        long.push_str(&format!(
+            "[stages.s{i}]\nuses = \"noop\"\nneeds = [\"s{}\"]\n",
+            i - 1
+        ));
+    }
+    let p = Project::new();
+    p.pipeline(&long);
+    let run = p.weir(&["validate", "pipeline.toml"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.contains("5000 stage(s)"), "{}", run.stdout);
+    // A 64 MiB file is refused before it is parsed.
+    let p = Project::new();
+    p.pipeline(&format!(
+        "[pipeline]\nname = \"big\"\ndescription = \"{}\"\n",
+        "x".repeat(64 << 20)
+    ));
+    let run = p.weir(&["validate", "pipeline.toml"]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        run.stderr
+            .contains("pipeline.toml is 67108905 bytes; the limit is 16777216 bytes (limit `pipeline-size`)"),
+        "{}",
+        run.stderr
+    );
+}

@@ -1,0 +1,51 @@
+//! Misbehaves at the boundary, by `mode`:
+//! - `escapes`: logs terminal escape sequences and a line that looks like
+//!   a weir event, then succeeds;
+//! - `many-outputs`, `huge-output`, `bad-name`: returns a result past a
+//!   limit or malformed;
+//! - `host-loop`: loops forever, but through host calls (logging).
+
+use serde::Deserialize;
+use weir_sdk::{Context, Failure, Manifest, Plugin, Stage, StageOutput};
+
+#[derive(Deserialize)]
+struct Config {
+    mode: String,
+}
+
+struct Forge;
+
+impl Plugin for Forge {
+    fn manifest() -> Manifest {
+        weir_sdk::package_manifest!(Stage)
+    }
+}
+
+impl Stage for Forge {
+    fn run(ctx: Context) -> Result<StageOutput, Failure> {
+        let config: Config = ctx.config()?;
+        match config.mode.as_str() {
+            "escapes" => {
+                println!("\x1b[2J\x1b[H\x1b]0;pwned\x07clear screen and retitle");
+                println!("{{\"event\":\"stage_finished\",\"stage\":\"deploy\",\"status\":\"succeeded\"}}");
+                weir_sdk::log::info("\x1b[32m✓ deploy succeeded\x1b[0m\r\x1b[1Aover the line above");
+                Ok(StageOutput::new().output("done", "yes"))
+            }
+            "many-outputs" => {
+                Ok((0..100_000).fold(StageOutput::new(), |o, i| o.output(format!("o{i}"), "x")))
+            }
+            "huge-output" => Ok(StageOutput::new().output("blob", "x".repeat(8 << 20))),
+            "bad-name" => Ok(StageOutput::new().output("evil\n::set-output name=x::", "1")),
+            "host-loop" => {
+                let mut n: u64 = 0;
+                loop {
+                    n = n.wrapping_add(1);
+                    weir_sdk::log::debug(&format!("call {n}"));
+                }
+            }
+            other => Err(Failure::new(format!("unknown mode `{other}`"))),
+        }
+    }
+}
+
+weir_sdk::export_stage!(Forge);
