@@ -487,3 +487,62 @@ fn inside_bubblewrap_programs_are_unprivileged_and_root_only_files_are_masked() 
         "/etc/shadow was readable: {stdout}"
     );
 }
+
+/// A granted program cannot be made to run one that is not: `env PROG`,
+/// git's command-running options and variables, a look-alike binary in the
+/// workspace, each refused by name.
+#[test]
+fn the_allowlist_cannot_be_bypassed_through_a_granted_program() {
+    for (with, allow, why) in [
+        (
+            r#"{ program = "env", args = ["sh", "-c", "id"] }"#,
+            r#"{ exec = ["env"] }"#,
+            "denied: process:exec `env` refused for stage `s` (tenant `default`): `env` would run `sh`, which is not granted; grant it with allow = { exec = [\"sh\"] }",
+        ),
+        (
+            r#"{ program = "env", args = ["-S", "sh -c id"] }"#,
+            r#"{ exec = ["env", "sh"] }"#,
+            "denied: process:exec `env` refused for stage `s` (tenant `default`): `env -S` splits a string into a command line; run the program itself",
+        ),
+        (
+            r#"{ program = "git", args = ["-c", "core.sshCommand=sh -c id", "fetch", "ssh://x/y"] }"#,
+            r#"{ exec = ["git"] }"#,
+            "denied: process:exec `git` refused for stage `s` (tenant `default`): git's `-c core.sshCommand` is not one of the settings a plugin may pass (protocol.file.allow, uploadpack.allowAnySHA1InWant, safe.directory, init.defaultBranch, user.name, user.email, advice.detachedHead, gc.auto, color.ui); others can make git run any command",
+        ),
+        (
+            r#"{ program = "git", args = ["ls-remote", "--upload-pack=sh -c id", "."] }"#,
+            r#"{ exec = ["git"] }"#,
+            "denied: process:exec `git` refused for stage `s` (tenant `default`): git's `--upload-pack=sh -c id` names a program for git to run; it is not allowed from a plugin",
+        ),
+        (
+            r#"{ program = "git", args = ["fetch"], env = [["GIT_SSH_COMMAND", "sh -c id"]] }"#,
+            r#"{ exec = ["git"] }"#,
+            "denied: plugin `exec` may not set `GIT_SSH_COMMAND` for programs: it makes a program run a command of the plugin's choosing; set it in the stage's `env` in pipeline.toml if the pipeline means it",
+        ),
+        (
+            r#"{ program = "./git", args = ["--version"] }"#,
+            r#"{ exec = ["git"] }"#,
+            "denied: process:exec `./git` is not granted to stage `s` (tenant `default`); grant it with allow = { exec = [\"./git\"] }",
+        ),
+    ] {
+        let p = Project::new();
+        let run = exec_stage(&p, with, &format!("allow = {allow}"));
+        assert_eq!(run.code, 1, "{with}: {run:?}");
+        assert_eq!(run.finished("s")["error"], why, "{with}");
+    }
+    // A `git` planted in the workspace is not what `git` runs.
+    let p = Project::new();
+    let fake = p.write("ws/git", "#!/bin/sh\necho pwned\n");
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+    let run = exec_stage(
+        &p,
+        r#"{ program = "git", args = ["--version"] }"#,
+        r#"allow = { exec = ["git"] }"#,
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    let stdout = run.finished("s")["outputs"]["stdout"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(stdout.starts_with("git version"), "{stdout}");
+}

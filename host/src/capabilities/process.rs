@@ -174,6 +174,148 @@ impl Host for ProcessCtx {
     }
 }
 
+/// Why running `program` with `args` would run something the stage was
+/// not granted, if it would: `env PROG` runs PROG (so PROG must be granted
+/// too; `env -S` is refused outright), and git's global options that name
+/// a command to run (`-c`, `--config-env`, `--exec-path`,
+/// `--upload-pack`, `--receive-pack`) are refused. What a granted program
+/// does on its own, from files in the workspace, is bounded by the sandbox
+/// it runs in, not by this list.
+pub fn smuggled(program: &str, args: &[String], granted: &[String]) -> Option<String> {
+    let name = program.rsplit('/').next().unwrap_or(program);
+    match name {
+        "env" => {
+            let mut i = 0;
+            while let Some(a) = args.get(i) {
+                match a.as_str() {
+                    "-S" | "--split-string" => {
+                        return Some(
+                            "`env -S` splits a string into a command line; run the program itself".into(),
+                        );
+                    }
+                    _ if a.starts_with("-S") || a.starts_with("--split-string=") => {
+                        return Some(
+                            "`env -S` splits a string into a command line; run the program itself".into(),
+                        );
+                    }
+                    "-u" | "--unset" | "-C" | "--chdir" => i += 2,
+                    "--" => {
+                        i += 1;
+                        break;
+                    }
+                    _ if a.starts_with('-') || a.contains('=') => i += 1,
+                    _ => break,
+                }
+            }
+            let target = args.get(i)?;
+            let target_name = target.rsplit('/').next().unwrap_or(target);
+            (!granted.iter().any(|g| g == target || g == target_name)).then(|| {
+                format!("`env` would run `{target}`, which is not granted; grant it with allow = {{ exec = [\"{target_name}\"] }}")
+            })
+        }
+        "git" => {
+            // Global options, before the subcommand. `-c KEY=VALUE` may only
+            // set keys that cannot name a command.
+            let mut i = 0;
+            while let Some(a) = args.get(i) {
+                if !a.starts_with('-') {
+                    break;
+                }
+                let option = a.split('=').next().unwrap_or(a);
+                if matches!(option, "--config-env" | "--exec-path") {
+                    return Some(format!("git's `{option}` can make git run any command"));
+                }
+                if matches!(
+                    a.as_str(),
+                    "-C" | "--git-dir" | "--work-tree" | "--namespace" | "--super-prefix"
+                ) {
+                    i += 2;
+                    continue;
+                }
+                if let Some(rest) = a.strip_prefix("-c") {
+                    let setting = if rest.is_empty() {
+                        i += 1;
+                        args.get(i).map(String::as_str).unwrap_or_default()
+                    } else {
+                        rest
+                    };
+                    let key = setting.split('=').next().unwrap_or_default();
+                    if !SAFE_GIT_CONFIG.iter().any(|k| k.eq_ignore_ascii_case(key)) {
+                        return Some(format!(
+                            "git's `-c {key}` is not one of the settings a plugin may pass ({}); others can make git run any command",
+                            SAFE_GIT_CONFIG.join(", ")
+                        ));
+                    }
+                }
+                i += 1;
+            }
+            args.iter()
+                .find(|a| {
+                    (a.starts_with("--upload-pack") || a.starts_with("--receive-pack") || a.as_str() == "-u")
+                        && a.as_str() != SAFE_UPLOAD_PACK
+                })
+                .filter(|_| {
+                    args.iter().any(|a| {
+                        matches!(
+                            a.as_str(),
+                            "clone" | "fetch" | "ls-remote" | "pull" | "push" | "archive"
+                        )
+                    })
+                })
+                .map(|a| {
+                    format!("git's `{a}` names a program for git to run; it is not allowed from a plugin")
+                })
+        }
+        _ => None,
+    }
+}
+
+/// git settings a plugin may pass with `-c`: none can name a command.
+pub const SAFE_GIT_CONFIG: &[&str] = &[
+    "protocol.file.allow",
+    "uploadpack.allowAnySHA1InWant",
+    "safe.directory",
+    "init.defaultBranch",
+    "user.name",
+    "user.email",
+    "advice.detachedHead",
+    "gc.auto",
+    "color.ui",
+];
+
+/// The one `--upload-pack` a plugin may pass: git's own, allowing a fetch
+/// by commit.
+const SAFE_UPLOAD_PACK: &str = "--upload-pack=git -c uploadpack.allowAnySHA1InWant=true upload-pack";
+
+/// Variables a plugin may not set for a program: each makes git (or ssh)
+/// run a command of the plugin's choosing, or read configuration that can.
+pub fn command_variable(key: &str, value: &str) -> bool {
+    matches!(
+        key,
+        "GIT_SSH"
+            | "GIT_SSH_COMMAND"
+            | "GIT_EXEC_PATH"
+            | "GIT_PROXY_COMMAND"
+            | "GIT_EXTERNAL_DIFF"
+            | "GIT_PAGER"
+            | "PAGER"
+            | "GIT_EDITOR"
+            | "EDITOR"
+            | "VISUAL"
+            | "GIT_SEQUENCE_EDITOR"
+            | "GIT_ASKPASS"
+            | "SSH_ASKPASS"
+            | "GIT_CONFIG"
+            | "GIT_CONFIG_COUNT"
+            | "GIT_CONFIG_PARAMETERS"
+            | "GIT_TEMPLATE_DIR"
+            | "BASH_ENV"
+            | "ENV"
+    ) || key.starts_with("GIT_CONFIG_KEY_")
+        || key.starts_with("GIT_CONFIG_VALUE_")
+        || (matches!(key, "GIT_CONFIG_GLOBAL" | "GIT_CONFIG_SYSTEM") && value != "/dev/null")
+}
+
 /// A call's arguments, as the replay tape keeps them.
 fn command_json(cmd: &Command) -> serde_json::Value {
     serde_json::json!({
@@ -250,6 +392,13 @@ impl ProcessCtx {
             )));
         }
 
+        if let Some(why) = smuggled(program, &cmd.args, &self.grants.exec) {
+            return Err(HostError::Denied(format!(
+                "process:exec `{program}` refused for {}: {why}",
+                self.who()
+            )));
+        }
+
         let mut env: BTreeMap<String, String> = BTreeMap::new();
         env.insert("PATH".into(), DEFAULT_PATH.into());
         env.extend(self.env.iter().cloned());
@@ -260,6 +409,12 @@ impl ProcessCtx {
             if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
                 return Err(HostError::Invalid(format!(
                     "`{k}` is not a valid environment variable"
+                )));
+            }
+            if command_variable(k, v) {
+                return Err(HostError::Denied(format!(
+                    "plugin `{}` may not set `{k}` for programs: it makes a program run a command of the plugin's choosing; set it in the stage's `env` in pipeline.toml if the pipeline means it",
+                    self.plugin
                 )));
             }
             if k == "PATH" || k.starts_with("LD_") {
@@ -664,4 +819,57 @@ pub fn find_program(name: &str, path: &str) -> Option<PathBuf> {
         let meta = std::fs::metadata(&candidate).ok()?;
         (meta.is_file() && meta.permissions().mode() & 0o111 != 0).then_some(candidate)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trampolines_cannot_run_what_is_not_granted() {
+        let g = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let granted = g(&["env", "git", "true"]);
+        assert!(
+            smuggled("env", &g(&["sh", "-c", "id"]), &granted)
+                .unwrap()
+                .contains("`env` would run `sh`")
+        );
+        assert!(
+            smuggled("env", &g(&["-u", "true", "sh"]), &granted).is_some(),
+            "-u takes a value"
+        );
+        assert!(smuggled("env", &g(&["-i", "A=1", "/bin/sh"]), &granted).is_some());
+        assert!(smuggled("env", &g(&["-S", "sh -c id"]), &granted).is_some());
+        assert_eq!(smuggled("env", &g(&["A=1", "true"]), &granted), None);
+        assert!(smuggled("git", &g(&["-c", "core.sshCommand=sh", "fetch"]), &granted).is_some());
+        assert_eq!(
+            smuggled(
+                "git",
+                &g(&["-c", "protocol.file.allow=always", "fetch", SAFE_UPLOAD_PACK]),
+                &granted
+            ),
+            None
+        );
+        assert!(command_variable("GIT_SSH_COMMAND", "sh") && command_variable("GIT_CONFIG_KEY_0", "x"));
+        assert!(
+            command_variable("GIT_CONFIG_GLOBAL", "./evil")
+                && !command_variable("GIT_CONFIG_GLOBAL", "/dev/null")
+        );
+        assert!(smuggled("git", &g(&["-ccore.pager=sh", "log"]), &granted).is_some());
+        assert!(smuggled("git", &g(&["ls-remote", "--upload-pack=sh", "x"]), &granted).is_some());
+        assert_eq!(
+            smuggled("git", &g(&["commit", "-c", "HEAD"]), &granted),
+            None,
+            "-c after the subcommand is its own"
+        );
+        assert!(
+            smuggled(
+                "git",
+                &g(&["-C", ".", "-c", "core.fsmonitor=sh", "status"]),
+                &granted
+            )
+            .is_some()
+        );
+        assert_eq!(smuggled("git", &g(&["add", "-u"]), &granted), None);
+    }
 }
