@@ -829,6 +829,16 @@ fn wasmtime_limit(e: &wasmtime::Error, limits: &StageLimits) -> Option<String> {
             "CPU limit hit: the plugin executed its whole budget of {} fuel (wasm instructions) (limit `fuel`)",
             limits.fuel.unwrap_or(u64::MAX)
         ))
+    } else if text.contains("requested len") && text.contains("exceeds limit") {
+        let asked = text
+            .split("requested len ")
+            .nth(1)
+            .and_then(|t| t.split_whitespace().next())
+            .unwrap_or("more");
+        Some(format!(
+            "random-bytes limit hit: the plugin asked for {asked} random bytes in one call; the limit is {} (limit `random-bytes`)",
+            limits.random_bytes
+        ))
     } else if text.contains("resource table has no free keys") {
         Some(format!(
             "resource limit hit: the plugin held more than {} open handles (limit `resource-handles`)",

@@ -3,7 +3,9 @@
 //!   a weir event, then succeeds;
 //! - `many-outputs`, `huge-output`, `bad-name`: returns a result past a
 //!   limit or malformed;
-//! - `host-loop`: loops forever, but through host calls (logging).
+//! - `host-loop`: loops forever, but through host calls (logging);
+//! - `handles`: opens the workspace over and over, keeping every handle;
+//! - `random`: asks the host for 1 GiB of random bytes in one call.
 
 use serde::Deserialize;
 use weir_sdk::{Context, Failure, Manifest, Plugin, Stage, StageOutput};
@@ -42,6 +44,19 @@ impl Stage for Forge {
                     n = n.wrapping_add(1);
                     weir_sdk::log::debug(&format!("call {n}"));
                 }
+            }
+            "handles" => {
+                let mut kept = Vec::new();
+                loop {
+                    match std::fs::File::open(".") {
+                        Ok(f) => kept.push(f),
+                        Err(e) => return Err(Failure::new(format!("open failed after {}: {e}", kept.len()))),
+                    }
+                }
+            }
+            "random" => {
+                let bytes = wasip2::random::random::get_random_bytes(1 << 30);
+                Ok(StageOutput::new().output("got", bytes.len().to_string()))
             }
             other => Err(Failure::new(format!("unknown mode `{other}`"))),
         }
