@@ -56,7 +56,14 @@
 //! host imports re-exported here ([`log`] always; [`process`], [`metrics`],
 //! [`secrets`] and [`runtime`] only when the manifest lists the capability
 //! and the pipeline grants it). A refused call returns a [`HostError`]
-//! naming what to grant.
+//! naming what to grant. Outgoing HTTP goes through `wasi:http` (any
+//! wasi:http client crate) with `Capability::Network` and the host in the
+//! stage's `allow.network`.
+//!
+//! Secrets are handles: `secrets::open("TOKEN")` gives a `secret` whose
+//! `placeholder()` a plugin puts in a program's environment
+//! (`Command::env`) or an HTTP header value; the host swaps the value in as
+//! the program starts or the request leaves, so the plugin never holds it.
 #![deny(missing_docs)]
 
 pub mod glob;
