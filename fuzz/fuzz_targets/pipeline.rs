@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
-use weir::config::tenants::{AllowPolicy, Tenant};
+use weir_pipeline::config::tenants::{AllowPolicy, Tenant};
 
 /// The built-ins' names, as `plan::build` needs them (their bytes are not
 /// built for fuzzing).
@@ -33,10 +33,10 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let Ok(loaded) = weir::config::parse(Path::new("pipeline.toml"), text.to_string()) else {
+    let Ok(loaded) = weir_pipeline::config::parse(Path::new("pipeline.toml"), text.to_string()) else {
         return;
     };
-    let Ok(mut plan) = weir::plan::build(loaded, BUILTINS) else {
+    let Ok(mut plan) = weir_pipeline::plan::build(loaded, BUILTINS) else {
         return;
     };
     let _ = plan.topological_order();
@@ -48,7 +48,7 @@ fuzz_target!(|data: &[u8]| {
         }),
         ..Tenant::unrestricted_default()
     };
-    weir::plan::tenancy::clamp_timeouts(&mut plan, &strict);
-    let _ = weir::plan::tenancy::check(&plan, &strict);
-    let _ = weir::plan::environments::resolve(&mut plan, None, &|_| None);
+    weir_pipeline::plan::tenancy::clamp_timeouts(&mut plan, &strict);
+    let _ = weir_pipeline::plan::tenancy::check(&plan, &strict);
+    let _ = weir_pipeline::plan::environments::resolve(&mut plan, None, &|_| None);
 });

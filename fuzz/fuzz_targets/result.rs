@@ -4,8 +4,9 @@
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use weir::bindings::types::{Artifact, StageOutput};
-use weir::execute::results::{check_stage_output, cut_failure_text};
+use weir_pipeline::results::{
+    MAX_FAILURE_TEXT, MAX_OUTPUTS, StageResult, check_stage_output, cut_failure_text,
+};
 
 #[derive(Arbitrary, Debug)]
 struct Input {
@@ -16,18 +17,19 @@ struct Input {
 }
 
 fuzz_target!(|input: Input| {
-    let out = StageOutput {
-        outputs: input.outputs,
-        artifacts: input
-            .artifacts
-            .into_iter()
-            .map(|(name, path)| Artifact { name, path })
-            .collect(),
-        summary: input.summary,
+    let artifacts: Vec<(&str, &str)> = input
+        .artifacts
+        .iter()
+        .map(|(n, p)| (n.as_str(), p.as_str()))
+        .collect();
+    let out = StageResult {
+        outputs: &input.outputs,
+        artifacts: &artifacts,
+        summary: input.summary.as_deref(),
     };
-    if check_stage_output(&out).is_ok() {
-        assert!(out.outputs.len() <= weir::execute::results::MAX_OUTPUTS);
+    if check_stage_output(out).is_ok() {
+        assert!(input.outputs.len() <= MAX_OUTPUTS);
     }
     let cut = cut_failure_text(input.failure);
-    assert!(cut.len() <= weir::execute::results::MAX_FAILURE_TEXT + 32);
+    assert!(cut.len() <= MAX_FAILURE_TEXT + 32);
 });

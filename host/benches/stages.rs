@@ -249,6 +249,7 @@ fn run_info(run_id: &str, tenant: &str, workspace: &Path, artifacts: &Path) -> R
         tenant: tenant.into(),
         workspace: workspace.to_path_buf(),
         limits: StageLimits::default(),
+        secrets: weir::config::tenants::Tenant::unrestricted_default().secrets,
         artifacts: weir::artifacts::ArtifactStore::new(artifacts.to_path_buf()),
         history: None,
         target: Default::default(),

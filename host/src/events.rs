@@ -92,28 +92,7 @@ pub enum Level {
     Error,
 }
 
-/// One finding, as reported.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct FindingRecord {
-    /// The rule.
-    pub rule: String,
-    /// `info` … `critical`.
-    pub severity: String,
-    /// What and how to fix.
-    pub message: String,
-    /// File, line, column when known.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub path: Option<String>,
-    /// 1-based line.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub line: Option<u32>,
-    /// 1-based column.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub column: Option<u32>,
-    /// Structured detail (advisory ids, package versions); never a secret.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub fields: BTreeMap<String, String>,
-}
+pub use weir_pipeline::findings::FindingRecord;
 
 /// How an analyzer stage was judged.
 #[derive(Debug, Clone, Serialize, Deserialize)]

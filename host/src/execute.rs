@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use wasmtime::{Store, UpdateDeadline};
 
 mod memory;
-pub mod results;
+pub use weir_pipeline::results;
 
 use crate::artifacts::ArtifactStore;
 use crate::bindings::types::{self, TestStatus, Verdict};
@@ -463,7 +463,17 @@ async fn run_in_store(
             results::cut_failure_text(f.message),
             f.details.map(results::cut_failure_text),
         ),
-        Ok(Ok(Reply::Stage(out))) if let Err(why) = results::check_stage_output(&out) => {
+        Ok(Ok(Reply::Stage(out)))
+            if let Err(why) = results::check_stage_output(results::StageResult {
+                outputs: &out.outputs,
+                artifacts: &out
+                    .artifacts
+                    .iter()
+                    .map(|a| (a.name.as_str(), a.path.as_str()))
+                    .collect::<Vec<_>>(),
+                summary: out.summary.as_deref(),
+            }) =>
+        {
             AttemptResult::failed(
                 FailureKind::Limit,
                 format!("{why}; stage `{}` was stopped", request.stage_name),

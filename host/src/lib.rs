@@ -13,19 +13,18 @@
 
 #![deny(missing_docs)]
 
+pub use weir_pipeline::{config, findings, plan};
+
 pub mod artifacts;
 pub mod beneath;
 pub mod bindings;
 pub mod blobs;
 pub mod capabilities;
 pub mod cli;
-pub mod config;
 pub mod engine;
 pub mod events;
 pub mod execute;
-pub mod findings;
 pub mod notify;
-pub mod plan;
 pub mod plugins;
 pub mod report;
 pub mod rollout;

@@ -676,8 +676,6 @@ fn canary_metrics_reads_a_real_prometheus_scraping_the_router() {
     assert_eq!(d.service()["stable"], "v2");
 }
 
-/// Tests here are synchronous: no tokio worker to block.
-
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())

@@ -132,6 +132,7 @@ impl Project {
     }
 }
 
+/// Sleep: tests here are synchronous, with no tokio worker to block.
 #[expect(
     clippy::disallowed_methods,
     reason = "a plain test thread, not a tokio worker"

@@ -39,14 +39,7 @@ const MAX_ANSWER: usize = 32 << 20;
 /// How long a Prometheus query may take.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A metrics provider the pipeline configured.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Provider {
-    /// The local target's router.
-    Builtin,
-    /// A Prometheus server's HTTP API at this base URL.
-    Prometheus(String),
-}
+pub use weir_pipeline::providers::Provider;
 
 /// Per-Store state of the `metrics` import.
 #[derive(Debug)]

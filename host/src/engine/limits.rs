@@ -7,53 +7,7 @@
 
 use wasmtime::ResourceLimiter;
 
-/// The limits one stage attempt runs under.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StageLimits {
-    /// Bytes of linear memory across all memories of the Store. Prevents a
-    /// plugin from exhausting the host's memory.
-    pub memory_bytes: usize,
-    /// Elements across all tables. Prevents table growth from doing the same.
-    pub table_elements: usize,
-    /// Core and component instances a Store may create.
-    pub instances: usize,
-    /// Tables a Store may create.
-    pub tables: usize,
-    /// Linear memories a Store may create.
-    pub memories: usize,
-    /// Bytes a guest may pass to the host in one host call (strings, lists).
-    pub hostcall_bytes: usize,
-    /// Live resource handles in the Store's WASI table.
-    pub resource_handles: usize,
-    /// Bytes of random data a guest may ask for in one call.
-    pub random_bytes: u64,
-    /// Bytes of log text a stage may write before lines are dropped.
-    pub log_bytes: usize,
-    /// Bytes of a program's stdout (and, separately, stderr) returned to
-    /// the plugin; the rest is cut and reported.
-    pub output_bytes: usize,
-    /// Wasm instructions (fuel) one plugin call may execute: a CPU budget.
-    /// `None` leaves CPU bounded by wall time only.
-    pub fuel: Option<u64>,
-}
-
-impl Default for StageLimits {
-    fn default() -> Self {
-        Self {
-            memory_bytes: 256 << 20,
-            table_elements: 100_000,
-            instances: 64,
-            tables: 64,
-            memories: 16,
-            hostcall_bytes: 16 << 20,
-            resource_handles: 10_000,
-            random_bytes: 1 << 20,
-            log_bytes: 4 << 20,
-            output_bytes: 1 << 20,
-            fuel: None,
-        }
-    }
-}
+pub use weir_pipeline::limits::{StageLimits, human_bytes};
 
 /// A limit that stopped a plugin, with what it asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -200,22 +154,6 @@ fn record(first: &mut Option<LimitHit>, hit: LimitHit) -> wasmtime::Error {
     let message = hit.to_string();
     first.get_or_insert(hit);
     wasmtime::Error::msg(message)
-}
-
-/// `1.5 MiB`, `256 MiB`, `12 KiB`: sizes for people.
-pub fn human_bytes(n: usize) -> String {
-    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 || value.fract() == 0.0 {
-        format!("{value:.0} {}", UNITS[unit])
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::path::{Component, Path};
+use std::path::Path;
 
 use crate::beneath;
 
@@ -88,21 +88,7 @@ impl FileSet {
     }
 }
 
-/// Whether `glob` is a usable input pattern: relative, inside the
-/// workspace.
-pub fn check_glob(glob: &str) -> Result<(), String> {
-    let path = Path::new(glob);
-    if glob.trim().is_empty() {
-        return Err("is empty".into());
-    }
-    if path.is_absolute() {
-        return Err("is absolute; inputs are paths inside the workspace".into());
-    }
-    if path.components().any(|c| matches!(c, Component::ParentDir)) {
-        return Err("leaves the workspace (`..`)".into());
-    }
-    Ok(())
-}
+pub use weir_pipeline::globs::check_glob;
 
 /// Whether `rel` is one of `globs` (a plain path also takes everything
 /// under it, so `src` means the directory).

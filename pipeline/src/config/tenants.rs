@@ -25,7 +25,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::source::{ConfigError, SourceFile};
-use crate::engine::StageLimits;
+use crate::limits::StageLimits;
 
 /// The tenant a run belongs to when `--tenant` is not given.
 pub const DEFAULT_TENANT: &str = "default";

@@ -63,7 +63,7 @@ fn list(items: &[String]) -> String {
 
 /// Branch patterns match like GitHub Actions' branch filters.
 #[path = "../../../sdk/src/pattern.rs"]
-pub(crate) mod pattern;
+pub mod pattern;
 
 use pattern::matches as glob_match;
 

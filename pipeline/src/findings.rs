@@ -6,9 +6,9 @@
 //! decides; with one, the gate does (an `inconclusive` verdict still fails,
 //! because there was nothing to judge).
 
-use serde::Serialize;
+use std::collections::BTreeMap;
 
-use crate::events::FindingRecord;
+use serde::{Deserialize, Serialize};
 
 /// How bad a finding is, lowest first (the WIT `severity`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
@@ -200,6 +200,29 @@ pub fn place(f: &FindingRecord) -> String {
         (Some(p), None, _) => p.clone(),
         (None, ..) => String::from("-"),
     }
+}
+
+/// One finding, as reported.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FindingRecord {
+    /// The rule.
+    pub rule: String,
+    /// `info` … `critical`.
+    pub severity: String,
+    /// What and how to fix.
+    pub message: String,
+    /// File, line, column when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// 1-based line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<u32>,
+    /// 1-based column.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub column: Option<u32>,
+    /// Structured detail (advisory ids, package versions); never a secret.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub fields: BTreeMap<String, String>,
 }
 
 #[cfg(test)]

@@ -42,7 +42,7 @@ pub struct Plan {
     /// Stages in file order; [`PlannedStage::needs`] indexes into this.
     pub stages: Vec<PlannedStage>,
     /// `[providers.NAME]`: metrics providers, by name.
-    pub providers: BTreeMap<String, crate::capabilities::metrics::Provider>,
+    pub providers: BTreeMap<String, crate::providers::Provider>,
     /// `[environments.NAME]`, by name.
     pub environments: BTreeMap<String, environments::Environment>,
     /// `[pipeline] environment`: the run's when `--env` is not given.
@@ -50,7 +50,7 @@ pub struct Plan {
     /// `[pipeline] concurrency`: held by the whole run.
     pub concurrency: Option<Concurrency>,
     /// `[notify]`'s webhooks.
-    pub notify: Vec<crate::notify::Webhook>,
+    pub notify: Vec<crate::webhooks::Webhook>,
 }
 
 /// A concurrency group and what to do when it is taken.
@@ -440,10 +440,7 @@ pub fn build(loaded: LoadedPipeline, builtins: &[&str]) -> Result<Plan, InvalidC
                     .help("write the server's base URL, e.g. prometheus = \"http://127.0.0.1:9090\""),
             );
         }
-        providers.insert(
-            name.clone(),
-            crate::capabilities::metrics::Provider::Prometheus(url),
-        );
+        providers.insert(name.clone(), crate::providers::Provider::Prometheus(url));
     }
     for (key, spec) in &file.stages {
         let Some(allow) = &spec.get_ref().allow else {
@@ -479,7 +476,7 @@ pub fn build(loaded: LoadedPipeline, builtins: &[&str]) -> Result<Plan, InvalidC
     let notify = file
         .notify
         .as_ref()
-        .map(|n| crate::notify::plan_webhooks(&source, n.get_ref(), &mut errors))
+        .map(|n| crate::webhooks::plan_webhooks(&source, n.get_ref(), &mut errors))
         .unwrap_or_default();
 
     let mut stages = Vec::with_capacity(names.len());
@@ -700,7 +697,7 @@ fn plan_stage(
 
     let mut inputs = Vec::new();
     for glob in &spec.inputs {
-        match crate::stage_cache::files::check_glob(glob.get_ref()) {
+        match crate::globs::check_glob(glob.get_ref()) {
             Ok(()) => inputs.push(glob.get_ref().clone()),
             Err(why) => errors.push(
                 source

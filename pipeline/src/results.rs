@@ -3,7 +3,17 @@
 //! their number, names and sizes are limited here, by name, before any of
 //! them is kept.
 
-use crate::bindings::types::StageOutput;
+/// What a stage returned, as plain data (the host converts its WIT
+/// record into this view).
+#[derive(Debug, Clone, Copy)]
+pub struct StageResult<'a> {
+    /// `(name, value)` outputs.
+    pub outputs: &'a [(String, String)],
+    /// `(name, path)` artifacts.
+    pub artifacts: &'a [(&'a str, &'a str)],
+    /// The summary line.
+    pub summary: Option<&'a str>,
+}
 
 /// Most outputs one stage may return (limit `outputs`).
 pub const MAX_OUTPUTS: usize = 256;
@@ -18,7 +28,7 @@ pub const MAX_ARTIFACTS: usize = 1000;
 pub const MAX_FAILURE_TEXT: usize = 64 << 10;
 
 /// Why `out` is refused, if it is.
-pub fn check_stage_output(out: &StageOutput) -> Result<(), String> {
+pub fn check_stage_output(out: StageResult<'_>) -> Result<(), String> {
     if out.outputs.len() > MAX_OUTPUTS {
         return Err(format!(
             "result limit hit: the plugin returned {} outputs; the limit is {MAX_OUTPUTS} (limit `outputs`)",
@@ -31,8 +41,8 @@ pub fn check_stage_output(out: &StageOutput) -> Result<(), String> {
             out.artifacts.len()
         ));
     }
-    let mut total = out.summary.as_ref().map_or(0, String::len);
-    for (name, value) in &out.outputs {
+    let mut total = out.summary.map_or(0, str::len);
+    for (name, value) in out.outputs {
         if !valid_name(name) {
             return Err(format!(
                 "malformed result: output name {name:?} is not a name (1 to 128 letters, digits, `-`, `_` or `.`)"
@@ -49,7 +59,7 @@ pub fn check_stage_output(out: &StageOutput) -> Result<(), String> {
     total += out
         .artifacts
         .iter()
-        .map(|a| a.name.len() + a.path.len())
+        .map(|(n, p)| n.len() + p.len())
         .sum::<usize>();
     if total > MAX_RESULT_BYTES {
         return Err(format!(
@@ -84,39 +94,27 @@ fn valid_name(name: &str) -> bool {
 mod tests {
     use super::*;
 
-    fn out(outputs: Vec<(String, String)>) -> StageOutput {
-        StageOutput {
-            outputs,
-            artifacts: Vec::new(),
+    fn check(outputs: Vec<(String, String)>) -> Result<(), String> {
+        check_stage_output(StageResult {
+            outputs: &outputs,
+            artifacts: &[],
             summary: None,
-        }
+        })
     }
 
     #[test]
     fn names_counts_and_sizes_are_bounded() {
-        assert!(check_stage_output(&out(vec![("sha256".into(), "ab".into())])).is_ok());
-        let e = check_stage_output(&out(vec![("a\nb".into(), String::new())])).unwrap_err();
+        assert!(check(vec![("sha256".into(), "ab".into())]).is_ok());
+        let e = check(vec![("a\nb".into(), String::new())]).unwrap_err();
         assert!(e.starts_with("malformed result: output name \"a\\nb\""), "{e}");
         let many = (0..300).map(|i| (format!("o{i}"), String::new())).collect();
-        assert!(
-            check_stage_output(&out(many))
-                .unwrap_err()
-                .contains("(limit `outputs`)")
-        );
+        assert!(check(many).unwrap_err().contains("(limit `outputs`)"));
         let big = vec![("x".into(), "y".repeat(MAX_OUTPUT_VALUE + 1))];
-        assert!(
-            check_stage_output(&out(big))
-                .unwrap_err()
-                .contains("(limit `output-value`)")
-        );
+        assert!(check(big).unwrap_err().contains("(limit `output-value`)"));
         let total = (0..5)
             .map(|i| (format!("o{i}"), "y".repeat(MAX_OUTPUT_VALUE)))
             .collect();
-        assert!(
-            check_stage_output(&out(total))
-                .unwrap_err()
-                .contains("(limit `result-bytes`)")
-        );
+        assert!(check(total).unwrap_err().contains("(limit `result-bytes`)"));
         assert_eq!(
             cut_failure_text("é".repeat(40_000)).len(),
             65_536 + " … (cut at 64 KiB)".len()

@@ -1,0 +1,19 @@
+//! Input patterns (`inputs = [...]`).
+
+use std::path::{Component, Path};
+
+/// Whether `glob` is a usable input pattern: relative, inside the
+/// workspace.
+pub fn check_glob(glob: &str) -> Result<(), String> {
+    let path = Path::new(glob);
+    if glob.trim().is_empty() {
+        return Err("is empty".into());
+    }
+    if path.is_absolute() {
+        return Err("is absolute; inputs are paths inside the workspace".into());
+    }
+    if path.components().any(|c| matches!(c, Component::ParentDir)) {
+        return Err("leaves the workspace (`..`)".into());
+    }
+    Ok(())
+}
