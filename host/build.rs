@@ -9,8 +9,7 @@
 //!   the tests, with a macro that fails the build when one has no test);
 //! - `examples/plugins/*`: third-party examples used by example pipelines.
 //!
-//! Each guest crate's directory name is its package name. With
-//! `WEIR_BUILD_GUESTS=0` nothing is built or embedded (the fuzz targets).
+//! Each guest crate's directory name is its package name.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -27,20 +26,11 @@ fn main() {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
 
-    // `WEIR_BUILD_GUESTS=0` builds the host without any plugin: for the
-    // fuzz targets (fuzz/), which exercise parsing and validation only and
-    // are built by another toolchain, with sanitizer flags.
-    println!("cargo:rerun-if-env-changed=WEIR_BUILD_GUESTS");
-    let skip = std::env::var("WEIR_BUILD_GUESTS").is_ok_and(|v| v == "0");
-    let (builtins, guests) = if skip {
-        (Vec::new(), Vec::new())
-    } else {
-        ensure_target();
-        let builtins = build_workspace(&root.join("plugins"), &target_dir);
-        let guests = build_workspace(&root.join("tests/guests"), &target_dir);
-        build_workspace(&root.join("examples/plugins"), &target_dir);
-        (builtins, guests)
-    };
+    ensure_target();
+
+    let builtins = build_workspace(&root.join("plugins"), &target_dir);
+    let guests = build_workspace(&root.join("tests/guests"), &target_dir);
+    build_workspace(&root.join("examples/plugins"), &target_dir);
 
     let mut src = String::from(
         "/// Built-in plugins: (name, component bytes), sorted by name.\npub static BUILTINS: &[(&str, &[u8])] = &[\n",
