@@ -112,7 +112,8 @@ fn explain_cache_shows_keys_and_why_stages_are_not_cached() {
         assert!(opted["parts"][part].is_string(), "part `{part}` in {opted}");
     }
     // Entries never cross tenants.
-    let other = p.run_json(&["--tenant", "other"]);
+    p.write("tenants.toml", "[tenants.other]\nallow = { exec = [\"sh\"] }\n");
+    let other = p.run_json(&["--tenants", "tenants.toml", "--tenant", "other"]);
     assert_eq!(cache_event(&other, "opted")["status"], "miss");
 }
 

@@ -411,3 +411,22 @@ fn a_hostile_tenant_does_not_reach_another_tenants_run() {
     }
     assert!(!Path::new(&together.workspace()).starts_with(p.path().join("hostile")));
 }
+
+#[test]
+fn a_tenants_max_stages_holds_its_other_stages_back() {
+    let p = with_tenants(
+        "[tenants.acme]\nmax-stages = 1\nallow = { exec = [\"sh\"] }\n",
+        "[pipeline]\nname = \"two\"\n[stages.a]\nrun = \"sleep 1\"\n[stages.b]\nrun = \"sleep 1\"\n",
+    );
+    let run = run_as(&p, "acme");
+    assert_eq!(run.code, 0, "{run:?}");
+    let waiting = run.of("stage_waiting");
+    assert_eq!(waiting.len(), 1, "{run:?}");
+    let message = waiting[0]["message"].as_str().expect("message");
+    assert!(
+        message.starts_with(
+            "tenant `acme` runs at most 1 stage(s) at once (limit `max-stages`): waiting for concurrency group `tenant/stages`, held by stage `"
+        ) && message.ends_with("` of this run"),
+        "{message}"
+    );
+}

@@ -270,6 +270,7 @@ mod tests {
         assert!(o.carries_placeholder("x weir-secret:abc"));
         assert_eq!(o.mask(b"got hunter2! ok".to_vec()), b"got *** ok");
         assert_eq!(o.mask(b"url hunter2%21".to_vec()), b"url ***");
-        assert_eq!(o.mask(b"b64 aHVudGVyMiE=".to_vec()), b"b64 ***=");
+        // The last character before `=` also depends on padding bits.
+        assert_eq!(o.mask(b"b64 aHVudGVyMiE=".to_vec()), b"b64 ***E=");
     }
 }
