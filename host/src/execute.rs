@@ -317,6 +317,7 @@ pub(crate) fn prepare_store(
             sandbox,
             limits: ProcessLimits {
                 output_bytes: info.limits.output_bytes,
+                data_bytes: info.limits.program_memory,
                 ..ProcessLimits::default()
             },
             declares_secrets: plugin.info.declares(types::Capability::Secrets),

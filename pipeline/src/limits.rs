@@ -29,6 +29,9 @@ pub struct StageLimits {
     /// Wasm instructions (fuel) one plugin call may execute: a CPU budget.
     /// `None` leaves CPU bounded by wall time only.
     pub fuel: Option<u64>,
+    /// Bytes of data (heap) each program process may allocate
+    /// (RLIMIT_DATA); `None` for no limit beyond the machine's.
+    pub program_memory: Option<u64>,
 }
 
 impl Default for StageLimits {
@@ -45,6 +48,7 @@ impl Default for StageLimits {
             log_bytes: 4 << 20,
             output_bytes: 1 << 20,
             fuel: None,
+            program_memory: None,
         }
     }
 }

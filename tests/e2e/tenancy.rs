@@ -430,3 +430,22 @@ fn a_tenants_max_stages_holds_its_other_stages_back() {
         "{message}"
     );
 }
+
+/// A memory hog run by a stage stays inside the tenant's program memory
+/// limit (RLIMIT_DATA per process).
+#[test]
+fn a_tenants_program_memory_limit_holds_memory_hogs() {
+    let p = with_tenants(
+        "[tenants.small]\nallow = { exec = [\"sh\", \"python3\"] }\nlimits = { program-memory = \"64MiB\" }\n",
+        "[pipeline]\nname = \"hog\"\n[stages.hog]\nrun = \"python3 -c 'x = bytearray(512 << 20)' || echo refused\"\n",
+    );
+    let run = run_as(&p, "small");
+    assert_eq!(run.code, 0, "{run:?}");
+    let logs: Vec<String> = run
+        .of("stage_log")
+        .iter()
+        .filter_map(|e| e["message"].as_str().map(str::to_string))
+        .collect();
+    assert!(logs.iter().any(|l| l.contains("MemoryError")), "{logs:?}");
+    assert!(logs.iter().any(|l| l == "refused"), "{logs:?}");
+}

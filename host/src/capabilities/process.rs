@@ -70,6 +70,8 @@ pub struct ProcessLimits {
     pub processes: u64,
     /// Largest file it may write (RLIMIT_FSIZE).
     pub file_bytes: u64,
+    /// Data (heap) bytes per process (RLIMIT_DATA), if limited.
+    pub data_bytes: Option<u64>,
 }
 
 impl Default for ProcessLimits {
@@ -80,6 +82,7 @@ impl Default for ProcessLimits {
             open_files: 4096,
             processes: 4096,
             file_bytes: 8 << 30,
+            data_bytes: None,
         }
     }
 }
@@ -808,6 +811,9 @@ fn apply_rlimits(l: &ProcessLimits) -> std::io::Result<()> {
     set(Resource::Nofile, l.open_files)?;
     set(Resource::Nproc, l.processes)?;
     set(Resource::Fsize, l.file_bytes)?;
+    if let Some(data) = l.data_bytes {
+        set(Resource::Data, data)?;
+    }
     Ok(())
 }
 

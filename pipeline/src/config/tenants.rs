@@ -8,7 +8,7 @@
 //! max-runs = 2                     # runs at once (others queue)
 //! max-stages = 4                   # stages at once, across its runs
 //! allow = { exec = ["cargo", "git"], network = ["crates.io"], secrets = ["TOKEN"] }
-//! limits = { memory = "256MiB", timeout = "30m", fuel = 5_000_000_000, output = "1MiB", log = "4MiB" }
+//! limits = { memory = "256MiB", timeout = "30m", fuel = 5_000_000_000, output = "1MiB", log = "4MiB", program-memory = "2GiB" }
 //! secrets = { file = "/srv/weir/acme/secrets.toml" }
 //! ```
 //!
@@ -104,6 +104,8 @@ struct LimitsSpec {
     output: Option<Spanned<String>>,
     #[serde(default)]
     log: Option<Spanned<String>>,
+    #[serde(default)]
+    program_memory: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -441,6 +443,10 @@ fn resolve(
         if let Some(n) = size(&l.log, "log") {
             limits.stage.log_bytes = n;
         }
+        if let Some(n) = size(&l.program_memory, "program-memory") {
+            limits.stage.program_memory = Some(n as u64);
+        }
+
         if let Some(t) = &l.timeout {
             match super::duration::parse_duration(t.get_ref()) {
                 Ok(d) if !d.is_zero() => limits.max_timeout = d,
