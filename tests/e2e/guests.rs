@@ -433,11 +433,7 @@ pub fn forge() {
     let p = one_stage("forge", g::FORGE, "with = { mode = \"escapes\" }");
     let run = p.run_json(&[]);
     assert_eq!(run.code, 0, "{run:?}");
-    let lines: Vec<String> = run
-        .of("stage_log")
-        .iter()
-        .filter_map(|e| e["message"].as_str().map(str::to_string))
-        .collect();
+    let lines = run.log_messages();
     assert!(
         lines
             .iter()

@@ -39,6 +39,14 @@ impl Run {
         self.events().into_iter().filter(|e| e["event"] == kind).collect()
     }
 
+    /// The message of every `stage_log` event, in order.
+    pub fn log_messages(&self) -> Vec<String> {
+        self.of("stage_log")
+            .iter()
+            .filter_map(|e| e["message"].as_str().map(str::to_string))
+            .collect()
+    }
+
     /// The workspace the run used.
     pub fn workspace(&self) -> PathBuf {
         let started = self.of("run_started");

@@ -441,11 +441,7 @@ fn a_tenants_program_memory_limit_holds_memory_hogs() {
     );
     let run = run_as(&p, "small");
     assert_eq!(run.code, 0, "{run:?}");
-    let logs: Vec<String> = run
-        .of("stage_log")
-        .iter()
-        .filter_map(|e| e["message"].as_str().map(str::to_string))
-        .collect();
+    let logs = run.log_messages();
     assert!(logs.iter().any(|l| l.contains("MemoryError")), "{logs:?}");
     assert!(logs.iter().any(|l| l == "refused"), "{logs:?}");
 }

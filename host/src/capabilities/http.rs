@@ -30,7 +30,7 @@ use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpH
 use super::log::{LogBudget, emit_line};
 use super::secrets::Opened;
 use crate::events::{EventSink, Level};
-use crate::plan::tenancy::host_allowed;
+use crate::plan::tenancy::{host_allowed, split_port};
 
 /// Longest wait for a name lookup.
 pub const DNS_TIMEOUT: Duration = Duration::from_secs(10);
@@ -279,18 +279,7 @@ pub fn special(ip: IpAddr) -> Option<&'static str> {
 
 /// Whether grant `entry` names `ip` itself (or `localhost` for loopback).
 fn names(entry: &str, ip: IpAddr) -> bool {
-    let name = entry
-        .rsplit_once(':')
-        .filter(|(_, port)| {
-            port.chars().all(|c| c.is_ascii_digit())
-                && !entry.ends_with(']')
-                && entry.matches(':').count() == 1
-        })
-        .map_or(entry, |(name, _)| name);
-    let name = match entry.strip_prefix('[').and_then(|e| e.split_once(']')) {
-        Some((inner, _)) => inner,
-        None => name,
-    };
+    let (name, _) = split_port(entry);
     match name.parse::<IpAddr>() {
         Ok(named) => named == ip,
         Err(_) => name.eq_ignore_ascii_case("localhost") && ip.is_loopback(),

@@ -80,6 +80,27 @@ pub struct BeyondTenant {
     pub errors: Vec<ConfigError>,
 }
 
+/// The tenant `name` of the tenants file `file` (or `$WEIR_TENANTS`); a
+/// problem is rendered, and the command should exit 2.
+pub fn load_tenant(file: Option<&Path>, name: Option<&str>) -> Option<crate::config::tenants::Tenant> {
+    match crate::config::tenants::Tenants::load(file).and_then(|t| t.get(name)) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            super::render(e);
+            None
+        }
+    }
+}
+
+/// The engine a tenant's plugins run on: fuel metering only when the
+/// tenant sets a CPU budget (metering costs time on every instruction).
+pub fn engine_for(tenant: &crate::config::tenants::Tenant) -> EngineSettings {
+    EngineSettings {
+        fuel: tenant.limits.stage.fuel.is_some(),
+        ..EngineSettings::default()
+    }
+}
+
 /// The check of `plan` against `tenant`'s policy, as a layer's result.
 pub fn within_tenant(plan: &mut Plan, tenant: &crate::config::tenants::Tenant) -> Result<(), PrepareError> {
     crate::plan::tenancy::clamp_timeouts(plan, tenant);

@@ -8,9 +8,10 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 
 use super::RunArgs;
-use super::prepare::{EnvironmentProblems, PrepareError, Prepared, prepare_layered, within_tenant};
-use crate::config::tenants::{Tenant, Tenants};
-use crate::engine::EngineSettings;
+use super::prepare::{
+    EnvironmentProblems, PrepareError, Prepared, engine_for, load_tenant, prepare_layered, within_tenant,
+};
+use crate::config::tenants::Tenant;
 use crate::events::{Event, EventSink, Reused, RunStatus};
 use crate::execute::{History, RunInfo, WasmExecutor};
 use crate::notify::{Notifier, RunContext};
@@ -109,12 +110,8 @@ pub async fn run(args: RunArgs, verbose: bool) -> ExitCode {
         },
         commit: git.commit,
     };
-    let tenant = match Tenants::load(args.tenants.as_deref()).and_then(|t| t.get(args.tenant.as_deref())) {
-        Ok(t) => t,
-        Err(e) => {
-            super::render(e);
-            return ExitCode::from(2);
-        }
+    let Some(tenant) = load_tenant(args.tenants.as_deref(), args.tenant.as_deref()) else {
+        return ExitCode::from(2);
     };
     // Environments are laid over their stages, and the result checked
     // against the tenant's policy, before the plugins check them and
@@ -126,7 +123,7 @@ pub async fn run(args: RunArgs, verbose: bool) -> ExitCode {
         resolved = resolve_environments(plan, &options, &tenant)?;
         within_tenant(plan, &tenant)
     };
-    let engine = engine_settings(&tenant);
+    let engine = engine_for(&tenant);
     let prepared =
         match prepare_layered(&pipeline, None, args.workspace.as_deref(), &engine, &mut layer).await {
             Ok(p) => p,
@@ -240,19 +237,15 @@ async fn resume(id: &str, args: RunArgs, verbose: bool) -> ExitCode {
         return ExitCode::from(2);
     }
     let path = PathBuf::from(&recorded.pipeline_file);
-    let tenant = match Tenants::load(args.tenants.as_deref()).and_then(|t| t.get(Some(&recorded.tenant))) {
-        Ok(t) => t,
-        Err(e) => {
-            super::render(e);
-            return ExitCode::from(2);
-        }
+    let Some(tenant) = load_tenant(args.tenants.as_deref(), Some(&recorded.tenant)) else {
+        return ExitCode::from(2);
     };
     let mut resolved = Resolved::default();
     let mut layer = |plan: &mut crate::plan::Plan| {
         resolved = resolve_environments(plan, &options, &tenant)?;
         within_tenant(plan, &tenant)
     };
-    let engine = engine_settings(&tenant);
+    let engine = engine_for(&tenant);
     let prepared = match prepare_layered(&path, Some(text), Some(&workspace), &engine, &mut layer).await {
         Ok(p) => p,
         Err(e) => {
@@ -617,15 +610,6 @@ fn workspace_dir(given: Option<&Path>, run_id: &str, tenant: &Tenant) -> std::io
         }
     }
     Ok(dir)
-}
-
-/// The engine a tenant's plugins run on: fuel metering only when the
-/// tenant sets a CPU budget (metering costs time on every instruction).
-fn engine_settings(tenant: &Tenant) -> EngineSettings {
-    EngineSettings {
-        fuel: tenant.limits.stage.fuel.is_some(),
-        ..EngineSettings::default()
-    }
 }
 
 /// What git says about the commit around the pipeline file.

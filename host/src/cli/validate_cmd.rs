@@ -3,9 +3,8 @@
 use std::process::ExitCode;
 
 use super::ValidateArgs;
-use super::prepare::{EnvironmentProblems, prepare_layered, within_tenant};
+use super::prepare::{EnvironmentProblems, engine_for, load_tenant, prepare_layered, within_tenant};
 use crate::config::duration::format_duration;
-use crate::config::tenants::Tenants;
 use crate::plan::environments;
 use crate::plugins::kind_name;
 
@@ -13,12 +12,8 @@ pub async fn validate(args: ValidateArgs) -> ExitCode {
     // With --env, the environment is laid over the plan before the
     // plugins check it, exactly as `weir run --env` would.
     // So is the tenant's policy, as `weir run --tenant` would check it.
-    let tenant = match Tenants::load(args.tenants.as_deref()).and_then(|t| t.get(args.tenant.as_deref())) {
-        Ok(t) => t,
-        Err(e) => {
-            super::render(e);
-            return ExitCode::from(2);
-        }
+    let Some(tenant) = load_tenant(args.tenants.as_deref(), args.tenant.as_deref()) else {
+        return ExitCode::from(2);
     };
     let mut secret_values = Vec::new();
     let mut layer =
@@ -33,10 +28,7 @@ pub async fn validate(args: ValidateArgs) -> ExitCode {
             }
             within_tenant(plan, &tenant)
         };
-    let engine = crate::engine::EngineSettings {
-        fuel: tenant.limits.stage.fuel.is_some(),
-        ..Default::default()
-    };
+    let engine = engine_for(&tenant);
     let prepared = match prepare_layered(&args.pipeline, None, None, &engine, &mut layer).await {
         Ok(p) => p,
         Err(e) => {

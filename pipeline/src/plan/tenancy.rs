@@ -24,7 +24,8 @@ pub fn host_allowed(entry: &str, host: &str) -> bool {
     }
 }
 
-fn split_port(host: &str) -> (&str, Option<&str>) {
+/// `name:port`, `[v6]:port` or a bare name, split.
+pub fn split_port(host: &str) -> (&str, Option<&str>) {
     if host.starts_with('[') {
         // [::1]:8080
         return match host.split_once("]:") {
