@@ -422,7 +422,7 @@ async fn run_in_store(
     declared: bool,
     setup: Setup,
 ) -> AttemptResult {
-    if let KindPre::Deployer(_) = &plugin.pre {
+    if plugin.info.kind == types::PluginKind::Deployer {
         return crate::rollout::run(crate::rollout::Rollout {
             engine,
             deployer: plugin,
@@ -440,7 +440,11 @@ async fn run_in_store(
             Err(failed) => return *failed,
         };
 
-    let call = call_plugin(&plugin.pre, &mut store, &ctx);
+    let pre = match plugin.pre_for(&request.grants) {
+        Ok(pre) => pre,
+        Err(e) => return AttemptResult::failed(FailureKind::Host, e, None),
+    };
+    let call = call_plugin(&pre, &mut store, &ctx);
     let outcome = tokio::time::timeout(request.timeout + HOST_GRACE, call).await;
     match outcome {
         Err(_) => call_failure(

@@ -2,9 +2,11 @@
 //!
 //! [`PluginLoader::load`] reads a built-in or a file, checks its pinned
 //! sha256, compiles it (or loads the cached compilation), tells its kind
-//! from its exports, links it once into an `InstancePre`, and calls
-//! `describe()` in a throwaway Store to read its manifest. The result is
-//! shared by every stage that uses the plugin.
+//! from its exports, links it with no capabilities to call `describe()` in
+//! a throwaway Store and read its manifest. The result is shared by every
+//! stage that uses the plugin; [`LoadedPlugin::pre_for`] links it once per
+//! set of capabilities a stage grants it (see
+//! [`crate::capabilities::linking`]).
 
 pub mod builtin;
 pub mod kind;
@@ -16,10 +18,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
-use wasmtime::component::Linker;
+use wasmtime::component::Component;
 
 use crate::bindings::types::{Manifest, PluginKind};
 use crate::bindings::{analyzer, deployer, stage, strategy, test_runner};
+use crate::capabilities::linking::{Linked, linker_for};
 use crate::engine::{CacheOutcome, CompileCache, StageLimits, WeirEngine};
 use crate::events::EventSink;
 use crate::plan::PluginRef;
@@ -39,12 +42,57 @@ pub const MAX_COMPILE_TIME: std::time::Duration = std::time::Duration::from_secs
 /// How long `describe()` may take.
 pub const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A plugin ready to instantiate.
+/// A plugin ready to link and instantiate.
 pub struct LoadedPlugin {
     /// What it is.
     pub info: PluginInfo,
-    /// Linked once; instantiated per attempt.
-    pub pre: KindPre,
+    component: Component,
+    /// Linked once per set of linked capabilities; instantiated per
+    /// attempt.
+    linked: Mutex<HashMap<Linked, KindPre>>,
+}
+
+impl LoadedPlugin {
+    /// The plugin linked with what a stage's `grants` give it: each
+    /// capability its manifest declares and the stage grants some of, and
+    /// refusals for the rest.
+    pub fn pre_for(&self, grants: &crate::plan::Grants) -> Result<KindPre, String> {
+        let linked = Linked::for_stage(|c| self.info.declares(c), grants);
+        let mut cache = self.linked.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(pre) = cache.get(&linked) {
+            return Ok(pre.clone());
+        }
+        let declares = |c| self.info.declares(c);
+        let pre = link_kind(
+            &self.component,
+            self.info.kind,
+            linked,
+            &self.info.name,
+            Some(&declares),
+        )
+        .map_err(|e| format!("cannot link plugin `{}`: {e:#}", self.info.name))?;
+        cache.insert(linked, pre.clone());
+        Ok(pre)
+    }
+}
+
+/// `component` linked with `linked` as its `kind`'s world.
+fn link_kind(
+    component: &Component,
+    kind: PluginKind,
+    linked: Linked,
+    plugin: &str,
+    declares: Option<&dyn Fn(crate::bindings::types::Capability) -> bool>,
+) -> wasmtime::Result<KindPre> {
+    let linker = linker_for(component.engine(), component, linked, plugin, declares)?;
+    let instance_pre = linker.instantiate_pre(component)?;
+    Ok(match kind {
+        PluginKind::Stage => KindPre::Stage(stage::StagePluginPre::new(instance_pre)?),
+        PluginKind::Analyzer => KindPre::Analyzer(analyzer::AnalyzerPluginPre::new(instance_pre)?),
+        PluginKind::TestRunner => KindPre::TestRunner(test_runner::TestRunnerPluginPre::new(instance_pre)?),
+        PluginKind::Strategy => KindPre::Strategy(strategy::StrategyPluginPre::new(instance_pre)?),
+        PluginKind::Deployer => KindPre::Deployer(deployer::DeployerPluginPre::new(instance_pre)?),
+    })
 }
 
 /// What `weir plugins inspect` shows.
@@ -83,6 +131,7 @@ impl PluginInfo {
 }
 
 /// The `InstancePre` of each kind's world.
+#[derive(Clone)]
 pub enum KindPre {
     /// A stage.
     Stage(stage::StagePluginPre<StageState>),
@@ -198,7 +247,6 @@ pub enum PluginError {
 /// Loads plugins, each once per process.
 pub struct PluginLoader {
     engine: WeirEngine,
-    linker: Linker<StageState>,
     cache: CompileCache,
     loaded: Mutex<HashMap<String, Arc<LoadedPlugin>>>,
 }
@@ -207,12 +255,9 @@ impl PluginLoader {
     /// A loader compiling with `engine` and caching in `cache_dir` (`None`:
     /// no cache).
     pub fn new(engine: WeirEngine, cache_dir: Option<PathBuf>) -> wasmtime::Result<Self> {
-        let mut linker = Linker::new(engine.engine());
-        crate::capabilities::add_to_linker(&mut linker)?;
         let cache = CompileCache::new(cache_dir, engine.engine());
         Ok(Self {
             engine,
-            linker,
             cache,
             loaded: Mutex::new(HashMap::new()),
         })
@@ -340,36 +385,13 @@ impl PluginLoader {
             }
         };
 
-        let instance_pre = self
-            .linker
-            .instantiate_pre(&component)
-            .map_err(|e| PluginError::Link {
-                name: name.into(),
-                source_label: source_label.clone(),
-                reason: format!("{e:#}"),
-            })?;
-        let link_error = |e: wasmtime::Error| PluginError::Link {
+        // Linked with no capabilities: describe() needs none, and an
+        // import weir does not offer at all is found here.
+        let pre = link_kind(&component, kind, Linked::NONE, name, None).map_err(|e| PluginError::Link {
             name: name.into(),
             source_label: source_label.clone(),
             reason: format!("{e:#}"),
-        };
-        let pre = match kind {
-            PluginKind::Stage => {
-                KindPre::Stage(stage::StagePluginPre::new(instance_pre).map_err(link_error)?)
-            }
-            PluginKind::Analyzer => {
-                KindPre::Analyzer(analyzer::AnalyzerPluginPre::new(instance_pre).map_err(link_error)?)
-            }
-            PluginKind::TestRunner => {
-                KindPre::TestRunner(test_runner::TestRunnerPluginPre::new(instance_pre).map_err(link_error)?)
-            }
-            PluginKind::Strategy => {
-                KindPre::Strategy(strategy::StrategyPluginPre::new(instance_pre).map_err(link_error)?)
-            }
-            PluginKind::Deployer => {
-                KindPre::Deployer(deployer::DeployerPluginPre::new(instance_pre).map_err(link_error)?)
-            }
-        };
+        })?;
 
         let manifest = self
             .describe(name, &pre)
@@ -399,7 +421,8 @@ impl PluginLoader {
                 exports,
                 compiled,
             },
-            pre,
+            component,
+            linked: Mutex::new(HashMap::new()),
         });
         self.loaded
             .lock()

@@ -249,7 +249,7 @@ impl Controller {
     async fn ask_strategy(&self, state: &types::RolloutState) -> Result<Action, String> {
         let (plugin, used) = &self.plugins.strategy;
         let request = self.request_for(used.with.clone(), used.timeout, false);
-        let KindPre::Strategy(pre) = &plugin.pre else {
+        let KindPre::Strategy(pre) = plugin.pre_for(&request.grants)? else {
             return Err(format!("plugin `{}` is not a strategy", plugin.info.name));
         };
         let (mut store, ctx) = self.store_for(plugin, &request)?;
@@ -319,8 +319,9 @@ impl Controller {
             }
             let request = self.request_for(with, used.timeout, true);
             let who = format!("check `{}`", plugin.info.name);
-            let outcome = match &plugin.pre {
-                KindPre::Analyzer(pre) => match self.store_for(plugin, &request) {
+            let outcome = match plugin.pre_for(&request.grants) {
+                Err(e) => Err(e),
+                Ok(KindPre::Analyzer(pre)) => match self.store_for(plugin, &request) {
                     Err(e) => Err(e),
                     Ok((mut store, ctx)) => {
                         let call = async {
@@ -601,7 +602,7 @@ async fn drive(c: &mut Controller, stable: Option<&str>) -> Result<String, Abort
         &c.r.setup,
     )
     .map_err(|f| abort(failure_text(&f)))?;
-    let KindPre::Deployer(pre) = &c.r.deployer.pre else {
+    let KindPre::Deployer(pre) = c.r.deployer.pre_for(&c.r.request.grants).map_err(abort)? else {
         return Err(abort("the stage's plugin is not a deployer"));
     };
     let deployer = pre.instantiate_async(&mut dstore).await.map_err(|e| {
@@ -857,7 +858,7 @@ async fn roll_back(c: &mut Controller, stable: Option<&str>, a: Abort) -> Attemp
     // trapped); whatever it does, the host then restores the stable
     // release itself.
     let mut deployer_note = String::new();
-    if let KindPre::Deployer(pre) = &c.r.deployer.pre {
+    if let Ok(KindPre::Deployer(pre)) = c.r.deployer.pre_for(&c.r.request.grants) {
         let mut request = c.r.request.clone();
         request.timeout = ROLLBACK_TIMEOUT;
         if let Ok((mut store, ctx)) = prepare_store(

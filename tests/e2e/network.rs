@@ -128,8 +128,22 @@ pub fn fetch() {
 fn hosts_not_granted_are_refused_by_name_and_redirects_are_checked_again() {
     let server = Server::start();
     let p = Project::new();
-    // Not granted at all.
     let url = format!("http://127.0.0.1:{}/hello", server.port);
+    // No network grant at all: weir's HTTP client is not linked into the
+    // Store, and a stand-in refuses.
+    let run = fetch_with(&p, &url, "{}", false);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(
+        run.finished("s")["outputs"]["error"],
+        "ErrorCode::HttpRequestDenied"
+    );
+    assert_eq!(
+        warnings(&run),
+        [
+            "wasi:http/outgoing-handler#handle refused: the stage grants none of it; grant it with allow = { network = [\"HOST\"] }, so it is not linked into stage `s` (tenant `default`)"
+        ]
+    );
+    // Another host granted, not this one.
     let run = fetch_with(&p, &url, "{ network = [\"example.com\"] }", false);
     assert_eq!(run.code, 0, "{run:?}");
     assert_eq!(

@@ -78,7 +78,9 @@ fn a_program_not_granted_is_refused_by_name() {
 
 #[test]
 pub fn sneaky() {
-    // The pipeline grants `true`, but the plugin never declared `process`.
+    // The pipeline grants `true`, but the plugin never declared `process`:
+    // weir's process code is not linked into its Store, and a stand-in
+    // answers its call.
     let p = Project::new();
     p.pipeline(&format!(
         "[pipeline]\nname = \"proc\"\n{}\n[stages.s]\nuses = \"sneaky\"\nallow = {{ exec = [\"true\"] }}\n",
@@ -88,7 +90,7 @@ pub fn sneaky() {
     assert_eq!(run.code, 1, "{run:?}");
     assert_eq!(
         run.finished("s")["error"],
-        "denied: process:exec `true` refused: plugin `sneaky` does not declare the `process` capability in its manifest, so stage `s` (tenant `default`) cannot run programs through it"
+        "denied: weir:plugin/process#run `true` refused: plugin `sneaky` does not declare the `process` capability in its manifest, so it is not linked into stage `s` (tenant `default`)"
     );
 }
 

@@ -96,6 +96,29 @@ fn a_secret_not_granted_cannot_be_opened() {
     assert_eq!(run.code, 1, "{run:?}");
     assert_eq!(
         run.finished("s")["error"],
+        "denied: weir:plugin/secrets#open `TOKEN` refused: the stage grants none of it; grant it with allow = { secrets = [\"NAME\"] }, so it is not linked into stage `s` (tenant `default`)"
+    );
+    assert!(
+        run.log_messages()
+            .iter()
+            .any(|m| m.contains("weir:plugin/secrets#open `TOKEN` refused")),
+        "the refusal is in the stage log too: {run:?}"
+    );
+
+    // Granted another secret, `secrets` is linked and checks the name.
+    p.pipeline(&exfiltrate_pipeline(
+        "allow = { exec = [\"sh\"], secrets = [\"OTHER\"] }",
+    ));
+    let run: Run = p
+        .command(&["run", "pipeline.toml", "--json"])
+        .env("WEIR_SECRET_TOKEN", SECRET)
+        .env("WEIR_SECRET_OTHER", "other")
+        .output()
+        .expect("weir runs")
+        .into();
+    assert_eq!(run.code, 1, "{run:?}");
+    assert_eq!(
+        run.finished("s")["error"],
         "denied: secrets:open `TOKEN` refused: stage `s` (tenant `default`) is not granted secret `TOKEN`; add it to the stage's allow = { secrets = [...] } (within the tenant's policy)"
     );
 }
