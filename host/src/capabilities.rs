@@ -19,6 +19,7 @@ pub mod http;
 pub mod linking;
 pub mod log;
 pub mod metrics;
+pub mod pids;
 pub mod process;
 pub mod runtime;
 pub mod secrets;

@@ -318,6 +318,7 @@ pub(crate) fn prepare_store(
             limits: ProcessLimits {
                 output_bytes: info.limits.output_bytes,
                 data_bytes: info.limits.program_memory,
+                pids: info.limits.processes,
                 ..ProcessLimits::default()
             },
             declares_secrets: plugin.info.declares(types::Capability::Secrets),

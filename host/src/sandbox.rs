@@ -175,6 +175,7 @@ impl StageState {
             budget: budget.clone(),
             notices: std::sync::atomic::AtomicUsize::new(0),
             warned_unsandboxed: std::sync::atomic::AtomicBool::new(false),
+            warned_no_pids: std::sync::atomic::AtomicBool::new(false),
             tape: spec.tape.clone(),
             secrets: opened,
         };

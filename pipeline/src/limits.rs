@@ -32,7 +32,16 @@ pub struct StageLimits {
     /// Bytes of data (heap) each program process may allocate
     /// (RLIMIT_DATA); `None` for no limit beyond the machine's.
     pub program_memory: Option<u64>,
+    /// Processes (and threads) each program may have at once, counted in
+    /// its own pids cgroup. `None`: [`DEFAULT_PROCESSES`], enforced where
+    /// the host has a pids cgroup; `Some`: required, and a program is
+    /// refused where it cannot be enforced.
+    pub processes: Option<u64>,
 }
+
+/// Processes (and threads) a program may have at once when its tenant
+/// sets no `limits.processes`.
+pub const DEFAULT_PROCESSES: u64 = 1024;
 
 impl Default for StageLimits {
     fn default() -> Self {
@@ -49,6 +58,7 @@ impl Default for StageLimits {
             output_bytes: 1 << 20,
             fuel: None,
             program_memory: None,
+            processes: None,
         }
     }
 }

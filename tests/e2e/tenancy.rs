@@ -468,3 +468,74 @@ fn a_tenants_program_memory_limit_holds_memory_hogs() {
     assert!(logs.iter().any(|l| l.contains("MemoryError")), "{logs:?}");
     assert!(logs.iter().any(|l| l == "refused"), "{logs:?}");
 }
+
+/// Live processes whose command line holds `marker`.
+fn processes_with(marker: &str) -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(Result::ok)
+        .filter_map(|e| {
+            let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+            String::from_utf8_lossy(&cmdline)
+                .contains(marker)
+                .then(|| e.file_name().to_string_lossy().into_owned())
+        })
+        .collect()
+}
+
+/// Fork bombs in programs stay inside the tenant's `limits.processes` (a
+/// pids cgroup per program, which holds for root too), and nothing they
+/// started outlives the stage.
+#[test]
+fn a_tenants_process_limit_holds_fork_bombs_and_leaves_no_orphans() {
+    let forker = format!("weir-forker-{}", std::process::id());
+    let bomb = format!("weir-bomb-{}", std::process::id());
+    // The forker forks until it is refused; every child leaves the
+    // process group (setsid), closes its output and sleeps, orphaned when
+    // the forker exits. The bomb is the classic one, ended only by the
+    // stage's timeout. Both run outside bubblewrap, whose PID namespace
+    // would otherwise end them with the program: here only the cgroup
+    // holds them.
+    let pipeline = format!(
+        "[pipeline]\nname = \"bombs\"\n[stages.forker]\nsandbox = \"none\"\nrun = '''\npython3 - {forker} <<'EOF'\nimport os, time\nn = 0\nwhile True:\n    try:\n        pid = os.fork()\n    except OSError as e:\n        print('refused after', n, 'forks, errno', e.errno)\n        break\n    if pid == 0:\n        os.setsid()\n        for fd in (0, 1, 2):\n            os.close(fd)\n        time.sleep(600)\n        os._exit(0)\n    n += 1\nEOF\n'''\n[stages.bomb]\nneeds = [\"forker\"]\nsandbox = \"none\"\ntimeout = \"3s\"\nrun = \": {bomb}; b() {{ b | b & }}; b; sleep 1\"\n"
+    );
+    let p = with_tenants(
+        "[tenants.small]\nallow = { exec = [\"sh\", \"python3\"] }\nlimits = { processes = 16 }\n",
+        &pipeline,
+    );
+    let run = run_as(&p, "small");
+
+    let logs = run.log_messages();
+    let refused = logs
+        .iter()
+        .find_map(|l| l.strip_prefix("refused after "))
+        .unwrap_or_else(|| panic!("the forker was refused: {logs:?}"));
+    let forks: u32 = refused
+        .split(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(u32::MAX);
+    assert!(forks < 16, "{forks} forks under a limit of 16");
+    assert!(refused.ends_with("errno 11"), "EAGAIN: {refused}");
+    for stage in ["forker", "bomb"] {
+        assert!(
+            run.of("stage_log").iter().any(|e| e["stage"] == stage
+                && e["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("`sh` hit its limit of 16 processes at once: ")
+                        && m.ends_with(" fork(s) refused (limit `processes`)"))),
+            "stage `{stage}` reports the limit by name: {logs:?}"
+        );
+    }
+    assert_eq!(run.finished("forker")["status"], "succeeded", "{run:?}");
+    // Refused forks end dash's bomb on its own; either way the stage ends.
+    run.finished("bomb");
+    for marker in [&forker, &bomb] {
+        assert_eq!(
+            processes_with(marker),
+            Vec::<String>::new(),
+            "orphans of {marker}"
+        );
+    }
+}

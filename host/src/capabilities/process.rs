@@ -29,9 +29,11 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
 
 use super::log::{LogBudget, MAX_LINE_BYTES, emit_line, emit_notice};
+use super::pids::ProgramGroup;
 use super::tape::{self, Tape};
 use crate::bindings::host::weir::plugin::process::{Command, Exit, Host};
 use crate::bindings::host::weir::plugin::types::HostError;
+use crate::engine::limits::DEFAULT_PROCESSES;
 use crate::events::{EventSink, Level};
 use crate::plan::Grants;
 
@@ -72,6 +74,10 @@ pub struct ProcessLimits {
     pub file_bytes: u64,
     /// Data (heap) bytes per process (RLIMIT_DATA), if limited.
     pub data_bytes: Option<u64>,
+    /// Processes and threads at once, in the program's pids cgroup: the
+    /// tenant's `limits.processes` (required), or `None` for
+    /// [`DEFAULT_PROCESSES`] where the host has a pids cgroup.
+    pub pids: Option<u64>,
 }
 
 impl Default for ProcessLimits {
@@ -83,6 +89,7 @@ impl Default for ProcessLimits {
             processes: 4096,
             file_bytes: 8 << 30,
             data_bytes: None,
+            pids: None,
         }
     }
 }
@@ -147,6 +154,8 @@ pub struct ProcessCtx {
     pub notices: std::sync::atomic::AtomicUsize,
     /// Whether the "no bubblewrap" warning was given.
     pub warned_unsandboxed: std::sync::atomic::AtomicBool,
+    /// Whether the missing pids cgroup was reported.
+    pub warned_no_pids: std::sync::atomic::AtomicBool,
     /// Where calls are recorded (or, in replay, answered from).
     pub tape: Tape,
     /// The secrets the Store opened: placeholders in `env` values become
@@ -499,6 +508,7 @@ impl ProcessCtx {
                 "bubblewrap is not installed, so `{name}` runs without a sandbox: allow.read and allow.network are not enforced (install bubblewrap, or set sandbox = \"none\" to accept this)"
             ));
         }
+        let group = self.program_group(&name)?;
         let mut command = match &self.sandbox {
             Sandbox::Bubblewrap(bwrap) => self.bubblewrap(bwrap, &p, &cmd.args),
             Sandbox::Unavailable | Sandbox::OptedOut => {
@@ -519,21 +529,29 @@ impl ProcessCtx {
             .stderr(Stdio::piped())
             .process_group(0);
         let limits = self.limits;
-        // SAFETY: only async-signal-safe calls (setrlimit) between fork and
-        // exec, touching no memory shared with the parent.
+        let procs = group.as_ref().map(ProgramGroup::procs);
+        // SAFETY: only async-signal-safe calls (open, write, close,
+        // setrlimit) between fork and exec, touching no memory shared with
+        // the parent.
         unsafe {
-            command.pre_exec(move || apply_rlimits(&limits));
+            command.pre_exec(move || {
+                if let Some(procs) = &procs {
+                    super::pids::join(procs)?;
+                }
+                apply_rlimits(&limits)
+            });
         }
         let started = Instant::now();
         let mut child = command
             .spawn()
             .map_err(|e| HostError::Failed(format!("cannot start `{}`: {e}", p.program.display())))?;
-        let group = child
+        let process_group = child
             .id()
             .and_then(|id| rustix::process::Pid::from_raw(id as i32));
         // From here on, however this call ends (even dropped mid-way), the
-        // whole process group is killed.
-        let _guard = GroupGuard(group);
+        // whole process group is killed, and then (dropping `group`) all
+        // that is left in the program's cgroup.
+        let _guard = GroupGuard(process_group);
 
         if let (Some(input), Some(mut stdin)) = (cmd.stdin, child.stdin.take()) {
             tokio::spawn(async move {
@@ -576,14 +594,23 @@ impl ProcessCtx {
         {
             Ok(done) => (false, done),
             Err(_) => {
-                signal_group(group, rustix::process::Signal::TERM);
+                signal_group(process_group, rustix::process::Signal::TERM);
                 let done = match tokio::time::timeout(KILL_GRACE, &mut streams).await {
                     Ok(done) => done,
                     Err(_) => {
-                        signal_group(group, rustix::process::Signal::KILL);
+                        signal_group(process_group, rustix::process::Signal::KILL);
+                        // What left the process group is still in the
+                        // cgroup.
+                        if let Some(g) = &group {
+                            g.kill_all().await;
+                        }
                         match tokio::time::timeout(DRAIN_AFTER_KILL, &mut streams).await {
                             Ok(done) => done,
                             Err(_) => {
+                                self.report_refused_forks(&name, group.as_ref());
+                                if let Some(g) = group {
+                                    g.close().await;
+                                }
                                 self.notice(format!(
                                         "`{name}` was killed at its timeout, but a process it started left its process group and still holds its output open (run it inside bubblewrap to contain such processes)"
                                     ));
@@ -608,6 +635,10 @@ impl ProcessCtx {
                 (true, done)
             }
         };
+        self.report_refused_forks(&name, group.as_ref());
+        if let Some(g) = group {
+            g.close().await;
+        }
         let status = status.map_err(|e| HostError::Failed(format!("waiting for `{name}` failed: {e}")))?;
         use std::os::unix::process::ExitStatusExt;
         match status.signal() {
@@ -631,6 +662,43 @@ impl ProcessCtx {
             timed_out,
             duration_ms: started.elapsed().as_millis() as u64,
         })
+    }
+
+    /// The pids cgroup `name` runs in. Where the host has none: a refusal
+    /// if the tenant sets `limits.processes`, else a notice when weir runs
+    /// as root (RLIMIT_NPROC then holds nothing) and no cgroup.
+    fn program_group(&self, name: &str) -> Result<Option<ProgramGroup>, HostError> {
+        let max = self.limits.pids.unwrap_or(DEFAULT_PROCESSES);
+        match ProgramGroup::create(max) {
+            Ok(group) => Ok(Some(group)),
+            Err(why) if self.limits.pids.is_some() => Err(HostError::Failed(format!(
+                "`{name}` was not started: tenant `{}` limits programs to {max} processes (limit `processes`), which cannot be enforced here: {why}",
+                self.tenant
+            ))),
+            Err(why) => {
+                if rustix::process::geteuid().is_root()
+                    && !self
+                        .warned_no_pids
+                        .swap(true, std::sync::atomic::Ordering::Relaxed)
+                {
+                    self.notice(format!(
+                        "`{name}` runs without a process limit: weir runs as root, where RLIMIT_NPROC holds nothing, and {why}"
+                    ));
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    /// A notice when the program's cgroup refused forks.
+    fn report_refused_forks(&self, name: &str, group: Option<&ProgramGroup>) {
+        let refused = group.map_or(0, ProgramGroup::refused);
+        if refused > 0 {
+            self.notice(format!(
+                "`{name}` hit its limit of {} processes at once: {refused} fork(s) refused (limit `processes`)",
+                self.limits.pids.unwrap_or(DEFAULT_PROCESSES)
+            ));
+        }
     }
 
     /// The bubblewrap command line for `p`.

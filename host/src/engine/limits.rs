@@ -7,7 +7,7 @@
 
 use wasmtime::ResourceLimiter;
 
-pub use weir_pipeline::limits::{StageLimits, human_bytes};
+pub use weir_pipeline::limits::{DEFAULT_PROCESSES, StageLimits, human_bytes};
 
 /// A limit that stopped a plugin, with what it asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]

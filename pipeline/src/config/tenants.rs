@@ -8,7 +8,7 @@
 //! max-runs = 2                     # runs at once (others queue)
 //! max-stages = 4                   # stages at once, across its runs
 //! allow = { exec = ["cargo", "git"], network = ["crates.io"], secrets = ["TOKEN"] }
-//! limits = { memory = "256MiB", timeout = "30m", fuel = 5_000_000_000, output = "1MiB", log = "4MiB", program-memory = "2GiB" }
+//! limits = { memory = "256MiB", timeout = "30m", fuel = 5_000_000_000, output = "1MiB", log = "4MiB", program-memory = "2GiB", processes = 256 }
 //! secrets = { file = "/srv/weir/acme/secrets.toml" }
 //! ```
 //!
@@ -106,6 +106,8 @@ struct LimitsSpec {
     log: Option<Spanned<String>>,
     #[serde(default)]
     program_memory: Option<Spanned<String>>,
+    #[serde(default)]
+    processes: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -455,6 +457,16 @@ fn resolve(
                 Err(why) => {
                     errors.push(source.error(t.span(), format!("limits.timeout of tenant `{name}`: {why}")))
                 }
+            }
+        }
+        if let Some(p) = &l.processes {
+            if *p.get_ref() == 0 {
+                errors.push(source.error(
+                    p.span(),
+                    format!("limits.processes of tenant `{name}` cannot be 0: a program is a process"),
+                ));
+            } else {
+                limits.stage.processes = Some(*p.get_ref());
             }
         }
         if let Some(f) = &l.fuel {

@@ -11,8 +11,10 @@
 //!   a one-sided Mann-Whitney U test asks whether the candidate's
 //!   latencies are larger than the baseline's. It fails the canary when
 //!   the p-value is below `1 - confidence` *and* the candidate's median is
-//!   more than `max-latency-increase` above the baseline's (a significant
-//!   but negligible difference is not a regression). With `builtin` the
+//!   more than `max-latency-increase` above the baseline's *and* more
+//!   than `min-latency-increase-ms` higher in absolute terms (a
+//!   significant but negligible difference, such as 1.0 ms against
+//!   1.2 ms on a busy machine, is not a regression). With `builtin` the
 //!   samples are single requests; with Prometheus, per-second mean
 //!   latencies.
 //!
@@ -50,6 +52,8 @@ struct Config {
     confidence: f64,
     #[serde(default = "default_increase")]
     max_latency_increase: f64,
+    #[serde(default = "default_increase_ms")]
+    min_latency_increase_ms: f64,
     /// Filled in by the rollout controller.
     rollout: Option<Window>,
 }
@@ -79,6 +83,9 @@ fn default_confidence() -> f64 {
 fn default_increase() -> f64 {
     0.2
 }
+fn default_increase_ms() -> f64 {
+    1.0
+}
 
 const SCHEMA: &str = r#"{
   "type": "object",
@@ -93,6 +100,7 @@ const SCHEMA: &str = r#"{
     "compare": {"type": "boolean", "description": "Compare the candidate's latency with the stable version's by the Mann-Whitney U test (default true)"},
     "confidence": {"type": "number", "exclusiveMinimum": 0.5, "exclusiveMaximum": 1, "description": "The comparison's confidence (default 0.95: fail when p < 0.05)"},
     "max-latency-increase": {"type": "number", "minimum": 0, "description": "How much slower the candidate's median may be, relative, before a significant difference fails it (default 0.2)"},
+    "min-latency-increase-ms": {"type": "number", "minimum": 0, "description": "How many ms higher the candidate's median must also be before a significant difference fails it (default 1)"},
     "rollout": {"type": "object", "description": "Set by the rollout controller: the service, versions and window"}
   }
 }"#;
@@ -367,7 +375,9 @@ impl Analyzer for CanaryMetrics {
                 c.sort_by(f64::total_cmp);
                 let (mb, mc) = (quantile(&b, 0.5).unwrap_or(0.0), quantile(&c, 0.5).unwrap_or(0.0));
                 let increase = if mb > 0.0 { mc / mb - 1.0 } else { 0.0 };
-                let ok = !(t.p_value < alpha && increase > config.max_latency_increase);
+                let ok = !(t.p_value < alpha
+                    && increase > config.max_latency_increase
+                    && (mc - mb) * 1000.0 > config.min_latency_increase_ms);
                 if !ok {
                     failed.push(format!(
                         "slower than {stable}: median {:.1} ms vs {:.1} ms (p = {:.2e})",

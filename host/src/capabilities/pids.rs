@@ -1,0 +1,206 @@
+//! A pids cgroup per program: the process limit that holds for root too.
+//!
+//! RLIMIT_NPROC counts a user's processes and is not enforced for root,
+//! not even inside bubblewrap, so a fork bomb started by weir running as
+//! root would grow until the stage's timeout. Each program therefore
+//! starts inside its own cgroup with `pids.max` set (cgroup v1's `pids`
+//! hierarchy, or v2 where the `pids` controller is enabled for weir's
+//! cgroup). The program joins it between fork and exec, so everything it
+//! starts is counted, including processes that leave its process group.
+//! When the program ends, every process still in the cgroup is killed and
+//! the cgroup is removed: nothing is left behind.
+
+use std::ffi::CString;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// How long [`ProgramGroup`] keeps killing what is left before giving up.
+const SWEEP_FOR: Duration = Duration::from_secs(3);
+
+/// One program's pids cgroup.
+#[derive(Debug)]
+pub struct ProgramGroup {
+    dir: PathBuf,
+    procs: CString,
+    /// Whether [`ProgramGroup::close`] has run.
+    closed: bool,
+}
+
+impl ProgramGroup {
+    /// A new cgroup below weir's own with `pids.max = max`; an error saying
+    /// why when this host has no pids cgroup weir may create.
+    pub fn create(max: u64) -> Result<Self, String> {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let parent = own_pids_cgroup()?;
+        let dir = parent.join(format!(
+            "weir-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let group = Self {
+            procs: CString::new(dir.join("cgroup.procs").into_os_string().into_encoded_bytes())
+                .map_err(|_| "the cgroup path has a NUL byte".to_string())?,
+            dir,
+            closed: false,
+        };
+        std::fs::write(group.dir.join("pids.max"), max.to_string())
+            .map_err(|e| format!("cannot set {}/pids.max: {e}", group.dir.display()))?;
+        Ok(group)
+    }
+
+    /// The `cgroup.procs` path, for [`join`] in the child.
+    pub fn procs(&self) -> CString {
+        self.procs.clone()
+    }
+
+    /// How many forks `pids.max` refused so far.
+    pub fn refused(&self) -> u64 {
+        std::fs::read_to_string(self.dir.join("pids.events"))
+            .ok()
+            .and_then(|events| {
+                events
+                    .lines()
+                    .find_map(|l| l.strip_prefix("max ").and_then(|n| n.trim().parse().ok()))
+            })
+            .unwrap_or(0)
+    }
+
+    /// Kill every process in the cgroup until it is empty (or
+    /// [`SWEEP_FOR`] has passed); whether it is empty.
+    pub async fn kill_all(&self) -> bool {
+        let until = Instant::now() + SWEEP_FOR;
+        loop {
+            if self.kill_pass() == 0 {
+                return true;
+            }
+            if Instant::now() > until {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Kill what is left and remove the cgroup.
+    pub async fn close(mut self) {
+        self.closed = true;
+        self.kill_all().await;
+        // Removing a cgroup fails until the kernel has reaped what was
+        // killed in it.
+        for _ in 0..100 {
+            if std::fs::remove_dir(&self.dir).is_ok() || !self.dir.exists() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tracing::warn!(cgroup = %self.dir.display(), "could not remove a program's pids cgroup");
+    }
+
+    /// SIGKILL to each process in the cgroup; how many there were.
+    fn kill_pass(&self) -> usize {
+        let pids = self.members();
+        for pid in &pids {
+            if let Some(pid) = rustix::process::Pid::from_raw(*pid) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            }
+        }
+        pids.len()
+    }
+
+    fn members(&self) -> Vec<i32> {
+        std::fs::read_to_string(self.dir.join("cgroup.procs"))
+            .map(|s| s.lines().filter_map(|l| l.trim().parse().ok()).collect())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for ProgramGroup {
+    /// A call dropped mid-way (a cancelled stage) did not [`close`]: kill
+    /// what is there now and finish on the runtime.
+    ///
+    /// [`close`]: ProgramGroup::close
+    fn drop(&mut self) {
+        if self.closed {
+            return;
+        }
+        self.kill_pass();
+        if std::fs::remove_dir(&self.dir).is_ok() {
+            return;
+        }
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let rest = ProgramGroup {
+                dir: std::mem::take(&mut self.dir),
+                procs: self.procs.clone(),
+                closed: false,
+            };
+            self.closed = true;
+            runtime.spawn(rest.close());
+        }
+    }
+}
+
+/// Move the calling process into the cgroup whose `cgroup.procs` is
+/// `procs`. Runs between fork and exec: only open, write and close.
+pub fn join(procs: &CString) -> std::io::Result<()> {
+    use rustix::fs::{Mode, OFlags, open};
+    let fd = open(procs.as_c_str(), OFlags::WRONLY | OFlags::CLOEXEC, Mode::empty())?;
+    rustix::io::write(&fd, b"0")?;
+    Ok(())
+}
+
+/// Where weir's own pids cgroup is mounted: cgroup v1's `pids` hierarchy,
+/// or the v2 tree when its `pids` controller reaches weir's cgroup.
+fn own_pids_cgroup() -> Result<PathBuf, String> {
+    let table = std::fs::read_to_string("/proc/self/cgroup")
+        .map_err(|e| format!("cannot read /proc/self/cgroup: {e}"))?;
+    own_pids_cgroup_in(&table, Path::new("/sys/fs/cgroup"))
+}
+
+fn own_pids_cgroup_in(table: &str, root: &Path) -> Result<PathBuf, String> {
+    let relative = |p: &str| root.to_path_buf().join(p.trim_start_matches('/'));
+    for line in table.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, controllers, path) = match (parts.next(), parts.next(), parts.next()) {
+            (Some(id), Some(c), Some(p)) => (id, c, p),
+            _ => continue,
+        };
+        if controllers.split(',').any(|c| c == "pids") {
+            let dir = relative("pids").join(path.trim_start_matches('/'));
+            if dir.join("cgroup.procs").exists() {
+                return Ok(dir);
+            }
+        }
+        if controllers.is_empty() {
+            let dir = relative(path);
+            let enabled = std::fs::read_to_string(dir.join("cgroup.subtree_control")).unwrap_or_default();
+            if enabled.split_whitespace().any(|c| c == "pids") {
+                return Ok(dir);
+            }
+        }
+    }
+    Err("this host has no pids cgroup weir can use (cgroup v1 `pids` is not mounted, and cgroup v2 does not enable `pids` for weir's cgroup)".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_v1_pids_hierarchy_or_v2_with_pids_enabled() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let v1 = root.path().join("pids/weir.slice");
+        std::fs::create_dir_all(&v1).expect("mkdir");
+        std::fs::write(v1.join("cgroup.procs"), "").expect("write");
+        let table = "12:pids:/weir.slice\n0::/user.slice\n";
+        assert_eq!(own_pids_cgroup_in(table, root.path()), Ok(v1));
+
+        let v2 = root.path().join("user.slice");
+        std::fs::create_dir_all(&v2).expect("mkdir");
+        std::fs::write(v2.join("cgroup.subtree_control"), "cpu memory\n").expect("write");
+        let table = "0::/user.slice\n";
+        assert!(own_pids_cgroup_in(table, root.path()).is_err());
+        std::fs::write(v2.join("cgroup.subtree_control"), "cpu memory pids\n").expect("write");
+        assert_eq!(own_pids_cgroup_in(table, root.path()), Ok(v2));
+    }
+}
