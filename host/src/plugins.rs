@@ -212,6 +212,21 @@ pub enum PluginError {
         /// What is wrong.
         reason: String,
     },
+    /// It declares more memories, tables or elements than a Store may
+    /// have.
+    #[error(
+        "plugin `{name}` ({source_label}) asks for more than a plugin may have: {reason} (limit `{limit}`)"
+    )]
+    Exceeds {
+        /// The name.
+        name: String,
+        /// Where from.
+        source_label: String,
+        /// What it asks for.
+        reason: String,
+        /// The limit's name.
+        limit: &'static str,
+    },
     /// The exports do not make it a weir plugin of one kind.
     #[error("plugin `{name}` ({source_label}) {reason}")]
     Kind {
@@ -345,7 +360,18 @@ impl PluginLoader {
                 limit: MAX_COMPILE_TIME,
             })?
             .map_err(|e| malformed(format!("the compiler thread failed: {e}")))?
-            .map_err(|e| malformed(format!("{e:#}")))?;
+            .map_err(|e| {
+                let reason = format!("{e:#}");
+                match pool_limit(&reason) {
+                    Some(limit) => PluginError::Exceeds {
+                        name: name.into(),
+                        source_label: source_label.clone(),
+                        reason: reason.rsplit(": ").next().unwrap_or(&reason).to_string(),
+                        limit,
+                    },
+                    None => malformed(reason),
+                }
+            })?;
 
         let engine = self.engine.engine();
         let ty = component.component_type();
@@ -472,6 +498,7 @@ impl PluginLoader {
         .await;
         match result {
             Ok(Ok(manifest)) => Ok(manifest),
+            Ok(Err(_)) if let Some(hit) = store.data().limiter.hit() => Err(hit.to_string()),
             Ok(Err(e)) if store.data().timed_out => Err(format!("timed out after {DESCRIBE_TIMEOUT:?}: {e}")),
             Ok(Err(e)) => Err(format!("{e:#}")),
             Err(_) => Err(format!("timed out after {DESCRIBE_TIMEOUT:?}")),
@@ -511,6 +538,29 @@ fn header_problem(bytes: &[u8]) -> Option<String> {
         );
     }
     None
+}
+
+/// The limit a compile error from the pooling allocator's checks names:
+/// these run when a component is compiled, before any Store exists.
+fn pool_limit(reason: &str) -> Option<&'static str> {
+    if !reason.contains("pooling allocator") {
+        return None;
+    }
+    Some(
+        if reason.contains("memories count") || reason.contains("linear memories") {
+            "memories"
+        } else if reason.contains("tables count")
+            || (reason.contains("contains") && reason.contains("tables"))
+        {
+            "table-count"
+        } else if reason.contains("table index") {
+            "tables"
+        } else if reason.contains("memory index") {
+            "memory"
+        } else {
+            "instances"
+        },
+    )
 }
 
 fn list_or_nothing(items: &[String]) -> String {

@@ -14,7 +14,7 @@ pub use crate::deploy::a_deployer_may_touch_only_the_release_its_stage_rolls_out
 pub use crate::deploy::a_strategy_that_traps_mid_rollout_is_rolled_back_by_the_host as rogue_strategy;
 
 use crate::guest_paths as g;
-use crate::support::{Project, plugin};
+use crate::support::{CoreModule, Project, plugin, with_core_modules};
 
 fn one_stage(name: &str, path: &str, stage_extra: &str) -> Project {
     let p = Project::new();
@@ -489,4 +489,100 @@ pub fn forge() {
         run.finished("s")["error"],
         "stage `s` ran longer than its timeout of 1s and was stopped"
     );
+}
+
+/// A copy of the `record` guest with `modules` instantiated beside it.
+fn record_with(p: &Project, modules: &[CoreModule]) -> String {
+    let record = std::fs::read(g::RECORD).expect("the record guest");
+    let path = p.path().join("record-plus.wasm");
+    std::fs::write(&path, with_core_modules(&record, modules)).expect("write");
+    path.display().to_string()
+}
+
+fn memory(pages: u32) -> CoreModule {
+    CoreModule {
+        memories: vec![pages],
+        ..CoreModule::default()
+    }
+}
+
+/// Memory is counted across all of a Store's memories: three more of
+/// 50 MiB each fit the default 256 MiB, not a tenant's 128 MiB.
+#[test]
+fn many_memories_count_against_one_limit() {
+    let p = Project::new();
+    let path = record_with(&p, &[memory(800), memory(800), memory(800)]);
+    p.write(
+        "tenants.toml",
+        "[tenants.small]\nlimits = { memory = \"128MiB\" }\n",
+    );
+    p.pipeline(&format!(
+        "[pipeline]\nname = \"mem\"\n{}\n[stages.s]\nuses = \"big\"\n",
+        plugin("big", &path)
+    ));
+    let alone = p.run_json(&[]);
+    assert_eq!(alone.code, 0, "{alone:?}");
+    let small = p.weir(&[
+        "run",
+        "pipeline.toml",
+        "--json",
+        "--tenants",
+        "tenants.toml",
+        "--tenant",
+        "small",
+    ]);
+    assert_eq!(small.code, 1, "{small:?}");
+    let done = small.finished("s");
+    assert_eq!(done["failure"], "limit", "{small:?}");
+    let error = done["error"].as_str().unwrap_or_default();
+    assert!(
+        error.starts_with("memory limit hit: the plugin asked for ")
+            && error.ends_with(" in total, the limit is 128 MiB (limit `memory`); stage `s` was stopped"),
+        "{error}"
+    );
+}
+
+/// Extra memories, tables and table growth, which no Rust guest can
+/// declare, are refused with the limit named, before anything runs.
+#[test]
+fn too_many_memories_and_huge_tables_are_refused_by_name() {
+    let cases = [
+        (
+            vec![CoreModule {
+                memories: vec![1, 1],
+                ..CoreModule::default()
+            }],
+            "asks for more than a plugin may have: defined memories count of 2 exceeds the per-instance limit of 1 (limit `memories`)",
+        ),
+        (
+            vec![memory(0), memory(0), memory(0), memory(0), memory(0), memory(0)],
+            "asks for more than a plugin may have: The component transitively contains 7 Wasm linear memories, which exceeds the configured maximum of 4 in the pooling allocator (limit `memories`)",
+        ),
+        (
+            vec![CoreModule {
+                table: Some(1_000_000),
+                ..CoreModule::default()
+            }],
+            "asks for more than a plugin may have: table index 0 has a minimum element size of 1000000 which exceeds the limit of 100000 (limit `tables`)",
+        ),
+        (
+            vec![CoreModule {
+                table: Some(1),
+                grow_table_by: Some(1_000_000),
+                ..CoreModule::default()
+            }],
+            "describe() failed: table limit hit: the plugin asked for ",
+        ),
+    ];
+    for (modules, expected) in cases {
+        let p = Project::new();
+        let path = record_with(&p, &modules);
+        p.pipeline(&format!(
+            "[pipeline]\nname = \"t\"\n{}\n[stages.s]\nuses = \"big\"\n",
+            plugin("big", &path)
+        ));
+        let run = p.run_json(&[]);
+        assert_eq!(run.code, 2, "{run:?}");
+        assert!(run.stderr.contains(expected), "{expected}\n{run:?}");
+    }
 }

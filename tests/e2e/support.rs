@@ -148,3 +148,116 @@ impl Project {
 pub fn nap(d: std::time::Duration) {
     std::thread::sleep(d);
 }
+
+/// LEB128, unsigned, as the WebAssembly binary format writes sizes.
+fn leb(mut n: u64, out: &mut Vec<u8>) {
+    loop {
+        let byte = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+fn section(id: u8, contents: &[u8], out: &mut Vec<u8>) {
+    out.push(id);
+    leb(contents.len() as u64, out);
+    out.extend_from_slice(contents);
+}
+
+/// What an extra core module declares; no Rust guest can declare these.
+#[derive(Default)]
+pub struct CoreModule {
+    /// Memories, each this many 64 KiB pages.
+    pub memories: Vec<u32>,
+    /// A funcref table with this many elements, if any.
+    pub table: Option<u32>,
+    /// Elements its start function adds to that table with `table.grow`.
+    pub grow_table_by: Option<u32>,
+}
+
+impl CoreModule {
+    /// The module's bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut m = b"\0asm\x01\0\0\0".to_vec();
+        if self.grow_table_by.is_some() {
+            section(1, &[1, 0x60, 0, 0], &mut m); // type 0: [] -> []
+            section(3, &[1, 0], &mut m); // func 0: type 0
+        }
+        if let Some(elements) = self.table {
+            let mut t = vec![1, 0x70, 0x00];
+            leb(elements.into(), &mut t);
+            section(4, &t, &mut m);
+        }
+        if !self.memories.is_empty() {
+            let mut s = Vec::new();
+            leb(self.memories.len() as u64, &mut s);
+            for pages in &self.memories {
+                s.push(0x00);
+                leb((*pages).into(), &mut s);
+            }
+            section(5, &s, &mut m);
+        }
+        if let Some(by) = self.grow_table_by {
+            section(8, &[0], &mut m); // start: func 0
+            // ref.null func; i32.const BY; table.grow 0; drop; end
+            let mut body = vec![0, 0xd0, 0x70, 0x41];
+            let mut n = i64::from(by);
+            loop {
+                let byte = (n & 0x7f) as u8;
+                n >>= 7;
+                if (n == 0 && byte & 0x40 == 0) || (n == -1 && byte & 0x40 != 0) {
+                    body.push(byte);
+                    break;
+                }
+                body.push(byte | 0x80);
+            }
+            body.extend_from_slice(&[0xfc, 0x0f, 0x00, 0x1a, 0x0b]);
+            let mut code = vec![1];
+            leb(body.len() as u64, &mut code);
+            code.extend_from_slice(&body);
+            section(10, &code, &mut m);
+        }
+        m
+    }
+}
+
+/// `component` (a built guest) with `modules` added and instantiated
+/// beside its own core instances: the same plugin, with more memories or
+/// tables.
+pub fn with_core_modules(component: &[u8], added: &[CoreModule]) -> Vec<u8> {
+    // The new module's index is the number of core modules before it: one
+    // per top-level core module section (id 1).
+    let mut modules = 0;
+    let mut i = 8;
+    while i < component.len() {
+        let id = component[i];
+        let (mut size, mut shift, mut j) = (0usize, 0, i + 1);
+        loop {
+            let b = component[j];
+            j += 1;
+            size |= usize::from(b & 0x7f) << shift;
+            shift += 7;
+            if b < 0x80 {
+                break;
+            }
+        }
+        if id == 1 {
+            modules += 1;
+        }
+        i = j + size;
+    }
+    let mut out = component.to_vec();
+    for module in added {
+        section(1, &module.encode(), &mut out);
+        let mut instance = vec![1, 0x00];
+        leb(modules, &mut instance);
+        instance.push(0); // no arguments
+        section(2, &instance, &mut out);
+        modules += 1;
+    }
+    out
+}
