@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use wasmtime::{Store, UpdateDeadline};
 
+pub mod disk;
 mod memory;
 pub use weir_pipeline::results;
 
@@ -264,7 +265,12 @@ async fn attempt(
             }
         },
     };
-    let mut result = run_in_store(
+    let disk_limit = info
+        .limits
+        .disk_bytes
+        .map(|limit| (info.workspace.clone(), limit));
+    let stage = request.stage_name.clone();
+    let run = run_in_store(
         engine,
         plugin,
         info,
@@ -273,8 +279,20 @@ async fn attempt(
         sandbox.clone(),
         declared,
         setup,
-    )
-    .await;
+    );
+    // Past the tenant's disk limit the attempt is dropped: its Store and
+    // its programs end with it.
+    let mut result = match disk_limit {
+        None => run.await,
+        Some((workspace, limit)) => tokio::select! {
+            result = run => result,
+            hit = disk::exceeded(workspace, limit) => AttemptResult::failed(
+                FailureKind::Limit,
+                format!("{hit}; stage `{stage}` was stopped"),
+                None,
+            ),
+        },
+    };
     if declared {
         result.sandbox = Some(sandbox.describe().to_string());
     }

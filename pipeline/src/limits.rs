@@ -37,6 +37,9 @@ pub struct StageLimits {
     /// the host has a pids cgroup; `Some`: required, and a program is
     /// refused where it cannot be enforced.
     pub processes: Option<u64>,
+    /// Bytes a run's workspace may take on disk while its stages run;
+    /// `None` for no limit beyond the filesystem's.
+    pub disk_bytes: Option<u64>,
 }
 
 /// Processes (and threads) a program may have at once when its tenant
@@ -59,6 +62,7 @@ impl Default for StageLimits {
             fuel: None,
             program_memory: None,
             processes: None,
+            disk_bytes: None,
         }
     }
 }

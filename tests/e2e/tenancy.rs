@@ -539,3 +539,39 @@ fn a_tenants_process_limit_holds_fork_bombs_and_leaves_no_orphans() {
         );
     }
 }
+
+/// A plugin writing through WASI and a program writing with `head` both
+/// stop at the tenant's disk limit, named, and the run goes on to report.
+#[test]
+fn a_tenants_disk_limit_stops_what_fills_the_workspace() {
+    let tenants =
+        "[tenants.small]\nallow = { exec = [\"sh\", \"head\", \"sleep\"] }\nlimits = { disk = \"32MiB\" }\n";
+    let stages = [
+        (
+            "plugin",
+            format!(
+                "{}\n[stages.plugin]\nuses = \"forge\"\nwith = {{ mode = \"fill-disk\" }}\ntimeout = \"60s\"\n",
+                plugin("forge", g::FORGE)
+            ),
+        ),
+        (
+            "program",
+            "[stages.program]\nrun = \"head -c 400000000 /dev/zero > big.bin; sleep 30\"\ntimeout = \"60s\"\n".to_string(),
+        ),
+    ];
+    for (stage, table) in stages {
+        let p = with_tenants(tenants, &format!("[pipeline]\nname = \"fill\"\n{table}"));
+        let run = run_as(&p, "small");
+        assert_eq!(run.code, 1, "{run:?}");
+        let done = run.finished(stage);
+        assert_eq!(done["failure"], "limit", "{run:?}");
+        let error = done["error"].as_str().unwrap_or_default();
+        assert!(
+            error.starts_with("disk limit hit: the run's workspace takes ")
+                && error.ends_with(&format!(
+                    " on disk, the limit is 32 MiB (limit `disk`); stage `{stage}` was stopped"
+                )),
+            "{error}"
+        );
+    }
+}

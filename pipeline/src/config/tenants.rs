@@ -8,7 +8,7 @@
 //! max-runs = 2                     # runs at once (others queue)
 //! max-stages = 4                   # stages at once, across its runs
 //! allow = { exec = ["cargo", "git"], network = ["crates.io"], secrets = ["TOKEN"] }
-//! limits = { memory = "256MiB", timeout = "30m", fuel = 5_000_000_000, output = "1MiB", log = "4MiB", program-memory = "2GiB", processes = 256 }
+//! limits = { memory = "256MiB", timeout = "30m", fuel = 5_000_000_000, output = "1MiB", log = "4MiB", program-memory = "2GiB", processes = 256, disk = "20GiB" }
 //! secrets = { file = "/srv/weir/acme/secrets.toml" }
 //! ```
 //!
@@ -108,6 +108,8 @@ struct LimitsSpec {
     program_memory: Option<Spanned<String>>,
     #[serde(default)]
     processes: Option<Spanned<u64>>,
+    #[serde(default)]
+    disk: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -448,6 +450,9 @@ fn resolve(
         if let Some(n) = size(&l.program_memory, "program-memory") {
             limits.stage.program_memory = Some(n as u64);
         }
+        if let Some(n) = size(&l.disk, "disk") {
+            limits.stage.disk_bytes = Some(n as u64);
+        }
 
         if let Some(t) = &l.timeout {
             match super::duration::parse_duration(t.get_ref()) {
@@ -574,7 +579,7 @@ root = "acme"
 max-runs = 2
 max-stages = 3
 allow = { exec = ["cargo"], network = ["crates.io"], secrets = ["TOKEN"], runtime = true }
-limits = { memory = "64MiB", timeout = "10m", fuel = 1000, output = "64KiB", log = "1MiB" }
+limits = { memory = "64MiB", timeout = "10m", fuel = 1000, output = "64KiB", log = "1MiB", program-memory = "1GiB", processes = 64, disk = "2GiB" }
 secrets = { file = "acme-secrets.toml" }
 "#,
         )
@@ -586,6 +591,9 @@ secrets = { file = "acme-secrets.toml" }
         assert_eq!(acme.limits.stage.fuel, Some(1000));
         assert_eq!(acme.limits.stage.output_bytes, 64 << 10);
         assert_eq!(acme.limits.max_timeout, Duration::from_secs(600));
+        assert_eq!(acme.limits.stage.program_memory, Some(1 << 30));
+        assert_eq!(acme.limits.stage.processes, Some(64));
+        assert_eq!(acme.limits.stage.disk_bytes, Some(2 << 30));
         assert_eq!(
             acme.secrets,
             SecretSource::File {
@@ -624,18 +632,23 @@ secrets = { file = "acme-secrets.toml" }
 
     #[test]
     fn bad_values_are_located() {
-        let Err(TenantsError::Invalid { errors, .. }) =
-            parse("[tenants.acme]\nlimits = { memory = \"lots\", timeout = \"0s\" }\nmax-runs = 0\n")
-        else {
+        let Err(TenantsError::Invalid { errors, .. }) = parse(
+            "[tenants.acme]\nlimits = { memory = \"lots\", timeout = \"0s\", processes = 0 }\nmax-runs = 0\n",
+        ) else {
             panic!("expected errors")
         };
         let text: Vec<String> = errors
             .iter()
             .map(|e| format!("{} {}", e.location, e.message))
             .collect();
-        assert_eq!(text.len(), 3, "{text:?}");
+        assert_eq!(text.len(), 4, "{text:?}");
         assert!(
             text[0].starts_with("/etc/weir/tenants.toml:2:21 limits.memory"),
+            "{text:?}"
+        );
+        assert!(
+            text.iter()
+                .any(|t| t.ends_with("limits.processes of tenant `acme` cannot be 0: a program is a process")),
             "{text:?}"
         );
         let Err(TenantsError::Invalid { errors, .. }) = parse("[tenants.acme]\nallow = { programs = [] }\n")

@@ -58,6 +58,20 @@ impl Stage for Forge {
                 let bytes = wasip2::random::random::get_random_bytes(1 << 30);
                 Ok(StageOutput::new().output("got", bytes.len().to_string()))
             }
+            "fill-disk" => {
+                // Writes through WASI until something stops it.
+                use std::io::Write;
+                let mut file = std::fs::File::create("fill.bin")
+                    .map_err(|e| Failure::new(format!("create: {e}")))?;
+                let chunk = vec![0x5a_u8; 1 << 20];
+                let mut written: u64 = 0;
+                loop {
+                    if let Err(e) = file.write_all(&chunk) {
+                        return Err(Failure::new(format!("write failed after {written} bytes: {e}")));
+                    }
+                    written += chunk.len() as u64;
+                }
+            }
             other => Err(Failure::new(format!("unknown mode `{other}`"))),
         }
     }
