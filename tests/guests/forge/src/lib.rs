@@ -61,8 +61,8 @@ impl Stage for Forge {
             "fill-disk" => {
                 // Writes through WASI until something stops it.
                 use std::io::Write;
-                let mut file = std::fs::File::create("fill.bin")
-                    .map_err(|e| Failure::new(format!("create: {e}")))?;
+                let mut file =
+                    std::fs::File::create("fill.bin").map_err(|e| Failure::new(format!("create: {e}")))?;
                 let chunk = vec![0x5a_u8; 1 << 20];
                 let mut written: u64 = 0;
                 loop {
