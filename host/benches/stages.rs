@@ -264,6 +264,7 @@ fn request(stage: &str, config: &str) -> AttemptRequest {
         attempt: 1,
         config: config.into(),
         env: Vec::new(),
+        secret_env: Vec::new(),
         inputs: Vec::new(),
         timeout: Duration::from_secs(600),
         environment: None,

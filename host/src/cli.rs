@@ -171,6 +171,10 @@ pub struct ReplayArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+    /// The tenants file (default: $WEIR_TENANTS). The replay runs under
+    /// the limits of the tenant the run belonged to.
+    #[arg(long, value_name = "FILE")]
+    pub tenants: Option<PathBuf>,
 }
 
 /// `weir runs`.

@@ -324,6 +324,7 @@ pub(crate) fn prepare_store(
         workspace: Some(&info.workspace),
         read_dirs,
         env: &request.env,
+        secret_env: &request.secret_env,
         limits: info.limits,
         sink,
         process: ProcessSpec {

@@ -467,6 +467,7 @@ impl PluginLoader {
             workspace: None,
             read_dirs: &[],
             env: &[],
+            secret_env: &[],
             limits: StageLimits::default(),
             sink,
             process: crate::sandbox::ProcessSpec::none(name),

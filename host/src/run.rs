@@ -38,6 +38,9 @@ pub struct AttemptRequest {
     pub config: String,
     /// The plugin's environment.
     pub env: Vec<(String, String)>,
+    /// Names in `env` whose values are secrets (the plugin sees
+    /// placeholders).
+    pub secret_env: Vec<String>,
     /// Outputs of every upstream stage: (stage, outputs).
     pub inputs: Vec<(String, Vec<(String, String)>)>,
     /// How long the attempt may run.
@@ -506,6 +509,7 @@ async fn run_stage(
         attempt: 1,
         config: config.to_string(),
         env,
+        secret_env: stage.secret_env.clone(),
         inputs,
         timeout: stage.timeout,
         environment: stage.environment.clone().or_else(|| run_environment.clone()),

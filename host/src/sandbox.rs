@@ -56,6 +56,8 @@ pub struct StateSpec<'a> {
     pub read_dirs: &'a [std::path::PathBuf],
     /// The plugin's environment.
     pub env: &'a [(String, String)],
+    /// Names in `env` whose values are secrets.
+    pub secret_env: &'a [String],
     /// Limits for this Store.
     pub limits: StageLimits,
     /// Where log lines go.
@@ -135,11 +137,23 @@ impl StageState {
     /// Fresh state for one Store.
     pub fn new(spec: StateSpec<'_>) -> std::io::Result<Self> {
         let budget = LogBudget::new(spec.limits.log_bytes);
+        // An environment's secrets reach the plugin as placeholders, like
+        // an opened secret's; its programs get the values (`process` runs
+        // them with the stage's env as it is).
+        let opened = crate::capabilities::secrets::Opened::default();
+        let plugin_env: Vec<(String, String)> = spec
+            .env
+            .iter()
+            .map(|(k, v)| match spec.secret_env.contains(k) {
+                true => (k.clone(), opened.hold(v.clone())),
+                false => (k.clone(), v.clone()),
+            })
+            .collect();
         let wasi = wasi::build(WasiSpec {
             workspace: spec.workspace,
             read_only: spec.read_dirs,
             mapped: spec.mapped_dirs,
-            env: spec.env,
+            env: &plugin_env,
             max_random: spec.limits.random_bytes,
             stage: spec.stage,
             sink: spec.sink.clone(),
@@ -149,7 +163,6 @@ impl StageState {
         table.set_max_capacity(spec.limits.resource_handles);
         let plugin = spec.process.plugin.clone();
         let grants = spec.process.grants.clone();
-        let opened = crate::capabilities::secrets::Opened::default();
         let secrets = crate::capabilities::secrets::SecretsCtx::new(
             spec.stage,
             &spec.process.tenant,

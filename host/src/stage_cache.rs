@@ -184,6 +184,7 @@ mod tests {
             attempt: 1,
             config: r#"{"a":1}"#.into(),
             env: vec![("B".into(), "2".into()), ("A".into(), "1".into())],
+            secret_env: Vec::new(),
             inputs: vec![("up".into(), vec![("x".into(), "1".into())])],
             timeout: std::time::Duration::from_secs(1),
             environment: None,

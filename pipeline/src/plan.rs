@@ -235,6 +235,9 @@ pub struct PlannedStage {
     pub when: When,
     /// Variables the plugin sees, references not yet substituted.
     pub env: Vec<(String, String)>,
+    /// Names in `env` whose values are an environment's secrets: the
+    /// plugin sees a placeholder for each, its programs the value.
+    pub secret_env: Vec<String>,
     /// What the pipeline grants it.
     pub grants: Grants,
     /// Where `allow` is written, for errors about grants.
@@ -976,6 +979,7 @@ fn plan_stage(
         retries,
         when,
         env,
+        secret_env: Vec::new(),
         grants,
         allow_span: spec.allow.as_ref().map(|a| a.span()),
         timeout_span: spec.timeout.as_ref().map(|t| t.span()),

@@ -153,3 +153,31 @@ fn only_recorded_analyzers_can_be_replayed() {
     let unknown = p.weir(&["replay", "nope", "scan"]);
     assert_eq!(unknown.code, 2, "{unknown:?}");
 }
+
+/// A replay runs under the limits of the tenant the run belonged to, as
+/// the tenants file says now.
+#[test]
+fn replay_runs_under_the_runs_tenant() {
+    let p = Project::new();
+    let run = judged(&p, "120", "200");
+    assert_eq!(run.code, 0, "{run:?}");
+    let id = id(&run);
+    p.write(
+        "tenants.toml",
+        "[tenants.default]\nallow = { exec = [\"cat\"] }\nlimits = { fuel = 1000 }\n",
+    );
+    let tight = p.weir(&["replay", &id, "judge", "--json", "--tenants", "tenants.toml"]);
+    assert_eq!(tight.code, 1, "{tight:?}");
+    let out: Value = serde_json::from_str(&tight.stdout).expect("JSON");
+    let error = out["replayed"]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("(limit `fuel`)"), "{out}");
+
+    p.write("tenants.toml", "[tenants.acme]\n");
+    let gone = p.weir(&["replay", &id, "judge", "--tenants", "tenants.toml"]);
+    assert_eq!(gone.code, 2, "{gone:?}");
+    assert!(
+        gone.stderr
+            .contains(&format!("run {id} belongs to tenant `default`: ")),
+        "{gone:?}"
+    );
+}

@@ -575,3 +575,35 @@ fn a_tenants_disk_limit_stops_what_fills_the_workspace() {
         );
     }
 }
+
+/// An environment's secrets are handles too: the plugin's own environment
+/// holds a placeholder, while the programs of the stage get the value.
+#[test]
+fn an_environments_secrets_reach_plugins_as_placeholders_and_programs_as_values() {
+    let p = Project::new();
+    p.pipeline(&format!(
+        "[pipeline]\nname = \"env-secrets\"\n{}\n[environments.prod]\nsecrets = [\"TOKEN\"]\n[stages.plugin]\nuses = \"record\"\nenvironment = \"prod\"\n[stages.program]\nenvironment = \"prod\"\nrun = \"printf %s \\\"$TOKEN\\\" | sha256sum\"\n",
+        plugin("record", g::RECORD)
+    ));
+    let run: Run = p
+        .command(&["run", "pipeline.toml", "--json"])
+        .env("WEIR_SECRET_TOKEN", SECRET)
+        .output()
+        .expect("weir runs")
+        .into();
+    assert_eq!(run.code, 0, "{run:?}");
+    let env = run.finished("plugin")["outputs"]["env"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        env.split(',').any(|v| v.starts_with("TOKEN=weir-secret:")),
+        "the plugin sees a placeholder, not the value (which would show as ***): {env}"
+    );
+    let digest = sha256_hex(SECRET);
+    assert!(
+        run.log_messages().iter().any(|m| m.starts_with(&digest)),
+        "the program got the value: {run:?}"
+    );
+    assert!(!run.stdout.contains(SECRET), "the value never shows");
+}

@@ -41,6 +41,13 @@ impl Opened {
             .push((placeholder, value));
     }
 
+    /// A new placeholder standing for `value` in this Store.
+    pub fn hold(&self, value: String) -> String {
+        let p = placeholder();
+        self.add(p.clone(), value);
+        p
+    }
+
     /// `text` with every placeholder replaced by its value.
     pub fn substitute(&self, text: &str) -> String {
         let opened = self.inner.lock().unwrap_or_else(|e| e.into_inner());

@@ -18,7 +18,6 @@ use crate::artifacts::ArtifactStore;
 use crate::bindings::types::PluginKind;
 use crate::blobs::{BLOB_DIR, Blobs};
 use crate::capabilities::tape::{Call, Tape};
-use crate::engine::StageLimits;
 use crate::events::{Event, EventSink, FindingRecord};
 use crate::execute::{RunInfo, Setup};
 use crate::plan::{PluginRef, SandboxChoice};
@@ -85,7 +84,17 @@ async fn replay_inner(args: &ReplayArgs, verbose: bool) -> Result<ExitCode, Refu
         .map(|i| plan.stages[i].clone())
         .ok_or_else(|| Refusal(format!("the recorded pipeline has no stage `{}`", args.stage)))?;
 
-    let loader = super::prepare::loader().map_err(|e| Refusal(e.to_string()))?;
+    // The run's tenant, for the limits its plugins ran under.
+    let tenant = crate::config::tenants::Tenants::load(args.tenants.as_deref())
+        .and_then(|t| t.get(Some(&run.tenant)))
+        .map_err(|e| {
+            Refusal(format!(
+                "run {} belongs to tenant `{}`: {e}",
+                args.run, run.tenant
+            ))
+        })?;
+    let loader = super::prepare::loader_with(&super::prepare::engine_for(&tenant))
+        .map_err(|e| Refusal(e.to_string()))?;
     let plugin_ref = match &args.plugin {
         Some(p) => PluginRef::File {
             name: p
@@ -124,7 +133,7 @@ async fn replay_inner(args: &ReplayArgs, verbose: bool) -> Result<ExitCode, Refu
         &stage,
         plugin.clone(),
         loader.engine().clone(),
-        &run.tenant,
+        &tenant,
         &plan.name,
         verbose,
     )
@@ -179,7 +188,7 @@ async fn replay_in(
     stage: &crate::plan::PlannedStage,
     plugin: Arc<crate::plugins::LoadedPlugin>,
     engine: crate::engine::WeirEngine,
-    tenant: &str,
+    tenant: &crate::config::tenants::Tenant,
     pipeline: &str,
     verbose: bool,
 ) -> Result<(AttemptResult, (crate::capabilities::tape::ReplayUse, usize)), Refusal> {
@@ -282,6 +291,7 @@ async fn replay_in(
         attempt: request["attempt"].as_u64().unwrap_or(1) as u32,
         config: request["config"].as_str().unwrap_or("{}").to_string(),
         env,
+        secret_env: serde_json::from_value(request["secret_env"].clone()).unwrap_or_default(),
         inputs,
         timeout: std::time::Duration::from_millis(request["timeout_ms"].as_u64().unwrap_or(600_000)),
         environment: request["environment"].as_str().map(String::from),
@@ -304,10 +314,10 @@ async fn replay_in(
     let info = RunInfo {
         run_id: recording.run_id.clone(),
         pipeline: pipeline.to_string(),
-        tenant: tenant.to_string(),
+        tenant: tenant.name.clone(),
         workspace: workspace.canonicalize().unwrap_or(workspace),
-        limits: StageLimits::default(),
-        secrets: crate::config::tenants::Tenant::unrestricted_default().secrets,
+        limits: tenant.limits.stage,
+        secrets: tenant.secrets.clone(),
         artifacts: ArtifactStore::new(scratch.join("artifacts")),
         history: None,
         // A replay never deploys; recorded metrics come from the tape.

@@ -372,6 +372,7 @@ pub async fn record_analyzer(
         let asked = serde_json::json!({
             "config": request.config,
             "env": request.env,
+            "secret_env": request.secret_env,
             "inputs": request.inputs,
             "environment": request.environment,
             "attempt": request.attempt,

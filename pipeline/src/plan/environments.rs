@@ -276,8 +276,10 @@ pub fn resolve(
         used.insert(target.clone());
         let layered = layer_variables(env, secret, &mut errors);
         for (k, v) in layered {
+            stage.secret_env.retain(|existing| *existing != k);
             if env.secrets.contains(&k) {
                 values.insert(k.clone(), v.clone());
+                stage.secret_env.push(k.clone());
             }
             stage.env.retain(|(existing, _)| *existing != k);
             stage.env.push((k, v));
