@@ -113,8 +113,14 @@ enum EnvCommand {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        /// Read secrets from this tenant's secret source.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// The tenants file (default: $WEIR_TENANTS).
+        #[arg(long, value_name = "FILE")]
+        tenants: Option<PathBuf>,
     },
-    /// What differs between two environments.
+    /// What differs between two environments (secrets by name only).
     Diff {
         /// The first environment (`-` lines).
         a: String,
@@ -365,7 +371,13 @@ pub fn main() -> ExitCode {
             Command::Releases { service, json } => target_cmd::releases(&service, json).await,
             Command::Rollback { service } => target_cmd::rollback(&service).await,
             Command::Env { command } => match command {
-                EnvCommand::Show { name, pipeline, json } => env_cmd::show(&pipeline, &name, json),
+                EnvCommand::Show {
+                    name,
+                    pipeline,
+                    json,
+                    tenant,
+                    tenants,
+                } => env_cmd::show(&pipeline, &name, json, tenants.as_deref(), tenant.as_deref()),
                 EnvCommand::Diff { a, b, pipeline } => env_cmd::diff(&pipeline, &a, &b),
             },
             Command::Approve(a) => env_cmd::decide(&a.run, a.stage.as_deref(), true, a.who, None),

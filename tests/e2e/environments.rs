@@ -156,6 +156,33 @@ fn each_environment_lays_its_own_values_over_the_stage() {
     let shown = String::from_utf8_lossy(&shown.stdout);
     assert!(shown.contains("variables.TOKEN = \"***\""), "{shown}");
     assert!(!shown.contains("hunter2"), "{shown}");
+    // A tenant's secrets come from its own source.
+    p.write("acme-secrets.toml", "TOKEN = \"from-acme\"\n");
+    p.write(
+        "tenants.toml",
+        "[tenants.acme]\nsecrets = { file = \"acme-secrets.toml\" }\n",
+    );
+    let acme = p.weir(&[
+        "env",
+        "show",
+        "production",
+        "--tenants",
+        "tenants.toml",
+        "--tenant",
+        "acme",
+    ]);
+    assert_eq!(acme.code, 0, "{acme:?}");
+    assert!(acme.stdout.contains("variables.TOKEN = \"***\""), "{acme:?}");
+    let unknown = p.weir(&[
+        "env",
+        "show",
+        "production",
+        "--tenants",
+        "tenants.toml",
+        "--tenant",
+        "nobody",
+    ]);
+    assert_eq!(unknown.code, 2, "{unknown:?}");
     let diff = p.weir(&["env", "diff", "staging", "production"]);
     assert!(
         diff.stdout

@@ -41,8 +41,17 @@ fn environment<'p>(plan: &'p Plan, name: &str) -> Result<&'p Environment, ExitCo
     })
 }
 
-/// `weir env show NAME`.
-pub fn show(pipeline: &Path, name: &str, json: bool) -> ExitCode {
+/// `weir env show NAME`, with secrets read from `tenant`'s source.
+pub fn show(
+    pipeline: &Path,
+    name: &str,
+    json: bool,
+    tenants: Option<&Path>,
+    tenant: Option<&str>,
+) -> ExitCode {
+    let Some(tenant) = super::prepare::load_tenant(tenants, tenant) else {
+        return ExitCode::from(2);
+    };
     let plan = match plan_of(pipeline) {
         Ok(p) => p,
         Err(code) => return code,
@@ -51,7 +60,7 @@ pub fn show(pipeline: &Path, name: &str, json: bool) -> ExitCode {
         Ok(e) => e,
         Err(code) => return code,
     };
-    let (value, problems) = environments::describe(env, &environments::secret_from_env);
+    let (value, problems) = environments::describe(env, &|name| tenant.secrets.get(name));
     if json {
         let mut value = value;
         value["problems"] = problems.iter().map(ToString::to_string).collect();
