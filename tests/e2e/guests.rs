@@ -163,7 +163,7 @@ pub fn escape() {
     let p = Project::new();
     p.write("secret.txt", "host secret");
     let ws = p.path().join("ws");
-    std::fs::create_dir_all(&ws).expect("workspace");
+    std::fs::create_dir_all(ws.join("sub")).expect("workspace");
     std::os::unix::fs::symlink(p.path(), ws.join("planted-link")).expect("symlink");
     p.pipeline(&format!(
         "[pipeline]\nname = \"guest\"\n{}\n[stages.s]\nuses = \"escape\"\n",
@@ -175,6 +175,8 @@ pub fn escape() {
     assert_eq!(outputs["dotdot"], "denied (PermissionDenied)");
     assert_eq!(outputs["absolute"], "denied (NotFound)");
     assert_eq!(outputs["planted_symlink"], "denied (PermissionDenied)");
+    assert_eq!(outputs["symlink_trailing_slash"], "denied (PermissionDenied)");
+    assert_eq!(outputs["dotdot_trailing_slash"], "denied (PermissionDenied)");
     assert_eq!(outputs["list_root"], "denied (the root is the workspace)");
 
     // A directory granted with `allow.read` is readable at its absolute
@@ -557,6 +559,10 @@ fn too_many_memories_and_huge_tables_are_refused_by_name() {
         (
             vec![memory(0), memory(0), memory(0), memory(0), memory(0), memory(0)],
             "asks for more than a plugin may have: The component transitively contains 7 Wasm linear memories, which exceeds the configured maximum of 4 in the pooling allocator (limit `memories`)",
+        ),
+        (
+            (0..40).map(|_| CoreModule::default()).collect(),
+            "asks for more than a plugin may have: The component transitively contains 43 core module instances, which exceeds the configured maximum of 32 in the pooling allocator (limit `instances`)",
         ),
         (
             vec![CoreModule {

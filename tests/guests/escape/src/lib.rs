@@ -29,6 +29,13 @@ fn write(path: &str) -> String {
     }
 }
 
+fn list(path: &str) -> String {
+    match std::fs::read_dir(path) {
+        Ok(entries) => format!("READ {} entries", entries.count()),
+        Err(e) => format!("denied ({:?})", e.kind()),
+    }
+}
+
 fn list_root() -> String {
     let names = |dir: &str| -> Result<Vec<String>, std::io::Error> {
         let mut v: Vec<String> = std::fs::read_dir(dir)?
@@ -51,6 +58,10 @@ impl Stage for Escape {
             ("dotdot", attempt("../secret.txt")),
             ("absolute", attempt("/etc/passwd")),
             ("planted_symlink", attempt("planted-link/secret.txt")),
+            // A trailing slash makes a path resolve a symlink or `..` as a
+            // directory; neither may lead out.
+            ("symlink_trailing_slash", list("planted-link/")),
+            ("dotdot_trailing_slash", list("sub/../../")),
             ("list_root", list_root()),
         ];
         let mut out = StageOutput::new();
