@@ -225,7 +225,8 @@ pub async fn replay_attempt(
     setup: Setup,
 ) -> AttemptResult {
     let declared = plugin.info.declares(types::Capability::Process);
-    run_in_store(
+    let watch = DiskWatch::of(&info, &request);
+    let run = run_in_store(
         engine,
         plugin,
         Arc::new(info),
@@ -234,8 +235,42 @@ pub async fn replay_attempt(
         Sandbox::OptedOut,
         declared,
         setup,
-    )
-    .await
+    );
+    watch.over(run).await
+}
+
+/// The tenant's disk limit on an attempt's workspace, if it sets one.
+struct DiskWatch {
+    limit: Option<(PathBuf, u64)>,
+    stage: String,
+}
+
+impl DiskWatch {
+    fn of(info: &RunInfo, request: &AttemptRequest) -> Self {
+        Self {
+            limit: info
+                .limits
+                .disk_bytes
+                .map(|limit| (info.workspace.clone(), limit)),
+            stage: request.stage_name.clone(),
+        }
+    }
+
+    /// `attempt`, dropped past the limit: its Store and its programs end
+    /// with it.
+    async fn over(self, attempt: impl Future<Output = AttemptResult>) -> AttemptResult {
+        let Some((workspace, limit)) = self.limit else {
+            return attempt.await;
+        };
+        tokio::select! {
+            result = attempt => result,
+            hit = disk::exceeded(workspace, limit) => AttemptResult::failed(
+                FailureKind::Limit,
+                format!("{hit}; stage `{}` was stopped", self.stage),
+                None,
+            ),
+        }
+    }
 }
 
 async fn attempt(
@@ -265,11 +300,7 @@ async fn attempt(
             }
         },
     };
-    let disk_limit = info
-        .limits
-        .disk_bytes
-        .map(|limit| (info.workspace.clone(), limit));
-    let stage = request.stage_name.clone();
+    let watch = DiskWatch::of(&info, &request);
     let run = run_in_store(
         engine,
         plugin,
@@ -280,19 +311,7 @@ async fn attempt(
         declared,
         setup,
     );
-    // Past the tenant's disk limit the attempt is dropped: its Store and
-    // its programs end with it.
-    let mut result = match disk_limit {
-        None => run.await,
-        Some((workspace, limit)) => tokio::select! {
-            result = run => result,
-            hit = disk::exceeded(workspace, limit) => AttemptResult::failed(
-                FailureKind::Limit,
-                format!("{hit}; stage `{stage}` was stopped"),
-                None,
-            ),
-        },
-    };
+    let mut result = watch.over(run).await;
     if declared {
         result.sandbox = Some(sandbox.describe().to_string());
     }

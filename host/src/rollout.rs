@@ -213,10 +213,13 @@ impl Controller {
         AttemptRequest {
             config: with.to_string(),
             timeout: timeout.min(self.remaining()),
-            // Checks read metrics; only the deployer drives the target.
+            // Checks read metrics; only the deployer drives the target,
+            // and neither checks nor strategies run programs (so `process`
+            // is not linked for them).
             grants: if grants {
                 crate::plan::Grants {
                     runtime: false,
+                    exec: Vec::new(),
                     ..self.r.request.grants.clone()
                 }
             } else {

@@ -98,14 +98,42 @@ impl ProgramGroup {
     }
 
     /// SIGKILL to each process in the cgroup; how many there were.
+    ///
+    /// A pid read from `cgroup.procs` may belong to a process that was
+    /// reaped since, and be reused by another: each is pinned with a pidfd
+    /// first, and signalled only if it is still in this cgroup.
     fn kill_pass(&self) -> usize {
+        use rustix::process::{Pid, PidfdFlags, Signal, kill_process, pidfd_open, pidfd_send_signal};
         let pids = self.members();
-        for pid in &pids {
-            if let Some(pid) = rustix::process::Pid::from_raw(*pid) {
-                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+        for &raw in &pids {
+            let Some(pid) = Pid::from_raw(raw) else { continue };
+            match pidfd_open(pid, PidfdFlags::empty()) {
+                Ok(pinned) => {
+                    if self.holds(raw) {
+                        let _ = pidfd_send_signal(&pinned, Signal::KILL);
+                    }
+                }
+                // Gone already.
+                Err(rustix::io::Errno::SRCH) => {}
+                // A kernel without pidfds: check, then signal.
+                Err(_) => {
+                    if self.holds(raw) {
+                        let _ = kill_process(pid, Signal::KILL);
+                    }
+                }
             }
         }
         pids.len()
+    }
+
+    /// Whether process `pid` is in this cgroup.
+    fn holds(&self, pid: i32) -> bool {
+        let Some(name) = self.dir.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+            return false;
+        };
+        std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+            .map(|table| table.lines().any(|l| l.ends_with(&format!("/{name}"))))
+            .unwrap_or(false)
     }
 
     fn members(&self) -> Vec<i32> {

@@ -171,8 +171,12 @@ impl Host for ProcessCtx {
         }
         let result = match self.prepare(&cmd) {
             Ok(prepared) => self.execute(cmd, prepared).await.map(|mut exit| {
-                exit.stdout = self.secrets.mask(std::mem::take(&mut exit.stdout));
-                exit.stderr = self.secrets.mask(std::mem::take(&mut exit.stderr));
+                let mask = |bytes: Vec<u8>, cut: bool| match cut {
+                    true => self.secrets.mask_cut(bytes),
+                    false => self.secrets.mask(bytes),
+                };
+                exit.stdout = mask(std::mem::take(&mut exit.stdout), exit.stdout_truncated);
+                exit.stderr = mask(std::mem::take(&mut exit.stderr), exit.stderr_truncated);
                 exit
             }),
             Err(e) => Err(e),
@@ -788,19 +792,26 @@ impl ProcessCtx {
         let stage = self.stage.clone();
         let limit = self.limits.output_bytes;
         let over_limit_notice = self.notices.load(std::sync::atomic::Ordering::Relaxed) < MAX_NOTICES;
+        let secrets = self.secrets.clone();
         async move {
             let mut reader = BufReader::new(stream);
             let mut kept = Vec::new();
             let mut cut = false;
             let mut line: Vec<u8> = Vec::new();
+            // A line longer than MAX_LINE_BYTES is cut: a value the cut
+            // splits must not reach the log in part.
             let flush = |line: &mut Vec<u8>| {
                 if !quiet && !line.is_empty() {
+                    let shown = match line.len() >= MAX_LINE_BYTES {
+                        true => secrets.mask_cut(std::mem::take(line)),
+                        false => std::mem::take(line),
+                    };
                     emit_line(
                         &sink,
                         &budget,
                         &stage,
                         level,
-                        &String::from_utf8_lossy(line),
+                        &String::from_utf8_lossy(&shown),
                         BTreeMap::new(),
                     );
                 }

@@ -69,21 +69,43 @@ impl Opened {
     /// `bytes` with every opened value (and its encoded forms) replaced by
     /// `***`: what a program printed, before the plugin sees it.
     pub fn mask(&self, bytes: Vec<u8>) -> Vec<u8> {
-        let opened = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        if opened.is_empty() {
-            return bytes;
+        let mut out = bytes;
+        for form in self.forms() {
+            out = replace_bytes(&out, form.as_bytes(), b"***");
         }
+        out
+    }
+
+    /// [`Opened::mask`] for bytes that were cut short: a value the cut
+    /// split in two would match no masked form, so an end that is the
+    /// start of one is dropped too. Otherwise whoever places the cut (a
+    /// plugin padding a program's environment) could read a value a byte
+    /// at a time.
+    pub fn mask_cut(&self, bytes: Vec<u8>) -> Vec<u8> {
+        let forms = self.forms();
+        let mut out = bytes;
+        for form in &forms {
+            out = replace_bytes(&out, form.as_bytes(), b"***");
+        }
+        let partial = forms
+            .iter()
+            .filter_map(|f| (1..f.len()).rev().find(|&k| out.ends_with(&f.as_bytes()[..k])))
+            .max();
+        if let Some(k) = partial {
+            out.truncate(out.len() - k);
+        }
+        out
+    }
+
+    /// Every masked form of every value, longest first.
+    fn forms(&self) -> Vec<String> {
+        let opened = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let mut forms: Vec<String> = opened
             .iter()
             .flat_map(|(_, v)| crate::events::masked_forms(v))
             .collect();
         forms.sort_by_key(|f| std::cmp::Reverse(f.len()));
-        drop(opened);
-        let mut out = bytes;
-        for form in forms {
-            out = replace_bytes(&out, form.as_bytes(), b"***");
-        }
-        out
+        forms
     }
 }
 
@@ -279,5 +301,20 @@ mod tests {
         assert_eq!(o.mask(b"url hunter2%21".to_vec()), b"url ***");
         // The last character before `=` also depends on padding bits.
         assert_eq!(o.mask(b"b64 aHVudGVyMiE=".to_vec()), b"b64 ***E=");
+    }
+
+    #[test]
+    fn a_cut_inside_a_value_reveals_none_of_it() {
+        let o = Opened::default();
+        o.hold("hunter2!".into());
+        // Wherever a cut falls, nothing of the value is left at the end.
+        let full = b"TOKEN=hunter2!".to_vec();
+        for at in "TOKEN=".len()..full.len() {
+            let shown = o.mask_cut(full[..at].to_vec());
+            assert_eq!(shown, b"TOKEN=", "cut at {at}");
+        }
+        assert_eq!(o.mask_cut(b"x hunter2! TOKEN=hun".to_vec()), b"x *** TOKEN=");
+        // An end that starts no value stays.
+        assert_eq!(o.mask_cut(b"plain text".to_vec()), b"plain text");
     }
 }

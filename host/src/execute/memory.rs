@@ -369,9 +369,19 @@ pub async fn record_analyzer(
                 }
             }
         };
+        // An environment's secret values are never recorded: a replay's
+        // plugin sees a placeholder for `***`, as it saw one for the value.
+        let env: Vec<(&String, &str)> = request
+            .env
+            .iter()
+            .map(|(k, v)| match request.secret_env.contains(k) {
+                true => (k, crate::plan::environments::MASK),
+                false => (k, v.as_str()),
+            })
+            .collect();
         let asked = serde_json::json!({
             "config": request.config,
-            "env": request.env,
+            "env": env,
             "secret_env": request.secret_env,
             "inputs": request.inputs,
             "environment": request.environment,
