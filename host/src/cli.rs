@@ -5,6 +5,7 @@
 //! plugin it names) is invalid, 130 the run was cancelled.
 
 mod env_cmd;
+mod plugin_cmd;
 mod plugins_cmd;
 mod prepare;
 mod replay_cmd;
@@ -40,6 +41,11 @@ enum Command {
     Plugins {
         #[command(subcommand)]
         command: PluginsCommand,
+    },
+    /// Write a plugin: scaffold one, build it, inspect the component.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
     },
     /// The run history: list, show, logs, prune.
     Runs {
@@ -321,6 +327,48 @@ pub struct ValidateArgs {
     pub tenants: Option<PathBuf>,
 }
 
+/// `weir plugin`.
+#[derive(Debug, Subcommand)]
+enum PluginCommand {
+    /// A new plugin project that builds and runs as it is: the plugin, a
+    /// unit test and a sample pipeline.toml.
+    New {
+        /// The plugin's name: lowercase letters, digits and dashes.
+        name: String,
+        /// What kind of plugin.
+        #[arg(long, value_enum)]
+        kind: plugin_cmd::KindArg,
+        /// Its language.
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: plugin_cmd::LangArg,
+        /// Where to create it (default: ./NAME).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// The weir-sdk to depend on: the `sdk` directory of a weir
+        /// checkout (default: the one this weir was built from).
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
+    /// Build the plugin in DIR and print its path, size, sha256 and the
+    /// `[plugins.NAME]` table that pins it.
+    Build {
+        /// The plugin project.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A component's manifest, kind, WIT version, imports and capabilities.
+    Inspect {
+        /// A component file, or a built-in's name.
+        plugin: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 #[derive(Debug, Subcommand)]
 enum PluginsCommand {
     /// List the built-in plugins.
@@ -359,6 +407,17 @@ pub fn main() -> ExitCode {
             Command::Plugins { command } => match command {
                 PluginsCommand::List { json } => plugins_cmd::list(json).await,
                 PluginsCommand::Inspect { plugin, json } => plugins_cmd::inspect(&plugin, json).await,
+            },
+            Command::Plugin { command } => match command {
+                PluginCommand::New {
+                    name,
+                    kind,
+                    lang,
+                    dir,
+                    sdk,
+                } => plugin_cmd::new(name, kind, lang, dir, sdk),
+                PluginCommand::Build { dir, json } => plugin_cmd::build(&dir, json).await,
+                PluginCommand::Inspect { plugin, json } => plugins_cmd::inspect(&plugin, json).await,
             },
             Command::Runs { command } => runs_cmd::runs(command).await,
             Command::Replay(args) => replay_cmd::replay(args, verbose).await,

@@ -16,6 +16,7 @@
 pub use weir_pipeline::{config, findings, plan};
 
 pub mod artifacts;
+pub mod author;
 pub mod beneath;
 pub mod bindings;
 pub mod blobs;

@@ -3,6 +3,7 @@
 //! `--json` events. One test binary, to keep link time down.
 
 mod analyzers;
+mod authoring;
 mod cache;
 mod cli;
 mod deploy;

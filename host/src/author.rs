@@ -1,0 +1,6 @@
+//! Plugin authoring: `weir plugin new` writes a project that builds and
+//! runs as it is ([`scaffold`]); `weir plugin build` builds one into a
+//! component and says how to pin it ([`compile`]).
+
+pub mod compile;
+pub mod scaffold;

@@ -1,0 +1,142 @@
+//! `weir plugin new`, `build` and `inspect`: what a plugin author runs
+//! first, from nothing to a digest-pinned plugin in a pipeline.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::support::{Project, Run};
+
+/// The guests' target directory: the scaffolds build their dependencies
+/// (weir-sdk, wit-bindgen, serde) once, there, not once per test project.
+fn shared_target() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/guests")
+}
+
+fn weir_in(dir: &Path, args: &[&str]) -> Run {
+    std::process::Command::new(crate::support::weir_bin())
+        .args(args)
+        .current_dir(dir)
+        .env("CARGO_TARGET_DIR", shared_target())
+        .env_remove("WEIR_TENANTS")
+        .output()
+        .expect("weir runs")
+        .into()
+}
+
+/// Each kind's project builds as it is, its component is what `build`
+/// says (size, digest, a table pinning it), and the sample pipeline runs
+/// it: the work kinds on the project's own files, the deploy kinds by
+/// deploying the sample service to the local target.
+#[test]
+fn every_kind_scaffolds_builds_and_runs() {
+    let p = Project::new();
+    for (kind, stage) in [
+        ("stage", "check"),
+        ("analyzer", "check"),
+        ("test-runner", "check"),
+        ("strategy", "deploy"),
+        ("deployer", "deploy"),
+    ] {
+        let name = format!("my-{kind}");
+        let new = weir_in(p.path(), &["plugin", "new", &name, "--kind", kind]);
+        assert_eq!(new.code, 0, "{new:?}");
+        assert!(new.stdout.contains(&format!("Created {name}, ")), "{new:?}");
+        let dir = p.path().join(&name);
+        // The sample pipeline names target/…: the shared directory.
+        std::os::unix::fs::symlink(shared_target(), dir.join("target")).expect("symlink");
+
+        let built = weir_in(&dir, &["plugin", "build", "--json"]);
+        assert_eq!(built.code, 0, "{built:?}");
+        let out: Value = serde_json::from_str(&built.stdout).expect("JSON");
+        let path = out["path"].as_str().expect("path").to_string();
+        let bytes = std::fs::read(&path).expect("the component is where build says");
+        assert_eq!(out["size"], bytes.len() as u64);
+        let digest = {
+            use sha2::Digest;
+            hex::encode(sha2::Sha256::digest(&bytes))
+        };
+        assert_eq!(out["sha256"], digest.as_str());
+        let snippet = out["snippet"].as_str().unwrap_or_default();
+        let wasm = format!("{}.wasm", name.replace('-', "_"));
+        assert_eq!(
+            snippet,
+            format!(
+                "[plugins.{name}]\npath = \"target/wasm32-wasip2/release/{wasm}\"\nsha256 = \"{digest}\"\n"
+            )
+        );
+
+        let inspected = weir_in(&dir, &["plugin", "inspect", &path, "--json"]);
+        assert_eq!(inspected.code, 0, "{inspected:?}");
+        let info: Value = serde_json::from_str(&inspected.stdout).expect("JSON");
+        assert_eq!(info["kind"], kind);
+        assert_eq!(info["name"], name.as_str());
+        assert_eq!(info["wit"], "weir:plugin@0.1.0");
+
+        // Pinned as build says, the sample pipeline still loads it.
+        let pipeline = std::fs::read_to_string(dir.join("pipeline.toml")).expect("pipeline");
+        let pinned = pipeline.replace(
+            &format!("[plugins.{name}]\npath = \"target/wasm32-wasip2/release/{wasm}\"\n"),
+            snippet,
+        );
+        assert_ne!(pinned, pipeline, "the sample names the built path");
+        std::fs::write(dir.join("pipeline.toml"), pinned).expect("write");
+        let run = weir_in(&dir, &["run", "pipeline.toml", "--workspace", ".", "--json"]);
+        let down = || weir_in(&dir, &["target", "down"]);
+        if run.code != 0 {
+            down();
+        }
+        assert_eq!(run.code, 0, "{kind}: {run:?}");
+        let done = run.finished(stage);
+        assert_eq!(done["status"], "succeeded", "{run:?}");
+        if kind == "strategy" {
+            // A first release takes all the traffic at once; the next one
+            // goes through the sample's steps.
+            let second = weir_in(&dir, &["run", "pipeline.toml", "--workspace", ".", "--json"]);
+            down();
+            assert_eq!(second.code, 0, "{second:?}");
+            let summary = second.finished(stage)["summary"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            assert!(summary.contains("(50% → 100%; 2 analyses passed)"), "{summary}");
+        } else if kind == "deployer" {
+            down();
+            assert!(
+                done["summary"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .starts_with("promoted my-deployer-sample "),
+                "{done}"
+            );
+        }
+    }
+    // The stage counted its own source; the analyzer found markers in its
+    // own; the test runner compared its golden file.
+    let again = weir_in(p.path(), &["plugin", "new", "my-stage", "--kind", "stage"]);
+    assert_eq!(again.code, 2, "{again:?}");
+    assert!(
+        again
+            .stderr
+            .contains("already exists and is not empty; choose another name or --dir (nothing was written)"),
+        "{again:?}"
+    );
+}
+
+/// Names, and directories that are not plugin projects, are refused
+/// before anything is written or built.
+#[test]
+fn bad_names_and_non_projects_are_refused_by_name() {
+    let p = Project::new();
+    let bad = weir_in(p.path(), &["plugin", "new", "My_Plugin", "--kind", "stage"]);
+    assert_eq!(bad.code, 2, "{bad:?}");
+    assert!(
+        bad.stderr
+            .contains("`My_Plugin` is not a plugin name: use lowercase letters, digits and dashes"),
+        "{bad:?}"
+    );
+    assert!(!p.path().join("My_Plugin").exists());
+    let nothing = weir_in(p.path(), &["plugin", "build"]);
+    assert_eq!(nothing.code, 2, "{nothing:?}");
+    assert!(nothing.stderr.contains("has no Cargo.toml"), "{nothing:?}");
+}
