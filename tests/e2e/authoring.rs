@@ -13,6 +13,26 @@ fn shared_target() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/guests")
 }
 
+/// The scaffold's unit test, natively, in the directory where CI builds
+/// the guest crates' native tests (their dependencies are there).
+fn cargo_test(dir: &Path) -> Run {
+    let host = std::process::Command::new("rustc")
+        .arg("-vV")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("host: ").map(str::to_string))
+        .expect("rustc -vV names the host");
+    std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["test", "--quiet", "--target", &host, "--target-dir"])
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/guests-native"))
+        .current_dir(dir)
+        .output()
+        .expect("cargo runs")
+        .into()
+}
+
 fn weir_in(dir: &Path, args: &[&str]) -> Run {
     std::process::Command::new(crate::support::weir_bin())
         .args(args)
@@ -43,6 +63,9 @@ fn every_kind_scaffolds_builds_and_runs() {
         assert_eq!(new.code, 0, "{new:?}");
         assert!(new.stdout.contains(&format!("Created {name}, ")), "{new:?}");
         let dir = p.path().join(&name);
+        let tested = cargo_test(&dir);
+        assert_eq!(tested.code, 0, "{kind}: the scaffold's unit test: {tested:?}");
+        assert!(tested.stdout.contains("1 passed"), "{tested:?}");
         // The sample pipeline names target/…: the shared directory.
         std::os::unix::fs::symlink(shared_target(), dir.join("target")).expect("symlink");
 
