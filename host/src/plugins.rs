@@ -11,6 +11,7 @@
 pub mod builtin;
 pub mod kind;
 pub mod schema;
+pub mod wit_section;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -110,6 +111,8 @@ pub struct PluginInfo {
     pub kind: PluginKind,
     /// What `describe()` returned.
     pub manifest: Manifest,
+    /// The WIT package its SDK declares (`weir-wit-package`), if any.
+    pub wit_package: Option<String>,
     /// Names of its imports (WASI and weir interfaces).
     pub imports: Vec<String>,
     /// Names of its exports.
@@ -344,6 +347,25 @@ impl PluginLoader {
         if let Some(reason) = header_problem(&bytes) {
             return Err(malformed(reason));
         }
+        // The contract its SDK declares, checked before any compiling.
+        let declared = wit_section::declared_package(&bytes);
+        if let Some(package) = &declared {
+            let version = package
+                .strip_prefix(kind::PACKAGE)
+                .and_then(|v| v.strip_prefix('@'));
+            if !version.is_some_and(kind::compatible) {
+                return Err(PluginError::Kind {
+                    name: name.into(),
+                    source_label: source_label.clone(),
+                    reason: format!(
+                        "was built with a weir-sdk for {package}, but this weir supports {}@{}; rebuild it against a matching weir-sdk (its `{}` section says which it used)",
+                        kind::PACKAGE,
+                        kind::VERSION,
+                        wit_section::SECTION
+                    ),
+                });
+            }
+        }
         let engine = self.engine.engine().clone();
         let cache = self.cache.clone();
         let digest = sha256.clone();
@@ -443,6 +465,7 @@ impl PluginLoader {
                 size,
                 kind,
                 manifest,
+                wit_package: declared,
                 imports,
                 exports,
                 compiled,

@@ -163,3 +163,33 @@ fn bad_names_and_non_projects_are_refused_by_name() {
     assert_eq!(nothing.code, 2, "{nothing:?}");
     assert!(nothing.stderr.contains("has no Cargo.toml"), "{nothing:?}");
 }
+
+/// A plugin whose weir-sdk declares another contract is refused before it
+/// is compiled, with both versions named.
+#[test]
+fn a_plugin_for_another_contract_is_refused_with_both_versions() {
+    let p = Project::new();
+    let record = std::fs::read(crate::guest_paths::RECORD).expect("the record guest");
+    let ours = b"weir-wit-packageweir:plugin@0.1.0";
+    let at = record
+        .windows(ours.len())
+        .position(|w| w == ours)
+        .expect("weir-sdk wrote its weir-wit-package section");
+    let mut other = record.clone();
+    other[at..at + ours.len()].copy_from_slice(b"weir-wit-packageweir:plugin@0.9.0");
+    std::fs::write(p.path().join("other.wasm"), &other).expect("write");
+    let inspected = weir_in(p.path(), &["plugin", "inspect", "other.wasm"]);
+    assert_eq!(inspected.code, 2, "{inspected:?}");
+    assert!(
+        inspected.stderr.contains(
+            "was built with a weir-sdk for weir:plugin@0.9.0, but this weir supports weir:plugin@0.1.0; rebuild it against a matching weir-sdk"
+        ),
+        "{inspected:?}"
+    );
+    let ok = weir_in(
+        p.path(),
+        &["plugin", "inspect", crate::guest_paths::RECORD, "--json"],
+    );
+    let info: Value = serde_json::from_str(&ok.stdout).expect("JSON");
+    assert_eq!(info["wit_declared"], "weir:plugin@0.1.0");
+}

@@ -104,8 +104,12 @@ pub async fn inspect(target: &str, as_json: bool) -> ExitCode {
         }
     );
     println!(
-        "wit           {}",
-        wit_version(&info).unwrap_or_else(|| "unknown".into())
+        "wit           {} ({})",
+        wit_version(&info).unwrap_or_else(|| "unknown".into()),
+        match &info.wit_package {
+            Some(p) => format!("its weir-sdk declares {p}"),
+            None => "no weir-sdk declaration: built without weir-sdk".into(),
+        }
     );
     println!(
         "capabilities  {}",
@@ -160,6 +164,7 @@ fn info_json(info: &PluginInfo) -> serde_json::Value {
         "size": info.size,
         "sha256": info.sha256,
         "wit": wit_version(info),
+        "wit_declared": info.wit_package,
         "capabilities": capabilities(&info.manifest.capabilities),
         "imports": info.imports,
         "exports": info.exports,

@@ -100,4 +100,30 @@ mod tests {
             ExportedKind::NoDescribe
         );
     }
+
+    #[test]
+    fn the_frozen_contract_is_the_current_one() {
+        // While this weir implements 0.1.0, wit/ is exactly the frozen
+        // contract; a breaking change goes through wit/PENDING_CHANGES.md.
+        assert_eq!(VERSION, "0.1.0");
+        let wit = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../wit");
+        let frozen = wit.join("since_v0.1.0");
+        let mut names: Vec<_> = std::fs::read_dir(&wit)
+            .expect("wit/")
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "wit"))
+            .collect();
+        names.sort();
+        assert!(!names.is_empty());
+        for current in names {
+            let name = current.file_name().expect("a file name");
+            let then = std::fs::read_to_string(frozen.join(name)).unwrap_or_default();
+            let now = std::fs::read_to_string(&current).expect("readable");
+            assert!(
+                then == now,
+                "{} differs from wit/since_v0.1.0: a change to the 0.1.0 contract must be compatible and frozen too, or go to wit/PENDING_CHANGES.md",
+                current.display()
+            );
+        }
+    }
 }
