@@ -5,7 +5,8 @@ pub use crate::pattern::matches;
 
 /// Every file under the workspace (the current directory as a plugin sees
 /// it) whose relative path matches one of `patterns`, sorted. `.git` and
-/// `.weir` directories are skipped.
+/// `.weir` directories are skipped, and so is what another stage removes
+/// while the walk goes on (stages of a run share the workspace).
 pub fn find_files(patterns: &[String]) -> std::io::Result<Vec<String>> {
     let mut found = Vec::new();
     walk(std::path::Path::new("."), "", patterns, &mut found)?;
@@ -19,8 +20,18 @@ fn walk(
     patterns: &[String],
     found: &mut Vec<String>,
 ) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
+    let gone = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if gone(&e) && !prefix.is_empty() => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(e) if gone(&e) => continue,
+            Err(e) => return Err(e),
+        };
         let name = entry.file_name().to_string_lossy().into_owned();
         if name == ".git" || name == ".weir" {
             continue;
@@ -30,7 +41,11 @@ fn walk(
         } else {
             format!("{prefix}/{name}")
         };
-        let kind = entry.file_type()?;
+        let kind = match entry.file_type() {
+            Ok(kind) => kind,
+            Err(e) if gone(&e) => continue,
+            Err(e) => return Err(e),
+        };
         if kind.is_dir() {
             walk(&entry.path(), &rel, patterns, found)?;
         } else if kind.is_file() && patterns.iter().any(|p| matches(p, &rel)) {
