@@ -64,6 +64,72 @@
 //! `placeholder()` a plugin puts in a program's environment
 //! (`Command::env`) or an HTTP header value; the host swaps the value in as
 //! the program starts or the request leaves, so the plugin never holds it.
+//!
+//! ## Host imports, by example
+//!
+//! Each import works only when the manifest declares its capability and
+//! the stage grants it; otherwise the call returns a [`HostError`] saying
+//! what to grant, which `?` turns into a [`Failure`]. `process` has its own
+//! example on `process::Command::new`; `runtime` is used in the
+//! [`Deployer`] example.
+//!
+//! **`log`**: lines and progress in the stage's log, always available.
+//!
+//! ```no_run
+//! let files = ["a.txt", "b.txt"];
+//! for (i, file) in files.iter().enumerate() {
+//!     weir_sdk::log::progress(i as u64, Some(files.len() as u64), &format!("hashing {file}"));
+//! }
+//! weir_sdk::log::with_fields(weir_sdk::log::Level::Info, "hashed", &[("files", "2")]);
+//! ```
+//!
+//! **`secrets`** (`Capability::Secrets`, `allow = { secrets = ["TOKEN"] }`):
+//! a handle, never the value. Its placeholder becomes the value only where
+//! the host consumes it: a program's environment, or an HTTP header.
+//!
+//! ```no_run
+//! use weir_sdk::Failure;
+//! use weir_sdk::process::Command;
+//!
+//! fn publish() -> Result<(), Failure> {
+//!     let token = weir_sdk::secrets::open("TOKEN")?;
+//!     // The program sees the value in $NPM_TOKEN; this plugin never does,
+//!     // and what the program prints comes back with it masked.
+//!     let exit = weir_sdk::process::run(
+//!         &Command::new("npm").arg("publish").env("NPM_TOKEN", token.placeholder()),
+//!     )?;
+//!     if !exit.success() {
+//!         return Err(Failure::new(format!("npm publish {}", exit.describe())));
+//!     }
+//!     Ok(())
+//! }
+//! ```
+//!
+//! **`metrics`** (`Capability::Metrics`, `allow = { metrics = ["prom"] }`):
+//! range and instant queries to the local target (`builtin`) or a
+//! configured Prometheus.
+//!
+//! ```no_run
+//! use weir_sdk::Failure;
+//! use weir_sdk::metrics::{self, Instant};
+//!
+//! fn error_rate(now_ms: u64) -> Result<f64, Failure> {
+//!     let series = metrics::query_instant(&Instant {
+//!         provider: "prom".into(),
+//!         expr: "sum(rate(http_requests_total{code=~\"5..\"}[1m]))".into(),
+//!         at_ms: now_ms,
+//!     })?;
+//!     Ok(series
+//!         .first()
+//!         .and_then(|s| s.points.last())
+//!         .map_or(0.0, |p| p.value))
+//! }
+//! ```
+//!
+//! **Outgoing HTTP** (`Capability::Network`, `allow = { network = ["api.example.com"] }`)
+//! goes through `wasi:http`, with any client crate built on it; weir checks
+//! the host after resolving it, and swaps a secret's placeholder into a
+//! header value.
 #![deny(missing_docs)]
 
 pub mod glob;
