@@ -360,13 +360,17 @@ enum PluginCommand {
         json: bool,
     },
     /// A component's manifest, kind, WIT version, imports and capabilities.
-    Inspect {
-        /// A component file, or a built-in's name.
-        plugin: String,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    Inspect(InspectArgs),
+}
+
+/// `weir plugin inspect` and `weir plugins inspect`.
+#[derive(Debug, Args)]
+struct InspectArgs {
+    /// A component file, or a built-in's name.
+    plugin: String,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -377,14 +381,9 @@ enum PluginsCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Show a plugin's manifest, kind, imports, size and sha256.
-    Inspect {
-        /// A built-in's name or a component file's path.
-        plugin: String,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    /// Show a plugin's manifest, kind, WIT version, imports, size and
+    /// sha256 (the same as `weir plugin inspect`).
+    Inspect(InspectArgs),
 }
 
 /// Run the `weir` command with the process's arguments.
@@ -406,7 +405,7 @@ pub fn main() -> ExitCode {
             Command::Validate(args) => validate_cmd::validate(args).await,
             Command::Plugins { command } => match command {
                 PluginsCommand::List { json } => plugins_cmd::list(json).await,
-                PluginsCommand::Inspect { plugin, json } => plugins_cmd::inspect(&plugin, json).await,
+                PluginsCommand::Inspect(a) => plugins_cmd::inspect(&a.plugin, a.json).await,
             },
             Command::Plugin { command } => match command {
                 PluginCommand::New {
@@ -417,7 +416,7 @@ pub fn main() -> ExitCode {
                     sdk,
                 } => plugin_cmd::new(name, kind, lang, dir, sdk),
                 PluginCommand::Build { dir, json } => plugin_cmd::build(&dir, json).await,
-                PluginCommand::Inspect { plugin, json } => plugins_cmd::inspect(&plugin, json).await,
+                PluginCommand::Inspect(a) => plugins_cmd::inspect(&a.plugin, a.json).await,
             },
             Command::Runs { command } => runs_cmd::runs(command).await,
             Command::Replay(args) => replay_cmd::replay(args, verbose).await,

@@ -6,22 +6,13 @@ use std::path::{Path, PathBuf};
 
 use crate::bindings::types::PluginKind;
 
-/// Languages `weir plugin new` writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Lang {
-    /// Rust, with weir-sdk.
-    Rust,
-}
-
-/// What to write.
+/// What to write (a Rust project, with weir-sdk).
 #[derive(Debug, Clone)]
 pub struct Spec {
     /// The plugin's name: lowercase letters, digits and dashes.
     pub name: String,
     /// Its kind.
     pub kind: PluginKind,
-    /// Its language.
-    pub lang: Lang,
     /// The directory to create (it must not exist, or be empty).
     pub dir: PathBuf,
     /// The weir-sdk the project depends on: a directory.
@@ -226,7 +217,6 @@ mod tests {
             let spec = Spec {
                 name: "my-plugin".into(),
                 kind,
-                lang: Lang::Rust,
                 dir: "my-plugin".into(),
                 sdk: "/sdk".into(),
             };
@@ -243,7 +233,6 @@ mod tests {
         let spec = Spec {
             name: "x".into(),
             kind: PluginKind::Stage,
-            lang: Lang::Rust,
             dir: dir.path().to_path_buf(),
             sdk: default_sdk(),
         };

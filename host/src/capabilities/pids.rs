@@ -179,10 +179,15 @@ pub fn join(procs: &CString) -> std::io::Result<()> {
 
 /// Where weir's own pids cgroup is mounted: cgroup v1's `pids` hierarchy,
 /// or the v2 tree when its `pids` controller reaches weir's cgroup.
+/// Found once per process: weir does not move between cgroups.
 fn own_pids_cgroup() -> Result<PathBuf, String> {
-    let table = std::fs::read_to_string("/proc/self/cgroup")
-        .map_err(|e| format!("cannot read /proc/self/cgroup: {e}"))?;
-    own_pids_cgroup_in(&table, Path::new("/sys/fs/cgroup"))
+    static OWN: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    OWN.get_or_init(|| {
+        let table = std::fs::read_to_string("/proc/self/cgroup")
+            .map_err(|e| format!("cannot read /proc/self/cgroup: {e}"))?;
+        own_pids_cgroup_in(&table, Path::new("/sys/fs/cgroup"))
+    })
+    .clone()
 }
 
 fn own_pids_cgroup_in(table: &str, root: &Path) -> Result<PathBuf, String> {

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use serde_json::json;
 
 use crate::author::compile;
-use crate::author::scaffold::{self, Lang, Spec};
+use crate::author::scaffold::{self, Spec};
 use crate::bindings::types::PluginKind;
 use crate::engine::limits::human_bytes;
 
@@ -52,15 +52,14 @@ pub fn new(
     dir: Option<PathBuf>,
     sdk: Option<PathBuf>,
 ) -> ExitCode {
+    // Rust is the only language the scaffold writes so far.
+    let LangArg::Rust = lang;
     let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
     let sdk = sdk.unwrap_or_else(scaffold::default_sdk);
     let sdk = sdk.canonicalize().unwrap_or(sdk);
     let spec = Spec {
         name: name.clone(),
         kind: kind.kind(),
-        lang: match lang {
-            LangArg::Rust => Lang::Rust,
-        },
         dir: dir.clone(),
         sdk,
     };
