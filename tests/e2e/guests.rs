@@ -524,15 +524,7 @@ fn many_memories_count_against_one_limit() {
     ));
     let alone = p.run_json(&[]);
     assert_eq!(alone.code, 0, "{alone:?}");
-    let small = p.weir(&[
-        "run",
-        "pipeline.toml",
-        "--json",
-        "--tenants",
-        "tenants.toml",
-        "--tenant",
-        "small",
-    ]);
+    let small = p.run_json(&["--tenants", "tenants.toml", "--tenant", "small"]);
     assert_eq!(small.code, 1, "{small:?}");
     let done = small.finished("s");
     assert_eq!(done["failure"], "limit", "{small:?}");

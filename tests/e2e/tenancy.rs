@@ -24,15 +24,7 @@ fn with_tenants(tenants: &str, pipeline: &str) -> Project {
 }
 
 fn run_as(p: &Project, tenant: &str) -> Run {
-    p.weir(&[
-        "run",
-        "pipeline.toml",
-        "--json",
-        "--tenants",
-        "tenants.toml",
-        "--tenant",
-        tenant,
-    ])
+    p.run_json(&["--tenants", "tenants.toml", "--tenant", tenant])
 }
 
 fn exfiltrate_pipeline(allow: &str) -> String {
