@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
-use wasmtime::component::Component;
+use wasmtime::component::{Component, Linker};
 
 use crate::bindings::types::{Manifest, PluginKind};
 use crate::bindings::{analyzer, deployer, stage, strategy, test_runner};
@@ -86,6 +86,11 @@ fn link_kind(
     declares: Option<&dyn Fn(crate::bindings::types::Capability) -> bool>,
 ) -> wasmtime::Result<KindPre> {
     let linker = linker_for(component.engine(), component, linked, plugin, declares)?;
+    pre_of(&linker, component, kind)
+}
+
+/// The kind's `InstancePre` of `component` through `linker`.
+fn pre_of(linker: &Linker<StageState>, component: &Component, kind: PluginKind) -> wasmtime::Result<KindPre> {
     let instance_pre = linker.instantiate_pre(component)?;
     Ok(match kind {
         PluginKind::Stage => KindPre::Stage(stage::StagePluginPre::new(instance_pre)?),
@@ -131,6 +136,33 @@ impl PluginInfo {
     pub fn declares(&self, capability: crate::bindings::types::Capability) -> bool {
         self.manifest.capabilities.contains(&capability)
     }
+}
+
+/// What `weir plugin inspect` shows of a component, problems included.
+#[derive(Debug, Clone)]
+pub struct Inspection {
+    /// The name it was inspected under.
+    pub name: String,
+    /// `built-in` or the file path.
+    pub source: String,
+    /// sha256 of the bytes, hex.
+    pub sha256: String,
+    /// Size in bytes.
+    pub size: usize,
+    /// The kind its exports make it, if exactly one.
+    pub kind: Option<PluginKind>,
+    /// What `describe()` returned, if it could be called.
+    pub manifest: Option<Manifest>,
+    /// The WIT package it declares (`weir-wit-package`), if any.
+    pub wit_package: Option<String>,
+    /// Names of its imports.
+    pub imports: Vec<String>,
+    /// Names of its exports.
+    pub exports: Vec<String>,
+    /// Whether it was compiled now or loaded from the cache.
+    pub compiled: CacheOutcome,
+    /// What would stop weir running it, one sentence each.
+    pub problems: Vec<String>,
 }
 
 /// The `InstancePre` of each kind's world.
@@ -307,6 +339,20 @@ impl PluginLoader {
         }
     }
 
+    /// Inspect what `plugin` names: [`Self::inspect_bytes`].
+    pub async fn inspect(&self, plugin: &PluginRef) -> Result<Inspection, PluginError> {
+        match plugin {
+            PluginRef::Builtin(name) => {
+                let bytes = builtin::bytes(name).ok_or_else(|| PluginError::UnknownBuiltin(name.clone()))?;
+                self.inspect_bytes(name, "built-in".into(), bytes.to_vec()).await
+            }
+            PluginRef::File { name, path, .. } => {
+                let bytes = read_limited(name, path)?;
+                self.inspect_bytes(name, path.display().to_string(), bytes).await
+            }
+        }
+    }
+
     /// Load a component given as bytes.
     pub async fn load_bytes(
         &self,
@@ -315,123 +361,29 @@ impl PluginLoader {
         bytes: Vec<u8>,
         pinned: Option<&str>,
     ) -> Result<Arc<LoadedPlugin>, PluginError> {
-        if bytes.len() > MAX_PLUGIN_BYTES {
-            return Err(PluginError::TooLarge {
-                name: name.into(),
-                source_label,
-                size: bytes.len(),
-                limit: MAX_PLUGIN_BYTES,
-            });
-        }
-        let sha256 = hex::encode(Sha256::digest(&bytes));
-        if let Some(expected) = pinned
-            && expected != sha256
-        {
-            return Err(PluginError::DigestMismatch {
-                name: name.into(),
-                source_label,
-                expected: expected.into(),
-                actual: sha256,
-            });
-        }
+        let sha256 = self.precheck(name, &source_label, &bytes, pinned)?;
         let key = format!("{name}\0{sha256}");
         if let Some(hit) = self.loaded.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
             return Ok(hit.clone());
         }
-
-        let malformed = |reason: String| PluginError::Malformed {
-            name: name.into(),
-            source_label: source_label.clone(),
-            reason,
-        };
-        if let Some(reason) = header_problem(&bytes) {
-            return Err(malformed(reason));
-        }
-        // The contract its SDK declares, checked before any compiling.
-        let declared = wit_section::declared_package(&bytes);
-        if let Some(package) = &declared {
-            let version = package
-                .strip_prefix(kind::PACKAGE)
-                .and_then(|v| v.strip_prefix('@'));
-            if !version.is_some_and(kind::compatible) {
-                return Err(PluginError::Kind {
-                    name: name.into(),
-                    source_label: source_label.clone(),
-                    reason: format!(
-                        "was built with a weir-sdk for {package}, but this weir supports {}@{}; rebuild it against a matching weir-sdk (its `{}` section says which it used)",
-                        kind::PACKAGE,
-                        kind::VERSION,
-                        wit_section::SECTION
-                    ),
-                });
-            }
-        }
-        let engine = self.engine.engine().clone();
-        let cache = self.cache.clone();
-        let digest = sha256.clone();
-        let size = bytes.len();
-        let compiling = tokio::task::spawn_blocking(move || cache.load_or_compile(&engine, &digest, &bytes));
-        // Cranelift cannot be interrupted: past the limit the plugin is
-        // refused and the compiler thread finishes on its own (its result
-        // is dropped, nothing is scheduled).
-        let (component, compiled) = tokio::time::timeout(MAX_COMPILE_TIME, compiling)
-            .await
-            .map_err(|_| PluginError::CompileTime {
-                name: name.to_string(),
-                source_label: source_label.clone(),
-                limit: MAX_COMPILE_TIME,
-            })?
-            .map_err(|e| malformed(format!("the compiler thread failed: {e}")))?
-            .map_err(|e| {
-                let reason = format!("{e:#}");
-                match pool_limit(&reason) {
-                    Some(limit) => PluginError::Exceeds {
-                        name: name.into(),
-                        source_label: source_label.clone(),
-                        reason: reason.rsplit(": ").next().unwrap_or(&reason).to_string(),
-                        limit,
-                    },
-                    None => malformed(reason),
-                }
-            })?;
-
-        let engine = self.engine.engine();
-        let ty = component.component_type();
-        let exports: Vec<String> = ty.exports(engine).map(|(n, _)| n.to_string()).collect();
-        let imports: Vec<String> = ty.imports(engine).map(|(n, _)| n.to_string()).collect();
         let kind_error = |reason: String| PluginError::Kind {
             name: name.into(),
             source_label: source_label.clone(),
             reason,
         };
-        let kind = match kind::exported_kind(exports.iter().map(String::as_str)) {
-            kind::ExportedKind::One(k) => k,
-            kind::ExportedKind::None => {
-                return Err(kind_error(format!(
-                    "exports none of weir's plugin interfaces (it exports: {}); build it with weir-sdk and one of its export_* macros",
-                    list_or_nothing(&exports)
-                )));
-            }
-            kind::ExportedKind::Many(kinds) => {
-                return Err(kind_error(format!(
-                    "exports more than one plugin kind ({}); a plugin is exactly one kind",
-                    kinds.join(", ")
-                )));
-            }
-            kind::ExportedKind::Version(found) => {
-                return Err(kind_error(format!(
-                    "was built for {found}, but this weir supports {}@{}; rebuild it against a matching weir-sdk",
-                    kind::PACKAGE,
-                    kind::VERSION
-                )));
-            }
-            kind::ExportedKind::NoDescribe => {
-                return Err(kind_error(format!(
-                    "does not export {}/plugin, so it has no describe(); build it with weir-sdk",
-                    kind::PACKAGE
-                )));
-            }
-        };
+        // The contract its SDK declares, checked before any compiling.
+        let declared = wit_section::declared_package(&bytes);
+        if let Some(reason) = declared.as_deref().and_then(unsupported_package) {
+            return Err(kind_error(reason));
+        }
+        let size = bytes.len();
+        let (component, compiled) = self.compile(name, &source_label, bytes, &sha256).await?;
+
+        let engine = self.engine.engine();
+        let ty = component.component_type();
+        let exports: Vec<String> = ty.exports(engine).map(|(n, _)| n.to_string()).collect();
+        let imports: Vec<String> = ty.imports(engine).map(|(n, _)| n.to_string()).collect();
+        let kind = kind_of(&exports).map_err(kind_error)?;
 
         // Linked with no capabilities: describe() needs none, and an
         // import weir does not offer at all is found here.
@@ -450,11 +402,7 @@ impl PluginLoader {
                 reason,
             })?;
         if manifest.kind != kind {
-            return Err(kind_error(format!(
-                "exports the `{}` interface but its manifest says it is a `{}`",
-                kind_name(kind),
-                kind_name(manifest.kind)
-            )));
+            return Err(kind_error(kind_mismatch(kind, manifest.kind)));
         }
 
         let loaded = Arc::new(LoadedPlugin {
@@ -478,6 +426,154 @@ impl PluginLoader {
             .unwrap_or_else(|e| e.into_inner())
             .insert(key, loaded.clone());
         Ok(loaded)
+    }
+
+    /// What `weir plugin inspect` shows: as much of the component as can be
+    /// read, and every problem that would stop [`Self::load_bytes`] once it
+    /// compiles (another contract, a kind the exports or the manifest do
+    /// not agree on, imports weir does not offer), listed instead of
+    /// refused. What stops it compiling at all is still an error.
+    pub async fn inspect_bytes(
+        &self,
+        name: &str,
+        source_label: String,
+        bytes: Vec<u8>,
+    ) -> Result<Inspection, PluginError> {
+        let sha256 = self.precheck(name, &source_label, &bytes, None)?;
+        let mut problems = Vec::new();
+        let declared = wit_section::declared_package(&bytes);
+        if let Some(reason) = declared.as_deref().and_then(unsupported_package) {
+            problems.push(reason);
+        }
+        let size = bytes.len();
+        let (component, compiled) = self.compile(name, &source_label, bytes, &sha256).await?;
+        let engine = self.engine.engine();
+        let ty = component.component_type();
+        let exports: Vec<String> = ty.exports(engine).map(|(n, _)| n.to_string()).collect();
+        let imports: Vec<String> = ty.imports(engine).map(|(n, _)| n.to_string()).collect();
+        let unoffered: Vec<&String> = imports.iter().filter(|i| !kind::offered(i)).collect();
+        for import in &unoffered {
+            problems.push(format!(
+                "imports `{import}`, which weir does not offer a plugin (it offers {}/{{log, process, metrics, secrets, runtime}}, WASI 0.2 and wasi:http's outgoing-handler)",
+                kind::PACKAGE
+            ));
+        }
+        let kind = kind_of(&exports).map_err(|reason| problems.push(reason)).ok();
+        let mut manifest = None;
+        if let Some(kind) = kind {
+            // Imports weir does not offer are listed above; here they trap,
+            // so describe() can still say what the plugin claims to be.
+            let linked = linker_for(engine, &component, Linked::NONE, name, None).and_then(|mut linker| {
+                stub_unoffered(&mut linker, &component, &unoffered)?;
+                pre_of(&linker, &component, kind)
+            });
+            match linked {
+                Err(e) => problems.push(format!("cannot be linked: {e:#}")),
+                Ok(pre) => match self.describe(name, &pre).await {
+                    Err(reason) => problems.push(format!("describe() failed: {reason}")),
+                    Ok(m) => {
+                        if m.kind != kind {
+                            problems.push(kind_mismatch(kind, m.kind));
+                        }
+                        manifest = Some(m);
+                    }
+                },
+            }
+        }
+        Ok(Inspection {
+            name: name.into(),
+            source: source_label,
+            sha256,
+            size,
+            kind,
+            manifest,
+            wit_package: declared,
+            imports,
+            exports,
+            compiled,
+            problems,
+        })
+    }
+
+    /// The checks before compiling: size, the pinned digest, the header.
+    /// The bytes' sha256.
+    fn precheck(
+        &self,
+        name: &str,
+        source_label: &str,
+        bytes: &[u8],
+        pinned: Option<&str>,
+    ) -> Result<String, PluginError> {
+        if bytes.len() > MAX_PLUGIN_BYTES {
+            return Err(PluginError::TooLarge {
+                name: name.into(),
+                source_label: source_label.into(),
+                size: bytes.len(),
+                limit: MAX_PLUGIN_BYTES,
+            });
+        }
+        let sha256 = hex::encode(Sha256::digest(bytes));
+        if let Some(expected) = pinned
+            && expected != sha256
+        {
+            return Err(PluginError::DigestMismatch {
+                name: name.into(),
+                source_label: source_label.into(),
+                expected: expected.into(),
+                actual: sha256,
+            });
+        }
+        if let Some(reason) = header_problem(bytes) {
+            return Err(PluginError::Malformed {
+                name: name.into(),
+                source_label: source_label.into(),
+                reason,
+            });
+        }
+        Ok(sha256)
+    }
+
+    /// Compile `bytes`, or load them from the compile cache, within
+    /// [`MAX_COMPILE_TIME`].
+    async fn compile(
+        &self,
+        name: &str,
+        source_label: &str,
+        bytes: Vec<u8>,
+        sha256: &str,
+    ) -> Result<(Component, CacheOutcome), PluginError> {
+        let malformed = |reason: String| PluginError::Malformed {
+            name: name.into(),
+            source_label: source_label.into(),
+            reason,
+        };
+        let engine = self.engine.engine().clone();
+        let cache = self.cache.clone();
+        let digest = sha256.to_string();
+        let compiling = tokio::task::spawn_blocking(move || cache.load_or_compile(&engine, &digest, &bytes));
+        // Cranelift cannot be interrupted: past the limit the plugin is
+        // refused and the compiler thread finishes on its own (its result
+        // is dropped, nothing is scheduled).
+        tokio::time::timeout(MAX_COMPILE_TIME, compiling)
+            .await
+            .map_err(|_| PluginError::CompileTime {
+                name: name.to_string(),
+                source_label: source_label.into(),
+                limit: MAX_COMPILE_TIME,
+            })?
+            .map_err(|e| malformed(format!("the compiler thread failed: {e}")))?
+            .map_err(|e| {
+                let reason = format!("{e:#}");
+                match pool_limit(&reason) {
+                    Some(limit) => PluginError::Exceeds {
+                        name: name.into(),
+                        source_label: source_label.into(),
+                        reason: reason.rsplit(": ").next().unwrap_or(&reason).to_string(),
+                        limit,
+                    },
+                    None => malformed(reason),
+                }
+            })
     }
 
     /// Call `describe()` in a Store with no filesystem, default limits and
@@ -584,6 +680,93 @@ fn pool_limit(reason: &str) -> Option<&'static str> {
         } else {
             "instances"
         },
+    )
+}
+
+/// Functions that fail for the imports of `component` weir does not offer
+/// (`unoffered`), so `weir plugin inspect` can call describe() on a plugin
+/// weir would not run. Only those names: the linker's own interfaces are
+/// matched by semver (`@0.2.9` by `@0.2.12`), which a stand-in under the
+/// exact name would shadow.
+fn stub_unoffered(
+    linker: &mut Linker<StageState>,
+    component: &Component,
+    unoffered: &[&String],
+) -> wasmtime::Result<()> {
+    use wasmtime::component::types::ComponentItem;
+    let engine = component.engine();
+    for (name, item) in component.component_type().imports(engine) {
+        if !unoffered.iter().any(|u| u.as_str() == name) {
+            continue;
+        }
+        match item.ty {
+            ComponentItem::ComponentFunc(_) => {
+                let what = name.to_string();
+                linker.root().func_new(name, move |_, _, _, _| {
+                    wasmtime::bail!("`{what}` is not offered by weir")
+                })?;
+            }
+            ComponentItem::ComponentInstance(instance) => {
+                let mut stubs = linker.instance(name)?;
+                for (function, item) in instance.exports(engine) {
+                    if let ComponentItem::ComponentFunc(_) = item.ty {
+                        let what = format!("{name}#{function}");
+                        stubs.func_new(function, move |_, _, _, _| {
+                            wasmtime::bail!("`{what}` is not offered by weir")
+                        })?;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Why a plugin whose SDK declared `package` cannot load here, if so.
+fn unsupported_package(package: &str) -> Option<String> {
+    let version = package
+        .strip_prefix(kind::PACKAGE)
+        .and_then(|v| v.strip_prefix('@'));
+    (!version.is_some_and(kind::compatible)).then(|| {
+        format!(
+            "was built with a weir-sdk for {package}, but this weir supports {}@{}; rebuild it against a matching weir-sdk (its `{}` section says which it used)",
+            kind::PACKAGE,
+            kind::VERSION,
+            wit_section::SECTION
+        )
+    })
+}
+
+/// The one kind `exports` make a plugin, or why they make none.
+fn kind_of(exports: &[String]) -> Result<PluginKind, String> {
+    match kind::exported_kind(exports.iter().map(String::as_str)) {
+        kind::ExportedKind::One(k) => Ok(k),
+        kind::ExportedKind::None => Err(format!(
+            "exports none of weir's plugin interfaces (it exports: {}); build it with weir-sdk and one of its export_* macros",
+            list_or_nothing(exports)
+        )),
+        kind::ExportedKind::Many(kinds) => Err(format!(
+            "exports more than one plugin kind ({}); a plugin is exactly one kind",
+            kinds.join(", ")
+        )),
+        kind::ExportedKind::Version(found) => Err(format!(
+            "was built for {found}, but this weir supports {}@{}; rebuild it against a matching weir-sdk",
+            kind::PACKAGE,
+            kind::VERSION
+        )),
+        kind::ExportedKind::NoDescribe => Err(format!(
+            "does not export {}/plugin, so it has no describe(); build it with weir-sdk",
+            kind::PACKAGE
+        )),
+    }
+}
+
+fn kind_mismatch(exported: PluginKind, declared: PluginKind) -> String {
+    format!(
+        "exports the `{}` interface but its manifest says it is a `{}`",
+        kind_name(exported),
+        kind_name(declared)
     )
 }
 

@@ -24,7 +24,8 @@ fn cargo_test(dir: &Path) -> Run {
         .lines()
         .find_map(|l| l.strip_prefix("host: ").map(str::to_string))
         .expect("rustc -vV names the host");
-    std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+    let mut cargo = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    crate::support::without_build_wrappers(&mut cargo)
         .args(["test", "--quiet", "--target", &host, "--target-dir"])
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/guests-native"))
         .current_dir(dir)
@@ -34,7 +35,8 @@ fn cargo_test(dir: &Path) -> Run {
 }
 
 fn weir_in(dir: &Path, args: &[&str]) -> Run {
-    std::process::Command::new(crate::support::weir_bin())
+    let mut weir = std::process::Command::new(crate::support::weir_bin());
+    crate::support::without_build_wrappers(&mut weir)
         .args(args)
         .current_dir(dir)
         .env("CARGO_TARGET_DIR", shared_target())
@@ -178,10 +180,24 @@ fn a_plugin_for_another_contract_is_refused_with_both_versions() {
     let mut other = record.clone();
     other[at..at + ours.len()].copy_from_slice(b"weir-wit-packageweir:plugin@0.9.0");
     std::fs::write(p.path().join("other.wasm"), &other).expect("write");
-    let inspected = weir_in(p.path(), &["plugin", "inspect", "other.wasm"]);
-    assert_eq!(inspected.code, 2, "{inspected:?}");
+    std::fs::write(
+        p.path().join("pipeline.toml"),
+        "[pipeline]\nname = \"p\"\n[plugins.other]\npath = \"other.wasm\"\n[stages.s]\nuses = \"other\"\n",
+    )
+    .expect("write");
+    let refused = weir_in(p.path(), &["run", "pipeline.toml"]);
+    assert_eq!(refused.code, 2, "{refused:?}");
     assert!(
-        inspected.stderr.contains(
+        refused.stderr.contains(
+            "was built with a weir-sdk for weir:plugin@0.9.0, but this weir supports weir:plugin@0.1.0"
+        ),
+        "{refused:?}"
+    );
+    // inspect shows it all the same, with the problem listed.
+    let inspected = weir_in(p.path(), &["plugin", "inspect", "other.wasm"]);
+    assert_eq!(inspected.code, 1, "{inspected:?}");
+    assert!(
+        inspected.stdout.contains(
             "was built with a weir-sdk for weir:plugin@0.9.0, but this weir supports weir:plugin@0.1.0; rebuild it against a matching weir-sdk"
         ),
         "{inspected:?}"

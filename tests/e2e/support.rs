@@ -79,6 +79,14 @@ pub fn shared_cache() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("weir-cache")
 }
 
+/// `cmd` without the wrapper .ci/run lints the test build with (clippy
+/// as rustc), so the cargo builds tests start (of plugin scaffolds) are
+/// the same as anywhere else.
+pub fn without_build_wrappers(cmd: &mut Command) -> &mut Command {
+    cmd.env_remove("RUSTC_WORKSPACE_WRAPPER")
+        .env_remove("CLIPPY_ARGS")
+}
+
 /// The `weir` binary.
 pub fn weir_bin() -> &'static str {
     env!("CARGO_BIN_EXE_weir")
@@ -124,6 +132,7 @@ impl Project {
             .env("WEIR_CACHE_DIR", shared_cache())
             .env("NO_COLOR", "1")
             .env_remove("WEIR_LOG");
+        without_build_wrappers(&mut cmd);
         cmd
     }
 

@@ -76,61 +76,86 @@ pub async fn inspect(target: &str, as_json: bool) -> ExitCode {
         );
         return ExitCode::from(2);
     };
-    let info = match loader.load(&plugin_ref).await {
-        Ok(p) => p.info.clone(),
+    let inspection = match loader.inspect(&plugin_ref).await {
+        Ok(i) => i,
         Err(e) => {
             eprintln!("weir: {e}");
             return ExitCode::from(2);
         }
     };
+    let code = if inspection.problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    };
     if as_json {
-        println!("{}", info_json(&info));
-        return ExitCode::SUCCESS;
+        println!("{}", inspection_json(&inspection));
+        return code;
     }
-    let m = &info.manifest;
-    let caps = capabilities(&m.capabilities);
-    println!("name          {}", m.name);
-    println!("kind          {}", kind_name(info.kind));
-    println!("version       {}", m.version);
-    println!("description   {}", m.description);
-    println!("source        {}", info.source);
-    println!("size          {} bytes", info.size);
-    println!("sha256        {}", info.sha256);
+    let i = &inspection;
+    let unknown = || "unknown (describe() was not called)".to_string();
+    let m = i.manifest.as_ref();
+    println!("name          {}", m.map_or(i.name.clone(), |m| m.name.clone()));
+    println!(
+        "kind          {}",
+        i.kind.map_or("none (see problems)", kind_name)
+    );
+    println!("version       {}", m.map_or_else(unknown, |m| m.version.clone()));
+    println!(
+        "description   {}",
+        m.map_or_else(unknown, |m| m.description.clone())
+    );
+    println!("source        {}", i.source);
+    println!("size          {} bytes", i.size);
+    println!("sha256        {}", i.sha256);
     println!(
         "compiled      {}",
-        match info.compiled {
+        match i.compiled {
             crate::engine::CacheOutcome::Hit => "loaded from the compile cache",
             crate::engine::CacheOutcome::Compiled => "compiled now (and cached)",
         }
     );
     println!(
         "wit           {} ({})",
-        wit_version(&info).unwrap_or_else(|| "unknown".into()),
-        match &info.wit_package {
-            Some(p) => format!("its weir-sdk declares {p}"),
-            None => "no weir-sdk declaration: built without weir-sdk".into(),
+        exported_wit(&i.exports).unwrap_or_else(|| "unknown".into()),
+        match &i.wit_package {
+            Some(p) => format!("the component declares {p}"),
+            None => "not declared: built without weir-sdk or `weir plugin build`".into(),
         }
     );
     println!(
         "capabilities  {}",
-        if caps.is_empty() {
-            "none".to_string()
-        } else {
-            caps.join(", ")
+        match m {
+            None => unknown(),
+            Some(m) if m.capabilities.is_empty() => "none".to_string(),
+            Some(m) => capabilities(&m.capabilities).join(", "),
         }
     );
     println!("imports");
-    for i in &info.imports {
-        println!("  {i}");
+    for import in &i.imports {
+        let flag = if crate::plugins::kind::offered(import) {
+            ""
+        } else {
+            "  ← not offered by weir"
+        };
+        println!("  {import}{flag}");
     }
     println!("exports");
-    for e in &info.exports {
-        println!("  {e}");
+    for export in &i.exports {
+        println!("  {export}");
     }
-    if let Some(schema) = &m.config_schema {
+    if let Some(schema) = m.and_then(|m| m.config_schema.as_ref()) {
         println!("config schema {schema}");
     }
-    ExitCode::SUCCESS
+    if i.problems.is_empty() {
+        println!("problems      none");
+    } else {
+        println!("problems (weir would refuse to run it)");
+        for problem in &i.problems {
+            println!("  ✗ {problem}");
+        }
+    }
+    code
 }
 
 fn capabilities(caps: &[Capability]) -> Vec<&'static str> {
@@ -147,10 +172,35 @@ fn capabilities(caps: &[Capability]) -> Vec<&'static str> {
 }
 
 fn wit_version(info: &PluginInfo) -> Option<String> {
-    info.exports.iter().find_map(|e| {
+    exported_wit(&info.exports)
+}
+
+/// The weir WIT package its exports carry.
+fn exported_wit(exports: &[String]) -> Option<String> {
+    exports.iter().find_map(|e| {
         e.strip_prefix("weir:plugin/")
             .and_then(|r| r.split_once('@'))
             .map(|(_, v)| format!("weir:plugin@{v}"))
+    })
+}
+
+fn inspection_json(i: &crate::plugins::Inspection) -> serde_json::Value {
+    let m = i.manifest.as_ref();
+    json!({
+        "name": m.map_or(i.name.as_str(), |m| m.name.as_str()),
+        "kind": i.kind.map(kind_name),
+        "version": m.map(|m| &m.version),
+        "description": m.map(|m| &m.description),
+        "source": i.source,
+        "size": i.size,
+        "sha256": i.sha256,
+        "wit": exported_wit(&i.exports),
+        "wit_declared": i.wit_package,
+        "capabilities": m.map(|m| capabilities(&m.capabilities)),
+        "imports": i.imports,
+        "exports": i.exports,
+        "config_schema": m.and_then(|m| m.config_schema.as_ref()),
+        "problems": i.problems,
     })
 }
 

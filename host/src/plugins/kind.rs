@@ -67,6 +67,25 @@ pub fn exported_kind<'a>(exports: impl IntoIterator<Item = &'a str>) -> Exported
     }
 }
 
+/// The imports weir offers a plugin, whether or not a stage grants them:
+/// weir's interfaces, WASI 0.2's, and wasi:http's two.
+pub fn offered(import: &str) -> bool {
+    const WEIR: [&str; 6] = ["types", "log", "process", "metrics", "secrets", "runtime"];
+    const WASI: [&str; 6] = ["io", "clocks", "filesystem", "random", "cli", "sockets"];
+    let Some((name, version)) = import.split_once('@') else {
+        return false;
+    };
+    if let Some(iface) = name.strip_prefix(PACKAGE).and_then(|r| r.strip_prefix('/')) {
+        return WEIR.contains(&iface) && compatible(version);
+    }
+    let wasi_02 = version.starts_with("0.2.");
+    match name.strip_prefix("wasi:").and_then(|r| r.split_once('/')) {
+        Some(("http", iface)) => wasi_02 && ["types", "outgoing-handler"].contains(&iface),
+        Some((package, _)) => wasi_02 && WASI.contains(&package),
+        None => false,
+    }
+}
+
 /// Whether WIT `version` is loadable by this host.
 pub fn compatible(version: &str) -> bool {
     let ours: Vec<&str> = VERSION.split('.').collect();
@@ -86,6 +105,30 @@ mod tests {
     fn one_kind() {
         let e = exported_kind(["weir:plugin/plugin@0.1.0", "weir:plugin/stage@0.1.0"]);
         assert_eq!(e, ExportedKind::One(PluginKind::Stage));
+    }
+
+    #[test]
+    fn offered_imports() {
+        for yes in [
+            "weir:plugin/log@0.1.0",
+            "weir:plugin/runtime@0.1.3",
+            "wasi:filesystem/preopens@0.2.12",
+            "wasi:io/streams@0.2.0",
+            "wasi:http/outgoing-handler@0.2.10",
+        ] {
+            assert!(offered(yes), "{yes}");
+        }
+        for no in [
+            "weir:plugin/log@0.2.0",
+            "weir:plugin/kv@0.1.0",
+            "wasi:http/incoming-handler@0.2.10",
+            "wasi:keyvalue/store@0.2.0",
+            "wasi:io/streams@0.3.0",
+            "acme:db/query@1.0.0",
+            "log",
+        ] {
+            assert!(!offered(no), "{no}");
+        }
     }
 
     #[test]
