@@ -11,6 +11,7 @@ mod environments;
 mod git;
 mod guests;
 mod history;
+mod languages;
 mod network;
 mod process;
 mod replay;

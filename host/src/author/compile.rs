@@ -1,12 +1,16 @@
-//! `weir plugin build [DIR]`: cargo builds the project for
-//! `wasm32-wasip2`; the component it made is found in cargo's own
-//! messages, hashed, and described with the `[plugins.NAME]` table that
+//! `weir plugin build [DIR]`: a Rust project (`Cargo.toml`) is built by
+//! cargo for `wasm32-wasip2`, and the component it made is found in
+//! cargo's own messages; a Python (`pyproject.toml`) or JavaScript
+//! (`package.json`) project is built by [`componentize`]. Either way the
+//! component is hashed and described with the `[plugins.NAME]` table that
 //! pins it.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use sha2::{Digest, Sha256};
+
+use crate::author::componentize;
 
 /// The target plugins are built for.
 pub const TARGET: &str = "wasm32-wasip2";
@@ -38,8 +42,8 @@ impl Built {
 /// Why no component came out.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
-    /// Not a Rust plugin project.
-    #[error("{} has no Cargo.toml; `weir plugin build` builds a directory `weir plugin new` made (or any cargo project of a weir plugin)", .0.display())]
+    /// Not a plugin project in any language weir builds.
+    #[error("{} is not a plugin project: it has no Cargo.toml (Rust), pyproject.toml (Python) or package.json (JavaScript); `weir plugin build` builds a directory `weir plugin new` made", .0.display())]
     NotAProject(PathBuf),
     /// cargo did not start.
     #[error("cannot run cargo: {0}; install Rust from https://rustup.rs")]
@@ -53,6 +57,9 @@ pub enum BuildError {
     /// cargo succeeded but made no component.
     #[error("cargo built no .wasm for {TARGET}: is the crate's [lib] crate-type = [\"cdylib\"]?")]
     NoComponent,
+    /// A Python or JavaScript build failed.
+    #[error(transparent)]
+    Componentize(#[from] componentize::ComponentizeError),
     /// The component could not be read back.
     #[error("cannot read {}: {source}", path.display())]
     Read {
@@ -63,13 +70,40 @@ pub enum BuildError {
     },
 }
 
-/// Build the plugin project in `dir` (release profile), showing cargo's
-/// progress and diagnostics on stderr.
+/// Build the plugin project in `dir`, whatever its language, showing the
+/// tool's progress and diagnostics on stderr.
 pub fn build(dir: &Path) -> Result<Built, BuildError> {
-    let manifest = dir.join("Cargo.toml");
-    if !manifest.is_file() {
-        return Err(BuildError::NotAProject(dir.to_path_buf()));
+    if dir.join("Cargo.toml").is_file() {
+        return build_rust(dir);
     }
+    let (name, path) = if dir.join("pyproject.toml").is_file() {
+        componentize::python(dir)?
+    } else if dir.join("package.json").is_file() {
+        componentize::javascript(dir)?
+    } else {
+        return Err(BuildError::NotAProject(dir.to_path_buf()));
+    };
+    described(name, path)
+}
+
+/// The [`Built`] of the component at `path`.
+fn described(name: String, path: PathBuf) -> Result<Built, BuildError> {
+    let bytes = std::fs::read(&path).map_err(|source| BuildError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    Ok(Built {
+        name,
+        size: bytes.len() as u64,
+        sha256: hex::encode(Sha256::digest(&bytes)),
+        path,
+    })
+}
+
+/// Build the Rust project in `dir` (release profile), showing cargo's
+/// progress and diagnostics on stderr.
+fn build_rust(dir: &Path) -> Result<Built, BuildError> {
+    let manifest = dir.join("Cargo.toml");
     // cargo's progress and diagnostics go straight to the terminal; its
     // JSON messages (stdout) say where the component is.
     let output = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
@@ -97,16 +131,7 @@ pub fn build(dir: &Path) -> Result<Built, BuildError> {
     }
     let stdout = String::from_utf8_lossy(&output.stdout);
     let (name, path) = component_of(&stdout).ok_or(BuildError::NoComponent)?;
-    let bytes = std::fs::read(&path).map_err(|source| BuildError::Read {
-        path: path.clone(),
-        source,
-    })?;
-    Ok(Built {
-        name,
-        size: bytes.len() as u64,
-        sha256: hex::encode(Sha256::digest(&bytes)),
-        path,
-    })
+    described(name, path)
 }
 
 /// Whether the active toolchain lacks the standard library for [`TARGET`].

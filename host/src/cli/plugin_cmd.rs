@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use serde_json::json;
 
 use crate::author::compile;
-use crate::author::scaffold::{self, Spec};
+use crate::author::componentize::COMPONENTIZE_PY;
+use crate::author::scaffold::{self, Lang, Spec};
 use crate::bindings::types::PluginKind;
 use crate::engine::limits::human_bytes;
 
@@ -40,8 +41,23 @@ impl KindArg {
 /// `--lang`.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum LangArg {
-    /// Rust, with weir-sdk.
+    /// Rust, with weir-sdk (cargo, wasm32-wasip2).
     Rust,
+    /// Python (componentize-py).
+    Python,
+    /// JavaScript (componentize-js).
+    #[value(alias = "javascript")]
+    Js,
+}
+
+impl LangArg {
+    fn lang(self) -> Lang {
+        match self {
+            LangArg::Rust => Lang::Rust,
+            LangArg::Python => Lang::Python,
+            LangArg::Js => Lang::JavaScript,
+        }
+    }
 }
 
 /// `weir plugin new NAME --kind KIND`.
@@ -52,14 +68,14 @@ pub fn new(
     dir: Option<PathBuf>,
     sdk: Option<PathBuf>,
 ) -> ExitCode {
-    // Rust is the only language the scaffold writes so far.
-    let LangArg::Rust = lang;
+    let lang = lang.lang();
     let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
     let sdk = sdk.unwrap_or_else(scaffold::default_sdk);
     let sdk = sdk.canonicalize().unwrap_or(sdk);
     let spec = Spec {
         name: name.clone(),
         kind: kind.kind(),
+        lang,
         dir: dir.clone(),
         sdk,
     };
@@ -72,15 +88,44 @@ pub fn new(
     };
     let kind = crate::plugins::kind_name(spec.kind);
     let article = if kind.starts_with('a') { "an" } else { "a" };
-    println!("Created {name}, {article} {kind} in Rust, in {}:", dir.display());
-    for file in &written {
+    println!(
+        "Created {name}, {article} {kind} in {}, in {}:",
+        lang.name(),
+        dir.display()
+    );
+    for file in written.iter().filter(|f| !f.starts_with("wit/deps")) {
         println!("  {}", file.display());
     }
+    if lang != Lang::Rust {
+        println!("  wit/deps/…  (weir's WIT, which the build reads)");
+    }
     println!("\nNext:");
-    println!("  cd {}", dir.display());
-    println!("  cargo test                              # its unit test, natively");
-    println!("  weir plugin build                       # the component, its sha256 and [plugins] table");
-    println!("  weir run pipeline.toml --workspace .    # the sample pipeline");
+    let cd = format!("cd {}", dir.display());
+    let install_py = format!("pip install {COMPONENTIZE_PY}");
+    let mut steps: Vec<(&str, &str)> = vec![(&cd, "")];
+    match lang {
+        Lang::Rust => steps.push(("cargo test", "its unit test, natively")),
+        Lang::Python => {
+            steps.push((&install_py, "once: the build tool"));
+            steps.push(("python3 -m unittest", "its unit test, natively"));
+        }
+        Lang::JavaScript => {
+            steps.push(("npm install", "once: the build tool, componentize-js"));
+            steps.push(("npm test", "its unit test, natively"));
+        }
+    }
+    steps.push((
+        "weir plugin build",
+        "the component, its sha256 and [plugins] table",
+    ));
+    steps.push(("weir run pipeline.toml --workspace .", "the sample pipeline"));
+    for (command, why) in steps {
+        if why.is_empty() {
+            println!("  {command}");
+        } else {
+            println!("  {command:<38}  # {why}");
+        }
+    }
     ExitCode::SUCCESS
 }
 

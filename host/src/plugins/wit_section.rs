@@ -44,6 +44,32 @@ fn find(bytes: &[u8], depth: u8) -> Option<String> {
     None
 }
 
+/// `component` with a component-level [`SECTION`] naming `package`
+/// appended: what `weir plugin build` adds to Python and JavaScript
+/// components, whose tools know nothing of weir.
+pub fn with_declaration(mut component: Vec<u8>, package: &str) -> Vec<u8> {
+    let mut body = Vec::new();
+    push_leb(&mut body, SECTION.len());
+    body.extend_from_slice(SECTION.as_bytes());
+    body.extend_from_slice(package.as_bytes());
+    component.push(0);
+    push_leb(&mut component, body.len());
+    component.extend(body);
+    component
+}
+
+fn push_leb(out: &mut Vec<u8>, mut value: usize) {
+    loop {
+        let byte = (value & 0x7f) as u8;
+        value >>= 7;
+        if value == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
 /// An unsigned LEB128 at `at`: the value and where the next byte is.
 fn leb(bytes: &[u8], mut at: usize) -> Option<(usize, usize)> {
     let mut value: usize = 0;
