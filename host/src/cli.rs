@@ -4,6 +4,7 @@
 //! Exit codes: 0 success, 1 the pipeline failed, 2 the configuration (or a
 //! plugin it names) is invalid, 130 the run was cancelled.
 
+mod dev_cmd;
 mod env_cmd;
 mod plugin_cmd;
 mod plugins_cmd;
@@ -55,6 +56,10 @@ enum Command {
     /// Re-run a recorded analyzer stage offline, on what it received, and
     /// compare verdicts.
     Replay(ReplayArgs),
+    /// Develop a plugin: build the project, run just the stage that uses
+    /// it on the last run's workspace and upstream results, and again on
+    /// every change.
+    Dev(dev_cmd::DevArgs),
     /// The local deployment target: up, status, down.
     Target {
         #[command(subcommand)]
@@ -420,6 +425,7 @@ pub fn main() -> ExitCode {
             },
             Command::Runs { command } => runs_cmd::runs(command).await,
             Command::Replay(args) => replay_cmd::replay(args, verbose).await,
+            Command::Dev(args) => dev_cmd::dev(args, verbose).await,
             Command::Target { command } => match command {
                 TargetCommand::Up { metrics_port } => target_cmd::up(metrics_port).await,
                 TargetCommand::Status { json } => target_cmd::status(json).await,

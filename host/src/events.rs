@@ -175,6 +175,12 @@ pub enum Reused {
         /// The run whose stage produced the result.
         run: String,
     },
+    /// `weir dev`: upstream of the stage being developed, taken from the
+    /// run before.
+    Dev {
+        /// The run whose stage produced the result.
+        run: String,
+    },
 }
 
 /// One test case, as reported.

@@ -320,6 +320,38 @@ impl Plan {
     pub fn index_of(&self, name: &str) -> Option<usize> {
         self.stages.iter().position(|s| s.name == name)
     }
+
+    /// Keep only the stage at `index` and the stages it depends on
+    /// (`weir dev` runs one stage on its upstream's recorded results);
+    /// indices are renumbered.
+    pub fn focus_on(&mut self, index: usize) {
+        let Some(stage) = self.stages.get(index) else {
+            return;
+        };
+        let mut keep: BTreeSet<usize> = stage.upstream.clone();
+        keep.insert(index);
+        let renumbered: BTreeMap<usize, usize> =
+            keep.iter().enumerate().map(|(new, old)| (*old, new)).collect();
+        let stages = std::mem::take(&mut self.stages);
+        self.stages = stages
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| keep.contains(i))
+            .map(|(_, mut s)| {
+                s.needs = s
+                    .needs
+                    .iter()
+                    .filter_map(|n| renumbered.get(n).copied())
+                    .collect();
+                s.upstream = s
+                    .upstream
+                    .iter()
+                    .filter_map(|n| renumbered.get(n).copied())
+                    .collect();
+                s
+            })
+            .collect();
+    }
 }
 
 /// Check `loaded` and build its plan. `builtins` are the names of the
@@ -1313,6 +1345,21 @@ mod tests {
         ));
         assert_eq!(e.location, "pipeline.toml:7:10");
         assert_eq!(e.help.as_deref(), Some("did you mean `build`?"));
+    }
+
+    #[test]
+    fn focusing_keeps_a_stage_and_its_upstream_renumbered() {
+        let mut p = plan(&format!(
+            "{HEAD}[stages.other]\nuses = \"noop\"\n[stages.a]\nuses = \"noop\"\n[stages.b]\nuses = \"noop\"\nneeds = [\"a\"]\n[stages.c]\nuses = \"noop\"\nneeds = [\"b\"]\n[stages.d]\nuses = \"noop\"\nneeds = [\"c\"]\n"
+        ))
+        .expect("valid");
+        let c = p.index_of("c").expect("c");
+        p.focus_on(c);
+        let names: Vec<&str> = p.stages.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["a", "b", "c"]);
+        assert_eq!(p.stages[1].needs, [0]);
+        assert_eq!(p.stages[2].needs, [1]);
+        assert_eq!(p.stages[2].upstream, BTreeSet::from([0, 1]));
     }
 
     #[test]

@@ -209,3 +209,160 @@ fn a_plugin_for_another_contract_is_refused_with_both_versions() {
     let info: Value = serde_json::from_str(&ok.stdout).expect("JSON");
     assert_eq!(info["wit_declared"], "weir:plugin@0.1.0");
 }
+
+/// The sample stage `name` with a stage before it and one after it. (Each
+/// test has its own name: the scaffolds share a target directory, where
+/// one crate's component has one path.)
+fn dev_project(p: &Project, name: &str) -> std::path::PathBuf {
+    let new = weir_in(p.path(), &["plugin", "new", name, "--kind", "stage"]);
+    assert_eq!(new.code, 0, "{new:?}");
+    let dir = p.path().join(name);
+    std::os::unix::fs::symlink(shared_target(), dir.join("target")).expect("symlink");
+    let pipeline = std::fs::read_to_string(dir.join("pipeline.toml")).expect("pipeline");
+    let pipeline = pipeline.replace("[stages.check]\n", "[stages.check]\nneeds = [\"prep\"]\n")
+        + &format!(
+            "\n[stages.prep]\nuses = \"checksum\"\nwith = {{ paths = [\"src/**\"] }}\n\n[stages.after]\nuses = \"checksum\"\nneeds = [\"check\"]\nwith = {{ paths = [\"{name}-report.txt\"] }}\n"
+        );
+    std::fs::write(dir.join("pipeline.toml"), pipeline).expect("write");
+    dir
+}
+
+fn edit_summary(dir: &Path, to: &str) {
+    let lib = dir.join("src/lib.rs");
+    let text = std::fs::read_to_string(&lib).expect("lib.rs");
+    let from = "format!(\"{total} lines in {} file(s)\", files.len())";
+    let changed = text.replace(
+        from,
+        &format!("format!(\"{{total}} {to} in {{}} file(s)\", files.len())"),
+    );
+    assert_ne!(changed, text, "the template's summary is {from}");
+    std::fs::write(lib, changed).expect("write");
+}
+
+/// `weir dev --once`: the first time, with no run to take inputs from, the
+/// whole pipeline runs; after an edit, only the stage runs, rebuilt, with
+/// its upstream stage taken from the run before and nothing after it.
+#[test]
+fn dev_reruns_one_stage_on_the_last_runs_results() {
+    let p = Project::new();
+    let dir = dev_project(&p, "dev-once");
+    let first = weir_in(&dir, &["dev", "--once", "--workspace", ".", "--json"]);
+    assert_eq!(first.code, 0, "{first:?}");
+    assert!(
+        first
+            .stderr
+            .contains("no earlier run of `dev-once-sample` here: running the whole pipeline once"),
+        "{first:?}"
+    );
+    for stage in ["prep", "check", "after"] {
+        assert_eq!(first.finished(stage)["status"], "succeeded", "{first:?}");
+    }
+    let first_id = first.of("run_finished")[0]["run"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+
+    edit_summary(&dir, "non-blank lines");
+    let second = weir_in(&dir, &["dev", "--once", "--json"]);
+    assert_eq!(second.code, 0, "{second:?}");
+    assert!(
+        second
+            .stderr
+            .contains(&format!("running `check` on run {first_id}'s workspace")),
+        "{second:?}"
+    );
+    assert_eq!(
+        second.of("run_started")[0]["stages"],
+        serde_json::json!(["check", "prep"])
+    );
+    assert_eq!(
+        second.finished("prep")["reused"],
+        serde_json::json!({"from": "dev", "run": first_id})
+    );
+    let check = second.finished("check");
+    assert!(check.get("reused").is_none_or(Value::is_null), "{check}");
+    assert!(
+        check["summary"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with(" non-blank lines in 1 file(s)"),
+        "{check}"
+    );
+    assert!(second.of("stage_finished").iter().all(|e| e["stage"] != "after"));
+
+    let wrong = weir_in(&dir, &["dev", "--once", "--stage", "after"]);
+    assert_eq!(wrong.code, 2, "{wrong:?}");
+    assert!(
+        wrong.stderr.contains("stage `after` of pipeline.toml does not use `dev-once`, the plugin the project builds; stages that do: check"),
+        "{wrong:?}"
+    );
+}
+
+/// `weir dev` without `--once` watches the project: an edit rebuilds the
+/// plugin and runs the stage again, and Ctrl-C ends it.
+#[test]
+fn dev_watches_and_reruns_on_an_edit() {
+    use std::io::BufRead;
+    let p = Project::new();
+    let dir = dev_project(&p, "dev-watch");
+    let mut weir = std::process::Command::new(crate::support::weir_bin());
+    crate::support::without_build_wrappers(&mut weir)
+        .args(["dev", "--workspace", ".", "--json"])
+        .current_dir(&dir)
+        .env("CARGO_TARGET_DIR", shared_target())
+        .env_remove("WEIR_TENANTS")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    /// Ends `weir dev` however the test ends.
+    struct Stop(std::process::Child);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Stop(weir.spawn().expect("weir dev starts"));
+    let stdout = child.0.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // The summaries of `check`, one per run, until `want` runs finished.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    let mut summaries = Vec::new();
+    let wait_for_runs = |want: usize, summaries: &mut Vec<String>| {
+        let mut runs = 0;
+        while runs < want {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = rx.recv_timeout(left).expect("weir dev reports a run in time");
+            let event: Value = serde_json::from_str(&line).unwrap_or_default();
+            if event["event"] == "stage_finished" && event["stage"] == "check" {
+                summaries.push(event["summary"].as_str().unwrap_or_default().to_string());
+            }
+            if event["event"] == "run_finished" {
+                runs += 1;
+            }
+        }
+    };
+    wait_for_runs(1, &mut summaries);
+    edit_summary(&dir, "lines of code");
+    wait_for_runs(1, &mut summaries);
+    let stopped = std::process::Command::new("kill")
+        .args(["-INT", &child.0.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(stopped.success());
+    let status = child.0.wait().expect("weir dev ends");
+    assert_eq!(status.code(), Some(0), "Ctrl-C ends weir dev cleanly");
+    assert_eq!(summaries.len(), 2, "{summaries:?}");
+    assert!(summaries[0].ends_with(" lines in 1 file(s)"), "{summaries:?}");
+    assert!(
+        summaries[1].ends_with(" lines of code in 1 file(s)"),
+        "{summaries:?}"
+    );
+}

@@ -119,6 +119,7 @@ pub fn new(
         "the component, its sha256 and [plugins] table",
     ));
     steps.push(("weir run pipeline.toml --workspace .", "the sample pipeline"));
+    steps.push(("weir dev", "rebuild and rerun its stage on every save"));
     for (command, why) in steps {
         if why.is_empty() {
             println!("  {command}");

@@ -89,10 +89,39 @@ fn resolve_environments(
     })
 }
 
+/// What `weir dev` changes about a run: one stage, with a plugin just
+/// built, its upstream stages' results taken from an earlier run.
+pub struct Focus {
+    /// The stage to run.
+    pub stage: String,
+    /// The `[plugins.NAME]` it uses.
+    pub plugin: String,
+    /// The component to use for that plugin instead (not pinned).
+    pub component: PathBuf,
+    /// The run whose workspace and results the upstream stages reuse;
+    /// `None` runs the whole pipeline.
+    pub from: Option<FromRun>,
+}
+
+/// An earlier run a focused run takes its inputs from.
+pub struct FromRun {
+    /// Its id.
+    pub id: String,
+    /// Its workspace.
+    pub workspace: PathBuf,
+    /// Its stages that succeeded, with their `stage_finished` events.
+    pub succeeded: Vec<(String, String)>,
+}
+
 pub async fn run(args: RunArgs, verbose: bool) -> ExitCode {
     if let Some(id) = args.resume.clone() {
         return resume(&id, args, verbose).await;
     }
+    run_with(args, verbose, None).await
+}
+
+/// `weir run`, or with `focus`, the run `weir dev` makes.
+pub async fn run_with(args: RunArgs, verbose: bool, focus: Option<&Focus>) -> ExitCode {
     let pipeline = args
         .pipeline
         .clone()
@@ -120,25 +149,32 @@ pub async fn run(args: RunArgs, verbose: bool) -> ExitCode {
     // does not start.
     let mut resolved = Resolved::default();
     let mut layer = |plan: &mut crate::plan::Plan| {
+        if let Some(focus) = focus {
+            focus_plan(plan, focus);
+        }
         resolved = resolve_environments(plan, &options, &tenant)?;
         within_tenant(plan, &tenant)
     };
     let engine = engine_for(&tenant);
-    let prepared =
-        match prepare_layered(&pipeline, None, args.workspace.as_deref(), &engine, &mut layer).await {
-            Ok(p) => p,
-            Err(e) => {
-                super::render(e);
-                return ExitCode::from(2);
-            }
-        };
+    let workspace_arg = args
+        .workspace
+        .clone()
+        .or_else(|| focus.and_then(|f| f.from.as_ref()).map(|r| r.workspace.clone()));
+    let prepared = match prepare_layered(&pipeline, None, workspace_arg.as_deref(), &engine, &mut layer).await
+    {
+        Ok(p) => p,
+        Err(e) => {
+            super::render(e);
+            return ExitCode::from(2);
+        }
+    };
     // Recorded as resolved, so a resume and the report see the same.
     let options = Options {
         environment: resolved.environment.clone(),
         ..options
     };
     let run_id = new_run_id();
-    let workspace = match workspace_dir(args.workspace.as_deref(), &run_id, &tenant) {
+    let workspace = match workspace_dir(workspace_arg.as_deref(), &run_id, &tenant) {
         Ok(w) => w,
         Err(e) => {
             eprintln!("weir: cannot create the workspace: {e}");
@@ -173,6 +209,15 @@ pub async fn run(args: RunArgs, verbose: bool) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let reuse = match focus.and_then(|f| f.from.as_ref().map(|r| (f, r))) {
+        Some((focus, from)) => reused(
+            &prepared,
+            &from.succeeded,
+            Some(&focus.stage),
+            Reused::Dev { run: from.id.clone() },
+        ),
+        None => Vec::new(),
+    };
     let launch = Launch {
         prepared,
         run_id,
@@ -181,10 +226,84 @@ pub async fn run(args: RunArgs, verbose: bool) -> ExitCode {
         options,
         recorder,
         resume: 0,
-        reuse: Vec::new(),
+        reuse,
         resolved,
     };
     start(launch, &args, verbose).await
+}
+
+/// `focus` laid over `plan`: its plugin is the component just built, and
+/// with an earlier run to take inputs from, only the stage and its
+/// upstream are left.
+fn focus_plan(plan: &mut crate::plan::Plan, focus: &Focus) {
+    use crate::plan::PluginRef;
+    let swap = |plugin: &mut PluginRef| {
+        if let PluginRef::File { name, .. } = plugin
+            && *name == focus.plugin
+        {
+            *plugin = PluginRef::File {
+                name: name.clone(),
+                path: focus.component.clone(),
+                sha256: None,
+            };
+        }
+    };
+    for stage in &mut plan.stages {
+        swap(&mut stage.plugin);
+        if let Some(rollout) = &mut stage.rollout {
+            swap(&mut rollout.strategy.plugin);
+            for check in &mut rollout.checks {
+                swap(&mut check.plugin);
+            }
+        }
+    }
+    if focus.from.is_some()
+        && let Some(index) = plan.index_of(&focus.stage)
+    {
+        plan.focus_on(index);
+    }
+}
+
+/// The stages of `prepared` that keep an earlier run's results: those in
+/// `succeeded` (name, `stage_finished` event), but `except`.
+fn reused(
+    prepared: &Prepared,
+    succeeded: &[(String, String)],
+    except: Option<&str>,
+    how: Reused,
+) -> Vec<Reuse> {
+    let mut reuse = Vec::new();
+    for (name, body) in succeeded {
+        if except == Some(name.as_str()) {
+            continue;
+        }
+        let Some(stage) = prepared.plan.index_of(name) else {
+            continue;
+        };
+        let Ok(mut finished) = serde_json::from_str::<Event>(body) else {
+            continue;
+        };
+        let Event::StageFinished {
+            plugin,
+            outputs,
+            reused,
+            ..
+        } = &mut finished
+        else {
+            continue;
+        };
+        if plugin.is_none() {
+            *plugin = prepared.plugins.get(stage).map(|p| p.info.label());
+        }
+        *reused = Some(Box::new(how.clone()));
+        let outputs = outputs.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        reuse.push(Reuse {
+            stage,
+            outputs,
+            finished,
+        });
+    }
+    reuse
 }
 
 /// `weir run --resume ID`.
@@ -253,34 +372,7 @@ async fn resume(id: &str, args: RunArgs, verbose: bool) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let mut reuse = Vec::new();
-    for (name, body) in &recorded.succeeded {
-        let Some(stage) = prepared.plan.index_of(name) else {
-            continue;
-        };
-        let Ok(mut finished) = serde_json::from_str::<Event>(body) else {
-            continue;
-        };
-        let Event::StageFinished {
-            plugin,
-            outputs,
-            reused,
-            ..
-        } = &mut finished
-        else {
-            continue;
-        };
-        if plugin.is_none() {
-            *plugin = prepared.plugins.get(stage).map(|p| p.info.label());
-        }
-        *reused = Some(Box::new(Reused::Resume));
-        let outputs = outputs.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        reuse.push(Reuse {
-            stage,
-            outputs,
-            finished,
-        });
-    }
+    let reuse = reused(&prepared, &recorded.succeeded, None, Reused::Resume);
     let rerun: Vec<String> = prepared
         .plan
         .stages

@@ -292,6 +292,7 @@ impl RunView {
                                 match r {
                                     crate::events::Reused::Resume => "before the resume".to_string(),
                                     crate::events::Reused::Cache { run, .. } => format!("from run {run}"),
+                                    crate::events::Reused::Dev { run } => format!("from run {run}"),
                                 },
                                 summary.as_ref().map(|s| format!(" — {s}")).unwrap_or_default()
                             )),
@@ -312,5 +313,6 @@ pub fn reused_note(r: &crate::events::Reused) -> String {
     match r {
         crate::events::Reused::Resume => "succeeded before the resume".to_string(),
         crate::events::Reused::Cache { run, .. } => format!("cached from run {run}"),
+        crate::events::Reused::Dev { run } => format!("taken from run {run}"),
     }
 }
