@@ -730,7 +730,7 @@ fn unsupported_package(package: &str) -> Option<String> {
         .and_then(|v| v.strip_prefix('@'));
     (!version.is_some_and(kind::compatible)).then(|| {
         format!(
-            "was built with a weir-sdk for {package}, but this weir supports {}@{}; rebuild it against a matching weir-sdk (its `{}` section says which it used)",
+            "was built with a weir-sdk for {package}, but this weir supports {}@{}; rebuild it against a matching weir-sdk (its `{}` section says which it used; for Python and JavaScript, the project's wit/deps/weir-plugin)",
             kind::PACKAGE,
             kind::VERSION,
             wit_section::SECTION

@@ -51,7 +51,7 @@ export function config(ctx, defaults, { strict = true } = {}) {
   if (given === null || typeof given !== 'object' || Array.isArray(given)) {
     fail("the stage's `with` must be a table");
   }
-  const unknown = Object.keys(given).filter((k) => !(k in defaults)).sort();
+  const unknown = Object.keys(given).filter((k) => !Object.hasOwn(defaults, k)).sort();
   if (strict && unknown.length > 0) {
     const known = Object.keys(defaults).sort().join(', ') || 'none';
     fail(`unknown \`with\` key(s) ${unknown.join(', ')}; this plugin reads ${known}`);

@@ -358,7 +358,11 @@ fn dev_watches_and_reruns_on_an_edit() {
         .expect("kill");
     assert!(stopped.success());
     let status = child.0.wait().expect("weir dev ends");
-    assert_eq!(status.code(), Some(0), "Ctrl-C ends weir dev cleanly");
+    assert_eq!(
+        status.code(),
+        Some(130),
+        "Ctrl-C ends weir dev, as an interrupted command"
+    );
     assert_eq!(summaries.len(), 2, "{summaries:?}");
     assert!(summaries[0].ends_with(" lines in 1 file(s)"), "{summaries:?}");
     assert!(

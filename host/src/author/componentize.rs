@@ -134,7 +134,8 @@ pub fn python(dir: &Path) -> Result<(String, PathBuf), ComponentizeError> {
 /// source, WIT folder, world and output path follow.
 const COMPONENTIZE_JS_SCRIPT: &str = r#"
 const [lib, sourcePath, witPath, worldName, out] = process.argv.slice(1);
-const { componentize } = await import(lib);
+const { pathToFileURL } = await import('node:url');
+const { componentize } = await import(pathToFileURL(lib).href);
 const { writeFile } = await import('node:fs/promises');
 const { component } = await componentize({ sourcePath, witPath, worldName });
 await writeFile(out, component);
@@ -175,7 +176,7 @@ pub fn javascript(dir: &Path) -> Result<(String, PathBuf), ComponentizeError> {
     let absolute = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
     let status = Command::new("node")
         .args(["--input-type=module", "-e", COMPONENTIZE_JS_SCRIPT, "--"])
-        .arg(format!("file://{}", lib.display()))
+        .arg(&lib)
         .arg(absolute(&entry))
         .arg(absolute(&dir.join("wit")))
         .arg(WORLD)

@@ -62,11 +62,13 @@ pub async fn dev(args: DevArgs, verbose: bool) -> ExitCode {
         }
     });
     let mut said_pin = false;
-    // Listened to from the start: a Ctrl-C while a round runs cancels that
-    // run (its own handler) and, here, ends the loop once it has.
-    let mut interrupt = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()) {
-        Ok(s) => Some(s),
-        Err(e) => {
+    // Listened to from the start: a Ctrl-C (or SIGTERM) while a round
+    // runs cancels that run (its own handler) and, here, ends the loop
+    // once it has.
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut stops = match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+        (Ok(int), Ok(term)) => Some((int, term)),
+        (Err(e), _) | (_, Err(e)) => {
             tracing::warn!("cannot listen for Ctrl-C ({e}); stop weir dev by killing it");
             None
         }
@@ -84,16 +86,19 @@ pub async fn dev(args: DevArgs, verbose: bool) -> ExitCode {
             args.dir.display()
         );
         let stop = async {
-            match interrupt.as_mut() {
-                Some(s) => {
-                    s.recv().await;
+            match stops.as_mut() {
+                Some((int, term)) => {
+                    tokio::select! {
+                        _ = int.recv() => {}
+                        _ = term.recv() => {}
+                    }
                 }
                 None => std::future::pending::<()>().await,
             }
         };
         tokio::select! {
             _ = changed(&args.dir, seen) => {}
-            () = stop => return ExitCode::SUCCESS,
+            () = stop => return ExitCode::from(130),
         }
     }
 }
@@ -134,7 +139,12 @@ async fn iteration(args: &DevArgs, pipeline: &Path, said_pin: &mut bool, verbose
         );
         *said_pin = true;
     }
-    let from = last_run(&pipeline_name);
+    let from = last_run(
+        &pipeline_name,
+        pipeline,
+        args.tenant.as_deref().unwrap_or("default"),
+        args.workspace.as_deref(),
+    );
     match &from {
         Some(run) => eprintln!(
             "weir dev: running `{stage}` on run {}'s workspace and upstream results",
@@ -191,10 +201,13 @@ fn target(pipeline: &Path, stage: Option<&str>, plugin: &str) -> Result<(String,
         })
         .map(|s| s.name.as_str())
         .collect();
-    let pinned = plan
-        .stages
-        .iter()
-        .any(|s| matches!(&s.plugin, PluginRef::File { name, sha256: Some(_), .. } if name == plugin));
+    let pins = |r: &PluginRef| matches!(r, PluginRef::File { name, sha256: Some(_), .. } if name == plugin);
+    let pinned = plan.stages.iter().any(|s| {
+        pins(&s.plugin)
+            || s.rollout
+                .as_ref()
+                .is_some_and(|r| pins(&r.strategy.plugin) || r.checks.iter().any(|c| pins(&c.plugin)))
+    });
     let chosen = match stage {
         Some(name) => {
             let Some(s) = plan.stages.iter().find(|s| s.name == name) else {
@@ -237,34 +250,41 @@ fn target(pipeline: &Path, stage: Option<&str>, plugin: &str) -> Result<(String,
     Ok((plan.name, chosen, pinned))
 }
 
-/// The newest finished run of `pipeline` recorded here whose workspace is
-/// still there.
-fn last_run(pipeline: &str) -> Option<FromRun> {
+/// The newest finished run recorded here of pipeline `name` from the file
+/// `file`, by `tenant`, whose workspace is still there (and is
+/// `workspace`, when one is given): another file with the same name, or
+/// another tenant's run, is not this author's last run.
+fn last_run(name: &str, file: &Path, tenant: &str, workspace: Option<&Path>) -> Option<FromRun> {
     if !Path::new(STATE_DIR).join(crate::store::DB_FILE).is_file() {
         return None;
     }
+    let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let file = absolute(file);
+    let workspace = workspace.map(absolute);
     let store = Store::open(Path::new(STATE_DIR)).ok()?;
     let runs = store
         .list_runs(&RunFilter {
-            pipeline: Some(pipeline.to_string()),
+            pipeline: Some(name.to_string()),
             status: None,
-            tenant: None,
+            tenant: Some(tenant.to_string()),
             limit: Some(20),
         })
         .ok()?;
     runs.into_iter().filter(|r| r.status != "running").find_map(|r| {
         let info = store.resume_info(&r.id).ok()?;
-        let workspace = PathBuf::from(&info.workspace);
-        workspace.is_dir().then(|| FromRun {
+        let used = PathBuf::from(&info.workspace);
+        let same_file = Path::new(&info.pipeline_file) == file;
+        let same_workspace = workspace.as_ref().is_none_or(|w| absolute(&used) == *w);
+        (same_file && same_workspace && used.is_dir()).then(|| FromRun {
             id: r.id.clone(),
-            workspace,
+            workspace: used,
             succeeded: info.succeeded,
         })
     })
 }
 
 /// Folders whose changes are the build's own, not the author's.
-const IGNORED: [&str; 7] = [
+const IGNORED: [&str; 10] = [
     "target",
     "build",
     "node_modules",
@@ -272,6 +292,9 @@ const IGNORED: [&str; 7] = [
     ".git",
     "__pycache__",
     "dist",
+    ".venv",
+    "venv",
+    ".tox",
 ];
 
 /// Whether `path` is a plugin's source: code, WIT and the manifests

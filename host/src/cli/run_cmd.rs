@@ -43,6 +43,10 @@ struct Options {
     /// The commit being built.
     #[serde(default)]
     commit: Option<String>,
+    /// The stage a `weir dev` round ran; such a run ran a changed plan
+    /// and is not resumed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    dev: Option<String>,
 }
 
 /// Everything a start of a run needs, fresh or resumed.
@@ -138,6 +142,7 @@ pub async fn run_with(args: RunArgs, verbose: bool, focus: Option<&Focus>) -> Ex
             args.tag.clone()
         },
         commit: git.commit,
+        dev: focus.map(|f| f.stage.clone()),
     };
     let Some(tenant) = load_tenant(args.tenants.as_deref(), args.tenant.as_deref()) else {
         return ExitCode::from(2);
@@ -347,6 +352,12 @@ async fn resume(id: &str, args: RunArgs, verbose: bool) -> ExitCode {
         .as_deref()
         .and_then(|o| serde_json::from_str(o).ok())
         .unwrap_or_default();
+    if let Some(stage) = &options.dev {
+        eprintln!(
+            "weir: run {id} was a `weir dev` round of stage `{stage}` (a changed plugin on part of the pipeline), so it cannot be resumed; run `weir dev` again"
+        );
+        return ExitCode::from(2);
+    }
     let workspace = PathBuf::from(&recorded.workspace);
     if !workspace.is_dir() {
         eprintln!(
