@@ -129,7 +129,39 @@
 //! **Outgoing HTTP** (`Capability::Network`, `allow = { network = ["api.example.com"] }`)
 //! goes through `wasi:http`, with any client crate built on it; weir checks
 //! the host after resolving it, and swaps a secret's placeholder into a
-//! header value.
+//! header value. With the `wasip2` crate's bindings (`wasip2 = "1"` in
+//! the plugin's `[dependencies]`), a GET with a secret as its bearer token:
+//!
+//! ```no_run
+//! use wasip2::http::outgoing_handler;
+//! use wasip2::http::types::{Fields, OutgoingRequest, Scheme};
+//! use weir_sdk::Failure;
+//!
+//! /// The status of `GET https://api.example.com/v1/deploys/{id}`.
+//! fn deploy_status(id: &str) -> Result<u16, Failure> {
+//!     let token = weir_sdk::secrets::open("API_TOKEN")?;
+//!     let headers = Fields::new();
+//!     // The placeholder, not the value: weir swaps it in on the way out.
+//!     let bearer = format!("Bearer {}", token.placeholder());
+//!     headers
+//!         .append("authorization", bearer.as_bytes())
+//!         .map_err(|e| Failure::new(format!("header: {e:?}")))?;
+//!     let request = OutgoingRequest::new(headers);
+//!     let set = |ok: Result<(), ()>, what: &str| ok.map_err(|()| Failure::new(format!("bad {what}")));
+//!     set(request.set_scheme(Some(&Scheme::Https)), "scheme")?;
+//!     set(request.set_authority(Some("api.example.com")), "host")?;
+//!     set(request.set_path_with_query(Some(&format!("/v1/deploys/{id}"))), "path")?;
+//!     // A host the stage does not grant answers HTTP-request-denied here.
+//!     let pending = outgoing_handler::handle(request, None)
+//!         .map_err(|code| Failure::new(format!("refused: {code:?}")))?;
+//!     pending.subscribe().block();
+//!     match pending.get() {
+//!         Some(Ok(Ok(response))) => Ok(response.status()),
+//!         Some(Ok(Err(code))) => Err(Failure::retryable(format!("failed: {code:?}"))),
+//!         _ => Err(Failure::new("no response")),
+//!     }
+//! }
+//! ```
 #![deny(missing_docs)]
 
 pub mod glob;
