@@ -379,10 +379,7 @@ impl PluginLoader {
         let size = bytes.len();
         let (component, compiled) = self.compile(name, &source_label, bytes, &sha256).await?;
 
-        let engine = self.engine.engine();
-        let ty = component.component_type();
-        let exports: Vec<String> = ty.exports(engine).map(|(n, _)| n.to_string()).collect();
-        let imports: Vec<String> = ty.imports(engine).map(|(n, _)| n.to_string()).collect();
+        let (imports, exports) = import_and_export_names(&component);
         let kind = kind_of(&exports).map_err(kind_error)?;
 
         // Linked with no capabilities: describe() needs none, and an
@@ -448,9 +445,7 @@ impl PluginLoader {
         let size = bytes.len();
         let (component, compiled) = self.compile(name, &source_label, bytes, &sha256).await?;
         let engine = self.engine.engine();
-        let ty = component.component_type();
-        let exports: Vec<String> = ty.exports(engine).map(|(n, _)| n.to_string()).collect();
-        let imports: Vec<String> = ty.imports(engine).map(|(n, _)| n.to_string()).collect();
+        let (imports, exports) = import_and_export_names(&component);
         let unoffered: Vec<&String> = imports.iter().filter(|i| !kind::offered(i)).collect();
         for import in &unoffered {
             problems.push(format!(
@@ -721,6 +716,16 @@ fn stub_unoffered(
         }
     }
     Ok(())
+}
+
+/// The names of `component`'s imports and exports.
+fn import_and_export_names(component: &Component) -> (Vec<String>, Vec<String>) {
+    let engine = component.engine();
+    let ty = component.component_type();
+    (
+        ty.imports(engine).map(|(n, _)| n.to_string()).collect(),
+        ty.exports(engine).map(|(n, _)| n.to_string()).collect(),
+    )
 }
 
 /// Why a plugin whose SDK declared `package` cannot load here, if so.

@@ -104,28 +104,16 @@ pub fn python(dir: &Path) -> Result<(String, PathBuf), ComponentizeError> {
     }
     let package = wit_package(dir)?;
     let out = output_path(dir, &name)?;
-    let mut command = componentize_py().ok_or_else(|| ComponentizeError::NoTool {
+    let no_tool = || ComponentizeError::NoTool {
         tool: "componentize-py",
         install: format!("`pip install {COMPONENTIZE_PY}`"),
-    })?;
-    let status = command
+    };
+    let mut command = componentize_py().ok_or_else(no_tool)?;
+    command
         .args(["--wit-path", "wit", "--world", WORLD, "componentize"])
         .args(["--python-path", ".", PYTHON_ENTRY, "--output"])
-        .arg(&out)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(to_stderr())
-        .stderr(Stdio::inherit())
-        .status()
-        .map_err(|_| ComponentizeError::NoTool {
-            tool: "componentize-py",
-            install: format!("`pip install {COMPONENTIZE_PY}`"),
-        })?;
-    if !status.success() {
-        return Err(ComponentizeError::Failed {
-            tool: "componentize-py",
-        });
-    }
+        .arg(&out);
+    run_tool(&mut command, dir, "componentize-py", no_tool)?;
     stamp(&out, &package)?;
     Ok((name, out))
 }
@@ -174,27 +162,20 @@ pub fn javascript(dir: &Path) -> Result<(String, PathBuf), ComponentizeError> {
     })?;
     let out = output_path(dir, &name)?;
     let absolute = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
-    let status = Command::new("node")
+    let mut command = Command::new("node");
+    command
         .args(["--input-type=module", "-e", COMPONENTIZE_JS_SCRIPT, "--"])
         .arg(&lib)
         .arg(absolute(&entry))
         .arg(absolute(&dir.join("wit")))
         .arg(WORLD)
-        .arg(&out)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(to_stderr())
-        .stderr(Stdio::inherit())
-        .status()
-        .map_err(|_| ComponentizeError::NoTool {
+        .arg(&out);
+    run_tool(&mut command, dir, "componentize-js", || {
+        ComponentizeError::NoTool {
             tool: "node",
             install: "install Node.js 20 or later (`apt-get install nodejs npm`)".into(),
-        })?;
-    if !status.success() {
-        return Err(ComponentizeError::Failed {
-            tool: "componentize-js",
-        });
-    }
+        }
+    })?;
     stamp(&out, &package)?;
     Ok((name, out))
 }
@@ -221,6 +202,28 @@ fn componentize_py() -> Option<Command> {
         cmd
     };
     runs(python().arg("--version")).then(python)
+}
+
+/// Run a build tool in `dir`, its output on weir's stderr: `no_tool` if it
+/// cannot start, [`ComponentizeError::Failed`] naming `tool` if it fails.
+fn run_tool(
+    command: &mut Command,
+    dir: &Path,
+    tool: &'static str,
+    no_tool: impl FnOnce() -> ComponentizeError,
+) -> Result<(), ComponentizeError> {
+    let status = command
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(to_stderr())
+        .stderr(Stdio::inherit())
+        .status()
+        .map_err(|_| no_tool())?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(ComponentizeError::Failed { tool })
+    }
 }
 
 /// componentize-js's entry module, looked up as Node would from `dir`
