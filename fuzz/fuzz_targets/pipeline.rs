@@ -46,9 +46,11 @@ fuzz_target!(|data: &[u8]| {
             network: vec!["*.example.com".into()],
             ..AllowPolicy::default()
         }),
+        sandbox: weir_pipeline::sandbox::SandboxChoice::Required,
         ..Tenant::unrestricted_default()
     };
     weir_pipeline::plan::tenancy::clamp_timeouts(&mut plan, &strict);
+    weir_pipeline::plan::tenancy::raise_sandboxes(&mut plan, &strict);
     let _ = weir_pipeline::plan::tenancy::check(&plan, &strict);
     let _ = weir_pipeline::plan::environments::resolve(&mut plan, None, &|_| None);
 });

@@ -6,7 +6,7 @@
 //! scheduler runs (names, cycles, `needs`, interpolation, environments,
 //! the tenant's policy). The small modules beside them are the plain data
 //! both the plan and the host share: [`limits`], [`providers`],
-//! [`webhooks`], [`findings`], [`globs`] and [`results`] (the bounds on
+//! [`webhooks`], [`findings`], [`globs`], [`sandbox`] and [`results`] (the bounds on
 //! what a plugin returns).
 //!
 //! Being free of wasmtime keeps this crate quick to build, which is what
@@ -21,4 +21,5 @@ pub mod limits;
 pub mod plan;
 pub mod providers;
 pub mod results;
+pub mod sandbox;
 pub mod webhooks;

@@ -182,17 +182,7 @@ pub struct GateKey {
     pub span: Range<usize>,
 }
 
-/// Whether a stage's programs run inside bubblewrap.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum SandboxChoice {
-    /// Inside bubblewrap when it is installed.
-    #[default]
-    Auto,
-    /// Inside bubblewrap, or the stage fails.
-    Required,
-    /// Never: `sandbox = "none"`.
-    None,
-}
+pub use crate::sandbox::SandboxChoice;
 
 /// What a stage says about the stage cache.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -246,6 +236,8 @@ pub struct PlannedStage {
     pub timeout_span: Option<Range<usize>>,
     /// Bubblewrap or not, for its programs.
     pub sandbox: SandboxChoice,
+    /// Where `sandbox` is written, if it is.
+    pub sandbox_span: Option<Range<usize>>,
     /// Its quality gate (test-runner and analyzer stages).
     pub gate: Gate,
     /// Where `gate` is written, if it is.
@@ -857,18 +849,17 @@ fn plan_stage(
             }
         }
     };
-    let sandbox = match spec.sandbox.as_ref().map(|s| (s.get_ref().as_str(), s.span())) {
-        None | Some(("auto", _)) => SandboxChoice::Auto,
-        Some(("bubblewrap", _)) => SandboxChoice::Required,
-        Some(("none", _)) => SandboxChoice::None,
-        Some((other, span)) => {
+    let sandbox_span = spec.sandbox.as_ref().map(|s| s.span());
+    let sandbox = match &spec.sandbox {
+        None => SandboxChoice::Auto,
+        Some(s) => SandboxChoice::parse(s.get_ref()).unwrap_or_else(|| {
             errors.push(
                 source
-                    .error(span, format!("`{other}` is not a sandbox weir knows"))
+                    .error(s.span(), format!("`{}` is not a sandbox weir knows", s.get_ref()))
                     .help("use \"auto\" (bubblewrap when installed), \"bubblewrap\" (required) or \"none\""),
             );
             SandboxChoice::Auto
-        }
+        }),
     };
 
     let mut env: Vec<(String, String)> = Vec::new();
@@ -1016,6 +1007,7 @@ fn plan_stage(
         allow_span: spec.allow.as_ref().map(|a| a.span()),
         timeout_span: spec.timeout.as_ref().map(|t| t.span()),
         sandbox,
+        sandbox_span,
         gate,
         gate_span: spec.gate.as_ref().map(|g| g.span()),
         gate_keys,

@@ -114,6 +114,38 @@ impl Sandbox {
         }
     }
 
+    /// Bubblewrap, when it is installed and can start a sandbox here (user
+    /// namespaces may be off, or weir itself confined); why not otherwise.
+    /// Tried once per process.
+    pub fn usable() -> Result<PathBuf, String> {
+        static TRIED: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+        TRIED
+            .get_or_init(|| {
+                let Sandbox::Bubblewrap(bwrap) = Sandbox::detect() else {
+                    return Err(format!(
+                        "bubblewrap is not installed (no `bwrap` on {DEFAULT_PATH}); install it (Debian: apt-get install bubblewrap)"
+                    ));
+                };
+                let tried = std::process::Command::new(&bwrap)
+                    .args(["--ro-bind", "/", "/", "--unshare-all", "--unshare-user"])
+                    .args(["--uid", "65534", "--gid", "65534", "--cap-drop", "ALL", "--", "true"])
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .output();
+                match tried {
+                    Ok(out) if out.status.success() => Ok(bwrap),
+                    Ok(out) => Err(format!(
+                        "{} cannot start a sandbox here: {}",
+                        bwrap.display(),
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    )),
+                    Err(e) => Err(format!("{} cannot be started: {e}", bwrap.display())),
+                }
+            })
+            .clone()
+    }
+
     /// How it reads in a summary.
     pub fn describe(&self) -> &'static str {
         match self {

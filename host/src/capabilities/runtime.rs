@@ -102,9 +102,11 @@ impl RuntimeCtx {
         }
     }
 
-    /// Copy the artifact `rel` from the workspace into `dir` without
-    /// following a symlink anywhere on its path; the copy's path.
-    fn take_artifact(&self, rel: &str, dir: &Path) -> Result<PathBuf, HostError> {
+    /// Copy the artifact `rel` from the workspace into the target's
+    /// `incoming/` directory under `dir`, without following a symlink
+    /// anywhere on its path; the copy's file name there (what a start
+    /// request names).
+    fn take_artifact(&self, rel: &str, dir: &Path) -> Result<String, HostError> {
         let path = Path::new(rel);
         if rel.is_empty()
             || path.is_absolute()
@@ -142,15 +144,16 @@ impl RuntimeCtx {
                 "the artifact `{rel}` is {size} bytes; the limit is {MAX_ARTIFACT_BYTES}"
             )));
         }
-        let incoming = dir.join("incoming");
+        let incoming = dir.join(crate::target::daemon::INCOMING);
         std::fs::create_dir_all(&incoming)
             .map_err(|e| HostError::Failed(format!("cannot create {}: {e}", incoming.display())))?;
-        let copy = incoming.join(format!(
+        let name = format!(
             "{}-{}-{}",
             std::process::id(),
             crate::events::now_ms(),
             file.to_string_lossy()
-        ));
+        );
+        let copy = incoming.join(&name);
         let mut out = std::fs::File::options()
             .write(true)
             .create_new(true)
@@ -158,7 +161,7 @@ impl RuntimeCtx {
             .map_err(|e| HostError::Failed(format!("cannot write {}: {e}", copy.display())))?;
         std::io::copy(&mut (&mut source).take(MAX_ARTIFACT_BYTES), &mut out)
             .map_err(|e| HostError::Failed(format!("cannot copy the artifact `{rel}`: {e}")))?;
-        Ok(copy)
+        Ok(name)
     }
 }
 
@@ -184,11 +187,11 @@ impl runtime::Host for RuntimeCtx {
                 spec.service, spec.version, spec.artifact, self.stage, s.service, s.version, s.artifact
             )));
         }
-        let program = self.take_artifact(&spec.artifact, client.dir())?;
+        let release = self.take_artifact(&spec.artifact, client.dir())?;
         let request = StartRequest {
             service: spec.service,
             version: spec.version,
-            program,
+            release,
             args: spec.args,
             env: spec.env,
             readiness_path: spec.readiness_path,
@@ -196,7 +199,12 @@ impl runtime::Host for RuntimeCtx {
             run: Some(self.run_id.clone()),
         };
         let started = client.start(&request).await.map(instance).map_err(host_error);
-        let _ = std::fs::remove_file(&request.program);
+        let _ = std::fs::remove_file(
+            client
+                .dir()
+                .join(crate::target::daemon::INCOMING)
+                .join(&request.release),
+        );
         started
     }
 

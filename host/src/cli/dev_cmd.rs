@@ -15,7 +15,7 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
 use super::RunArgs;
-use super::run_cmd::{self, FromRun, STATE_DIR};
+use super::run_cmd::{self, FromRun, state_dir};
 use crate::author::compile;
 use crate::plan::PluginRef;
 use crate::store::Store;
@@ -255,13 +255,13 @@ fn target(pipeline: &Path, stage: Option<&str>, plugin: &str) -> Result<(String,
 /// `workspace`, when one is given): another file with the same name, or
 /// another tenant's run, is not this author's last run.
 fn last_run(name: &str, file: &Path, tenant: &str, workspace: Option<&Path>) -> Option<FromRun> {
-    if !Path::new(STATE_DIR).join(crate::store::DB_FILE).is_file() {
+    if !state_dir().join(crate::store::DB_FILE).is_file() {
         return None;
     }
     let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
     let file = absolute(file);
     let workspace = workspace.map(absolute);
-    let store = Store::open(Path::new(STATE_DIR)).ok()?;
+    let store = Store::open(&state_dir()).ok()?;
     let runs = store
         .list_runs(&RunFilter {
             pipeline: Some(name.to_string()),

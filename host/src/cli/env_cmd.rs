@@ -1,9 +1,9 @@
 //! `weir env show|diff`, `weir approve`, `weir reject`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
-use super::run_cmd::STATE_DIR;
+use super::run_cmd::state_dir;
 use crate::plan::Plan;
 use crate::plan::environments::{self, Environment, MASK};
 use crate::store::Store;
@@ -202,11 +202,11 @@ pub fn decide(
     who: Option<String>,
     reason: Option<&str>,
 ) -> ExitCode {
-    if !PathBuf::from(STATE_DIR).join(crate::store::DB_FILE).is_file() {
-        eprintln!("weir: no run history here ({STATE_DIR}/); run weir approve where the run was started");
+    if !state_dir().join(crate::store::DB_FILE).is_file() {
+        eprintln!("weir: no run history here ({}/); run weir approve where the run was started", state_dir().display());
         return ExitCode::from(2);
     }
-    let mut store = match Store::open(Path::new(STATE_DIR)) {
+    let mut store = match Store::open(&state_dir()) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("weir: {e}");

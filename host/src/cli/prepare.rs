@@ -45,6 +45,19 @@ pub enum PrepareError {
     #[error(transparent)]
     #[diagnostic(transparent)]
     Tenancy(#[from] BeyondTenant),
+    /// Stages must run programs inside bubblewrap, and it cannot be had.
+    #[error("{} cannot run here: stage{} {} must run {} programs inside bubblewrap ({}), and {why}", path.display(), if stages.len() == 1 { "" } else { "s" }, stages.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", "), if stages.len() == 1 { "its" } else { "their" }, required_by)]
+    #[diagnostic(help("install bubblewrap where weir runs (Debian: apt-get install bubblewrap), or run on a host that has it; nothing was run or recorded"))]
+    NoSandbox {
+        /// The pipeline file.
+        path: std::path::PathBuf,
+        /// The stages that would run programs.
+        stages: Vec<String>,
+        /// Who requires it: the tenant's policy or the stage.
+        required_by: String,
+        /// Why bubblewrap cannot be used.
+        why: String,
+    },
     /// The compile cache is somewhere a plugin could write.
     #[error("the compile cache {} is inside the workspace {}; a plugin could plant compiled code in it", cache.display(), workspace.display())]
     #[diagnostic(help("point WEIR_CACHE_DIR outside the workspace, or use another --workspace"))]
@@ -104,6 +117,7 @@ pub fn engine_for(tenant: &crate::config::tenants::Tenant) -> EngineSettings {
 /// The check of `plan` against `tenant`'s policy, as a layer's result.
 pub fn within_tenant(plan: &mut Plan, tenant: &crate::config::tenants::Tenant) -> Result<(), PrepareError> {
     crate::plan::tenancy::clamp_timeouts(plan, tenant);
+    crate::plan::tenancy::raise_sandboxes(plan, tenant);
     let errors = crate::plan::tenancy::check(plan, tenant);
     if errors.is_empty() {
         return Ok(());
@@ -114,6 +128,44 @@ pub fn within_tenant(plan: &mut Plan, tenant: &crate::config::tenants::Tenant) -
         errors,
     }
     .into())
+}
+
+/// Refuse a run some of whose stages must run programs inside bubblewrap
+/// (their own `sandbox = "bubblewrap"`, or their tenant's policy) where
+/// bubblewrap cannot start a sandbox. Only stages whose plugin can run
+/// programs (it declares `process`) need it.
+pub fn sandbox_available(
+    prepared: &Prepared,
+    tenant: &crate::config::tenants::Tenant,
+) -> Result<(), PrepareError> {
+    use crate::plan::SandboxChoice;
+    let needing: Vec<String> = prepared
+        .plan
+        .stages
+        .iter()
+        .zip(&prepared.plugins)
+        .filter(|(s, p)| {
+            s.sandbox == SandboxChoice::Required
+                && p.info.declares(crate::bindings::host::weir::plugin::types::Capability::Process)
+        })
+        .map(|(s, _)| s.name.clone())
+        .collect();
+    if needing.is_empty() {
+        return Ok(());
+    }
+    let Err(why) = crate::capabilities::process::Sandbox::usable() else {
+        return Ok(());
+    };
+    let required_by = match tenant.sandbox {
+        SandboxChoice::Required => format!("{} requires sandbox = \"bubblewrap\"", tenant.origin()),
+        _ => "sandbox = \"bubblewrap\"".to_string(),
+    };
+    Err(PrepareError::NoSandbox {
+        path: prepared.plan.source.path().to_path_buf(),
+        stages: needing,
+        required_by,
+        why,
+    })
 }
 
 impl From<InvalidConfig> for PrepareError {

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use super::ReplayArgs;
-use super::run_cmd::STATE_DIR;
+use super::run_cmd::state_dir;
 use crate::artifacts::ArtifactStore;
 use crate::bindings::types::PluginKind;
 use crate::blobs::{BLOB_DIR, Blobs};
@@ -53,10 +53,10 @@ struct Side {
 }
 
 async fn replay_inner(args: &ReplayArgs, verbose: bool) -> Result<ExitCode, Refusal> {
-    if !Path::new(STATE_DIR).join(crate::store::DB_FILE).is_file() {
+    if !state_dir().join(crate::store::DB_FILE).is_file() {
         return Err(StoreError::NoSuchRun(args.run.clone()).into());
     }
-    let store = Store::open(Path::new(STATE_DIR))?;
+    let store = Store::open(&state_dir())?;
     let run = store.resume_info(&args.run)?;
     let Some(recording) = store.recording(&args.run, &args.stage)? else {
         let recorded = store.recorded_stages(&args.run)?;
@@ -120,7 +120,7 @@ async fn replay_inner(args: &ReplayArgs, verbose: bool) -> Result<ExitCode, Refu
 
     // The recorded files, copied out of the blob store into a scratch
     // directory that is removed afterwards.
-    let scratch = PathBuf::from(STATE_DIR).join("replay").join(format!(
+    let scratch = state_dir().join("replay").join(format!(
         "{}-{}-{}",
         args.run,
         args.stage,
@@ -214,7 +214,7 @@ async fn replay_in(
         .filter_map(|d| crate::capabilities::wasi::plugin_readable(Path::new(d), &workspace))
         .filter_map(|d| d.to_str().map(|g| (d.clone(), g.to_string())))
         .collect();
-    let blobs = Blobs::new(PathBuf::from(STATE_DIR).join(BLOB_DIR));
+    let blobs = Blobs::new(state_dir().join(BLOB_DIR));
     let mut missing = Vec::new();
     let mut changed = Vec::new();
     let mut links = Vec::new();

@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use super::RunArgs;
 use super::prepare::{
-    EnvironmentProblems, PrepareError, Prepared, engine_for, load_tenant, prepare_layered, within_tenant,
+    EnvironmentProblems, PrepareError, Prepared, engine_for, load_tenant, prepare_layered, sandbox_available,
+    within_tenant,
 };
 use crate::config::tenants::Tenant;
 use crate::events::{Event, EventSink, Reused, RunStatus};
@@ -23,8 +24,50 @@ use crate::store::recorder::{NewRun, Recorder};
 use crate::store::{Store, StoreError};
 use crate::waits::StoreAdmission;
 
-/// Where run state lives, relative to the working directory.
+/// Where run state lives when `WEIR_STATE_DIR` does not say: `.weir` in
+/// the working directory.
 pub const STATE_DIR: &str = ".weir";
+
+/// The variable that moves the state directory.
+pub const STATE_DIR_ENV: &str = "WEIR_STATE_DIR";
+
+/// Where weir keeps its state (run history, approvals, artifacts, the
+/// deployment target and its control socket): `$WEIR_STATE_DIR`, else
+/// `.weir` in the working directory. Absolute. It must never be inside a
+/// run's workspace ([`state_outside`]).
+pub fn state_dir() -> PathBuf {
+    let dir = std::env::var_os(STATE_DIR_ENV)
+        .filter(|v| !v.is_empty())
+        .map_or_else(|| PathBuf::from(STATE_DIR), PathBuf::from);
+    std::path::absolute(&dir).unwrap_or(dir)
+}
+
+/// Refuse `workspace` when weir's state directory is inside it: a stage
+/// could then rewrite the history and approvals (approving its own
+/// protected deploy), forge cache rows, and reach the deployment target's
+/// control socket.
+pub fn state_outside(workspace: &Path) -> Result<(), String> {
+    let state = state_dir();
+    // The state directory may not exist yet: compare what it will be.
+    let state = state
+        .canonicalize()
+        .or_else(|_| {
+            state
+                .parent()
+                .map(|p| p.canonicalize().map(|p| p.join(state.file_name().unwrap_or_default())))
+                .unwrap_or_else(|| Ok(state.clone()))
+        })
+        .unwrap_or(state);
+    let workspace = workspace.canonicalize().unwrap_or_else(|_| workspace.to_path_buf());
+    if state.starts_with(&workspace) {
+        return Err(format!(
+            "weir keeps its state in {}, which is inside the workspace {}: a stage could rewrite the run history and approvals, and reach the deployment target's control socket; keep the state elsewhere with {STATE_DIR_ENV}=DIR (outside the workspace), or use a workspace that does not contain it",
+            state.display(),
+            workspace.display()
+        ));
+    }
+    Ok(())
+}
 
 /// The pipeline file when none is named.
 const DEFAULT_PIPELINE: &str = "pipeline.toml";
@@ -165,7 +208,9 @@ pub async fn run_with(args: RunArgs, verbose: bool, focus: Option<&Focus>) -> Ex
         .workspace
         .clone()
         .or_else(|| focus.and_then(|f| f.from.as_ref()).map(|r| r.workspace.clone()));
-    let prepared = match prepare_layered(&pipeline, None, workspace_arg.as_deref(), &engine, &mut layer).await
+    let prepared = match prepare_layered(&pipeline, None, workspace_arg.as_deref(), &engine, &mut layer)
+        .await
+        .and_then(|p| sandbox_available(&p, &tenant).map(|()| p))
     {
         Ok(p) => p,
         Err(e) => {
@@ -182,7 +227,7 @@ pub async fn run_with(args: RunArgs, verbose: bool, focus: Option<&Focus>) -> Ex
     let workspace = match workspace_dir(workspace_arg.as_deref(), &run_id, &tenant) {
         Ok(w) => w,
         Err(e) => {
-            eprintln!("weir: cannot create the workspace: {e}");
+            eprintln!("weir: {e}");
             return ExitCode::from(2);
         }
     };
@@ -190,7 +235,7 @@ pub async fn run_with(args: RunArgs, verbose: bool, focus: Option<&Focus>) -> Ex
     // The run history records every event; a history that cannot be opened
     // stops the run before anything happens (a run must not go unrecorded).
     let plan = &prepared.plan;
-    let recorder = match Store::open(Path::new(STATE_DIR)).and_then(|store| {
+    let recorder = match Store::open(&state_dir()).and_then(|store| {
         Recorder::start(
             store,
             &NewRun {
@@ -317,10 +362,10 @@ async fn resume(id: &str, args: RunArgs, verbose: bool) -> ExitCode {
         eprintln!("weir: {e}");
         ExitCode::from(2)
     };
-    if !Path::new(STATE_DIR).join(crate::store::DB_FILE).is_file() {
+    if !state_dir().join(crate::store::DB_FILE).is_file() {
         return fail(StoreError::NoSuchRun(id.to_string()));
     }
-    let store = match Store::open(Path::new(STATE_DIR)) {
+    let store = match Store::open(&state_dir()) {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
@@ -366,6 +411,10 @@ async fn resume(id: &str, args: RunArgs, verbose: bool) -> ExitCode {
         );
         return ExitCode::from(2);
     }
+    if let Err(why) = state_outside(&workspace) {
+        eprintln!("weir: run {id} cannot be resumed: {why}");
+        return ExitCode::from(2);
+    }
     let path = PathBuf::from(&recorded.pipeline_file);
     let Some(tenant) = load_tenant(args.tenants.as_deref(), Some(&recorded.tenant)) else {
         return ExitCode::from(2);
@@ -376,7 +425,10 @@ async fn resume(id: &str, args: RunArgs, verbose: bool) -> ExitCode {
         within_tenant(plan, &tenant)
     };
     let engine = engine_for(&tenant);
-    let prepared = match prepare_layered(&path, Some(text), Some(&workspace), &engine, &mut layer).await {
+    let prepared = match prepare_layered(&path, Some(text), Some(&workspace), &engine, &mut layer)
+        .await
+        .and_then(|p| sandbox_available(&p, &tenant).map(|()| p))
+    {
         Ok(p) => p,
         Err(e) => {
             super::render(e);
@@ -432,10 +484,10 @@ async fn start(launch: Launch, args: &RunArgs, verbose: bool) -> ExitCode {
     let plan = prepared.plan;
     let stage_names: Vec<String> = plan.stages.iter().map(|s| s.name.clone()).collect();
     // The stage cache and replay records use a connection of their own.
-    let history = match Store::open(Path::new(STATE_DIR)) {
+    let history = match Store::open(&state_dir()) {
         Ok(store) => History {
             store: Arc::new(Mutex::new(store)),
-            blobs: crate::blobs::Blobs::new(PathBuf::from(STATE_DIR).join(crate::blobs::BLOB_DIR)),
+            blobs: crate::blobs::Blobs::new(state_dir().join(crate::blobs::BLOB_DIR)),
         },
         Err(e) => {
             eprintln!("weir: {e}");
@@ -682,11 +734,10 @@ fn new_run_id() -> String {
     )
 }
 
-/// `.weir/runs/RUN`, absolute: the run's workspace (unless given),
-/// reports and artifacts live here.
+/// `.weir/runs/RUN` (in the state directory), absolute: the run's
+/// workspace (unless given), reports and artifacts live here.
 pub fn run_dir(run_id: &str) -> PathBuf {
-    let rel = PathBuf::from(STATE_DIR).join("runs").join(run_id);
-    std::path::absolute(&rel).unwrap_or(rel)
+    state_dir().join("runs").join(run_id)
 }
 
 /// The run's workspace: the one given, else a fresh directory under the
@@ -699,8 +750,12 @@ fn workspace_dir(given: Option<&Path>, run_id: &str, tenant: &Tenant) -> std::io
         (None, Some(root)) => root.join("runs").join(run_id).join("workspace"),
         (None, None) => run_dir(run_id).join("workspace"),
     };
-    std::fs::create_dir_all(&dir)?;
-    let dir = dir.canonicalize()?;
+    let cannot = |e: std::io::Error| {
+        std::io::Error::other(format!("cannot create the workspace {}: {e}", dir.display()))
+    };
+    std::fs::create_dir_all(&dir).map_err(cannot)?;
+    let dir = dir.canonicalize().map_err(cannot)?;
+    state_outside(&dir).map_err(std::io::Error::other)?;
     if let Some(root) = &tenant.root {
         let root = root.canonicalize()?;
         if !dir.starts_with(&root) {

@@ -2,11 +2,10 @@
 //! (`--json`) for machines.
 
 use std::io::IsTerminal;
-use std::path::Path;
 use std::process::ExitCode;
 
 use super::RunsCommand;
-use super::run_cmd::{STATE_DIR, run_dir};
+use super::run_cmd::{run_dir, state_dir};
 use crate::config::duration::parse_duration;
 use crate::report::style::{self, Style};
 use crate::store::queries::RunFilter;
@@ -15,14 +14,14 @@ use crate::store::{Store, StoreError};
 pub async fn runs(command: RunsCommand) -> ExitCode {
     // Reading the history never creates one: a directory where weir never
     // ran has no runs, and gets no `.weir/` either.
-    if !Path::new(STATE_DIR).join(crate::store::DB_FILE).is_file() {
+    if !state_dir().join(crate::store::DB_FILE).is_file() {
         return match command {
             RunsCommand::List { json: true, .. } => {
                 println!("[]");
                 ExitCode::SUCCESS
             }
             RunsCommand::List { .. } => {
-                println!("no runs recorded in {STATE_DIR}/ yet (`weir run` records every run here)");
+                println!("no runs recorded in {}/ yet (`weir run` records every run here)", state_dir().display());
                 ExitCode::SUCCESS
             }
             RunsCommand::Prune { .. } => {
@@ -34,7 +33,7 @@ pub async fn runs(command: RunsCommand) -> ExitCode {
             }
         };
     }
-    let store = match Store::open(Path::new(STATE_DIR)) {
+    let store = match Store::open(&state_dir()) {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
@@ -62,7 +61,7 @@ pub async fn runs(command: RunsCommand) -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             if runs.is_empty() {
-                println!("no runs recorded in {STATE_DIR}/ yet (`weir run` records every run here)");
+                println!("no runs recorded in {}/ yet (`weir run` records every run here)", state_dir().display());
                 return ExitCode::SUCCESS;
             }
             let width = runs
@@ -347,7 +346,7 @@ fn prune(mut store: Store, keep: Option<u32>, older_than: Option<&str>, dry_run:
         Ok(k) => k,
         Err(e) => return fail(e),
     };
-    let blobs = crate::blobs::Blobs::new(Path::new(STATE_DIR).join(crate::blobs::BLOB_DIR));
+    let blobs = crate::blobs::Blobs::new(state_dir().join(crate::blobs::BLOB_DIR));
     match blobs.collect_garbage(&keep) {
         Ok((0, _)) => {}
         Ok((n, bytes)) => println!(
@@ -356,8 +355,8 @@ fn prune(mut store: Store, keep: Option<u32>, older_than: Option<&str>, dry_run:
         ),
         Err(e) => {
             eprintln!(
-                "weir runs prune: cannot clean {STATE_DIR}/{}: {e}",
-                crate::blobs::BLOB_DIR
+                "weir runs prune: cannot clean {}: {e}",
+                state_dir().join(crate::blobs::BLOB_DIR).display()
             );
             return ExitCode::from(1);
         }

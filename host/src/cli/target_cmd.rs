@@ -5,16 +5,15 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use super::run_cmd::STATE_DIR;
+use super::run_cmd::state_dir;
 use crate::report::style::{self, Style};
 use crate::target::api::ServiceStatus;
 use crate::target::client::{ClientError, TargetClient, ensure_up};
 
-/// `.weir/target`, absolute (it names a Unix socket the target process
-/// binds, whatever its working directory).
+/// `.weir/target` (in the state directory), absolute: it names a Unix
+/// socket the target process binds, whatever its working directory.
 pub fn target_dir() -> PathBuf {
-    let dir = PathBuf::from(STATE_DIR).join("target");
-    std::env::current_dir().map(|c| c.join(&dir)).unwrap_or(dir)
+    state_dir().join("target")
 }
 
 fn fail(e: ClientError) -> ExitCode {

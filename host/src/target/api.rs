@@ -1,6 +1,13 @@
 //! The local target's control API: JSON over HTTP/1.1 on a Unix socket
-//! (`.weir/target/control.sock`, mode 0600), so only the user who owns the
-//! state directory can drive it. These types are both ends' contract.
+//! (`.weir/target/control.sock`, mode 0600, in a directory of mode 0700).
+//! Three locks, each enough alone against a program run in a sandbox:
+//! the state directory is never inside a workspace; the target answers
+//! only peers (SO_PEERCRED) with its own uid in its own user and pid
+//! namespaces, so nothing inside bubblewrap; and every call carries the
+//! target's token ([`TOKEN_HEADER`]), read from `token` (mode 0600) in
+//! the target directory. A start names a release file the client put in
+//! the target's `incoming/` directory, never a path elsewhere.
+//! These types are both ends' contract.
 //!
 //! | method and path | body | answer |
 //! |---|---|---|
@@ -16,11 +23,15 @@
 //!
 //! Errors answer 4xx/5xx with [`ApiError`].
 
-use std::path::PathBuf;
-
 use serde::{Deserialize, Serialize};
 
 use super::state::Release;
+
+/// The header every control call carries the target's token in.
+pub const TOKEN_HEADER: &str = "x-weir-target-token";
+
+/// The token's file in the target directory.
+pub const TOKEN_FILE: &str = "token";
 
 /// Start one instance of `service` at `version`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -29,8 +40,10 @@ pub struct StartRequest {
     pub service: String,
     /// The version.
     pub version: String,
-    /// The program on the host (the target copies it before starting it).
-    pub program: PathBuf,
+    /// The program: the name of a file the client placed in the target's
+    /// `incoming/` directory (a name, not a path); the target moves it
+    /// into its releases before starting it.
+    pub release: String,
     /// Its arguments.
     pub args: Vec<String>,
     /// Its environment (besides `PORT`).

@@ -90,10 +90,14 @@ impl TargetClient {
             .await
             .map_err(|e| not_running(e.to_string()))?;
         tokio::spawn(conn);
+        // The target's token, new with each target process: read per call.
+        let token = std::fs::read_to_string(self.dir.join(super::api::TOKEN_FILE))
+            .map_err(|e| not_running(format!("its token cannot be read: {e}")))?;
         let request = Request::builder()
             .method(method.clone())
             .uri(path)
             .header(hyper::header::HOST, "weir-target")
+            .header(super::api::TOKEN_HEADER, token.trim())
             .header(hyper::header::CONTENT_TYPE, "application/json")
             .body(Full::new(Bytes::from(body.unwrap_or_default())))
             .map_err(|e| ClientError::Broken(format!("request {path}: {e}")))?;

@@ -11,7 +11,7 @@
 //! half-promoted candidate serving.
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -37,6 +37,8 @@ pub const SOCKET: &str = "control.sock";
 pub const STATE: &str = "state.json";
 /// The target's own log.
 pub const LOG: &str = "target.log";
+/// Where clients put release files for the target to take.
+pub const INCOMING: &str = "incoming";
 /// Largest control request body.
 const MAX_BODY: usize = 1 << 20;
 /// Most instances one service may run at once (all versions).
@@ -102,6 +104,48 @@ fn failed(message: impl Into<String>) -> Refusal {
     )
 }
 
+/// Variables a start request may not set: what the program loads
+/// (`LD_*`), where it finds programs (`PATH`, set by the target), and the
+/// shell's startup files; and anything that is not a variable name.
+fn refused_variable(key: &str) -> bool {
+    key.is_empty()
+        || key.contains('=')
+        || key.contains('\0')
+        || key.starts_with("LD_")
+        || matches!(key, "PATH" | "PORT" | "BASH_ENV" | "ENV" | "PYTHONSTARTUP" | "NODE_OPTIONS")
+}
+
+/// Whether the peer of a control connection is allowed: a process with
+/// the target's own uid, in the target's own user and pid namespaces. A
+/// program inside bubblewrap runs in a user namespace of its own (where
+/// weir's uid may well look like its own), so it is refused even when
+/// it could open the socket.
+fn peer_allowed(stream: &tokio::net::UnixStream) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let cred = stream.peer_cred().map_err(|e| format!("no peer credentials: {e}"))?;
+    let me = rustix::process::geteuid().as_raw();
+    if cred.uid() != me {
+        return Err(format!("uid {} is not the target's uid {me}", cred.uid()));
+    }
+    let pid = cred.pid().ok_or("no peer pid")?;
+    for ns in ["user", "pid"] {
+        let ours = std::fs::metadata(format!("/proc/self/ns/{ns}")).map_err(|e| e.to_string())?;
+        let theirs = std::fs::metadata(format!("/proc/{pid}/ns/{ns}"))
+            .map_err(|e| format!("pid {pid}: cannot read its {ns} namespace: {e}"))?;
+        if (ours.dev(), ours.ino()) != (theirs.dev(), theirs.ino()) {
+            return Err(format!("pid {pid} is in another {ns} namespace (a sandbox)"));
+        }
+    }
+    Ok(())
+}
+
+/// A fresh random token, hex.
+fn new_token() -> Result<String, std::io::Error> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| std::io::Error::other(e.to_string()))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
 /// Service and version names: they become file names and metric labels.
 pub fn check_name(what: &str, name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
@@ -127,6 +171,8 @@ pub struct Target {
     serving: Mutex<BTreeMap<String, tokio::task::JoinHandle<()>>>,
     started_ms: u64,
     shutdown: tokio::sync::Notify,
+    /// Every control call must carry it ([`super::api::TOKEN_HEADER`]).
+    token: String,
 }
 
 impl Target {
@@ -222,17 +268,21 @@ impl Target {
             .ok_or_else(|| not_found(format!("the target runs no service `{name}`")))
     }
 
-    /// Copy `program` into the target's release directory (so the run
-    /// that built it can be pruned) and return the copy.
-    fn keep_program(&self, service: &str, version: &str, program: &Path) -> Result<PathBuf, Refusal> {
-        let meta = std::fs::metadata(program)
-            .map_err(|e| invalid(format!("cannot read the program {}: {e}", program.display())))?;
-        if !meta.is_file() {
-            return Err(invalid(format!("{} is not a file", program.display())));
+    /// Move the release file `name` that a client put in `incoming/` into
+    /// the target's release directory (so the run that built it can be
+    /// pruned) and return its new path. Only a plain name in `incoming/`,
+    /// opened without following a symlink: a request cannot point the
+    /// target at any other file on the host.
+    fn keep_program(&self, service: &str, version: &str, name: &str) -> Result<PathBuf, Refusal> {
+        if name.is_empty() || name.contains('/') || name == "." || name == ".." || name.contains('\0') {
+            return Err(invalid(format!(
+                "release `{name}` must be the name of a file in the target's incoming directory"
+            )));
         }
-        let name = program
-            .file_name()
-            .ok_or_else(|| invalid(format!("{} has no file name", program.display())))?;
+        let incoming = self.dir.join(INCOMING);
+        let mut source = crate::beneath::open_root(&incoming)
+            .and_then(|dir| crate::beneath::open_file(&dir, std::ffi::OsStr::new(name)))
+            .map_err(|e| invalid(format!("release `{name}` is not a file the target was given: {e}")))?;
         let dir = self.dir.join("releases").join(service).join(version);
         std::fs::create_dir_all(&dir).map_err(|e| failed(format!("cannot create {}: {e}", dir.display())))?;
         let copy = dir.join(name);
@@ -243,12 +293,15 @@ impl Target {
         ));
         // Durable before it is recorded: a stable release's program must
         // survive a power cut with the state that names it.
-        std::fs::copy(program, &tmp)
-            .and_then(|_| std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)))
-            .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
+        std::fs::File::create(&tmp)
+            .and_then(|mut out| {
+                std::io::copy(&mut source, &mut out)?;
+                out.sync_all()
+            })
+            .and_then(|()| std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)))
             .and_then(|()| std::fs::rename(&tmp, &copy))
             .and_then(|()| std::fs::File::open(&dir)?.sync_all())
-            .map_err(|e| failed(format!("cannot copy {} into the target: {e}", program.display())))?;
+            .map_err(|e| failed(format!("cannot copy release `{name}` into the target: {e}")))?;
         Ok(copy)
     }
 
@@ -287,6 +340,11 @@ impl Target {
     async fn start(&self, req: StartRequest) -> Result<InstanceInfo, Refusal> {
         check_name("service", &req.service).map_err(invalid)?;
         check_name("version", &req.version).map_err(invalid)?;
+        if let Some((k, _)) = req.env.iter().find(|(k, _)| refused_variable(k)) {
+            return Err(invalid(format!(
+                "variable `{k}` cannot be set for a service: it changes what the program loads or runs (LD_*, PATH, BASH_ENV, ENV), or is not a variable name"
+            )));
+        }
         if !req.readiness_path.starts_with('/') {
             return Err(invalid(format!(
                 "the readiness path `{}` must start with `/`",
@@ -314,7 +372,7 @@ impl Target {
             return Ok(self.instance_info(&instance));
         }
         let launch = Launch {
-            program: self.keep_program(&req.service, &req.version, &req.program)?,
+            program: self.keep_program(&req.service, &req.version, &req.release)?,
             args: req.args,
             env: req.env,
             readiness_path: req.readiness_path,
@@ -626,6 +684,20 @@ impl Target {
     }
 
     async fn answer(self: Arc<Self>, req: Request<Incoming>) -> Response<Body> {
+        let presented = req
+            .headers()
+            .get(super::api::TOKEN_HEADER)
+            .map(|v| v.as_bytes().to_vec())
+            .unwrap_or_default();
+        if !same_bytes(&presented, self.token.as_bytes()) {
+            return refusal(Refusal(
+                StatusCode::UNAUTHORIZED,
+                ApiError {
+                    kind: "denied".into(),
+                    message: "the call does not carry the target's token".into(),
+                },
+            ));
+        }
         let method = req.method().clone();
         let path = req.uri().path().to_string();
         let query = req.uri().query().unwrap_or_default().to_string();
@@ -685,6 +757,11 @@ impl Target {
     }
 }
 
+/// Equal, in time that does not depend on where they differ.
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
+}
+
 fn parse<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, Refusal> {
     serde_json::from_slice(body).map_err(|e| invalid(format!("malformed request: {e}")))
 }
@@ -725,6 +802,25 @@ pub async fn serve(dir: &Path, metrics_port: Option<u16>) -> Result<(), TargetEr
         });
     }
     let mut state = TargetState::load(&dir.join(STATE))?;
+    // A new token for each target process, written before the socket
+    // exists: a client that can read it can reach the socket too.
+    let token = new_token().map_err(io("cannot make the target's token"))?;
+    {
+        use std::io::Write;
+        let path = dir.join(super::api::TOKEN_FILE);
+        let tmp = dir.join(".token.tmp");
+        let _ = std::fs::remove_file(&tmp);
+        std::fs::File::options()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .and_then(|mut f| f.write_all(token.as_bytes()))
+            .and_then(|()| std::fs::rename(&tmp, &path))
+            .map_err(io(format!("cannot write {}", path.display())))?;
+    }
+    let incoming = dir.join(INCOMING);
+    std::fs::create_dir_all(&incoming).map_err(io(format!("cannot create {}", incoming.display())))?;
     let metrics_listener =
         match TcpListener::bind(("127.0.0.1", metrics_port.unwrap_or(state.metrics_port))).await {
             Ok(l) => l,
@@ -750,6 +846,7 @@ pub async fn serve(dir: &Path, metrics_port: Option<u16>) -> Result<(), TargetEr
         serving: Mutex::new(BTreeMap::new()),
         started_ms: now_ms(),
         shutdown: tokio::sync::Notify::new(),
+        token,
     });
     target.recover().await?;
     {
@@ -790,6 +887,10 @@ pub async fn serve(dir: &Path, metrics_port: Option<u16>) -> Result<(), TargetEr
         tokio::select! {
             accepted = control.accept() => {
                 if let Ok((stream, _)) = accepted {
+                    if let Err(why) = peer_allowed(&stream) {
+                        tracing::warn!("control connection refused: {why}");
+                        continue;
+                    }
                     let target = target.clone();
                     tokio::spawn(super::router::serve_connection(stream, move |req| {
                         let target = target.clone();

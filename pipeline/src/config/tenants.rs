@@ -10,6 +10,7 @@
 //! allow = { exec = ["cargo", "git"], network = ["crates.io"], secrets = ["TOKEN"] }
 //! limits = { memory = "256MiB", timeout = "30m", fuel = 5_000_000_000, output = "1MiB", log = "4MiB", program-memory = "2GiB", processes = 256, disk = "20GiB" }
 //! secrets = { file = "/srv/weir/acme/secrets.toml" }
+//! sandbox = "bubblewrap"            # the default: programs run in bubblewrap or not at all
 //! ```
 //!
 //! Without a tenants file every run belongs to the tenant `default`, which
@@ -26,6 +27,7 @@ use toml::Spanned;
 
 use super::source::{ConfigError, SourceFile};
 use crate::limits::StageLimits;
+use crate::sandbox::SandboxChoice;
 
 /// The tenant a run belongs to when `--tenant` is not given.
 pub const DEFAULT_TENANT: &str = "default";
@@ -65,6 +67,9 @@ struct TenantSpec {
     limits: Option<Spanned<LimitsSpec>>,
     #[serde(default)]
     secrets: Option<Spanned<SecretsSpec>>,
+    /// The weakest sandbox its stages may run programs in.
+    #[serde(default)]
+    sandbox: Option<Spanned<String>>,
 }
 
 /// The most a tenant's pipelines may grant.
@@ -195,6 +200,10 @@ pub struct Tenant {
     pub max_stages: Option<u32>,
     /// Where its secrets come from.
     pub secrets: SecretSource,
+    /// The weakest sandbox its stages' programs may run in: `Required`
+    /// (bubblewrap, the default in a tenants file), `Auto` (bubblewrap
+    /// where installed) or `None` (a stage may opt out).
+    pub sandbox: SandboxChoice,
     /// The tenants file it was read from, if any.
     pub file: Option<PathBuf>,
 }
@@ -212,6 +221,7 @@ impl Tenant {
             secrets: SecretSource::Env {
                 prefix: DEFAULT_SECRET_PREFIX.to_string(),
             },
+            sandbox: SandboxChoice::None,
             file: None,
         }
     }
@@ -521,6 +531,22 @@ fn resolve(
             return None;
         }
     };
+    // A tenant allows nothing it does not list: without the key, its
+    // programs run inside bubblewrap or not at all.
+    let sandbox = match &spec.sandbox {
+        None => SandboxChoice::Required,
+        Some(s) => SandboxChoice::parse(s.get_ref()).unwrap_or_else(|| {
+            errors.push(
+                source
+                    .error(
+                        s.span(),
+                        format!("sandbox `{}` of tenant `{name}` is not a sandbox weir knows", s.get_ref()),
+                    )
+                    .help("use \"bubblewrap\" (the default: required), \"auto\" (bubblewrap where installed) or \"none\" (stages may opt out)"),
+            );
+            SandboxChoice::Required
+        }),
+    };
     if errors.len() > before {
         return None;
     }
@@ -532,6 +558,7 @@ fn resolve(
         max_runs,
         max_stages,
         secrets,
+        sandbox,
         file: None,
     })
 }

@@ -6,6 +6,7 @@
 use crate::config::ConfigError;
 use crate::config::tenants::{AllowPolicy, Tenant};
 use crate::plan::Plan;
+use crate::sandbox::SandboxChoice;
 
 /// Whether `host` (`name` or `name:port`) is allowed by a policy entry:
 /// `name` allows any port, `name:port` that port only, `*.example.com`
@@ -49,6 +50,16 @@ pub fn clamp_timeouts(plan: &mut Plan, tenant: &Tenant) {
     }
 }
 
+/// Stages run their programs in at least the sandbox their tenant
+/// requires: `auto` (the default) becomes `bubblewrap` under a tenant that
+/// requires it. A stage's explicit `none` is left as it is, for [`check`]
+/// to refuse.
+pub fn raise_sandboxes(plan: &mut Plan, tenant: &Tenant) {
+    for stage in plan.stages.iter_mut().filter(|s| s.sandbox != SandboxChoice::None) {
+        stage.sandbox = stage.sandbox.max(tenant.sandbox);
+    }
+}
+
 /// Every grant of `plan` its tenant does not allow, and every explicit
 /// timeout beyond its limit, each named exactly.
 pub fn check(plan: &Plan, tenant: &Tenant) -> Vec<ConfigError> {
@@ -73,6 +84,24 @@ pub fn check(plan: &Plan, tenant: &Tenant) -> Vec<ConfigError> {
                     .help(
                         "lower the stage's timeout, or ask the operator to raise the tenant's limits.timeout",
                     ),
+            );
+        }
+        if stage.sandbox == SandboxChoice::None && tenant.sandbox > SandboxChoice::None {
+            errors.push(
+                plan.source
+                    .error(
+                        stage.sandbox_span.clone().unwrap_or(stage.uses_span.clone()),
+                        format!(
+                            "stage `{}` asks to run its programs without a sandbox (sandbox = \"none\"); {who} requires sandbox = \"{}\"",
+                            stage.name,
+                            tenant.sandbox.as_str()
+                        ),
+                    )
+                    .label("this opt-out")
+                    .help(format!(
+                        "remove `sandbox = \"none\"` (programs then run inside bubblewrap), or ask the operator to set sandbox = \"none\" in [tenants.{}]",
+                        tenant.name
+                    )),
             );
         }
         let Some(policy) = &tenant.allow else { continue };

@@ -1,0 +1,36 @@
+//! How strongly a stage's programs are sandboxed: what a stage asks for
+//! (`sandbox = "..."`) and the least its tenant accepts.
+
+/// Whether a stage's programs run inside bubblewrap. The order is the
+/// strength: `None < Auto < Required`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub enum SandboxChoice {
+    /// Never: `sandbox = "none"`.
+    None,
+    /// Inside bubblewrap when it is installed.
+    #[default]
+    Auto,
+    /// Inside bubblewrap, or the stage fails.
+    Required,
+}
+
+impl SandboxChoice {
+    /// `sandbox = "..."` as written.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "auto" => Some(Self::Auto),
+            "bubblewrap" => Some(Self::Required),
+            "none" => Some(Self::None),
+            _ => None,
+        }
+    }
+
+    /// How it is written.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Required => "bubblewrap",
+            Self::None => "none",
+        }
+    }
+}
