@@ -96,13 +96,15 @@ fn scan_pipeline(with: &str, allow: &str) -> String {
 fn scan_agrees_with_cargo_audit_on_thousands_of_edge_cases() {
     let Some(db) = advisory_db() else { return };
     let p = Project::new();
-    std::fs::copy(fixtures().join("deps/Cargo.lock"), p.path().join("Cargo.lock")).expect("copy lock file");
+    std::fs::create_dir_all(p.path().join("ws")).expect("workspace");
+    std::fs::copy(fixtures().join("deps/Cargo.lock"), p.path().join("ws/Cargo.lock"))
+        .expect("copy lock file");
     let db = db.display().to_string();
     p.pipeline(&scan_pipeline(
         &format!("{{ checks = [\"dependencies\"], advisory-db = {db:?} }}"),
         &format!("allow = {{ read = [{db:?}] }}"),
     ));
-    let run = p.run_json(&["--workspace", "."]);
+    let run = p.run_json(&["--workspace", "ws"]);
     assert_eq!(run.code, 1, "vulnerable packages fail the stage: {}", run.stderr);
     let mut ours: BTreeSet<String> = BTreeSet::new();
     for f in findings(&run, "scan") {

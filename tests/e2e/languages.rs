@@ -58,6 +58,7 @@ fn run_in(dir: &Path, program: &str, args: &[&str]) -> Run {
         .current_dir(dir)
         .env("NO_COLOR", "1")
         .env("WEIR_CACHE_DIR", crate::support::shared_cache())
+        .env("WEIR_STATE_DIR", crate::support::state_beside(dir))
         .env_remove("WEIR_TENANTS")
         .output()
         .unwrap_or_else(|e| panic!("{program} runs: {e}"))

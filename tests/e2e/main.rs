@@ -8,6 +8,7 @@ mod cache;
 mod cli;
 mod deploy;
 mod environments;
+mod escapes;
 mod git;
 mod guests;
 mod history;

@@ -87,6 +87,16 @@ pub fn without_build_wrappers(cmd: &mut Command) -> &mut Command {
         .env_remove("CLIPPY_ARGS")
 }
 
+/// Where weir keeps its state for runs whose workspace is `dir` itself
+/// (`--workspace .`): beside it, since the state directory may never be
+/// inside a workspace (`WEIR_STATE_DIR`).
+pub fn state_beside(dir: &Path) -> PathBuf {
+    let name = dir
+        .file_name()
+        .map_or_else(|| "weir".into(), |n| n.to_string_lossy().into_owned());
+    dir.with_file_name(format!("{name}.weir-state"))
+}
+
 /// The `weir` binary.
 pub fn weir_bin() -> &'static str {
     env!("CARGO_BIN_EXE_weir")

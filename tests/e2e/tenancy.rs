@@ -493,7 +493,7 @@ fn a_tenants_process_limit_holds_fork_bombs_and_leaves_no_orphans() {
         "[pipeline]\nname = \"bombs\"\n[stages.forker]\nsandbox = \"none\"\nrun = '''\npython3 - {forker} <<'EOF'\nimport os, time\nn = 0\nwhile True:\n    try:\n        pid = os.fork()\n    except OSError as e:\n        print('refused after', n, 'forks, errno', e.errno)\n        break\n    if pid == 0:\n        os.setsid()\n        for fd in (0, 1, 2):\n            os.close(fd)\n        time.sleep(600)\n        os._exit(0)\n    n += 1\nEOF\n'''\n[stages.bomb]\nneeds = [\"forker\"]\nsandbox = \"none\"\ntimeout = \"3s\"\nrun = \": {bomb}; b() {{ b | b & }}; b; sleep 1\"\n"
     );
     let p = with_tenants(
-        "[tenants.small]\nallow = { exec = [\"sh\", \"python3\"] }\nlimits = { processes = 16 }\n",
+        "[tenants.small]\nallow = { exec = [\"sh\", \"python3\"] }\nlimits = { processes = 16 }\nsandbox = \"none\"\n",
         &pipeline,
     );
     let run = run_as(&p, "small");

@@ -203,7 +203,10 @@ pub fn decide(
     reason: Option<&str>,
 ) -> ExitCode {
     if !state_dir().join(crate::store::DB_FILE).is_file() {
-        eprintln!("weir: no run history here ({}/); run weir approve where the run was started", state_dir().display());
+        eprintln!(
+            "weir: no run history here ({}/); run weir approve where the run was started",
+            state_dir().display()
+        );
         return ExitCode::from(2);
     }
     let mut store = match Store::open(&state_dir()) {

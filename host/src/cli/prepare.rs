@@ -47,7 +47,9 @@ pub enum PrepareError {
     Tenancy(#[from] BeyondTenant),
     /// Stages must run programs inside bubblewrap, and it cannot be had.
     #[error("{} cannot run here: stage{} {} must run {} programs inside bubblewrap ({}), and {why}", path.display(), if stages.len() == 1 { "" } else { "s" }, stages.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", "), if stages.len() == 1 { "its" } else { "their" }, required_by)]
-    #[diagnostic(help("install bubblewrap where weir runs (Debian: apt-get install bubblewrap), or run on a host that has it; nothing was run or recorded"))]
+    #[diagnostic(help(
+        "install bubblewrap where weir runs (Debian: apt-get install bubblewrap), or run on a host that has it; nothing was run or recorded"
+    ))]
     NoSandbox {
         /// The pipeline file.
         path: std::path::PathBuf,
@@ -146,7 +148,8 @@ pub fn sandbox_available(
         .zip(&prepared.plugins)
         .filter(|(s, p)| {
             s.sandbox == SandboxChoice::Required
-                && p.info.declares(crate::bindings::host::weir::plugin::types::Capability::Process)
+                && p.info
+                    .declares(crate::bindings::host::weir::plugin::types::Capability::Process)
         })
         .map(|(s, _)| s.name.clone())
         .collect();

@@ -120,12 +120,10 @@ async fn replay_inner(args: &ReplayArgs, verbose: bool) -> Result<ExitCode, Refu
 
     // The recorded files, copied out of the blob store into a scratch
     // directory that is removed afterwards.
-    let scratch = state_dir().join("replay").join(format!(
-        "{}-{}-{}",
-        args.run,
-        args.stage,
-        std::process::id()
-    ));
+    let scratch =
+        state_dir()
+            .join("replay")
+            .join(format!("{}-{}-{}", args.run, args.stage, std::process::id()));
     let scratch = std::path::absolute(&scratch).unwrap_or(scratch);
     let outcome = replay_in(
         &scratch,

@@ -54,11 +54,16 @@ pub fn state_outside(workspace: &Path) -> Result<(), String> {
         .or_else(|_| {
             state
                 .parent()
-                .map(|p| p.canonicalize().map(|p| p.join(state.file_name().unwrap_or_default())))
+                .map(|p| {
+                    p.canonicalize()
+                        .map(|p| p.join(state.file_name().unwrap_or_default()))
+                })
                 .unwrap_or_else(|| Ok(state.clone()))
         })
         .unwrap_or(state);
-    let workspace = workspace.canonicalize().unwrap_or_else(|_| workspace.to_path_buf());
+    let workspace = workspace
+        .canonicalize()
+        .unwrap_or_else(|_| workspace.to_path_buf());
     if state.starts_with(&workspace) {
         return Err(format!(
             "weir keeps its state in {}, which is inside the workspace {}: a stage could rewrite the run history and approvals, and reach the deployment target's control socket; keep the state elsewhere with {STATE_DIR_ENV}=DIR (outside the workspace), or use a workspace that does not contain it",

@@ -21,7 +21,10 @@ pub async fn runs(command: RunsCommand) -> ExitCode {
                 ExitCode::SUCCESS
             }
             RunsCommand::List { .. } => {
-                println!("no runs recorded in {}/ yet (`weir run` records every run here)", state_dir().display());
+                println!(
+                    "no runs recorded in {}/ yet (`weir run` records every run here)",
+                    state_dir().display()
+                );
                 ExitCode::SUCCESS
             }
             RunsCommand::Prune { .. } => {
@@ -61,7 +64,10 @@ pub async fn runs(command: RunsCommand) -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             if runs.is_empty() {
-                println!("no runs recorded in {}/ yet (`weir run` records every run here)", state_dir().display());
+                println!(
+                    "no runs recorded in {}/ yet (`weir run` records every run here)",
+                    state_dir().display()
+                );
                 return ExitCode::SUCCESS;
             }
             let width = runs

@@ -112,7 +112,10 @@ fn refused_variable(key: &str) -> bool {
         || key.contains('=')
         || key.contains('\0')
         || key.starts_with("LD_")
-        || matches!(key, "PATH" | "PORT" | "BASH_ENV" | "ENV" | "PYTHONSTARTUP" | "NODE_OPTIONS")
+        || matches!(
+            key,
+            "PATH" | "PORT" | "BASH_ENV" | "ENV" | "PYTHONSTARTUP" | "NODE_OPTIONS"
+        )
 }
 
 /// Whether the peer of a control connection is allowed: a process with
@@ -122,7 +125,9 @@ fn refused_variable(key: &str) -> bool {
 /// it could open the socket.
 fn peer_allowed(stream: &tokio::net::UnixStream) -> Result<(), String> {
     use std::os::unix::fs::MetadataExt;
-    let cred = stream.peer_cred().map_err(|e| format!("no peer credentials: {e}"))?;
+    let cred = stream
+        .peer_cred()
+        .map_err(|e| format!("no peer credentials: {e}"))?;
     let me = rustix::process::geteuid().as_raw();
     if cred.uid() != me {
         return Err(format!("uid {} is not the target's uid {me}", cred.uid()));
@@ -282,7 +287,11 @@ impl Target {
         let incoming = self.dir.join(INCOMING);
         let mut source = crate::beneath::open_root(&incoming)
             .and_then(|dir| crate::beneath::open_file(&dir, std::ffi::OsStr::new(name)))
-            .map_err(|e| invalid(format!("release `{name}` is not a file the target was given: {e}")))?;
+            .map_err(|e| {
+                invalid(format!(
+                    "release `{name}` is not a file the target was given: {e}"
+                ))
+            })?;
         let dir = self.dir.join("releases").join(service).join(version);
         std::fs::create_dir_all(&dir).map_err(|e| failed(format!("cannot create {}: {e}", dir.display())))?;
         let copy = dir.join(name);

@@ -55,7 +55,11 @@ pub fn clamp_timeouts(plan: &mut Plan, tenant: &Tenant) {
 /// requires it. A stage's explicit `none` is left as it is, for [`check`]
 /// to refuse.
 pub fn raise_sandboxes(plan: &mut Plan, tenant: &Tenant) {
-    for stage in plan.stages.iter_mut().filter(|s| s.sandbox != SandboxChoice::None) {
+    for stage in plan
+        .stages
+        .iter_mut()
+        .filter(|s| s.sandbox != SandboxChoice::None)
+    {
         stage.sandbox = stage.sandbox.max(tenant.sandbox);
     }
 }
