@@ -1,51 +1,212 @@
 //! The run's artifact store: files stages keep, copied out of the
 //! workspace with their sha256 and size.
 //!
-//! A stage names artifacts by workspace-relative path. Each must be a
-//! regular file inside the workspace (no `..`, no absolute path, no symlink
-//! out), because the copy is made with the host's full access. Copies go to
-//! `STORE/STAGE/PATH`, written to a temporary name and renamed, so an
-//! artifact is either complete or absent.
+//! A stage names artifacts by workspace-relative path. The workspace is
+//! the plugins', and they may change it while weir reads it (another stage
+//! runs beside this one), so nothing on the way is followed: every
+//! directory is opened from its parent with `O_NOFOLLOW` and the file
+//! itself with `O_NOFOLLOW` ([`crate::beneath`]), and the copy is made
+//! from that descriptor. A directory swapped for a symlink mid-copy gets
+//! an error, never a host file. Copies go to `STORE/STAGE/PATH`, written
+//! to a temporary name and renamed, so an artifact is either complete or
+//! absent; they keep the source's permission restrictions (a 0600 file
+//! is stored 0600), and the store's directories are weir's alone.
+//!
+//! What a run stores counts against its tenant's `limits.disk`, by bytes
+//! written: a file kept again (a hard link to it, or the same path under
+//! another name) while unchanged is stored once. A stage whose artifacts
+//! cannot all be kept keeps none of them.
 
+use std::collections::HashMap;
 use std::io::{Read, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
 
 use crate::events::ArtifactRecord;
 
+/// What identifies one version of a file: its inode, and its size and
+/// change time (any write changes those).
+type Identity = (u64, u64, u64, i64, i64);
+
+/// What a run's store holds so far.
+#[derive(Debug, Default)]
+struct Held {
+    /// Bytes written into the store.
+    bytes: u64,
+    /// Files already stored, by identity: (stored path, sha256, size).
+    by_identity: HashMap<Identity, (PathBuf, String, u64)>,
+}
+
+/// Why a stage's artifacts were not kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotKept {
+    /// What went wrong, naming the artifact.
+    pub message: String,
+    /// Whether it was the tenant's disk limit.
+    pub limit: bool,
+}
+
 /// Where a run keeps its artifacts.
 #[derive(Debug, Clone)]
 pub struct ArtifactStore {
     dir: PathBuf,
+    /// The tenant's `limits.disk`, which the stored bytes count against.
+    limit: Option<u64>,
+    held: Arc<Mutex<Held>>,
 }
 
 impl ArtifactStore {
-    /// A store rooted at `dir` (created on first use).
+    /// A store rooted at `dir` (created on first use), without a limit.
     pub fn new(dir: PathBuf) -> Self {
-        Self { dir }
+        Self {
+            dir,
+            limit: None,
+            held: Arc::default(),
+        }
     }
 
-    /// Check `rel` and copy it from `workspace` into the store under
-    /// `stage`; the error says what is wrong with the path.
-    pub fn keep(
+    /// The same store, whose stored bytes count against `limit`.
+    pub fn with_limit(self, limit: Option<u64>) -> Self {
+        Self { limit, ..self }
+    }
+
+    /// Keep every artifact in `wanted` (name, workspace-relative path) of
+    /// `stage`, or none: when one cannot be kept, the copies already made
+    /// for the others are removed, and the error names the artifact.
+    pub fn keep_all(
+        &self,
+        stage: &str,
+        workspace: &Path,
+        wanted: &[(&str, &str)],
+    ) -> Result<Vec<ArtifactRecord>, NotKept> {
+        let mut kept: Vec<(ArtifactRecord, bool)> = Vec::with_capacity(wanted.len());
+        for (name, rel) in wanted {
+            match self.keep(stage, name, workspace, rel) {
+                Ok(k) => kept.push(k),
+                Err(why) => {
+                    self.discard(kept);
+                    return Err(NotKept {
+                        limit: why.ends_with("(limit `disk`)"),
+                        message: format!("artifact `{name}` at `{rel}` {why}"),
+                    });
+                }
+            }
+        }
+        Ok(kept.into_iter().map(|(record, _)| record).collect())
+    }
+
+    /// Remove the copies `kept` made (not those they share with earlier
+    /// artifacts), and give their bytes back.
+    fn discard(&self, kept: Vec<(ArtifactRecord, bool)>) {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        for (record, _) in kept.into_iter().filter(|(_, new)| *new) {
+            let _ = std::fs::remove_file(&record.stored);
+            held.bytes = held.bytes.saturating_sub(record.size);
+            held.by_identity
+                .retain(|_, (path, _, _)| *path != Path::new(&record.stored));
+        }
+    }
+
+    /// Copy `rel` from `workspace` into the store under `stage`, reading it
+    /// beneath the workspace without following any symlink; the record,
+    /// and whether a new copy was written (false: the same file was kept
+    /// before and is shared).
+    fn keep(
         &self,
         stage: &str,
         name: &str,
         workspace: &Path,
         rel: &str,
-    ) -> Result<ArtifactRecord, String> {
-        let source = check(workspace, rel)?;
+    ) -> Result<(ArtifactRecord, bool), String> {
+        let names = relative_names(rel)?;
+        let (file, parents) = names.split_last().ok_or("names no file")?;
+        let walk = |e: std::io::Error| {
+            format!(
+                "cannot be read beneath the workspace ({e}); an artifact must be a regular file reached without symlinks"
+            )
+        };
+        let mut dir = crate::beneath::open_root(workspace).map_err(walk)?;
+        for p in parents {
+            dir = crate::beneath::open_dir(&dir, p.as_ref()).map_err(walk)?;
+        }
+        let mut source = crate::beneath::open_file(&dir, file.as_ref()).map_err(|e| match e.to_string() {
+            m if m == "not a regular file" => "is not a file".to_string(),
+            _ => walk(e),
+        })?;
+        let meta = source.metadata().map_err(walk)?;
+        let nanos = |s: i64, ns: i64| s.saturating_mul(1_000_000_000).saturating_add(ns);
+        let identity = (
+            meta.dev(),
+            meta.ino(),
+            meta.size(),
+            nanos(meta.mtime(), meta.mtime_nsec()),
+            nanos(meta.ctime(), meta.ctime_nsec()),
+        );
         let target = self.dir.join(stage).join(rel);
-        let (sha256, size) = copy_hashing(&source, &target).map_err(|e| format!("cannot be stored: {e}"))?;
-        Ok(ArtifactRecord {
+        let record = |stored: &Path, sha256: String, size: u64| ArtifactRecord {
             name: name.to_string(),
             path: rel.to_string(),
             sha256,
             size,
-            stored: target.display().to_string(),
-        })
+            stored: stored.display().to_string(),
+        };
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((stored, sha256, size)) = held.by_identity.get(&identity) {
+            return Ok((record(stored, sha256.clone(), *size), false));
+        }
+        let room = match self.limit {
+            Some(limit) => {
+                let room = limit.saturating_sub(held.bytes);
+                if meta.size() > room {
+                    return Err(self.over_limit(held.bytes, meta.size()));
+                }
+                room
+            }
+            None => u64::MAX,
+        };
+        // Never more open to others than the source: a 0600 file stays 0600.
+        let mode = meta.mode() & 0o755;
+        let (sha256, size) = copy_hashing(&mut (&mut source).take(room.saturating_add(1)), &target, mode)
+            .map_err(|e| format!("cannot be stored: {e}"))?;
+        if size > room {
+            // It grew while it was copied.
+            let _ = std::fs::remove_file(&target);
+            return Err(self.over_limit(held.bytes, size));
+        }
+        held.bytes += size;
+        held.by_identity
+            .insert(identity, (target.clone(), sha256.clone(), size));
+        Ok((record(&target, sha256, size), true))
     }
+
+    fn over_limit(&self, stored: u64, size: u64) -> String {
+        let human = |n: u64| crate::engine::limits::human_bytes(n as usize);
+        format!(
+            "is {}, and the run's artifacts already take {}: the limit is {} (limit `disk`)",
+            human(size),
+            human(stored),
+            human(self.limit.unwrap_or(u64::MAX))
+        )
+    }
+}
+
+/// The names of `rel`'s components: relative, without `..`, `.`-only
+/// parts skipped.
+fn relative_names(rel: &str) -> Result<Vec<&std::ffi::OsStr>, String> {
+    let path = Path::new(rel);
+    if rel.is_empty() || path.is_absolute() {
+        return Err("must be a relative path inside the workspace, without `..`".into());
+    }
+    path.components()
+        .filter(|c| !matches!(c, Component::CurDir))
+        .map(|c| match c {
+            Component::Normal(n) => Ok(n),
+            _ => Err("must be a relative path inside the workspace, without `..`".to_string()),
+        })
+        .collect()
 }
 
 impl ArtifactStore {
@@ -69,9 +230,9 @@ impl ArtifactStore {
         {
             return Err(format!("artifact `{}` has an unsafe path `{}`", a.name, a.path));
         }
-        let from = Path::new(&a.stored);
         let target = self.dir.join(stage).join(rel);
-        let (sha256, size) = copy_hashing(from, &target)
+        let (sha256, size) = std::fs::File::open(&a.stored)
+            .and_then(|mut from| copy_hashing(&mut from, &target, 0o644))
             .map_err(|e| format!("artifact `{}` ({}) cannot be copied: {e}", a.name, a.stored))?;
         if sha256 != a.sha256 {
             let _ = std::fs::remove_file(&target);
@@ -94,51 +255,41 @@ impl ArtifactStore {
     }
 }
 
-/// An artifact must be a regular file inside the workspace, named by a
-/// relative path without `..`, that does not resolve (through symlinks)
-/// outside it.
-pub fn check(workspace: &Path, rel: &str) -> Result<PathBuf, String> {
-    let path = Path::new(rel);
-    if path.is_absolute()
-        || path
-            .components()
-            .any(|c| matches!(c, Component::ParentDir | Component::Prefix(_)))
-    {
-        return Err("must be a relative path inside the workspace, without `..`".into());
-    }
-    let resolved = workspace
-        .join(path)
-        .canonicalize()
-        .map_err(|e| format!("cannot be read: {e}"))?;
-    if !resolved.starts_with(workspace) {
-        return Err("resolves outside the workspace (a symlink out)".into());
-    }
-    if !resolved.is_file() {
-        return Err("is not a file".into());
-    }
-    Ok(resolved)
-}
-
-fn copy_hashing(from: &Path, to: &Path) -> std::io::Result<(String, u64)> {
+/// Copy `from` to `to` through a temporary file with `mode`, creating the
+/// store's directories (weir's alone) on the way; its sha256 and size.
+fn copy_hashing(from: &mut dyn Read, to: &Path, mode: u32) -> std::io::Result<(String, u64)> {
     if let Some(parent) = to.parent() {
-        std::fs::create_dir_all(parent)?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)?;
     }
     let tmp = to.with_extension("weir-partial");
-    let mut input = std::fs::File::open(from)?;
-    let mut output = std::fs::File::create(&tmp)?;
+    let _ = std::fs::remove_file(&tmp);
+    let mut output = std::fs::File::options()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)?;
     let mut hasher = Sha256::new();
     let mut size = 0u64;
     let mut buf = vec![0u8; 64 << 10];
-    loop {
-        let n = input.read(&mut buf)?;
-        if n == 0 {
-            break;
+    let copied = (|| {
+        loop {
+            let n = from.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            output.write_all(&buf[..n])?;
+            size += n as u64;
         }
-        hasher.update(&buf[..n]);
-        output.write_all(&buf[..n])?;
-        size += n as u64;
+        output.sync_all()?;
+        std::fs::rename(&tmp, to)
+    })();
+    if let Err(e) = copied {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
     }
-    output.sync_all()?;
-    std::fs::rename(&tmp, to)?;
     Ok((hex::encode(hasher.finalize()), size))
 }

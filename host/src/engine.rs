@@ -9,6 +9,7 @@
 //!   stack switching) switched off.
 
 pub mod cache;
+pub mod descriptors;
 pub mod limits;
 
 use std::sync::Arc;

@@ -432,7 +432,7 @@ pub(crate) fn call_failure(
             None,
         );
     }
-    if let Some(hit) = wasmtime_limit(trap, &info.limits) {
+    if let Some(hit) = wasmtime_limit(trap, &info.limits, state.descriptors.handles()) {
         return AttemptResult::failed(
             FailureKind::Limit,
             format!("{hit}; stage `{stage}` was stopped"),
@@ -531,14 +531,11 @@ async fn run_in_store(
             let stage = request.stage_name.clone();
             let wanted = out.artifacts;
             let keep = move || {
-                wanted
+                let wanted: Vec<(&str, &str)> = wanted
                     .iter()
-                    .map(|a| {
-                        store
-                            .keep(&stage, &a.name, &workspace, &a.path)
-                            .map_err(|why| format!("artifact `{}` at `{}` {why}", a.name, a.path))
-                    })
-                    .collect::<Result<Vec<_>, String>>()
+                    .map(|a| (a.name.as_str(), a.path.as_str()))
+                    .collect();
+                store.keep_all(&stage, &workspace, &wanted)
             };
             // Copying may be large: off the async workers. Most stages
             // keep nothing and skip the hand-off to a blocking thread.
@@ -555,7 +552,15 @@ async fn run_in_store(
                     summary: out.summary,
                     ..AttemptResult::default()
                 },
-                Ok(Err(message)) => AttemptResult::failed(FailureKind::Plugin, message, None),
+                Ok(Err(not)) => AttemptResult::failed(
+                    if not.limit {
+                        FailureKind::Limit
+                    } else {
+                        FailureKind::Plugin
+                    },
+                    not.message,
+                    None,
+                ),
                 Err(e) => {
                     AttemptResult::failed(FailureKind::Host, format!("storing artifacts failed: {e}"), None)
                 }
@@ -871,7 +876,7 @@ fn severity_of(s: types::Severity) -> crate::findings::Severity {
 
 /// A limit wasmtime itself enforces, named. wasmtime reports these with
 /// private error types, so they are recognised by their (stable) messages.
-fn wasmtime_limit(e: &wasmtime::Error, limits: &StageLimits) -> Option<String> {
+fn wasmtime_limit(e: &wasmtime::Error, limits: &StageLimits, handles: usize) -> Option<String> {
     let text = format!("{e:#}");
     if text.contains("fuel allocated for hostcalls has been exhausted") {
         Some(format!(
@@ -892,6 +897,11 @@ fn wasmtime_limit(e: &wasmtime::Error, limits: &StageLimits) -> Option<String> {
         Some(format!(
             "random-bytes limit hit: the plugin asked for {asked} random bytes in one call; the limit is {} (limit `random-bytes`)",
             limits.random_bytes
+        ))
+    } else if text.contains("resource table has no free keys") && handles < limits.resource_handles {
+        Some(format!(
+            "descriptor limit hit: the plugin held more than {handles} open handles, its share of weir's {} file descriptors beside the other stages running now (limit `descriptors`)",
+            crate::engine::descriptors::Lease::pool_size()
         ))
     } else if text.contains("resource table has no free keys") {
         Some(format!(

@@ -43,6 +43,8 @@ pub struct StageState {
     pub http: crate::capabilities::http::HttpGate,
     /// Set by the epoch callback when the attempt's deadline passed.
     pub timed_out: bool,
+    /// Its share of weir's file descriptors: the handle table's size.
+    pub descriptors: crate::engine::descriptors::Lease,
 }
 
 /// What [`StageState::new`] needs.
@@ -159,8 +161,9 @@ impl StageState {
             sink: spec.sink.clone(),
             budget: budget.clone(),
         })?;
+        let descriptors = crate::engine::descriptors::Lease::take(spec.limits.resource_handles);
         let mut table = ResourceTable::new();
-        table.set_max_capacity(spec.limits.resource_handles);
+        table.set_max_capacity(descriptors.handles());
         let plugin = spec.process.plugin.clone();
         let grants = spec.process.grants.clone();
         let secrets = crate::capabilities::secrets::SecretsCtx::new(
@@ -245,6 +248,7 @@ impl StageState {
                 tape: spec.tape,
             },
             timed_out: false,
+            descriptors,
         })
     }
 }

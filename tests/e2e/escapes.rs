@@ -254,3 +254,226 @@ print("ANSWER", len(answer), answer[:40])
     let status = p.weir(&["target", "status"]);
     assert!(!status.stdout.contains("pwn"), "{status:?}");
 }
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        match entry.file_type() {
+            Ok(t) if t.is_dir() => out.extend(files_under(&path)),
+            Ok(t) if t.is_file() => out.push(path),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// A stage keeps `d/secret.txt` as an artifact, many times over, while a
+/// program in another stage swaps the directory `d` with a symlink to a
+/// host directory (`renameat2(RENAME_EXCHANGE)`, atomically, in a loop).
+/// Whatever the timing, no stored artifact is ever the host's file: each
+/// copy is read beneath the workspace without following a symlink.
+#[test]
+fn artifacts_are_never_copied_through_a_swapped_symlink() {
+    let p = Project::new();
+    let outside = p.path().join("outside");
+    std::fs::create_dir_all(&outside).expect("outside");
+    std::fs::write(outside.join("secret.txt"), "HOST-SECRET-42").expect("host file");
+    std::fs::create_dir_all(p.path().join("ws/d")).expect("ws");
+    std::fs::write(p.path().join("ws/d/secret.txt"), "decoy").expect("decoy");
+    std::os::unix::fs::symlink(outside.canonicalize().expect("abs"), p.path().join("ws/l")).expect("link");
+    p.write(
+        "ws/race.py",
+        "import ctypes, os, time\nlibc = ctypes.CDLL(None, use_errno=True)\nend = time.time() + 6\nn = 0\nwhile time.time() < end:\n    libc.renameat2(-100, b'd', -100, b'l', 2)\n    n += 1\nprint('swapped', n, 'times')\n",
+    );
+    let keep: Vec<String> = (0..400)
+        .map(|i| format!("[\"a{i}\", \"d/secret.txt\"]"))
+        .collect();
+    p.pipeline(&format!(
+        "[pipeline]\nname = \"race\"\n{}\n[stages.racer]\nrun = \"python3 race.py\"\nallow = {{ exec = [\"sh\", \"python3\"] }}\n\n[stages.keep]\nuses = \"forge\"\nretries = 4\nwith = {{ mode = \"artifacts\", hold-ms = 300, keep = [{}] }}\n",
+        crate::support::plugin("forge", crate::guest_paths::FORGE),
+        keep.join(", ")
+    ));
+    let run = p.run_json(&["--workspace", "ws", "--jobs", "2"]);
+    assert!(
+        run.log_messages().iter().any(|l| l.starts_with("swapped ")),
+        "the racer ran: {run:?}"
+    );
+    let attempts = run.of("stage_finished");
+    assert!(!attempts.is_empty(), "{run:?}");
+    for file in files_under(&p.path().join(".weir/runs")) {
+        let text = std::fs::read(&file).unwrap_or_default();
+        assert!(
+            !String::from_utf8_lossy(&text).contains("HOST-SECRET-42"),
+            "{} holds the host's file",
+            file.display()
+        );
+    }
+    let done = run.finished("keep");
+    for a in done["artifacts"].as_array().into_iter().flatten() {
+        assert_eq!(a["size"], 5, "only the decoy is ever kept: {a}");
+    }
+    if done["status"] == "failed" {
+        let error = done["error"].as_str().unwrap_or_default();
+        assert!(
+            error.contains("cannot be read beneath the workspace") && error.contains("without symlinks"),
+            "{error}"
+        );
+    }
+}
+
+/// A copy keeps its source's restrictions, and a stage whose artifacts
+/// cannot all be kept keeps none of them.
+#[test]
+fn artifacts_keep_their_modes_and_a_failed_stage_keeps_none() {
+    use std::os::unix::fs::PermissionsExt;
+    let p = Project::new();
+    p.write("ws/private.key", "k");
+    std::fs::set_permissions(
+        p.path().join("ws/private.key"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .expect("chmod");
+    p.write("ws/public.txt", "p");
+    let forge = crate::support::plugin("forge", crate::guest_paths::FORGE);
+    p.pipeline(&format!(
+        "[pipeline]\nname = \"modes\"\n{forge}\n[stages.keep]\nuses = \"forge\"\nwith = {{ mode = \"artifacts\", keep = [[\"key\", \"private.key\"], [\"pub\", \"public.txt\"]] }}\n"
+    ));
+    let run = p.run_json(&["--workspace", "ws"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let stored = |name: &str| {
+        let done = run.finished("keep");
+        let a = done["artifacts"]
+            .as_array()
+            .and_then(|all| all.iter().find(|a| a["name"] == name).cloned())
+            .unwrap_or_else(|| panic!("artifact {name}: {done}"));
+        std::path::PathBuf::from(a["stored"].as_str().expect("stored"))
+    };
+    let mode = |path: &Path| std::fs::metadata(path).expect("stored").permissions().mode() & 0o777;
+    assert_eq!(mode(&stored("key")), 0o600);
+    assert_eq!(mode(&stored("pub")), 0o644);
+    let dir = stored("key").parent().expect("stage dir").to_path_buf();
+    assert_eq!(mode(&dir), 0o700, "the store is weir's alone");
+
+    p.pipeline(&format!(
+        "[pipeline]\nname = \"modes\"\n{forge}\n[stages.keep]\nuses = \"forge\"\nwith = {{ mode = \"artifacts\", keep = [[\"pub\", \"public.txt\"], [\"gone\", \"missing.txt\"]] }}\n"
+    ));
+    let run = p.run_json(&["--workspace", "ws"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    let done = run.finished("keep");
+    assert!(
+        done["error"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("artifact `gone` at `missing.txt` cannot be read beneath the workspace"),
+        "{done}"
+    );
+    let run_id = run.of("run_started")[0]["run"]
+        .as_str()
+        .expect("run id")
+        .to_string();
+    let kept = files_under(&p.path().join(".weir/runs").join(&run_id).join("artifacts"));
+    assert!(kept.is_empty(), "the failed stage's copies are gone: {kept:?}");
+}
+
+/// One 40 MiB file and a hundred hard links to it are stored once; what
+/// a run stores counts against its tenant's disk limit, and past it the
+/// stage fails by that limit's name, keeping nothing.
+#[test]
+fn artifacts_count_against_the_tenants_disk_limit() {
+    let forge = crate::support::plugin("forge", crate::guest_paths::FORGE);
+    let links: Vec<String> = std::iter::once("[\"big\", \"big\"]".to_string())
+        .chain((1..=100).map(|i| format!("[\"l{i}\", \"l{i}\"]")))
+        .collect();
+    let keep = |stage: &str, needs: &str, list: &str| {
+        format!(
+            "\n[stages.{stage}]\nuses = \"forge\"\nneeds = [\"{needs}\"]\nwith = {{ mode = \"artifacts\", keep = [{list}] }}\n"
+        )
+    };
+    let pipeline = format!(
+        "[pipeline]\nname = \"links\"\n{forge}\n[stages.make]\nrun = \"head -c 41943040 /dev/zero > big && for i in $(seq 100); do ln big l$i; done\"\n{}\n[stages.touch1]\nneeds = [\"keep1\"]\nrun = \"touch big\"\n{}\n[stages.touch2]\nneeds = [\"keep2\"]\nrun = \"touch big\"\n{}",
+        keep("keep1", "make", &links.join(", ")),
+        keep("keep2", "touch1", "[\"big\", \"big\"]"),
+        keep("keep3", "touch2", "[\"big\", \"big\"], [\"l1\", \"l1\"]"),
+    );
+    let p = with_tenants(
+        "[tenants.small]\nallow = { exec = [\"sh\"] }\nlimits = { disk = \"100MiB\" }\n",
+        &pipeline,
+    );
+    let run = as_tenant(&p, "small", &[]);
+    assert_eq!(run.code, 1, "{run:?}");
+    let first = run.finished("keep1");
+    assert_eq!(first["status"], "succeeded", "{first}");
+    let kept = first["artifacts"].as_array().expect("artifacts");
+    assert_eq!(kept.len(), 101);
+    assert!(
+        kept.iter().all(|a| a["stored"] == kept[0]["stored"]),
+        "a hundred hard links are one stored file"
+    );
+    assert_eq!(run.finished("keep2")["status"], "succeeded");
+    let third = run.finished("keep3");
+    assert_eq!(third["failure"], "limit", "{third}");
+    assert_eq!(
+        third["error"],
+        "artifact `big` at `big` is 40 MiB, and the run's artifacts already take 80 MiB: the limit is 100 MiB (limit `disk`)"
+    );
+    let run_id = run.of("run_started")[0]["run"]
+        .as_str()
+        .expect("run id")
+        .to_string();
+    let stored: u64 = files_under(&p.path().join(".weir/runs").join(&run_id).join("artifacts"))
+        .iter()
+        .map(|f| std::fs::metadata(f).map_or(0, |m| m.len()))
+        .sum();
+    assert_eq!(stored, 80 << 20, "two copies, none for the failed stage");
+}
+
+/// Three stages that each hold thousands of open files cannot take all
+/// of weir's descriptors: each Store's share is bounded by what the live
+/// Stores leave, the stage that asks for more than its share is stopped
+/// by the `descriptors` limit, and a later stage still starts its
+/// program.
+#[test]
+fn stages_cannot_take_all_of_weirs_file_descriptors() {
+    let forge = crate::support::plugin("forge", crate::guest_paths::FORGE);
+    let hold = |name: &str| {
+        format!(
+            "\n[stages.{name}]\nuses = \"forge\"\nwith = {{ mode = \"hold-handles\", count = 7000, hold-ms = 5000 }}\n"
+        )
+    };
+    let p = Project::new();
+    p.pipeline(&format!(
+        "[pipeline]\nname = \"fds\"\n{forge}{}{}{}\n[stages.wait]\nuses = \"forge\"\nwith = {{ mode = \"sleep\", hold-ms = 2500 }}\n\n[stages.later]\nneeds = [\"wait\"]\nrun = \"echo started\"\n",
+        hold("h1"),
+        hold("h2"),
+        hold("h3")
+    ));
+    let run = p.run_json(&["--jobs", "5"]);
+    let later = run.finished("later");
+    assert_eq!(later["status"], "succeeded", "{run:?}");
+    assert!(run.log_messages().iter().any(|l| l == "started"), "{run:?}");
+    let mut stopped = 0;
+    for h in ["h1", "h2", "h3"] {
+        let done = run.finished(h);
+        if done["status"] == "succeeded" {
+            assert_eq!(done["outputs"]["held"], "7000", "{done}");
+        } else {
+            let error = done["error"].as_str().unwrap_or_default();
+            assert_eq!(done["failure"], "limit", "{done}");
+            assert!(
+                error.starts_with("descriptor limit hit: the plugin held more than ")
+                    && error.contains("(limit `descriptors`)"),
+                "{error}"
+            );
+            stopped += 1;
+        }
+    }
+    assert!(
+        stopped >= 1,
+        "21,000 descriptors do not fit beside weir's own: {run:?}"
+    );
+}

@@ -579,7 +579,8 @@ async fn start(launch: Launch, args: &RunArgs, verbose: bool) -> ExitCode {
             workspace,
             limits: policy.limits.stage,
             secrets: policy.secrets.clone(),
-            artifacts: crate::artifacts::ArtifactStore::new(run_dir(&run_id).join("artifacts")),
+            artifacts: crate::artifacts::ArtifactStore::new(run_dir(&run_id).join("artifacts"))
+                .with_limit(policy.limits.stage.disk_bytes),
             history: Some(history),
             target: crate::sandbox::TargetSpec {
                 run_id: run_id.clone(),

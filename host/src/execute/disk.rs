@@ -22,13 +22,15 @@ use crate::engine::limits::human_bytes;
 pub const MIN_INTERVAL: Duration = Duration::from_millis(200);
 
 /// Bytes the tree at `root` takes on disk: allocated blocks of every file
-/// and directory under it (symlinks not followed), and of files deleted
+/// and directory under it (symlinks not followed; a file with several
+/// hard links counted once), and of files deleted
 /// from it that a process still holds open. An error says what could not
 /// be measured: the limit fails closed.
 pub fn disk_usage(root: &Path) -> Result<u64, String> {
     use std::os::unix::fs::MetadataExt;
     let gone = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
     let mut total = 0u64;
+    let mut linked = std::collections::HashSet::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
         let entries = match std::fs::read_dir(&dir) {
@@ -44,6 +46,9 @@ pub fn disk_usage(root: &Path) -> Result<u64, String> {
                 Err(e) => return Err(format!("cannot read an entry of {}: {e}", dir.display())),
             };
             let (path, meta) = meta;
+            if meta.nlink() > 1 && !meta.is_dir() && !linked.insert((meta.dev(), meta.ino())) {
+                continue;
+            }
             total = total.saturating_add(meta.blocks().saturating_mul(512));
             if meta.is_dir() {
                 stack.push(path);
@@ -129,6 +134,17 @@ mod tests {
         let used = disk_usage(dir.path()).expect("measured");
         assert!(used >= 1 << 20, "{used}");
         assert!(used < 8 << 20, "a sparse GiB is not counted as a GiB: {used}");
+    }
+
+    #[test]
+    fn hard_links_count_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("data"), vec![7u8; 1 << 20]).expect("write");
+        let one = disk_usage(dir.path()).expect("measured");
+        for i in 0..20 {
+            std::fs::hard_link(dir.path().join("data"), dir.path().join(format!("l{i}"))).expect("link");
+        }
+        assert_eq!(disk_usage(dir.path()).expect("measured"), one);
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! stage that names none depends on the whole workspace except what
 //! [`SKIPPED`] lists (version control metadata).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 use std::path::Path;
 
@@ -118,6 +118,7 @@ pub fn collect(
         set: &mut set,
         keep,
         bytes: 0,
+        linked: HashMap::new(),
     };
     let filter = |rel: &str, is_dir: bool| -> bool {
         if globs.is_empty() {
@@ -148,6 +149,9 @@ struct Walker<'a> {
     set: &'a mut FileSet,
     keep: &'a mut dyn FnMut(&mut std::fs::File, &FileDigest) -> std::io::Result<()>,
     bytes: u64,
+    /// Digests of files with several hard links, by inode and change
+    /// time: a hundred links to one file are read, and counted, once.
+    linked: HashMap<(u64, u64, i64, i64), FileDigest>,
 }
 
 impl Walker<'_> {
@@ -199,8 +203,18 @@ impl Walker<'_> {
                     }
                 }
                 FileType::RegularFile => {
+                    use std::os::unix::fs::MetadataExt;
                     let mut file =
                         beneath::open_file(dir, &name).map_err(|e| format!("cannot read {rel}: {e}"))?;
+                    let identity = file
+                        .metadata()
+                        .ok()
+                        .filter(|m| m.nlink() > 1)
+                        .map(|m| (m.dev(), m.ino(), m.ctime(), m.ctime_nsec()));
+                    if let Some(d) = identity.and_then(|i| self.linked.get(&i)) {
+                        self.set.files.insert(rel, d.clone());
+                        continue;
+                    }
                     let d = hash_reader(&mut file, MAX_BYTES.saturating_sub(self.bytes))
                         .map_err(|e| format!("cannot read {rel}: {e}"))?
                         .ok_or_else(|| {
@@ -215,6 +229,9 @@ impl Walker<'_> {
                         file.seek(std::io::SeekFrom::Start(0))
                             .and_then(|_| (self.keep)(&mut file, &d))
                             .map_err(|e| format!("cannot record {rel}: {e}"))?;
+                    }
+                    if let Some(i) = identity {
+                        self.linked.insert(i, d.clone());
                     }
                     d
                 }

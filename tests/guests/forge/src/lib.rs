@@ -5,14 +5,26 @@
 //!   limit or malformed;
 //! - `host-loop`: loops forever, but through host calls (logging);
 //! - `handles`: opens the workspace over and over, keeping every handle;
-//! - `random`: asks the host for 1 GiB of random bytes in one call.
+//! - `random`: asks the host for 1 GiB of random bytes in one call;
+//! - `hold-handles`: opens the workspace `count` times and holds every
+//!   handle for `hold-ms` before it succeeds;
+//! - `sleep`: sleeps `hold-ms`, then succeeds;
+//! - `artifacts`: sleeps `hold-ms`, then returns `keep` (`[name, path]`
+//!   pairs) as its artifacts, unread.
 
 use serde::Deserialize;
 use weir_sdk::{Context, Failure, Manifest, Plugin, Stage, StageOutput};
 
 #[derive(Deserialize)]
+#[serde(rename_all = "kebab-case")]
 struct Config {
     mode: String,
+    #[serde(default)]
+    count: usize,
+    #[serde(default)]
+    hold_ms: u64,
+    #[serde(default)]
+    keep: Vec<(String, String)>,
 }
 
 struct Forge;
@@ -71,6 +83,28 @@ impl Stage for Forge {
                     }
                     written += chunk.len() as u64;
                 }
+            }
+            "hold-handles" => {
+                let mut kept = Vec::with_capacity(config.count);
+                while kept.len() < config.count {
+                    match std::fs::File::open(".") {
+                        Ok(f) => kept.push(f),
+                        Err(e) => return Err(Failure::new(format!("open failed after {}: {e}", kept.len()))),
+                    }
+                }
+                std::thread::sleep(std::time::Duration::from_millis(config.hold_ms));
+                Ok(StageOutput::new().output("held", kept.len().to_string()))
+            }
+            "sleep" => {
+                std::thread::sleep(std::time::Duration::from_millis(config.hold_ms));
+                Ok(StageOutput::new())
+            }
+            "artifacts" => {
+                std::thread::sleep(std::time::Duration::from_millis(config.hold_ms));
+                Ok(config
+                    .keep
+                    .into_iter()
+                    .fold(StageOutput::new(), |o, (name, path)| o.artifact(name, path)))
             }
             other => Err(Failure::new(format!("unknown mode `{other}`"))),
         }
