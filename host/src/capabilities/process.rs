@@ -40,9 +40,61 @@ use crate::plan::Grants;
 /// The `PATH` a program gets when the stage declares none.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// Host directories mounted read-only inside the sandbox (when present).
-const SYSTEM_DIRS: [&str; 8] = [
-    "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/etc", "/opt",
+/// Host directories mounted read-only inside the sandbox (when present):
+/// programs, their libraries and the dynamic loader.
+const SYSTEM_DIRS: [&str; 6] = ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64"];
+
+/// What of `/etc` a sandbox shows, read-only, when present: users and
+/// groups (no passwords: those live in the shadow files, never shown),
+/// name resolution, the dynamic loader's cache, time zones, MIME and magic
+/// data, certificates, and the system-wide settings of the toolchains
+/// programs run (git, Python, npm, pip, Java, Maven). Nothing else of
+/// `/etc` is there.
+const ETC_ALLOWED: &[&str] = &[
+    "passwd",
+    "group",
+    "hosts",
+    "hostname",
+    "resolv.conf",
+    "nsswitch.conf",
+    "host.conf",
+    "gai.conf",
+    "services",
+    "protocols",
+    "networks",
+    "ld.so.cache",
+    "ld.so.conf",
+    "ld.so.conf.d",
+    "localtime",
+    "timezone",
+    "mime.types",
+    "magic",
+    "magic.mime",
+    "os-release",
+    "debian_version",
+    "lsb-release",
+    "alternatives",
+    "ssl/certs",
+    "ssl/openssl.cnf",
+    "ca-certificates",
+    "ca-certificates.conf",
+    "pki/tls/certs",
+    "pki/ca-trust",
+    "crypto-policies",
+    "gitconfig",
+    "inputrc",
+    "locale.alias",
+    "shells",
+    "npmrc",
+    "pip.conf",
+    "python3",
+    "python3.11",
+    "python3.12",
+    "python3.13",
+    "perl",
+    "java-17-openjdk",
+    "java-21-openjdk",
+    "maven",
 ];
 
 /// Size of the sandbox's private `/tmp` (bytes, as bwrap takes it).
@@ -546,7 +598,14 @@ impl ProcessCtx {
         }
         let group = self.program_group(&name)?;
         let mut command = match &self.sandbox {
-            Sandbox::Bubblewrap(bwrap) => self.bubblewrap(bwrap, &p, &cmd.args),
+            Sandbox::Bubblewrap(bwrap) => {
+                let view = self.read_only_view();
+                let shown = view.clone();
+                let masked = tokio::task::spawn_blocking(move || unreadable_in(&shown))
+                    .await
+                    .map_err(|e| HostError::Failed(format!("cannot prepare the sandbox: {e}")))?;
+                self.bubblewrap(bwrap, &p, &cmd.args, &view, &masked)
+            }
             Sandbox::Unavailable | Sandbox::OptedOut => {
                 let mut c = tokio::process::Command::new(&p.program);
                 c.args(&cmd.args).current_dir(&p.cwd);
@@ -737,31 +796,62 @@ impl ProcessCtx {
         }
     }
 
-    /// The bubblewrap command line for `p`.
-    fn bubblewrap(&self, bwrap: &Path, p: &Prepared, args: &[String]) -> tokio::process::Command {
+    /// What the sandbox shows of the host, read-only: the system
+    /// directories, the allowed parts of `/etc`, and the toolchains and
+    /// `allow.read` directories the stage's own environment names.
+    fn read_only_view(&self) -> Vec<PathBuf> {
+        let mut view: Vec<PathBuf> = SYSTEM_DIRS.iter().map(PathBuf::from).collect();
+        view.extend(ETC_ALLOWED.iter().map(|e| Path::new("/etc").join(e)));
+        view.extend(self.extra_read_only());
+        view.retain(|p| p.exists());
+        view
+    }
+
+    /// The bubblewrap command line for `p`, showing `view` read-only with
+    /// `masked` (what in it others may not read) hidden.
+    fn bubblewrap(
+        &self,
+        bwrap: &Path,
+        p: &Prepared,
+        args: &[String],
+        view: &[PathBuf],
+        masked: &[Masked],
+    ) -> tokio::process::Command {
         let mut c = tokio::process::Command::new(bwrap);
-        for dir in SYSTEM_DIRS {
-            c.args(["--ro-bind-try", dir, dir]);
-        }
-        // Files only root may read stay unreadable: inside the sandbox the
-        // program's file access still maps to the user weir runs as.
-        for secret in ["/etc/shadow", "/etc/gshadow", "/etc/sudoers"] {
-            // Only over files that exist: /etc is read-only in the sandbox.
-            if Path::new(secret).exists() {
-                c.args(["--ro-bind", "/dev/null", secret]);
-            }
-        }
         // Fresh /proc, /dev and a bounded /tmp first: later mounts (the
         // workspace may well live under /tmp) go on top of them, not under.
         c.args(["--proc", "/proc", "--dev", "/dev"]);
         c.args(["--size", TMPFS_BYTES, "--tmpfs", "/tmp"]);
-        // Toolchains outside the system directories that the stage's own
-        // environment points at (PATH entries, CARGO_HOME, RUSTUP_HOME,
-        // ...), read-only. Only the pipeline's env counts: the plugin's
-        // per-call variables cannot widen the sandbox.
-        for dir in self.extra_read_only() {
-            let d = dir.display().to_string();
-            c.args(["--ro-bind-try", &d, &d]);
+        // The directories that hold the binds are the sandbox's own: made
+        // readable (bubblewrap would make them 0700), and empty but for
+        // what is bound into them.
+        let mut parents: Vec<&Path> = view
+            .iter()
+            .flat_map(|p| p.ancestors().skip(1))
+            .filter(|a| *a != Path::new("/") && !view.iter().any(|v| a.starts_with(v)))
+            .collect();
+        parents.sort_by_key(|a| (a.components().count(), *a));
+        parents.dedup();
+        for dir in parents {
+            c.args(["--perms", "0755", "--dir"]).arg(dir);
+        }
+        // Only the pipeline's env decides what toolchains are shown: the
+        // plugin's per-call variables cannot widen the sandbox.
+        for dir in view {
+            c.arg("--ro-bind-try").arg(dir).arg(dir);
+        }
+        // Inside the sandbox the program's file access maps to the user
+        // weir runs as, for whom root's files are its own: what the host
+        // keeps from other users is hidden, not merely protected.
+        for m in masked {
+            match m {
+                Masked::File(f) => {
+                    c.arg("--ro-bind").arg("/dev/null").arg(f);
+                }
+                Masked::Dir(d) => {
+                    c.args(["--size", "4096", "--tmpfs"]).arg(d).arg("--remount-ro").arg(d);
+                }
+            }
         }
         let ws = self.workspace.display().to_string();
         c.args(["--bind", &ws, &ws])
@@ -800,6 +890,7 @@ impl ProcessCtx {
             d.is_absolute()
                 && d.exists()
                 && d != Path::new("/")
+                && !d.starts_with("/etc")
                 && !SYSTEM_DIRS.iter().any(|s| d.starts_with(s))
                 && !d.starts_with(&self.workspace)
         });
@@ -888,6 +979,88 @@ impl ProcessCtx {
             (kept, cut)
         }
     }
+}
+
+/// Something the host keeps from other users, hidden in the sandbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Masked {
+    /// A file others may not read: `/dev/null` over it.
+    File(PathBuf),
+    /// A directory others may not list or enter: an empty one over it.
+    Dir(PathBuf),
+}
+
+/// Everything under the roots of `view` that other users may not read,
+/// walked once per root per process (the system directories do not change
+/// under a running weir; a package installed since shows on the next run).
+fn unreadable_in(view: &[PathBuf]) -> Vec<Masked> {
+    type Walked = std::collections::HashMap<PathBuf, std::sync::Arc<Vec<Masked>>>;
+    static WALKED: std::sync::OnceLock<std::sync::Mutex<Walked>> = std::sync::OnceLock::new();
+    let walked = WALKED.get_or_init(Default::default);
+    let mut out = Vec::new();
+    for root in view {
+        let known = walked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(root)
+            .cloned();
+        let found = known.unwrap_or_else(|| {
+            let found = std::sync::Arc::new(walk_unreadable(root));
+            walked
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(root.clone(), found.clone());
+            found
+        });
+        out.extend(found.iter().cloned());
+    }
+    out
+}
+
+/// What under `root` (itself included, symlinks not followed past the
+/// root) other users may not read: files without `o+r`, directories
+/// without `o+rx`. A directory hidden whole is not walked.
+fn walk_unreadable(root: &Path) -> Vec<Masked> {
+    use std::os::unix::fs::PermissionsExt;
+    let hidden = |meta: &std::fs::Metadata, path: &Path| {
+        let mode = meta.permissions().mode();
+        if meta.is_dir() {
+            (mode & 0o005 != 0o005).then(|| Masked::Dir(path.to_path_buf()))
+        } else {
+            (mode & 0o004 == 0).then(|| Masked::File(path.to_path_buf()))
+        }
+    };
+    // The root as bubblewrap binds it: through a symlink.
+    let Ok(meta) = std::fs::metadata(root) else {
+        return Vec::new();
+    };
+    if let Some(m) = hidden(&meta, root) {
+        return vec![m];
+    }
+    if !meta.is_dir() {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            out.push(Masked::Dir(dir));
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(meta) = entry.metadata() else { continue };
+            if meta.file_type().is_symlink() {
+                continue;
+            }
+            match hidden(&meta, &path) {
+                Some(m) => out.push(m),
+                None if meta.is_dir() => stack.push(path),
+                None => {}
+            }
+        }
+    }
+    out
 }
 
 /// Kills a process group when dropped.
