@@ -531,7 +531,10 @@ print("WALKED", found)
         .iter()
         .filter(|l| l.starts_with("PRIVATE") || l.starts_with("UNREADABLE"))
         .collect();
-    assert!(private.is_empty(), "the sandbox shows what the host keeps private: {private:?}");
+    assert!(
+        private.is_empty(),
+        "the sandbox shows what the host keeps private: {private:?}"
+    );
     // What the host has of these is not there, or is empty.
     for l in logs.iter().filter(|l| l.starts_with("READ ")) {
         assert!(l.ends_with(" 0"), "{l}");

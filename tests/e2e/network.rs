@@ -10,7 +10,8 @@ use crate::support::{Project, Run, plugin};
 
 const SECRET: &str = "tok-Very-Secret-9";
 
-/// A loopback HTTP server answering `/hello` with 200, `/to-hello` with a
+/// A loopback HTTP server answering `/hello` with 200, `/echo` with the
+/// request's `authorization` in its body and its `x-echo` header, `/to-hello` with a
 /// redirect to `/hello`, and `/to-metadata` with a redirect to the cloud
 /// metadata address; it keeps every request head it read.
 struct Server {
@@ -34,9 +35,17 @@ impl Server {
                     line.clear();
                 }
                 let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
-                kept.lock().expect("lock").push(head);
+                kept.lock().expect("lock").push(head.clone());
+                let authorization = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("authorization: "))
+                    .unwrap_or_default()
+                    .to_string();
+                let echoed = format!("you sent {authorization}, twice: {authorization}");
                 let (status, extra, body) = if path.starts_with("/hello") {
                     ("200 OK", String::new(), "hello from the test server")
+                } else if path.starts_with("/echo") {
+                    ("200 OK", format!("x-echo: {authorization}\r\n"), echoed.as_str())
                 } else if path.starts_with("/to-hello") {
                     (
                         "302 Found",
@@ -121,6 +130,42 @@ pub fn fetch() {
     assert!(
         !run.stdout.contains(SECRET) && !run.stderr.contains(SECRET),
         "the value leaked"
+    );
+}
+
+/// A granted host that echoes the request's headers back hands the
+/// plugin only a mask of the secret: in the response's headers and body,
+/// as the plugin itself reads them (reversed, past the log's masking).
+#[test]
+fn a_host_that_echoes_a_secret_hands_back_only_a_mask() {
+    let server = Server::start();
+    let p = Project::new();
+    let url = format!("http://127.0.0.1:{}/echo", server.port);
+    let allow = format!(
+        "{{ network = [\"127.0.0.1:{}\"], secrets = [\"TOKEN\"] }}",
+        server.port
+    );
+    let run = fetch_with(&p, &url, &allow, true);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        server.heads()[0].contains(&format!("authorization: Bearer {SECRET}")),
+        "the value went out"
+    );
+    let out = &run.finished("s")["outputs"];
+    let reversed: String = SECRET.chars().rev().collect();
+    let stars = "*".repeat(SECRET.len());
+    for key in ["body-reversed", "echo-reversed"] {
+        let got = out[key].as_str().unwrap_or_default();
+        assert!(
+            !got.contains(&reversed),
+            "{key}: the plugin read the value: {got}"
+        );
+        assert!(got.contains(&stars), "{key}: {got}");
+    }
+    assert_eq!(
+        out["body"],
+        format!("you sent Bearer {stars}, twice: Bearer {stars}"),
+        "the body keeps its length"
     );
 }
 

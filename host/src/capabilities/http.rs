@@ -14,7 +14,10 @@
 //!
 //! wasi:http does not follow redirects: a plugin that follows one sends a
 //! new request, checked again from step 1. Secret placeholders in header
-//! values become values here (and only here, after the checks). Connecting
+//! values become values here (and only here, after the checks), and the
+//! response comes back with every value the Store opened masked, in its
+//! headers and its body (as many `*`, so `Content-Length` holds), split
+//! across chunks or not: a host that echoes headers hands back `****`. Connecting
 //! and waiting for the response have timeouts; the stage's own timeout
 //! bounds the rest. A refusal is logged with the capability, stage and
 //! tenant, and the plugin gets `HTTP-request-denied` or
@@ -232,10 +235,86 @@ impl HttpGate {
                 Err(_) => Err(HttpError::ConnectionTerminated),
             }
         });
-        Ok((
-            response.map(|body| body.map_err(HttpError::from).boxed_unsync()),
-            io,
-        ))
+        // The response comes back masked: a host that echoes the request's
+        // headers must not hand the plugin a value it only held by handle.
+        let secrets = self.secrets.clone();
+        let response = response.map(|body| body.map_err(HttpError::from).boxed_unsync());
+        if secrets.is_empty() {
+            return Ok((response, io));
+        }
+        let mask = secrets.stream_mask();
+        let (mut head, body) = response.into_parts();
+        mask_headers(&mut head.headers, &mask);
+        let body = MaskedBody {
+            inner: body,
+            mask,
+            trailers: None,
+            done: false,
+        };
+        Ok((http::Response::from_parts(head, body.boxed_unsync()), io))
+    }
+}
+
+/// Every header value with the opened values masked (as many `*`); a
+/// value that no longer is a valid header is dropped.
+fn mask_headers(headers: &mut http::HeaderMap, mask: &super::secrets::StreamMask) {
+    for value in headers.values_mut() {
+        let masked = mask.mask_all(value.as_bytes());
+        if masked != value.as_bytes() {
+            *value = http::HeaderValue::from_bytes(&masked).unwrap_or(http::HeaderValue::from_static("***"));
+        }
+    }
+}
+
+/// A response body with the Store's opened values masked as it streams.
+struct MaskedBody {
+    inner: WasiBody,
+    mask: super::secrets::StreamMask,
+    /// Trailers that came while body bytes were still held back.
+    trailers: Option<hyper::body::Frame<bytes::Bytes>>,
+    done: bool,
+}
+
+impl hyper::body::Body for MaskedBody {
+    type Data = bytes::Bytes;
+    type Error = HttpError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        use hyper::body::Frame;
+        use std::task::Poll;
+        loop {
+            if self.done {
+                // What was held back (not a whole value), then trailers.
+                let rest = self.mask.finish();
+                if !rest.is_empty() {
+                    return Poll::Ready(Some(Ok(Frame::data(rest.into()))));
+                }
+                return Poll::Ready(self.trailers.take().map(Ok));
+            }
+            match std::pin::Pin::new(&mut self.inner).poll_frame(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(None) => self.done = true,
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) => {
+                        let out = self.mask.push(&data);
+                        if !out.is_empty() {
+                            return Poll::Ready(Some(Ok(Frame::data(out.into()))));
+                        }
+                    }
+                    Err(mut frame) => {
+                        if let Some(trailers) = frame.trailers_mut() {
+                            mask_headers(trailers, &self.mask);
+                        }
+                        self.trailers = Some(frame);
+                        self.done = true;
+                    }
+                },
+            }
+        }
     }
 }
 

@@ -849,7 +849,10 @@ impl ProcessCtx {
                     c.arg("--ro-bind").arg("/dev/null").arg(f);
                 }
                 Masked::Dir(d) => {
-                    c.args(["--size", "4096", "--tmpfs"]).arg(d).arg("--remount-ro").arg(d);
+                    c.args(["--size", "4096", "--tmpfs"])
+                        .arg(d)
+                        .arg("--remount-ro")
+                        .arg(d);
                 }
             }
         }

@@ -109,6 +109,65 @@ impl Opened {
     }
 }
 
+impl Opened {
+    /// A masker for a stream (an HTTP response) that may carry an opened
+    /// value, split anywhere across its chunks.
+    pub fn stream_mask(&self) -> StreamMask {
+        StreamMask {
+            forms: self.forms().into_iter().map(String::into_bytes).collect(),
+            carry: Vec::new(),
+        }
+    }
+
+    /// Whether any secret is open.
+    pub fn is_empty(&self) -> bool {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).is_empty()
+    }
+}
+
+/// Masks a byte stream chunk by chunk: every opened value (and its
+/// encoded forms) becomes as many `*`, so lengths (and an HTTP body's
+/// `Content-Length`) stay as they were. An end of a chunk that could be
+/// the start of a value is held back until the next chunk says.
+#[derive(Debug)]
+pub struct StreamMask {
+    forms: Vec<Vec<u8>>,
+    carry: Vec<u8>,
+}
+
+impl StreamMask {
+    /// What of `chunk` (after what was held back) can be passed on now.
+    pub fn push(&mut self, chunk: &[u8]) -> Vec<u8> {
+        let mut buf = std::mem::take(&mut self.carry);
+        buf.extend_from_slice(chunk);
+        for form in &self.forms {
+            buf = replace_bytes(&buf, form, &vec![b'*'; form.len()]);
+        }
+        let held = self
+            .forms
+            .iter()
+            .filter_map(|f| (1..f.len()).rev().find(|&k| buf.ends_with(&f[..k])))
+            .max()
+            .unwrap_or(0);
+        self.carry = buf.split_off(buf.len() - held);
+        buf
+    }
+
+    /// What was held back, at the stream's end: not a whole value.
+    pub fn finish(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.carry)
+    }
+
+    /// `bytes` masked whole (a header value).
+    pub fn mask_all(&self, bytes: &[u8]) -> Vec<u8> {
+        let mut out = bytes.to_vec();
+        for form in &self.forms {
+            out = replace_bytes(&out, form, &vec![b'*'; form.len()]);
+        }
+        out
+    }
+}
+
 fn replace_bytes(haystack: &[u8], needle: &[u8], with: &[u8]) -> Vec<u8> {
     if needle.is_empty() || haystack.len() < needle.len() {
         return haystack.to_vec();
@@ -316,5 +375,28 @@ mod tests {
         assert_eq!(o.mask_cut(b"x hunter2! TOKEN=hun".to_vec()), b"x *** TOKEN=");
         // An end that starts no value stays.
         assert_eq!(o.mask_cut(b"plain text".to_vec()), b"plain text");
+    }
+
+    #[test]
+    fn a_stream_is_masked_wherever_its_chunks_split_a_value() {
+        let o = Opened::default();
+        o.hold("hunter2!".into());
+        let body = b"{\"authorization\": \"Bearer hunter2!\"} and hunter2%21 again";
+        for size in 1..body.len() {
+            let mut m = o.stream_mask();
+            let mut out = Vec::new();
+            for chunk in body.chunks(size) {
+                out.extend(m.push(chunk));
+            }
+            out.extend(m.finish());
+            assert_eq!(out.len(), body.len(), "lengths stay");
+            let text = String::from_utf8_lossy(&out);
+            assert!(!text.contains("hunter2"), "chunks of {size}: {text}");
+            assert!(
+                text.starts_with("{\"authorization\": \"Bearer ********\"}"),
+                "{text}"
+            );
+        }
+        assert_eq!(o.stream_mask().mask_all(b"x-echo: hunter2!"), b"x-echo: ********");
     }
 }

@@ -2,7 +2,8 @@
 //! five redirects (each is a new request, which the host checks again),
 //! optionally with `Authorization: Bearer <secret placeholder>` and the
 //! placeholder in the query string too. Returns the status, body and the
-//! URLs it visited, or the error code the host answered.
+//! URLs it visited, or the error code the host answered; the body and the
+//! `x-echo` response header also reversed, as it got them.
 
 use serde::Deserialize;
 use wasip2::http::outgoing_handler;
@@ -40,6 +41,7 @@ enum Got {
         status: u16,
         location: Option<String>,
         body: String,
+        echo: String,
     },
     Error(String),
 }
@@ -79,6 +81,12 @@ fn get(url: &str, authorization: Option<&str>) -> Result<Got, Failure> {
         .get("location")
         .first()
         .map(|v| String::from_utf8_lossy(v).into_owned());
+    let echo = response
+        .headers()
+        .get("x-echo")
+        .first()
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .unwrap_or_default();
     let body = response.consume().map_err(|()| Failure::new("no body"))?;
     let stream = body.stream().map_err(|()| Failure::new("no body stream"))?;
     let mut bytes = Vec::new();
@@ -89,6 +97,7 @@ fn get(url: &str, authorization: Option<&str>) -> Result<Got, Failure> {
         status,
         location,
         body: String::from_utf8_lossy(&bytes).into_owned(),
+        echo,
     })
 }
 
@@ -121,9 +130,14 @@ impl Stage for Fetch {
                     visited.push(next.clone());
                     url = next;
                 }
-                Got::Response { status, body, .. } => {
+                Got::Response { status, body, echo, .. } => {
+                    // Reversed, the log's masking does not know them: what
+                    // the plugin itself got.
+                    let reversed = |s: &str| s.chars().rev().collect::<String>();
                     return Ok(StageOutput::new()
                         .output("status", status.to_string())
+                        .output("body-reversed", reversed(&body))
+                        .output("echo-reversed", reversed(&echo))
                         .output("body", body)
                         .output("visited", visited.join(" ")));
                 }
