@@ -130,9 +130,9 @@ impl ArtifactStore {
         };
         let mut dir = crate::beneath::open_root(workspace).map_err(walk)?;
         for p in parents {
-            dir = crate::beneath::open_dir(&dir, p.as_ref()).map_err(walk)?;
+            dir = crate::beneath::open_dir(&dir, p).map_err(walk)?;
         }
-        let mut source = crate::beneath::open_file(&dir, file.as_ref()).map_err(|e| match e.to_string() {
+        let mut source = crate::beneath::open_file(&dir, file).map_err(|e| match e.to_string() {
             m if m == "not a regular file" => "is not a file".to_string(),
             _ => walk(e),
         })?;

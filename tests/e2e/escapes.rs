@@ -191,6 +191,12 @@ fn the_targets_control_api_answers_only_weir() {
         .permissions()
         .mode();
     assert_eq!(mode & 0o777, 0o600, "the token is the owner's alone");
+    // Bubblewrap hides what others may not read: the directory (0700),
+    // the socket and the token. Opened to all, as by an operator's
+    // mistake, the peer check still holds on its own.
+    for (name, mode) in [("control.sock", 0o666), ("token", 0o644), ("", 0o755)] {
+        std::fs::set_permissions(dir.join(name), std::fs::Permissions::from_mode(mode)).expect("chmod");
+    }
 
     // From inside the sandbox, with the directory granted read-only: the
     // program reads the token (root's files are its own in its user

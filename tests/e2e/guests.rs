@@ -78,7 +78,7 @@ pub fn record() {
         ),
         (
             "missing.txt",
-            "cannot be read: No such file or directory (os error 2)",
+            "cannot be read beneath the workspace (No such file or directory (os error 2)); an artifact must be a regular file reached without symlinks",
         ),
     ] {
         let p = one_stage(

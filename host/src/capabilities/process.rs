@@ -14,7 +14,9 @@
 //!   runs, and what is returned is cut at [`ProcessLimits::output_bytes`]
 //!   (the cut is flagged and logged, never silent);
 //! - where bubblewrap is installed, inside it: the workspace read-write,
-//!   system directories read-only, no network unless the stage grants
+//!   system directories and an allow-list of `/etc` read-only, with
+//!   everything in them other users may not read hidden
+//!   ([`unreadable_in`]), no network unless the stage grants
 //!   `allow.network`, a new session, killed with its parent. A stage can
 //!   opt out with `sandbox = "none"`.
 //!

@@ -118,6 +118,10 @@ pub fn new(
         "weir plugin build",
         "the component, its sha256 and [plugins] table",
     ));
+    steps.push((
+        "export WEIR_STATE_DIR=../.weir-state",
+        "weir's state, outside the workspace",
+    ));
     steps.push(("weir run pipeline.toml --workspace .", "the sample pipeline"));
     steps.push(("weir dev", "rebuild and rerun its stage on every save"));
     for (command, why) in steps {

@@ -130,7 +130,9 @@ impl Stage for Fetch {
                     visited.push(next.clone());
                     url = next;
                 }
-                Got::Response { status, body, echo, .. } => {
+                Got::Response {
+                    status, body, echo, ..
+                } => {
                     // Reversed, the log's masking does not know them: what
                     // the plugin itself got.
                     let reversed = |s: &str| s.chars().rev().collect::<String>();
