@@ -197,6 +197,8 @@ fn the_targets_control_api_answers_only_weir() {
     for (name, mode) in [("control.sock", 0o666), ("token", 0o644), ("", 0o755)] {
         std::fs::set_permissions(dir.join(name), std::fs::Permissions::from_mode(mode)).expect("chmod");
     }
+    // ... and the directories above it (a temporary directory is 0700).
+    std::fs::set_permissions(p.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
 
     // From inside the sandbox, with the directory granted read-only: the
     // program reads the token (root's files are its own in its user

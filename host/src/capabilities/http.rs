@@ -171,10 +171,12 @@ impl HttpGate {
         let address = addresses[0];
 
         // Placeholders become values only now, for a granted host.
+        let mut carried = false;
         for value in request.headers_mut().values_mut() {
             if let Ok(text) = value.to_str()
                 && self.secrets.carries_placeholder(text)
             {
+                carried = true;
                 *value = http::HeaderValue::from_str(&self.secrets.substitute(text)).map_err(|_| {
                     HttpError::HttpRequestHeaderSize {
                         field_name: None,
@@ -239,7 +241,8 @@ impl HttpGate {
         // headers must not hand the plugin a value it only held by handle.
         let secrets = self.secrets.clone();
         let response = response.map(|body| body.map_err(HttpError::from).boxed_unsync());
-        if secrets.is_empty() {
+        // Only a request that carried a value can be answered with it.
+        if !carried || secrets.is_empty() {
             return Ok((response, io));
         }
         let mask = secrets.stream_mask();

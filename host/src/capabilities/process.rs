@@ -94,9 +94,20 @@ const ETC_ALLOWED: &[&str] = &[
     "python3.12",
     "python3.13",
     "perl",
+    "java-8-openjdk",
+    "java-11-openjdk",
     "java-17-openjdk",
     "java-21-openjdk",
+    "java-25-openjdk",
     "maven",
+    "fonts",
+    "profile",
+    "profile.d",
+    "ssh/ssh_config",
+    "ssh/ssh_known_hosts",
+    "ssl/cert.pem",
+    "pki/tls/openssl.cnf",
+    "texmf",
 ];
 
 /// Size of the sandbox's private `/tmp` (bytes, as bwrap takes it).
@@ -603,7 +614,8 @@ impl ProcessCtx {
             Sandbox::Bubblewrap(bwrap) => {
                 let view = self.read_only_view();
                 let shown = view.clone();
-                let masked = tokio::task::spawn_blocking(move || unreadable_in(&shown))
+                let workspace = self.workspace.clone();
+                let masked = tokio::task::spawn_blocking(move || unreadable_in(&shown, &workspace))
                     .await
                     .map_err(|e| HostError::Failed(format!("cannot prepare the sandbox: {e}")))?;
                 self.bubblewrap(bwrap, &p, &cmd.args, &view, &masked)
@@ -995,22 +1007,39 @@ enum Masked {
     Dir(PathBuf),
 }
 
-/// Everything under the roots of `view` that other users may not read,
-/// walked once per root per process (the system directories do not change
-/// under a running weir; a package installed since shows on the next run).
-fn unreadable_in(view: &[PathBuf]) -> Vec<Masked> {
+/// Everything under the roots of `view` that other users may not read.
+/// The system directories and `/etc` are walked once per process (they do
+/// not change under a running weir; a package installed since shows on
+/// the next run); the stage's own PATH and `allow.read` directories are
+/// walked for every program, never into `workspace`, and hidden whole
+/// where a directory above them keeps others out.
+fn unreadable_in(view: &[PathBuf], workspace: &Path) -> Vec<Masked> {
     type Walked = std::collections::HashMap<PathBuf, std::sync::Arc<Vec<Masked>>>;
     static WALKED: std::sync::OnceLock<std::sync::Mutex<Walked>> = std::sync::OnceLock::new();
     let walked = WALKED.get_or_init(Default::default);
     let mut out = Vec::new();
     for root in view {
+        let system = root.starts_with("/etc") || SYSTEM_DIRS.iter().any(|s| root.starts_with(s));
+        if !system {
+            use std::os::unix::fs::PermissionsExt;
+            let closed = root
+                .ancestors()
+                .skip(1)
+                .any(|a| std::fs::metadata(a).is_ok_and(|m| m.permissions().mode() & 0o001 == 0));
+            if closed {
+                out.push(Masked::Dir(root.clone()));
+            } else {
+                out.extend(walk_unreadable(root, Some(workspace)));
+            }
+            continue;
+        }
         let known = walked
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(root)
             .cloned();
         let found = known.unwrap_or_else(|| {
-            let found = std::sync::Arc::new(walk_unreadable(root));
+            let found = std::sync::Arc::new(walk_unreadable(root, None));
             walked
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -1025,7 +1054,7 @@ fn unreadable_in(view: &[PathBuf]) -> Vec<Masked> {
 /// What under `root` (itself included, symlinks not followed past the
 /// root) other users may not read: files without `o+r`, directories
 /// without `o+rx`. A directory hidden whole is not walked.
-fn walk_unreadable(root: &Path) -> Vec<Masked> {
+fn walk_unreadable(root: &Path, skip: Option<&Path>) -> Vec<Masked> {
     use std::os::unix::fs::PermissionsExt;
     let hidden = |meta: &std::fs::Metadata, path: &Path| {
         let mode = meta.permissions().mode();
@@ -1056,6 +1085,9 @@ fn walk_unreadable(root: &Path) -> Vec<Masked> {
             let path = entry.path();
             let Ok(meta) = entry.metadata() else { continue };
             if meta.file_type().is_symlink() {
+                continue;
+            }
+            if skip.is_some_and(|s| path.starts_with(s)) {
                 continue;
             }
             match hidden(&meta, &path) {

@@ -48,19 +48,10 @@ pub fn state_dir() -> PathBuf {
 /// control socket.
 pub fn state_outside(workspace: &Path) -> Result<(), String> {
     let state = state_dir();
-    // The state directory may not exist yet: compare what it will be.
-    let state = state
-        .canonicalize()
-        .or_else(|_| {
-            state
-                .parent()
-                .map(|p| {
-                    p.canonicalize()
-                        .map(|p| p.join(state.file_name().unwrap_or_default()))
-                })
-                .unwrap_or_else(|| Ok(state.clone()))
-        })
-        .unwrap_or(state);
+    // Made first, so what is compared is where it really is (a symlink on
+    // the way resolved); the run records there anyway.
+    let _ = std::fs::create_dir_all(&state);
+    let state = state.canonicalize().unwrap_or(state);
     let workspace = workspace
         .canonicalize()
         .unwrap_or_else(|_| workspace.to_path_buf());

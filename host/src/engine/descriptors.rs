@@ -14,7 +14,8 @@
 use std::sync::Mutex;
 
 /// Descriptors always left to weir itself (sockets, pipes, SQLite, the
-/// compile cache), beyond the Stores' leases: at least this many.
+/// compile cache), beyond the Stores' leases: an eighth of the limit, and
+/// at least this many (or a quarter, under a small limit).
 const MIN_RESERVE: usize = 1024;
 
 /// The least a Store gets, so that a plugin can always start (its stdio,
@@ -36,7 +37,7 @@ fn pool() -> &'static Mutex<Pool> {
     static POOL: std::sync::OnceLock<Mutex<Pool>> = std::sync::OnceLock::new();
     POOL.get_or_init(|| {
         let limit = raise_limit();
-        let reserve = MIN_RESERVE.max(limit / 8);
+        let reserve = MIN_RESERVE.min(limit / 4).max(limit / 8);
         Mutex::new(Pool {
             total: limit.saturating_sub(reserve),
             leased: 0,

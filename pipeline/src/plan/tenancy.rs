@@ -160,6 +160,29 @@ pub fn check(plan: &Plan, tenant: &Tenant) -> Vec<ConfigError> {
         {
             refuse(format!("`allow.read = [\"{}\"]`", r.display()));
         }
+        // The stage's PATH is shown to its programs read-only, as a grant
+        // to read those directories is: outside the system directories,
+        // each entry must be within what the tenant lets it read.
+        let path = stage
+            .env
+            .iter()
+            .find(|(k, _)| k == "PATH")
+            .map(|(_, v)| v.as_str());
+        for dir in path
+            .into_iter()
+            .flat_map(|p| p.split(':'))
+            .map(std::path::Path::new)
+        {
+            let system = ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64"]
+                .iter()
+                .any(|s| dir.starts_with(s));
+            if dir.is_absolute() && !system && !policy.read.iter().any(|p| dir.starts_with(p)) {
+                refuse(format!(
+                    "`{}` on its PATH (programs see each PATH directory, as with allow.read)",
+                    dir.display()
+                ));
+            }
+        }
     }
     let Some(policy) = &tenant.allow else {
         return errors;
