@@ -1,6 +1,11 @@
 //! How strongly a stage's programs are sandboxed: what a stage asks for
 //! (`sandbox = "..."`) and the least its tenant accepts.
 
+/// Host directories every sandbox shows read-only (when present):
+/// programs, their libraries and the dynamic loader. A stage's PATH
+/// entries inside them need no grant.
+pub const SYSTEM_DIRS: [&str; 6] = ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64"];
+
 /// Whether a stage's programs run inside bubblewrap. The order is the
 /// strength: `None < Auto < Required`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]

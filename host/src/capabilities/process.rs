@@ -42,9 +42,7 @@ use crate::plan::Grants;
 /// The `PATH` a program gets when the stage declares none.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// Host directories mounted read-only inside the sandbox (when present):
-/// programs, their libraries and the dynamic loader.
-const SYSTEM_DIRS: [&str; 6] = ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64"];
+use weir_pipeline::sandbox::SYSTEM_DIRS;
 
 /// What of `/etc` a sandbox shows, read-only, when present: users and
 /// groups (no passwords: those live in the shadow files, never shown),

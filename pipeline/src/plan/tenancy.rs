@@ -173,9 +173,7 @@ pub fn check(plan: &Plan, tenant: &Tenant) -> Vec<ConfigError> {
             .flat_map(|p| p.split(':'))
             .map(std::path::Path::new)
         {
-            let system = ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64"]
-                .iter()
-                .any(|s| dir.starts_with(s));
+            let system = crate::sandbox::SYSTEM_DIRS.iter().any(|s| dir.starts_with(s));
             if dir.is_absolute() && !system && !policy.read.iter().any(|p| dir.starts_with(p)) {
                 refuse(format!(
                     "`{}` on its PATH (programs see each PATH directory, as with allow.read)",
