@@ -190,7 +190,7 @@ fn a_failing_unit_test_fails_the_run_and_names_the_test() {
     let run = p.run_json(&[]);
     assert_eq!(run.code, 1, "{run:?}");
     let test = run.finished("test");
-    assert_eq!(test["failure"], "gate");
+    assert_eq!(test["failure"], "gate", "{test}");
     assert_eq!(
         test["error"],
         "test gate failed: 1 failed (at most 0 allowed); failing: unittests src/lib.rs::tests::broken"

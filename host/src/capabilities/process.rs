@@ -1009,8 +1009,11 @@ enum Masked {
 /// The system directories and `/etc` are walked once per process (they do
 /// not change under a running weir; a package installed since shows on
 /// the next run); the stage's own PATH and `allow.read` directories are
-/// walked for every program, never into `workspace`, and hidden whole
-/// where a directory above them keeps others out.
+/// walked for every program, never into `workspace`. Those were granted
+/// by name (the tenancy check keeps them within the tenant's
+/// `allow.read`), so a closed directory above them, such as a 0700 home
+/// holding a toolchain, does not hide them; what inside them others may
+/// not read (`~/.cargo/credentials.toml`) still is.
 fn unreadable_in(view: &[PathBuf], workspace: &Path) -> Vec<Masked> {
     type Walked = std::collections::HashMap<PathBuf, std::sync::Arc<Vec<Masked>>>;
     static WALKED: std::sync::OnceLock<std::sync::Mutex<Walked>> = std::sync::OnceLock::new();
@@ -1019,16 +1022,7 @@ fn unreadable_in(view: &[PathBuf], workspace: &Path) -> Vec<Masked> {
     for root in view {
         let system = root.starts_with("/etc") || SYSTEM_DIRS.iter().any(|s| root.starts_with(s));
         if !system {
-            use std::os::unix::fs::PermissionsExt;
-            let closed = root
-                .ancestors()
-                .skip(1)
-                .any(|a| std::fs::metadata(a).is_ok_and(|m| m.permissions().mode() & 0o001 == 0));
-            if closed {
-                out.push(Masked::Dir(root.clone()));
-            } else {
-                out.extend(walk_unreadable(root, Some(workspace)));
-            }
+            out.extend(walk_unreadable(root, Some(workspace)));
             continue;
         }
         let known = walked
@@ -1046,7 +1040,28 @@ fn unreadable_in(view: &[PathBuf], workspace: &Path) -> Vec<Masked> {
         });
         out.extend(found.iter().cloned());
     }
-    out
+    outermost(out)
+}
+
+/// `masked` without what lies inside a directory that is itself hidden
+/// (roots of the view may nest: `~/.cargo` and `~/.cargo/bin`), so that
+/// no mount is made inside a read-only tmpfs.
+fn outermost(mut masked: Vec<Masked>) -> Vec<Masked> {
+    let path = |m: &Masked| match m {
+        Masked::File(p) | Masked::Dir(p) => p.clone(),
+    };
+    masked.sort_by_key(|m| path(m).components().count());
+    let mut kept: Vec<Masked> = Vec::new();
+    for m in masked {
+        let p = path(&m);
+        let inside = kept
+            .iter()
+            .any(|k| path(k) == p || matches!(k, Masked::Dir(d) if p.starts_with(d)));
+        if !inside {
+            kept.push(m);
+        }
+    }
+    kept
 }
 
 /// What under `root` (itself included, symlinks not followed past the
@@ -1149,6 +1164,28 @@ pub fn find_program(name: &str, path: &str) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_mask_is_made_inside_a_hidden_directory() {
+        let d = |p: &str| Masked::Dir(PathBuf::from(p));
+        let f = |p: &str| Masked::File(PathBuf::from(p));
+        let kept = outermost(vec![
+            f("/home/a/.cargo/bin/secret"),
+            d("/home/a/.cargo/bin"),
+            f("/home/a/.cargo/credentials.toml"),
+            d("/home/a/.cargo/bin"),
+            f("/home/a/.cargo/credentials.toml"),
+            d("/home/a/.cargo-other"),
+        ]);
+        assert_eq!(
+            kept,
+            vec![
+                d("/home/a/.cargo-other"),
+                d("/home/a/.cargo/bin"),
+                f("/home/a/.cargo/credentials.toml"),
+            ]
+        );
+    }
 
     #[test]
     fn trampolines_cannot_run_what_is_not_granted() {
