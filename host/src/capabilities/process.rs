@@ -1005,6 +1005,14 @@ enum Masked {
     Dir(PathBuf),
 }
 
+impl Masked {
+    fn path(&self) -> &Path {
+        match self {
+            Masked::File(p) | Masked::Dir(p) => p,
+        }
+    }
+}
+
 /// Everything under the roots of `view` that other users may not read.
 /// The system directories and `/etc` are walked once per process (they do
 /// not change under a running weir; a package installed since shows on
@@ -1045,19 +1053,17 @@ fn unreadable_in(view: &[PathBuf], workspace: &Path) -> Vec<Masked> {
 
 /// `masked` without what lies inside a directory that is itself hidden
 /// (roots of the view may nest: `~/.cargo` and `~/.cargo/bin`), so that
-/// no mount is made inside a read-only tmpfs.
+/// no mount is made inside a read-only tmpfs. Sorted by path, what lies
+/// inside a directory comes right after it.
 fn outermost(mut masked: Vec<Masked>) -> Vec<Masked> {
-    let path = |m: &Masked| match m {
-        Masked::File(p) | Masked::Dir(p) => p.clone(),
-    };
-    masked.sort_by_key(|m| path(m).components().count());
-    let mut kept: Vec<Masked> = Vec::new();
+    masked.sort_by(|a, b| a.path().cmp(b.path()));
+    let mut kept: Vec<Masked> = Vec::with_capacity(masked.len());
     for m in masked {
-        let p = path(&m);
-        let inside = kept
-            .iter()
-            .any(|k| path(k) == p || matches!(k, Masked::Dir(d) if p.starts_with(d)));
-        if !inside {
+        let covered = kept.last().is_some_and(|k| match k {
+            Masked::Dir(d) => m.path().starts_with(d),
+            Masked::File(f) => m.path() == f,
+        });
+        if !covered {
             kept.push(m);
         }
     }
@@ -1180,9 +1186,9 @@ mod tests {
         assert_eq!(
             kept,
             vec![
-                d("/home/a/.cargo-other"),
                 d("/home/a/.cargo/bin"),
                 f("/home/a/.cargo/credentials.toml"),
+                d("/home/a/.cargo-other"),
             ]
         );
     }
