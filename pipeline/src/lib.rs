@@ -15,6 +15,7 @@
 #![deny(missing_docs)]
 
 pub mod config;
+pub mod env_policy;
 pub mod findings;
 pub mod globs;
 pub mod limits;

@@ -103,6 +103,8 @@ pub struct Grants {
     pub runtime: bool,
     /// Host paths its programs may read, absolute.
     pub read: Vec<PathBuf>,
+    /// Variables its plugin may set for programs (`allow.env`).
+    pub env: Vec<String>,
 }
 
 impl Grants {
@@ -126,6 +128,7 @@ impl Grants {
             metrics: a.metrics,
             runtime: a.runtime,
             read,
+            env: a.env,
         }
     }
 }
@@ -228,6 +231,9 @@ pub struct PlannedStage {
     /// Names in `env` whose values are an environment's secrets: the
     /// plugin sees a placeholder for each, its programs the value.
     pub secret_env: Vec<String>,
+    /// Where each variable of `env` is named (its key in `env` or
+    /// `inherit-env`; the pipeline's `[pipeline] env` included).
+    pub env_spans: Vec<(String, Range<usize>)>,
     /// What the pipeline grants it.
     pub grants: Grants,
     /// Where `allow` is written, for errors about grants.
@@ -863,8 +869,10 @@ fn plan_stage(
     };
 
     let mut env: Vec<(String, String)> = Vec::new();
+    let mut env_spans: Vec<(String, Range<usize>)> = Vec::new();
     for (k, v) in pipeline_env.iter().chain(spec.env.iter()) {
         let key = k.get_ref();
+        env_spans.push((key.clone(), k.span()));
         if !valid_env_name(key) {
             errors.push(
                 source
@@ -880,6 +888,7 @@ fn plan_stage(
     }
     for name in &spec.inherit_env {
         let key = name.get_ref();
+        env_spans.push((key.clone(), name.span()));
         if !valid_env_name(key) {
             errors.push(source.error(
                 name.span(),
@@ -1003,6 +1012,7 @@ fn plan_stage(
         when,
         env,
         secret_env: Vec::new(),
+        env_spans,
         grants,
         allow_span: spec.allow.as_ref().map(|a| a.span()),
         timeout_span: spec.timeout.as_ref().map(|t| t.span()),

@@ -315,6 +315,9 @@ pub struct AllowSpec {
     /// sandbox): absolute, `~/...`, or relative to the pipeline file.
     #[serde(default)]
     pub read: Vec<String>,
+    /// Variables the stage's plugin may set for its programs.
+    #[serde(default)]
+    pub env: Vec<String>,
 }
 
 /// `[plugins.NAME]`.

@@ -94,6 +94,11 @@ pub struct AllowPolicy {
     /// Host directories (`allow.read` must be inside one of them).
     #[serde(default)]
     pub read: Vec<PathBuf>,
+    /// Variables that can make a program run a command
+    /// ([`crate::env_policy::dangerous`]) its stages may set or list in
+    /// `allow.env`.
+    #[serde(default)]
+    pub env: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -126,6 +126,16 @@ pub fn check(plan: &Plan, tenant: &Tenant) -> Vec<ConfigError> {
             )
         };
         let g = &stage.grants;
+        for v in g
+            .env
+            .iter()
+            .filter(|v| crate::env_policy::dangerous(v).is_some() && !policy.env.contains(v))
+        {
+            refuse(format!(
+                "`allow.env = [\"{v}\"]` (it can make a program run a command: {})",
+                crate::env_policy::dangerous(v).unwrap_or_default()
+            ));
+        }
         for p in g.exec.iter().filter(|p| !policy.exec.contains(p)) {
             if p == crate::plan::RUN_SHELL
                 && !stage.with.get("command").is_none_or(serde_json::Value::is_null)
@@ -185,6 +195,31 @@ pub fn check(plan: &Plan, tenant: &Tenant) -> Vec<ConfigError> {
     let Some(policy) = &tenant.allow else {
         return errors;
     };
+    for stage in &plan.stages {
+        for (key, span) in &stage.env_spans {
+            let Some(why) = crate::env_policy::dangerous(key) else {
+                continue;
+            };
+            if policy.env.contains(key) {
+                continue;
+            }
+            errors.push(
+                plan.source
+                    .error(
+                        span.clone(),
+                        format!(
+                            "stage `{}` sets `{key}` for its programs, which {who} does not allow: {why}",
+                            stage.name
+                        ),
+                    )
+                    .label("this variable")
+                    .help(format!(
+                        "remove it, or ask the operator to add \"{key}\" to [tenants.{}] allow.env",
+                        tenant.name
+                    )),
+            );
+        }
+    }
     for env in plan.environments.values() {
         for s in env.secrets.iter().filter(|s| !policy.secrets.contains(s)) {
             errors.push(
@@ -231,6 +266,7 @@ fn summary(p: &AllowPolicy) -> String {
     list("secrets", p.secrets.clone());
     list("metrics", p.metrics.clone());
     list("read", p.read.iter().map(|r| r.display().to_string()).collect());
+    list("env", p.env.clone());
     if p.runtime {
         parts.push("runtime".into());
     }
