@@ -15,11 +15,11 @@
 //! program, that host). [`tape`] records what `process`, `metrics` and
 //! `secrets` answered, for `weir replay`.
 
+pub mod cgroup;
 pub mod http;
 pub mod linking;
 pub mod log;
 pub mod metrics;
-pub mod pids;
 pub mod process;
 pub mod runtime;
 pub mod secrets;

@@ -356,6 +356,8 @@ pub(crate) fn prepare_store(
             limits: ProcessLimits {
                 output_bytes: info.limits.output_bytes,
                 data_bytes: info.limits.program_memory,
+                memory_bytes: info.limits.program_memory,
+                disk_bytes: info.limits.disk_bytes,
                 pids: info.limits.processes,
                 ..ProcessLimits::default()
             },

@@ -4,6 +4,7 @@
 
 mod analyzers;
 mod authoring;
+mod boundary;
 mod cache;
 mod cli;
 mod deploy;

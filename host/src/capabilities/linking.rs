@@ -310,6 +310,7 @@ mod tests {
             metrics: vec!["builtin".into()],
             runtime: true,
             read: vec![],
+            env: vec![],
         }
     }
 

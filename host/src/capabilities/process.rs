@@ -30,8 +30,8 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
 
+use super::cgroup::ProgramGroup;
 use super::log::{LogBudget, MAX_LINE_BYTES, emit_line, emit_notice};
-use super::pids::ProgramGroup;
 use super::tape::{self, Tape};
 use crate::bindings::host::weir::plugin::process::{Command, Exit, Host};
 use crate::bindings::host::weir::plugin::types::HostError;
@@ -108,8 +108,11 @@ const ETC_ALLOWED: &[&str] = &[
     "texmf",
 ];
 
-/// Size of the sandbox's private `/tmp` (bytes, as bwrap takes it).
-const TMPFS_BYTES: &str = "268435456";
+/// Largest private `/tmp` a sandbox gets; a tenant's `limits.disk`
+/// makes it smaller.
+pub const TMP_BYTES: u64 = 256 << 20;
+/// Largest private `/dev/shm`; the same limit makes it smaller.
+pub const SHM_BYTES: u64 = 64 << 20;
 
 /// Notices (limit hits, kills) one stage may emit; past that they are
 /// dropped, so a plugin cannot flood the event stream through them.
@@ -141,6 +144,23 @@ pub struct ProcessLimits {
     /// tenant's `limits.processes` (required), or `None` for
     /// [`DEFAULT_PROCESSES`] where the host has a pids cgroup.
     pub pids: Option<u64>,
+    /// Bytes of memory the program and all it starts may use at once, in
+    /// their memory cgroup (shared memory and the sandbox's in-memory
+    /// `/tmp` and `/dev/shm` included): the tenant's
+    /// `limits.program-memory`, if set.
+    pub memory_bytes: Option<u64>,
+    /// The tenant's `limits.disk`, which bounds the sandbox's in-memory
+    /// filesystems too.
+    pub disk_bytes: Option<u64>,
+}
+
+impl ProcessLimits {
+    /// The sizes of the sandbox's `/tmp` and `/dev/shm`: their defaults,
+    /// each at most the tenant's disk limit.
+    pub fn tmpfs_sizes(&self) -> (u64, u64) {
+        let cap = |n: u64| self.disk_bytes.map_or(n, |d| d.min(n)).max(4096);
+        (cap(TMP_BYTES), cap(SHM_BYTES))
+    }
 }
 
 impl Default for ProcessLimits {
@@ -153,6 +173,8 @@ impl Default for ProcessLimits {
             file_bytes: 8 << 30,
             data_bytes: None,
             pids: None,
+            memory_bytes: None,
+            disk_bytes: None,
         }
     }
 }
@@ -398,35 +420,6 @@ pub const SAFE_GIT_CONFIG: &[&str] = &[
 /// by commit.
 const SAFE_UPLOAD_PACK: &str = "--upload-pack=git -c uploadpack.allowAnySHA1InWant=true upload-pack";
 
-/// Variables a plugin may not set for a program: each makes git (or ssh)
-/// run a command of the plugin's choosing, or read configuration that can.
-pub fn command_variable(key: &str, value: &str) -> bool {
-    matches!(
-        key,
-        "GIT_SSH"
-            | "GIT_SSH_COMMAND"
-            | "GIT_EXEC_PATH"
-            | "GIT_PROXY_COMMAND"
-            | "GIT_EXTERNAL_DIFF"
-            | "GIT_PAGER"
-            | "PAGER"
-            | "GIT_EDITOR"
-            | "EDITOR"
-            | "VISUAL"
-            | "GIT_SEQUENCE_EDITOR"
-            | "GIT_ASKPASS"
-            | "SSH_ASKPASS"
-            | "GIT_CONFIG"
-            | "GIT_CONFIG_COUNT"
-            | "GIT_CONFIG_PARAMETERS"
-            | "GIT_TEMPLATE_DIR"
-            | "BASH_ENV"
-            | "ENV"
-    ) || key.starts_with("GIT_CONFIG_KEY_")
-        || key.starts_with("GIT_CONFIG_VALUE_")
-        || (matches!(key, "GIT_CONFIG_GLOBAL" | "GIT_CONFIG_SYSTEM") && value != "/dev/null")
-}
-
 /// A call's arguments, as the replay tape keeps them.
 fn command_json(cmd: &Command) -> serde_json::Value {
     serde_json::json!({
@@ -522,18 +515,7 @@ impl ProcessCtx {
                     "`{k}` is not a valid environment variable"
                 )));
             }
-            if command_variable(k, v) {
-                return Err(HostError::Denied(format!(
-                    "plugin `{}` may not set `{k}` for programs: it makes a program run a command of the plugin's choosing; set it in the stage's `env` in pipeline.toml if the pipeline means it",
-                    self.plugin
-                )));
-            }
-            if k == "PATH" || k.starts_with("LD_") {
-                return Err(HostError::Denied(format!(
-                    "plugin `{}` may not set `{k}` for programs: where programs are found and what they load is set by the stage's `env` in pipeline.toml",
-                    self.plugin
-                )));
-            }
+            self.check_variable(k, v)?;
             // A secret's placeholder becomes its value here, host-side.
             env.insert(k.clone(), self.secrets.substitute(v));
         }
@@ -564,6 +546,36 @@ impl ProcessCtx {
             env,
             timeout: asked.min(left),
         })
+    }
+
+    /// Whether the plugin may set `key = value` for a program: `PATH` and
+    /// `LD_*` never (they are the pipeline's), the inert settings always,
+    /// anything else only when the stage lists it in `allow.env`. A
+    /// dangerous name listed there was accepted by the tenancy check.
+    fn check_variable(&self, key: &str, value: &str) -> Result<(), HostError> {
+        use weir_pipeline::env_policy;
+        if env_policy::pipeline_only(key) {
+            return Err(HostError::Denied(format!(
+                "plugin `{}` may not set `{key}` for programs: where programs are found and what they load is set by the stage's `env` in pipeline.toml",
+                self.plugin
+            )));
+        }
+        if env_policy::inert(key, value) || self.grants.env.iter().any(|g| g == key) {
+            return Ok(());
+        }
+        let why = env_policy::dangerous(key)
+            .map(|why| {
+                format!(
+                    " It is one the tenant must also allow by name ([tenants.{}] allow.env): {why}.",
+                    self.tenant
+                )
+            })
+            .unwrap_or_default();
+        Err(HostError::Denied(format!(
+            "plugin `{}` may not set `{key}` for programs: {} does not list it; add allow = {{ env = [\"{key}\"] }} to the stage if the pipeline means it.{why}",
+            self.plugin,
+            self.who()
+        )))
     }
 
     /// `rel` inside the workspace, canonical; refuses `..`, absolute paths
@@ -643,7 +655,7 @@ impl ProcessCtx {
         unsafe {
             command.pre_exec(move || {
                 if let Some(procs) = &procs {
-                    super::pids::join(procs)?;
+                    super::cgroup::join(procs)?;
                 }
                 apply_rlimits(&limits)
             });
@@ -776,12 +788,19 @@ impl ProcessCtx {
     /// as root (RLIMIT_NPROC then holds nothing) and no cgroup.
     fn program_group(&self, name: &str) -> Result<Option<ProgramGroup>, HostError> {
         let max = self.limits.pids.unwrap_or(DEFAULT_PROCESSES);
-        match ProgramGroup::create(max) {
-            Ok(group) => Ok(Some(group)),
-            Err(why) if self.limits.pids.is_some() => Err(HostError::Failed(format!(
-                "`{name}` was not started: tenant `{}` limits programs to {max} processes (limit `processes`), which cannot be enforced here: {why}",
-                self.tenant
-            ))),
+        let mut group = match ProgramGroup::create(max) {
+            Ok(group) => Some(group),
+            Err(why) if self.limits.pids.is_some() || self.limits.memory_bytes.is_some() => {
+                let limit = match self.limits.pids {
+                    Some(_) => format!("{max} processes (limit `processes`)"),
+                    None => "their memory (limit `program-memory`), for which each needs a cgroup of its own"
+                        .into(),
+                };
+                return Err(HostError::Failed(format!(
+                    "`{name}` was not started: tenant `{}` limits programs to {limit}, which cannot be enforced here: {why}",
+                    self.tenant
+                )));
+            }
             Err(why) => {
                 if rustix::process::geteuid().is_root()
                     && !self
@@ -792,13 +811,30 @@ impl ProcessCtx {
                         "`{name}` runs without a process limit: weir runs as root, where RLIMIT_NPROC holds nothing, and {why}"
                     ));
                 }
-                Ok(None)
+                None
             }
+        };
+        if let (Some(bytes), Some(g)) = (self.limits.memory_bytes, group.as_mut()) {
+            g.limit_memory(bytes).map_err(|super::cgroup::NoMemoryCgroup(why)| {
+                HostError::Failed(format!(
+                    "`{name}` was not started: tenant `{}` limits programs to {} of memory (limit `program-memory`), which cannot be enforced here: {why}",
+                    self.tenant,
+                    crate::engine::limits::human_bytes(bytes as usize)
+                ))
+            })?;
         }
+        Ok(group)
     }
 
     /// A notice when the program's cgroup refused forks.
     fn report_refused_forks(&self, name: &str, group: Option<&ProgramGroup>) {
+        let killed = group.map_or(0, ProgramGroup::oom_kills);
+        if let (true, Some(bytes)) = (killed > 0, self.limits.memory_bytes) {
+            self.notice(format!(
+                "`{name}` used more than {} of memory with what it started (shared memory and in-memory files included): {killed} process(es) killed (limit `program-memory`)",
+                crate::engine::limits::human_bytes(bytes as usize)
+            ));
+        }
         let refused = group.map_or(0, ProgramGroup::refused);
         if refused > 0 {
             self.notice(format!(
@@ -830,10 +866,15 @@ impl ProcessCtx {
         masked: &[Masked],
     ) -> tokio::process::Command {
         let mut c = tokio::process::Command::new(bwrap);
-        // Fresh /proc, /dev and a bounded /tmp first: later mounts (the
-        // workspace may well live under /tmp) go on top of them, not under.
+        // Fresh /proc, /dev and a bounded /tmp and /dev/shm first: later
+        // mounts (the workspace may well live under /tmp) go on top of
+        // them, not under. Every other in-memory filesystem bubblewrap
+        // makes (the root, /dev) is made read-only last, so nothing the
+        // program writes in memory escapes these sizes.
+        let (tmp, shm) = self.limits.tmpfs_sizes();
         c.args(["--proc", "/proc", "--dev", "/dev"]);
-        c.args(["--size", TMPFS_BYTES, "--tmpfs", "/tmp"]);
+        c.arg("--size").arg(tmp.to_string()).args(["--tmpfs", "/tmp"]);
+        c.arg("--size").arg(shm.to_string()).args(["--tmpfs", "/dev/shm"]);
         // The directories that hold the binds are the sandbox's own: made
         // readable (bubblewrap would make them 0700), and empty but for
         // what is bound into them.
@@ -870,6 +911,7 @@ impl ProcessCtx {
         }
         let ws = self.workspace.display().to_string();
         c.args(["--bind", &ws, &ws])
+            .args(["--remount-ro", "/dev", "--remount-ro", "/"])
             .args(["--unshare-all", "--new-session", "--die-with-parent"])
             // An unprivileged user with no capabilities, even when weir runs
             // as root.
@@ -1217,11 +1259,6 @@ mod tests {
                 &granted
             ),
             None
-        );
-        assert!(command_variable("GIT_SSH_COMMAND", "sh") && command_variable("GIT_CONFIG_KEY_0", "x"));
-        assert!(
-            command_variable("GIT_CONFIG_GLOBAL", "./evil")
-                && !command_variable("GIT_CONFIG_GLOBAL", "/dev/null")
         );
         assert!(smuggled("git", &g(&["-ccore.pager=sh", "log"]), &granted).is_some());
         assert!(smuggled("git", &g(&["ls-remote", "--upload-pack=sh", "x"]), &granted).is_some());

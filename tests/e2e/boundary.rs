@@ -1,0 +1,163 @@
+//! The boundary of programs and deployed services, each tried as the
+//! hostile probe of the program-boundary issue did (docs/security.md,
+//! "How the suite checks each promise"): weir runs as root with
+//! bubblewrap installed.
+
+use crate::support::{Project, Run};
+
+fn with_tenants(tenants: &str, pipeline: &str) -> Project {
+    let p = Project::new();
+    p.write("tenants.toml", tenants);
+    p.pipeline(pipeline);
+    p
+}
+
+fn as_tenant(p: &Project, tenant: &str) -> Run {
+    p.run_json(&["--tenants", "tenants.toml", "--tenant", tenant])
+}
+
+/// A line of the log that starts with `key=`, without it.
+fn logged(run: &Run, key: &str) -> String {
+    let prefix = format!("{key}=");
+    run.log_messages()
+        .iter()
+        .find_map(|l| l.strip_prefix(&prefix).map(str::to_string))
+        .unwrap_or_else(|| panic!("no `{key}=` line in {run:?}"))
+}
+
+/// Every in-memory filesystem of the sandbox is bounded: `/tmp` and
+/// `/dev/shm` by their size (at most the tenant's disk limit), the root
+/// and `/dev` are read-only. 200 MiB written to each under a 100 MiB disk
+/// limit leaves at most 100 MiB in any of them.
+#[test]
+fn in_memory_filesystems_are_bounded_by_the_disk_limit() {
+    let script = [
+        "for d in /tmp /dev/shm / /dev; do head -c 209715200 /dev/zero > $d/fill 2>/dev/null; echo \"$d=$(cat $d/fill 2>/dev/null | wc -c)\"; done",
+    ]
+    .join("; ");
+    let p = with_tenants(
+        "[tenants.small]\nallow = { exec = [\"sh\"] }\nlimits = { disk = \"100MiB\" }\n",
+        &format!("[pipeline]\nname = \"fill\"\n\n[stages.s]\nrun = {script:?}\n"),
+    );
+    let run = as_tenant(&p, "small");
+    assert_eq!(run.code, 0, "{run:?}");
+    for dir in ["/tmp", "/dev/shm"] {
+        let bytes: u64 = logged(&run, dir).trim().parse().expect("a byte count");
+        assert!(bytes <= 100 << 20, "{dir} held {bytes} bytes: {run:?}");
+        assert!(bytes > 0, "{dir} is writable: {run:?}");
+    }
+    assert_eq!(logged(&run, "/").trim(), "0", "the root is read-only: {run:?}");
+    assert_eq!(logged(&run, "/dev").trim(), "0", "/dev is read-only: {run:?}");
+}
+
+/// Shared anonymous memory counts against `program-memory`: Python's
+/// three 256 MiB shared mappings under a 64 MiB limit are killed by the
+/// program's memory cgroup, and the limit is named.
+#[test]
+fn shared_memory_counts_against_the_program_memory_limit() {
+    let script = "import mmap\nmaps = []\nfor _ in range(3):\n    m = mmap.mmap(-1, 256 << 20)\n    for i in range(0, 256 << 20, 4096):\n        m[i] = 1\n    maps.append(m)\nprint('wrote=768MiB')\n";
+    let p = with_tenants(
+        "[tenants.small]\nallow = { exec = [\"python3\"] }\nlimits = { program-memory = \"64MiB\" }\n",
+        &exec_stage(
+            "python3",
+            &format!("[\"-c\", {script:?}]"),
+            "[]",
+            "{ exec = [\"python3\"] }",
+        ),
+    );
+    let run = as_tenant(&p, "small");
+    let s = run.finished("s");
+    assert_eq!(s["status"], "succeeded", "the plugin reports the exit: {run:?}");
+    // Killed by SIGKILL (bubblewrap reports its child's as 128 + 9).
+    assert!(
+        s["outputs"]["signal"] == "9" || s["outputs"]["code"] == "137",
+        "{s}"
+    );
+    assert!(
+        !s["outputs"]["stdout"].as_str().unwrap_or("").contains("wrote"),
+        "{s}"
+    );
+    assert!(
+        run.log_messages()
+            .iter()
+            .any(|l| l.starts_with("`python3` used more than 64 MiB of memory")
+                && l.ends_with("(limit `program-memory`)")),
+        "{run:?}"
+    );
+}
+
+fn exec_stage(program: &str, args: &str, env: &str, allow: &str) -> String {
+    format!(
+        "[pipeline]\nname = \"vars\"\n{}\n[stages.s]\nuses = \"exec\"\nallow = {allow}\nwith = {{ program = \"{program}\", args = {args}, env = {env} }}\n",
+        crate::support::plugin("exec", crate::guest_paths::EXEC)
+    )
+}
+
+/// With only git granted, a plugin cannot make git run `sh` through
+/// `GIT_ALLOW_PROTOCOL=ext`: it may set only what the stage's
+/// `allow.env` lists, a dangerous name there needs the tenant's leave by
+/// name, and so does one in the stage's own `env`.
+#[test]
+fn a_granted_program_cannot_be_made_to_run_another() {
+    let attack = "[\"ls-remote\", \"ext::sh -c touch% ../pwned\"]";
+    let ext = "[[\"GIT_ALLOW_PROTOCOL\", \"ext\"]]";
+    let p = Project::new();
+    p.pipeline(&exec_stage("git", attack, ext, "{ exec = [\"git\"] }"));
+    let run = p.run_json(&[]);
+    let s = run.finished("s");
+    assert_eq!(s["status"], "failed", "{run:?}");
+    assert!(
+        s["error"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("denied: plugin `exec` may not set `GIT_ALLOW_PROTOCOL` for programs: stage `s` (tenant `default`) does not list it; add allow = { env = [\"GIT_ALLOW_PROTOCOL\"] }"),
+        "{s}"
+    );
+    assert!(!p.path().join("pwned").exists() && !run.workspace().join("../pwned").exists());
+
+    // Listed by the stage, it is still refused under a tenant that does
+    // not allow it by name, before anything runs.
+    let listed = exec_stage(
+        "git",
+        attack,
+        ext,
+        "{ exec = [\"git\"], env = [\"GIT_ALLOW_PROTOCOL\"] }",
+    );
+    let p = with_tenants("[tenants.acme]\nallow = { exec = [\"git\"] }\n", &listed);
+    let run = as_tenant(&p, "acme");
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        run.stderr.contains("stage `s` is granted `allow.env = [\"GIT_ALLOW_PROTOCOL\"]` (it can make a program run a command: git reads commands"),
+        "{run:?}"
+    );
+    assert!(run.stdout.is_empty(), "nothing ran: {run:?}");
+
+    // Set by the stage itself, too, located in pipeline.toml.
+    p.pipeline(&format!(
+        "{}env = {{ RUSTC_WRAPPER = \"sh\" }}\n",
+        exec_stage("git", "[\"--version\"]", "[]", "{ exec = [\"git\"] }")
+    ));
+    let run = as_tenant(&p, "acme");
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        run.stderr.contains("stage `s` sets `RUSTC_WRAPPER` for its programs, which tenant `acme` (tenants.toml) does not allow: cargo runs the compiler"),
+        "{run:?}"
+    );
+    assert!(run.stderr.contains("pipeline.toml:10:9"), "{run:?}");
+
+    // An ordinary variable the stage lists reaches the program; the
+    // tenant need not name it.
+    p.pipeline(&exec_stage(
+        "printenv",
+        "[\"GREETING\"]",
+        "[[\"GREETING\", \"hello\"]]",
+        "{ exec = [\"printenv\"], env = [\"GREETING\"] }",
+    ));
+    p.write(
+        "tenants.toml",
+        "[tenants.acme]\nallow = { exec = [\"printenv\"] }\n",
+    );
+    let run = as_tenant(&p, "acme");
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(run.finished("s")["outputs"]["stdout"], "hello\n");
+}
