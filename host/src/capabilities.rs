@@ -16,6 +16,7 @@
 //! `secrets` answered, for `weir replay`.
 
 pub mod cgroup;
+pub mod egress;
 pub mod http;
 pub mod linking;
 pub mod log;

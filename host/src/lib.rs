@@ -25,6 +25,7 @@ pub mod cli;
 pub mod engine;
 pub mod events;
 pub mod execute;
+pub mod netns;
 pub mod notify;
 pub mod plugins;
 pub mod report;

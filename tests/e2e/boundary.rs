@@ -161,3 +161,74 @@ fn a_granted_program_cannot_be_made_to_run_another() {
     assert_eq!(run.code, 0, "{run:?}");
     assert_eq!(run.finished("s")["outputs"]["stdout"], "hello\n");
 }
+
+/// A tiny HTTP server on the host's loopback, as a target's metrics
+/// endpoint would be: answers every request `200 reached`.
+fn loopback_server() -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    std::thread::spawn(move || {
+        for mut conn in listener.incoming().flatten() {
+            let mut buf = [0u8; 4096];
+            let _ = conn.read(&mut buf);
+            let _ =
+                conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\nConnection: close\r\n\r\nreached");
+        }
+    });
+    port
+}
+
+/// A program in a stage granted only `example.com` has a network of its
+/// own: it cannot connect to the host's loopback, does not see the host's
+/// listeners in `/proc/net/tcp`, and weir's proxy (its only way out)
+/// refuses loopback and the metadata address. Granted by address, the
+/// same loopback server is reached through the proxy, and still not
+/// directly.
+#[test]
+fn a_network_grant_opens_only_the_granted_hosts_to_programs() {
+    let port = loopback_server();
+    let script = format!(
+        "import socket, urllib.request, urllib.error\n\
+         def get(url):\n    try:\n        return str(urllib.request.urlopen(url, timeout=10).status)\n    except urllib.error.HTTPError as e:\n        return str(e.code) + ':' + e.read().decode()[:200].strip()\n    except Exception as e:\n        return type(e).__name__\n\
+         try:\n    socket.create_connection(('127.0.0.1', {port}), timeout=3)\n    print('direct=open')\nexcept OSError as e:\n    print('direct=closed')\n\
+         print('seen=' + str(':%04X ' % {port} in open('/proc/net/tcp').read()))\n\
+         print('loopback=' + get('http://127.0.0.1:{port}/metrics'))\n\
+         print('metadata=' + get('http://169.254.169.254/latest/meta-data/'))\n"
+    );
+    let stage = |network: &str| {
+        exec_stage(
+            "python3",
+            &format!("[\"-c\", {script:?}]"),
+            "[]",
+            &format!("{{ exec = [\"python3\"], network = [{network:?}] }}"),
+        )
+    };
+    let p = Project::new();
+    p.pipeline(&stage("example.com"));
+    let run = p.run_json(&[]);
+    assert_eq!(run.finished("s")["status"], "succeeded", "{run:?}");
+    assert_eq!(logged(&run, "direct"), "closed", "{run:?}");
+    assert_eq!(logged(&run, "seen"), "False", "{run:?}");
+    let loopback = logged(&run, "loopback");
+    assert!(
+        loopback.starts_with(&format!(
+            "403:weir: network: connection to `127.0.0.1:{port}` refused: stage `s` (tenant `default`) is not granted it"
+        )),
+        "{loopback}"
+    );
+    assert!(logged(&run, "metadata").starts_with("403:"), "{run:?}");
+    assert!(
+        run.log_messages().iter().any(
+            |l| l.contains(&format!("connection to `127.0.0.1:{port}` refused"))
+                && l.ends_with("(asked by `python3` through the proxy)")
+        ),
+        "the refusal is logged: {run:?}"
+    );
+
+    p.pipeline(&stage(&format!("127.0.0.1:{port}")));
+    let run = p.run_json(&[]);
+    assert_eq!(logged(&run, "direct"), "closed", "{run:?}");
+    assert_eq!(logged(&run, "loopback"), "200", "{run:?}");
+    assert!(logged(&run, "metadata").starts_with("403:"), "{run:?}");
+}

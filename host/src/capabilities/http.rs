@@ -142,32 +142,17 @@ impl HttpGate {
             .to_string();
         let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
         let entry = self.grant_for(&host, port).map_err(|r| self.refuse(&r))?;
-        let addresses: Vec<SocketAddr> = match host.parse::<IpAddr>() {
-            Ok(ip) => vec![SocketAddr::new(ip, port)],
-            Err(_) => tokio::time::timeout(DNS_TIMEOUT, tokio::net::lookup_host((host.as_str(), port)))
-                .await
-                .map_err(|_| HttpError::DnsTimeout)?
-                .map_err(|e| HttpError::DnsError {
-                    rcode: Some(e.to_string()),
+        let addresses = checked_addresses(&entry, &host, port, &self.who())
+            .await
+            .map_err(|e| match e {
+                Lookup::Refused(r) => self.refuse(&r),
+                Lookup::Timeout => HttpError::DnsTimeout,
+                Lookup::Failed(e) => HttpError::DnsError {
+                    rcode: Some(e),
                     info_code: None,
-                })?
-                .collect(),
-        };
-        if addresses.is_empty() {
-            return Err(HttpError::DestinationNotFound);
-        }
-        for a in &addresses {
-            if let Some(kind) = special(a.ip())
-                && !names(&entry, a.ip())
-            {
-                return Err(self.refuse(&Refusal::Prohibited(format!(
-                    "network: request to `{host}` refused: it resolves to {}, a {kind} address, which {} may reach only when its grant names that address (allow.network = [\"{}\"])",
-                    a.ip(),
-                    self.who(),
-                    a.ip()
-                ))));
-            }
-        }
+                },
+                Lookup::NotFound => HttpError::DestinationNotFound,
+            })?;
         let address = addresses[0];
 
         // Placeholders become values only now, for a granted host.
@@ -319,6 +304,54 @@ impl hyper::body::Body for MaskedBody {
             }
         }
     }
+}
+
+/// Why a granted host cannot be reached.
+#[derive(Debug)]
+pub enum Lookup {
+    /// It resolves to an address its grant does not name.
+    Refused(Refusal),
+    /// The name lookup took longer than [`DNS_TIMEOUT`].
+    Timeout,
+    /// The name lookup failed.
+    Failed(String),
+    /// The name has no address.
+    NotFound,
+}
+
+/// Step 3, for plugins' requests and programs' proxy alike: the addresses
+/// `host:port` resolves to, each checked against grant `entry` (`who`
+/// names the stage in the refusal). The caller connects to one of these,
+/// never to a second lookup.
+pub async fn checked_addresses(
+    entry: &str,
+    host: &str,
+    port: u16,
+    who: &str,
+) -> Result<Vec<SocketAddr>, Lookup> {
+    let addresses: Vec<SocketAddr> = match host.parse::<IpAddr>() {
+        Ok(ip) => vec![SocketAddr::new(ip, port)],
+        Err(_) => tokio::time::timeout(DNS_TIMEOUT, tokio::net::lookup_host((host, port)))
+            .await
+            .map_err(|_| Lookup::Timeout)?
+            .map_err(|e| Lookup::Failed(e.to_string()))?
+            .collect(),
+    };
+    if addresses.is_empty() {
+        return Err(Lookup::NotFound);
+    }
+    for a in &addresses {
+        if let Some(kind) = special(a.ip())
+            && !names(entry, a.ip())
+        {
+            return Err(Lookup::Refused(Refusal::Prohibited(format!(
+                "network: connection to `{host}` refused: it resolves to {}, a {kind} address, which {who} may reach only when its grant names that address (allow.network = [\"{}\"])",
+                a.ip(),
+                a.ip()
+            ))));
+        }
+    }
+    Ok(addresses)
 }
 
 /// What kind of address a plugin may not reach by name, if `ip` is one.

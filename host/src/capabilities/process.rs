@@ -307,6 +307,62 @@ impl Host for ProcessCtx {
     }
 }
 
+/// The two pipes between weir and a bubblewrap whose namespace gets the
+/// egress proxy: bubblewrap writes its child's pid to `info`, and waits
+/// to read a byte from `block`. Both are close-on-exec here; the child's
+/// ends are made inheritable only in the forked bubblewrap.
+struct NamespacePipes {
+    /// Read: bubblewrap's JSON with `child-pid`.
+    info: std::os::fd::OwnedFd,
+    /// bubblewrap's end of `info`.
+    info_child: std::os::fd::OwnedFd,
+    /// Write: one byte lets bubblewrap go on.
+    block: std::os::fd::OwnedFd,
+    /// bubblewrap's end of `block`.
+    block_child: std::os::fd::OwnedFd,
+}
+
+impl NamespacePipes {
+    fn new() -> std::io::Result<Self> {
+        let (info, info_child) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+        let (block_child, block) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+        Ok(Self {
+            info,
+            info_child,
+            block,
+            block_child,
+        })
+    }
+
+    fn child_ends(&self) -> [std::os::fd::RawFd; 2] {
+        use std::os::fd::AsRawFd;
+        [self.info_child.as_raw_fd(), self.block_child.as_raw_fd()]
+    }
+}
+
+/// The pid of the sandbox's first process, from bubblewrap's `--info-fd`
+/// JSON (`{"child-pid": N, …}`), read until it is complete.
+fn sandbox_pid(mut info: std::fs::File) -> std::io::Result<u32> {
+    use std::io::Read;
+    let mut text = Vec::new();
+    let mut chunk = [0u8; 512];
+    loop {
+        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&text)
+            && let Some(pid) = v.get("child-pid").and_then(serde_json::Value::as_u64)
+        {
+            return Ok(pid as u32);
+        }
+        let n = info.read(&mut chunk)?;
+        if n == 0 || text.len() > 64 << 10 {
+            return Err(std::io::Error::other(format!(
+                "bubblewrap did not say where its sandbox is (it said `{}`)",
+                String::from_utf8_lossy(&text).trim()
+            )));
+        }
+        text.extend_from_slice(&chunk[..n]);
+    }
+}
+
 /// Why running `program` with `args` would run something the stage was
 /// not granted, if it would: `env PROG` runs PROG (so PROG must be granted
 /// too; `env -S` is refused outright), and git's global options that name
@@ -620,6 +676,16 @@ impl ProcessCtx {
             ));
         }
         let group = self.program_group(&name)?;
+        // A program granted network reaches it only through weir's proxy,
+        // from a namespace of its own: bubblewrap tells where that is
+        // (`--info-fd`) and waits (`--block-fd`) until the proxy listens.
+        let egress = match (&self.sandbox, self.grants.network.is_empty()) {
+            (Sandbox::Bubblewrap(_), false) => Some(
+                NamespacePipes::new()
+                    .map_err(|e| HostError::Failed(format!("cannot prepare `{name}`'s network: {e}")))?,
+            ),
+            _ => None,
+        };
         let mut command = match &self.sandbox {
             Sandbox::Bubblewrap(bwrap) => {
                 let view = self.read_only_view();
@@ -628,7 +694,7 @@ impl ProcessCtx {
                 let masked = tokio::task::spawn_blocking(move || unreadable_in(&shown, &workspace))
                     .await
                     .map_err(|e| HostError::Failed(format!("cannot prepare the sandbox: {e}")))?;
-                self.bubblewrap(bwrap, &p, &cmd.args, &view, &masked)
+                self.bubblewrap(bwrap, &p, &cmd.args, &view, &masked, egress.as_ref())
             }
             Sandbox::Unavailable | Sandbox::OptedOut => {
                 let mut c = tokio::process::Command::new(&p.program);
@@ -647,15 +713,27 @@ impl ProcessCtx {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0);
+        if egress.is_some() {
+            command.env_remove("NO_PROXY").env_remove("no_proxy");
+            command.envs(super::egress::proxy_env());
+        }
         let limits = self.limits;
         let procs = group.as_ref().map(ProgramGroup::procs);
+        let inherited = egress.as_ref().map(NamespacePipes::child_ends);
         // SAFETY: only async-signal-safe calls (open, write, close,
-        // setrlimit) between fork and exec, touching no memory shared with
-        // the parent.
+        // setrlimit, fcntl) between fork and exec, touching no memory
+        // shared with the parent.
         unsafe {
             command.pre_exec(move || {
                 if let Some(procs) = &procs {
                     super::cgroup::join(procs)?;
+                }
+                if let Some(fds) = inherited {
+                    for fd in fds {
+                        if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                    }
                 }
                 apply_rlimits(&limits)
             });
@@ -671,6 +749,16 @@ impl ProcessCtx {
         // whole process group is killed, and then (dropping `group`) all
         // that is left in the program's cgroup.
         let _guard = GroupGuard(process_group);
+        // The proxy lives as long as this call.
+        let _proxy = match egress {
+            Some(pipes) => Some(self.start_proxy(&name, pipes).await.map_err(|e| {
+                HostError::Failed(format!(
+                    "`{name}` was not started: cannot give it its network (the proxy to the hosts {} grants): {e}",
+                    self.who()
+                ))
+            })?),
+            None => None,
+        };
 
         if let (Some(input), Some(mut stdin)) = (cmd.stdin, child.stdin.take()) {
             tokio::spawn(async move {
@@ -826,6 +914,45 @@ impl ProcessCtx {
         Ok(group)
     }
 
+    /// The egress proxy inside the namespace of the bubblewrap that
+    /// `pipes` were given to; then bubblewrap may go on.
+    async fn start_proxy(
+        &self,
+        name: &str,
+        pipes: NamespacePipes,
+    ) -> std::io::Result<super::egress::Serving> {
+        let NamespacePipes {
+            info,
+            info_child,
+            block,
+            block_child,
+        } = pipes;
+        // bubblewrap holds its own copies now: a bubblewrap that fails
+        // early then ends `info` for us.
+        drop((info_child, block_child));
+        let listener = tokio::task::spawn_blocking(move || -> std::io::Result<std::net::TcpListener> {
+            let pid = sandbox_pid(std::fs::File::from(info))?;
+            crate::netns::Factory::enter(pid)?.listener(super::egress::PROXY_PORT)
+        })
+        .await
+        .map_err(std::io::Error::other)??;
+        let (sink, budget, stage) = (self.sink.clone(), self.budget.clone(), self.stage.clone());
+        let serving = super::egress::serve(
+            listener,
+            super::egress::Egress {
+                granted: self.grants.network.clone(),
+                who: self.who(),
+                program: name.to_string(),
+                refused: Box::new(move |message| {
+                    emit_line(&sink, &budget, &stage, Level::Warn, &message, Default::default());
+                }),
+            },
+        )?;
+        use std::io::Write;
+        std::fs::File::from(block).write_all(b"1")?;
+        Ok(serving)
+    }
+
     /// A notice when the program's cgroup refused forks.
     fn report_refused_forks(&self, name: &str, group: Option<&ProgramGroup>) {
         let killed = group.map_or(0, ProgramGroup::oom_kills);
@@ -864,6 +991,7 @@ impl ProcessCtx {
         args: &[String],
         view: &[PathBuf],
         masked: &[Masked],
+        egress: Option<&NamespacePipes>,
     ) -> tokio::process::Command {
         let mut c = tokio::process::Command::new(bwrap);
         // Fresh /proc, /dev and a bounded /tmp and /dev/shm first: later
@@ -924,8 +1052,12 @@ impl ProcessCtx {
                 "--cap-drop",
                 "ALL",
             ]);
-        if !self.grants.network.is_empty() {
-            c.arg("--share-net");
+        // Its own network namespace always (only loopback in it); the
+        // proxy is its way out when the stage grants network.
+        if let Some(pipes) = egress {
+            let [info, block] = pipes.child_ends();
+            c.arg("--info-fd").arg(info.to_string());
+            c.arg("--block-fd").arg(block.to_string());
         }
         c.arg("--chdir").arg(&p.cwd).arg("--").arg(&p.program).args(args);
         c
