@@ -184,7 +184,7 @@ fn a_failing_unit_test_fails_the_run_and_names_the_test() {
     p.pipeline(&format!(
         "[pipeline]\nname = \"ci\"\n[stages.checkout]\nuses = \"git\"\nwith = {{ repo = {:?} }}\nallow = {{ exec = [\"git\"], read = [\"origin\"] }}\n\
          [stages.test]\nuses = \"cargo-test\"\nneeds = [\"checkout\"]\nwith = {{ dir = \"src\", report-time = true }}\ninherit-env = [\"HOME\", \"PATH\"]\n\
-         allow = {{ exec = [\"cargo\"], read = [\"~/.cargo\", \"~/.rustup\"] }}\n",
+         allow = {{ exec = [\"cargo\"], read = [\"~/.cargo\", \"~/.rustup\"], env = [\"RUSTC_BOOTSTRAP\"] }}\n",
         dir.display().to_string()
     ));
     let run = p.run_json(&[]);

@@ -257,18 +257,20 @@ fn bubblewrap_blocks_the_network_unless_granted() {
         "a sandboxed program without a network grant reached the host"
     );
 
+    // Granted network, it still has a namespace of its own: the host's
+    // loopback is not there (only weir's proxy is, which checks each host;
+    // boundary.rs tries it).
     let p = Project::new();
     let run = exec_stage(
         &p,
         &with,
         "allow = { exec = [\"bash\"], network = [\"127.0.0.1\"] }",
     );
-    assert_eq!(run.finished("s")["outputs"]["code"], "0", "{run:?}");
-    listener.set_nonblocking(false).unwrap();
-    let (mut conn, _) = listener.accept().expect("the granted program connected");
-    let mut got = String::new();
-    conn.read_to_string(&mut got).unwrap();
-    assert_eq!(got, "ping\n");
+    assert_eq!(run.finished("s")["outputs"]["code"], "1", "{run:?}");
+    assert!(
+        listener.accept().is_err(),
+        "a sandboxed program reached the host's loopback directly"
+    );
 }
 
 #[test]
@@ -519,7 +521,7 @@ fn the_allowlist_cannot_be_bypassed_through_a_granted_program() {
         (
             r#"{ program = "git", args = ["fetch"], env = [["GIT_SSH_COMMAND", "sh -c id"]] }"#,
             r#"{ exec = ["git"] }"#,
-            "denied: plugin `exec` may not set `GIT_SSH_COMMAND` for programs: it makes a program run a command of the plugin's choosing; set it in the stage's `env` in pipeline.toml if the pipeline means it",
+            "denied: plugin `exec` may not set `GIT_SSH_COMMAND` for programs: stage `s` (tenant `default`) does not list it; add allow = { env = [\"GIT_SSH_COMMAND\"] } to the stage if the pipeline means it. It is one the tenant must also allow by name ([tenants.default] allow.env): git reads commands, protocols (`ext::`), hooks and configuration from GIT_* variables.",
         ),
         (
             r#"{ program = "./git", args = ["--version"] }"#,

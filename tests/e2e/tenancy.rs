@@ -40,7 +40,7 @@ fn exfiltrate_pipeline(allow: &str) -> String {
 pub fn exfiltrate() {
     let p = Project::new();
     p.pipeline(&exfiltrate_pipeline(
-        "allow = { secrets = [\"TOKEN\"], exec = [\"sh\"] }",
+        "allow = { secrets = [\"TOKEN\"], exec = [\"sh\"], env = [\"TOKEN\"] }",
     ));
     let run: Run = p
         .command(&["run", "pipeline.toml", "--json"])
@@ -129,7 +129,7 @@ root = "globex"
 allow = { exec = ["sh"], secrets = ["TOKEN"] }
 secrets = { file = "globex-secrets.toml" }
 "#,
-        &exfiltrate_pipeline("allow = { secrets = [\"TOKEN\"], exec = [\"sh\"] }"),
+        &exfiltrate_pipeline("allow = { secrets = [\"TOKEN\"], exec = [\"sh\"], env = [\"TOKEN\"] }"),
     );
     p.write("acme-secrets.toml", "OTHER = \"x\"\n");
     p.write("globex-secrets.toml", format!("TOKEN = \"{SECRET}\"\n"));

@@ -345,7 +345,7 @@ pub async fn checked_addresses(
             && !names(entry, a.ip())
         {
             return Err(Lookup::Refused(Refusal::Prohibited(format!(
-                "network: connection to `{host}` refused: it resolves to {}, a {kind} address, which {who} may reach only when its grant names that address (allow.network = [\"{}\"])",
+                "network: request to `{host}` refused: it resolves to {}, a {kind} address, which {who} may reach only when its grant names that address (allow.network = [\"{}\"])",
                 a.ip(),
                 a.ip()
             ))));

@@ -17,7 +17,8 @@
 //! `report-time = true`: that passes libtest's `--report-time`, which needs
 //! `RUSTC_BOOTSTRAP=1` for the run. That variable also lets the compiler
 //! accept unstable features, so it is off by default; turn it on only for
-//! crates that build on stable anyway.
+//! crates that build on stable anyway. The stage must list it:
+//! `allow = { env = ["RUSTC_BOOTSTRAP"] }`.
 //! A build failure (no test ran) is a failure of the stage, with the
 //! compiler's last lines.
 
