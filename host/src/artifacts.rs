@@ -16,6 +16,16 @@
 //! written: a file kept again (a hard link to it, or the same path under
 //! another name) while unchanged is stored once. A stage whose artifacts
 //! cannot all be kept keeps none of them.
+//!
+//! Secret values are never kept: each file is scanned as it is copied for
+//! the run's secrets ([`secret_scan`]), and one that holds a value the
+//! stage may not publish (`allow.publish`) is not kept, and fails the
+//! stage naming the secret.
+
+mod secret_scan;
+
+use secret_scan::SecretScan;
+pub use secret_scan::Watched;
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -56,6 +66,8 @@ pub struct ArtifactStore {
     /// The tenant's `limits.disk`, which the stored bytes count against.
     limit: Option<u64>,
     held: Arc<Mutex<Held>>,
+    /// The run's secrets, which no artifact may hold unless published.
+    secrets: Arc<[Watched]>,
 }
 
 impl ArtifactStore {
@@ -65,7 +77,19 @@ impl ArtifactStore {
             dir,
             limit: None,
             held: Arc::default(),
+            secrets: Arc::new([]),
         }
+    }
+
+    /// The same store, refusing files that hold any of `secrets` (name,
+    /// value).
+    pub fn with_secrets(self, secrets: &[(String, String)]) -> Self {
+        let secrets = secrets
+            .iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(k, v)| Watched::new(k, v))
+            .collect();
+        Self { secrets, ..self }
     }
 
     /// The same store, whose stored bytes count against `limit`.
@@ -76,15 +100,17 @@ impl ArtifactStore {
     /// Keep every artifact in `wanted` (name, workspace-relative path) of
     /// `stage`, or none: when one cannot be kept, the copies already made
     /// for the others are removed, and the error names the artifact.
+    /// `publish` names the secrets these artifacts may hold.
     pub fn keep_all(
         &self,
         stage: &str,
         workspace: &Path,
         wanted: &[(&str, &str)],
+        publish: &[String],
     ) -> Result<Vec<ArtifactRecord>, NotKept> {
         let mut kept: Vec<(ArtifactRecord, bool)> = Vec::with_capacity(wanted.len());
         for (name, rel) in wanted {
-            match self.keep(stage, name, workspace, rel) {
+            match self.keep(stage, name, workspace, rel, publish) {
                 Ok(k) => kept.push(k),
                 Err(why) => {
                     self.discard(kept);
@@ -120,6 +146,7 @@ impl ArtifactStore {
         name: &str,
         workspace: &Path,
         rel: &str,
+        publish: &[String],
     ) -> Result<(ArtifactRecord, bool), String> {
         let names = relative_names(rel)?;
         let (file, parents) = names.split_last().ok_or("names no file")?;
@@ -153,8 +180,12 @@ impl ArtifactStore {
             size,
             stored: stored.display().to_string(),
         };
+        let mut scan = SecretScan::new(&self.secrets, publish);
         let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((stored, sha256, size)) = held.by_identity.get(&identity) {
+        // A copy is shared only if it was scanned for every secret.
+        if !scan.exempted()
+            && let Some((stored, sha256, size)) = held.by_identity.get(&identity)
+        {
             return Ok((record(stored, sha256.clone(), *size), false));
         }
         let room = match self.limit {
@@ -169,16 +200,29 @@ impl ArtifactStore {
         };
         // Never more open to others than the source: a 0600 file stays 0600.
         let mode = meta.mode() & 0o755;
-        let (sha256, size) = copy_hashing(&mut (&mut source).take(room.saturating_add(1)), &target, mode)
-            .map_err(|e| format!("cannot be stored: {e}"))?;
+        let (sha256, size) = copy_hashing(
+            &mut (&mut source).take(room.saturating_add(1)),
+            &target,
+            mode,
+            &mut scan,
+        )
+        .map_err(|e| format!("cannot be stored: {e}"))?;
+        if let Some(secret) = scan.found() {
+            let _ = std::fs::remove_file(&target);
+            return Err(format!(
+                "holds the value of secret `{secret}` (as it is, URL- or base64-encoded), and secret values are never kept; if this artifact must carry it, add allow = {{ publish = [\"{secret}\"] }} to the stage"
+            ));
+        }
         if size > room {
             // It grew while it was copied.
             let _ = std::fs::remove_file(&target);
             return Err(self.over_limit(held.bytes, size));
         }
         held.bytes += size;
-        held.by_identity
-            .insert(identity, (target.clone(), sha256.clone(), size));
+        if !scan.exempted() {
+            held.by_identity
+                .insert(identity, (target.clone(), sha256.clone(), size));
+        }
         Ok((record(&target, sha256, size), true))
     }
 
@@ -232,7 +276,7 @@ impl ArtifactStore {
         }
         let target = self.dir.join(stage).join(rel);
         let (sha256, size) = std::fs::File::open(&a.stored)
-            .and_then(|mut from| copy_hashing(&mut from, &target, 0o644))
+            .and_then(|mut from| copy_hashing(&mut from, &target, 0o644, &mut SecretScan::new(&[], &[])))
             .map_err(|e| format!("artifact `{}` ({}) cannot be copied: {e}", a.name, a.stored))?;
         if sha256 != a.sha256 {
             let _ = std::fs::remove_file(&target);
@@ -257,7 +301,12 @@ impl ArtifactStore {
 
 /// Copy `from` to `to` through a temporary file with `mode`, creating the
 /// store's directories (weir's alone) on the way; its sha256 and size.
-fn copy_hashing(from: &mut dyn Read, to: &Path, mode: u32) -> std::io::Result<(String, u64)> {
+fn copy_hashing(
+    from: &mut dyn Read,
+    to: &Path,
+    mode: u32,
+    scan: &mut SecretScan<'_>,
+) -> std::io::Result<(String, u64)> {
     if let Some(parent) = to.parent() {
         std::fs::DirBuilder::new()
             .recursive(true)
@@ -281,6 +330,10 @@ fn copy_hashing(from: &mut dyn Read, to: &Path, mode: u32) -> std::io::Result<(S
                 break;
             }
             hasher.update(&buf[..n]);
+            scan.feed(&buf[..n]);
+            if scan.found().is_some() {
+                break;
+            }
             output.write_all(&buf[..n])?;
             size += n as u64;
         }

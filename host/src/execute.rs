@@ -532,12 +532,13 @@ async fn run_in_store(
             let workspace = info.workspace.clone();
             let stage = request.stage_name.clone();
             let wanted = out.artifacts;
+            let publish = request.grants.publish.clone();
             let keep = move || {
                 let wanted: Vec<(&str, &str)> = wanted
                     .iter()
                     .map(|a| (a.name.as_str(), a.path.as_str()))
                     .collect();
-                store.keep_all(&stage, &workspace, &wanted)
+                store.keep_all(&stage, &workspace, &wanted, &publish)
             };
             // Copying may be large: off the async workers. Most stages
             // keep nothing and skip the hand-off to a blocking thread.

@@ -105,6 +105,8 @@ pub struct Grants {
     pub read: Vec<PathBuf>,
     /// Variables its plugin may set for programs (`allow.env`).
     pub env: Vec<String>,
+    /// Secrets its artifacts may hold (`allow.publish`).
+    pub publish: Vec<String>,
 }
 
 impl Grants {
@@ -129,6 +131,7 @@ impl Grants {
             runtime: a.runtime,
             read,
             env: a.env,
+            publish: a.publish,
         }
     }
 }

@@ -232,3 +232,66 @@ fn a_network_grant_opens_only_the_granted_hosts_to_programs() {
     assert_eq!(logged(&run, "loopback"), "200", "{run:?}");
     assert!(logged(&run, "metadata").starts_with("403:"), "{run:?}");
 }
+
+/// A program given a secret writes it into files that stages keep as
+/// artifacts: plainly, and base64-encoded inside a header line. Neither is
+/// kept (the stage fails naming the secret); a clean file is, and so is
+/// the plain one by a stage that may publish the secret.
+#[test]
+fn a_secret_written_to_an_artifact_is_not_kept() {
+    const SECRET: &str = "hunter2-artifact-s3cret";
+    let forge = crate::support::plugin("forge", crate::guest_paths::FORGE);
+    let keep = |stage: &str, file: &str, allow: &str| {
+        format!(
+            "\n[stages.{stage}]\nuses = \"forge\"\nneeds = [\"make\"]\nwith = {{ mode = \"artifacts\", keep = [[\"{file}\", \"{file}\"]] }}\n{allow}"
+        )
+    };
+    let p = Project::new();
+    let script = r#"printf 'token=%s\n' "$TOKEN" > plain.txt; printf 'Authorization: Basic %s\n' "$(printf 'ci:%s' "$TOKEN" | base64 -w0)" > header.txt; echo clean > clean.txt"#;
+    p.pipeline(&format!(
+        "[pipeline]\nname = \"leak\"\n{forge}\n[environments.prod]\nsecrets = [\"TOKEN\"]\n[stages.make]\nenvironment = \"prod\"\nrun = {script:?}\n{}{}{}{}",
+        keep("plain", "plain.txt", ""),
+        keep("header", "header.txt", ""),
+        keep("clean", "clean.txt", ""),
+        keep("release", "plain.txt", "allow = { publish = [\"TOKEN\"] }\n"),
+    ));
+    let run: Run = p
+        .command(&["run", "pipeline.toml", "--json"])
+        .env("WEIR_SECRET_TOKEN", SECRET)
+        .output()
+        .expect("weir runs")
+        .into();
+    assert_eq!(run.finished("make")["status"], "succeeded", "{run:?}");
+    for (stage, file) in [("plain", "plain.txt"), ("header", "header.txt")] {
+        let s = run.finished(stage);
+        assert_eq!(s["status"], "failed", "{s}");
+        assert_eq!(
+            s["error"],
+            format!(
+                "artifact `{file}` at `{file}` holds the value of secret `TOKEN` (as it is, URL- or base64-encoded), and secret values are never kept; if this artifact must carry it, add allow = {{ publish = [\"TOKEN\"] }} to the stage"
+            ),
+            "{s}"
+        );
+    }
+    assert_eq!(run.finished("clean")["status"], "succeeded", "{run:?}");
+    assert_eq!(run.finished("release")["status"], "succeeded", "{run:?}");
+    let run_id = run.of("run_started")[0]["run"]
+        .as_str()
+        .expect("run id")
+        .to_string();
+    let stored = crate::escapes::files_under(&p.path().join(".weir/runs").join(&run_id).join("artifacts"));
+    let names: Vec<String> = stored
+        .iter()
+        .map(|f| f.strip_prefix(p.path()).unwrap_or(f).display().to_string())
+        .collect();
+    assert_eq!(
+        names.len(),
+        2,
+        "only the clean file and the published one: {names:?}"
+    );
+    assert!(
+        names.iter().any(|n| n.ends_with("release/plain.txt")),
+        "{names:?}"
+    );
+    assert!(!names.iter().any(|n| n.contains("header")), "{names:?}");
+}

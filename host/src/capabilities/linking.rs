@@ -311,6 +311,7 @@ mod tests {
             runtime: true,
             read: vec![],
             env: vec![],
+            publish: vec![],
         }
     }
 

@@ -497,7 +497,14 @@ async fn start(launch: Launch, args: &RunArgs, verbose: bool) -> ExitCode {
     let mut masks = resolved.secret_values.clone();
     let granted: std::collections::BTreeSet<&String> =
         plan.stages.iter().flat_map(|s| s.grants.secrets.iter()).collect();
-    masks.extend(granted.into_iter().filter_map(|name| policy.secrets.get(name)));
+    // By name too: an artifact that holds one fails its stage naming it.
+    let mut secrets = resolved.secrets.clone();
+    for name in granted {
+        if let Some(value) = policy.secrets.get(name) {
+            masks.push(value.clone());
+            secrets.push((name.clone(), value));
+        }
+    }
     let (sink, mut events) = EventSink::masked(&run_id, masks);
     let tenant = policy.name.clone();
     let mut notifier = Notifier::new(
@@ -571,7 +578,8 @@ async fn start(launch: Launch, args: &RunArgs, verbose: bool) -> ExitCode {
             limits: policy.limits.stage,
             secrets: policy.secrets.clone(),
             artifacts: crate::artifacts::ArtifactStore::new(run_dir(&run_id).join("artifacts"))
-                .with_limit(policy.limits.stage.disk_bytes),
+                .with_limit(policy.limits.stage.disk_bytes)
+                .with_secrets(&secrets),
             history: Some(history),
             target: crate::sandbox::TargetSpec {
                 run_id: run_id.clone(),

@@ -318,6 +318,11 @@ pub struct AllowSpec {
     /// Variables the stage's plugin may set for its programs.
     #[serde(default)]
     pub env: Vec<String>,
+    /// Secrets whose values the stage's artifacts may hold (a release
+    /// that embeds a token on purpose); any other secret's value in an
+    /// artifact fails the stage.
+    #[serde(default)]
+    pub publish: Vec<String>,
 }
 
 /// `[plugins.NAME]`.

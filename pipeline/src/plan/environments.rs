@@ -221,6 +221,9 @@ pub struct Resolved {
     pub environment: Option<String>,
     /// Secret values the run uses: masked in every event.
     pub secret_values: Vec<String>,
+    /// The same secrets by name, for refusals that name them (an artifact
+    /// that holds one).
+    pub secrets: Vec<(String, String)>,
 }
 
 /// A secret's value from weir's environment.
@@ -329,6 +332,11 @@ pub fn resolve(
     let _ = used;
     Ok(Resolved {
         environment: run_env,
+        secrets: values
+            .iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
         secret_values: values.into_values().filter(|v| !v.is_empty()).collect(),
     })
 }
