@@ -50,7 +50,7 @@ use weir_pipeline::sandbox::SYSTEM_DIRS;
 /// data, certificates, and the system-wide settings of the toolchains
 /// programs run (git, Python, npm, pip, Java, Maven). Nothing else of
 /// `/etc` is there.
-const ETC_ALLOWED: &[&str] = &[
+pub const ETC_ALLOWED: &[&str] = &[
     "passwd",
     "group",
     "hosts",
@@ -1003,40 +1003,7 @@ impl ProcessCtx {
         c.args(["--proc", "/proc", "--dev", "/dev"]);
         c.arg("--size").arg(tmp.to_string()).args(["--tmpfs", "/tmp"]);
         c.arg("--size").arg(shm.to_string()).args(["--tmpfs", "/dev/shm"]);
-        // The directories that hold the binds are the sandbox's own: made
-        // readable (bubblewrap would make them 0700), and empty but for
-        // what is bound into them.
-        let mut parents: Vec<&Path> = view
-            .iter()
-            .flat_map(|p| p.ancestors().skip(1))
-            .filter(|a| *a != Path::new("/") && !view.iter().any(|v| a.starts_with(v)))
-            .collect();
-        parents.sort_by_key(|a| (a.components().count(), *a));
-        parents.dedup();
-        for dir in parents {
-            c.args(["--perms", "0755", "--dir"]).arg(dir);
-        }
-        // Only the pipeline's env decides what toolchains are shown: the
-        // plugin's per-call variables cannot widen the sandbox.
-        for dir in view {
-            c.arg("--ro-bind-try").arg(dir).arg(dir);
-        }
-        // Inside the sandbox the program's file access maps to the user
-        // weir runs as, for whom root's files are its own: what the host
-        // keeps from other users is hidden, not merely protected.
-        for m in masked {
-            match m {
-                Masked::File(f) => {
-                    c.arg("--ro-bind").arg("/dev/null").arg(f);
-                }
-                Masked::Dir(d) => {
-                    c.args(["--size", "4096", "--tmpfs"])
-                        .arg(d)
-                        .arg("--remount-ro")
-                        .arg(d);
-                }
-            }
-        }
+        mount_view(&mut c, view, masked);
         let ws = self.workspace.display().to_string();
         c.args(["--bind", &ws, &ws])
             .args(["--remount-ro", "/dev", "--remount-ro", "/"])
@@ -1172,7 +1139,7 @@ impl ProcessCtx {
 
 /// Something the host keeps from other users, hidden in the sandbox.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Masked {
+pub enum Masked {
     /// A file others may not read: `/dev/null` over it.
     File(PathBuf),
     /// A directory others may not list or enter: an empty one over it.
@@ -1187,6 +1154,46 @@ impl Masked {
     }
 }
 
+/// Show `view` read-only in the bubblewrap command `c`, with `masked`
+/// (what in it others may not read) hidden; the directories that hold
+/// the binds are made too.
+pub fn mount_view(c: &mut tokio::process::Command, view: &[PathBuf], masked: &[Masked]) {
+    // The directories that hold the binds are the sandbox's own: made
+    // readable (bubblewrap would make them 0700), and empty but for
+    // what is bound into them.
+    let mut parents: Vec<&Path> = view
+        .iter()
+        .flat_map(|p| p.ancestors().skip(1))
+        .filter(|a| *a != Path::new("/") && !view.iter().any(|v| a.starts_with(v)))
+        .collect();
+    parents.sort_by_key(|a| (a.components().count(), *a));
+    parents.dedup();
+    for dir in parents {
+        c.args(["--perms", "0755", "--dir"]).arg(dir);
+    }
+    // Only the pipeline's env decides what toolchains are shown: the
+    // plugin's per-call variables cannot widen the sandbox.
+    for dir in view {
+        c.arg("--ro-bind-try").arg(dir).arg(dir);
+    }
+    // Inside the sandbox the program's file access maps to the user
+    // weir runs as, for whom root's files are its own: what the host
+    // keeps from other users is hidden, not merely protected.
+    for m in masked {
+        match m {
+            Masked::File(f) => {
+                c.arg("--ro-bind").arg("/dev/null").arg(f);
+            }
+            Masked::Dir(d) => {
+                c.args(["--size", "4096", "--tmpfs"])
+                    .arg(d)
+                    .arg("--remount-ro")
+                    .arg(d);
+            }
+        }
+    }
+}
+
 /// Everything under the roots of `view` that other users may not read.
 /// The system directories and `/etc` are walked once per process (they do
 /// not change under a running weir; a package installed since shows on
@@ -1196,7 +1203,7 @@ impl Masked {
 /// `allow.read`), so a closed directory above them, such as a 0700 home
 /// holding a toolchain, does not hide them; what inside them others may
 /// not read (`~/.cargo/credentials.toml`) still is.
-fn unreadable_in(view: &[PathBuf], workspace: &Path) -> Vec<Masked> {
+pub fn unreadable_in(view: &[PathBuf], workspace: &Path) -> Vec<Masked> {
     type Walked = std::collections::HashMap<PathBuf, std::sync::Arc<Vec<Masked>>>;
     static WALKED: std::sync::OnceLock<std::sync::Mutex<Walked>> = std::sync::OnceLock::new();
     let walked = WALKED.get_or_init(Default::default);

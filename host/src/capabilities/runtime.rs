@@ -178,6 +178,14 @@ fn instance(i: InstanceInfo) -> runtime::Instance {
 impl runtime::Host for RuntimeCtx {
     async fn start(&mut self, spec: runtime::InstanceSpec) -> Result<runtime::Instance, HostError> {
         let client = self.client("start").await?;
+        // An instance starts only from the release a deploy stage rolls
+        // out, which weir copied into the target itself.
+        if self.scope.is_none() {
+            return Err(HostError::Denied(format!(
+                "runtime:start of {} {} refused: stage `{}` is not a deploy stage; instances start only from the release a stage with a `strategy` rolls out",
+                spec.service, spec.version, self.stage
+            )));
+        }
         self.in_scope("start", &spec.service)?;
         if let Some(s) = &self.scope
             && (s.version != spec.version || s.artifact != spec.artifact)
