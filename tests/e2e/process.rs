@@ -2,7 +2,6 @@
 //! working directory, timeouts that kill the whole group, bounded output,
 //! and bubblewrap.
 
-use std::io::Read;
 use std::net::TcpListener;
 use std::time::Duration;
 
