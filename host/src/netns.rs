@@ -61,7 +61,7 @@ impl Factory {
             pid: child,
         };
         // The first answer says whether the namespace was entered.
-        factory.receive().map(drop)?;
+        receive(&factory.ctl.lock().unwrap_or_else(|p| p.into_inner())).map(drop)?;
         Ok(factory)
     }
 
@@ -100,53 +100,52 @@ impl Factory {
 
     fn request(&self, request: [u8; REQUEST]) -> io::Result<OwnedFd> {
         use std::io::Write;
+        // One request and its answer at a time: answers come in order, but
+        // a listener must not go to whoever asked for a plain socket.
         let ctl = self.ctl.lock().unwrap_or_else(|p| p.into_inner());
         (&*ctl).write_all(&request)?;
-        drop(ctl);
-        self.receive()?
-            .ok_or_else(|| io::Error::other("the namespace's socket factory sent no socket"))
+        receive(&ctl)?.ok_or_else(|| io::Error::other("the namespace's socket factory sent no socket"))
     }
+}
 
-    /// One answer: an errno (0 for success) and maybe a descriptor.
-    fn receive(&self) -> io::Result<Option<OwnedFd>> {
-        let ctl = self.ctl.lock().unwrap_or_else(|p| p.into_inner());
-        let mut errno = [0u8; 4];
-        let mut space = [0u64; 8];
-        let mut iov = libc::iovec {
-            iov_base: errno.as_mut_ptr().cast(),
-            iov_len: errno.len(),
-        };
-        // SAFETY: msghdr points at live buffers of the sizes given.
-        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = space.as_mut_ptr().cast();
-        msg.msg_controllen = std::mem::size_of_val(&space) as _;
-        let n = unsafe { libc::recvmsg(ctl.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if n as usize != errno.len() {
-            return Err(io::Error::other(
-                "the namespace's socket factory ended (the sandbox is gone?)",
-            ));
-        }
-        let mut fd = None;
-        // SAFETY: walking the control messages the kernel wrote.
-        unsafe {
-            let mut c = libc::CMSG_FIRSTHDR(&msg);
-            while !c.is_null() {
-                if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
-                    let raw: RawFd = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
-                    fd = Some(OwnedFd::from_raw_fd(raw));
-                }
-                c = libc::CMSG_NXTHDR(&msg, c);
+/// One answer on `ctl`: an errno (0 for success) and maybe a descriptor.
+fn receive(ctl: &UnixStream) -> io::Result<Option<OwnedFd>> {
+    let mut errno = [0u8; 4];
+    let mut space = [0u64; 8];
+    let mut iov = libc::iovec {
+        iov_base: errno.as_mut_ptr().cast(),
+        iov_len: errno.len(),
+    };
+    // SAFETY: msghdr points at live buffers of the sizes given.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = space.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&space) as _;
+    let n = unsafe { libc::recvmsg(ctl.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if n as usize != errno.len() {
+        return Err(io::Error::other(
+            "the namespace's socket factory ended (the sandbox is gone?)",
+        ));
+    }
+    let mut fd = None;
+    // SAFETY: walking the control messages the kernel wrote.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
+                let raw: RawFd = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
+                fd = Some(OwnedFd::from_raw_fd(raw));
             }
+            c = libc::CMSG_NXTHDR(&msg, c);
         }
-        match i32::from_ne_bytes(errno) {
-            0 => Ok(fd),
-            e => Err(io::Error::from_raw_os_error(e)),
-        }
+    }
+    match i32::from_ne_bytes(errno) {
+        0 => Ok(fd),
+        e => Err(io::Error::from_raw_os_error(e)),
     }
 }
 

@@ -7,6 +7,7 @@
 pub mod api;
 pub mod client;
 pub mod daemon;
+pub mod instance_sandbox;
 pub mod metrics;
 pub mod router;
 pub mod state;

@@ -342,7 +342,7 @@ impl NamespacePipes {
 
 /// The pid of the sandbox's first process, from bubblewrap's `--info-fd`
 /// JSON (`{"child-pid": N, …}`), read until it is complete.
-fn sandbox_pid(mut info: std::fs::File) -> std::io::Result<u32> {
+pub fn sandbox_pid(mut info: std::fs::File) -> std::io::Result<u32> {
     use std::io::Read;
     let mut text = Vec::new();
     let mut chunk = [0u8; 512];

@@ -26,6 +26,7 @@ use tokio::net::{TcpListener, UnixListener};
 use super::api::{
     ApiError, InstanceInfo, Promote, Restore, Sample, Samples, ServiceStatus, StartRequest, Status, Weights,
 };
+use super::instance_sandbox::Isolation;
 use super::router::{Body, Router, plain};
 use super::state::{Launch, Release, ReleaseState, StateError, TargetState};
 use super::supervisor::{InstanceSpec, Supervisor, Timing};
@@ -337,6 +338,7 @@ impl Target {
                 .parent()
                 .map(Path::to_path_buf)
                 .unwrap_or_else(|| self.dir.clone()),
+            data_dir: self.dir.join("data").join(service),
             readiness_path: launch.readiness_path.clone(),
             log: Some(self.dir.join("logs").join(service).join(format!("{version}.log"))),
         };
@@ -850,7 +852,7 @@ pub async fn serve(dir: &Path, metrics_port: Option<u16>) -> Result<(), TargetEr
         .port();
     let target = Arc::new(Target {
         dir: dir.to_path_buf(),
-        supervisor: Supervisor::new(Timing::default()),
+        supervisor: Supervisor::isolated(Timing::default(), Isolation::detect()),
         state: tokio::sync::Mutex::new(state),
         serving: Mutex::new(BTreeMap::new()),
         started_ms: now_ms(),

@@ -20,6 +20,7 @@ use hyper_util::rt::TokioExecutor;
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
 
+use super::instance_sandbox::{self, Isolation, Launch, Sandboxed, Slot};
 use super::router::Router;
 
 /// What to run.
@@ -36,8 +37,11 @@ pub struct InstanceSpec {
     /// Its environment, besides `PORT` and a default `PATH` (nothing else
     /// of weir's own environment is passed on).
     pub env: Vec<(String, String)>,
-    /// Its working directory.
+    /// Its working directory (unsandboxed; a sandboxed instance works in
+    /// its release, read-only).
     pub dir: PathBuf,
+    /// The service's own writable directory, in `DATA_DIR`.
+    pub data_dir: PathBuf,
     /// The HTTP path that answers 2xx once it is ready.
     pub readiness_path: String,
     /// Where its stdout and stderr go (appended); `None` discards them.
@@ -69,6 +73,18 @@ impl Default for Timing {
 /// Why an instance could not be started.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// No sandbox, where running without one is not allowed.
+    #[error(
+        "cannot start `{service}` {version}: {why}; install bubblewrap (Debian: apt-get install bubblewrap)"
+    )]
+    Unsandboxed {
+        /// The service.
+        service: String,
+        /// The version.
+        version: String,
+        /// Why there is no sandbox.
+        why: String,
+    },
     /// The program could not be run.
     #[error("cannot start {program} for `{service}` {version}: {source}")]
     Spawn {
@@ -135,6 +151,7 @@ pub struct Supervisor {
     routers: Mutex<BTreeMap<String, Arc<Router>>>,
     running: Mutex<BTreeMap<String, Running>>,
     timing: Timing,
+    isolation: Isolation,
     next: AtomicU64,
 }
 
@@ -142,7 +159,57 @@ fn free_port() -> std::io::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-fn spawn(spec: &InstanceSpec, port: u16) -> std::io::Result<Child> {
+/// Send the command's stdout and stderr to `log` (appended), or nowhere.
+pub(super) fn log_to(cmd: &mut Command, log: Option<&std::path::Path>) -> std::io::Result<()> {
+    match log {
+        Some(path) => {
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            let file = std::fs::File::options().create(true).append(true).open(path)?;
+            cmd.stdout(file.try_clone()?).stderr(file);
+        }
+        None => {
+            cmd.stdout(Stdio::null()).stderr(Stdio::null());
+        }
+    }
+    Ok(())
+}
+
+/// One run of an instance's program.
+enum Process {
+    /// A plain child process, in a process group of its own.
+    Plain(Child),
+    /// bubblewrap with the program inside.
+    Sandboxed(Sandboxed),
+}
+
+impl Process {
+    fn child(&mut self) -> &mut Child {
+        match self {
+            Process::Plain(c) => c,
+            Process::Sandboxed(s) => &mut s.child,
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        match self {
+            Process::Plain(c) => c.id(),
+            Process::Sandboxed(s) => s.child.id(),
+        }
+        .unwrap_or(0)
+    }
+
+    fn factory(&self) -> Option<Arc<crate::netns::Factory>> {
+        match self {
+            Process::Plain(_) => None,
+            Process::Sandboxed(s) => Some(s.factory.clone()),
+        }
+    }
+}
+
+fn spawn_plain(spec: &InstanceSpec, port: u16) -> std::io::Result<Child> {
+    std::fs::create_dir_all(&spec.data_dir)?;
     let mut cmd = Command::new(&spec.program);
     cmd.args(&spec.args)
         .current_dir(&spec.dir)
@@ -150,6 +217,7 @@ fn spawn(spec: &InstanceSpec, port: u16) -> std::io::Result<Child> {
         .env("PATH", crate::capabilities::process::DEFAULT_PATH)
         .envs(spec.env.iter().cloned())
         .env("PORT", port.to_string())
+        .env("DATA_DIR", &spec.data_dir)
         .stdin(Stdio::null())
         .process_group(0)
         .kill_on_drop(true);
@@ -162,19 +230,26 @@ fn spawn(spec: &InstanceSpec, port: u16) -> std::io::Result<Child> {
                 .map_err(std::io::Error::from)
         });
     }
-    match &spec.log {
-        Some(path) => {
-            if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent)?;
-            }
-            let file = std::fs::File::options().create(true).append(true).open(path)?;
-            cmd.stdout(file.try_clone()?).stderr(file);
-        }
-        None => {
-            cmd.stdout(Stdio::null()).stderr(Stdio::null());
-        }
-    }
+    log_to(&mut cmd, spec.log.as_deref())?;
     cmd.spawn()
+}
+
+async fn spawn(spec: &InstanceSpec, port: u16, isolation: &Isolation) -> std::io::Result<Process> {
+    match isolation {
+        Isolation::Unsandboxed => spawn_plain(spec, port).map(Process::Plain),
+        Isolation::Sandboxed(sandbox) => sandbox
+            .start(Launch {
+                program: &spec.program,
+                args: &spec.args,
+                env: &spec.env,
+                data_dir: &spec.data_dir,
+                port,
+                log: spec.log.as_deref(),
+            })
+            .await
+            .map(Process::Sandboxed),
+        Isolation::Refused(why) => Err(std::io::Error::other(why.clone())),
+    }
 }
 
 /// Poll `GET path` until it answers 2xx (true), the child exits or the
@@ -205,25 +280,57 @@ async fn wait_ready(
     Err(None)
 }
 
-/// SIGTERM the child's process group, then SIGKILL after `grace`.
-async fn terminate(child: &mut Child, grace: Duration) {
-    if let Some(pid) = child.id().and_then(|p| rustix::process::Pid::from_raw(p as i32)) {
-        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::TERM);
-        if tokio::time::timeout(grace, child.wait()).await.is_ok() {
-            return;
+/// SIGTERM the program (the whole process group of a plain one; every
+/// process inside a sandbox), then SIGKILL everything after `grace`.
+async fn terminate(process: Process, grace: Duration) {
+    let pid = process.pid();
+    let leader = rustix::process::Pid::from_raw(pid as i32);
+    match process {
+        Process::Plain(mut child) => {
+            if let Some(leader) = leader {
+                let _ = rustix::process::kill_process_group(leader, rustix::process::Signal::TERM);
+                if tokio::time::timeout(grace, child.wait()).await.is_ok() {
+                    return;
+                }
+                let _ = rustix::process::kill_process_group(leader, rustix::process::Signal::KILL);
+            }
+            let _ = child.kill().await;
         }
-        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+        Process::Sandboxed(mut s) => {
+            // bubblewrap itself would die of SIGTERM and take the sandbox
+            // with it at once: only what runs inside is asked to stop.
+            for inner in instance_sandbox::inside(pid as i32) {
+                if let Some(inner) = rustix::process::Pid::from_raw(inner) {
+                    let _ = rustix::process::kill_process(inner, rustix::process::Signal::TERM);
+                }
+            }
+            if tokio::time::timeout(grace, s.child.wait()).await.is_err() {
+                if let Some(leader) = leader {
+                    let _ = rustix::process::kill_process_group(leader, rustix::process::Signal::KILL);
+                }
+                let _ = s.child.kill().await;
+            }
+            if let Some(group) = s.group.take() {
+                group.close().await;
+            }
+        }
     }
-    let _ = child.kill().await;
 }
 
 impl Supervisor {
-    /// A supervisor with no services yet.
+    /// A supervisor with no services yet, running instances as plain
+    /// processes (for tests; the target uses [`Supervisor::isolated`]).
     pub fn new(timing: Timing) -> Arc<Self> {
+        Self::isolated(timing, Isolation::Unsandboxed)
+    }
+
+    /// A supervisor that runs instances as `isolation` says.
+    pub fn isolated(timing: Timing, isolation: Isolation) -> Arc<Self> {
         Arc::new(Self {
             routers: Mutex::new(BTreeMap::new()),
             running: Mutex::new(BTreeMap::new()),
             timing,
+            isolation,
             next: AtomicU64::new(1),
         })
     }
@@ -242,22 +349,47 @@ impl Supervisor {
     /// service's router (taking the share of its version), and keep it
     /// running until [`Supervisor::stop`].
     pub async fn start(self: &Arc<Self>, spec: InstanceSpec) -> Result<Instance, StartError> {
-        let port = free_port().map_err(|source| StartError::Spawn {
+        let cannot = |spec: &InstanceSpec, source: std::io::Error| StartError::Spawn {
             service: spec.service.clone(),
             version: spec.version.clone(),
             program: spec.program.display().to_string(),
             source,
-        })?;
-        let mut child = spawn(&spec, port).map_err(|source| StartError::Spawn {
-            service: spec.service.clone(),
-            version: spec.version.clone(),
-            program: spec.program.display().to_string(),
-            source,
-        })?;
-        if let Err(exited) =
-            wait_ready(&mut child, port, &spec.readiness_path, self.timing.ready_within).await
+        };
+        if let Isolation::Refused(why) = &self.isolation {
+            return Err(StartError::Unsandboxed {
+                service: spec.service,
+                version: spec.version,
+                why: why.clone(),
+            });
+        }
+        // A sandboxed instance listens in its own namespace; the host's
+        // side of its port is the relay, listening before it starts.
+        let slot: Slot = Arc::new(Mutex::new(None));
+        let (port, relay) = match &self.isolation {
+            Isolation::Sandboxed(_) => {
+                let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+                    .await
+                    .map_err(|e| cannot(&spec, e))?;
+                let port = listener.local_addr().map_err(|e| cannot(&spec, e))?.port();
+                let relay = tokio::spawn(instance_sandbox::relay(listener, port, slot.clone()));
+                (port, Some(relay))
+            }
+            _ => (free_port().map_err(|e| cannot(&spec, e))?, None),
+        };
+        let relay = AbortOnDrop(relay);
+        let mut process = spawn(&spec, port, &self.isolation)
+            .await
+            .map_err(|e| cannot(&spec, e))?;
+        *slot.lock().unwrap_or_else(|p| p.into_inner()) = process.factory();
+        if let Err(exited) = wait_ready(
+            process.child(),
+            port,
+            &spec.readiness_path,
+            self.timing.ready_within,
+        )
+        .await
         {
-            terminate(&mut child, Duration::from_millis(200)).await;
+            terminate(process, Duration::from_millis(200)).await;
             return Err(match exited {
                 Some(status) => StartError::Exited {
                     service: spec.service,
@@ -291,14 +423,19 @@ impl Supervisor {
         let (stop, stop_rx) = watch::channel(false);
         let (done_tx, done) = watch::channel(false);
         let restarts = Arc::new(AtomicU32::new(0));
-        let pid = Arc::new(AtomicU32::new(child.id().unwrap_or(0)));
+        let pid = Arc::new(AtomicU32::new(process.pid()));
         tokio::spawn(watch_over(
-            child,
-            spec,
-            port,
-            id.clone(),
+            Watched {
+                process,
+                spec,
+                port,
+                id: id.clone(),
+                slot,
+                _relay: relay,
+            },
             router,
             self.timing,
+            self.isolation.clone(),
             restarts.clone(),
             pid.clone(),
             stop_rx,
@@ -331,7 +468,8 @@ impl Supervisor {
             .collect()
     }
 
-    /// The current process id of instance `id` (it changes on restart).
+    /// The current process id of instance `id` (it changes on restart;
+    /// bubblewrap's, for a sandboxed one).
     pub fn pid(&self, id: &str) -> Option<u32> {
         self.running
             .lock()
@@ -356,46 +494,72 @@ impl Supervisor {
     }
 }
 
+/// The ingress relay task, stopped with the instance.
+struct AbortOnDrop(Option<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(task) = &self.0 {
+            task.abort();
+        }
+    }
+}
+
+/// One instance, as its watcher holds it.
+struct Watched {
+    process: Process,
+    spec: InstanceSpec,
+    port: u16,
+    id: String,
+    /// The relay's way into the current process's namespace.
+    slot: Slot,
+    _relay: AbortOnDrop,
+}
+
 /// Keep one instance running: restart it when it exits on its own (out of
 /// the router until it is ready again), stop it when told.
 #[allow(clippy::too_many_arguments)]
 async fn watch_over(
-    mut child: Child,
-    spec: InstanceSpec,
-    port: u16,
-    id: String,
+    mut w: Watched,
     router: Arc<Router>,
     timing: Timing,
+    isolation: Isolation,
     restarts: Arc<AtomicU32>,
     pid: Arc<AtomicU32>,
     mut stop: watch::Receiver<bool>,
     done: watch::Sender<bool>,
 ) {
+    let id = w.id.clone();
     loop {
         tokio::select! {
             () = async { let _ = stop.wait_for(|s| *s).await; } => {
-                terminate(&mut child, timing.stop_grace).await;
+                terminate(w.process, timing.stop_grace).await;
                 break;
             }
-            status = child.wait() => {
+            status = w.process.child().wait() => {
                 router.set_ready(&id, false);
+                *w.slot.lock().unwrap_or_else(|p| p.into_inner()) = None;
                 tracing::warn!("instance {id} exited ({}); restarting", status.map(|s| s.to_string()).unwrap_or_default());
                 let n = restarts.fetch_add(1, Ordering::SeqCst) + 1;
                 if n > timing.max_restarts {
                     tracing::error!("instance {id} crashed {n} times; given up");
+                    terminate(w.process, Duration::ZERO).await;
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(100 * u64::from(n.min(20)))).await;
-                match spawn(&spec, port) {
-                    Ok(mut next) => {
-                        pid.store(next.id().unwrap_or(0), Ordering::SeqCst);
-                        if wait_ready(&mut next, port, &spec.readiness_path, timing.ready_within).await.is_ok() {
+                match spawn(&w.spec, w.port, &isolation).await {
+                    Ok(next) => {
+                        let old = std::mem::replace(&mut w.process, next);
+                        terminate(old, Duration::ZERO).await;
+                        pid.store(w.process.pid(), Ordering::SeqCst);
+                        *w.slot.lock().unwrap_or_else(|p| p.into_inner()) = w.process.factory();
+                        if wait_ready(w.process.child(), w.port, &w.spec.readiness_path, timing.ready_within).await.is_ok() {
                             router.set_ready(&id, true);
                         }
-                        child = next;
                     }
                     Err(e) => {
                         tracing::error!("instance {id} cannot be restarted: {e}");
+                        terminate(w.process, Duration::ZERO).await;
                         break;
                     }
                 }
@@ -431,6 +595,7 @@ http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve
             ],
             env: vec![("VERSION".into(), version.into())],
             dir: dir.to_path_buf(),
+            data_dir: dir.join("data"),
             readiness_path: "/healthz".into(),
             log: None,
         }
