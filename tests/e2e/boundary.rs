@@ -295,3 +295,173 @@ fn a_secret_written_to_an_artifact_is_not_kept() {
     );
     assert!(!names.iter().any(|n| n.contains("header")), "{names:?}");
 }
+
+/// A deployed service that probes its own boundary: answers `/healthz`
+/// with ok and `/probe` with one `key=value` line per attempt.
+const PROBE_SERVICE: &str = r#"#!/usr/bin/env python3
+import http.server, os, socket
+def read(path):
+    try:
+        open(path, "rb").read(1)
+        return "read"
+    except FileNotFoundError:
+        return "absent"
+    except PermissionError:
+        return "denied"
+    except OSError as e:
+        return type(e).__name__
+def write(path):
+    try:
+        with open(path, "w") as f:
+            f.write("x")
+        return "written"
+    except OSError as e:
+        return type(e).__name__
+def connect(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=3).close()
+        return "open"
+    except OSError:
+        return "closed"
+def probe():
+    return {
+        "uid": str(os.getuid()),
+        "shadow": read("/etc/shadow"),
+        "token": read(os.environ["TOKEN_FILE"]),
+        "other": read(os.environ["OTHER_FILE"]),
+        "project": str(os.path.exists(os.environ["PROJECT"])),
+        "loopback": connect(int(os.environ["HOST_PORT"])),
+        "data": write(os.path.join(os.environ["DATA_DIR"], "probe")),
+        "release": write("probe"),
+        "tmp": write("/tmp/probe"),
+        "cwd": os.getcwd(),
+    }
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        text = "ok" if self.path == "/healthz" else "".join(k + "=" + v + "\n" for k, v in probe().items())
+        body = text.encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler).serve_forever()
+"#;
+
+/// What `runtime = true` hands a service: the attack of the program-
+/// boundary issue, a deployed instance that tries the host. It runs as
+/// nobody, in the release's directory (read-only), writes only its data
+/// dir and `/tmp`, and cannot read `/etc/shadow`, the target's token,
+/// another tenant's file or the project, nor connect to a listener on the
+/// host's loopback; the router still reaches it.
+#[test]
+fn a_deployed_instance_is_sandboxed_as_nobody_with_only_its_release_and_data() {
+    let port = loopback_server();
+    let p = Project::new();
+    p.write("ws/svc.py", PROBE_SERVICE);
+    let other = p.write("other-tenant/secret.txt", "theirs");
+    let token = p.path().join(".weir/target/token");
+    let pipeline = format!(
+        r#"[pipeline]
+name = "probe"
+
+[stages.deploy]
+uses = "deploy"
+timeout = "2m"
+with = {{ service = "probe", artifact = "svc.py", version = "v1", readiness-path = "/healthz", env = {{ TOKEN_FILE = {token:?}, OTHER_FILE = {other:?}, PROJECT = {project:?}, HOST_PORT = "{port}" }} }}
+strategy = {{ uses = "recreate", with = {{ verify = "500ms" }} }}
+allow = {{ runtime = true }}
+"#,
+        token = token.display().to_string(),
+        other = other.display().to_string(),
+        project = p.path().display().to_string(),
+    );
+    p.pipeline(&pipeline);
+    struct Down<'a>(&'a Project);
+    impl Drop for Down<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.weir(&["target", "down"]);
+        }
+    }
+    let _down = Down(&p);
+    let ws = p.path().join("ws");
+    let run = p.run_json(&["--workspace", ws.to_str().expect("utf-8")]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        token.exists(),
+        "the target keeps its token at {}",
+        token.display()
+    );
+
+    let status = p.weir(&["target", "status", "--json"]);
+    assert_eq!(status.code, 0, "{status:?}");
+    let status: serde_json::Value = serde_json::from_str(&status.stdout).expect("status JSON");
+    let address = status["services"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["service"] == "probe"))
+        .and_then(|s| s["address"].as_str())
+        .expect("the probe service's address")
+        .to_string();
+    let (code, body) = crate::deploy::get(&address, "/probe").expect("the router reaches the instance");
+    assert_eq!(code, 200, "{body}");
+    let seen: std::collections::BTreeMap<&str, &str> =
+        body.lines().filter_map(|l| l.split_once('=')).collect();
+    let expect = [
+        ("uid", "65534"),
+        ("cwd", "/release"),
+        ("shadow", "absent"),
+        ("token", "absent"),
+        ("other", "absent"),
+        ("project", "False"),
+        ("loopback", "closed"),
+        ("data", "written"),
+        ("release", "OSError"),
+        ("tmp", "written"),
+    ];
+    for (key, want) in expect {
+        assert_eq!(seen.get(key).copied(), Some(want), "{key}: {body}");
+    }
+}
+
+/// An instance that takes 2 GiB of shared memory while it starts is
+/// killed by its memory cgroup, and the deploy fails naming the limit.
+#[test]
+fn a_deployed_instance_is_held_to_its_memory_limit_by_name() {
+    let p = Project::new();
+    p.write(
+        "ws/hog.py",
+        "#!/usr/bin/env python3\nimport mmap\nm = mmap.mmap(-1, 2 << 30)\nfor i in range(0, 2 << 30, 4096):\n    m[i] = 1\n",
+    );
+    p.pipeline(
+        r#"[pipeline]
+name = "hog"
+
+[stages.deploy]
+uses = "deploy"
+timeout = "2m"
+with = { service = "hog", artifact = "hog.py", version = "v1", readiness-path = "/healthz" }
+strategy = { uses = "recreate", with = { verify = "500ms" } }
+allow = { runtime = true }
+"#,
+    );
+    struct Down<'a>(&'a Project);
+    impl Drop for Down<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.weir(&["target", "down"]);
+        }
+    }
+    let _down = Down(&p);
+    let ws = p.path().join("ws");
+    let run = p.run_json(&["--workspace", ws.to_str().expect("utf-8")]);
+    assert_ne!(run.code, 0, "{run:?}");
+    let error = run.finished("deploy")["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        error.contains("used more than 1024 MiB of memory") && error.contains("(limit `instance-memory`)"),
+        "{error}\n{run:?}"
+    );
+}

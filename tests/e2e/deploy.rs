@@ -170,7 +170,7 @@ fn prometheus_port(p: &Project) -> u16 {
 }
 
 /// `GET path` on `address`: the status and body, or the I/O error.
-fn get(address: &str, path: &str) -> Result<(u16, String), String> {
+pub(crate) fn get(address: &str, path: &str) -> Result<(u16, String), String> {
     let mut s = TcpStream::connect(address).map_err(|e| format!("connect: {e}"))?;
     s.set_read_timeout(Some(Duration::from_secs(10)))
         .map_err(|e| e.to_string())?;

@@ -200,6 +200,30 @@ impl Process {
         .unwrap_or(0)
     }
 
+    /// The limits its cgroup held it to so far, named, for the reason it
+    /// exited: empty when none was hit.
+    fn limits_hit(&self) -> String {
+        let Process::Sandboxed(Sandboxed { group: Some(g), .. }) = self else {
+            return String::new();
+        };
+        let mut hit = String::new();
+        let killed = g.oom_kills();
+        if killed > 0 {
+            hit.push_str(&format!(
+                "; it used more than {} MiB of memory: {killed} process(es) killed (limit `instance-memory`)",
+                instance_sandbox::INSTANCE_MEMORY >> 20
+            ));
+        }
+        let refused = g.refused();
+        if refused > 0 {
+            hit.push_str(&format!(
+                "; {refused} fork(s) past {} processes refused (limit `instance-processes`)",
+                instance_sandbox::INSTANCE_PROCESSES
+            ));
+        }
+        hit
+    }
+
     fn factory(&self) -> Option<Arc<crate::netns::Factory>> {
         match self {
             Process::Plain(_) => None,
@@ -389,12 +413,13 @@ impl Supervisor {
         )
         .await
         {
+            let hit = process.limits_hit();
             terminate(process, Duration::from_millis(200)).await;
             return Err(match exited {
                 Some(status) => StartError::Exited {
                     service: spec.service,
                     version: spec.version,
-                    status,
+                    status: format!("{status}{hit}"),
                 },
                 None => StartError::NotReady {
                     service: spec.service,
@@ -539,7 +564,11 @@ async fn watch_over(
             status = w.process.child().wait() => {
                 router.set_ready(&id, false);
                 *w.slot.lock().unwrap_or_else(|p| p.into_inner()) = None;
-                tracing::warn!("instance {id} exited ({}); restarting", status.map(|s| s.to_string()).unwrap_or_default());
+                tracing::warn!(
+                    "instance {id} exited ({}{}); restarting",
+                    status.map(|s| s.to_string()).unwrap_or_default(),
+                    w.process.limits_hit()
+                );
                 let n = restarts.fetch_add(1, Ordering::SeqCst) + 1;
                 if n > timing.max_restarts {
                     tracing::error!("instance {id} crashed {n} times; given up");
