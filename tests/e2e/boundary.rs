@@ -3,6 +3,7 @@
 //! "How the suite checks each promise"): weir runs as root with
 //! bubblewrap installed.
 
+use crate::deploy::{Deployment, get};
 use crate::support::{Project, Run};
 
 fn with_tenants(tenants: &str, pipeline: &str) -> Project {
@@ -359,7 +360,8 @@ http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler)
 #[test]
 fn a_deployed_instance_is_sandboxed_as_nobody_with_only_its_release_and_data() {
     let port = loopback_server();
-    let p = Project::new();
+    let d = Deployment::new();
+    let p = &d.p;
     p.write("ws/svc.py", PROBE_SERVICE);
     let other = p.write("other-tenant/secret.txt", "theirs");
     let token = p.path().join(".weir/target/token");
@@ -370,7 +372,7 @@ name = "probe"
 [stages.deploy]
 uses = "deploy"
 timeout = "2m"
-with = {{ service = "probe", artifact = "svc.py", version = "v1", readiness-path = "/healthz", env = {{ TOKEN_FILE = {token:?}, OTHER_FILE = {other:?}, PROJECT = {project:?}, HOST_PORT = "{port}" }} }}
+with = {{ service = "web", artifact = "svc.py", version = "v1", readiness-path = "/healthz", env = {{ TOKEN_FILE = {token:?}, OTHER_FILE = {other:?}, PROJECT = {project:?}, HOST_PORT = "{port}" }} }}
 strategy = {{ uses = "recreate", with = {{ verify = "500ms" }} }}
 allow = {{ runtime = true }}
 "#,
@@ -379,15 +381,7 @@ allow = {{ runtime = true }}
         project = p.path().display().to_string(),
     );
     p.pipeline(&pipeline);
-    struct Down<'a>(&'a Project);
-    impl Drop for Down<'_> {
-        fn drop(&mut self) {
-            let _ = self.0.weir(&["target", "down"]);
-        }
-    }
-    let _down = Down(&p);
-    let ws = p.path().join("ws");
-    let run = p.run_json(&["--workspace", ws.to_str().expect("utf-8")]);
+    let run = d.run();
     assert_eq!(run.code, 0, "{run:?}");
     assert!(
         token.exists(),
@@ -395,16 +389,8 @@ allow = {{ runtime = true }}
         token.display()
     );
 
-    let status = p.weir(&["target", "status", "--json"]);
-    assert_eq!(status.code, 0, "{status:?}");
-    let status: serde_json::Value = serde_json::from_str(&status.stdout).expect("status JSON");
-    let address = status["services"]
-        .as_array()
-        .and_then(|s| s.iter().find(|s| s["service"] == "probe"))
-        .and_then(|s| s["address"].as_str())
-        .expect("the probe service's address")
-        .to_string();
-    let (code, body) = crate::deploy::get(&address, "/probe").expect("the router reaches the instance");
+    let address = d.address();
+    let (code, body) = get(&address, "/probe").expect("the router reaches the instance");
     assert_eq!(code, 200, "{body}");
     let seen: std::collections::BTreeMap<&str, &str> =
         body.lines().filter_map(|l| l.split_once('=')).collect();
@@ -429,7 +415,8 @@ allow = {{ runtime = true }}
 /// killed by its memory cgroup, and the deploy fails naming the limit.
 #[test]
 fn a_deployed_instance_is_held_to_its_memory_limit_by_name() {
-    let p = Project::new();
+    let d = Deployment::new();
+    let p = &d.p;
     p.write(
         "ws/hog.py",
         "#!/usr/bin/env python3\nimport mmap\nm = mmap.mmap(-1, 2 << 30)\nfor i in range(0, 2 << 30, 4096):\n    m[i] = 1\n",
@@ -446,15 +433,7 @@ strategy = { uses = "recreate", with = { verify = "500ms" } }
 allow = { runtime = true }
 "#,
     );
-    struct Down<'a>(&'a Project);
-    impl Drop for Down<'_> {
-        fn drop(&mut self) {
-            let _ = self.0.weir(&["target", "down"]);
-        }
-    }
-    let _down = Down(&p);
-    let ws = p.path().join("ws");
-    let run = p.run_json(&["--workspace", ws.to_str().expect("utf-8")]);
+    let run = d.run();
     assert_ne!(run.code, 0, "{run:?}");
     let error = run.finished("deploy")["error"]
         .as_str()

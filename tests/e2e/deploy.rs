@@ -55,8 +55,8 @@ http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler)
 
 /// A project with the service in `ws/` (the runs' workspace) and a
 /// target that is stopped when the test ends, however it ends.
-struct Deployment {
-    p: Project,
+pub(crate) struct Deployment {
+    pub(crate) p: Project,
 }
 
 impl Drop for Deployment {
@@ -92,7 +92,7 @@ impl Default for Stage<'_> {
 }
 
 impl Deployment {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let p = Project::new();
         p.write("ws/svc.py", SERVICE);
         Self { p }
@@ -104,7 +104,7 @@ impl Deployment {
     }
 
     /// `weir run --json` in `ws/`.
-    fn run(&self) -> Run {
+    pub(crate) fn run(&self) -> Run {
         let ws = self.p.path().join("ws");
         self.p.run_json(&["--workspace", ws.to_str().expect("utf-8")])
     }
@@ -155,7 +155,8 @@ prometheus = "http://127.0.0.1:{prom}"
             .expect("service web")
     }
 
-    fn address(&self) -> String {
+    /// The router address of service `web`.
+    pub(crate) fn address(&self) -> String {
         self.service()["address"].as_str().expect("address").to_string()
     }
 }

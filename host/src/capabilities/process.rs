@@ -1000,25 +1000,13 @@ impl ProcessCtx {
         // makes (the root, /dev) is made read-only last, so nothing the
         // program writes in memory escapes these sizes.
         let (tmp, shm) = self.limits.tmpfs_sizes();
-        c.args(["--proc", "/proc", "--dev", "/dev"]);
-        c.arg("--size").arg(tmp.to_string()).args(["--tmpfs", "/tmp"]);
-        c.arg("--size").arg(shm.to_string()).args(["--tmpfs", "/dev/shm"]);
+        private_mounts(&mut c, tmp, shm);
         mount_view(&mut c, view, masked);
         let ws = self.workspace.display().to_string();
         c.args(["--bind", &ws, &ws])
             .args(["--remount-ro", "/dev", "--remount-ro", "/"])
             .args(["--unshare-all", "--new-session", "--die-with-parent"])
-            // An unprivileged user with no capabilities, even when weir runs
-            // as root.
-            .args([
-                "--unshare-user",
-                "--uid",
-                "65534",
-                "--gid",
-                "65534",
-                "--cap-drop",
-                "ALL",
-            ]);
+            .args(UNPRIVILEGED);
         // Its own network namespace always (only loopback in it); the
         // proxy is its way out when the stage grants network.
         if let Some(pipes) = egress {
@@ -1152,6 +1140,26 @@ impl Masked {
             Masked::File(p) | Masked::Dir(p) => p,
         }
     }
+}
+
+/// bubblewrap's arguments for an unprivileged user with no capabilities,
+/// even when weir runs as root: nobody, in a user namespace of its own.
+pub const UNPRIVILEGED: [&str; 7] = [
+    "--unshare-user",
+    "--uid",
+    "65534",
+    "--gid",
+    "65534",
+    "--cap-drop",
+    "ALL",
+];
+
+/// bubblewrap's arguments for a sandbox's own `/proc` and `/dev`, and its
+/// in-memory `/tmp` and `/dev/shm` of at most `tmp` and `shm` bytes.
+pub fn private_mounts(c: &mut tokio::process::Command, tmp: u64, shm: u64) {
+    c.args(["--proc", "/proc", "--dev", "/dev"]);
+    c.arg("--size").arg(tmp.to_string()).args(["--tmpfs", "/tmp"]);
+    c.arg("--size").arg(shm.to_string()).args(["--tmpfs", "/dev/shm"]);
 }
 
 /// Show `view` read-only in the bubblewrap command `c`, with `masked`

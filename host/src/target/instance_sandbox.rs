@@ -24,7 +24,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 use tokio::process::{Child, Command};
 
 use crate::capabilities::cgroup::{self, ProgramGroup};
-use crate::capabilities::process::{DEFAULT_PATH, ETC_ALLOWED, Masked, mount_view, unreadable_in};
+use crate::capabilities::process::{
+    DEFAULT_PATH, ETC_ALLOWED, Masked, UNPRIVILEGED, mount_view, private_mounts, unreadable_in,
+};
 use crate::netns::Factory;
 
 /// Where the release's files are, read-only, inside the sandbox.
@@ -179,27 +181,13 @@ impl InstanceSandbox {
 
         let (info, info_child) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
         let mut c = Command::new(&self.bwrap);
-        c.args(["--proc", "/proc", "--dev", "/dev"]);
-        c.arg("--size")
-            .arg(INSTANCE_TMP.to_string())
-            .args(["--tmpfs", "/tmp"]);
-        c.arg("--size")
-            .arg(INSTANCE_SHM.to_string())
-            .args(["--tmpfs", "/dev/shm"]);
+        private_mounts(&mut c, INSTANCE_TMP, INSTANCE_SHM);
         mount_view(&mut c, view, masked);
         c.arg("--ro-bind").arg(&release).arg(RELEASE);
         c.arg("--bind").arg(launch.data_dir).arg(DATA);
         c.args(["--remount-ro", "/dev", "--remount-ro", "/"])
             .args(["--unshare-all", "--die-with-parent"])
-            .args([
-                "--unshare-user",
-                "--uid",
-                "65534",
-                "--gid",
-                "65534",
-                "--cap-drop",
-                "ALL",
-            ])
+            .args(UNPRIVILEGED)
             .arg("--info-fd")
             .arg(info_child.as_raw_fd().to_string())
             .args(["--chdir", RELEASE, "--"])
