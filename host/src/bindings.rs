@@ -4,6 +4,16 @@
 //! kind's world reuses those modules through `with`, so a type such as
 //! `context` is one Rust type whichever kind a plugin is.
 
+/// What a guest's `secret` handle stands for: the secret's name and the
+/// placeholder the guest sees instead of its value. Defined here, where
+/// the bindings name it, so the bindings need nothing of the capability
+/// that fills it (`capabilities::secrets`).
+#[derive(Debug)]
+pub struct SecretHandle {
+    pub(crate) name: String,
+    pub(crate) placeholder: String,
+}
+
 /// The imports every plugin world shares, and the shared `types`.
 #[allow(
     missing_docs,
@@ -15,7 +25,7 @@ pub mod host {
         world: "weir:plugin/host",
         imports: { default: async },
         with: {
-            "weir:plugin/secrets.secret": crate::capabilities::secrets::SecretHandle,
+            "weir:plugin/secrets.secret": crate::bindings::SecretHandle,
         },
     });
 }

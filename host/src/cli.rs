@@ -8,7 +8,6 @@ mod dev_cmd;
 mod env_cmd;
 mod plugin_cmd;
 mod plugins_cmd;
-mod prepare;
 mod replay_cmd;
 mod run_cmd;
 mod runs_cmd;
@@ -489,4 +488,19 @@ fn init_miette() {
 /// Print `err` with its source snippet and help to stderr.
 pub(crate) fn render(err: impl miette::Diagnostic + Send + Sync + 'static) {
     eprintln!("{:?}", miette::Report::new(err));
+}
+
+/// The tenant `name` of the tenants file `file` (or `$WEIR_TENANTS`); a
+/// problem is rendered, and the command should exit 2.
+pub(crate) fn load_tenant(
+    file: Option<&std::path::Path>,
+    name: Option<&str>,
+) -> Option<crate::config::tenants::Tenant> {
+    match crate::config::tenants::Tenants::load(file).and_then(|t| t.get(name)) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            render(e);
+            None
+        }
+    }
 }

@@ -594,6 +594,21 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// Cut `s` to `width` characters, with an ellipsis when cut.
+pub fn fit(s: &str, width: usize) -> String {
+    let s = s.replace(['\n', '\r', '\t'], " ");
+    let s = printable(&s).into_owned();
+    if s.chars().count() <= width {
+        s
+    } else if width == 0 {
+        String::new()
+    } else {
+        let mut out: String = s.chars().take(width - 1).collect();
+        out.push('…');
+        out
+    }
+}
+
 /// `s` with control characters (other than tab) and the invisible Unicode
 /// characters that reorder or break text (bidi overrides, line and
 /// paragraph separators) shown as escapes, so text from a plugin cannot

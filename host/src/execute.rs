@@ -11,9 +11,9 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use wasmtime::{Store, UpdateDeadline};
+use wasmtime::Store;
 
 pub mod disk;
 mod memory;
@@ -25,46 +25,11 @@ use crate::capabilities::process::{ProcessLimits, Sandbox};
 use crate::capabilities::tape::Tape;
 use crate::engine::{StageLimits, WeirEngine};
 use crate::events::{EventSink, FailureKind, FindingRecord, TestCaseRecord, TestCounts};
+use crate::guest_call;
 use crate::plan::{Gate, SandboxChoice};
 use crate::plugins::{KindPre, LoadedPlugin, kind_name};
 use crate::run::{AttemptRequest, AttemptResult, BoxFuture, Executor};
 use crate::sandbox::{ProcessSpec, StageState, StateSpec};
-
-/// Extra time given to host-side waits beyond the stage timeout before the
-/// attempt is abandoned: epochs cannot interrupt host code (a guest asleep
-/// in `wasi:clocks`), so a tokio timeout backs the epoch deadline up.
-pub(crate) const HOST_GRACE: Duration = Duration::from_millis(500);
-
-/// A Store for `state` with `limits` applied and a deadline `timeout` from
-/// now. Past the deadline the guest traps at its next epoch check and
-/// `state.timed_out` is set; before it, the guest yields every tick so other
-/// stages on the same thread make progress.
-pub fn new_store(
-    engine: &WeirEngine,
-    state: StageState,
-    timeout: Duration,
-    limits: StageLimits,
-) -> Store<StageState> {
-    let mut store = Store::new(engine.engine(), state);
-    store.limiter(|s| &mut s.limiter);
-    store.set_hostcall_fuel(limits.hostcall_bytes);
-    if engine.fuel() {
-        // The tenant's CPU budget for this call; without one (another
-        // tenant's setting turned metering on) fuel only measures.
-        let _ = store.set_fuel(limits.fuel.unwrap_or(u64::MAX));
-    }
-    let deadline = Instant::now() + timeout;
-    store.set_epoch_deadline(1);
-    store.epoch_deadline_callback(move |mut ctx| {
-        if Instant::now() >= deadline {
-            ctx.data_mut().timed_out = true;
-            Err(wasmtime::Error::msg("the stage ran past its timeout"))
-        } else {
-            Ok(UpdateDeadline::Yield(1))
-        }
-    });
-    store
-}
 
 /// What every attempt of a run shares.
 pub struct RunInfo {
@@ -381,7 +346,7 @@ pub(crate) fn prepare_store(
             None,
         )
     })?;
-    let store = new_store(engine, state, request.timeout, info.limits);
+    let store = guest_call::new_store(engine, state, request.timeout, info.limits);
     let ctx = types::Context {
         run_id: info.run_id.clone(),
         pipeline: info.pipeline.clone(),
@@ -401,55 +366,6 @@ pub(crate) fn prepare_store(
         workspace: crate::capabilities::wasi::GUEST_WORKSPACE.to_string(),
     };
     Ok((store, ctx))
-}
-
-/// How a call that did not return ended: a timeout, a named limit or a
-/// trap, as a failed attempt.
-pub(crate) fn call_failure(
-    state: &StageState,
-    trap: Option<&wasmtime::Error>,
-    info: &RunInfo,
-    plugin: &str,
-    stage: &str,
-    timeout: Duration,
-) -> AttemptResult {
-    let timed_out = || {
-        AttemptResult::failed(
-            FailureKind::Timeout,
-            format!(
-                "stage `{stage}` ran longer than its timeout of {} and was stopped",
-                crate::config::duration::format_duration(timeout)
-            ),
-            None,
-        )
-    };
-    let Some(trap) = trap else { return timed_out() };
-    if state.timed_out {
-        return timed_out();
-    }
-    if let Some(hit) = state.limiter.hit() {
-        return AttemptResult::failed(
-            FailureKind::Limit,
-            format!("{hit}; stage `{stage}` was stopped"),
-            None,
-        );
-    }
-    if let Some(hit) = wasmtime_limit(trap, &info.limits, state.descriptors.handles()) {
-        return AttemptResult::failed(
-            FailureKind::Limit,
-            format!("{hit}; stage `{stage}` was stopped"),
-            None,
-        );
-    }
-    let code = trap
-        .downcast_ref::<wasmtime::Trap>()
-        .map(|t| t.to_string().trim_start_matches("wasm trap: ").to_string())
-        .unwrap_or_else(|| root_message(trap));
-    AttemptResult::failed(
-        FailureKind::Trap,
-        format!("plugin `{plugin}` crashed: {code} (its log shows any panic message)"),
-        Some(format!("{trap:?}")),
-    )
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -485,31 +401,13 @@ async fn run_in_store(
         Ok(pre) => pre,
         Err(e) => return AttemptResult::failed(FailureKind::Host, e, None),
     };
-    let call = call_plugin(&pre, &mut store, &ctx);
-    let outcome = tokio::time::timeout(request.timeout + HOST_GRACE, call).await;
-    match outcome {
-        Err(_) => call_failure(
-            store.data(),
-            None,
-            &info,
-            &plugin.info.name,
-            &request.stage_name,
-            request.timeout,
-        ),
-        Ok(Err(trap)) => call_failure(
-            store.data(),
-            Some(&trap),
-            &info,
-            &plugin.info.name,
-            &request.stage_name,
-            request.timeout,
-        ),
-        Ok(Ok(Reply::Failure(f))) => AttemptResult::failed(
-            FailureKind::Plugin,
-            results::cut_failure_text(f.message),
-            f.details.map(results::cut_failure_text),
-        ),
-        Ok(Ok(Reply::Stage(out)))
+    let reply = guest_call::call(&mut store, request.timeout, &info.limits, async |store| {
+        call_plugin(&pre, store, &ctx).await
+    })
+    .await;
+    match reply {
+        Err(failure) => failure.attempt(&plugin.info.name, &request.stage_name),
+        Ok(Reply::Stage(out))
             if let Err(why) = results::check_stage_output(results::StageResult {
                 outputs: &out.outputs,
                 artifacts: &out
@@ -526,7 +424,7 @@ async fn run_in_store(
                 None,
             )
         }
-        Ok(Ok(Reply::Stage(out))) => {
+        Ok(Reply::Stage(out)) => {
             let out_has_artifacts = !out.artifacts.is_empty();
             let store = info.artifacts.clone();
             let workspace = info.workspace.clone();
@@ -569,9 +467,9 @@ async fn run_in_store(
                 }
             }
         }
-        Ok(Ok(Reply::Analysis(a))) => analysis_result(a, &request.gate),
-        Ok(Ok(Reply::Tests(t))) => test_result(t, &request.gate),
-        Ok(Ok(Reply::NotAStage(kind))) => AttemptResult::failed(
+        Ok(Reply::Analysis(a)) => analysis_result(a, &request.gate),
+        Ok(Reply::Tests(t)) => test_result(t, &request.gate),
+        Ok(Reply::NotAStage(kind)) => AttemptResult::failed(
             FailureKind::Host,
             format!(
                 "plugin `{}` is a {kind}; a stage's `uses` takes a stage, analyzer or test-runner plugin",
@@ -586,7 +484,6 @@ enum Reply {
     Stage(types::StageOutput),
     Analysis(types::Analysis),
     Tests(types::TestReport),
-    Failure(types::Failure),
     NotAStage(&'static str),
 }
 
@@ -594,35 +491,31 @@ async fn call_plugin(
     pre: &KindPre,
     store: &mut Store<StageState>,
     ctx: &types::Context,
-) -> wasmtime::Result<Reply> {
+) -> wasmtime::Result<Result<Reply, types::Failure>> {
     Ok(match pre {
         KindPre::Stage(p) => {
             let b = p.instantiate_async(&mut *store).await?;
-            match b.weir_plugin_stage().call_run(&mut *store, ctx).await? {
-                Ok(o) => Reply::Stage(o),
-                Err(f) => Reply::Failure(f),
-            }
+            b.weir_plugin_stage()
+                .call_run(&mut *store, ctx)
+                .await?
+                .map(Reply::Stage)
         }
         KindPre::Analyzer(p) => {
             let b = p.instantiate_async(&mut *store).await?;
-            match b.weir_plugin_analyzer().call_analyze(&mut *store, ctx).await? {
-                Ok(a) => Reply::Analysis(a),
-                Err(f) => Reply::Failure(f),
-            }
+            b.weir_plugin_analyzer()
+                .call_analyze(&mut *store, ctx)
+                .await?
+                .map(Reply::Analysis)
         }
         KindPre::TestRunner(p) => {
             let b = p.instantiate_async(&mut *store).await?;
-            match b
-                .weir_plugin_test_runner()
+            b.weir_plugin_test_runner()
                 .call_run_tests(&mut *store, ctx)
                 .await?
-            {
-                Ok(t) => Reply::Tests(t),
-                Err(f) => Reply::Failure(f),
-            }
+                .map(Reply::Tests)
         }
-        KindPre::Strategy(_) => Reply::NotAStage(kind_name(types::PluginKind::Strategy)),
-        KindPre::Deployer(_) => Reply::NotAStage(kind_name(types::PluginKind::Deployer)),
+        KindPre::Strategy(_) => Ok(Reply::NotAStage(kind_name(types::PluginKind::Strategy))),
+        KindPre::Deployer(_) => Ok(Reply::NotAStage(kind_name(types::PluginKind::Deployer))),
     })
 }
 
@@ -710,6 +603,7 @@ pub(crate) fn analysis_result(a: types::Analysis, gate: &Gate) -> AttemptResult 
                 kind: FailureKind::Gate,
                 message: why,
                 details: (!top.is_empty()).then(|| top.join("\n")),
+                retryable: FailureKind::Gate.retryable(),
             })
         }
         _ => None,
@@ -782,6 +676,7 @@ fn test_result(t: types::TestReport, gate: &Gate) -> AttemptResult {
     }
     let failure = check_gate(gate, &counts, &cases).map(|message| crate::run::AttemptFailure {
         kind: FailureKind::Gate,
+        retryable: FailureKind::Gate.retryable(),
         message,
         details: {
             let failing: Vec<String> = cases
@@ -875,51 +770,4 @@ fn severity_of(s: types::Severity) -> crate::findings::Severity {
         types::Severity::High => S::High,
         types::Severity::Critical => S::Critical,
     }
-}
-
-/// A limit wasmtime itself enforces, named. wasmtime reports these with
-/// private error types, so they are recognised by their (stable) messages.
-fn wasmtime_limit(e: &wasmtime::Error, limits: &StageLimits, handles: usize) -> Option<String> {
-    let text = format!("{e:#}");
-    if text.contains("fuel allocated for hostcalls has been exhausted") {
-        Some(format!(
-            "hostcall data limit hit: the plugin passed more than {} to the host in one call (limit `hostcall-bytes`)",
-            crate::engine::limits::human_bytes(limits.hostcall_bytes)
-        ))
-    } else if e.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::OutOfFuel) {
-        Some(format!(
-            "CPU limit hit: the plugin executed its whole budget of {} fuel (wasm instructions) (limit `fuel`)",
-            limits.fuel.unwrap_or(u64::MAX)
-        ))
-    } else if text.contains("requested len") && text.contains("exceeds limit") {
-        let asked = text
-            .split("requested len ")
-            .nth(1)
-            .and_then(|t| t.split_whitespace().next())
-            .unwrap_or("more");
-        Some(format!(
-            "random-bytes limit hit: the plugin asked for {asked} random bytes in one call; the limit is {} (limit `random-bytes`)",
-            limits.random_bytes
-        ))
-    } else if text.contains("resource table has no free keys") && handles < limits.resource_handles {
-        Some(format!(
-            "descriptor limit hit: the plugin held more than {handles} open handles, its share of weir's {} file descriptors beside the other stages running now (limit `descriptors`)",
-            crate::engine::descriptors::Lease::pool_size()
-        ))
-    } else if text.contains("resource table has no free keys") {
-        Some(format!(
-            "resource limit hit: the plugin held more than {} open handles (limit `resource-handles`)",
-            limits.resource_handles
-        ))
-    } else {
-        None
-    }
-}
-
-/// The innermost cause's message, without wasm backtraces.
-pub(crate) fn root_message(e: &wasmtime::Error) -> String {
-    e.chain()
-        .last()
-        .map(|c| c.to_string())
-        .unwrap_or_else(|| e.to_string())
 }

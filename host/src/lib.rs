@@ -9,13 +9,16 @@
 //! (one attempt in a fresh Store). [`store`] keeps the run history in
 //! SQLite; [`stage_cache`] serves unchanged stages from it and [`blobs`]
 //! keeps the files replay needs. [`rollout`] drives deploy stages against
-//! [`target`], the local deployment target. [`cli`] is the `weir` command.
+//! [`target`], the local deployment target. [`session`] is a whole run as
+//! a library call, which every front end uses; [`cli`] is the `weir`
+//! command.
 
 #![deny(missing_docs)]
 
 pub use weir_pipeline::{config, findings, plan};
 
 pub mod artifacts;
+pub mod attempt;
 pub mod author;
 pub mod beneath;
 pub mod bindings;
@@ -25,13 +28,16 @@ pub mod cli;
 pub mod engine;
 pub mod events;
 pub mod execute;
+pub mod guest_call;
 pub mod netns;
 pub mod notify;
 pub mod plugins;
+pub mod replay_record;
 pub mod report;
 pub mod rollout;
 pub mod run;
 pub mod sandbox;
+pub mod session;
 pub mod stage_cache;
 pub mod store;
 pub mod target;

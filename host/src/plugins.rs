@@ -591,7 +591,7 @@ impl PluginLoader {
         })
         .map_err(|e| e.to_string())?;
         let mut store =
-            crate::execute::new_store(&self.engine, state, DESCRIBE_TIMEOUT, StageLimits::default());
+            crate::guest_call::new_store(&self.engine, state, DESCRIBE_TIMEOUT, StageLimits::default());
         let result = tokio::time::timeout(DESCRIBE_TIMEOUT + Duration::from_secs(1), async {
             macro_rules! describe {
                 ($pre:expr) => {{

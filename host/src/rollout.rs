@@ -28,7 +28,8 @@ use crate::bindings::types::{self, Action, Verdict};
 use crate::capabilities::process::Sandbox;
 use crate::engine::WeirEngine;
 use crate::events::{Event, EventSink, FailureKind, FindingRecord, RolloutPhase, now_ms};
-use crate::execute::{HOST_GRACE, RunInfo, Setup, call_failure, prepare_store};
+use crate::execute::{RunInfo, Setup, prepare_store};
+use crate::guest_call::{self, CallFailure};
 use crate::plan::{Load, PlannedUse};
 use crate::plugins::{KindPre, LoadedPlugin};
 use crate::run::{AttemptRequest, AttemptResult};
@@ -256,37 +257,22 @@ impl Controller {
             return Err(format!("plugin `{}` is not a strategy", plugin.info.name));
         };
         let (mut store, ctx) = self.store_for(plugin, &request)?;
-        let call = async {
-            let b = pre.instantiate_async(&mut store).await?;
-            b.weir_plugin_strategy().call_next(&mut store, &ctx, state).await
-        };
         let who = format!("strategy `{}`", plugin.info.name);
-        match tokio::time::timeout(request.timeout + HOST_GRACE, call).await {
-            Ok(Ok(Ok(action))) => Ok(action),
-            Ok(Ok(Err(f))) => Err(format!("{who} failed: {}", f.message)),
-            Ok(Err(trap)) => Err(format!(
-                "{who}: {}",
-                self.failure(&store, Some(&trap), plugin, &request)
-            )),
-            Err(_) => Err(format!("{who}: {}", self.failure(&store, None, plugin, &request))),
-        }
+        guest_call::call(&mut store, request.timeout, &self.r.info.limits, async |store| {
+            let b = pre.instantiate_async(&mut *store).await?;
+            b.weir_plugin_strategy().call_next(&mut *store, &ctx, state).await
+        })
+        .await
+        .map_err(|f| match f {
+            CallFailure::Plugin { message, .. } => format!("{who} failed: {message}"),
+            other => format!("{who}: {}", self.failure(other, plugin, &request)),
+        })
     }
 
-    fn failure(
-        &self,
-        store: &Store<StageState>,
-        trap: Option<&wasmtime::Error>,
-        plugin: &LoadedPlugin,
-        request: &AttemptRequest,
-    ) -> String {
-        failure_text(&call_failure(
-            store.data(),
-            trap,
-            &self.r.info,
-            &plugin.info.name,
-            &request.stage_name,
-            request.timeout,
-        ))
+    /// A strategy's or check's call that did not return, as the attempt's
+    /// failure would say it.
+    fn failure(&self, f: CallFailure, plugin: &LoadedPlugin, request: &AttemptRequest) -> String {
+        failure_text(&f.attempt(&plugin.info.name, &request.stage_name))
     }
 
     /// Run every check on the window since traffic last moved; the worst
@@ -327,16 +313,15 @@ impl Controller {
                 Ok(KindPre::Analyzer(pre)) => match self.store_for(plugin, &request) {
                     Err(e) => Err(e),
                     Ok((mut store, ctx)) => {
-                        let call = async {
-                            let b = pre.instantiate_async(&mut store).await?;
-                            b.weir_plugin_analyzer().call_analyze(&mut store, &ctx).await
-                        };
-                        match tokio::time::timeout(request.timeout + HOST_GRACE, call).await {
-                            Ok(Ok(Ok(a))) => Ok(a),
-                            Ok(Ok(Err(f))) => Err(format!("failed: {}", f.message)),
-                            Ok(Err(trap)) => Err(self.failure(&store, Some(&trap), plugin, &request)),
-                            Err(_) => Err(self.failure(&store, None, plugin, &request)),
-                        }
+                        guest_call::call(&mut store, request.timeout, &self.r.info.limits, async |store| {
+                            let b = pre.instantiate_async(&mut *store).await?;
+                            b.weir_plugin_analyzer().call_analyze(&mut *store, &ctx).await
+                        })
+                        .await
+                        .map_err(|f| match f {
+                            CallFailure::Plugin { message, .. } => format!("failed: {message}"),
+                            other => self.failure(other, plugin, &request),
+                        })
                     }
                 },
                 _ => Err(format!("plugin `{}` is not an analyzer", plugin.info.name)),
@@ -642,10 +627,21 @@ async fn drive(c: &mut Controller, stable: Option<&str>) -> Result<String, Abort
             match tokio::time::timeout(remaining, $call).await {
                 Ok(Ok(Ok(status))) => Ok::<types::DeploymentStatus, Abort>(status),
                 Ok(Ok(Err(f))) => Err(abort(format!("{who} failed: {}", f.message))),
-                Ok(Err(trap)) => Err(abort(format!(
-                    "{who} crashed: {}",
-                    crate::execute::root_message(&trap)
-                ))),
+                Ok(Err(trap)) => Err(abort(
+                    match guest_call::classify(
+                        dstore.data(),
+                        Some(&trap),
+                        &c.r.info.limits,
+                        c.r.request.timeout,
+                    ) {
+                        CallFailure::Trap { code, .. } => format!("{who} crashed: {code}"),
+                        CallFailure::Time(_) => format!(
+                            "stage `{}` ran out of time during the rollout",
+                            c.r.request.stage_name
+                        ),
+                        other => format!("{who}: {other}"),
+                    },
+                )),
                 Err(_) => Err(abort(format!(
                     "stage `{}` ran out of time during the rollout",
                     c.r.request.stage_name
@@ -874,23 +870,23 @@ async fn roll_back(c: &mut Controller, stable: Option<&str>, a: Abort) -> Attemp
             c.r.deployer.info.declares(types::Capability::Process),
             &c.r.setup,
         ) {
-            let call = async {
-                let b = pre.instantiate_async(&mut store).await?;
-                b.weir_plugin_deployer()
-                    .call_rollback(&mut store, &ctx, &service, &candidate)
-                    .await
-            };
-            match tokio::time::timeout(ROLLBACK_TIMEOUT, call).await {
-                Ok(Ok(Ok(_))) => {}
-                Ok(Ok(Err(f))) => deployer_note = format!(" (the deployer's rollback failed: {})", f.message),
-                Ok(Err(e)) => {
-                    deployer_note = format!(
-                        " (the deployer's rollback crashed: {})",
-                        crate::execute::root_message(&e)
-                    )
+            let rolled_back =
+                guest_call::call(&mut store, ROLLBACK_TIMEOUT, &c.r.info.limits, async |store| {
+                    let b = pre.instantiate_async(&mut *store).await?;
+                    b.weir_plugin_deployer()
+                        .call_rollback(&mut *store, &ctx, &service, &candidate)
+                        .await
+                })
+                .await;
+            deployer_note = match rolled_back {
+                Ok(_) => String::new(),
+                Err(CallFailure::Plugin { message, .. }) => {
+                    format!(" (the deployer's rollback failed: {message})")
                 }
-                Err(_) => deployer_note = " (the deployer's rollback timed out)".into(),
-            }
+                Err(CallFailure::Trap { code, .. }) => format!(" (the deployer's rollback crashed: {code})"),
+                Err(CallFailure::Time(_)) => " (the deployer's rollback timed out)".into(),
+                Err(other) => format!(" (the deployer's rollback was stopped: {other})"),
+            };
         }
     }
     let restored = c.target.restore(&service, &a.reason).await;

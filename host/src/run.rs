@@ -13,99 +13,19 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio::task::JoinSet;
 
-use crate::events::{
-    Event, EventSink, FailureKind, FindingRecord, Reused, RunStatus, StageStatus, TestCounts,
-};
+pub use crate::attempt::{AttemptFailure, AttemptRequest, AttemptResult};
+use crate::events::{Event, EventSink, FailureKind, Reused, RunStatus, StageStatus};
 use crate::plan::{Plan, RunFacts, expr};
 
 /// A boxed, sendable future.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
-/// One attempt of one stage, with every reference substituted.
-#[derive(Debug, Clone)]
-pub struct AttemptRequest {
-    /// Index into the plan's stages.
-    pub stage: usize,
-    /// The stage's name.
-    pub stage_name: String,
-    /// 1 for the first attempt.
-    pub attempt: u32,
-    /// The `with` table as JSON text.
-    pub config: String,
-    /// The plugin's environment.
-    pub env: Vec<(String, String)>,
-    /// Names in `env` whose values are secrets (the plugin sees
-    /// placeholders).
-    pub secret_env: Vec<String>,
-    /// Outputs of every upstream stage: (stage, outputs).
-    pub inputs: Vec<(String, Vec<(String, String)>)>,
-    /// How long the attempt may run.
-    pub timeout: Duration,
-    /// The environment it targets.
-    pub environment: Option<String>,
-    /// What the stage grants.
-    pub grants: crate::plan::Grants,
-    /// Bubblewrap or not.
-    pub sandbox: crate::plan::SandboxChoice,
-    /// The quality gate for test runners.
-    pub gate: crate::plan::Gate,
-    /// Whether the stage may be served from the stage cache.
-    pub cache: crate::plan::CachePolicy,
-}
-
-/// How an attempt went.
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
-pub struct AttemptResult {
-    /// `None` when it succeeded.
-    pub failure: Option<AttemptFailure>,
-    /// Outputs for downstream stages.
-    pub outputs: Vec<(String, String)>,
-    /// Artifacts: (name, workspace path).
-    pub artifacts: Vec<crate::events::ArtifactRecord>,
-    /// Summary line.
-    pub summary: Option<String>,
-    /// An analyzer's findings.
-    pub findings: Vec<FindingRecord>,
-    /// An analyzer's judgement.
-    pub analysis: Option<crate::events::AnalysisRecord>,
-    /// A test runner's counts.
-    pub tests: Option<TestCounts>,
-    /// How programs ran, for plugins that may run them.
-    pub sandbox: Option<String>,
-    /// A test runner's cases.
-    pub cases: Vec<crate::events::TestCaseRecord>,
-}
-
-/// Why an attempt failed.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct AttemptFailure {
-    /// How.
-    pub kind: FailureKind,
-    /// For people, one or two sentences.
-    pub message: String,
-    /// Longer detail.
-    pub details: Option<String>,
-}
-
-impl AttemptResult {
-    /// A failed attempt.
-    pub fn failed(kind: FailureKind, message: impl Into<String>, details: Option<String>) -> Self {
-        Self {
-            failure: Some(AttemptFailure {
-                kind,
-                message: message.into(),
-                details,
-            }),
-            ..Self::default()
-        }
-    }
-}
-
-/// Runs attempts. The engine-backed one is [`crate::execute::WasmExecutor`].
+/// Runs attempts. The engine-backed one is the `WasmExecutor` in the
+/// `execute` module; the unit tests script one.
 pub trait Executor: Send + Sync + 'static {
     /// `name version` of the plugin a stage uses, for events.
     fn plugin_label(&self, stage: usize) -> String;
@@ -547,9 +467,10 @@ async fn run_stage(
             attempt,
             ..first.clone()
         };
-        let result = executor.execute(request).await;
+        let mut result = executor.execute(request).await;
         if let Some(f) = &result.failure
             && attempt < max_attempts
+            && f.retryable
         {
             sink.emit(Event::StageRetrying {
                 stage: stage.name.clone(),
@@ -558,6 +479,19 @@ async fn run_stage(
             });
             attempt += 1;
             continue;
+        }
+        if let Some(f) = &mut result.failure
+            && attempt < max_attempts
+        {
+            f.message = format!(
+                "{} (not retried: {})",
+                f.message,
+                match f.kind {
+                    FailureKind::Plugin => "the plugin said another attempt would not help",
+                    FailureKind::Limit => "a limit is hit the same way every time",
+                    _ => "another attempt would end the same way",
+                }
+            );
         }
         let succeeded = result.failure.is_none();
         if succeeded && let Some(key) = check.key {
@@ -623,3 +557,6 @@ fn finish_as(
         reused: reused.map(Box::new),
     });
 }
+
+#[cfg(test)]
+mod tests;

@@ -17,9 +17,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::attempt::AttemptRequest;
 use crate::bindings::types::Capability;
 use crate::plan::CachePolicy;
-use crate::run::AttemptRequest;
 use files::FileSet;
 
 /// A stage's cache key, with what it was made of.

@@ -19,12 +19,7 @@ use crate::config::tenants::SecretSource;
 /// Most secrets one Store may hold open at once (limit `secret-handles`).
 pub const MAX_OPEN: usize = 64;
 
-/// What the guest's handle stands for.
-#[derive(Debug)]
-pub struct SecretHandle {
-    name: String,
-    placeholder: String,
-}
+pub use crate::bindings::SecretHandle;
 
 /// The secrets a Store opened: placeholder → value, shared with the
 /// consumers.

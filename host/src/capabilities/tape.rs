@@ -109,7 +109,7 @@ impl Tape {
                 calls[i].answer.clone()
             }
             None => {
-                let shown = crate::report::style::fit(&request.to_string(), 200);
+                let shown = crate::events::fit(&request.to_string(), 200);
                 unmatched.push(format!("{import} {shown}"));
                 error_answer(&HostError::Unavailable(format!(
                     "replay: the recorded run made no such `{import}` call ({shown}), so there is no answer to give"

@@ -15,9 +15,11 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
 use super::RunArgs;
-use super::run_cmd::{self, FromRun, state_dir};
+use super::run_cmd;
 use crate::author::compile;
 use crate::plan::PluginRef;
+use crate::session::launch::FromRun;
+use crate::session::state::state_dir;
 use crate::store::Store;
 use crate::store::queries::RunFilter;
 
@@ -154,7 +156,7 @@ async fn iteration(args: &DevArgs, pipeline: &Path, said_pin: &mut bool, verbose
             "weir dev: no earlier run of `{pipeline_name}` here: running the whole pipeline once; after that, only `{stage}` runs"
         ),
     }
-    let focus = run_cmd::Focus {
+    let focus = crate::session::launch::Focus {
         stage,
         plugin: built.name.clone(),
         component: built.path.clone(),

@@ -3,9 +3,9 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use super::run_cmd::state_dir;
 use crate::plan::Plan;
 use crate::plan::environments::{self, Environment, MASK};
+use crate::session::state::state_dir;
 use crate::store::Store;
 use crate::store::coordination::DecideError;
 
@@ -49,7 +49,7 @@ pub fn show(
     tenants: Option<&Path>,
     tenant: Option<&str>,
 ) -> ExitCode {
-    let Some(tenant) = super::prepare::load_tenant(tenants, tenant) else {
+    let Some(tenant) = super::load_tenant(tenants, tenant) else {
         return ExitCode::from(2);
     };
     let plan = match plan_of(pipeline) {

@@ -5,9 +5,9 @@ use std::process::ExitCode;
 
 use serde_json::json;
 
-use super::prepare::loader;
 use crate::bindings::types::Capability;
 use crate::plugins::{PluginInfo, builtin, kind_name};
+use crate::session::prepare::loader;
 
 pub async fn list(as_json: bool) -> ExitCode {
     let loader = match loader() {

@@ -13,16 +13,16 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use super::ReplayArgs;
-use super::run_cmd::state_dir;
 use crate::artifacts::ArtifactStore;
 use crate::bindings::types::PluginKind;
 use crate::blobs::{BLOB_DIR, Blobs};
-use crate::capabilities::tape::{Call, Tape};
+use crate::capabilities::tape::Tape;
 use crate::events::{Event, EventSink, FindingRecord};
 use crate::execute::{RunInfo, Setup};
-use crate::plan::{PluginRef, SandboxChoice};
-use crate::run::{AttemptRequest, AttemptResult};
-use crate::stage_cache::files::FileSet;
+use crate::plan::PluginRef;
+use crate::replay_record::ReplayRecord;
+use crate::run::AttemptResult;
+use crate::session::state::state_dir;
 use crate::store::cache::Recording;
 use crate::store::{Store, StoreError};
 
@@ -93,7 +93,7 @@ async fn replay_inner(args: &ReplayArgs, verbose: bool) -> Result<ExitCode, Refu
                 args.run, run.tenant
             ))
         })?;
-    let loader = super::prepare::loader_with(&super::prepare::engine_for(&tenant))
+    let loader = crate::session::prepare::loader_with(&crate::session::prepare::engine_for(&tenant))
         .map_err(|e| Refusal(e.to_string()))?;
     let plugin_ref = match &args.plugin {
         Some(p) => PluginRef::File {
@@ -142,10 +142,9 @@ async fn replay_inner(args: &ReplayArgs, verbose: bool) -> Result<ExitCode, Refu
     let recorded = Side {
         plugin: recording.plugin.clone(),
         sha256: recording.plugin_sha256.clone(),
-        result: recording
-            .result
-            .as_deref()
-            .and_then(|r| serde_json::from_str(r).ok())
+        result: ReplayRecord::read(&recording)
+            .ok()
+            .and_then(|r| r.result)
             .unwrap_or_default(),
     };
     let replayed = Side {
@@ -190,16 +189,9 @@ async fn replay_in(
     pipeline: &str,
     verbose: bool,
 ) -> Result<(AttemptResult, (crate::capabilities::tape::ReplayUse, usize)), Refusal> {
-    let request: Value = serde_json::from_str(&recording.request)
-        .map_err(|e| Refusal(format!("the replay record is unreadable: {e}")))?;
-    let calls: Vec<Call> = serde_json::from_str(&recording.calls)
-        .map_err(|e| Refusal(format!("the replay record's calls are unreadable: {e}")))?;
-    let files: FileSet = serde_json::from_str(&recording.files)
-        .map_err(|e| Refusal(format!("the replay record's files are unreadable: {e}")))?;
-    let read_dirs: Vec<String> = request["read_dirs"]
-        .as_array()
-        .map(|a| a.iter().filter_map(|d| d.as_str().map(String::from)).collect())
-        .unwrap_or_default();
+    let record = ReplayRecord::read(recording).map_err(|e| Refusal(e.to_string()))?;
+    let (request, calls, files) = (record.request, record.calls, record.files);
+    let read_dirs = &request.read_dirs;
 
     let workspace = scratch.join("workspace");
     std::fs::create_dir_all(&workspace)
@@ -209,7 +201,7 @@ async fn replay_in(
     // they are, read-only, after checking each recorded file is unchanged.
     let mapped: Vec<(PathBuf, String)> = read_dirs
         .iter()
-        .filter_map(|d| crate::capabilities::wasi::plugin_readable(Path::new(d), &workspace))
+        .filter_map(|d| crate::capabilities::wasi::plugin_readable(d, &workspace))
         .filter_map(|d| d.to_str().map(|g| (d.clone(), g.to_string())))
         .collect();
     let blobs = Blobs::new(state_dir().join(BLOB_DIR));
@@ -280,24 +272,7 @@ async fn replay_in(
         )));
     }
 
-    let env: Vec<(String, String)> = serde_json::from_value(request["env"].clone()).unwrap_or_default();
-    let inputs: Vec<(String, Vec<(String, String)>)> =
-        serde_json::from_value(request["inputs"].clone()).unwrap_or_default();
-    let attempt = AttemptRequest {
-        stage: 0,
-        stage_name: stage.name.clone(),
-        attempt: request["attempt"].as_u64().unwrap_or(1) as u32,
-        config: request["config"].as_str().unwrap_or("{}").to_string(),
-        env,
-        secret_env: serde_json::from_value(request["secret_env"].clone()).unwrap_or_default(),
-        inputs,
-        timeout: std::time::Duration::from_millis(request["timeout_ms"].as_u64().unwrap_or(600_000)),
-        environment: request["environment"].as_str().map(String::from),
-        grants: stage.grants.clone(),
-        sandbox: SandboxChoice::None,
-        gate: stage.gate,
-        cache: Default::default(),
-    };
+    let attempt = request.attempt(stage);
     let (sink, mut events) = EventSink::channel(&recording.run_id);
     let printer = tokio::spawn(async move {
         while let Some(record) = events.recv().await {

@@ -5,9 +5,9 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use super::RunsCommand;
-use super::run_cmd::{run_dir, state_dir};
 use crate::config::duration::parse_duration;
 use crate::report::style::{self, Style};
+use crate::session::state::{run_dir, state_dir};
 use crate::store::queries::RunFilter;
 use crate::store::{Store, StoreError};
 

@@ -5,16 +5,10 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use super::run_cmd::state_dir;
 use crate::report::style::{self, Style};
+use crate::session::state::target_dir;
 use crate::target::api::ServiceStatus;
 use crate::target::client::{ClientError, TargetClient, ensure_up};
-
-/// `.weir/target` (in the state directory), absolute: it names a Unix
-/// socket the target process binds, whatever its working directory.
-pub fn target_dir() -> PathBuf {
-    state_dir().join("target")
-}
 
 fn fail(e: ClientError) -> ExitCode {
     eprintln!("weir: {e}");

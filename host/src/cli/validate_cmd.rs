@@ -3,10 +3,11 @@
 use std::process::ExitCode;
 
 use super::ValidateArgs;
-use super::prepare::{EnvironmentProblems, engine_for, load_tenant, prepare_layered, within_tenant};
+use super::load_tenant;
 use crate::config::duration::format_duration;
 use crate::plan::environments;
 use crate::plugins::kind_name;
+use crate::session::prepare::{EnvironmentProblems, engine_for, prepare_layered, within_tenant};
 
 pub async fn validate(args: ValidateArgs) -> ExitCode {
     // With --env, the environment is laid over the plan before the

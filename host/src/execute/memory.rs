@@ -13,6 +13,7 @@ use crate::blobs::Blobs;
 use crate::capabilities::tape::Tape;
 use crate::events::{CacheStatus, Event, EventSink, Reused};
 use crate::plugins::LoadedPlugin;
+use crate::replay_record::{RecordedRequest, ReplayRecord};
 use crate::run::{AttemptRequest, AttemptResult, CacheCheck};
 use crate::stage_cache::files::{self, FileDigest, FileSet};
 use crate::stage_cache::{self, Key, KeySource, Pending};
@@ -371,35 +372,28 @@ pub async fn record_analyzer(
         };
         // An environment's secret values are never recorded: a replay's
         // plugin sees a placeholder for `***`, as it saw one for the value.
-        let env: Vec<(&String, &str)> = request
-            .env
-            .iter()
-            .map(|(k, v)| match request.secret_env.contains(k) {
-                true => (k, crate::plan::environments::MASK),
-                false => (k, v.as_str()),
-            })
-            .collect();
-        let asked = serde_json::json!({
-            "config": request.config,
-            "env": env,
-            "secret_env": request.secret_env,
-            "inputs": request.inputs,
-            "environment": request.environment,
-            "attempt": request.attempt,
-            "timeout_ms": request.timeout.as_millis() as u64,
-            "read_dirs": read_dirs(&plugin, &request, &info.workspace),
-        });
+        let record = ReplayRecord {
+            request: RecordedRequest::of(
+                &request,
+                read_dirs(&plugin, &request, &info.workspace),
+                crate::plan::environments::MASK,
+            ),
+            calls,
+            files: inputs.files,
+            result: Some(result.clone()),
+        };
+        let (asked, calls, files, result_text) = record.columns();
         let recording = Recording {
             run_id: info.run_id.clone(),
             stage: request.stage_name.clone(),
             plugin: plugin.info.label(),
             plugin_sha256: plugin.info.sha256.clone(),
-            request: asked.to_string(),
-            calls: serde_json::to_string(&calls).unwrap_or_else(|_| "[]".into()),
-            files: serde_json::to_string(&inputs.files).unwrap_or_else(|_| "{}".into()),
+            request: asked,
+            calls,
+            files,
             complete: inputs.complete && dropped == 0,
             verdict: result.analysis.as_ref().map(|a| a.verdict.clone()),
-            result: serde_json::to_string(&result).ok(),
+            result: result_text,
         };
         if let Err(e) = lock(&history.store).put_recording(&recording) {
             tracing::warn!("stage `{}` was not recorded for replay: {e}", request.stage_name);

@@ -86,20 +86,7 @@ pub fn duration(ms: u64) -> String {
     }
 }
 
-/// Cut `s` to `width` characters, with an ellipsis when cut.
-pub fn fit(s: &str, width: usize) -> String {
-    let s = s.replace(['\n', '\r', '\t'], " ");
-    let s = crate::events::printable(&s).into_owned();
-    if s.chars().count() <= width {
-        s
-    } else if width == 0 {
-        String::new()
-    } else {
-        let mut out: String = s.chars().take(width - 1).collect();
-        out.push('…');
-        out
-    }
-}
+pub use crate::events::fit;
 
 /// `path` relative to the working directory when it is inside it.
 pub fn short_path(path: &str) -> String {

@@ -100,7 +100,7 @@ impl Stage for Build {
         weir_sdk::log::info(&format!("running `{shown}` in {}", c.dir));
         let exit = weir_sdk::process::run(&Command::new(program).args(args).cwd(c.dir.clone()))?;
         if !exit.success() {
-            return Err(Failure::new(format!("the build `{shown}` {}", exit.describe()))
+            return Err(Failure::retryable(format!("the build `{shown}` {}", exit.describe()))
                 .with_details(exit.tail(TAIL)));
         }
 

@@ -183,11 +183,11 @@ impl TestRunner for CargoTest {
         let stderr = String::from_utf8_lossy(&exit.stderr);
         let cases = parse(&stdout, &suites(&stderr));
         if exit.timed_out {
-            return Err(Failure::new("cargo test timed out").with_details(tail(&stderr, 20)));
+            return Err(Failure::retryable("cargo test timed out").with_details(tail(&stderr, 20)));
         }
         if cases.is_empty() && exit.code != Some(0) {
             return Err(
-                Failure::new("cargo test failed before any test ran (does the project build?)")
+                Failure::retryable("cargo test failed before any test ran (does the project build?)")
                     .with_details(tail(&stderr, 30)),
             );
         }

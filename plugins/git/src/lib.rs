@@ -83,7 +83,8 @@ fn git_ok(cwd: &str, args: &[&str], what: &str) -> Result<String, Failure> {
     if ok(&exit) {
         Ok(text(&exit.stdout))
     } else {
-        Err(Failure::new(format!("{what}: {}", text(&exit.stderr)))
+        // git fails mostly on the network: worth another attempt.
+        Err(Failure::retryable(format!("{what}: {}", text(&exit.stderr)))
             .with_details(format!("git {}", args.join(" "))))
     }
 }

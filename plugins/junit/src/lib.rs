@@ -167,7 +167,7 @@ impl TestRunner for Junit {
             }
             let exit = weir_sdk::process::run(&cmd)?;
             if exit.timed_out {
-                return Err(Failure::new(format!("`{command}` timed out")));
+                return Err(Failure::retryable(format!("`{command}` timed out")));
             }
             exit_note = format!(
                 " (`{command}` exited with {})",

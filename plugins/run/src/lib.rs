@@ -49,7 +49,9 @@ impl Stage for Run {
         }
         let exit = weir_sdk::process::run(&cmd)?;
         if !exit.success() {
-            return Err(Failure::new(format!("`{}` {}", config.command, exit.describe()))
+            // A command may fail for a passing reason (a flaky network, a busy
+            // lock): worth another attempt when the stage has `retries`.
+            return Err(Failure::retryable(format!("`{}` {}", config.command, exit.describe()))
                 .with_details(exit.tail(TAIL)));
         }
         Ok(StageOutput::new().output("exit-code", "0").summary(format!(

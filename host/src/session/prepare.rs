@@ -1,5 +1,6 @@
-//! What `run` and `validate` share: read the pipeline, plan it, load every
-//! plugin it uses and check each fits the stage that uses it.
+//! Before a run: read the pipeline, plan it, lay the run's environments
+//! and its tenant's policy over it, load every plugin it uses and check
+//! each fits the stage that uses it. `weir validate` stops here.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -93,18 +94,6 @@ pub struct BeyondTenant {
     /// Each grant or limit refused.
     #[related]
     pub errors: Vec<ConfigError>,
-}
-
-/// The tenant `name` of the tenants file `file` (or `$WEIR_TENANTS`); a
-/// problem is rendered, and the command should exit 2.
-pub fn load_tenant(file: Option<&Path>, name: Option<&str>) -> Option<crate::config::tenants::Tenant> {
-    match crate::config::tenants::Tenants::load(file).and_then(|t| t.get(name)) {
-        Ok(t) => Some(t),
-        Err(e) => {
-            super::render(e);
-            None
-        }
-    }
 }
 
 /// The engine a tenant's plugins run on: fuel metering only when the

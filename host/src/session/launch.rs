@@ -1,0 +1,504 @@
+//! Starting a run: a fresh one from a pipeline file, or a resumed one from
+//! the history. Either way the result is a [`Session`] that is planned,
+//! checked against its tenant, recorded, and ready to run; nothing is
+//! printed, every refusal is a [`SessionError`].
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::prepare::{
+    EnvironmentProblems, PrepareError, Prepared, engine_for, prepare_layered, sandbox_available,
+    within_tenant,
+};
+use super::state::{run_dir, state_dir, state_outside};
+use super::{Session, SessionError};
+use crate::config::tenants::{Tenant, Tenants};
+use crate::events::{Event, Reused};
+use crate::plan::RunFacts;
+use crate::plan::environments::{self, Resolved};
+use crate::run::Reuse;
+use crate::store::recorder::{NewRun, Recorder};
+use crate::store::{Store, StoreError};
+
+/// The pipeline file when none is named.
+pub const DEFAULT_PIPELINE: &str = "pipeline.toml";
+
+/// What a caller asks of a fresh run.
+#[derive(Debug, Clone, Default)]
+pub struct RunRequest {
+    /// The pipeline file (default: `pipeline.toml`).
+    pub pipeline: Option<PathBuf>,
+    /// The branch being built (default: read from git around the file).
+    pub branch: Option<String>,
+    /// The environment the run targets.
+    pub environment: Option<String>,
+    /// Most stages at once (default: the number of CPUs).
+    pub jobs: Option<usize>,
+    /// Start no new stage once one has failed.
+    pub fail_fast: bool,
+    /// Tags pointing at the commit (default: `git tag --points-at HEAD`).
+    pub tags: Vec<String>,
+    /// The workspace to use instead of a fresh one.
+    pub workspace: Option<PathBuf>,
+    /// The tenant (default: `default`).
+    pub tenant: Option<String>,
+    /// The tenants file (default: `$WEIR_TENANTS`).
+    pub tenants: Option<PathBuf>,
+}
+
+/// What a caller may change when resuming a run; everything else is as
+/// recorded.
+#[derive(Debug, Clone, Default)]
+pub struct ResumeRequest {
+    /// Most stages at once (default: as recorded).
+    pub jobs: Option<usize>,
+    /// Start no new stage once one has failed (or as recorded).
+    pub fail_fast: bool,
+    /// The tenants file to find the run's tenant in.
+    pub tenants: Option<PathBuf>,
+}
+
+/// The stage cache's and replay records' own connection to the history.
+fn history() -> Result<crate::execute::History, SessionError> {
+    Ok(crate::execute::History {
+        store: std::sync::Arc::new(std::sync::Mutex::new(Store::open(&state_dir())?)),
+        blobs: crate::blobs::Blobs::new(state_dir().join(crate::blobs::BLOB_DIR)),
+    })
+}
+
+fn tenant(file: Option<&Path>, name: Option<&str>) -> Result<Tenant, SessionError> {
+    Ok(Tenants::load(file)
+        .and_then(|t| t.get(name))
+        .map_err(PrepareError::from)?)
+}
+
+/// A fresh run of `request`, or with `focus`, the run `weir dev` makes.
+pub async fn fresh(request: &RunRequest, focus: Option<&Focus>) -> Result<Session, SessionError> {
+    let pipeline = request
+        .pipeline
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_PIPELINE));
+    let git = detect_git(&pipeline);
+    let options = Options {
+        branch: request.branch.clone().or_else(|| detect_branch(&pipeline)),
+        environment: request.environment.clone(),
+        jobs: request.jobs,
+        fail_fast: request.fail_fast,
+        tags: if request.tags.is_empty() {
+            git.tags
+        } else {
+            request.tags.clone()
+        },
+        commit: git.commit,
+        dev: focus.map(|f| f.stage.clone()),
+    };
+    let tenant = tenant(request.tenants.as_deref(), request.tenant.as_deref())?;
+    // Environments are laid over their stages, and the result checked
+    // against the tenant's policy, before the plugins check them and
+    // before anything is recorded: a run that cannot have its variables,
+    // secrets or branch rules, or asks for more than its tenant allows,
+    // does not start.
+    let mut resolved = Resolved::default();
+    let mut layer = |plan: &mut crate::plan::Plan| {
+        if let Some(focus) = focus {
+            focus_plan(plan, focus);
+        }
+        resolved = resolve_environments(plan, &options, &tenant)?;
+        within_tenant(plan, &tenant)
+    };
+    let engine = engine_for(&tenant);
+    let workspace_arg = request
+        .workspace
+        .clone()
+        .or_else(|| focus.and_then(|f| f.from.as_ref()).map(|r| r.workspace.clone()));
+    let prepared = prepare_layered(&pipeline, None, workspace_arg.as_deref(), &engine, &mut layer).await?;
+    sandbox_available(&prepared, &tenant)?;
+    // Recorded as resolved, so a resume and the report see the same.
+    let options = Options {
+        environment: resolved.environment.clone(),
+        ..options
+    };
+    let run_id = new_run_id();
+    let workspace =
+        workspace_dir(workspace_arg.as_deref(), &run_id, &tenant).map_err(SessionError::Workspace)?;
+
+    // The run history records every event; a history that cannot be opened
+    // stops the run before anything happens (a run must not go unrecorded).
+    let history = history()?;
+    let plan = &prepared.plan;
+    let recorder = Store::open(&state_dir()).and_then(|store| {
+        Recorder::start(
+            store,
+            &NewRun {
+                id: run_id.clone(),
+                pipeline: plan.name.clone(),
+                pipeline_file: std::path::absolute(&pipeline)
+                    .unwrap_or_else(|_| pipeline.clone())
+                    .display()
+                    .to_string(),
+                tenant: tenant.name.clone(),
+                workspace: workspace.display().to_string(),
+                stages: plan.stages.iter().map(|s| s.name.clone()).collect(),
+                pipeline_text: plan.source.text().to_string(),
+                options: serde_json::to_string(&options).unwrap_or_default(),
+            },
+        )
+    })?;
+    let reuse = match focus.and_then(|f| f.from.as_ref().map(|r| (f, r))) {
+        Some((focus, from)) => reused(
+            &prepared,
+            &from.succeeded,
+            Some(&focus.stage),
+            Reused::Dev { run: from.id.clone() },
+        ),
+        None => Vec::new(),
+    };
+    Ok(Session {
+        history,
+        prepared,
+        run_id,
+        workspace,
+        tenant,
+        options,
+        recorder,
+        resume: 0,
+        reuse,
+        resolved,
+    })
+}
+
+/// Run `id` again from where it stopped: the stages that succeeded keep
+/// their results; the others run again in the same workspace, with the
+/// pipeline and options recorded with the run.
+pub async fn resume(id: &str, request: &ResumeRequest) -> Result<Session, SessionError> {
+    let refuse = |why: String| SessionError::NotResumable {
+        id: id.to_string(),
+        why,
+    };
+    if !state_dir().join(crate::store::DB_FILE).is_file() {
+        return Err(StoreError::NoSuchRun(id.to_string()).into());
+    }
+    let store = Store::open(&state_dir())?;
+    let recorded = store.resume_info(id)?;
+    match recorded.status.as_str() {
+        "running" => {
+            return Err(refuse(
+                "is still running (its weir process is alive); it can be resumed once it ends".into(),
+            ));
+        }
+        "succeeded" => return Err(refuse("succeeded; there is nothing to resume".into())),
+        _ => {}
+    }
+    let Some(text) = recorded.pipeline_text else {
+        return Err(refuse(
+            "was recorded by an older weir without its pipeline, so it cannot be resumed".into(),
+        ));
+    };
+    let options: Options = recorded
+        .options
+        .as_deref()
+        .and_then(|o| serde_json::from_str(o).ok())
+        .unwrap_or_default();
+    if let Some(stage) = &options.dev {
+        return Err(refuse(format!(
+            "was a `weir dev` round of stage `{stage}` (a changed plugin on part of the pipeline), so it cannot be resumed; run `weir dev` again"
+        )));
+    }
+    let workspace = PathBuf::from(&recorded.workspace);
+    if !workspace.is_dir() {
+        return Err(refuse(format!(
+            "cannot be resumed: its workspace {} is gone",
+            workspace.display()
+        )));
+    }
+    if let Err(why) = state_outside(&workspace) {
+        return Err(refuse(format!("cannot be resumed: {why}")));
+    }
+    let path = PathBuf::from(&recorded.pipeline_file);
+    let tenant = tenant(request.tenants.as_deref(), Some(&recorded.tenant))?;
+    let mut resolved = Resolved::default();
+    let mut layer = |plan: &mut crate::plan::Plan| {
+        resolved = resolve_environments(plan, &options, &tenant)?;
+        within_tenant(plan, &tenant)
+    };
+    let engine = engine_for(&tenant);
+    let prepared = prepare_layered(&path, Some(text), Some(&workspace), &engine, &mut layer).await?;
+    sandbox_available(&prepared, &tenant)?;
+    let reuse = reused(&prepared, &recorded.succeeded, None, Reused::Resume);
+    let rerun: Vec<String> = prepared
+        .plan
+        .stages
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !reuse.iter().any(|r| r.stage == *i))
+        .map(|(_, s)| s.name.clone())
+        .collect();
+    let history = history()?;
+    let recorder = Recorder::resume(store, id, &rerun)?;
+    let options = Options {
+        jobs: request.jobs.or(options.jobs),
+        fail_fast: request.fail_fast || options.fail_fast,
+        ..options
+    };
+    Ok(Session {
+        history,
+        prepared,
+        run_id: id.to_string(),
+        workspace,
+        tenant,
+        options,
+        recorder,
+        resume: recorded.resumes + 1,
+        reuse,
+        resolved,
+    })
+}
+
+/// The stages of `prepared` that keep an earlier run's results: those in
+/// `succeeded` (name, `stage_finished` event), but `except`.
+fn reused(
+    prepared: &Prepared,
+    succeeded: &[(String, String)],
+    except: Option<&str>,
+    how: Reused,
+) -> Vec<Reuse> {
+    let mut reuse = Vec::new();
+    for (name, body) in succeeded {
+        if except == Some(name.as_str()) {
+            continue;
+        }
+        let Some(stage) = prepared.plan.index_of(name) else {
+            continue;
+        };
+        let Ok(mut finished) = serde_json::from_str::<Event>(body) else {
+            continue;
+        };
+        let Event::StageFinished {
+            plugin,
+            outputs,
+            reused,
+            ..
+        } = &mut finished
+        else {
+            continue;
+        };
+        if plugin.is_none() {
+            *plugin = prepared.plugins.get(stage).map(|p| p.info.label());
+        }
+        *reused = Some(Box::new(how.clone()));
+        let outputs = outputs.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        reuse.push(Reuse {
+            stage,
+            outputs,
+            finished,
+        });
+    }
+    reuse
+}
+
+/// How a run was started, recorded with it so `--resume` runs it the same
+/// way.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct Options {
+    pub(crate) branch: Option<String>,
+    pub(crate) environment: Option<String>,
+    pub(crate) jobs: Option<usize>,
+    pub(crate) fail_fast: bool,
+    /// Tags pointing at the commit being built.
+    #[serde(default)]
+    tags: Vec<String>,
+    /// The commit being built.
+    #[serde(default)]
+    commit: Option<String>,
+    /// The stage a `weir dev` round ran; such a run ran a changed plan
+    /// and is not resumed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    dev: Option<String>,
+}
+
+/// Lay the run's environments over the plan and check its branch rules;
+/// every problem is reported, not just the first.
+fn resolve_environments(
+    plan: &mut crate::plan::Plan,
+    options: &Options,
+    tenant: &Tenant,
+) -> Result<Resolved, PrepareError> {
+    environments::resolve(plan, options.environment.as_deref(), &|name| {
+        tenant.secrets.get(name)
+    })
+    .and_then(|resolved| {
+        let facts = RunFacts {
+            branch: options.branch.clone(),
+            environment: resolved.environment.clone(),
+        };
+        let errors = environments::check_refs(plan, &facts, &options.tags);
+        if errors.is_empty() {
+            Ok(resolved)
+        } else {
+            Err(errors)
+        }
+    })
+    .map_err(|errors| {
+        EnvironmentProblems {
+            path: plan.source.path().to_path_buf(),
+            problems: errors.iter().map(ToString::to_string).collect(),
+        }
+        .into()
+    })
+}
+
+/// What `weir dev` changes about a run: one stage, with a plugin just
+/// built, its upstream stages' results taken from an earlier run.
+pub struct Focus {
+    /// The stage to run.
+    pub stage: String,
+    /// The `[plugins.NAME]` it uses.
+    pub plugin: String,
+    /// The component to use for that plugin instead (not pinned).
+    pub component: PathBuf,
+    /// The run whose workspace and results the upstream stages reuse;
+    /// `None` runs the whole pipeline.
+    pub from: Option<FromRun>,
+}
+
+/// An earlier run a focused run takes its inputs from.
+pub struct FromRun {
+    /// Its id.
+    pub id: String,
+    /// Its workspace.
+    pub workspace: PathBuf,
+    /// Its stages that succeeded, with their `stage_finished` events.
+    pub succeeded: Vec<(String, String)>,
+}
+
+/// `focus` laid over `plan`: its plugin is the component just built, and
+/// with an earlier run to take inputs from, only the stage and its
+/// upstream are left.
+fn focus_plan(plan: &mut crate::plan::Plan, focus: &Focus) {
+    use crate::plan::PluginRef;
+    let swap = |plugin: &mut PluginRef| {
+        if let PluginRef::File { name, .. } = plugin
+            && *name == focus.plugin
+        {
+            *plugin = PluginRef::File {
+                name: name.clone(),
+                path: focus.component.clone(),
+                sha256: None,
+            };
+        }
+    };
+    for stage in &mut plan.stages {
+        swap(&mut stage.plugin);
+        if let Some(rollout) = &mut stage.rollout {
+            swap(&mut rollout.strategy.plugin);
+            for check in &mut rollout.checks {
+                swap(&mut check.plugin);
+            }
+        }
+    }
+    if focus.from.is_some()
+        && let Some(index) = plan.index_of(&focus.stage)
+    {
+        plan.focus_on(index);
+    }
+}
+
+/// `20261121-223501-4f2a`: sortable, readable, unique enough per host.
+fn new_run_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = now.as_secs();
+    let (y, mo, d) = crate::report::style::civil_from_days((secs / 86_400) as i64);
+    let (h, mi, s) = ((secs / 3600) % 24, (secs / 60) % 60, secs % 60);
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(now.as_nanos());
+    hasher.write_u32(std::process::id());
+    format!(
+        "{y:04}{mo:02}{d:02}-{h:02}{mi:02}{s:02}-{:04x}",
+        hasher.finish() & 0xffff
+    )
+}
+
+/// The run's workspace: the one given, else a fresh directory under the
+/// tenant's root (`ROOT/runs/RUN/workspace`) or, for a tenant without a
+/// root, under `.weir/runs/RUN`. A tenant with a root may not use a
+/// workspace outside it.
+fn workspace_dir(given: Option<&Path>, run_id: &str, tenant: &Tenant) -> std::io::Result<PathBuf> {
+    let dir = match (given, &tenant.root) {
+        (Some(d), _) => d.to_path_buf(),
+        (None, Some(root)) => root.join("runs").join(run_id).join("workspace"),
+        (None, None) => run_dir(run_id).join("workspace"),
+    };
+    let cannot = |e: std::io::Error| {
+        std::io::Error::other(format!("cannot create the workspace {}: {e}", dir.display()))
+    };
+    std::fs::create_dir_all(&dir).map_err(cannot)?;
+    let dir = dir.canonicalize().map_err(cannot)?;
+    state_outside(&dir).map_err(std::io::Error::other)?;
+    if let Some(root) = &tenant.root {
+        let root = root.canonicalize()?;
+        if !dir.starts_with(&root) {
+            return Err(std::io::Error::other(format!(
+                "{} is outside the root of tenant `{}` ({}); a tenant's runs live under its root",
+                dir.display(),
+                tenant.name,
+                root.display()
+            )));
+        }
+    }
+    Ok(dir)
+}
+
+/// What git says about the commit around the pipeline file.
+#[derive(Debug, Default)]
+struct GitFacts {
+    commit: Option<String>,
+    tags: Vec<String>,
+}
+
+/// The commit checked out around `pipeline` and the tags pointing at it,
+/// when git is installed and the file is in a repository.
+fn detect_git(pipeline: &Path) -> GitFacts {
+    let Some(dir) = pipeline
+        .canonicalize()
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+    else {
+        return GitFacts::default();
+    };
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .arg("-C")
+            .arg(&dir)
+            .args(args)
+            .stderr(std::process::Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    GitFacts {
+        commit: git(&["rev-parse", "HEAD"]).filter(|c| !c.is_empty()),
+        tags: git(&["tag", "--points-at", "HEAD"])
+            .map(|t| t.lines().map(str::to_string).collect())
+            .unwrap_or_default(),
+    }
+}
+
+/// The branch checked out in the git repository around `pipeline`, read
+/// from `.git/HEAD` (no git needed). `None` when detached or not in git.
+fn detect_branch(pipeline: &Path) -> Option<String> {
+    let start = pipeline.canonicalize().ok()?;
+    let mut dir = start.parent()?;
+    loop {
+        let head = dir.join(".git").join("HEAD");
+        if head.is_file() {
+            let text = std::fs::read_to_string(head).ok()?;
+            return text.trim().strip_prefix("ref: refs/heads/").map(str::to_string);
+        }
+        dir = dir.parent()?;
+    }
+}
