@@ -1,5 +1,7 @@
 //! Host imports: one module per WIT interface, each owning its state and
-//! its grant check; [`linking`] decides which of them a Store links.
+//! its grant check; `sandbox::linking` decides which of them a Store
+//! links (the sandbox holds every capability's state; capabilities know
+//! nothing of it).
 //!
 //! | import | state | linked when |
 //! |---|---|---|
@@ -15,10 +17,8 @@
 //! program, that host). [`tape`] records what `process`, `metrics` and
 //! `secrets` answered, for `weir replay`.
 
-pub mod cgroup;
 pub mod egress;
 pub mod http;
-pub mod linking;
 pub mod log;
 pub mod metrics;
 pub mod process;

@@ -9,9 +9,9 @@
 //! plugin's own failure, a trap, a timeout, or a named limit. The Store is
 //! dropped afterwards, whatever happened.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
 
 use wasmtime::Store;
 
@@ -19,45 +19,22 @@ pub mod disk;
 mod memory;
 pub use weir_pipeline::results;
 
-use crate::artifacts::ArtifactStore;
-use crate::bindings::types::{self, TestStatus, Verdict};
-use crate::capabilities::process::{ProcessLimits, Sandbox};
+use crate::bindings::types;
+use crate::capabilities::process::Sandbox;
 use crate::capabilities::tape::Tape;
-use crate::engine::{StageLimits, WeirEngine};
-use crate::events::{EventSink, FailureKind, FindingRecord, TestCaseRecord, TestCounts};
+use crate::engine::WeirEngine;
+use crate::events::{EventSink, FailureKind};
 use crate::guest_call;
-use crate::plan::{Gate, SandboxChoice};
+use crate::plan::SandboxChoice;
 use crate::plugins::{KindPre, LoadedPlugin, kind_name};
+use crate::rollout::RolloutPlugins;
 use crate::run::{AttemptRequest, AttemptResult, BoxFuture, Executor};
-use crate::sandbox::{ProcessSpec, StageState, StateSpec};
+use crate::sandbox::StageState;
+use crate::stage_store::prepare_store;
+pub use crate::stage_store::{RunInfo, Setup};
+use crate::verdicts::{analysis_result, test_result};
 
-/// What every attempt of a run shares.
-pub struct RunInfo {
-    /// The run's id.
-    pub run_id: String,
-    /// The pipeline's name.
-    pub pipeline: String,
-    /// The tenant.
-    pub tenant: String,
-    /// The workspace on the host.
-    pub workspace: PathBuf,
-    /// Limits per Store.
-    pub limits: StageLimits,
-    /// The tenant's secret source (`secrets.open`).
-    pub secrets: crate::config::tenants::SecretSource,
-    /// Where artifacts are kept.
-    pub artifacts: ArtifactStore,
-    /// The run history, for the stage cache and replay records; `None`
-    /// runs without either.
-    pub history: Option<memory::History>,
-    /// The deployment target and metrics providers (per-plugin fields
-    /// are filled in per attempt).
-    pub target: crate::sandbox::TargetSpec,
-    /// Deploy stages' strategies and checks, by stage index.
-    pub rollouts: std::collections::BTreeMap<usize, Arc<crate::rollout::RolloutPlugins>>,
-}
-
-pub use memory::History;
+pub use crate::store::History;
 
 /// The wasmtime-backed executor.
 pub struct WasmExecutor {
@@ -71,12 +48,25 @@ pub struct WasmExecutor {
     /// Input files digested (and kept) by the cache check, for the first
     /// attempt's replay record, by stage.
     inputs_seen: Arc<std::sync::Mutex<std::collections::HashMap<usize, memory::SeenInputs>>>,
+    /// Deploy stages' strategies and checks, by stage index.
+    rollouts: Rollouts,
 }
 
+/// Deploy stages' strategies and checks, by stage index.
+pub type Rollouts = BTreeMap<usize, Arc<RolloutPlugins>>;
+
 impl WasmExecutor {
-    /// An executor for a plan whose stage `i` uses `plugins[i]`.
-    pub fn new(engine: WeirEngine, plugins: Vec<Arc<LoadedPlugin>>, info: RunInfo, sink: EventSink) -> Self {
+    /// An executor for a plan whose stage `i` uses `plugins[i]` (and a
+    /// deploy stage `i` rolls out with `rollouts[i]`).
+    pub fn new(
+        engine: WeirEngine,
+        plugins: Vec<Arc<LoadedPlugin>>,
+        rollouts: Rollouts,
+        info: RunInfo,
+        sink: EventSink,
+    ) -> Self {
         Self {
+            rollouts,
             engine,
             plugins,
             info: Arc::new(info),
@@ -106,6 +96,7 @@ impl Executor for WasmExecutor {
         let sink = self.sink.clone();
         let installed = self.installed.clone();
         let seen = self.inputs_seen.clone();
+        let rollout = self.rollouts.get(&request.stage).cloned();
         Box::pin(async move {
             // Analyzers' host calls and input files are kept for replay.
             let record = info.history.is_some() && plugin.info.kind == types::PluginKind::Analyzer;
@@ -129,6 +120,7 @@ impl Executor for WasmExecutor {
                 request,
                 installed,
                 setup,
+                rollout,
             )
             .await;
             if let Some(request) = recorded {
@@ -164,21 +156,6 @@ impl Executor for WasmExecutor {
     }
 }
 
-/// Where one attempt's plugin reads from and how its host calls are
-/// kept: a run uses the stage's grants and a recording tape; `weir
-/// replay` uses copies of the recorded files and a replaying tape.
-pub struct Setup {
-    /// `allow.read` directories (preopened only for `files` plugins).
-    pub read_dirs: Vec<PathBuf>,
-    /// Directories preopened as given (replay's copies).
-    pub mapped_dirs: Vec<(PathBuf, String)>,
-    /// The host-import tape.
-    pub tape: Tape,
-    /// The release a deploy stage rolls out: its `runtime` calls may touch
-    /// only that service and start only that release.
-    pub runtime_scope: Option<crate::capabilities::runtime::RuntimeScope>,
-}
-
 /// Run one attempt as `weir replay` does: in `info.workspace` (the
 /// recorded files), with host calls answered by `setup.tape`.
 pub async fn replay_attempt(
@@ -200,6 +177,7 @@ pub async fn replay_attempt(
         Sandbox::OptedOut,
         declared,
         setup,
+        None,
     );
     watch.over(run).await
 }
@@ -246,6 +224,7 @@ async fn attempt(
     request: AttemptRequest,
     installed: Sandbox,
     setup: Setup,
+    rollout: Option<Arc<RolloutPlugins>>,
 ) -> AttemptResult {
     let declared = plugin.info.declares(types::Capability::Process);
     let sandbox = match request.sandbox {
@@ -275,97 +254,13 @@ async fn attempt(
         sandbox.clone(),
         declared,
         setup,
+        rollout,
     );
     let mut result = watch.over(run).await;
     if declared {
         result.sandbox = Some(sandbox.describe().to_string());
     }
     result
-}
-
-/// A Store for one call of `plugin` in `request`'s stage, and the context
-/// the call receives; an error when the sandbox cannot be prepared.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn prepare_store(
-    engine: &WeirEngine,
-    plugin: &LoadedPlugin,
-    info: &RunInfo,
-    sink: EventSink,
-    request: &AttemptRequest,
-    sandbox: Sandbox,
-    declared: bool,
-    setup: &Setup,
-) -> Result<(Store<StageState>, types::Context), Box<AttemptResult>> {
-    // `allow.read` directories reach the plugin itself only when its
-    // manifest asks for `files`; otherwise they are for its programs.
-    let read_dirs: &[std::path::PathBuf] = if plugin.info.declares(types::Capability::Files) {
-        &setup.read_dirs
-    } else {
-        &[]
-    };
-    let state = StageState::new(StateSpec {
-        stage: &request.stage_name,
-        workspace: Some(&info.workspace),
-        read_dirs,
-        env: &request.env,
-        secret_env: &request.secret_env,
-        limits: info.limits,
-        sink,
-        process: ProcessSpec {
-            plugin: plugin.info.name.clone(),
-            tenant: info.tenant.clone(),
-            declared,
-            grants: request.grants.clone(),
-            deadline: Instant::now() + request.timeout,
-            sandbox,
-            limits: ProcessLimits {
-                output_bytes: info.limits.output_bytes,
-                data_bytes: info.limits.program_memory,
-                memory_bytes: info.limits.program_memory,
-                disk_bytes: info.limits.disk_bytes,
-                pids: info.limits.processes,
-                ..ProcessLimits::default()
-            },
-            declares_secrets: plugin.info.declares(types::Capability::Secrets),
-            declares_network: plugin.info.declares(types::Capability::Network),
-            secret_source: info.secrets.clone(),
-        },
-        tape: setup.tape.clone(),
-        mapped_dirs: &setup.mapped_dirs,
-        target: crate::sandbox::TargetSpec {
-            declares_runtime: plugin.info.declares(types::Capability::Runtime),
-            declares_metrics: plugin.info.declares(types::Capability::Metrics),
-            runtime_scope: setup.runtime_scope.clone(),
-            ..info.target.clone()
-        },
-    })
-    .map_err(|e| {
-        AttemptResult::failed(
-            FailureKind::Host,
-            format!("cannot prepare the sandbox: {e}"),
-            None,
-        )
-    })?;
-    let store = guest_call::new_store(engine, state, request.timeout, info.limits);
-    let ctx = types::Context {
-        run_id: info.run_id.clone(),
-        pipeline: info.pipeline.clone(),
-        stage: request.stage_name.clone(),
-        tenant: info.tenant.clone(),
-        environment: request.environment.clone(),
-        attempt: request.attempt,
-        config: request.config.clone(),
-        inputs: request
-            .inputs
-            .iter()
-            .map(|(stage, outputs)| types::Upstream {
-                stage: stage.clone(),
-                outputs: outputs.clone(),
-            })
-            .collect(),
-        workspace: crate::capabilities::wasi::GUEST_WORKSPACE.to_string(),
-    };
-    Ok((store, ctx))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -378,6 +273,7 @@ async fn run_in_store(
     sandbox: Sandbox,
     declared: bool,
     setup: Setup,
+    rollout: Option<Arc<RolloutPlugins>>,
 ) -> AttemptResult {
     if plugin.info.kind == types::PluginKind::Deployer {
         return crate::rollout::run(crate::rollout::Rollout {
@@ -388,6 +284,7 @@ async fn run_in_store(
             request,
             sandbox,
             setup,
+            plugins: rollout,
         })
         .await;
     }
@@ -517,257 +414,4 @@ async fn call_plugin(
         KindPre::Strategy(_) => Ok(Reply::NotAStage(kind_name(types::PluginKind::Strategy))),
         KindPre::Deployer(_) => Ok(Reply::NotAStage(kind_name(types::PluginKind::Deployer))),
     })
-}
-
-/// Most findings kept from one analyzer; the rest are counted as dropped
-/// (limit `findings`).
-pub const MAX_FINDINGS: usize = 10_000;
-/// Most bytes of one finding's message kept.
-const MAX_FINDING_MESSAGE: usize = 4096;
-
-pub(crate) fn analysis_result(a: types::Analysis, gate: &Gate) -> AttemptResult {
-    let dropped = a.findings.len().saturating_sub(MAX_FINDINGS) as u32;
-    // Counted over every finding, before any is dropped: a flood of low
-    // findings must not push a critical one out of the gate's sight.
-    let mut counts = crate::findings::SeverityCounts::default();
-    for f in &a.findings {
-        counts.add(severity_of(f.severity));
-    }
-    let mut all = a.findings;
-    if all.len() > MAX_FINDINGS {
-        // Keep the worst ones (stable: the plugin's order among equals).
-        all.sort_by_key(|f| std::cmp::Reverse(severity_of(f.severity)));
-        all.truncate(MAX_FINDINGS);
-    }
-    let findings: Vec<FindingRecord> = all
-        .into_iter()
-        .map(|f| FindingRecord {
-            rule: f.rule,
-            severity: severity_of(f.severity).name().into(),
-            message: cut(f.message, MAX_FINDING_MESSAGE),
-            path: f.path,
-            line: f.line,
-            column: f.column,
-            fields: f.fields.into_iter().collect(),
-        })
-        .collect();
-    let plugin_verdict = match a.verdict {
-        Verdict::Pass => "pass",
-        Verdict::Warn => "warn",
-        Verdict::Fail => "fail",
-        Verdict::Inconclusive => "inconclusive",
-    };
-    let score = counts.score();
-    let gate_failed = gate.findings.map(|g| g.check(&counts)).unwrap_or_default();
-    let verdict = match (gate.findings, a.verdict) {
-        (_, Verdict::Inconclusive) => "inconclusive",
-        (None, _) => plugin_verdict,
-        (Some(_), _) if !gate_failed.is_empty() => "fail",
-        (Some(_), _) if findings.is_empty() => "pass",
-        (Some(_), _) => "warn",
-    };
-    let mut outputs = vec![
-        ("verdict".to_string(), verdict.to_string()),
-        ("findings".to_string(), counts.total().to_string()),
-        ("score".to_string(), format!("{score}")),
-    ];
-    for s in crate::findings::Severity::WORST_FIRST {
-        outputs.push((format!("findings-{}", s.name()), counts.get(s).to_string()));
-    }
-    if let Some(score) = a.score {
-        outputs.push(("plugin-score".into(), format!("{score}")));
-    }
-    let failure = match verdict {
-        "fail" | "inconclusive" => {
-            let why = if !gate_failed.is_empty() {
-                format!("gate failed: {}", gate_failed.join("; "))
-            } else if verdict == "inconclusive" {
-                "verdict `inconclusive`: the analyzer had nothing to judge".to_string()
-            } else {
-                format!("verdict `fail` with {}", counts.describe())
-            };
-            let top: Vec<String> = crate::findings::worst_first(&findings)
-                .into_iter()
-                .take(5)
-                .map(|f| {
-                    format!(
-                        "{} {} {}: {}",
-                        f.severity,
-                        crate::findings::place(f),
-                        f.rule,
-                        f.message.lines().next().unwrap_or("")
-                    )
-                })
-                .collect();
-            Some(crate::run::AttemptFailure {
-                kind: FailureKind::Gate,
-                message: why,
-                details: (!top.is_empty()).then(|| top.join("\n")),
-                retryable: FailureKind::Gate.retryable(),
-            })
-        }
-        _ => None,
-    };
-    let mut summary = a.summary;
-    if dropped > 0 {
-        summary = Some(format!(
-            "{}{dropped} finding(s) dropped (limit `findings`: {MAX_FINDINGS})",
-            summary.map(|s| format!("{s}; ")).unwrap_or_default()
-        ));
-    }
-    AttemptResult {
-        failure,
-        outputs,
-        summary,
-        analysis: Some(crate::events::AnalysisRecord {
-            verdict: verdict.into(),
-            plugin_verdict: plugin_verdict.into(),
-            score,
-            plugin_score: a.score,
-            counts,
-            gate_failed,
-            dropped,
-        }),
-        findings,
-        ..AttemptResult::default()
-    }
-}
-
-/// `s` cut to at most `max` bytes at a character boundary, marked when cut.
-fn cut(mut s: String, max: usize) -> String {
-    if s.len() > max {
-        let mut end = max;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        s.truncate(end);
-        s.push('…');
-    }
-    s
-}
-
-fn test_result(t: types::TestReport, gate: &Gate) -> AttemptResult {
-    let cases: Vec<TestCaseRecord> = t
-        .cases
-        .iter()
-        .map(|c| TestCaseRecord {
-            suite: c.suite.clone(),
-            name: c.name.clone(),
-            status: match c.status {
-                TestStatus::Passed => "passed",
-                TestStatus::Failed => "failed",
-                TestStatus::Skipped => "skipped",
-                TestStatus::Errored => "errored",
-            }
-            .into(),
-            duration_ms: c.duration_ms,
-            message: c.message.clone(),
-            file: c.file.clone(),
-        })
-        .collect();
-    let mut counts = TestCounts::default();
-    for case in &t.cases {
-        match case.status {
-            TestStatus::Passed => counts.passed += 1,
-            TestStatus::Failed => counts.failed += 1,
-            TestStatus::Skipped => counts.skipped += 1,
-            TestStatus::Errored => counts.errored += 1,
-        }
-    }
-    let failure = check_gate(gate, &counts, &cases).map(|message| crate::run::AttemptFailure {
-        kind: FailureKind::Gate,
-        retryable: FailureKind::Gate.retryable(),
-        message,
-        details: {
-            let failing: Vec<String> = cases
-                .iter()
-                .filter(|c| c.status == "failed" || c.status == "errored")
-                .map(|c| {
-                    format!(
-                        "{}::{}{}",
-                        c.suite,
-                        c.name,
-                        c.message
-                            .as_ref()
-                            .map(|m| format!(": {}", m.lines().next().unwrap_or("")))
-                            .unwrap_or_default()
-                    )
-                })
-                .collect();
-            (!failing.is_empty()).then(|| failing.join("\n"))
-        },
-    });
-    AttemptResult {
-        failure,
-        outputs: vec![
-            ("passed".into(), counts.passed.to_string()),
-            ("failed".into(), counts.failed.to_string()),
-            ("skipped".into(), counts.skipped.to_string()),
-            ("errored".into(), counts.errored.to_string()),
-        ],
-        artifacts: Vec::new(),
-        summary: t.summary,
-        findings: Vec::new(),
-        analysis: None,
-        tests: Some(counts),
-        sandbox: None,
-        cases,
-    }
-}
-
-/// `Some(why)` when the counts fail `gate`; the message names the failing
-/// tests.
-fn check_gate(gate: &Gate, counts: &TestCounts, cases: &[TestCaseRecord]) -> Option<String> {
-    let bad = counts.failed + counts.errored;
-    let ran = counts.passed + bad;
-    let mut broken = Vec::new();
-    if let Some(max) = gate.max_failures
-        && bad > max
-    {
-        broken.push(format!("{bad} failed (at most {max} allowed)"));
-    }
-    if let Some(min) = gate.min_pass_rate {
-        if ran == 0 {
-            broken.push("no test case ran, so there is no pass rate".to_string());
-        } else {
-            let rate = f64::from(counts.passed) / f64::from(ran);
-            if rate < min {
-                broken.push(format!(
-                    "pass rate {:.1}% is below the minimum {:.1}%",
-                    rate * 100.0,
-                    min * 100.0
-                ));
-            }
-        }
-    }
-    if !gate.allow_skipped && counts.skipped > 0 {
-        broken.push(format!("{} skipped (allow-skipped = false)", counts.skipped));
-    }
-    if broken.is_empty() {
-        return None;
-    }
-    let failing: Vec<String> = cases
-        .iter()
-        .filter(|c| {
-            c.status == "failed" || c.status == "errored" || (!gate.allow_skipped && c.status == "skipped")
-        })
-        .map(|c| format!("{}::{}", c.suite, c.name))
-        .collect();
-    let names = match failing.len() {
-        0 => String::new(),
-        n if n <= 10 => format!("; failing: {}", failing.join(", ")),
-        n => format!("; failing: {} and {} more", failing[..10].join(", "), n - 10),
-    };
-    Some(format!("test gate failed: {}{names}", broken.join(", ")))
-}
-
-fn severity_of(s: types::Severity) -> crate::findings::Severity {
-    use crate::findings::Severity as S;
-    match s {
-        types::Severity::Info => S::Info,
-        types::Severity::Low => S::Low,
-        types::Severity::Medium => S::Medium,
-        types::Severity::High => S::High,
-        types::Severity::Critical => S::Critical,
-    }
 }

@@ -3,7 +3,8 @@
 //! way it can end other than a result sorted into one [`CallFailure`].
 //! Stages, analyzers, test runners, strategies, checks and deployers are
 //! all called through here, so a limit is named the same way whichever
-//! kind of plugin hits it.
+//! kind of plugin hits it. `stage_store` builds the Store a stage's
+//! plugin is called in; `plugins` uses [`new_store`] for `describe()`.
 
 use std::time::{Duration, Instant};
 

@@ -6,7 +6,7 @@
 //! a throwaway Store and read its manifest. The result is shared by every
 //! stage that uses the plugin; [`LoadedPlugin::pre_for`] links it once per
 //! set of capabilities a stage grants it (see
-//! [`crate::capabilities::linking`]).
+//! [`crate::sandbox::linking`]).
 
 pub mod builtin;
 pub mod kind;
@@ -23,10 +23,10 @@ use wasmtime::component::{Component, Linker};
 
 use crate::bindings::types::{Manifest, PluginKind};
 use crate::bindings::{analyzer, deployer, stage, strategy, test_runner};
-use crate::capabilities::linking::{Linked, linker_for};
 use crate::engine::{CacheOutcome, CompileCache, StageLimits, WeirEngine};
 use crate::events::EventSink;
 use crate::plan::PluginRef;
+use crate::sandbox::linking::{Linked, linker_for};
 use crate::sandbox::{StageState, StateSpec};
 
 pub use kind::kind_name;

@@ -28,12 +28,12 @@ use crate::bindings::types::{self, Action, Verdict};
 use crate::capabilities::process::Sandbox;
 use crate::engine::WeirEngine;
 use crate::events::{Event, EventSink, FailureKind, FindingRecord, RolloutPhase, now_ms};
-use crate::execute::{RunInfo, Setup, prepare_store};
 use crate::guest_call::{self, CallFailure};
 use crate::plan::{Load, PlannedUse};
 use crate::plugins::{KindPre, LoadedPlugin};
 use crate::run::{AttemptRequest, AttemptResult};
 use crate::sandbox::StageState;
+use crate::stage_store::{RunInfo, Setup, prepare_store};
 use crate::target::client::{TargetClient, ensure_up};
 
 /// Most actions one rollout may take.
@@ -67,6 +67,8 @@ pub struct Rollout {
     pub sandbox: Sandbox,
     /// Read directories and the tape.
     pub setup: Setup,
+    /// The stage's strategy and checks.
+    pub plugins: Option<Arc<RolloutPlugins>>,
 }
 
 /// The release a deploy stage's `with` describes.
@@ -349,7 +351,7 @@ impl Controller {
             verdict,
             summary: Some(summaries.join("; ")),
         };
-        let converted = crate::execute::analysis_result(analysis.clone(), &crate::plan::Gate::default());
+        let converted = crate::verdicts::analysis_result(analysis.clone(), &crate::plan::Gate::default());
         self.findings.extend(converted.findings);
         self.emit(
             RolloutPhase::Analysis,
@@ -399,7 +401,7 @@ fn worst(a: Verdict, b: Verdict) -> Verdict {
 
 /// Run one deploy stage's rollout.
 pub async fn run(r: Rollout) -> AttemptResult {
-    let Some(plugins) = r.info.rollouts.get(&r.request.stage).cloned() else {
+    let Some(plugins) = r.plugins.clone() else {
         return AttemptResult::failed(
             FailureKind::Host,
             format!(

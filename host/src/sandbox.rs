@@ -7,6 +7,8 @@
 
 use std::path::Path;
 
+pub mod linking;
+
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 

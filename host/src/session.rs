@@ -214,6 +214,7 @@ impl Session {
         let executor = Arc::new(WasmExecutor::new(
             prepared.engine,
             prepared.plugins,
+            prepared.rollouts,
             RunInfo {
                 run_id: run_id.clone(),
                 pipeline: plan.name.clone(),
@@ -231,7 +232,6 @@ impl Session {
                     providers: plan.providers.clone(),
                     ..Default::default()
                 },
-                rollouts: prepared.rollouts,
             },
             sink.clone(),
         ));

@@ -196,6 +196,15 @@ pub(crate) fn process_alive(pid: i64, start: &str) -> bool {
     }
 }
 
+/// The run history as the executor uses it.
+#[derive(Clone)]
+pub struct History {
+    /// A connection of its own (the recorder has another).
+    pub store: std::sync::Arc<std::sync::Mutex<Store>>,
+    /// Where input files' contents are kept.
+    pub blobs: crate::blobs::Blobs,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

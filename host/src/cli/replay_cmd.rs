@@ -295,7 +295,6 @@ async fn replay_in(
         history: None,
         // A replay never deploys; recorded metrics come from the tape.
         target: Default::default(),
-        rollouts: Default::default(),
     };
     let result = crate::execute::replay_attempt(
         engine,

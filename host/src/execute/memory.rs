@@ -7,9 +7,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use super::RunInfo;
 use crate::bindings::types::{Capability, PluginKind};
-use crate::blobs::Blobs;
 use crate::capabilities::tape::Tape;
 use crate::events::{CacheStatus, Event, EventSink, Reused};
 use crate::plugins::LoadedPlugin;
@@ -17,6 +15,8 @@ use crate::replay_record::{RecordedRequest, ReplayRecord};
 use crate::run::{AttemptRequest, AttemptResult, CacheCheck};
 use crate::stage_cache::files::{self, FileDigest, FileSet};
 use crate::stage_cache::{self, Key, KeySource, Pending};
+use crate::stage_store::RunInfo;
+use crate::store::History;
 use crate::store::Store;
 use crate::store::cache::{CacheEntry, Recording};
 
@@ -24,15 +24,6 @@ use crate::store::cache::{CacheEntry, Recording};
 /// (limit `replay-bytes`); past it the record has digests only and
 /// `weir replay` says which files it lacks.
 pub const MAX_RECORDED_BYTES: u64 = 256 << 20;
-
-/// The run history as the executor uses it.
-#[derive(Clone)]
-pub struct History {
-    /// A connection of its own (the recorder has another).
-    pub store: Arc<Mutex<Store>>,
-    /// Where input files' contents are kept.
-    pub blobs: Blobs,
-}
 
 /// A stage's input files as the cache check saw them.
 #[derive(Debug, Clone)]

@@ -23,10 +23,10 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use tokio::process::{Child, Command};
 
-use crate::capabilities::cgroup::{self, ProgramGroup};
-use crate::capabilities::process::{
+use crate::confine::bwrap::{
     DEFAULT_PATH, ETC_ALLOWED, Masked, UNPRIVILEGED, mount_view, private_mounts, unreadable_in,
 };
+use crate::confine::cgroup::{self, ProgramGroup};
 use crate::netns::Factory;
 
 /// Where the release's files are, read-only, inside the sandbox.
@@ -64,7 +64,7 @@ impl Isolation {
     /// What this host allows: bubblewrap where it works; else plain
     /// processes, but never as root.
     pub fn detect() -> Self {
-        match crate::capabilities::process::Sandbox::usable() {
+        match crate::confine::bwrap::Sandbox::usable() {
             Ok(bwrap) => Isolation::Sandboxed(Arc::new(InstanceSandbox::new(bwrap))),
             Err(why) if rustix::process::geteuid().is_root() => Isolation::Refused(format!(
                 "weir runs as root and instances run only inside bubblewrap, which cannot be used here: {why}"
@@ -242,7 +242,7 @@ impl InstanceSandbox {
 /// `info`.
 async fn enter(info: OwnedFd) -> std::io::Result<Factory> {
     tokio::task::spawn_blocking(move || {
-        let pid = crate::capabilities::process::sandbox_pid(std::fs::File::from(info))?;
+        let pid = crate::confine::bwrap::sandbox_pid(std::fs::File::from(info))?;
         Factory::enter(pid)
     })
     .await

@@ -238,7 +238,7 @@ fn spawn_plain(spec: &InstanceSpec, port: u16) -> std::io::Result<Child> {
     cmd.args(&spec.args)
         .current_dir(&spec.dir)
         .env_clear()
-        .env("PATH", crate::capabilities::process::DEFAULT_PATH)
+        .env("PATH", crate::confine::bwrap::DEFAULT_PATH)
         .envs(spec.env.iter().cloned())
         .env("PORT", port.to_string())
         .env("DATA_DIR", &spec.data_dir)
