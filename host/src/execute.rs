@@ -216,6 +216,7 @@ impl DiskWatch {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn attempt(
     engine: WeirEngine,
     plugin: Arc<LoadedPlugin>,

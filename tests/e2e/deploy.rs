@@ -396,6 +396,51 @@ pub fn a_strategy_that_traps_mid_rollout_is_rolled_back_by_the_host() {
     );
 }
 
+/// A strategy and a deployer are called like any stage's plugin: one
+/// that grows past its memory limit is stopped by that limit, named, not
+/// reported as a crash, and the rollout is rolled back.
+#[test]
+fn a_strategy_and_a_deployer_past_their_memory_limit_are_each_reported_as_the_memory_limit() {
+    let d = Deployment::new();
+    assert_eq!(d.deploy(Stage::default()).code, 0);
+    let extra = plugin("rogue", crate::guest_paths::ROGUE_STRATEGY);
+    let run = d.deploy(Stage {
+        version: "v2",
+        strategy: r#"{ uses = "rogue", with = { hog = true } }"#,
+        extra: &extra,
+        ..Stage::default()
+    });
+    assert_eq!(run.code, 1, "{run:?}");
+    let done = run.finished("deploy");
+    let error = done["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("strategy `rogue`: memory limit hit") && error.contains("(limit `memory`)"),
+        "{error}"
+    );
+    assert!(!error.contains("crashed"), "{error}");
+    assert!(error.contains("all traffic is back on v1"), "{error}");
+
+    let extra = plugin("greedy", crate::guest_paths::GREEDY_DEPLOYER);
+    let hog = d
+        .text(Stage {
+            version: "v3",
+            env: r#"HOG = "1""#,
+            extra: &extra,
+            ..Stage::default()
+        })
+        .replace("uses = \"deploy\"", "uses = \"greedy\"");
+    d.p.pipeline(&hog);
+    let run = d.run();
+    assert_eq!(run.code, 1, "{run:?}");
+    let error = run.finished("deploy")["error"].as_str().unwrap_or_default().to_string();
+    assert!(
+        error.contains("deployer `greedy`: memory limit hit") && error.contains("(limit `memory`)"),
+        "{error}"
+    );
+    assert!(!error.contains("crashed"), "{error}");
+    assert_eq!(d.service()["stable"], "v1");
+}
+
 #[test]
 fn killing_the_target_mid_rollout_leaves_the_stable_version_serving() {
     let d = Deployment::new();

@@ -361,3 +361,30 @@ pub fn find_program(name: &str, path: &str) -> Option<PathBuf> {
         (meta.is_file() && meta.permissions().mode() & 0o111 != 0).then_some(candidate)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_mask_is_made_inside_a_hidden_directory() {
+        let d = |p: &str| Masked::Dir(PathBuf::from(p));
+        let f = |p: &str| Masked::File(PathBuf::from(p));
+        let kept = outermost(vec![
+            f("/home/a/.cargo/bin/secret"),
+            d("/home/a/.cargo/bin"),
+            f("/home/a/.cargo/credentials.toml"),
+            d("/home/a/.cargo/bin"),
+            f("/home/a/.cargo/credentials.toml"),
+            d("/home/a/.cargo-other"),
+        ]);
+        assert_eq!(
+            kept,
+            vec![
+                d("/home/a/.cargo/bin"),
+                f("/home/a/.cargo/credentials.toml"),
+                d("/home/a/.cargo-other"),
+            ]
+        );
+    }
+}

@@ -2,7 +2,8 @@
 //! start another service, start its own service from another workspace
 //! file, move another service's traffic, stop an instance that is not its
 //! own. It fails with what the host answered to each, so a test can check
-//! that every one was refused.
+//! that every one was refused. A release whose env sets `HOG` instead
+//! grows the deployer's memory until its limit stops it.
 
 use weir_sdk::runtime::{self, InstanceSpec};
 use weir_sdk::{Capability, Context, Deployer, DeploymentStatus, Failure, Manifest, Plugin, Release};
@@ -36,6 +37,13 @@ impl Plugin for Greedy {
 
 impl Deployer for Greedy {
     fn deploy(_ctx: Context, r: Release) -> Result<DeploymentStatus, Failure> {
+        if r.env.iter().any(|(k, _)| k == "HOG") {
+            let mut chunks: Vec<Vec<u8>> = Vec::new();
+            loop {
+                chunks.push(vec![1u8; 16 << 20]);
+                std::hint::black_box(&chunks);
+            }
+        }
         let answers = [
             (
                 "other service",
