@@ -253,7 +253,6 @@ fn run_info(run_id: &str, tenant: &str, workspace: &Path, artifacts: &Path) -> R
         artifacts: weir::artifacts::ArtifactStore::new(artifacts.to_path_buf()),
         history: None,
         target: Default::default(),
-        rollouts: Default::default(),
     }
 }
 
@@ -433,6 +432,7 @@ async fn start() -> Result<()> {
     let executor = Arc::new(WasmExecutor::new(
         engine.clone(),
         vec![noop.clone(); CHAIN],
+        Default::default(),
         run_info("bench", "default", &workspace, &scratch.0.join("artifacts")),
         events.clone(),
     ));
@@ -894,6 +894,7 @@ async fn concurrency() -> Result<()> {
             inner: WasmExecutor::new(
                 engine.clone(),
                 vec![noop.clone(); STAGES_PER_RUN],
+                Default::default(),
                 run_info(&run_id, &tenant, &workspace, &root.join("artifacts")),
                 events.clone(),
             ),
@@ -1003,6 +1004,7 @@ async fn memory() -> Result<()> {
     let executor = Arc::new(WasmExecutor::new(
         engine.clone(),
         vec![plugin],
+        Default::default(),
         run_info("bench", "default", &workspace, &scratch.0.join("artifacts")),
         events.clone(),
     ));

@@ -560,30 +560,20 @@ pub fn masked_forms(value: &str) -> Vec<String> {
 
 /// Standard base64, no padding.
 fn base64_unpadded(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        let chars = chunk.len() + 1;
-        for i in 0..chars {
-            out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-        }
-    }
-    out
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD_NO_PAD.encode(bytes)
 }
+
+/// Bytes a URL query keeps as they are: RFC 3986's unreserved characters.
+const QUERY_ESCAPED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
 
 /// `s` percent-encoded as in a URL query (unreserved characters kept).
 pub fn url_encoded(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    percent_encoding::utf8_percent_encode(s, QUERY_ESCAPED).to_string()
 }
 
 /// Milliseconds since the Unix epoch.
@@ -637,6 +627,15 @@ pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
 #[cfg(test)]
 mod mask_tests {
     use super::*;
+
+    #[test]
+    fn a_secret_is_masked_in_its_url_and_base64_forms_too() {
+        assert_eq!(url_encoded("a b/c~d_e.f-g+é"), "a%20b%2Fc~d_e.f-g%2B%C3%A9");
+        assert_eq!(base64_unpadded(b"hunter2"), "aHVudGVyMg");
+        let forms = masked_forms("p@ss word!");
+        assert!(forms.contains(&"p%40ss%20word%21".to_string()), "{forms:?}");
+        assert!(forms.contains(&"cEBzcyB3b3JkI".to_string()), "{forms:?}");
+    }
 
     #[test]
     fn secrets_are_masked_in_every_string_of_an_event() {

@@ -1,17 +1,45 @@
 //! # weir: CI/CD pipelines whose every step is a sandboxed WebAssembly component
 //!
-//! Data flows one way: [`config`] (read `pipeline.toml`, with spans) →
-//! [`plan`] (checked DAG) → [`run`] (the scheduler, driving an
-//! [`run::Executor`]) → [`events`] → [`report`] (live view, JSON lines).
-//! The wasmtime side is [`engine`] (the Engine and compile cache),
-//! [`plugins`] (loading and kind checks), [`sandbox`] (one Store's state),
-//! [`capabilities`] (host imports, each checking its grant) and [`execute`]
-//! (one attempt in a fresh Store). [`store`] keeps the run history in
-//! SQLite; [`stage_cache`] serves unchanged stages from it and [`blobs`]
-//! keeps the files replay needs. [`rollout`] drives deploy stages against
-//! [`target`], the local deployment target. [`session`] is a whole run as
-//! a library call, which every front end uses; [`cli`] is the `weir`
-//! command.
+//! Data flows one way, and no module imports one that imports it back
+//! (`tools/modcycles.py host/src` prints nothing):
+//!
+//! ```text
+//! config → plan → session ─▶ run (scheduler) ─▶ events ─▶ report
+//!                   │            │ Executor
+//!                   │            ▼
+//!                   │        execute (WasmExecutor) ─▶ rollout ─▶ target
+//!                   │            │
+//!                   ▼            ▼
+//!                 store      stage_store → guest_call → sandbox → capabilities → confine
+//! ```
+//!
+//! Where a run starts: [`session`] (a whole run as a library call:
+//! [`session::launch`] plans, checks and records it, [`session::Session::run`]
+//! drives it); `weir run`, `weir dev` and the coming `weir serve` call it,
+//! and [`cli`] only parses arguments and renders. The scheduler is [`run`]:
+//! it knows nothing of wasmtime and drives an [`run::Executor`], each
+//! attempt an [`attempt::AttemptRequest`] answered by an
+//! [`attempt::AttemptResult`].
+//!
+//! Where a guest is called: [`execute`] is the wasmtime-backed executor;
+//! every plugin call, whatever its kind, goes through [`guest_call`]
+//! (a Store with limits and a deadline, the call, every failure classified
+//! into one [`guest_call::CallFailure`]), in a Store [`stage_store`] builds
+//! from the run and the attempt. [`verdicts`] judges analyzers' and test
+//! runners' reports by their gates; [`rollout`] drives deploy stages
+//! against [`target`], the local deployment target.
+//!
+//! What a plugin may touch: [`sandbox`] is one Store's state and links the
+//! host imports; each import is a module of [`capabilities`] that checks
+//! its grant; programs and deployed instances are confined by [`confine`]
+//! (bubblewrap, cgroups). [`plugins`] loads components and reads their
+//! kind and contract version; [`bindings`] holds one module per contract
+//! version, generated from its frozen WIT. [`engine`] is the Engine and
+//! compile cache.
+//!
+//! What is kept: [`store`] is the run history in SQLite; [`stage_cache`]
+//! serves unchanged stages from it, [`blobs`] keeps the files replay needs
+//! and [`replay_record`] is an analyzer's typed replay record.
 
 #![deny(missing_docs)]
 

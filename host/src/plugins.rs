@@ -29,7 +29,7 @@ use crate::plan::PluginRef;
 use crate::sandbox::linking::{Linked, linker_for};
 use crate::sandbox::{StageState, StateSpec};
 
-pub use kind::kind_name;
+pub use kind::{Contract, kind_name};
 
 /// Largest plugin file accepted (a Python component is ~18 MiB).
 pub const MAX_PLUGIN_BYTES: usize = 128 << 20;
@@ -67,6 +67,7 @@ impl LoadedPlugin {
         let pre = link_kind(
             &self.component,
             self.info.kind,
+            self.info.contract,
             linked,
             &self.info.name,
             Some(&declares),
@@ -81,17 +82,26 @@ impl LoadedPlugin {
 fn link_kind(
     component: &Component,
     kind: PluginKind,
+    contract: Contract,
     linked: Linked,
     plugin: &str,
     declares: Option<&dyn Fn(crate::bindings::types::Capability) -> bool>,
 ) -> wasmtime::Result<KindPre> {
     let linker = linker_for(component.engine(), component, linked, plugin, declares)?;
-    pre_of(&linker, component, kind)
+    pre_of(&linker, component, kind, contract)
 }
 
-/// The kind's `InstancePre` of `component` through `linker`.
-fn pre_of(linker: &Linker<StageState>, component: &Component, kind: PluginKind) -> wasmtime::Result<KindPre> {
+/// The kind's `InstancePre` of `component` through `linker`, bound by the
+/// bindings of the contract version it was built for. A future version
+/// adds its arm here, with the adapter that maps it onto the host's types.
+fn pre_of(
+    linker: &Linker<StageState>,
+    component: &Component,
+    kind: PluginKind,
+    contract: Contract,
+) -> wasmtime::Result<KindPre> {
     let instance_pre = linker.instantiate_pre(component)?;
+    let Contract::V0_1 = contract;
     Ok(match kind {
         PluginKind::Stage => KindPre::Stage(stage::StagePluginPre::new(instance_pre)?),
         PluginKind::Analyzer => KindPre::Analyzer(analyzer::AnalyzerPluginPre::new(instance_pre)?),
@@ -114,6 +124,8 @@ pub struct PluginInfo {
     pub size: usize,
     /// The kind, from its exports.
     pub kind: PluginKind,
+    /// The contract version its exports carry, which it is linked by.
+    pub contract: Contract,
     /// What `describe()` returned.
     pub manifest: Manifest,
     /// The WIT package its SDK declares (`weir-wit-package`), if any.
@@ -151,6 +163,8 @@ pub struct Inspection {
     pub size: usize,
     /// The kind its exports make it, if exactly one.
     pub kind: Option<PluginKind>,
+    /// The contract version its exports carry, if one this host speaks.
+    pub contract: Option<Contract>,
     /// What `describe()` returned, if it could be called.
     pub manifest: Option<Manifest>,
     /// The WIT package it declares (`weir-wit-package`), if any.
@@ -380,14 +394,16 @@ impl PluginLoader {
         let (component, compiled) = self.compile(name, &source_label, bytes, &sha256).await?;
 
         let (imports, exports) = import_and_export_names(&component);
-        let kind = kind_of(&exports).map_err(kind_error)?;
+        let (kind, contract) = kind_of(&exports).map_err(kind_error)?;
 
         // Linked with no capabilities: describe() needs none, and an
         // import weir does not offer at all is found here.
-        let pre = link_kind(&component, kind, Linked::NONE, name, None).map_err(|e| PluginError::Link {
-            name: name.into(),
-            source_label: source_label.clone(),
-            reason: format!("{e:#}"),
+        let pre = link_kind(&component, kind, contract, Linked::NONE, name, None).map_err(|e| {
+            PluginError::Link {
+                name: name.into(),
+                source_label: source_label.clone(),
+                reason: format!("{e:#}"),
+            }
         })?;
 
         let manifest = self
@@ -409,6 +425,7 @@ impl PluginLoader {
                 sha256,
                 size,
                 kind,
+                contract,
                 manifest,
                 wit_package: declared,
                 imports,
@@ -453,14 +470,15 @@ impl PluginLoader {
                 kind::PACKAGE
             ));
         }
-        let kind = kind_of(&exports).map_err(|reason| problems.push(reason)).ok();
+        let found = kind_of(&exports).map_err(|reason| problems.push(reason)).ok();
+        let (kind, contract) = (found.map(|(k, _)| k), found.map(|(_, c)| c));
         let mut manifest = None;
-        if let Some(kind) = kind {
+        if let Some((kind, contract)) = found {
             // Imports weir does not offer are listed above; here they trap,
             // so describe() can still say what the plugin claims to be.
             let linked = linker_for(engine, &component, Linked::NONE, name, None).and_then(|mut linker| {
                 stub_unoffered(&mut linker, &component, &unoffered)?;
-                pre_of(&linker, &component, kind)
+                pre_of(&linker, &component, kind, contract)
             });
             match linked {
                 Err(e) => problems.push(format!("cannot be linked: {e:#}")),
@@ -481,6 +499,7 @@ impl PluginLoader {
             sha256,
             size,
             kind,
+            contract,
             manifest,
             wit_package: declared,
             imports,
@@ -744,9 +763,9 @@ fn unsupported_package(package: &str) -> Option<String> {
 }
 
 /// The one kind `exports` make a plugin, or why they make none.
-fn kind_of(exports: &[String]) -> Result<PluginKind, String> {
+fn kind_of(exports: &[String]) -> Result<(PluginKind, Contract), String> {
     match kind::exported_kind(exports.iter().map(String::as_str)) {
-        kind::ExportedKind::One(k) => Ok(k),
+        kind::ExportedKind::One(k, contract) => Ok((k, contract)),
         kind::ExportedKind::None => Err(format!(
             "exports none of weir's plugin interfaces (it exports: {}); build it with weir-sdk and one of its export_* macros",
             list_or_nothing(exports)

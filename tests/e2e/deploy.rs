@@ -432,7 +432,10 @@ fn a_strategy_and_a_deployer_past_their_memory_limit_are_each_reported_as_the_me
     d.p.pipeline(&hog);
     let run = d.run();
     assert_eq!(run.code, 1, "{run:?}");
-    let error = run.finished("deploy")["error"].as_str().unwrap_or_default().to_string();
+    let error = run.finished("deploy")["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     assert!(
         error.contains("deployer `greedy`: memory limit hit") && error.contains("(limit `memory`)"),
         "{error}"

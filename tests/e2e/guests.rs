@@ -584,3 +584,35 @@ fn too_many_memories_and_huge_tables_are_refused_by_name() {
         assert!(run.stderr.contains(expected), "{expected}\n{run:?}");
     }
 }
+
+/// A plugin built straight from the frozen 0.1.0 contract
+/// (`wit/since_v0.1.0`) with wit-bindgen and no weir-sdk loads, is linked
+/// through the host's 0.1 bindings, runs, and fails the 0.1 way.
+#[test]
+pub fn frozen_v0_1() {
+    let p = one_stage("frozen-v0-1", g::FROZEN_V0_1, "");
+    let run = p.run_json(&[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let done = run.finished("s");
+    assert_eq!(done["outputs"]["contract"], "0.1.0");
+    assert_eq!(done["summary"], "built from the frozen 0.1.0 contract");
+
+    let inspected = p.weir(&["plugin", "inspect", g::FROZEN_V0_1, "--json"]);
+    assert_eq!(inspected.code, 0, "{inspected:?}");
+    let info: serde_json::Value = serde_json::from_str(&inspected.stdout).expect("JSON");
+    assert_eq!(info["wit"], "weir:plugin@0.1.0");
+    assert_eq!(info["contract"], "weir:plugin@0.1.0");
+    assert_eq!(
+        info["wit_declared"],
+        serde_json::Value::Null,
+        "built without the SDK's section"
+    );
+    assert_eq!(info["problems"], serde_json::json!([]));
+
+    let p = one_stage("frozen-v0-1", g::FROZEN_V0_1, "with = { fail = true }");
+    let run = p.run_json(&[]);
+    assert_eq!(run.code, 1, "{run:?}");
+    let done = run.finished("s");
+    assert_eq!(done["failure"], "plugin");
+    assert_eq!(done["error"], "asked to fail");
+}

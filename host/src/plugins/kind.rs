@@ -8,6 +8,35 @@ pub const PACKAGE: &str = "weir:plugin";
 /// (for 0.x, its minor).
 pub const VERSION: &str = "0.1.0";
 
+/// A version of the contract this host implements. Each is bound from
+/// its frozen WIT (`crate::bindings`); a component is linked through the
+/// bindings of the version its exports carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Contract {
+    /// `weir:plugin@0.1.x`, bound from `wit/since_v0.1.0`.
+    V0_1,
+}
+
+impl Contract {
+    /// The contract a WIT version such as `0.1.0` belongs to, if this host
+    /// implements it.
+    pub fn of(version: &str) -> Option<Self> {
+        let v = semver::Version::parse(version).ok()?;
+        // For 0.x, a minor is a contract of its own (semver's caret rule).
+        semver::VersionReq::parse("^0.1")
+            .ok()
+            .filter(|req| req.matches(&v))
+            .map(|_| Contract::V0_1)
+    }
+
+    /// The package and version, as WIT writes them.
+    pub fn package(self) -> &'static str {
+        match self {
+            Contract::V0_1 => "weir:plugin@0.1.0",
+        }
+    }
+}
+
 /// Every kind with the name of its exported interface.
 pub const KINDS: [(PluginKind, &str); 5] = [
     (PluginKind::Stage, "stage"),
@@ -29,7 +58,7 @@ pub fn kind_name(kind: PluginKind) -> &'static str {
 #[derive(Debug, PartialEq, Eq)]
 pub enum ExportedKind {
     /// Exactly one kind, at a supported version, with `plugin.describe`.
-    One(PluginKind),
+    One(PluginKind, Contract),
     /// No weir kind interface among the exports.
     None,
     /// More than one kind.
@@ -44,13 +73,17 @@ pub enum ExportedKind {
 pub fn exported_kind<'a>(exports: impl IntoIterator<Item = &'a str>) -> ExportedKind {
     let mut kinds = Vec::new();
     let mut has_plugin = false;
+    let mut contracts = Vec::new();
     for name in exports {
         let Some(rest) = name.strip_prefix(PACKAGE).and_then(|r| r.strip_prefix('/')) else {
             continue;
         };
         let (iface, version) = rest.split_once('@').unwrap_or((rest, ""));
-        if !compatible(version) {
+        let Some(contract) = Contract::of(version) else {
             return ExportedKind::Version(format!("{PACKAGE}@{version}"));
+        };
+        if !contracts.contains(&contract) {
+            contracts.push(contract);
         }
         if iface == "plugin" {
             has_plugin = true;
@@ -59,11 +92,18 @@ pub fn exported_kind<'a>(exports: impl IntoIterator<Item = &'a str>) -> Exported
             kinds.push((*kind, kind_name(*kind)));
         }
     }
-    match kinds.as_slice() {
-        [] => ExportedKind::None,
-        [(k, _)] if has_plugin => ExportedKind::One(*k),
-        [_] => ExportedKind::NoDescribe,
-        many => ExportedKind::Many(many.iter().map(|(_, n)| *n).collect()),
+    match (kinds.as_slice(), contracts.as_slice()) {
+        ([], _) => ExportedKind::None,
+        ([(k, _)], [contract]) if has_plugin => ExportedKind::One(*k, *contract),
+        ([_], [_]) => ExportedKind::NoDescribe,
+        ([_], mixed) => ExportedKind::Version(
+            mixed
+                .iter()
+                .map(|c| c.package())
+                .collect::<Vec<_>>()
+                .join(" and "),
+        ),
+        (many, _) => ExportedKind::Many(many.iter().map(|(_, n)| *n).collect()),
     }
 }
 
@@ -86,15 +126,10 @@ pub fn offered(import: &str) -> bool {
     }
 }
 
-/// Whether WIT `version` is loadable by this host.
+/// Whether WIT `version` is loadable by this host: one of its
+/// [`Contract`]s.
 pub fn compatible(version: &str) -> bool {
-    let ours: Vec<&str> = VERSION.split('.').collect();
-    let theirs: Vec<&str> = version.split('.').collect();
-    match (ours.as_slice(), theirs.as_slice()) {
-        (["0", minor, _], ["0", their_minor, _]) => minor == their_minor,
-        ([major, ..], [their_major, ..]) => major == their_major,
-        _ => false,
-    }
+    Contract::of(version).is_some()
 }
 
 #[cfg(test)]
@@ -104,7 +139,10 @@ mod tests {
     #[test]
     fn one_kind() {
         let e = exported_kind(["weir:plugin/plugin@0.1.0", "weir:plugin/stage@0.1.0"]);
-        assert_eq!(e, ExportedKind::One(PluginKind::Stage));
+        assert_eq!(e, ExportedKind::One(PluginKind::Stage, Contract::V0_1));
+        assert_eq!(Contract::of("0.1.7"), Some(Contract::V0_1));
+        assert_eq!(Contract::of("0.2.0"), None);
+        assert_eq!(Contract::of("0.1"), None);
     }
 
     #[test]

@@ -1,11 +1,15 @@
 //! Checking a stage's `with` table against the JSON Schema its plugin
 //! publishes in `describe()`, before anything runs.
 //!
-//! A deliberately small subset of JSON Schema, the part plugin configs use:
-//! `type`, `properties`, `required`, `additionalProperties` (`false` or a
-//! schema), `items`, `enum`, `minimum`, `maximum`. Other keywords are
-//! ignored, never guessed at. Strings holding `${{ ... }}` are only known at
-//! run time, so they pass any check.
+//! The keywords plugin configs use most (`type`, `properties`, `required`,
+//! `additionalProperties`, `items`, `enum`, `minimum`, `maximum`) are
+//! checked here, so their errors can say what a pipeline author needs (the
+//! plugin's settings by name, with a suggestion). Every other keyword
+//! (`pattern`, `oneOf`, `anyOf`, `const`, `minLength`, `format`, `$ref`
+//! within the schema, …) is checked by the `jsonschema` crate, which never
+//! fetches anything (no network or file resolution is built in). Strings
+//! holding `${{ ... }}` are only known at run time, so they pass any check,
+//! as does anything that contains one.
 
 use serde_json::Value;
 
@@ -44,7 +48,57 @@ pub fn check(schema: &str, value: &Value) -> Vec<SchemaError> {
     };
     let mut errors = Vec::new();
     walk(&schema, value, &mut Vec::new(), &mut errors);
+    errors.extend(the_rest(&schema, value));
     errors
+}
+
+/// Keywords [`walk`] checks, with its own messages.
+const OWN: [&str; 6] = [
+    "type",
+    "enum",
+    "minimum",
+    "maximum",
+    "required",
+    "additionalProperties",
+];
+
+/// What the full validator finds that [`walk`] does not check. A schema
+/// it cannot compile (another draft's syntax, an outside `$ref`) adds
+/// nothing: the plugin still validates at run time.
+fn the_rest(schema: &Value, value: &Value) -> Vec<SchemaError> {
+    let Ok(validator) = jsonschema::validator_for(schema) else {
+        return Vec::new();
+    };
+    validator
+        .iter_errors(value)
+        .filter(|e| !OWN.contains(&e.kind().keyword()))
+        .filter_map(|e| {
+            let path: Vec<String> = e
+                .instance_path()
+                .iter()
+                .map(|segment| match segment {
+                    jsonschema::paths::LocationSegment::Property(p) => p.into_owned(),
+                    jsonschema::paths::LocationSegment::Index(i) => format!("[{i}]"),
+                })
+                .collect();
+            let at = value.pointer(e.instance_path().as_str())?;
+            (!holds_expression(at)).then(|| SchemaError {
+                path,
+                message: format!("does not fit the plugin's schema: {e}"),
+                expected: Vec::new(),
+            })
+        })
+        .collect()
+}
+
+/// Whether `v` is, or contains, a `${{ ... }}` string.
+fn holds_expression(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.contains("${{"),
+        Value::Array(items) => items.iter().any(holds_expression),
+        Value::Object(m) => m.values().any(holds_expression),
+        _ => false,
+    }
 }
 
 fn walk(schema: &Value, value: &Value, path: &mut Vec<String>, errors: &mut Vec<SchemaError>) {
@@ -221,6 +275,38 @@ mod tests {
                 ),
             ]
         );
+    }
+
+    #[test]
+    fn keywords_beyond_the_common_ones_are_checked_too() {
+        let schema = r#"{"type":"object","properties":{
+            "name":{"type":"string","pattern":"^[a-z]+$"},
+            "mode":{"oneOf":[{"const":"fast"},{"type":"integer"}]},
+            "tags":{"type":"array","minItems":1}}}"#;
+        let errors = check(schema, &json!({"name": "Bad Name", "mode": "slow", "tags": []}));
+        let mut got: Vec<String> = errors.iter().map(SchemaError::location).collect();
+        got.sort();
+        assert_eq!(got, ["with.mode", "with.name", "with.tags"], "{errors:?}");
+        let name = errors.iter().find(|e| e.location() == "with.name").expect("name");
+        assert!(name.message.contains("^[a-z]+$"), "{}", name.message);
+        // An expression is known only at run time, in any keyword's sight.
+        assert_eq!(
+            check(
+                schema,
+                &json!({"name": "${{ stages.a.outputs.n }}", "mode": "${{ stages.a.outputs.m }}"})
+            ),
+            vec![]
+        );
+        assert_eq!(
+            check(schema, &json!({"name": "ok", "mode": 3, "tags": ["x"]})),
+            vec![]
+        );
+    }
+
+    #[test]
+    fn a_schema_that_points_outside_itself_fetches_nothing() {
+        let schema = r#"{"type":"object","properties":{"x":{"$ref":"https://example.com/s.json"}}}"#;
+        assert_eq!(check(schema, &json!({"x": 1})), vec![]);
     }
 
     #[test]
