@@ -71,7 +71,12 @@ fn the_rest(schema: &Value, value: &Value) -> Vec<SchemaError> {
     };
     validator
         .iter_errors(value)
-        .filter(|e| !OWN.contains(&e.kind().keyword()))
+        // A keyword of ours, or a `false` schema reached through one
+        // (`additionalProperties: false` reports as the false schema).
+        .filter(|e| {
+            let through = e.schema_path().as_str().rsplit('/').next().unwrap_or_default();
+            !OWN.contains(&e.kind().keyword()) && !OWN.contains(&through)
+        })
         .filter_map(|e| {
             let path: Vec<String> = e
                 .instance_path()
@@ -301,6 +306,15 @@ mod tests {
             check(schema, &json!({"name": "ok", "mode": 3, "tags": ["x"]})),
             vec![]
         );
+    }
+
+    #[test]
+    fn a_closed_table_is_reported_once() {
+        let errors = check(
+            r#"{"type":"object","additionalProperties":false}"#,
+            &json!({"x": 1}),
+        );
+        assert_eq!(errors.len(), 1, "{errors:?}");
     }
 
     #[test]
