@@ -100,8 +100,10 @@ impl Stage for Build {
         weir_sdk::log::info(&format!("running `{shown}` in {}", c.dir));
         let exit = weir_sdk::process::run(&Command::new(program).args(args).cwd(c.dir.clone()))?;
         if !exit.success() {
-            return Err(Failure::retryable(format!("the build `{shown}` {}", exit.describe()))
-                .with_details(exit.tail(TAIL)));
+            return Err(
+                Failure::retryable(format!("the build `{shown}` {}", exit.describe()))
+                    .with_details(exit.tail(TAIL)),
+            );
         }
 
         let patterns: Vec<String> = c

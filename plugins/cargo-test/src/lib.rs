@@ -186,10 +186,10 @@ impl TestRunner for CargoTest {
             return Err(Failure::retryable("cargo test timed out").with_details(tail(&stderr, 20)));
         }
         if cases.is_empty() && exit.code != Some(0) {
-            return Err(
-                Failure::retryable("cargo test failed before any test ran (does the project build?)")
-                    .with_details(tail(&stderr, 30)),
-            );
+            return Err(Failure::retryable(
+                "cargo test failed before any test ran (does the project build?)",
+            )
+            .with_details(tail(&stderr, 30)));
         }
         Ok(TestReport::from_cases(cases))
     }

@@ -51,8 +51,10 @@ impl Stage for Run {
         if !exit.success() {
             // A command may fail for a passing reason (a flaky network, a busy
             // lock): worth another attempt when the stage has `retries`.
-            return Err(Failure::retryable(format!("`{}` {}", config.command, exit.describe()))
-                .with_details(exit.tail(TAIL)));
+            return Err(
+                Failure::retryable(format!("`{}` {}", config.command, exit.describe()))
+                    .with_details(exit.tail(TAIL)),
+            );
         }
         Ok(StageOutput::new().output("exit-code", "0").summary(format!(
             "`{}` succeeded in {} ms",
