@@ -597,16 +597,22 @@ impl PluginLoader {
         let (sink, _rx) = EventSink::channel("describe");
         let state = StageState::new(StateSpec {
             stage: name,
+            tenant: "",
+            plugin: name,
+            declared: &[],
+            grants: &Default::default(),
             workspace: None,
             read_dirs: &[],
             env: &[],
             secret_env: &[],
             limits: StageLimits::default(),
             sink,
-            process: crate::sandbox::ProcessSpec::none(name),
+            deadline: std::time::Instant::now() + DESCRIBE_TIMEOUT,
+            sandbox: crate::capabilities::process::Sandbox::Unavailable,
+            secret_source: &crate::config::tenants::Tenant::unrestricted_default().secrets,
             tape: Default::default(),
             mapped_dirs: &[],
-            target: Default::default(),
+            target: &Default::default(),
         })
         .map_err(|e| e.to_string())?;
         let mut store =

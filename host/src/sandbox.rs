@@ -6,21 +6,89 @@
 //! entered again.
 
 use std::path::Path;
+use std::time::Instant;
 
 pub mod linking;
 
-use wasmtime::component::ResourceTable;
+use wasmtime::component::{Linker, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use crate::bindings::types::Capability;
 use crate::capabilities::log::{LogBudget, LogCtx};
+use crate::capabilities::metrics::MetricsCtx;
 use crate::capabilities::process::{ProcessCtx, ProcessLimits, Sandbox};
+use crate::capabilities::runtime::RuntimeCtx;
+use crate::capabilities::secrets::SecretsCtx;
 use crate::capabilities::unavailable::Unavailable;
 use crate::capabilities::wasi::{self, WasiSpec};
+use crate::capabilities::{Facts, Gate, Gated, TargetSpec, http::HttpGate};
 use crate::engine::{StageLimiter, StageLimits};
 use crate::events::EventSink;
+use crate::plan::Grants;
+
+/// The table of gated capabilities: each line is a field of
+/// [`GatedState`] and an entry of [`GATED`], in this order. Adding a
+/// capability is its module (`impl Gated`) and one line here.
+macro_rules! gated_imports {
+    ($($field:ident: $state:ty,)*) => {
+        /// The state of every gated capability in one Store (each built
+        /// whether or not it is linked: a refusal still names its stage).
+        pub struct GatedState {
+            $(
+                #[doc = concat!("`", stringify!($field), "`: see [`", stringify!($state), "`].")]
+                pub $field: $state,
+            )*
+        }
+
+        impl GatedState {
+            fn new(facts: &Facts<'_>) -> Self {
+                Self { $($field: <$state as Gated>::new(facts),)* }
+            }
+        }
+
+        /// Every gated capability, as the linker sees it.
+        pub const GATED: &[Entry] = &[$(
+            Entry {
+                gate: <$state as Gated>::GATE,
+                granted: <$state as Gated>::granted,
+                link: |linker| {
+                    <$state as Gated>::add_to_linker(linker, |s: &mut StageState| -> &mut $state {
+                        &mut s.gated.$field
+                    })
+                },
+            },
+        )*];
+    };
+}
+
+gated_imports! {
+    process: ProcessCtx,
+    network: HttpGate,
+    metrics: MetricsCtx,
+    secrets: SecretsCtx,
+    runtime: RuntimeCtx,
+}
+
+/// One line of the table, with its type erased.
+pub struct Entry {
+    /// Its names.
+    pub gate: Gate,
+    /// Whether a stage's grants grant any of it.
+    pub granted: fn(&Grants) -> bool,
+    /// Links its host functions into a Store's linker.
+    pub link: fn(&mut Linker<StageState>) -> wasmtime::Result<()>,
+}
 
 /// Everything a Store holds.
 pub struct StageState {
+    /// The stage, for messages.
+    pub stage: String,
+    /// The tenant, for messages.
+    pub tenant: String,
+    /// Where log lines and refusals go.
+    pub sink: EventSink,
+    /// The Store's log budget.
+    pub budget: LogBudget,
     /// WASI p2.
     pub wasi: WasiCtx,
     /// Resources handed to the guest (files, streams).
@@ -29,20 +97,12 @@ pub struct StageState {
     pub limiter: StageLimiter,
     /// The `log` import.
     pub log: LogCtx,
-    /// The `process` import.
-    pub process: ProcessCtx,
     /// The shared `types` interface (no functions).
     pub unavailable: Unavailable,
-    /// The `secrets` import.
-    pub secrets: crate::capabilities::secrets::SecretsCtx,
-    /// The `runtime` import.
-    pub runtime: crate::capabilities::runtime::RuntimeCtx,
-    /// The `metrics` import.
-    pub metrics: crate::capabilities::metrics::MetricsCtx,
-    /// `wasi:http` state (field size limit).
+    /// The gated capabilities.
+    pub gated: GatedState,
+    /// `wasi:http` state (field size limit), for `wasi:http/types`.
     pub http_ctx: wasmtime_wasi_http::WasiHttpCtx,
-    /// The gate every outgoing request passes.
-    pub http: crate::capabilities::http::HttpGate,
     /// Set by the epoch callback when the attempt's deadline passed.
     pub timed_out: bool,
     /// Its share of weir's file descriptors: the handle table's size.
@@ -53,6 +113,14 @@ pub struct StageState {
 pub struct StateSpec<'a> {
     /// The stage.
     pub stage: &'a str,
+    /// The tenant.
+    pub tenant: &'a str,
+    /// The plugin.
+    pub plugin: &'a str,
+    /// What its manifest declares, as far as this call may use it.
+    pub declared: &'a [Capability],
+    /// The stage's grants.
+    pub grants: &'a Grants,
     /// Host directory preopened for the plugin; `None` for none.
     pub workspace: Option<&'a Path>,
     /// Granted directories preopened read-only for the plugin (empty
@@ -66,75 +134,19 @@ pub struct StateSpec<'a> {
     pub limits: StageLimits,
     /// Where log lines go.
     pub sink: EventSink,
-    /// Who may run which programs, and how.
-    pub process: ProcessSpec,
+    /// When the attempt must end.
+    pub deadline: Instant,
+    /// Bubblewrap or not, for its programs.
+    pub sandbox: Sandbox,
+    /// The tenant's secret source.
+    pub secret_source: &'a crate::config::tenants::SecretSource,
     /// Host-import calls are recorded here (or answered from it).
     pub tape: crate::capabilities::tape::Tape,
     /// Extra read-only preopens at a given guest path (replay's copies of
     /// recorded `allow.read` directories), opened as they are.
     pub mapped_dirs: &'a [(std::path::PathBuf, String)],
     /// The deployment target and metrics providers.
-    pub target: TargetSpec,
-}
-
-/// What the `runtime` and `metrics` imports need to know.
-#[derive(Debug, Clone, Default)]
-pub struct TargetSpec {
-    /// The run.
-    pub run_id: String,
-    /// The local target's directory; `None` offers no target.
-    pub dir: Option<std::path::PathBuf>,
-    /// The pipeline's metrics providers, by name (`builtin` is implied).
-    pub providers: std::collections::BTreeMap<String, crate::capabilities::metrics::Provider>,
-    /// Whether the plugin's manifest declares `runtime`.
-    pub declares_runtime: bool,
-    /// Whether it declares `metrics`.
-    pub declares_metrics: bool,
-    /// The release a deploy stage rolls out, which bounds `runtime`.
-    pub runtime_scope: Option<crate::capabilities::runtime::RuntimeScope>,
-}
-
-/// What the `process` import needs to know about a stage attempt.
-#[derive(Debug, Clone)]
-pub struct ProcessSpec {
-    /// The plugin's name.
-    pub plugin: String,
-    /// The tenant.
-    pub tenant: String,
-    /// Whether the plugin's manifest declares `process`.
-    pub declared: bool,
-    /// The stage's grants.
-    pub grants: crate::plan::Grants,
-    /// When the attempt must end.
-    pub deadline: std::time::Instant,
-    /// Bubblewrap or not.
-    pub sandbox: Sandbox,
-    /// Limits per program.
-    pub limits: ProcessLimits,
-    /// Whether the plugin's manifest declares `secrets`.
-    pub declares_secrets: bool,
-    /// Whether it declares `network`.
-    pub declares_network: bool,
-    /// The tenant's secret source.
-    pub secret_source: crate::config::tenants::SecretSource,
-}
-
-impl ProcessSpec {
-    /// A spec that refuses every program (for `describe()`).
-    pub fn none(plugin: &str) -> Self {
-        Self {
-            plugin: plugin.to_string(),
-            tenant: String::new(),
-            declared: false,
-            grants: crate::plan::Grants::default(),
-            deadline: std::time::Instant::now(),
-            sandbox: Sandbox::Unavailable,
-            limits: ProcessLimits::default(),
-            declares_secrets: false,
-            declares_network: false,
-            secret_source: crate::config::tenants::Tenant::unrestricted_default().secrets,
-        }
-    }
+    pub target: &'a TargetSpec,
 }
 
 impl StageState {
@@ -166,89 +178,38 @@ impl StageState {
         let descriptors = crate::engine::descriptors::Lease::take(spec.limits.resource_handles);
         let mut table = ResourceTable::new();
         table.set_max_capacity(descriptors.handles());
-        let plugin = spec.process.plugin.clone();
-        let grants = spec.process.grants.clone();
-        let secrets = crate::capabilities::secrets::SecretsCtx::new(
-            spec.stage,
-            &spec.process.tenant,
-            &plugin,
-            spec.process.declares_secrets,
-            grants.secrets.clone(),
-            spec.process.secret_source.clone(),
-            opened.clone(),
-            spec.tape.clone(),
-        );
-        let process = ProcessCtx {
-            stage: spec.stage.to_string(),
-            tenant: spec.process.tenant,
-            plugin: spec.process.plugin,
-            declared: spec.process.declared,
-            grants: spec.process.grants,
-            workspace: spec.workspace.map(Path::to_path_buf).unwrap_or_default(),
-            env: spec.env.to_vec(),
-            deadline: spec.process.deadline,
-            sandbox: spec.process.sandbox,
-            limits: spec.process.limits,
-            sink: spec.sink.clone(),
-            budget: budget.clone(),
-            notices: std::sync::atomic::AtomicUsize::new(0),
-            warned_unsandboxed: std::sync::atomic::AtomicBool::new(false),
-            warned_no_pids: std::sync::atomic::AtomicBool::new(false),
-            tape: spec.tape.clone(),
-            secrets: opened,
-        };
+        let gated = GatedState::new(&Facts {
+            stage: spec.stage,
+            tenant: spec.tenant,
+            plugin: spec.plugin,
+            declared: spec.declared,
+            grants: spec.grants,
+            workspace: spec.workspace.unwrap_or(Path::new("")),
+            env: spec.env,
+            sink: &spec.sink,
+            budget: &budget,
+            tape: &spec.tape,
+            opened: &opened,
+            deadline: spec.deadline,
+            sandbox: &spec.sandbox,
+            program_limits: ProcessLimits::for_store(&spec.limits),
+            secret_source: spec.secret_source,
+            target: spec.target,
+        });
         let mut http_ctx = wasmtime_wasi_http::WasiHttpCtx::new();
         http_ctx.set_field_size_limit(crate::capabilities::http::FIELD_SIZE_LIMIT);
-        let http = crate::capabilities::http::HttpGate {
-            stage: spec.stage.to_string(),
-            tenant: process.tenant.clone(),
-            plugin: plugin.clone(),
-            declared: spec.process.declares_network,
-            granted: grants.network.clone(),
-            secrets: process.secrets.clone(),
-            sink: spec.sink.clone(),
-            budget: budget.clone(),
-        };
         Ok(Self {
+            stage: spec.stage.to_string(),
+            tenant: spec.tenant.to_string(),
+            log: LogCtx::new(spec.stage, spec.sink.clone(), budget.clone()),
+            sink: spec.sink,
+            budget,
             http_ctx,
-            http,
-            secrets,
+            gated,
             wasi,
             table,
             limiter: StageLimiter::new(spec.limits),
-            process,
-            log: LogCtx::new(spec.stage, spec.sink, budget),
             unavailable: Unavailable,
-            runtime: crate::capabilities::runtime::RuntimeCtx {
-                stage: spec.stage.to_string(),
-                plugin: plugin.clone(),
-                declared: spec.target.declares_runtime,
-                granted: grants.runtime,
-                workspace: spec.workspace.map(Path::to_path_buf).unwrap_or_default(),
-                run_id: spec.target.run_id.clone(),
-                target_dir: spec.target.dir.clone(),
-                client: None,
-                scope: spec.target.runtime_scope.clone(),
-            },
-            metrics: crate::capabilities::metrics::MetricsCtx {
-                stage: spec.stage.to_string(),
-                plugin,
-                declared: spec.target.declares_metrics,
-                granted: grants
-                    .metrics
-                    .iter()
-                    .filter_map(|name| {
-                        let provider = match spec.target.providers.get(name) {
-                            Some(p) => p.clone(),
-                            None if name == "builtin" => crate::capabilities::metrics::Provider::Builtin,
-                            None => return None,
-                        };
-                        Some((name.clone(), provider))
-                    })
-                    .collect(),
-                target_dir: spec.target.dir.clone(),
-                tape: spec.tape,
-            },
             timed_out: false,
             descriptors,
         })
@@ -260,7 +221,7 @@ impl wasmtime_wasi_http::WasiHttpView for StageState {
         wasmtime_wasi_http::WasiHttpCtxView {
             ctx: &mut self.http_ctx,
             table: &mut self.table,
-            hooks: &mut self.http,
+            hooks: &mut self.gated.network,
         }
     }
 }

@@ -226,7 +226,7 @@ impl Session {
                     .with_limit(policy.limits.stage.disk_bytes)
                     .with_secrets(&secrets),
                 history: Some(history),
-                target: crate::sandbox::TargetSpec {
+                target: crate::capabilities::TargetSpec {
                     run_id: run_id.clone(),
                     dir: Some(state::target_dir()),
                     providers: plan.providers.clone(),

@@ -9,13 +9,13 @@ use std::time::Instant;
 use crate::artifacts::ArtifactStore;
 use crate::attempt::{AttemptRequest, AttemptResult};
 use crate::bindings::types;
-use crate::capabilities::process::{ProcessLimits, Sandbox};
+use crate::capabilities::process::Sandbox;
 use crate::capabilities::tape::Tape;
 use crate::engine::{StageLimits, WeirEngine};
 use crate::events::{EventSink, FailureKind};
 use crate::guest_call::new_store;
 use crate::plugins::LoadedPlugin;
-use crate::sandbox::{ProcessSpec, StageState, StateSpec};
+use crate::sandbox::{StageState, StateSpec};
 use wasmtime::Store;
 
 /// What every attempt of a run shares.
@@ -39,7 +39,7 @@ pub struct RunInfo {
     pub history: Option<crate::store::History>,
     /// The deployment target and metrics providers (per-plugin fields
     /// are filled in per attempt).
-    pub target: crate::sandbox::TargetSpec,
+    pub target: crate::capabilities::TargetSpec,
 }
 
 /// Where one attempt's plugin reads from and how its host calls are
@@ -67,7 +67,7 @@ pub fn prepare_store(
     sink: EventSink,
     request: &AttemptRequest,
     sandbox: Sandbox,
-    declared: bool,
+    may_run_programs: bool,
     setup: &Setup,
 ) -> Result<(Store<StageState>, types::Context), Box<AttemptResult>> {
     // `allow.read` directories reach the plugin itself only when its
@@ -77,41 +77,38 @@ pub fn prepare_store(
     } else {
         &[]
     };
+    // A plugin that may not run programs here (a strategy) is called as
+    // if its manifest did not ask for them.
+    let declared: Vec<types::Capability> = plugin
+        .info
+        .manifest
+        .capabilities
+        .iter()
+        .copied()
+        .filter(|c| may_run_programs || *c != types::Capability::Process)
+        .collect();
+    let target = crate::capabilities::TargetSpec {
+        runtime_scope: setup.runtime_scope.clone(),
+        ..info.target.clone()
+    };
     let state = StageState::new(StateSpec {
         stage: &request.stage_name,
+        tenant: &info.tenant,
+        plugin: &plugin.info.name,
+        declared: &declared,
+        grants: &request.grants,
         workspace: Some(&info.workspace),
         read_dirs,
         env: &request.env,
         secret_env: &request.secret_env,
         limits: info.limits,
         sink,
-        process: ProcessSpec {
-            plugin: plugin.info.name.clone(),
-            tenant: info.tenant.clone(),
-            declared,
-            grants: request.grants.clone(),
-            deadline: Instant::now() + request.timeout,
-            sandbox,
-            limits: ProcessLimits {
-                output_bytes: info.limits.output_bytes,
-                data_bytes: info.limits.program_memory,
-                memory_bytes: info.limits.program_memory,
-                disk_bytes: info.limits.disk_bytes,
-                pids: info.limits.processes,
-                ..ProcessLimits::default()
-            },
-            declares_secrets: plugin.info.declares(types::Capability::Secrets),
-            declares_network: plugin.info.declares(types::Capability::Network),
-            secret_source: info.secrets.clone(),
-        },
+        deadline: Instant::now() + request.timeout,
+        sandbox,
+        secret_source: &info.secrets,
         tape: setup.tape.clone(),
         mapped_dirs: &setup.mapped_dirs,
-        target: crate::sandbox::TargetSpec {
-            declares_runtime: plugin.info.declares(types::Capability::Runtime),
-            declares_metrics: plugin.info.declares(types::Capability::Metrics),
-            runtime_scope: setup.runtime_scope.clone(),
-            ..info.target.clone()
-        },
+        target: &target,
     })
     .map_err(|e| {
         AttemptResult::failed(

@@ -6,7 +6,7 @@
 //! scheduler runs (names, cycles, `needs`, interpolation, environments,
 //! the tenant's policy). The small modules beside them are the plain data
 //! both the plan and the host share: [`limits`], [`providers`],
-//! [`webhooks`], [`findings`], [`globs`], [`sandbox`] and [`results`] (the bounds on
+//! [`grants`], [`webhooks`], [`findings`], [`globs`], [`sandbox`] and [`results`] (the bounds on
 //! what a plugin returns).
 //!
 //! Being free of wasmtime keeps this crate quick to build, which is what
@@ -18,6 +18,7 @@ pub mod config;
 pub mod env_policy;
 pub mod findings;
 pub mod globs;
+pub mod grants;
 pub mod limits;
 pub mod plan;
 pub mod providers;

@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::config::duration::parse_duration;
-use crate::config::model::{AllowSpec, StageSpec};
+use crate::config::model::StageSpec;
 use crate::config::{ConfigError, InvalidConfig, LoadedPipeline, SourceFile, did_you_mean};
 pub use crate::findings::{FindingsGate, Severity};
 
@@ -87,54 +87,7 @@ impl PluginRef {
     }
 }
 
-/// What a stage may use beyond its workspace (the pipeline's half of the
-/// two keys; the plugin's manifest is the other).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Grants {
-    /// Programs it may run.
-    pub exec: Vec<String>,
-    /// Hosts it may reach.
-    pub network: Vec<String>,
-    /// Secrets it may read.
-    pub secrets: Vec<String>,
-    /// Metrics providers it may query.
-    pub metrics: Vec<String>,
-    /// Whether it may drive the deployment target.
-    pub runtime: bool,
-    /// Host paths its programs may read, absolute.
-    pub read: Vec<PathBuf>,
-    /// Variables its plugin may set for programs (`allow.env`).
-    pub env: Vec<String>,
-    /// Secrets its artifacts may hold (`allow.publish`).
-    pub publish: Vec<String>,
-}
-
-impl Grants {
-    /// The grants of an `allow` table; `read` paths resolve against
-    /// `base` (the pipeline's directory) and `~` (weir's home).
-    fn from_spec(a: AllowSpec, base: &std::path::Path) -> Self {
-        let home = std::env::var_os("HOME").map(PathBuf::from);
-        let read = a
-            .read
-            .iter()
-            .map(|r| match (r.strip_prefix("~/"), &home) {
-                (Some(rest), Some(h)) => h.join(rest),
-                _ => base.join(r),
-            })
-            .map(|p| p.canonicalize().unwrap_or(p))
-            .collect();
-        Self {
-            exec: a.exec,
-            network: a.network,
-            secrets: a.secrets,
-            metrics: a.metrics,
-            runtime: a.runtime,
-            read,
-            env: a.env,
-            publish: a.publish,
-        }
-    }
-}
+pub use crate::grants::Grants;
 
 /// `${{ pipeline.dir }}`: the pipeline file's directory, absolute. It is
 /// replaced when the plan is built, before anything else reads the text.
@@ -755,9 +708,10 @@ fn plan_stage(
         .map(|a| {
             let mut allow = a.get_ref().clone();
             for r in &mut allow.read {
-                *r = r.replace(PIPELINE_DIR, &pipeline_dir);
+                *r = PathBuf::from(r.to_string_lossy().replace(PIPELINE_DIR, &pipeline_dir));
             }
-            Grants::from_spec(allow, base_dir)
+            allow.resolve_read(base_dir);
+            allow
         })
         .unwrap_or_default();
     if let Some(run) = &spec.run {

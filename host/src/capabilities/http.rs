@@ -74,6 +74,47 @@ pub enum Refusal {
     Prohibited(String),
 }
 
+impl super::Gated for HttpGate {
+    const GATE: super::Gate = super::Gate {
+        interface: "wasi:http/outgoing-handler",
+        capability: crate::bindings::types::Capability::Network,
+        declared_as: "network",
+        grant_hint: "allow = { network = [\"HOST\"] }",
+    };
+
+    fn granted(grants: &crate::plan::Grants) -> bool {
+        !grants.network.is_empty()
+    }
+
+    fn new(facts: &super::Facts<'_>) -> Self {
+        Self {
+            stage: facts.stage.to_string(),
+            tenant: facts.tenant.to_string(),
+            plugin: facts.plugin.to_string(),
+            declared: facts.declares(Self::GATE.capability),
+            granted: facts.grants.network.clone(),
+            secrets: facts.opened.clone(),
+            sink: facts.sink.clone(),
+            budget: facts.budget.clone(),
+        }
+    }
+
+    /// The outgoing handler reaches the gate through the Store's
+    /// `wasi:http` view (its hooks), not through `get`.
+    fn add_to_linker<T>(
+        linker: &mut wasmtime::component::Linker<T>,
+        _get: fn(&mut T) -> &mut Self,
+    ) -> wasmtime::Result<()>
+    where
+        T: wasmtime_wasi_http::WasiHttpView + Send + 'static,
+    {
+        wasmtime_wasi_http::p2::bindings::http::outgoing_handler::add_to_linker::<
+            _,
+            wasmtime_wasi_http::WasiHttp,
+        >(linker, T::http)
+    }
+}
+
 impl HttpGate {
     fn who(&self) -> String {
         format!("stage `{}` (tenant `{}`)", self.stage, self.tenant)

@@ -276,6 +276,56 @@ async fn prometheus_get(base: &str, url: &str, expr: &str) -> Result<Vec<MetricS
     })?
 }
 
+impl super::Gated for MetricsCtx {
+    const GATE: super::Gate = super::Gate {
+        interface: "weir:plugin/metrics",
+        capability: crate::bindings::types::Capability::Metrics,
+        declared_as: "metrics",
+        grant_hint: "allow = { metrics = [\"PROVIDER\"] }",
+    };
+
+    fn granted(grants: &crate::plan::Grants) -> bool {
+        !grants.metrics.is_empty()
+    }
+
+    /// The granted providers, by name: the pipeline's, and `builtin`
+    /// (the local target) without declaring it; a granted name the
+    /// pipeline does not define is not reachable.
+    fn new(facts: &super::Facts<'_>) -> Self {
+        let granted = facts
+            .grants
+            .metrics
+            .iter()
+            .filter_map(|name| {
+                let provider = match facts.target.providers.get(name) {
+                    Some(p) => p.clone(),
+                    None if name == "builtin" => Provider::Builtin,
+                    None => return None,
+                };
+                Some((name.clone(), provider))
+            })
+            .collect();
+        Self {
+            stage: facts.stage.to_string(),
+            plugin: facts.plugin.to_string(),
+            declared: facts.declares(Self::GATE.capability),
+            granted,
+            target_dir: facts.target.dir.clone(),
+            tape: facts.tape.clone(),
+        }
+    }
+
+    fn add_to_linker<T>(
+        linker: &mut wasmtime::component::Linker<T>,
+        get: fn(&mut T) -> &mut Self,
+    ) -> wasmtime::Result<()>
+    where
+        T: wasmtime_wasi_http::WasiHttpView + Send + 'static,
+    {
+        metrics::add_to_linker::<_, wasmtime::component::HasSelf<Self>>(linker, get)
+    }
+}
+
 impl MetricsCtx {
     /// Both keys: the manifest declares `metrics`, the stage grants
     /// `provider`.

@@ -87,6 +87,19 @@ pub struct ProcessLimits {
 }
 
 impl ProcessLimits {
+    /// The limits of a Store's programs: its output size, and the
+    /// tenant's program memory, disk and process limits.
+    pub fn for_store(limits: &crate::engine::StageLimits) -> Self {
+        Self {
+            output_bytes: limits.output_bytes,
+            data_bytes: limits.program_memory,
+            memory_bytes: limits.program_memory,
+            disk_bytes: limits.disk_bytes,
+            pids: limits.processes,
+            ..Self::default()
+        }
+    }
+
     /// The sizes of the sandbox's `/tmp` and `/dev/shm`: their defaults,
     /// each at most the tenant's disk limit.
     pub fn tmpfs_sizes(&self) -> (u64, u64) {
@@ -148,6 +161,53 @@ pub struct ProcessCtx {
     /// The secrets the Store opened: placeholders in `env` values become
     /// values, and values in the output become `***`.
     pub secrets: super::secrets::Opened,
+}
+
+impl super::Gated for ProcessCtx {
+    const GATE: super::Gate = super::Gate {
+        interface: "weir:plugin/process",
+        capability: crate::bindings::types::Capability::Process,
+        declared_as: "process",
+        grant_hint: "allow = { exec = [\"PROGRAM\"] }",
+    };
+
+    fn granted(grants: &Grants) -> bool {
+        !grants.exec.is_empty()
+    }
+
+    fn new(facts: &super::Facts<'_>) -> Self {
+        Self {
+            stage: facts.stage.to_string(),
+            tenant: facts.tenant.to_string(),
+            plugin: facts.plugin.to_string(),
+            declared: facts.declares(Self::GATE.capability),
+            grants: facts.grants.clone(),
+            workspace: facts.workspace.to_path_buf(),
+            env: facts.env.to_vec(),
+            deadline: facts.deadline,
+            sandbox: facts.sandbox.clone(),
+            limits: facts.program_limits,
+            sink: facts.sink.clone(),
+            budget: facts.budget.clone(),
+            notices: std::sync::atomic::AtomicUsize::new(0),
+            warned_unsandboxed: std::sync::atomic::AtomicBool::new(false),
+            warned_no_pids: std::sync::atomic::AtomicBool::new(false),
+            tape: facts.tape.clone(),
+            secrets: facts.opened.clone(),
+        }
+    }
+
+    fn add_to_linker<T>(
+        linker: &mut wasmtime::component::Linker<T>,
+        get: fn(&mut T) -> &mut Self,
+    ) -> wasmtime::Result<()>
+    where
+        T: wasmtime_wasi_http::WasiHttpView + Send + 'static,
+    {
+        crate::bindings::host::weir::plugin::process::add_to_linker::<_, wasmtime::component::HasSelf<Self>>(
+            linker, get,
+        )
+    }
 }
 
 impl Host for ProcessCtx {

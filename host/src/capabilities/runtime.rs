@@ -64,6 +64,43 @@ pub fn host_error(e: ClientError) -> HostError {
     }
 }
 
+impl super::Gated for RuntimeCtx {
+    const GATE: super::Gate = super::Gate {
+        interface: "weir:plugin/runtime",
+        capability: crate::bindings::types::Capability::Runtime,
+        declared_as: "runtime",
+        grant_hint: "allow = { runtime = true }",
+    };
+
+    fn granted(grants: &crate::plan::Grants) -> bool {
+        grants.runtime
+    }
+
+    fn new(facts: &super::Facts<'_>) -> Self {
+        Self {
+            stage: facts.stage.to_string(),
+            plugin: facts.plugin.to_string(),
+            declared: facts.declares(Self::GATE.capability),
+            granted: facts.grants.runtime,
+            workspace: facts.workspace.to_path_buf(),
+            run_id: facts.target.run_id.clone(),
+            target_dir: facts.target.dir.clone(),
+            client: None,
+            scope: facts.target.runtime_scope.clone(),
+        }
+    }
+
+    fn add_to_linker<T>(
+        linker: &mut wasmtime::component::Linker<T>,
+        get: fn(&mut T) -> &mut Self,
+    ) -> wasmtime::Result<()>
+    where
+        T: wasmtime_wasi_http::WasiHttpView + Send + 'static,
+    {
+        runtime::add_to_linker::<_, wasmtime::component::HasSelf<Self>>(linker, get)
+    }
+}
+
 impl RuntimeCtx {
     async fn client(&mut self, call: &str) -> Result<TargetClient, HostError> {
         if !self.declared {

@@ -203,34 +203,48 @@ pub struct SecretsCtx {
     pub tape: Tape,
 }
 
-impl SecretsCtx {
-    /// State for one Store.
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        stage: &str,
-        tenant: &str,
-        plugin: &str,
-        declared: bool,
-        granted: Vec<String>,
-        source: SecretSource,
-        opened: Opened,
-        tape: Tape,
-    ) -> Self {
+impl super::Gated for SecretsCtx {
+    const GATE: super::Gate = super::Gate {
+        interface: "weir:plugin/secrets",
+        capability: crate::bindings::types::Capability::Secrets,
+        declared_as: "secrets",
+        grant_hint: "allow = { secrets = [\"NAME\"] }",
+    };
+
+    fn granted(grants: &crate::plan::Grants) -> bool {
+        !grants.secrets.is_empty()
+    }
+
+    fn new(facts: &super::Facts<'_>) -> Self {
         let mut table = ResourceTable::new();
         table.set_max_capacity(MAX_OPEN);
         Self {
-            stage: stage.to_string(),
-            tenant: tenant.to_string(),
-            plugin: plugin.to_string(),
-            declared,
-            granted,
-            source,
-            opened,
+            stage: facts.stage.to_string(),
+            tenant: facts.tenant.to_string(),
+            plugin: facts.plugin.to_string(),
+            declared: facts.declares(Self::GATE.capability),
+            granted: facts.grants.secrets.clone(),
+            source: facts.secret_source.clone(),
+            opened: facts.opened.clone(),
             table,
-            tape,
+            tape: facts.tape.clone(),
         }
     }
 
+    fn add_to_linker<T>(
+        linker: &mut wasmtime::component::Linker<T>,
+        get: fn(&mut T) -> &mut Self,
+    ) -> wasmtime::Result<()>
+    where
+        T: wasmtime_wasi_http::WasiHttpView + Send + 'static,
+    {
+        crate::bindings::host::weir::plugin::secrets::add_to_linker::<_, wasmtime::component::HasSelf<Self>>(
+            linker, get,
+        )
+    }
+}
+
+impl SecretsCtx {
     fn who(&self) -> String {
         format!("stage `{}` (tenant `{}`)", self.stage, self.tenant)
     }

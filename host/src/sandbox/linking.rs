@@ -19,110 +19,44 @@ use wasmtime::{Engine, StoreContextMut};
 
 use crate::bindings::host::weir::plugin as wit;
 use crate::bindings::types::Capability;
-use crate::capabilities::{log, metrics, process, runtime, secrets, unavailable};
+use crate::capabilities::{log, unavailable};
 use crate::events::Level;
 use crate::plan::Grants;
-use crate::sandbox::StageState;
+use crate::sandbox::{GATED, StageState};
 
-/// The capabilities a Store links. Each is linked when the manifest
-/// declares it and the stage grants some of it.
+/// The gated capabilities a Store links, by their line in [`GATED`].
+/// Each is linked when the manifest declares it and the stage grants
+/// some of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub struct Linked {
-    /// `weir:plugin/process`: declares `process`, grants some `exec`.
-    pub process: bool,
-    /// `wasi:http/outgoing-handler`: declares `network`, grants some host.
-    pub network: bool,
-    /// `weir:plugin/metrics`: declares `metrics`, grants some provider.
-    pub metrics: bool,
-    /// `weir:plugin/secrets`: declares `secrets`, grants some secret.
-    pub secrets: bool,
-    /// `weir:plugin/runtime`: declares `runtime`, grants `runtime = true`.
-    pub runtime: bool,
-}
+pub struct Linked(u32);
 
 impl Linked {
     /// Nothing beyond the baseline (what `describe()` runs with).
-    pub const NONE: Linked = Linked {
-        process: false,
-        network: false,
-        metrics: false,
-        secrets: false,
-        runtime: false,
-    };
+    pub const NONE: Linked = Linked(0);
 
     /// What a stage links for a plugin whose manifest declares what
     /// `declares` says, given the stage's `grants`.
     pub fn for_stage(declares: impl Fn(Capability) -> bool, grants: &Grants) -> Self {
-        Self {
-            process: declares(Capability::Process) && !grants.exec.is_empty(),
-            network: declares(Capability::Network) && !grants.network.is_empty(),
-            metrics: declares(Capability::Metrics) && !grants.metrics.is_empty(),
-            secrets: declares(Capability::Secrets) && !grants.secrets.is_empty(),
-            runtime: declares(Capability::Runtime) && grants.runtime,
+        let mut linked = Self::NONE;
+        for (i, entry) in GATED.iter().enumerate() {
+            if declares(entry.gate.capability) && (entry.granted)(grants) {
+                linked.0 |= 1 << i;
+            }
         }
-    }
-}
-
-/// The capability interfaces, as named in a component's imports.
-struct Gated {
-    /// The import's name without its version, e.g. `weir:plugin/process`.
-    interface: &'static str,
-    /// The manifest capability.
-    capability: Capability,
-    /// The manifest's name for it.
-    declared_as: &'static str,
-    /// How a stage grants it.
-    grant_hint: &'static str,
-}
-
-const GATED: [Gated; 5] = [
-    Gated {
-        interface: "weir:plugin/process",
-        capability: Capability::Process,
-        declared_as: "process",
-        grant_hint: "allow = { exec = [\"PROGRAM\"] }",
-    },
-    Gated {
-        interface: "wasi:http/outgoing-handler",
-        capability: Capability::Network,
-        declared_as: "network",
-        grant_hint: "allow = { network = [\"HOST\"] }",
-    },
-    Gated {
-        interface: "weir:plugin/metrics",
-        capability: Capability::Metrics,
-        declared_as: "metrics",
-        grant_hint: "allow = { metrics = [\"PROVIDER\"] }",
-    },
-    Gated {
-        interface: "weir:plugin/secrets",
-        capability: Capability::Secrets,
-        declared_as: "secrets",
-        grant_hint: "allow = { secrets = [\"NAME\"] }",
-    },
-    Gated {
-        interface: "weir:plugin/runtime",
-        capability: Capability::Runtime,
-        declared_as: "runtime",
-        grant_hint: "allow = { runtime = true }",
-    },
-];
-
-impl Gated {
-    fn linked(&self, linked: Linked) -> bool {
-        match self.capability {
-            Capability::Process => linked.process,
-            Capability::Network => linked.network,
-            Capability::Metrics => linked.metrics,
-            Capability::Secrets => linked.secrets,
-            Capability::Runtime => linked.runtime,
-            Capability::Files => true,
-        }
+        linked
     }
 
-    /// Whether `import` (e.g. `weir:plugin/process@0.1.0`) is this one.
-    fn names(&self, import: &str) -> bool {
-        import.split('@').next() == Some(self.interface)
+    /// Whether the capability on line `i` of the table is linked.
+    fn has(self, i: usize) -> bool {
+        self.0 & (1 << i) != 0
+    }
+
+    /// Whether `capability` is linked.
+    pub fn links(self, capability: Capability) -> bool {
+        GATED
+            .iter()
+            .position(|e| e.gate.capability == capability)
+            .is_some_and(|i| self.has(i))
     }
 }
 
@@ -146,51 +80,36 @@ pub fn linker_for(
     )?;
     wit::types::add_to_linker::<_, HasSelf<unavailable::Unavailable>>(&mut linker, |s| &mut s.unavailable)?;
     wit::log::add_to_linker::<_, HasSelf<log::LogCtx>>(&mut linker, |s| &mut s.log)?;
-    if linked.process {
-        wit::process::add_to_linker::<_, HasSelf<process::ProcessCtx>>(&mut linker, |s| &mut s.process)?;
-    }
-    if linked.network {
-        wasmtime_wasi_http::p2::bindings::http::outgoing_handler::add_to_linker::<
-            _,
-            wasmtime_wasi_http::WasiHttp,
-        >(
-            &mut linker,
-            <StageState as wasmtime_wasi_http::WasiHttpView>::http,
-        )?;
-    }
-    if linked.metrics {
-        wit::metrics::add_to_linker::<_, HasSelf<metrics::MetricsCtx>>(&mut linker, |s| &mut s.metrics)?;
-    }
-    if linked.secrets {
-        wit::secrets::add_to_linker::<_, HasSelf<secrets::SecretsCtx>>(&mut linker, |s| &mut s.secrets)?;
-    }
-    if linked.runtime {
-        wit::runtime::add_to_linker::<_, HasSelf<runtime::RuntimeCtx>>(&mut linker, |s| &mut s.runtime)?;
+    for (i, entry) in GATED.iter().enumerate() {
+        if linked.has(i) {
+            (entry.link)(&mut linker)?;
+        }
     }
     for (import, item) in component.component_type().imports(engine) {
-        let Some(gated) = GATED.iter().find(|g| g.names(import)) else {
+        let Some(i) = GATED.iter().position(|e| e.gate.names(import)) else {
             continue;
         };
-        if gated.linked(linked) {
+        if linked.has(i) {
             continue;
         }
+        let gate = GATED[i].gate;
         let ComponentItem::ComponentInstance(instance) = item.ty else {
             continue;
         };
         let why = match declares {
             None => "describe() runs with no capabilities".to_string(),
-            Some(declares) if !declares(gated.capability) => format!(
+            Some(declares) if !declares(gate.capability) => format!(
                 "plugin `{plugin}` does not declare the `{}` capability in its manifest",
-                gated.declared_as
+                gate.declared_as
             ),
-            Some(_) => format!("the stage grants none of it; grant it with {}", gated.grant_hint),
+            Some(_) => format!("the stage grants none of it; grant it with {}", gate.grant_hint),
         };
         let mut scope = linker.instance(import)?;
         for (name, export) in instance.exports(engine) {
             match export.ty {
                 ComponentItem::ComponentFunc(func) => {
                     let refusal = Refusal::of(&func);
-                    let what = format!("{}#{name}", gated.interface);
+                    let what = format!("{}#{name}", gate.interface);
                     let why = why.clone();
                     scope.func_new(name, move |store, _, params, results| {
                         refuse(store, &call(&what, params), &why, &refusal, results)
@@ -199,7 +118,7 @@ pub fn linker_for(
                 // `wasi:http/outgoing-handler`'s resources are those of
                 // `wasi:http/types`, which is linked; weir's `secret` is
                 // its interface's own and needs a stand-in.
-                ComponentItem::Resource(_) if gated.interface.starts_with("weir:") => {
+                ComponentItem::Resource(_) if gate.interface.starts_with("weir:") => {
                     scope.resource(name, ResourceType::host::<NotLinked>(), |_, _| Ok(()))?;
                 }
                 _ => {}
@@ -274,12 +193,12 @@ fn refuse(
     let state = store.data_mut();
     let message = format!(
         "{what} refused: {why}, so it is not linked into stage `{}` (tenant `{}`)",
-        state.process.stage, state.process.tenant
+        state.stage, state.tenant
     );
     log::emit_line(
-        &state.http.sink,
-        &state.http.budget,
-        &state.process.stage,
+        &state.sink,
+        &state.budget,
+        &state.stage,
         Level::Warn,
         &message,
         Default::default(),
@@ -318,36 +237,50 @@ mod tests {
     #[test]
     fn a_capability_is_linked_only_when_declared_and_granted() {
         let all = Linked::for_stage(|_| true, &grants());
-        assert_eq!(
-            all,
-            Linked {
-                process: true,
-                network: true,
-                metrics: true,
-                secrets: true,
-                runtime: true
-            }
-        );
+        for c in [
+            Capability::Process,
+            Capability::Network,
+            Capability::Metrics,
+            Capability::Secrets,
+            Capability::Runtime,
+        ] {
+            assert!(all.links(c), "{c:?}");
+        }
+        assert!(!all.links(Capability::Files), "files is a preopen, not an import");
         assert_eq!(Linked::for_stage(|_| false, &grants()), Linked::NONE);
         assert_eq!(Linked::for_stage(|_| true, &Grants::default()), Linked::NONE);
         let only_process = Linked::for_stage(|c| c == Capability::Process, &grants());
-        assert_eq!(
-            only_process,
-            Linked {
-                process: true,
-                ..Linked::NONE
-            }
-        );
+        assert!(only_process.links(Capability::Process));
+        assert!(!only_process.links(Capability::Network));
+        let no_exec = Grants {
+            exec: vec![],
+            ..grants()
+        };
+        assert!(!Linked::for_stage(|_| true, &no_exec).links(Capability::Process));
     }
 
     #[test]
     fn gated_interfaces_match_any_version() {
-        let process = &GATED[0];
+        let process = &GATED[0].gate;
         assert!(process.names("weir:plugin/process@0.1.0"));
         assert!(process.names("weir:plugin/process"));
         assert!(!process.names("weir:plugin/processes@0.1.0"));
-        assert!(GATED[1].names("wasi:http/outgoing-handler@0.2.12"));
-        assert!(!GATED.iter().any(|g| g.names("wasi:http/types@0.2.12")));
+        assert!(GATED[1].gate.names("wasi:http/outgoing-handler@0.2.12"));
+        assert!(!GATED.iter().any(|g| g.gate.names("wasi:http/types@0.2.12")));
+    }
+
+    #[test]
+    fn the_table_has_one_line_per_gated_capability() {
+        for (i, a) in GATED.iter().enumerate() {
+            assert!(
+                GATED[i + 1..]
+                    .iter()
+                    .all(|b| b.gate.capability != a.gate.capability),
+                "{} twice",
+                a.gate.declared_as
+            );
+        }
+        assert!(GATED.len() < 32, "Linked is a 32-bit set");
     }
 
     #[test]

@@ -199,7 +199,7 @@ pub struct StageSpec {
     pub inherit_env: Vec<Spanned<String>>,
     /// What the stage may use beyond its workspace.
     #[serde(default)]
-    pub allow: Option<Spanned<AllowSpec>>,
+    pub allow: Option<Spanned<crate::grants::Grants>>,
     /// The environment this stage targets, e.g. `staging`.
     #[serde(default)]
     pub environment: Option<Spanned<String>>,
@@ -290,39 +290,6 @@ impl OneOrMany {
             OneOrMany::Many(v) => v,
         }
     }
-}
-
-/// `allow = { exec = ["cargo"], network = ["crates.io"], ... }`.
-#[derive(Debug, Deserialize, Default, Clone)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct AllowSpec {
-    /// Programs the stage may run.
-    #[serde(default)]
-    pub exec: Vec<String>,
-    /// Hosts the stage may reach (`true`-like `"*"` is not accepted).
-    #[serde(default)]
-    pub network: Vec<String>,
-    /// Secrets the stage may read.
-    #[serde(default)]
-    pub secrets: Vec<String>,
-    /// Metrics providers the stage may query.
-    #[serde(default)]
-    pub metrics: Vec<String>,
-    /// Whether the stage may drive the deployment target.
-    #[serde(default)]
-    pub runtime: bool,
-    /// Paths the stage's programs may read (mounted read-only in the
-    /// sandbox): absolute, `~/...`, or relative to the pipeline file.
-    #[serde(default)]
-    pub read: Vec<String>,
-    /// Variables the stage's plugin may set for its programs.
-    #[serde(default)]
-    pub env: Vec<String>,
-    /// Secrets whose values the stage's artifacts may hold (a release
-    /// that embeds a token on purpose); any other secret's value in an
-    /// artifact fails the stage.
-    #[serde(default)]
-    pub publish: Vec<String>,
 }
 
 /// `[plugins.NAME]`.

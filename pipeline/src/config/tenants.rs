@@ -26,6 +26,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::source::{ConfigError, SourceFile};
+use crate::grants::Grants;
 use crate::limits::StageLimits;
 use crate::sandbox::SandboxChoice;
 
@@ -72,34 +73,9 @@ struct TenantSpec {
     sandbox: Option<Spanned<String>>,
 }
 
-/// The most a tenant's pipelines may grant.
-#[derive(Debug, Deserialize, Default, Clone)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct AllowPolicy {
-    /// Programs (`allow.exec`).
-    #[serde(default)]
-    pub exec: Vec<String>,
-    /// Hosts (`allow.network`); `*.example.com` allows its subdomains.
-    #[serde(default)]
-    pub network: Vec<String>,
-    /// Secrets (`allow.secrets`, environments' and webhooks' `secrets`).
-    #[serde(default)]
-    pub secrets: Vec<String>,
-    /// Metrics providers (`allow.metrics`).
-    #[serde(default)]
-    pub metrics: Vec<String>,
-    /// The deployment target (`allow.runtime`).
-    #[serde(default)]
-    pub runtime: bool,
-    /// Host directories (`allow.read` must be inside one of them).
-    #[serde(default)]
-    pub read: Vec<PathBuf>,
-    /// Variables that can make a program run a command
-    /// ([`crate::env_policy::dangerous`]) its stages may set or list in
-    /// `allow.env`.
-    #[serde(default)]
-    pub env: Vec<String>,
-}
+/// The most a tenant's pipelines may grant: a [`Grants`] whose lists
+/// bound theirs (see [`crate::grants::RULES`]).
+pub type AllowPolicy = Grants;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -422,15 +398,16 @@ fn resolve(
         }
     };
     let root = spec.root.as_ref().map(|r| absolute(r.get_ref()));
+    if let Some(a) = spec.allow.as_ref().filter(|a| !a.get_ref().publish.is_empty()) {
+        errors.push(
+            source
+                .error(a.span(), format!("tenant `{name}` sets allow.publish, which is a stage's grant, not a bound"))
+                .label("here")
+                .help("remove it: a stage may publish only secrets it is granted, and allow.secrets bounds those"),
+        );
+    }
     let mut allow = spec.allow.map(|a| a.into_inner()).unwrap_or_default();
-    allow.read = allow
-        .read
-        .iter()
-        .map(|p| {
-            let p = absolute(&p.to_string_lossy());
-            p.canonicalize().unwrap_or(p)
-        })
-        .collect();
+    allow.resolve_read(base);
     let mut limits = TenantLimits::default();
     if let Some(l) = spec.limits {
         let l = l.into_inner();

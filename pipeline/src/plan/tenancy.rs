@@ -4,43 +4,11 @@
 //! every call.
 
 use crate::config::ConfigError;
-use crate::config::tenants::{AllowPolicy, Tenant};
+use crate::config::tenants::Tenant;
 use crate::plan::Plan;
 use crate::sandbox::SandboxChoice;
 
-/// Whether `host` (`name` or `name:port`) is allowed by a policy entry:
-/// `name` allows any port, `name:port` that port only, `*.example.com`
-/// the subdomains of `example.com`.
-pub fn host_allowed(entry: &str, host: &str) -> bool {
-    let (h_name, h_port) = split_port(host);
-    let (e_name, e_port) = split_port(entry);
-    if e_port.is_some() && e_port != h_port {
-        return false;
-    }
-    let h_name = h_name.to_ascii_lowercase();
-    let e_name = e_name.to_ascii_lowercase();
-    match e_name.strip_prefix("*.") {
-        Some(domain) => h_name.ends_with(&format!(".{domain}")),
-        None => h_name == e_name,
-    }
-}
-
-/// `name:port`, `[v6]:port` or a bare name, split.
-pub fn split_port(host: &str) -> (&str, Option<&str>) {
-    if host.starts_with('[') {
-        // [::1]:8080
-        return match host.split_once("]:") {
-            Some((name, port)) => (&name[1..], Some(port)),
-            None => (host.trim_start_matches('[').trim_end_matches(']'), None),
-        };
-    }
-    match host.rsplit_once(':') {
-        Some((name, port)) if !name.contains(':') && port.chars().all(|c| c.is_ascii_digit()) => {
-            (name, Some(port))
-        }
-        _ => (host, None),
-    }
-}
+pub use crate::grants::{host_allowed, split_port};
 
 /// Stages that say no timeout get the default one, cut to the tenant's
 /// `limits.timeout`.
@@ -121,54 +89,21 @@ pub fn check(plan: &Plan, tenant: &Tenant) -> Vec<ConfigError> {
                     .help(format!(
                         "remove it from the stage's `allow`, or ask the operator to add it to [tenants.{}] allow; the tenant allows {}",
                         tenant.name,
-                        summary(policy)
+                        crate::grants::summary(policy)
                     )),
             )
         };
-        let g = &stage.grants;
-        for v in g
-            .env
-            .iter()
-            .filter(|v| crate::env_policy::dangerous(v).is_some() && !policy.env.contains(v))
-        {
-            refuse(format!(
-                "`allow.env = [\"{v}\"]` (it can make a program run a command: {})",
-                crate::env_policy::dangerous(v).unwrap_or_default()
-            ));
-        }
-        for p in g.exec.iter().filter(|p| !policy.exec.contains(p)) {
-            if p == crate::plan::RUN_SHELL
+        for (rule, item) in crate::grants::refused(&stage.grants, policy) {
+            let mut grant = rule.shown(&item);
+            if let Some(why) = (rule.why)(&item) {
+                grant = format!("{grant} ({why})");
+            } else if rule.key == "exec"
+                && item == crate::plan::RUN_SHELL
                 && !stage.with.get("command").is_none_or(serde_json::Value::is_null)
             {
-                refuse(format!(
-                    "`allow.exec = [\"{p}\"]` (the `run` shorthand runs its command with {p})"
-                ));
-            } else {
-                refuse(format!("`allow.exec = [\"{p}\"]`"));
+                grant = format!("{grant} (the `run` shorthand runs its command with {item})");
             }
-        }
-        for h in g
-            .network
-            .iter()
-            .filter(|h| !policy.network.iter().any(|e| host_allowed(e, h)))
-        {
-            refuse(format!("`allow.network = [\"{h}\"]`"));
-        }
-        for s in g.secrets.iter().filter(|s| !policy.secrets.contains(s)) {
-            refuse(format!("`allow.secrets = [\"{s}\"]`"));
-        }
-        for m in g.metrics.iter().filter(|m| !policy.metrics.contains(m)) {
-            refuse(format!("`allow.metrics = [\"{m}\"]`"));
-        }
-        if g.runtime && !policy.runtime {
-            refuse("`allow.runtime = true`".to_string());
-        }
-        for r in g
-            .read
-            .iter()
-            .filter(|r| !policy.read.iter().any(|p| r.starts_with(p)))
-        {
-            refuse(format!("`allow.read = [\"{}\"]`", r.display()));
+            refuse(grant);
         }
         // The stage's PATH is shown to its programs read-only, as a grant
         // to read those directories is: outside the system directories,
@@ -251,47 +186,4 @@ pub fn check(plan: &Plan, tenant: &Tenant) -> Vec<ConfigError> {
         }
     }
     errors
-}
-
-/// `exec: cargo, git; network: crates.io; ...` (or "nothing").
-fn summary(p: &AllowPolicy) -> String {
-    let mut parts = Vec::new();
-    let mut list = |key: &str, v: Vec<String>| {
-        if !v.is_empty() {
-            parts.push(format!("{key}: {}", v.join(", ")));
-        }
-    };
-    list("exec", p.exec.clone());
-    list("network", p.network.clone());
-    list("secrets", p.secrets.clone());
-    list("metrics", p.metrics.clone());
-    list("read", p.read.iter().map(|r| r.display().to_string()).collect());
-    list("env", p.env.clone());
-    if p.runtime {
-        parts.push("runtime".into());
-    }
-    if parts.is_empty() {
-        "nothing".into()
-    } else {
-        parts.join("; ")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hosts_match_by_name_port_and_subdomain() {
-        assert!(host_allowed("crates.io", "crates.io"));
-        assert!(host_allowed("crates.io", "crates.io:443"));
-        assert!(host_allowed("CRATES.io", "crates.IO"));
-        assert!(!host_allowed("crates.io:443", "crates.io:80"));
-        assert!(host_allowed("*.crates.io", "static.crates.io"));
-        assert!(!host_allowed("*.crates.io", "crates.io"));
-        assert!(!host_allowed("*.crates.io", "evilcrates.io"));
-        assert!(!host_allowed("crates.io", "crates.io.evil.com"));
-        assert!(host_allowed("127.0.0.1:8080", "127.0.0.1:8080"));
-        assert!(host_allowed("[::1]:80", "[::1]:80"));
-    }
 }
