@@ -3,9 +3,9 @@
 use std::path::{Component, Path};
 
 /// Whether `glob` is a usable input pattern: relative, inside the
-/// workspace.
+/// workspace, and a pattern (`!` first excludes).
 pub fn check_glob(glob: &str) -> Result<(), String> {
-    let path = Path::new(glob);
+    let path = Path::new(glob.trim_start_matches('!'));
     if glob.trim().is_empty() {
         return Err("is empty".into());
     }
@@ -15,5 +15,6 @@ pub fn check_glob(glob: &str) -> Result<(), String> {
     if path.components().any(|c| matches!(c, Component::ParentDir)) {
         return Err("leaves the workspace (`..`)".into());
     }
+    crate::plan::when::pattern::compile(glob.trim_start_matches('!')).map_err(|e| e.reason)?;
     Ok(())
 }

@@ -1,15 +1,19 @@
 //! Finding workspace files by pattern: `*` matches within one path
-//! segment, `**` any number of segments, `?` one character.
+//! segment, `**` any number of segments, `?` one character, `[a-z]` a
+//! class, `{a,b}` either; `!pattern` in a list excludes (see
+//! [`Patterns`]).
 
-pub use crate::pattern::matches;
+pub use crate::pattern::{PatternError, Patterns, compile, matches};
 
 /// Every file under the workspace (the current directory as a plugin sees
 /// it) whose relative path matches one of `patterns`, sorted. `.git` and
 /// `.weir` directories are skipped, and so is what another stage removes
 /// while the walk goes on (stages of a run share the workspace).
 pub fn find_files(patterns: &[String]) -> std::io::Result<Vec<String>> {
+    let patterns = Patterns::new(patterns)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
     let mut found = Vec::new();
-    walk(std::path::Path::new("."), "", patterns, &mut found)?;
+    walk(std::path::Path::new("."), "", &patterns, &mut found)?;
     found.sort();
     Ok(found)
 }
@@ -17,7 +21,7 @@ pub fn find_files(patterns: &[String]) -> std::io::Result<Vec<String>> {
 fn walk(
     dir: &std::path::Path,
     prefix: &str,
-    patterns: &[String],
+    patterns: &Patterns,
     found: &mut Vec<String>,
 ) -> std::io::Result<()> {
     let gone = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
@@ -48,7 +52,7 @@ fn walk(
         };
         if kind.is_dir() {
             walk(&entry.path(), &rel, patterns, found)?;
-        } else if kind.is_file() && patterns.iter().any(|p| matches(p, &rel)) {
+        } else if kind.is_file() && patterns.matches(&rel) {
             found.push(rel);
         }
     }

@@ -91,12 +91,21 @@ impl FileSet {
 pub use weir_pipeline::globs::check_glob;
 
 /// Whether `rel` is one of `globs` (a plain path also takes everything
-/// under it, so `src` means the directory).
+/// under it, so `src` means the directory); the last entry that names it
+/// decides, and `!` first excludes.
 fn wanted(globs: &[String], rel: &str) -> bool {
-    globs.iter().any(|g| {
+    let names = |g: &str| {
         let g = g.trim_end_matches('/');
         matches(g, rel) || rel.strip_prefix(g).is_some_and(|rest| rest.starts_with('/'))
-    })
+    };
+    globs
+        .iter()
+        .rev()
+        .find_map(|g| match g.strip_prefix('!') {
+            Some(excluded) => names(excluded).then_some(false),
+            None => names(g).then_some(true),
+        })
+        .unwrap_or(false)
 }
 
 /// Most bytes of input files hashed for one stage (limit `input-bytes`).

@@ -4,7 +4,7 @@
 //!
 //! - A vulnerability (an advisory that is neither informational nor
 //!   withdrawn) is a finding whose rule is the advisory id; its severity is
-//!   the CVSS v3 rating, or `high` when the advisory has no v3 score.
+//!   the CVSS rating (v3 or v4), or `high` when the advisory has no score.
 //! - Informational advisories are findings too, lower: `unsound` is
 //!   medium, `unmaintained` low, `notice` info.
 //! - `[affected] os/arch` limits are not applied (as `cargo audit` without
@@ -95,7 +95,7 @@ pub fn check(db: &Path, lockfiles: &[String], informational: bool) -> Report {
 }
 
 fn finding(path: &str, package: &Package, a: &advisories::Advisory, kind: &str) -> Finding {
-    let score = a.cvss.as_deref().and_then(cvss::base_score_v3);
+    let score = a.cvss.as_deref().and_then(cvss::base_score);
     let severity = match kind {
         "vulnerability" => match score.map(cvss::rating) {
             Some("critical") => Severity::Critical,
@@ -150,7 +150,7 @@ fn finding(path: &str, package: &Package, a: &advisories::Advisory, kind: &str) 
         f = f.field("cvss", v.clone());
         match score {
             Some(s) => f = f.field("cvss-score", format!("{s:.1}")),
-            None => f = f.field("cvss-score", "not computed (CVSS v4)"),
+            None => f = f.field("cvss-score", "not computed (not a complete CVSS vector)"),
         }
     }
     f
