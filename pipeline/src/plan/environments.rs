@@ -11,7 +11,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::{Plan, PlannedStage, RunFacts, valid_env_name, valid_name};
+use super::text::{valid_env_name, valid_name};
+use super::{Plan, PlannedStage, RunFacts};
 use crate::config::duration::parse_duration;
 use crate::config::model::EnvironmentSpec;
 use crate::config::{ConfigError, SourceFile, did_you_mean};
