@@ -14,7 +14,7 @@
 //! The gated ones (all but `log` and WASI) implement [`Gated`]: what a
 //! component imports them as, how a stage grants them, how their state is
 //! built from one attempt's [`Facts`], and how they are linked. The
-//! sandbox keeps one table of them (`crate::sandbox`'s `gated_imports!`),
+//! sandbox module keeps one table of them (its `gated_imports!`),
 //! and links each only when the plugin's manifest declares it and the
 //! stage grants some of it; the rest answer with a refusal.
 //!

@@ -1,7 +1,7 @@
 //! Reading `pipeline.toml`: parse into [`model`], keeping spans, so that
 //! every later check can name the file, line and column of what is wrong.
 //!
-//! This module only parses; [`crate::plan`] checks meaning (stage names,
+//! This module only parses; the plan module checks meaning (stage names,
 //! cycles, plugins) and builds the form the scheduler runs.
 
 pub mod duration;

@@ -1,4 +1,9 @@
-//! Input patterns (`inputs = [...]`).
+//! Path patterns: stage inputs (`inputs = [...]`), branch and tag
+//! filters. The grammar is the SDK's, compiled here from the same file.
+
+/// The pattern grammar (globset's), shared with the SDK.
+#[path = "../../sdk/src/pattern.rs"]
+pub mod pattern;
 
 use std::path::{Component, Path};
 
@@ -15,6 +20,6 @@ pub fn check_glob(glob: &str) -> Result<(), String> {
     if path.components().any(|c| matches!(c, Component::ParentDir)) {
         return Err("leaves the workspace (`..`)".into());
     }
-    crate::plan::when::pattern::compile(glob.trim_start_matches('!')).map_err(|e| e.reason)?;
+    pattern::compile(glob.trim_start_matches('!')).map_err(|e| e.reason)?;
     Ok(())
 }

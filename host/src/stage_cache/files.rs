@@ -16,7 +16,7 @@ use crate::beneath;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::plan::when::pattern::matches;
+use weir_pipeline::globs::pattern::matches;
 
 /// Directories left out of the default input set, at any depth: version
 /// control metadata (a fresh checkout of the same commit differs there)

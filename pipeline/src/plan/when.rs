@@ -62,8 +62,7 @@ fn list(items: &[String]) -> String {
 }
 
 /// Branch patterns match like GitHub Actions' branch filters.
-#[path = "../../../sdk/src/pattern.rs"]
-pub mod pattern;
+pub use crate::globs::pattern;
 
 use pattern::matches as glob_match;
 
