@@ -20,6 +20,7 @@ pub mod findings;
 pub mod globs;
 pub mod grants;
 pub mod limits;
+pub mod names;
 pub mod plan;
 pub mod providers;
 pub mod results;

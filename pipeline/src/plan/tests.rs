@@ -1,3 +1,4 @@
+
 use super::*;
 use std::path::Path;
 
@@ -24,9 +25,9 @@ fn unknown_need_is_located_with_a_suggestion() {
 #[test]
 fn focusing_keeps_a_stage_and_its_upstream_renumbered() {
     let mut p = plan(&format!(
-        "{HEAD}[stages.other]\nuses = \"noop\"\n[stages.a]\nuses = \"noop\"\n[stages.b]\nuses = \"noop\"\nneeds = [\"a\"]\n[stages.c]\nuses = \"noop\"\nneeds = [\"b\"]\n[stages.d]\nuses = \"noop\"\nneeds = [\"c\"]\n"
-    ))
-    .expect("valid");
+            "{HEAD}[stages.other]\nuses = \"noop\"\n[stages.a]\nuses = \"noop\"\n[stages.b]\nuses = \"noop\"\nneeds = [\"a\"]\n[stages.c]\nuses = \"noop\"\nneeds = [\"b\"]\n[stages.d]\nuses = \"noop\"\nneeds = [\"c\"]\n"
+        ))
+        .expect("valid");
     let c = p.index_of("c").expect("c");
     p.focus_on(c);
     let names: Vec<&str> = p.stages.iter().map(|s| s.name.as_str()).collect();
@@ -67,9 +68,9 @@ fn output_reference_must_be_upstream() {
 #[test]
 fn upstream_is_transitive_and_order_respects_needs() {
     let p = plan(&format!(
-        "{HEAD}[stages.c]\nuses = \"noop\"\nneeds = [\"b\"]\n[stages.b]\nuses = \"noop\"\nneeds = [\"a\"]\n[stages.a]\nuses = \"noop\"\n"
-    ))
-    .unwrap();
+            "{HEAD}[stages.c]\nuses = \"noop\"\nneeds = [\"b\"]\n[stages.b]\nuses = \"noop\"\nneeds = [\"a\"]\n[stages.a]\nuses = \"noop\"\n"
+        ))
+        .unwrap();
     assert_eq!(p.stages[0].upstream, BTreeSet::from([1, 2]));
     assert_eq!(p.topological_order(), vec![2, 1, 0]);
 }
