@@ -69,7 +69,7 @@ impl RecordedRequest {
     pub fn attempt(&self, stage: &crate::plan::PlannedStage) -> AttemptRequest {
         AttemptRequest {
             stage: 0,
-            stage_name: stage.name.clone(),
+            stage_name: stage.name.to_string(),
             attempt: self.attempt,
             config: self.config.clone(),
             env: self.env.clone(),

@@ -203,7 +203,7 @@ pub async fn run(
                 .upstream
                 .iter()
                 .filter(|&&u| !outputs[u].is_empty())
-                .map(|&u| (plan.stages[u].name.clone(), outputs[u].clone()))
+                .map(|&u| (plan.stages[u].name.to_string(), outputs[u].clone()))
                 .collect();
             let handle = running.spawn(run_stage(
                 plan.stages[i].clone(),
@@ -425,7 +425,7 @@ async fn run_stage(
 
     let first = AttemptRequest {
         stage: index,
-        stage_name: stage.name.clone(),
+        stage_name: stage.name.to_string(),
         attempt: 1,
         config: config.to_string(),
         env,
@@ -459,7 +459,7 @@ async fn run_stage(
     let mut attempt = 1;
     loop {
         sink.emit(Event::StageStarted {
-            stage: stage.name.clone(),
+            stage: stage.name.to_string(),
             attempt,
             plugin: executor.plugin_label(index),
         });
@@ -473,7 +473,7 @@ async fn run_stage(
             && f.retryable
         {
             sink.emit(Event::StageRetrying {
-                stage: stage.name.clone(),
+                stage: stage.name.to_string(),
                 attempt,
                 error: f.message.clone(),
             });

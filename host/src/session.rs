@@ -133,7 +133,12 @@ impl Session {
 
     /// The stages, in plan order.
     pub fn stages(&self) -> Vec<String> {
-        self.prepared.plan.stages.iter().map(|s| s.name.clone()).collect()
+        self.prepared
+            .plan
+            .stages
+            .iter()
+            .map(|s| s.name.to_string())
+            .collect()
     }
 
     /// Run to the end, or until `cancel`: events go to the history, then
@@ -153,7 +158,7 @@ impl Session {
         } = self;
         let mut problems = Vec::new();
         let plan = prepared.plan;
-        let stage_names: Vec<String> = plan.stages.iter().map(|s| s.name.clone()).collect();
+        let stage_names: Vec<String> = plan.stages.iter().map(|s| s.name.to_string()).collect();
         // Every secret a stage may open is masked from the start, with the
         // environments' secrets: masking is the second line behind handles.
         let mut masks = resolved.secret_values.clone();
@@ -168,7 +173,7 @@ impl Session {
             }
         }
         let (sink, mut events) = EventSink::masked(&run_id, masks);
-        let tenant = policy.name.clone();
+        let tenant = policy.name.to_string();
         let mut notifier = Notifier::new(
             &plan.notify,
             &|name| policy.secrets.get(name),

@@ -176,7 +176,7 @@ impl StoreAdmission {
                     crate::config::duration::format_duration(Duration::from_secs(left.as_secs()))
                 ),
                 approval: Some(ApprovalRequest {
-                    environment: env.name.clone(),
+                    environment: env.name.to_string(),
                     approvers: approval.approvers.clone(),
                     deadline_ms: record.deadline_ms as u64,
                 }),
@@ -194,7 +194,7 @@ impl StoreAdmission {
                 decision => {
                     i.sink.emit(Event::ApprovalDecided {
                         stage: stage.to_string(),
-                        environment: env.name.clone(),
+                        environment: env.name.to_string(),
                         decision: decision.to_string(),
                         by: record.decided_by.clone(),
                         reason: record.reason.clone(),
@@ -242,7 +242,7 @@ impl StoreAdmission {
 impl Admission for StoreAdmission {
     fn admit(&self, stage: &PlannedStage) -> BoxFuture<Result<Permit, AttemptResult>> {
         let this = self.clone();
-        let name = stage.name.clone();
+        let name = stage.name.to_string();
         let env = stage
             .environment
             .as_ref()

@@ -101,6 +101,14 @@ macro_rules! name_type {
             pub fn as_str(&self) -> &str {
                 &self.0
             }
+
+            /// `name` as it was written, once its problem (if any) is
+            /// reported: a plan or a tenants file with a reported problem
+            /// is never returned, so no invalid name leaves this crate.
+            #[allow(dead_code, reason = "plugin names are checked where they are declared, not planned")]
+            pub(crate) fn reported(name: &str) -> Self {
+                Self(name.to_string())
+            }
         }
 
         impl TryFrom<String> for $ty {

@@ -172,7 +172,7 @@ pub const RUN_SHELL: &str = "sh";
 #[derive(Debug, Clone)]
 pub struct PlannedStage {
     /// Its name.
-    pub name: String,
+    pub name: crate::names::StageName,
     /// Its plugin.
     pub plugin: PluginRef,
     /// Where `uses` is written, for errors found when loading the plugin.

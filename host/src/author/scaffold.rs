@@ -216,9 +216,12 @@ fn description_of(kind: PluginKind) -> &'static str {
     }
 }
 
-/// Whether `name` is a plugin name.
+/// Whether `name` can name a scaffolded plugin: a plugin name
+/// ([`weir_pipeline::names`]) that is also a crate and package name in
+/// every language weir scaffolds (lowercase, starting with a letter, no
+/// `_`, not ending in `-`).
 pub fn valid_name(name: &str) -> bool {
-    name.len() <= 64
+    weir_pipeline::names::check(weir_pipeline::names::NameKind::Plugin, name).is_ok()
         && name.starts_with(|c: char| c.is_ascii_lowercase())
         && name
             .chars()

@@ -231,7 +231,7 @@ fn target(pipeline: &Path, stage: Option<&str>, plugin: &str) -> Result<(String,
                     }
                 ));
             }
-            s.name.clone()
+            s.name.to_string()
         }
         None => match using.as_slice() {
             [one] => one.to_string(),

@@ -287,7 +287,7 @@ async fn replay_in(
     let info = RunInfo {
         run_id: recording.run_id.clone(),
         pipeline: pipeline.to_string(),
-        tenant: tenant.name.clone(),
+        tenant: tenant.name.to_string(),
         workspace: workspace.canonicalize().unwrap_or(workspace),
         limits: tenant.limits.stage,
         secrets: tenant.secrets.clone(),

@@ -137,9 +137,9 @@ pub async fn fresh(request: &RunRequest, focus: Option<&Focus>) -> Result<Sessio
                     .unwrap_or_else(|_| pipeline.clone())
                     .display()
                     .to_string(),
-                tenant: tenant.name.clone(),
+                tenant: tenant.name.to_string(),
                 workspace: workspace.display().to_string(),
-                stages: plan.stages.iter().map(|s| s.name.clone()).collect(),
+                stages: plan.stages.iter().map(|s| s.name.to_string()).collect(),
                 pipeline_text: plan.source.text().to_string(),
                 options: serde_json::to_string(&options).unwrap_or_default(),
             },
@@ -232,7 +232,7 @@ pub async fn resume(id: &str, request: &ResumeRequest) -> Result<Session, Sessio
         .iter()
         .enumerate()
         .filter(|(i, _)| !reuse.iter().any(|r| r.stage == *i))
-        .map(|(_, s)| s.name.clone())
+        .map(|(_, s)| s.name.to_string())
         .collect();
     let history = history()?;
     let recorder = Recorder::resume(store, id, &rerun)?;

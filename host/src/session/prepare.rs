@@ -115,7 +115,7 @@ pub fn within_tenant(plan: &mut Plan, tenant: &crate::config::tenants::Tenant) -
     }
     Err(BeyondTenant {
         path: plan.source.path().to_path_buf(),
-        tenant: tenant.name.clone(),
+        tenant: tenant.name.to_string(),
         errors,
     }
     .into())
@@ -140,7 +140,7 @@ pub fn sandbox_available(
                 && p.info
                     .declares(crate::bindings::host::weir::plugin::types::Capability::Process)
         })
-        .map(|(s, _)| s.name.clone())
+        .map(|(s, _)| s.name.to_string())
         .collect();
     if needing.is_empty() {
         return Ok(());

@@ -171,7 +171,7 @@ impl Default for TenantLimits {
 #[derive(Debug, Clone)]
 pub struct Tenant {
     /// Its name.
-    pub name: String,
+    pub name: crate::names::TenantName,
     /// Where its runs' workspaces live (`ROOT/runs/RUN/workspace`); `None`
     /// for the default tenant without a tenants file (`.weir/runs/RUN`).
     pub root: Option<PathBuf>,
@@ -198,7 +198,7 @@ impl Tenant {
     /// The tenant of a host without a tenants file.
     pub fn unrestricted_default() -> Self {
         Self {
-            name: DEFAULT_TENANT.to_string(),
+            name: crate::names::TenantName::reported(DEFAULT_TENANT),
             root: None,
             allow: None,
             limits: TenantLimits::default(),
@@ -306,12 +306,11 @@ impl Tenants {
         for (name, spec) in file.tenants {
             let name_span = name.span();
             let name = name.into_inner();
-            if !valid_name(&name) {
-                errors.push(
-                    source
-                        .error(name_span, format!("`{name}` is not a valid tenant name"))
-                        .help("use letters, digits, `-` and `_` (it names directories and history rows)"),
-                );
+            if let Err(e) = crate::names::check(crate::names::NameKind::Tenant, &name) {
+                errors.push(source.error(name_span, e.to_string()).help(format!(
+                    "{} (it names directories and history rows)",
+                    crate::names::NameError::HELP
+                )));
                 continue;
             }
             let spec = spec.into_inner();
@@ -375,15 +374,6 @@ impl Tenants {
     pub fn all(&self) -> impl Iterator<Item = &Tenant> {
         self.tenants.values()
     }
-}
-
-/// Letters, digits, `-` and `_`, at most 64.
-fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 
 use super::graph::{check_references, fill_upstream, find_cycle};
 use super::stage::Planner;
-use super::text::{suggest, valid_name};
+use super::text::suggest;
 use super::*;
 
 /// Check `loaded` and build its plan. `builtins` are the names of the
@@ -42,6 +42,14 @@ pub fn build(loaded: LoadedPipeline, builtins: &[&str]) -> Result<Plan, InvalidC
     let mut declared: BTreeMap<String, PluginRef> = BTreeMap::new();
     for (key, spec) in &file.plugins {
         let name = key.get_ref();
+        if let Err(e) = crate::names::check(crate::names::NameKind::Plugin, name) {
+            errors.push(
+                source
+                    .error(key.span(), e.to_string())
+                    .help(crate::names::NameError::HELP),
+            );
+            continue;
+        }
         if builtins.contains(&name.as_str()) {
             errors.push(
                 source
@@ -169,11 +177,11 @@ pub fn build(loaded: LoadedPipeline, builtins: &[&str]) -> Result<Plan, InvalidC
     let mut stages = Vec::with_capacity(names.len());
     for (key, spec) in &file.stages {
         let name = key.get_ref();
-        if !valid_name(name) {
+        if let Err(e) = crate::names::check(crate::names::NameKind::Stage, name) {
             errors.push(
                 source
-                    .error(key.span(), format!("`{name}` is not a valid stage name"))
-                    .help("use letters, digits, `-` and `_`, starting with a letter or digit"),
+                    .error(key.span(), e.to_string())
+                    .help(crate::names::NameError::HELP),
             );
         }
         let stage = Planner {

@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::text::{valid_env_name, valid_name};
+use super::text::valid_env_name;
 use super::{Plan, PlannedStage, RunFacts};
 use crate::config::duration::parse_duration;
 use crate::config::model::EnvironmentSpec;
@@ -30,7 +30,7 @@ pub const MASK: &str = "***";
 #[derive(Debug, Clone, PartialEq)]
 pub struct Environment {
     /// Its name.
-    pub name: String,
+    pub name: crate::names::EnvironmentName,
     /// What it is.
     pub description: Option<String>,
     /// `variables`, in file order.
@@ -69,12 +69,11 @@ pub(super) fn plan_environments(
     let mut out = BTreeMap::new();
     for (key, spec) in specs {
         let name = key.get_ref().clone();
-        if !valid_name(&name) {
-            errors.push(
-                source
-                    .error(key.span(), format!("`{name}` is not a valid environment name"))
-                    .help("use letters, digits, `-` and `_`, e.g. staging or production"),
-            );
+        if let Err(e) = crate::names::check(crate::names::NameKind::Environment, &name) {
+            errors.push(source.error(key.span(), e.to_string()).help(format!(
+                "{}, e.g. staging or production",
+                crate::names::NameError::HELP
+            )));
         }
         let spec = spec.get_ref();
         let mut env_name = |k: &toml::Spanned<String>, what: &str| {
@@ -119,7 +118,7 @@ pub(super) fn plan_environments(
         out.insert(
             name.clone(),
             Environment {
-                name,
+                name: crate::names::EnvironmentName::reported(&name),
                 description: spec.description.clone(),
                 variables,
                 inherit_env,
@@ -354,7 +353,7 @@ fn layer_variables(
         match std::env::var(name) {
             Ok(v) => out.push((name.clone(), v)),
             Err(_) => errors.push(EnvironmentError::MissingVariable {
-                environment: env.name.clone(),
+                environment: env.name.to_string(),
                 variable: name.clone(),
             }),
         }
@@ -407,8 +406,8 @@ pub fn check_refs(plan: &Plan, facts: &RunFacts, tags: &[String]) -> Vec<Environ
             building.push_str(&format!(" with tags {}", tags.join(", ")));
         }
         errors.push(EnvironmentError::RefNotAllowed {
-            stage: stage.name.clone(),
-            environment: env.name.clone(),
+            stage: stage.name.to_string(),
+            environment: env.name.to_string(),
             accepts: accepts.join(" and "),
             building,
         });

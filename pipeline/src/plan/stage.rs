@@ -249,7 +249,7 @@ impl Planner<'_> {
         PlannedStage {
             rollout,
             concurrency,
-            name: name.to_string(),
+            name: crate::names::StageName::reported(name),
             plugin,
             uses_span,
             with,

@@ -49,12 +49,6 @@ pub(super) fn quoted<'a>(items: impl IntoIterator<Item = &'a str>) -> String {
         .join(", ")
 }
 
-pub(super) fn valid_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphanumeric())
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-}
-
 pub(super) fn valid_env_name(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')

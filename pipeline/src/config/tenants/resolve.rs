@@ -155,7 +155,7 @@ pub(super) fn resolve(
         return None;
     }
     Some(Tenant {
-        name: name.to_string(),
+        name: crate::names::TenantName::reported(name),
         root,
         allow: Some(allow),
         limits,
