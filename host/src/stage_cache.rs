@@ -55,13 +55,32 @@ const OUTSIDE: &[(Capability, &str)] = &[
     (Capability::Runtime, "runtime"),
 ];
 
+/// Why a stage is not served from the stage cache.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotCached {
+    /// `cache = false`.
+    #[error("the stage says `cache = false`")]
+    OptedOut,
+    /// Its plugin reaches outside its inputs and the stage did not opt in.
+    #[error(
+        "plugin `{plugin}` declares `{}`, so its result may depend on more than its inputs; `cache = true` opts the stage in",
+        reaching.join("`, `")
+    )]
+    ReachesOut {
+        /// The plugin.
+        plugin: String,
+        /// The capabilities that reach out.
+        reaching: Vec<&'static str>,
+    },
+}
+
 /// `Ok` when the stage may be cached, else why not (for people).
-pub fn cacheable(policy: &CachePolicy, plugin: &str, capabilities: &[Capability]) -> Result<(), String> {
+pub fn cacheable(policy: &CachePolicy, plugin: &str, capabilities: &[Capability]) -> Result<(), NotCached> {
     match policy.setting {
-        Some(false) => Err("the stage says `cache = false`".into()),
+        Some(false) => Err(NotCached::OptedOut),
         Some(true) => Ok(()),
         None => {
-            let reaching: Vec<&str> = OUTSIDE
+            let reaching: Vec<&'static str> = OUTSIDE
                 .iter()
                 .filter(|(c, _)| capabilities.contains(c))
                 .map(|(_, n)| *n)
@@ -69,10 +88,10 @@ pub fn cacheable(policy: &CachePolicy, plugin: &str, capabilities: &[Capability]
             if reaching.is_empty() {
                 Ok(())
             } else {
-                Err(format!(
-                    "plugin `{plugin}` declares `{}`, so its result may depend on more than its inputs; `cache = true` opts the stage in",
-                    reaching.join("`, `")
-                ))
+                Err(NotCached::ReachesOut {
+                    plugin: plugin.to_string(),
+                    reaching,
+                })
             }
         }
     }
@@ -246,7 +265,9 @@ mod tests {
     fn only_inside_plugins_are_cacheable_by_default() {
         let none = CachePolicy::default();
         assert!(cacheable(&none, "scan", &[Capability::Files]).is_ok());
-        let why = cacheable(&none, "lint", &[Capability::Process]).unwrap_err();
+        let why = cacheable(&none, "lint", &[Capability::Process])
+            .unwrap_err()
+            .to_string();
         assert!(why.contains("`process`") && why.contains("cache = true"), "{why}");
         let on = CachePolicy {
             setting: Some(true),

@@ -7,19 +7,37 @@ pub mod pattern;
 
 use std::path::{Component, Path};
 
+/// Why an input pattern is refused; each reads after the pattern
+/// ("`/etc` is absolute; ...").
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GlobError {
+    /// Blank.
+    #[error("is empty")]
+    Empty,
+    /// `/etc/...`.
+    #[error("is absolute; inputs are paths inside the workspace")]
+    Absolute,
+    /// `../x`.
+    #[error("leaves the workspace (`..`)")]
+    Outside,
+    /// Not a pattern.
+    #[error("{0}")]
+    Pattern(String),
+}
+
 /// Whether `glob` is a usable input pattern: relative, inside the
 /// workspace, and a pattern (`!` first excludes).
-pub fn check_glob(glob: &str) -> Result<(), String> {
+pub fn check_glob(glob: &str) -> Result<(), GlobError> {
     let path = Path::new(glob.trim_start_matches('!'));
     if glob.trim().is_empty() {
-        return Err("is empty".into());
+        return Err(GlobError::Empty);
     }
     if path.is_absolute() {
-        return Err("is absolute; inputs are paths inside the workspace".into());
+        return Err(GlobError::Absolute);
     }
     if path.components().any(|c| matches!(c, Component::ParentDir)) {
-        return Err("leaves the workspace (`..`)".into());
+        return Err(GlobError::Outside);
     }
-    pattern::compile(glob.trim_start_matches('!')).map_err(|e| e.reason)?;
+    pattern::compile(glob.trim_start_matches('!')).map_err(|e| GlobError::Pattern(e.reason))?;
     Ok(())
 }

@@ -95,6 +95,32 @@ pub enum Sandbox {
     OptedOut,
 }
 
+/// Why bubblewrap cannot confine programs on this host.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Unusable {
+    /// No `bwrap` on the default path.
+    #[error(
+        "bubblewrap is not installed (no `bwrap` on {DEFAULT_PATH}); install it (Debian: apt-get install bubblewrap)"
+    )]
+    NotInstalled,
+    /// It ran and refused (user namespaces off, weir confined).
+    #[error("{} cannot start a sandbox here: {stderr}", bwrap.display())]
+    Refused {
+        /// The program.
+        bwrap: PathBuf,
+        /// What it said.
+        stderr: String,
+    },
+    /// It could not be run at all.
+    #[error("{} cannot be started: {error}", bwrap.display())]
+    NotStarted {
+        /// The program.
+        bwrap: PathBuf,
+        /// Why.
+        error: String,
+    },
+}
+
 impl Sandbox {
     /// Bubblewrap if it is installed, else [`Sandbox::Unavailable`].
     pub fn detect() -> Self {
@@ -107,30 +133,39 @@ impl Sandbox {
     /// Bubblewrap, when it is installed and can start a sandbox here (user
     /// namespaces may be off, or weir itself confined); why not otherwise.
     /// Tried once per process.
-    pub fn usable() -> Result<PathBuf, String> {
-        static TRIED: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    pub fn usable() -> Result<PathBuf, Unusable> {
+        static TRIED: std::sync::OnceLock<Result<PathBuf, Unusable>> = std::sync::OnceLock::new();
         TRIED
             .get_or_init(|| {
                 let Sandbox::Bubblewrap(bwrap) = Sandbox::detect() else {
-                    return Err(format!(
-                        "bubblewrap is not installed (no `bwrap` on {DEFAULT_PATH}); install it (Debian: apt-get install bubblewrap)"
-                    ));
+                    return Err(Unusable::NotInstalled);
                 };
                 let tried = std::process::Command::new(&bwrap)
                     .args(["--ro-bind", "/", "/", "--unshare-all", "--unshare-user"])
-                    .args(["--uid", "65534", "--gid", "65534", "--cap-drop", "ALL", "--", "true"])
+                    .args([
+                        "--uid",
+                        "65534",
+                        "--gid",
+                        "65534",
+                        "--cap-drop",
+                        "ALL",
+                        "--",
+                        "true",
+                    ])
                     .stdin(Stdio::null())
                     .stdout(Stdio::null())
                     .stderr(Stdio::piped())
                     .output();
                 match tried {
                     Ok(out) if out.status.success() => Ok(bwrap),
-                    Ok(out) => Err(format!(
-                        "{} cannot start a sandbox here: {}",
-                        bwrap.display(),
-                        String::from_utf8_lossy(&out.stderr).trim()
-                    )),
-                    Err(e) => Err(format!("{} cannot be started: {e}", bwrap.display())),
+                    Ok(out) => Err(Unusable::Refused {
+                        bwrap,
+                        stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+                    }),
+                    Err(e) => Err(Unusable::NotStarted {
+                        bwrap,
+                        error: e.to_string(),
+                    }),
                 }
             })
             .clone()

@@ -37,14 +37,54 @@ pub struct ProgramGroup {
     closed: bool,
 }
 
+/// Why a program's cgroup could not be made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CgroupError {
+    /// `/proc/self/cgroup` could not be read.
+    #[error("cannot read /proc/self/cgroup: {0}")]
+    Unreadable(String),
+    /// Neither hierarchy offers the controller.
+    #[error(
+        "this host has no {0} cgroup weir can use (cgroup v1 `{0}` is not mounted, and cgroup v2 does not enable `{0}` for weir's cgroup)"
+    )]
+    NoController(&'static str),
+    /// The cgroup directory could not be made.
+    #[error("cannot create {}: {error}", dir.display())]
+    Create {
+        /// The directory.
+        dir: PathBuf,
+        /// Why.
+        error: String,
+    },
+    /// A limit could not be written.
+    #[error("cannot set {}: {error}", file.display())]
+    Set {
+        /// The control file.
+        file: PathBuf,
+        /// Why.
+        error: String,
+    },
+    /// The path cannot be handed to the kernel.
+    #[error("the cgroup path has a NUL byte")]
+    Nul,
+}
+
 /// A program's memory limit could not be set up.
 #[derive(Debug)]
-pub struct NoMemoryCgroup(pub String);
+pub struct NoMemoryCgroup(pub CgroupError);
+
+/// Write `value` to the control file `file`.
+fn set(file: PathBuf, value: impl ToString) -> Result<(), CgroupError> {
+    std::fs::write(&file, value.to_string()).map_err(|e| CgroupError::Set {
+        file,
+        error: e.to_string(),
+    })
+}
 
 impl ProgramGroup {
     /// A new cgroup below weir's own with `pids.max = max`; an error saying
     /// why when this host has no pids cgroup weir may create.
-    pub fn create(max: u64) -> Result<Self, String> {
+    pub fn create(max: u64) -> Result<Self, CgroupError> {
         let parent = own_cgroup("pids")?;
         let dir = fresh_dir(&parent)?;
         let group = Self {
@@ -55,8 +95,7 @@ impl ProgramGroup {
             memory_events: None,
             closed: false,
         };
-        std::fs::write(group.dir.join("pids.max"), max.to_string())
-            .map_err(|e| format!("cannot set {}/pids.max: {e}", group.dir.display()))?;
+        set(group.dir.join("pids.max"), max)?;
         Ok(group)
     }
 
@@ -64,12 +103,11 @@ impl ProgramGroup {
     /// included where the host counts it); why not, where this host has
     /// no memory cgroup weir may create.
     pub fn limit_memory(&mut self, bytes: u64) -> Result<(), NoMemoryCgroup> {
-        let fail = |e: String| NoMemoryCgroup(e);
+        let fail = NoMemoryCgroup;
         let parent = own_cgroup("memory").map_err(fail)?;
         if self.dir.parent() == Some(parent.as_path()) {
             // cgroup v2: one directory for every controller.
-            std::fs::write(self.dir.join("memory.max"), bytes.to_string())
-                .map_err(|e| fail(format!("cannot set {}/memory.max: {e}", self.dir.display())))?;
+            set(self.dir.join("memory.max"), bytes).map_err(fail)?;
             let _ = std::fs::write(self.dir.join("memory.swap.max"), "0");
             self.memory_events = Some(self.dir.join("memory.events"));
             return Ok(());
@@ -77,8 +115,7 @@ impl ProgramGroup {
         let dir = fresh_dir(&parent).map_err(fail)?;
         self.memory_procs = Some(procs_of(&dir).map_err(fail)?);
         self.memory_dir = Some(dir.clone());
-        std::fs::write(dir.join("memory.limit_in_bytes"), bytes.to_string())
-            .map_err(|e| fail(format!("cannot set {}/memory.limit_in_bytes: {e}", dir.display())))?;
+        set(dir.join("memory.limit_in_bytes"), bytes).map_err(fail)?;
         // Where swap is counted, none beyond the limit.
         let _ = std::fs::write(dir.join("memory.memsw.limit_in_bytes"), bytes.to_string());
         self.memory_events = Some(dir.join("memory.oom_control"));
@@ -241,20 +278,24 @@ pub fn join(procs: &[CString]) -> std::io::Result<()> {
 }
 
 /// A new, uniquely named cgroup directory below `parent`.
-fn fresh_dir(parent: &Path) -> Result<PathBuf, String> {
+fn fresh_dir(parent: &Path) -> Result<PathBuf, CgroupError> {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let dir = parent.join(format!(
         "weir-{}-{}",
         std::process::id(),
         NEXT.fetch_add(1, Ordering::Relaxed)
     ));
-    std::fs::create_dir(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    Ok(dir)
+    match std::fs::create_dir(&dir) {
+        Ok(()) => Ok(dir),
+        Err(e) => Err(CgroupError::Create {
+            dir,
+            error: e.to_string(),
+        }),
+    }
 }
 
-fn procs_of(dir: &Path) -> Result<CString, String> {
-    CString::new(dir.join("cgroup.procs").into_os_string().into_encoded_bytes())
-        .map_err(|_| "the cgroup path has a NUL byte".to_string())
+fn procs_of(dir: &Path) -> Result<CString, CgroupError> {
+    CString::new(dir.join("cgroup.procs").into_os_string().into_encoded_bytes()).map_err(|_| CgroupError::Nul)
 }
 
 /// Remove an emptied cgroup, waiting for the kernel to reap what was
@@ -273,20 +314,20 @@ async fn remove_when_empty(dir: &Path) {
 /// cgroup v1's hierarchy of that name, or the v2 tree when that
 /// controller reaches weir's cgroup. Found once per process and
 /// controller: weir does not move between cgroups.
-fn own_cgroup(controller: &'static str) -> Result<PathBuf, String> {
-    type Found = std::sync::OnceLock<Result<PathBuf, String>>;
+fn own_cgroup(controller: &'static str) -> Result<PathBuf, CgroupError> {
+    type Found = std::sync::OnceLock<Result<PathBuf, CgroupError>>;
     static PIDS: Found = std::sync::OnceLock::new();
     static MEMORY: Found = std::sync::OnceLock::new();
     let cell = if controller == "pids" { &PIDS } else { &MEMORY };
     cell.get_or_init(|| {
         let table = std::fs::read_to_string("/proc/self/cgroup")
-            .map_err(|e| format!("cannot read /proc/self/cgroup: {e}"))?;
+            .map_err(|e| CgroupError::Unreadable(e.to_string()))?;
         own_cgroup_in(&table, Path::new("/sys/fs/cgroup"), controller)
     })
     .clone()
 }
 
-fn own_cgroup_in(table: &str, root: &Path, controller: &str) -> Result<PathBuf, String> {
+fn own_cgroup_in(table: &str, root: &Path, controller: &'static str) -> Result<PathBuf, CgroupError> {
     let relative = |p: &str| root.to_path_buf().join(p.trim_start_matches('/'));
     for line in table.lines() {
         let mut parts = line.splitn(3, ':');
@@ -308,9 +349,7 @@ fn own_cgroup_in(table: &str, root: &Path, controller: &str) -> Result<PathBuf, 
             }
         }
     }
-    Err(format!(
-        "this host has no {controller} cgroup weir can use (cgroup v1 `{controller}` is not mounted, and cgroup v2 does not enable `{controller}` for weir's cgroup)"
-    ))
+    Err(CgroupError::NoController(controller))
 }
 
 #[cfg(test)]

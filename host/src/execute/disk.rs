@@ -21,12 +21,23 @@ use crate::engine::limits::human_bytes;
 /// The shortest time between two looks at the workspace.
 pub const MIN_INTERVAL: Duration = Duration::from_millis(200);
 
+/// A directory whose size could not be read: the limit fails closed.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read {}: {error}", dir.display())]
+pub struct Unmeasured {
+    /// The directory.
+    pub dir: std::path::PathBuf,
+    /// Why.
+    #[source]
+    pub error: std::io::Error,
+}
+
 /// Bytes the tree at `root` takes on disk: allocated blocks of every file
 /// and directory under it (symlinks not followed; a file with several
 /// hard links counted once), and of files deleted
 /// from it that a process still holds open. An error says what could not
 /// be measured: the limit fails closed.
-pub fn disk_usage(root: &Path) -> Result<u64, String> {
+pub fn disk_usage(root: &Path) -> Result<u64, Unmeasured> {
     use std::os::unix::fs::MetadataExt;
     let gone = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
     let mut total = 0u64;
@@ -37,13 +48,13 @@ pub fn disk_usage(root: &Path) -> Result<u64, String> {
             Ok(entries) => entries,
             // Removed while we walked: nothing to count.
             Err(e) if gone(&e) => continue,
-            Err(e) => return Err(format!("cannot read {}: {e}", dir.display())),
+            Err(e) => return Err(Unmeasured { dir, error: e }),
         };
         for entry in entries {
             let meta = match entry.and_then(|e| e.metadata().map(|m| (e.path(), m))) {
                 Ok(found) => found,
                 Err(e) if gone(&e) => continue,
-                Err(e) => return Err(format!("cannot read an entry of {}: {e}", dir.display())),
+                Err(e) => return Err(Unmeasured { dir, error: e }),
             };
             let (path, meta) = meta;
             if meta.nlink() > 1 && !meta.is_dir() && !linked.insert((meta.dev(), meta.ino())) {
@@ -166,12 +177,12 @@ mod tests {
     fn what_cannot_be_read_fails_closed() {
         let dir = tempfile::tempdir().expect("tempdir");
         assert_eq!(
-            disk_usage(&dir.path().join("gone")),
-            Ok(0),
+            disk_usage(&dir.path().join("gone")).ok(),
+            Some(0),
             "removed: nothing to count"
         );
         let deep = format!("{}{}", dir.path().display(), "/a".repeat(3000));
         let err = disk_usage(Path::new(&deep)).expect_err("a path too long to read");
-        assert!(err.starts_with("cannot read "), "{err}");
+        assert!(err.to_string().starts_with("cannot read "), "{err}");
     }
 }

@@ -156,7 +156,7 @@ pub async fn check_cache(
             m.insert(request.stage, SeenInputs::default());
         }
         return CacheCheck {
-            event: Some(cache_event(&stage, CacheStatus::Off, None, vec![why.clone()])),
+            event: Some(cache_event(&stage, CacheStatus::Off, None, vec![why.to_string()])),
             ..CacheCheck::default()
         };
     }
@@ -178,7 +178,7 @@ pub async fn check_cache(
         }
         if let Err(why) = policy {
             return CacheCheck {
-                event: Some(cache_event(&stage, CacheStatus::Off, None, vec![why])),
+                event: Some(cache_event(&stage, CacheStatus::Off, None, vec![why.to_string()])),
                 ..CacheCheck::default()
             };
         }

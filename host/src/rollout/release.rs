@@ -24,7 +24,7 @@ pub(super) fn release_of(config: &str, run_id: &str) -> Result<ReleaseSpec, Stri
     // The run id is unique; its tail is short enough for a label.
     let version = text("version").unwrap_or_else(|| run_id.rsplit('-').next().unwrap_or(run_id).to_string());
     for (what, name) in [("service", &service), ("version", &version)] {
-        crate::target::daemon::check_name(what, name)?;
+        crate::target::daemon::check_name(what, name).map_err(|e| e.to_string())?;
     }
     let replicas = match v.get("replicas") {
         None => 1,

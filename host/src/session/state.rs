@@ -22,11 +22,25 @@ pub fn state_dir() -> PathBuf {
     std::path::absolute(&dir).unwrap_or(dir)
 }
 
+/// weir's state directory is inside a run's workspace.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "weir keeps its state in {}, which is inside the workspace {}: a stage could rewrite the run history and approvals, and reach the deployment target's control socket; keep the state elsewhere with {STATE_DIR_ENV}=DIR (outside the workspace), or use a workspace that does not contain it",
+    state.display(),
+    workspace.display()
+)]
+pub struct StateInside {
+    /// The state directory.
+    pub state: PathBuf,
+    /// The workspace.
+    pub workspace: PathBuf,
+}
+
 /// Refuse `workspace` when weir's state directory is inside it: a stage
 /// could then rewrite the history and approvals (approving its own
 /// protected deploy), forge cache rows, and reach the deployment target's
 /// control socket.
-pub fn state_outside(workspace: &Path) -> Result<(), String> {
+pub fn state_outside(workspace: &Path) -> Result<(), StateInside> {
     let state = state_dir();
     // Made first, so what is compared is where it really is (a symlink on
     // the way resolved); the run records there anyway.
@@ -36,11 +50,7 @@ pub fn state_outside(workspace: &Path) -> Result<(), String> {
         .canonicalize()
         .unwrap_or_else(|_| workspace.to_path_buf());
     if state.starts_with(&workspace) {
-        return Err(format!(
-            "weir keeps its state in {}, which is inside the workspace {}: a stage could rewrite the run history and approvals, and reach the deployment target's control socket; keep the state elsewhere with {STATE_DIR_ENV}=DIR (outside the workspace), or use a workspace that does not contain it",
-            state.display(),
-            workspace.display()
-        ));
+        return Err(StateInside { state, workspace });
     }
     Ok(())
 }

@@ -150,20 +150,33 @@ fn new_token() -> Result<String, std::io::Error> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// Service and version names: they become file names and metric labels.
-pub fn check_name(what: &str, name: &str) -> Result<(), String> {
+/// A service or version name that cannot be a file name and a label.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{what} `{name}` is not a valid name: use 1 to 64 letters, digits, `.`, `_` or `-`, starting with a letter or digit"
+)]
+pub struct BadName {
+    /// `service` or `version`.
+    pub what: &'static str,
+    /// The name.
+    pub name: String,
+}
+
+/// Service and version names: they become file names and metric labels
+/// (a version may hold dots, unlike the names of `weir_pipeline::names`).
+pub fn check_name(what: &'static str, name: &str) -> Result<(), BadName> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name.as_bytes()[0].is_ascii_alphanumeric()
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "{what} `{name}` is not a valid name: use 1 to 64 letters, digits, `.`, `_` or `-`, starting with a letter or digit"
-        ))
+    match ok {
+        true => Ok(()),
+        false => Err(BadName {
+            what,
+            name: name.to_string(),
+        }),
     }
 }
 

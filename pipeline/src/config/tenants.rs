@@ -32,8 +32,8 @@ use crate::sandbox::SandboxChoice;
 
 mod resolve;
 
-pub use resolve::parse_size;
 use resolve::resolve;
+pub use resolve::{SizeError, parse_size};
 
 /// The tenant a run belongs to when `--tenant` is not given.
 pub const DEFAULT_TENANT: &str = "default";

@@ -162,7 +162,7 @@ pub(super) fn plan_use(
         Some(t) => parse_duration(t.get_ref()).unwrap_or_else(|msg| {
             errors.push(
                 source
-                    .error(t.span(), msg)
+                    .error(t.span(), msg.to_string())
                     .help("write a number and a unit: \"250ms\", \"90s\", \"10m\""),
             );
             default_timeout

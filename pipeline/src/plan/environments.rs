@@ -103,7 +103,7 @@ pub(super) fn plan_environments(
                 Some(t) => parse_duration(t.get_ref()).unwrap_or_else(|msg| {
                     errors.push(
                         source
-                            .error(t.span(), msg)
+                            .error(t.span(), msg.to_string())
                             .help("write a number and a unit: \"30m\", \"24h\""),
                     );
                     DEFAULT_APPROVAL_TIMEOUT

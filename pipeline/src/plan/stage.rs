@@ -113,7 +113,7 @@ impl Planner<'_> {
                 Err(msg) => {
                     errors.push(
                         source
-                            .error(t.span(), msg)
+                            .error(t.span(), msg.to_string())
                             .help("write a number and a unit: \"250ms\", \"90s\", \"10m\", \"1h30m\""),
                     );
                     DEFAULT_TIMEOUT

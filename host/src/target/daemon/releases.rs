@@ -83,8 +83,8 @@ impl Target {
     }
 
     pub(super) async fn start(&self, req: StartRequest) -> Result<InstanceInfo, Refusal> {
-        check_name("service", &req.service).map_err(invalid)?;
-        check_name("version", &req.version).map_err(invalid)?;
+        check_name("service", &req.service).map_err(|e| invalid(e.to_string()))?;
+        check_name("version", &req.version).map_err(|e| invalid(e.to_string()))?;
         if let Some((k, _)) = req.env.iter().find(|(k, _)| refused_variable(k)) {
             return Err(invalid(format!(
                 "variable `{k}` cannot be set for a service: it changes what the program loads or runs (LD_*, PATH, BASH_ENV, ENV), or is not a variable name"

@@ -167,19 +167,35 @@ pub(super) fn resolve(
     })
 }
 
+/// Why a text is not a size.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SizeError {
+    /// No number first.
+    #[error("`{0}` is not a size")]
+    NotANumber(String),
+    /// A unit weir does not know.
+    #[error("`{0}` is not a size unit (use B, KiB, MiB or GiB)")]
+    UnknownUnit(String),
+    /// More bytes than this machine can count.
+    #[error("`{0}` is too large")]
+    TooLarge(String),
+}
+
 /// `"256MiB"`, `"1GiB"`, `"512KiB"`, `"4096"` (bytes): a size in bytes.
-pub fn parse_size(text: &str) -> Result<usize, String> {
+pub fn parse_size(text: &str) -> Result<usize, SizeError> {
     let s = text.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (digits, unit) = s.split_at(split);
-    let n: usize = digits.parse().map_err(|_| format!("`{text}` is not a size"))?;
+    let n: usize = digits
+        .parse()
+        .map_err(|_| SizeError::NotANumber(text.to_string()))?;
     let scale: usize = match unit.trim() {
         "" | "B" => 1,
         "KiB" | "K" | "KB" => 1 << 10,
         "MiB" | "M" | "MB" => 1 << 20,
         "GiB" | "G" | "GB" => 1 << 30,
-        other => return Err(format!("`{other}` is not a size unit (use B, KiB, MiB or GiB)")),
+        other => return Err(SizeError::UnknownUnit(other.to_string())),
     };
     n.checked_mul(scale)
-        .ok_or_else(|| format!("`{text}` is too large"))
+        .ok_or_else(|| SizeError::TooLarge(text.to_string()))
 }
