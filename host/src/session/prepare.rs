@@ -59,7 +59,7 @@ pub enum PrepareError {
         /// Who requires it: the tenant's policy or the stage.
         required_by: String,
         /// Why bubblewrap cannot be used.
-        why: crate::confine::bwrap::Unusable,
+        why: Box<crate::confine::bwrap::Unusable>,
     },
     /// The compile cache is somewhere a plugin could write.
     #[error("the compile cache {} is inside the workspace {}; a plugin could plant compiled code in it", cache.display(), workspace.display())]
@@ -156,7 +156,7 @@ pub fn sandbox_available(
         path: prepared.plan.source.path().to_path_buf(),
         stages: needing,
         required_by,
-        why,
+        why: Box::new(why),
     })
 }
 
