@@ -31,7 +31,10 @@
 //!
 //! What a plugin may touch: [`sandbox`] is one Store's state and links the
 //! host imports; each import is a module of [`capabilities`] that checks
-//! its grant; programs and deployed instances are confined by [`confine`]
+//! its grant, and the gated ones implement [`capabilities::Gated`] and sit
+//! on one line of the sandbox's table ([`sandbox::GATED`]); what a stage
+//! may be granted, and its tenant allows, is [`plan::Grants`] with its
+//! table of rules. Programs and deployed instances are confined by [`confine`]
 //! (bubblewrap, cgroups). [`plugins`] loads components and reads their
 //! kind and contract version; [`bindings`] holds one module per contract
 //! version, generated from its frozen WIT. [`engine`] is the Engine and
