@@ -297,7 +297,7 @@ async fn run_in_store(
 
     let pre = match plugin.pre_for(&request.grants) {
         Ok(pre) => pre,
-        Err(e) => return AttemptResult::failed(FailureKind::Host, e, None),
+        Err(e) => return AttemptResult::failed(FailureKind::Host, e.to_string(), None),
     };
     let reply = guest_call::call(&mut store, request.timeout, &info.limits, async |store| {
         call_plugin(&pre, store, &ctx).await

@@ -58,11 +58,21 @@ pub struct LoadedPlugin {
     linked: Mutex<HashMap<Linked, KindPre>>,
 }
 
+/// A loaded plugin could not be linked for a stage's grants.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("cannot link plugin `{plugin}`: {error}")]
+pub struct LinkError {
+    /// The plugin.
+    pub plugin: String,
+    /// What wasmtime said, with its causes.
+    pub error: String,
+}
+
 impl LoadedPlugin {
     /// The plugin linked with what a stage's `grants` give it: each
     /// capability its manifest declares and the stage grants some of, and
     /// refusals for the rest.
-    pub fn pre_for(&self, grants: &crate::plan::Grants) -> Result<KindPre, String> {
+    pub fn pre_for(&self, grants: &crate::plan::Grants) -> Result<KindPre, LinkError> {
         let linked = Linked::for_stage(|c| self.info.declares(c), grants);
         let mut cache = self.linked.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(pre) = cache.get(&linked) {
@@ -77,7 +87,10 @@ impl LoadedPlugin {
             &self.info.name,
             Some(&declares),
         )
-        .map_err(|e| format!("cannot link plugin `{}`: {e:#}", self.info.name))?;
+        .map_err(|e| LinkError {
+            plugin: self.info.name.clone(),
+            error: format!("{e:#}"),
+        })?;
         cache.insert(linked, pre.clone());
         Ok(pre)
     }

@@ -189,7 +189,7 @@ pub async fn run(
                 continue;
             }
             if let Err(reason) = stage.when.check(&options.facts) {
-                skip(&sink, &mut state, i, &stage.name, reason);
+                skip(&sink, &mut state, i, &stage.name, reason.to_string());
                 continue;
             }
             if running.len() >= jobs {

@@ -34,7 +34,7 @@ use crate::config::model::StageSpec;
 use crate::config::{ConfigError, InvalidConfig, LoadedPipeline, SourceFile};
 pub use crate::findings::{FindingsGate, Severity};
 
-pub use when::{RunFacts, When};
+pub use when::{RunFacts, Skip, When};
 
 /// A stage's timeout when it sets none.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);

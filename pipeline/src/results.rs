@@ -27,32 +27,71 @@ pub const MAX_ARTIFACTS: usize = 1000;
 /// Most bytes of a failure's message or details kept; the rest is cut.
 pub const MAX_FAILURE_TEXT: usize = 64 << 10;
 
+/// Why a stage's result is refused: a limit, by name, or a malformed name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResultError {
+    /// More than [`MAX_OUTPUTS`] outputs.
+    #[error(
+        "result limit hit: the plugin returned {0} outputs; the limit is {MAX_OUTPUTS} (limit `outputs`)"
+    )]
+    Outputs(usize),
+    /// More than [`MAX_ARTIFACTS`] artifacts.
+    #[error(
+        "result limit hit: the plugin returned {0} artifacts; the limit is {MAX_ARTIFACTS} (limit `artifacts`)"
+    )]
+    Artifacts(usize),
+    /// An output name outside the grammar.
+    #[error("malformed result: output name {0:?} is not a name (1 to 128 letters, digits, `-`, `_` or `.`)")]
+    OutputName(String),
+    /// One output beyond [`MAX_OUTPUT_VALUE`].
+    #[error(
+        "result limit hit: output `{name}` is {bytes} bytes; the limit is {MAX_OUTPUT_VALUE} (limit `output-value`); keep large data in a file and return it as an artifact"
+    )]
+    OutputValue {
+        /// The output.
+        name: String,
+        /// Its size.
+        bytes: usize,
+    },
+    /// Everything together beyond [`MAX_RESULT_BYTES`].
+    #[error(
+        "result limit hit: the plugin returned {0} bytes of outputs; the limit is {MAX_RESULT_BYTES} (limit `result-bytes`)"
+    )]
+    ResultBytes(usize),
+}
+
+impl ResultError {
+    /// The limit's name, as `[limits]` and the docs spell it; `None` for a
+    /// malformed result.
+    pub fn limit(&self) -> Option<&'static str> {
+        match self {
+            ResultError::Outputs(_) => Some("outputs"),
+            ResultError::Artifacts(_) => Some("artifacts"),
+            ResultError::OutputName(_) => None,
+            ResultError::OutputValue { .. } => Some("output-value"),
+            ResultError::ResultBytes(_) => Some("result-bytes"),
+        }
+    }
+}
+
 /// Why `out` is refused, if it is.
-pub fn check_stage_output(out: StageResult<'_>) -> Result<(), String> {
+pub fn check_stage_output(out: StageResult<'_>) -> Result<(), ResultError> {
     if out.outputs.len() > MAX_OUTPUTS {
-        return Err(format!(
-            "result limit hit: the plugin returned {} outputs; the limit is {MAX_OUTPUTS} (limit `outputs`)",
-            out.outputs.len()
-        ));
+        return Err(ResultError::Outputs(out.outputs.len()));
     }
     if out.artifacts.len() > MAX_ARTIFACTS {
-        return Err(format!(
-            "result limit hit: the plugin returned {} artifacts; the limit is {MAX_ARTIFACTS} (limit `artifacts`)",
-            out.artifacts.len()
-        ));
+        return Err(ResultError::Artifacts(out.artifacts.len()));
     }
     let mut total = out.summary.map_or(0, str::len);
     for (name, value) in out.outputs {
         if !valid_name(name) {
-            return Err(format!(
-                "malformed result: output name {name:?} is not a name (1 to 128 letters, digits, `-`, `_` or `.`)"
-            ));
+            return Err(ResultError::OutputName(name.clone()));
         }
         if value.len() > MAX_OUTPUT_VALUE {
-            return Err(format!(
-                "result limit hit: output `{name}` is {} bytes; the limit is {MAX_OUTPUT_VALUE} (limit `output-value`); keep large data in a file and return it as an artifact",
-                value.len()
-            ));
+            return Err(ResultError::OutputValue {
+                name: name.clone(),
+                bytes: value.len(),
+            });
         }
         total += name.len() + value.len();
     }
@@ -62,9 +101,7 @@ pub fn check_stage_output(out: StageResult<'_>) -> Result<(), String> {
         .map(|(n, p)| n.len() + p.len())
         .sum::<usize>();
     if total > MAX_RESULT_BYTES {
-        return Err(format!(
-            "result limit hit: the plugin returned {total} bytes of outputs; the limit is {MAX_RESULT_BYTES} (limit `result-bytes`)"
-        ));
+        return Err(ResultError::ResultBytes(total));
     }
     Ok(())
 }
@@ -100,6 +137,14 @@ mod tests {
             artifacts: &[],
             summary: None,
         })
+        .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn each_refusal_names_its_limit() {
+        assert_eq!(ResultError::Outputs(300).limit(), Some("outputs"));
+        assert_eq!(ResultError::ResultBytes(1).limit(), Some("result-bytes"));
+        assert_eq!(ResultError::OutputName("a b".into()).limit(), None);
     }
 
     #[test]

@@ -136,7 +136,7 @@ impl Controller {
     pub(super) async fn ask_strategy(&self, state: &types::RolloutState) -> Result<Action, String> {
         let (plugin, used) = &self.plugins.strategy;
         let request = self.request_for(used.with.clone(), used.timeout, false);
-        let KindPre::Strategy(pre) = plugin.pre_for(&request.grants)? else {
+        let KindPre::Strategy(pre) = plugin.pre_for(&request.grants).map_err(|e| e.to_string())? else {
             return Err(format!("plugin `{}` is not a strategy", plugin.info.name));
         };
         let (mut store, ctx) = self.store_for(plugin, &request)?;
@@ -192,7 +192,7 @@ impl Controller {
             let request = self.request_for(with, used.timeout, true);
             let who = format!("check `{}`", plugin.info.name);
             let outcome = match plugin.pre_for(&request.grants) {
-                Err(e) => Err(e),
+                Err(e) => Err(e.to_string()),
                 Ok(KindPre::Analyzer(pre)) => match self.store_for(plugin, &request) {
                     Err(e) => Err(e),
                     Ok((mut store, ctx)) => {

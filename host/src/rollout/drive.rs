@@ -18,7 +18,11 @@ pub(super) async fn drive(c: &mut Controller, stable: Option<&str>) -> Result<St
         &c.r.setup,
     )
     .map_err(|f| abort(failure_text(&f)))?;
-    let KindPre::Deployer(pre) = c.r.deployer.pre_for(&c.r.request.grants).map_err(abort)? else {
+    let KindPre::Deployer(pre) =
+        c.r.deployer
+            .pre_for(&c.r.request.grants)
+            .map_err(|e| abort(e.to_string()))?
+    else {
         return Err(abort("the stage's plugin is not a deployer"));
     };
     let deployer = pre.instantiate_async(&mut dstore).await.map_err(|e| {

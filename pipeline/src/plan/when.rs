@@ -18,35 +18,58 @@ pub struct When {
     pub environment: Vec<String>,
 }
 
+/// Why a stage's `when` does not hold: it is skipped, for this reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Skip {
+    /// The branch matches none of the patterns.
+    #[error("branch `{branch}` does not match {}", list(wanted))]
+    Branch {
+        /// The run's branch.
+        branch: String,
+        /// The stage's patterns.
+        wanted: Vec<String>,
+    },
+    /// The stage names branches and the run knows none.
+    #[error("the branch is unknown (pass --branch) and the stage needs {}", list(.0))]
+    NoBranch(Vec<String>),
+    /// The environment is not one of the stage's.
+    #[error("environment `{environment}` is not {}", list(wanted))]
+    Environment {
+        /// The run's environment.
+        environment: String,
+        /// The stage's.
+        wanted: Vec<String>,
+    },
+    /// The stage names environments and the run chose none.
+    #[error("no environment was chosen (pass --env) and the stage needs {}", list(.0))]
+    NoEnvironment(Vec<String>),
+}
+
 impl When {
     /// `Ok` when the stage should run, else why it is skipped.
-    pub fn check(&self, facts: &RunFacts) -> Result<(), String> {
+    pub fn check(&self, facts: &RunFacts) -> Result<(), Skip> {
         if !self.branch.is_empty() {
             match &facts.branch {
                 Some(b) if self.branch.iter().any(|p| glob_match(p, b)) => {}
                 Some(b) => {
-                    return Err(format!("branch `{b}` does not match {}", list(&self.branch)));
+                    return Err(Skip::Branch {
+                        branch: b.clone(),
+                        wanted: self.branch.clone(),
+                    });
                 }
-                None => {
-                    return Err(format!(
-                        "the branch is unknown (pass --branch) and the stage needs {}",
-                        list(&self.branch)
-                    ));
-                }
+                None => return Err(Skip::NoBranch(self.branch.clone())),
             }
         }
         if !self.environment.is_empty() {
             match &facts.environment {
                 Some(e) if self.environment.iter().any(|x| x == e) => {}
                 Some(e) => {
-                    return Err(format!("environment `{e}` is not {}", list(&self.environment)));
+                    return Err(Skip::Environment {
+                        environment: e.clone(),
+                        wanted: self.environment.clone(),
+                    });
                 }
-                None => {
-                    return Err(format!(
-                        "no environment was chosen (pass --env) and the stage needs {}",
-                        list(&self.environment)
-                    ));
-                }
+                None => return Err(Skip::NoEnvironment(self.environment.clone())),
             }
         }
         Ok(())
@@ -89,6 +112,9 @@ mod tests {
             branch: Some("dev".into()),
             environment: None,
         };
-        assert_eq!(w.check(&facts).unwrap_err(), "branch `dev` does not match `main`");
+        assert_eq!(
+            w.check(&facts).unwrap_err().to_string(),
+            "branch `dev` does not match `main`"
+        );
     }
 }
