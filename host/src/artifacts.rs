@@ -59,6 +59,95 @@ pub struct NotKept {
     pub limit: bool,
 }
 
+/// Why one artifact was not kept; each reads after "artifact `NAME` at
+/// `PATH`".
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeepError {
+    /// Absolute, empty, or with `..`.
+    #[error("must be a relative path inside the workspace, without `..`")]
+    Path,
+    /// A directory, a device, a socket.
+    #[error("is not a file")]
+    NotAFile,
+    /// Unreadable, or reached through a symlink.
+    #[error(
+        "cannot be read beneath the workspace ({0}); an artifact must be a regular file reached without symlinks"
+    )]
+    Unreadable(String),
+    /// The run's disk limit.
+    #[error(
+        "is {}, and the run's artifacts already take {}: the limit is {} (limit `disk`)",
+        human(*size),
+        human(*stored),
+        human(*limit)
+    )]
+    Disk {
+        /// The artifact's size.
+        size: u64,
+        /// What the run already keeps.
+        stored: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// The copy failed.
+    #[error("cannot be stored: {0}")]
+    Store(String),
+    /// It holds a secret's value.
+    #[error(
+        "holds the value of secret `{0}` (as it is, URL- or base64-encoded), and secret values are never kept; if this artifact must carry it, add allow = {{ publish = [\"{0}\"] }} to the stage"
+    )]
+    Secret(String),
+}
+
+fn human(n: u64) -> String {
+    crate::engine::limits::human_bytes(n as usize)
+}
+
+/// Why a stored artifact could not be brought into this run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RestoreError {
+    /// Its recorded path is not inside a workspace.
+    #[error("artifact `{name}` has an unsafe path `{path}`")]
+    UnsafePath {
+        /// The artifact.
+        name: String,
+        /// Its path.
+        path: String,
+    },
+    /// The stored copy could not be copied.
+    #[error("artifact `{name}` ({stored}) cannot be copied: {error}")]
+    Copy {
+        /// The artifact.
+        name: String,
+        /// Where it is stored.
+        stored: String,
+        /// Why.
+        error: String,
+    },
+    /// The stored copy is not what was recorded.
+    #[error("artifact `{name}` ({stored}) changed since it was stored (sha256 {found}, recorded {recorded})")]
+    Changed {
+        /// The artifact.
+        name: String,
+        /// Where it is stored.
+        stored: String,
+        /// Its digest now.
+        found: String,
+        /// Its digest then.
+        recorded: String,
+    },
+    /// The workspace copy could not be written.
+    #[error("artifact `{name}` cannot be put back at `{path}`: {error}")]
+    PutBack {
+        /// The artifact.
+        name: String,
+        /// Its path.
+        path: String,
+        /// Why.
+        error: String,
+    },
+}
+
 /// Where a run keeps its artifacts.
 #[derive(Debug, Clone)]
 pub struct ArtifactStore {
@@ -115,7 +204,7 @@ impl ArtifactStore {
                 Err(why) => {
                     self.discard(kept);
                     return Err(NotKept {
-                        limit: why.ends_with("(limit `disk`)"),
+                        limit: matches!(why, KeepError::Disk { .. }),
                         message: format!("artifact `{name}` at `{rel}` {why}"),
                     });
                 }
@@ -147,20 +236,16 @@ impl ArtifactStore {
         workspace: &Path,
         rel: &str,
         publish: &[String],
-    ) -> Result<(ArtifactRecord, bool), String> {
+    ) -> Result<(ArtifactRecord, bool), KeepError> {
         let names = relative_names(rel)?;
-        let (file, parents) = names.split_last().ok_or("names no file")?;
-        let walk = |e: std::io::Error| {
-            format!(
-                "cannot be read beneath the workspace ({e}); an artifact must be a regular file reached without symlinks"
-            )
-        };
+        let (file, parents) = names.split_last().ok_or(KeepError::Path)?;
+        let walk = |e: std::io::Error| KeepError::Unreadable(e.to_string());
         let mut dir = crate::beneath::open_root(workspace).map_err(walk)?;
         for p in parents {
             dir = crate::beneath::open_dir(&dir, p).map_err(walk)?;
         }
         let mut source = crate::beneath::open_file(&dir, file).map_err(|e| match e.to_string() {
-            m if m == "not a regular file" => "is not a file".to_string(),
+            m if m == "not a regular file" => KeepError::NotAFile,
             _ => walk(e),
         })?;
         let meta = source.metadata().map_err(walk)?;
@@ -206,12 +291,10 @@ impl ArtifactStore {
             mode,
             &mut scan,
         )
-        .map_err(|e| format!("cannot be stored: {e}"))?;
+        .map_err(|e| KeepError::Store(e.to_string()))?;
         if let Some(secret) = scan.found() {
             let _ = std::fs::remove_file(&target);
-            return Err(format!(
-                "holds the value of secret `{secret}` (as it is, URL- or base64-encoded), and secret values are never kept; if this artifact must carry it, add allow = {{ publish = [\"{secret}\"] }} to the stage"
-            ));
+            return Err(KeepError::Secret(secret.to_string()));
         }
         if size > room {
             // It grew while it was copied.
@@ -226,29 +309,27 @@ impl ArtifactStore {
         Ok((record(&target, sha256, size), true))
     }
 
-    fn over_limit(&self, stored: u64, size: u64) -> String {
-        let human = |n: u64| crate::engine::limits::human_bytes(n as usize);
-        format!(
-            "is {}, and the run's artifacts already take {}: the limit is {} (limit `disk`)",
-            human(size),
-            human(stored),
-            human(self.limit.unwrap_or(u64::MAX))
-        )
+    fn over_limit(&self, stored: u64, size: u64) -> KeepError {
+        KeepError::Disk {
+            size,
+            stored,
+            limit: self.limit.unwrap_or(u64::MAX),
+        }
     }
 }
 
 /// The names of `rel`'s components: relative, without `..`, `.`-only
 /// parts skipped.
-fn relative_names(rel: &str) -> Result<Vec<&std::ffi::OsStr>, String> {
+fn relative_names(rel: &str) -> Result<Vec<&std::ffi::OsStr>, KeepError> {
     let path = Path::new(rel);
     if rel.is_empty() || path.is_absolute() {
-        return Err("must be a relative path inside the workspace, without `..`".into());
+        return Err(KeepError::Path);
     }
     path.components()
         .filter(|c| !matches!(c, Component::CurDir))
         .map(|c| match c {
             Component::Normal(n) => Ok(n),
-            _ => Err("must be a relative path inside the workspace, without `..`".to_string()),
+            _ => Err(KeepError::Path),
         })
         .collect()
 }
@@ -265,30 +346,43 @@ impl ArtifactStore {
         stage: &str,
         a: &ArtifactRecord,
         workspace: &Path,
-    ) -> Result<ArtifactRecord, String> {
+    ) -> Result<ArtifactRecord, RestoreError> {
         let rel = Path::new(&a.path);
         if rel.is_absolute()
             || rel
                 .components()
                 .any(|c| matches!(c, Component::ParentDir | Component::Prefix(_)))
         {
-            return Err(format!("artifact `{}` has an unsafe path `{}`", a.name, a.path));
+            return Err(RestoreError::UnsafePath {
+                name: a.name.clone(),
+                path: a.path.clone(),
+            });
         }
         let target = self.dir.join(stage).join(rel);
         let (sha256, size) = std::fs::File::open(&a.stored)
             .and_then(|mut from| copy_hashing(&mut from, &target, 0o644, &mut SecretScan::new(&[], &[])))
-            .map_err(|e| format!("artifact `{}` ({}) cannot be copied: {e}", a.name, a.stored))?;
+            .map_err(|e| RestoreError::Copy {
+                name: a.name.clone(),
+                stored: a.stored.clone(),
+                error: e.to_string(),
+            })?;
         if sha256 != a.sha256 {
             let _ = std::fs::remove_file(&target);
-            return Err(format!(
-                "artifact `{}` ({}) changed since it was stored (sha256 {sha256}, recorded {})",
-                a.name, a.stored, a.sha256
-            ));
+            return Err(RestoreError::Changed {
+                name: a.name.clone(),
+                stored: a.stored.clone(),
+                found: sha256,
+                recorded: a.sha256.clone(),
+            });
         }
         // The workspace is the plugins': nothing on the way is followed.
         std::fs::File::open(&target)
             .and_then(|mut f| crate::beneath::write_file(workspace, rel, &mut f))
-            .map_err(|e| format!("artifact `{}` cannot be put back at `{}`: {e}", a.name, a.path))?;
+            .map_err(|e| RestoreError::PutBack {
+                name: a.name.clone(),
+                path: a.path.clone(),
+                error: e.to_string(),
+            })?;
         Ok(ArtifactRecord {
             name: a.name.clone(),
             path: a.path.clone(),

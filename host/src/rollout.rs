@@ -111,7 +111,7 @@ pub async fn run(r: Rollout) -> AttemptResult {
     // is released when this run ends, however it ends.
     let _lock = match lock_service(&dir, &release.service, &r.info.run_id) {
         Ok(l) => l,
-        Err(e) => return AttemptResult::failed(FailureKind::Host, e, None),
+        Err(e) => return AttemptResult::failed(FailureKind::Host, e.to_string(), None),
     };
     let deadline = Instant::now() + r.request.timeout;
     let mut r = r;

@@ -160,7 +160,7 @@ async fn handle(mut client: TcpStream, egress: &Egress) -> io::Result<()> {
     let connect = head.method.eq_ignore_ascii_case("CONNECT");
     let (host, port, path) = match destination(&head, connect) {
         Ok(d) => d,
-        Err(why) => return answer(&mut client, 400, &why).await,
+        Err(why) => return answer(&mut client, 400, &why.to_string()).await,
     };
     let mut upstream = match reach(&host, port, egress).await {
         Ok(stream) => stream,
@@ -198,28 +198,40 @@ async fn handle(mut client: TcpStream, egress: &Egress) -> io::Result<()> {
     Ok(())
 }
 
+/// Why a proxy request names no destination it can reach.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum BadTarget {
+    /// `CONNECT` without a port.
+    #[error("CONNECT needs host:port, got `{0}`")]
+    ConnectTarget(String),
+    /// Not a URL.
+    #[error("`{0}` is not a URL")]
+    NotAUrl(String),
+    /// `https://` and others: those go through CONNECT.
+    #[error("the proxy takes http:// URLs and CONNECT (for https://), not `{0}`")]
+    Scheme(String),
+    /// A URL with no host.
+    #[error("`{0}` has no host")]
+    NoHost(String),
+}
+
 /// Host, port and (for plain HTTP) the origin-form path of a request.
-fn destination(head: &Head, connect: bool) -> Result<(String, u16, String), String> {
+fn destination(head: &Head, connect: bool) -> Result<(String, u16, String), BadTarget> {
+    let target = || head.target.clone();
     if connect {
         let (host, port) = split_port(&head.target);
         let port = port
             .and_then(|p| p.parse::<u16>().ok())
-            .ok_or_else(|| format!("CONNECT needs host:port, got `{}`", head.target))?;
+            .ok_or_else(|| BadTarget::ConnectTarget(target()))?;
         return Ok((host.to_string(), port, String::new()));
     }
-    let uri: http::Uri = head
-        .target
-        .parse()
-        .map_err(|_| format!("`{}` is not a URL", head.target))?;
+    let uri: http::Uri = head.target.parse().map_err(|_| BadTarget::NotAUrl(target()))?;
     if uri.scheme() != Some(&http::uri::Scheme::HTTP) {
-        return Err(format!(
-            "the proxy takes http:// URLs and CONNECT (for https://), not `{}`",
-            head.target
-        ));
+        return Err(BadTarget::Scheme(target()));
     }
     let host = uri
         .host()
-        .ok_or_else(|| format!("`{}` has no host", head.target))?
+        .ok_or_else(|| BadTarget::NoHost(target()))?
         .trim_start_matches('[')
         .trim_end_matches(']')
         .to_string();

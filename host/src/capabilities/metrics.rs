@@ -66,39 +66,60 @@ struct Selector {
     version: Option<String>,
 }
 
-fn parse_selector(expr: &str) -> Result<Selector, String> {
+/// Why a `builtin` query is not a selector it answers.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum BadSelector {
+    /// A metric the builtin provider does not keep.
+    #[error(
+        "the builtin provider has no metric `{0}`; it has weir_requests, weir_errors and weir_latency_seconds"
+    )]
+    Metric(String),
+    /// Not `NAME{...}`.
+    #[error("`{0}` is not a selector like NAME{{service=\"web\"}}")]
+    Shape(String),
+    /// A matcher without `=`.
+    #[error("`{0}` is not a label matcher like service=\"web\"")]
+    Matcher(String),
+    /// An unquoted value.
+    #[error("the value of `{0}` must be quoted")]
+    Unquoted(String),
+    /// No `service` label.
+    #[error("`{0}` names no service; add service=\"NAME\"")]
+    NoService(String),
+    /// A label other than `service` and `version`.
+    #[error("the builtin provider has no label `{0}`; it has service and version")]
+    Label(String),
+}
+
+fn parse_selector(expr: &str) -> Result<Selector, BadSelector> {
     let expr = expr.trim();
     let (name, rest) = expr.split_once('{').unwrap_or((expr, "}"));
     let name = name.trim();
     if !matches!(name, "weir_requests" | "weir_errors" | "weir_latency_seconds") {
-        return Err(format!(
-            "the builtin provider has no metric `{name}`; it has weir_requests, weir_errors and weir_latency_seconds"
-        ));
+        return Err(BadSelector::Metric(name.to_string()));
     }
     let body = rest
         .trim()
         .strip_suffix('}')
-        .ok_or_else(|| format!("`{expr}` is not a selector like NAME{{service=\"web\"}}"))?;
+        .ok_or_else(|| BadSelector::Shape(expr.to_string()))?;
     let mut labels = BTreeMap::new();
     for part in body.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let (k, v) = part
             .split_once('=')
-            .ok_or_else(|| format!("`{part}` is not a label matcher like service=\"web\""))?;
+            .ok_or_else(|| BadSelector::Matcher(part.to_string()))?;
         let v = v
             .trim()
             .strip_prefix('"')
             .and_then(|v| v.strip_suffix('"'))
-            .ok_or_else(|| format!("the value of `{}` must be quoted", k.trim()))?;
+            .ok_or_else(|| BadSelector::Unquoted(k.trim().to_string()))?;
         labels.insert(k.trim().to_string(), v.to_string());
     }
     let service = labels
         .remove("service")
-        .ok_or_else(|| format!("`{expr}` names no service; add service=\"NAME\""))?;
+        .ok_or_else(|| BadSelector::NoService(expr.to_string()))?;
     let version = labels.remove("version");
     if let Some(k) = labels.keys().next() {
-        return Err(format!(
-            "the builtin provider has no label `{k}`; it has service and version"
-        ));
+        return Err(BadSelector::Label(k.clone()));
     }
     Ok(Selector {
         name: name.to_string(),
@@ -387,7 +408,7 @@ impl MetricsCtx {
         }
         let series = match provider {
             Provider::Builtin => {
-                let sel = parse_selector(&q.expr).map_err(HostError::Invalid)?;
+                let sel = parse_selector(&q.expr).map_err(|e| HostError::Invalid(e.to_string()))?;
                 let Some(dir) = &self.target_dir else {
                     return Err(HostError::Unavailable(
                         "the builtin provider needs the local target, which is not offered here".into(),

@@ -191,31 +191,54 @@ fn absolute(p: PathBuf) -> PathBuf {
     std::path::absolute(&p).unwrap_or(p)
 }
 
+/// Why a cache path is not weir's alone: a plugin that could write there
+/// could hand weir machine code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum NotPrivate {
+    /// It cannot be looked at.
+    #[error("{0}")]
+    Unreadable(String),
+    /// Not a directory where one was expected.
+    #[error("it is not a directory")]
+    NotADirectory,
+    /// Not a regular file (a symlink, a device).
+    #[error("it is not a regular file")]
+    NotAFile,
+    /// Someone else's.
+    #[error("it is owned by uid {owner}, not by this user (uid {me})")]
+    Owner {
+        /// Its owner.
+        owner: u32,
+        /// weir's uid.
+        me: u32,
+    },
+    /// Writable by group or others.
+    #[error("its mode {0:o} lets others write to it")]
+    Writable(u32),
+}
+
 /// `Ok` when `path` is a directory (`dir`) or regular file owned by this
 /// user and not writable by group or others; else why not.
-fn private(path: &Path, dir: bool) -> Result<(), String> {
-    let meta = std::fs::symlink_metadata(path).map_err(|e| e.to_string())?;
+fn private(path: &Path, dir: bool) -> Result<(), NotPrivate> {
+    let meta = std::fs::symlink_metadata(path).map_err(|e| NotPrivate::Unreadable(e.to_string()))?;
     if dir && !meta.is_dir() {
-        return Err("it is not a directory".into());
+        return Err(NotPrivate::NotADirectory);
     }
     if !dir && !meta.file_type().is_file() {
-        return Err("it is not a regular file".into());
+        return Err(NotPrivate::NotAFile);
     }
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt;
         let me = rustix::process::geteuid().as_raw();
         if meta.uid() != me {
-            return Err(format!(
-                "it is owned by uid {}, not by this user (uid {me})",
-                meta.uid()
-            ));
+            return Err(NotPrivate::Owner {
+                owner: meta.uid(),
+                me,
+            });
         }
         if meta.mode() & 0o022 != 0 {
-            return Err(format!(
-                "its mode {:o} lets others write to it",
-                meta.mode() & 0o777
-            ));
+            return Err(NotPrivate::Writable(meta.mode() & 0o777));
         }
     }
     Ok(())
@@ -246,7 +269,12 @@ mod tests {
         {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
-            assert!(private(&dir, true).unwrap_err().contains("lets others write"));
+            assert!(
+                private(&dir, true)
+                    .unwrap_err()
+                    .to_string()
+                    .contains("lets others write")
+            );
             let link = tmp.path().join("link");
             std::os::unix::fs::symlink(tmp.path().join("x"), &link).unwrap();
             assert!(private(&link, false).is_err());

@@ -70,7 +70,7 @@ fn collect_inputs(
     plugin: &LoadedPlugin,
     request: &AttemptRequest,
     keep: bool,
-) -> Result<SeenInputs, String> {
+) -> Result<SeenInputs, files::InputsError> {
     let mut budget = MAX_RECORDED_BYTES;
     let mut complete = true;
     let mut store = |file: &mut std::fs::File, d: &FileDigest| -> std::io::Result<()> {
@@ -168,7 +168,7 @@ pub async fn check_cache(
             Ok(i) => i,
             Err(why) => {
                 return CacheCheck {
-                    event: Some(cache_event(&stage, CacheStatus::Off, None, vec![why])),
+                    event: Some(cache_event(&stage, CacheStatus::Off, None, vec![why.to_string()])),
                     ..CacheCheck::default()
                 };
             }
@@ -255,7 +255,11 @@ pub async fn check_cache(
 fn restore(info: &RunInfo, stage: &str, mut result: AttemptResult) -> Result<AttemptResult, String> {
     let mut restored = Vec::with_capacity(result.artifacts.len());
     for a in &result.artifacts {
-        restored.push(info.artifacts.restore(stage, a, &info.workspace)?);
+        restored.push(
+            info.artifacts
+                .restore(stage, a, &info.workspace)
+                .map_err(|e| e.to_string())?,
+        );
     }
     result.artifacts = restored;
     Ok(result)

@@ -125,27 +125,43 @@ pub(super) fn unsupported_package(package: &str) -> Option<String> {
     })
 }
 
+/// Why a component's exports make it no one kind of plugin.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KindError {
+    /// None of weir's interfaces.
+    #[error(
+        "exports none of weir's plugin interfaces (it exports: {}); build it with weir-sdk and one of its export_* macros",
+        list_or_nothing(.0)
+    )]
+    None(Vec<String>),
+    /// Several kinds at once.
+    #[error("exports more than one plugin kind ({}); a plugin is exactly one kind", .0.join(", "))]
+    Many(Vec<String>),
+    /// A contract version this weir does not speak.
+    #[error(
+        "was built for {0}, but this weir supports {package}@{version}; rebuild it against a matching weir-sdk",
+        package = kind::PACKAGE,
+        version = kind::VERSION
+    )]
+    Version(String),
+    /// A kind without `describe()`.
+    #[error(
+        "does not export {}/plugin, so it has no describe(); build it with weir-sdk",
+        kind::PACKAGE
+    )]
+    NoDescribe,
+}
+
 /// The one kind `exports` make a plugin, or why they make none.
-pub(super) fn kind_of(exports: &[String]) -> Result<(PluginKind, Contract), String> {
+pub(super) fn kind_of(exports: &[String]) -> Result<(PluginKind, Contract), KindError> {
     match kind::exported_kind(exports.iter().map(String::as_str)) {
         kind::ExportedKind::One(k, contract) => Ok((k, contract)),
-        kind::ExportedKind::None => Err(format!(
-            "exports none of weir's plugin interfaces (it exports: {}); build it with weir-sdk and one of its export_* macros",
-            list_or_nothing(exports)
-        )),
-        kind::ExportedKind::Many(kinds) => Err(format!(
-            "exports more than one plugin kind ({}); a plugin is exactly one kind",
-            kinds.join(", ")
-        )),
-        kind::ExportedKind::Version(found) => Err(format!(
-            "was built for {found}, but this weir supports {}@{}; rebuild it against a matching weir-sdk",
-            kind::PACKAGE,
-            kind::VERSION
-        )),
-        kind::ExportedKind::NoDescribe => Err(format!(
-            "does not export {}/plugin, so it has no describe(); build it with weir-sdk",
-            kind::PACKAGE
-        )),
+        kind::ExportedKind::None => Err(KindError::None(exports.to_vec())),
+        kind::ExportedKind::Many(kinds) => {
+            Err(KindError::Many(kinds.iter().map(|k| k.to_string()).collect()))
+        }
+        kind::ExportedKind::Version(found) => Err(KindError::Version(found.to_string())),
+        kind::ExportedKind::NoDescribe => Err(KindError::NoDescribe),
     }
 }
 

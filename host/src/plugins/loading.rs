@@ -5,6 +5,23 @@
 use super::checks::*;
 use super::*;
 
+/// Why `describe()` gave no manifest.
+#[derive(Debug, thiserror::Error)]
+pub enum DescribeError {
+    /// The throwaway Store could not be made.
+    #[error("{0}")]
+    Sandbox(std::io::Error),
+    /// A named limit, hit.
+    #[error("{0}")]
+    Limit(String),
+    /// Past [`DESCRIBE_TIMEOUT`]; what the guest said, if anything.
+    #[error("timed out after {DESCRIBE_TIMEOUT:?}{0}")]
+    Timeout(String),
+    /// It trapped or returned an error.
+    #[error("{0}")]
+    Failed(String),
+}
+
 impl PluginLoader {
     /// Load a component given as bytes.
     pub async fn load_bytes(
@@ -33,7 +50,7 @@ impl PluginLoader {
         let (component, compiled) = self.compile(name, &source_label, bytes, &sha256).await?;
 
         let (imports, exports) = import_and_export_names(&component);
-        let (kind, contract) = kind_of(&exports).map_err(kind_error)?;
+        let (kind, contract) = kind_of(&exports).map_err(|e| kind_error(e.to_string()))?;
 
         // Linked with no capabilities: describe() needs none, and an
         // import weir does not offer at all is found here.
@@ -51,7 +68,7 @@ impl PluginLoader {
             .map_err(|reason| PluginError::Describe {
                 name: name.into(),
                 source_label: source_label.clone(),
-                reason,
+                reason: reason.to_string(),
             })?;
         if manifest.kind != kind {
             return Err(kind_error(kind_mismatch(kind, manifest.kind)));
@@ -109,7 +126,9 @@ impl PluginLoader {
                 kind::PACKAGE
             ));
         }
-        let found = kind_of(&exports).map_err(|reason| problems.push(reason)).ok();
+        let found = kind_of(&exports)
+            .map_err(|reason| problems.push(reason.to_string()))
+            .ok();
         let (kind, contract) = (found.map(|(k, _)| k), found.map(|(_, c)| c));
         let mut manifest = None;
         if let Some((kind, contract)) = found {
@@ -231,7 +250,7 @@ impl PluginLoader {
 
     /// Call `describe()` in a Store with no filesystem, default limits and
     /// a short deadline.
-    pub(super) async fn describe(&self, name: &str, pre: &KindPre) -> Result<Manifest, String> {
+    pub(super) async fn describe(&self, name: &str, pre: &KindPre) -> Result<Manifest, DescribeError> {
         // Log lines from describe() go nowhere: it is not part of a stage.
         let (sink, _rx) = EventSink::channel("describe");
         let state = StageState::new(StateSpec {
@@ -253,7 +272,7 @@ impl PluginLoader {
             mapped_dirs: &[],
             target: &Default::default(),
         })
-        .map_err(|e| e.to_string())?;
+        .map_err(DescribeError::Sandbox)?;
         let mut store =
             crate::guest_call::new_store(&self.engine, state, DESCRIBE_TIMEOUT, StageLimits::default());
         let result = tokio::time::timeout(DESCRIBE_TIMEOUT + Duration::from_secs(1), async {
@@ -277,10 +296,12 @@ impl PluginLoader {
         .await;
         match result {
             Ok(Ok(manifest)) => Ok(manifest),
-            Ok(Err(_)) if let Some(hit) = store.data().limiter.hit() => Err(hit.to_string()),
-            Ok(Err(e)) if store.data().timed_out => Err(format!("timed out after {DESCRIBE_TIMEOUT:?}: {e}")),
-            Ok(Err(e)) => Err(format!("{e:#}")),
-            Err(_) => Err(format!("timed out after {DESCRIBE_TIMEOUT:?}")),
+            Ok(Err(_)) if let Some(hit) = store.data().limiter.hit() => {
+                Err(DescribeError::Limit(hit.to_string()))
+            }
+            Ok(Err(e)) if store.data().timed_out => Err(DescribeError::Timeout(format!(": {e}"))),
+            Ok(Err(e)) => Err(DescribeError::Failed(format!("{e:#}"))),
+            Err(_) => Err(DescribeError::Timeout(String::new())),
         }
     }
 }

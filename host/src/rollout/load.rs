@@ -42,12 +42,24 @@ pub struct LoadGen {
     task: tokio::task::JoinHandle<()>,
 }
 
+/// The load's address and path do not make a URL.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("load target {url}: {error}")]
+pub struct BadTarget {
+    /// What they made.
+    pub url: String,
+    /// Why it is not a URL.
+    pub error: String,
+}
+
 impl LoadGen {
     /// Send `rate` GETs per second to `http://ADDRESS{path}`.
-    pub fn start(address: &str, path: &str, rate: u32) -> Result<Self, String> {
-        let uri: hyper::Uri = format!("http://{address}{path}")
-            .parse()
-            .map_err(|e| format!("load target http://{address}{path}: {e}"))?;
+    pub fn start(address: &str, path: &str, rate: u32) -> Result<Self, BadTarget> {
+        let url = format!("http://{address}{path}");
+        let uri: hyper::Uri = url.parse().map_err(|e: hyper::http::uri::InvalidUri| BadTarget {
+            url: url.clone(),
+            error: e.to_string(),
+        })?;
         let counts = Arc::new(LoadCounts::default());
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);

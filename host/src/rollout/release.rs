@@ -14,24 +14,68 @@ pub(super) struct ReleaseSpec {
     pub(super) env: Vec<(String, String)>,
 }
 
-pub(super) fn release_of(config: &str, run_id: &str) -> Result<ReleaseSpec, String> {
-    let v: Value =
-        serde_json::from_str(config).map_err(|e| format!("the stage's `with` is not JSON: {e}"))?;
+/// What is wrong with a deploy stage's `with`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReleaseError {
+    /// Not JSON (the host wrote it, so this is a bug or a tampered record).
+    #[error("the stage's `with` is not JSON: {0}")]
+    NotJson(String),
+    /// No `service`.
+    #[error("a deploy stage's `with` needs `service = \"NAME\"`")]
+    NoService,
+    /// No `artifact`.
+    #[error(
+        "a deploy stage's `with` needs `artifact`, the program to run (e.g. \"${{{{ stages.build.outputs.artifact }}}}\")"
+    )]
+    NoArtifact,
+    /// A service or version that cannot be a file name and a label.
+    #[error(transparent)]
+    Name(#[from] crate::target::daemon::BadName),
+    /// `replicas` out of range.
+    #[error("`replicas` must be a whole number from 1 to 64")]
+    Replicas,
+}
+
+/// Why a rollout could not take its service's lock.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    /// The lock file could not be made or opened.
+    #[error("cannot open {}: {error}", path.display())]
+    Open {
+        /// The directory or file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        error: std::io::Error,
+    },
+    /// Another run holds it.
+    #[error(
+        "run {holder} is rolling out `{service}` now; one rollout per service at a time, so run this stage again when it ends"
+    )]
+    Held {
+        /// The service.
+        service: String,
+        /// The run that holds it.
+        holder: String,
+    },
+}
+
+pub(super) fn release_of(config: &str, run_id: &str) -> Result<ReleaseSpec, ReleaseError> {
+    let v: Value = serde_json::from_str(config).map_err(|e| ReleaseError::NotJson(e.to_string()))?;
     let text = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
-    let service = text("service").ok_or("a deploy stage's `with` needs `service = \"NAME\"`")?;
-    let artifact = text("artifact")
-        .ok_or("a deploy stage's `with` needs `artifact`, the program to run (e.g. \"${{ stages.build.outputs.artifact }}\")")?;
+    let service = text("service").ok_or(ReleaseError::NoService)?;
+    let artifact = text("artifact").ok_or(ReleaseError::NoArtifact)?;
     // The run id is unique; its tail is short enough for a label.
     let version = text("version").unwrap_or_else(|| run_id.rsplit('-').next().unwrap_or(run_id).to_string());
     for (what, name) in [("service", &service), ("version", &version)] {
-        crate::target::daemon::check_name(what, name).map_err(|e| e.to_string())?;
+        crate::target::daemon::check_name(what, name)?;
     }
     let replicas = match v.get("replicas") {
         None => 1,
         Some(r) => r
             .as_u64()
             .filter(|n| (1..=64).contains(n))
-            .ok_or("`replicas` must be a whole number from 1 to 64")? as u32,
+            .ok_or(ReleaseError::Replicas)? as u32,
     };
     let env = v
         .get("env")
@@ -58,10 +102,17 @@ pub(super) fn release_of(config: &str, run_id: &str) -> Result<ReleaseSpec, Stri
 
 /// Take `service`'s rollout lock in the target directory, or say which
 /// run holds it.
-pub(super) fn lock_service(dir: &std::path::Path, service: &str, run: &str) -> Result<std::fs::File, String> {
+pub(super) fn lock_service(
+    dir: &std::path::Path,
+    service: &str,
+    run: &str,
+) -> Result<std::fs::File, LockError> {
     use std::io::{Read, Seek, Write};
     let locks = dir.join("locks");
-    std::fs::create_dir_all(&locks).map_err(|e| format!("cannot create {}: {e}", locks.display()))?;
+    std::fs::create_dir_all(&locks).map_err(|error| LockError::Open {
+        path: locks.clone(),
+        error,
+    })?;
     let path = locks.join(format!("{service}.lock"));
     let mut file = std::fs::File::options()
         .read(true)
@@ -69,14 +120,17 @@ pub(super) fn lock_service(dir: &std::path::Path, service: &str, run: &str) -> R
         .create(true)
         .truncate(false)
         .open(&path)
-        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        .map_err(|error| LockError::Open {
+            path: path.clone(),
+            error,
+        })?;
     if rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
         let mut holder = String::new();
         let _ = file.read_to_string(&mut holder);
-        return Err(format!(
-            "run {} is rolling out `{service}` now; one rollout per service at a time, so run this stage again when it ends",
-            holder.trim()
-        ));
+        return Err(LockError::Held {
+            service: service.to_string(),
+            holder: holder.trim().to_string(),
+        });
     }
     let _ = file.set_len(0);
     let _ = file.rewind();

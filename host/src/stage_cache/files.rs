@@ -108,6 +108,44 @@ fn wanted(globs: &[String], rel: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// Why a stage's input files could not be collected (the stage is then
+/// not cached, and says why).
+#[derive(Debug, thiserror::Error)]
+pub enum InputsError {
+    /// A file or directory could not be read.
+    #[error("cannot {action} {what}: {error}")]
+    Io {
+        /// `open`, `list`, `read` or `record`.
+        action: &'static str,
+        /// The path, relative to the workspace.
+        what: String,
+        /// Why.
+        #[source]
+        error: std::io::Error,
+    },
+    /// More than [`MAX_FILES`] files.
+    #[error(
+        "more than {MAX_FILES} input files (limit `input-files`); name the files the stage depends on with `inputs = [...]`"
+    )]
+    TooManyFiles,
+    /// More than [`MAX_BYTES`] bytes.
+    #[error(
+        "more than {} of input files (limit `input-bytes`); name the files the stage depends on with `inputs = [...]`",
+        crate::engine::limits::human_bytes(MAX_BYTES as usize)
+    )]
+    TooManyBytes,
+}
+
+impl InputsError {
+    fn io(action: &'static str, what: impl std::fmt::Display, error: std::io::Error) -> Self {
+        InputsError::Io {
+            action,
+            what: what.to_string(),
+            error,
+        }
+    }
+}
+
 /// Most bytes of input files hashed for one stage (limit `input-bytes`).
 pub const MAX_BYTES: u64 = 16 << 30;
 
@@ -121,7 +159,7 @@ pub fn collect(
     globs: &[String],
     read_dirs: &[std::path::PathBuf],
     keep: &mut dyn FnMut(&mut std::fs::File, &FileDigest) -> std::io::Result<()>,
-) -> Result<FileSet, String> {
+) -> Result<FileSet, InputsError> {
     let mut set = FileSet::default();
     let mut walker = Walker {
         set: &mut set,
@@ -137,8 +175,7 @@ pub fn collect(
             is_dir || wanted(globs, rel)
         }
     };
-    let root =
-        beneath::open_root(workspace).map_err(|e| format!("cannot open {}: {e}", workspace.display()))?;
+    let root = beneath::open_root(workspace).map_err(|e| InputsError::io("open", workspace.display(), e))?;
     walker.walk(&root, "", &filter, true)?;
     for dir in read_dirs {
         let Ok(abs) = dir.canonicalize() else { continue };
@@ -170,19 +207,17 @@ impl Walker<'_> {
         prefix: &str,
         filter: &dyn Fn(&str, bool) -> bool,
         keep: bool,
-    ) -> Result<(), String> {
+    ) -> Result<(), InputsError> {
         use rustix::fs::FileType;
         let shown = if prefix.is_empty() {
             "the workspace"
         } else {
             prefix
         };
-        let entries = beneath::entries(dir).map_err(|e| format!("cannot list {shown}: {e}"))?;
+        let entries = beneath::entries(dir).map_err(|e| InputsError::io("list", shown, e))?;
         for (name, kind) in entries {
             if self.set.files.len() >= MAX_FILES {
-                return Err(format!(
-                    "more than {MAX_FILES} input files (limit `input-files`); name the files the stage depends on with `inputs = [...]`"
-                ));
+                return Err(InputsError::TooManyFiles);
             }
             let text = name.to_string_lossy();
             let rel = if prefix.is_empty() {
@@ -196,7 +231,7 @@ impl Walker<'_> {
                         // A directory swapped for a symlink since it was
                         // listed is refused, not followed.
                         let sub =
-                            beneath::open_dir(dir, &name).map_err(|e| format!("cannot open {rel}: {e}"))?;
+                            beneath::open_dir(dir, &name).map_err(|e| InputsError::io("open", &rel, e))?;
                         self.walk(&sub, &rel, filter, keep)?;
                     }
                     continue;
@@ -204,7 +239,7 @@ impl Walker<'_> {
                 _ if !filter(&rel, false) => continue,
                 FileType::Symlink => {
                     let target =
-                        beneath::read_link(dir, &name).map_err(|e| format!("cannot read {rel}: {e}"))?;
+                        beneath::read_link(dir, &name).map_err(|e| InputsError::io("read", &rel, e))?;
                     FileDigest {
                         sha256: hex::encode(Sha256::digest(format!("symlink:{target}").as_bytes())),
                         size: 0,
@@ -214,7 +249,7 @@ impl Walker<'_> {
                 FileType::RegularFile => {
                     use std::os::unix::fs::MetadataExt;
                     let mut file =
-                        beneath::open_file(dir, &name).map_err(|e| format!("cannot read {rel}: {e}"))?;
+                        beneath::open_file(dir, &name).map_err(|e| InputsError::io("read", &rel, e))?;
                     let identity = file
                         .metadata()
                         .ok()
@@ -225,19 +260,14 @@ impl Walker<'_> {
                         continue;
                     }
                     let d = hash_reader(&mut file, MAX_BYTES.saturating_sub(self.bytes))
-                        .map_err(|e| format!("cannot read {rel}: {e}"))?
-                        .ok_or_else(|| {
-                            format!(
-                                "more than {} of input files (limit `input-bytes`); name the files the stage depends on with `inputs = [...]`",
-                                crate::engine::limits::human_bytes(MAX_BYTES as usize)
-                            )
-                        })?;
+                        .map_err(|e| InputsError::io("read", &rel, e))?
+                        .ok_or(InputsError::TooManyBytes)?;
                     self.bytes += d.size;
                     if keep {
                         use std::io::Seek;
                         file.seek(std::io::SeekFrom::Start(0))
                             .and_then(|_| (self.keep)(&mut file, &d))
-                            .map_err(|e| format!("cannot record {rel}: {e}"))?;
+                            .map_err(|e| InputsError::io("record", &rel, e))?;
                     }
                     if let Some(i) = identity {
                         self.linked.insert(i, d.clone());

@@ -122,25 +122,66 @@ fn refused_variable(key: &str) -> bool {
 /// program inside bubblewrap runs in a user namespace of its own (where
 /// weir's uid may well look like its own), so it is refused even when
 /// it could open the socket.
-fn peer_allowed(stream: &tokio::net::UnixStream) -> Result<(), String> {
+fn peer_allowed(stream: &tokio::net::UnixStream) -> Result<(), PeerRefused> {
     use std::os::unix::fs::MetadataExt;
     let cred = stream
         .peer_cred()
-        .map_err(|e| format!("no peer credentials: {e}"))?;
+        .map_err(|e| PeerRefused::NoCredentials(e.to_string()))?;
     let me = rustix::process::geteuid().as_raw();
     if cred.uid() != me {
-        return Err(format!("uid {} is not the target's uid {me}", cred.uid()));
+        return Err(PeerRefused::Uid { uid: cred.uid(), me });
     }
-    let pid = cred.pid().ok_or("no peer pid")?;
+    let pid = cred.pid().ok_or(PeerRefused::NoPid)?;
     for ns in ["user", "pid"] {
-        let ours = std::fs::metadata(format!("/proc/self/ns/{ns}")).map_err(|e| e.to_string())?;
-        let theirs = std::fs::metadata(format!("/proc/{pid}/ns/{ns}"))
-            .map_err(|e| format!("pid {pid}: cannot read its {ns} namespace: {e}"))?;
+        let unreadable = |error: std::io::Error| PeerRefused::Namespace {
+            pid,
+            ns,
+            error: error.to_string(),
+        };
+        let ours = std::fs::metadata(format!("/proc/self/ns/{ns}")).map_err(unreadable)?;
+        let theirs = std::fs::metadata(format!("/proc/{pid}/ns/{ns}")).map_err(unreadable)?;
         if (ours.dev(), ours.ino()) != (theirs.dev(), theirs.ino()) {
-            return Err(format!("pid {pid} is in another {ns} namespace (a sandbox)"));
+            return Err(PeerRefused::Sandboxed { pid, ns });
         }
     }
     Ok(())
+}
+
+/// Why a control connection was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum PeerRefused {
+    /// The socket gave no credentials.
+    #[error("no peer credentials: {0}")]
+    NoCredentials(String),
+    /// Another user.
+    #[error("uid {uid} is not the target's uid {me}")]
+    Uid {
+        /// The peer's uid.
+        uid: u32,
+        /// The target's.
+        me: u32,
+    },
+    /// No pid to check its namespaces by.
+    #[error("no peer pid")]
+    NoPid,
+    /// Its namespaces could not be read.
+    #[error("pid {pid}: cannot read its {ns} namespace: {error}")]
+    Namespace {
+        /// The peer.
+        pid: i32,
+        /// `user` or `pid`.
+        ns: &'static str,
+        /// Why.
+        error: String,
+    },
+    /// It runs inside a sandbox.
+    #[error("pid {pid} is in another {ns} namespace (a sandbox)")]
+    Sandboxed {
+        /// The peer.
+        pid: i32,
+        /// `user` or `pid`.
+        ns: &'static str,
+    },
 }
 
 /// A fresh random token, hex.
