@@ -253,6 +253,7 @@ fn run_info(run_id: &str, tenant: &str, workspace: &Path, artifacts: &Path) -> R
         artifacts: weir::artifacts::ArtifactStore::new(artifacts.to_path_buf()),
         history: None,
         target: Default::default(),
+        stopping: Default::default(),
     }
 }
 
@@ -600,6 +601,7 @@ fn options(jobs: usize) -> RunOptions {
         facts: Default::default(),
         fail_fast: false,
         reuse: Vec::new(),
+        cancel_grace: weir::run::CANCEL_GRACE,
     }
 }
 

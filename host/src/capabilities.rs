@@ -127,12 +127,44 @@ pub struct Facts<'a> {
     pub secret_source: &'a SecretSource,
     /// The deployment target and metrics providers.
     pub target: &'a TargetSpec,
+    /// Whether the run is being cancelled.
+    pub stopping: &'a Stopping,
 }
 
 impl Facts<'_> {
     /// Whether the manifest declares `capability`.
     pub fn declares(&self, capability: Capability) -> bool {
         self.declared.contains(&capability)
+    }
+}
+
+/// Whether the run is being cancelled: set once by the executor, read by
+/// every Store of the run (a guest traps at its next epoch check, a
+/// program gets SIGTERM and [`process::CANCEL_GRACE`] to exit).
+#[derive(Debug, Clone)]
+pub struct Stopping(std::sync::Arc<tokio::sync::watch::Sender<bool>>);
+
+impl Default for Stopping {
+    fn default() -> Self {
+        Self(std::sync::Arc::new(tokio::sync::watch::channel(false).0))
+    }
+}
+
+impl Stopping {
+    /// Ask every Store of the run to end.
+    pub fn stop(&self) {
+        self.0.send_replace(true);
+    }
+
+    /// Whether [`Stopping::stop`] was called.
+    pub fn is_stopping(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    /// Resolves once [`Stopping::stop`] is called.
+    pub async fn stopped(&self) {
+        let mut seen = self.0.subscribe();
+        let _ = seen.wait_for(|s| *s).await;
     }
 }
 

@@ -78,6 +78,10 @@ impl WasmExecutor {
 }
 
 impl Executor for WasmExecutor {
+    fn stop(&self) {
+        self.info.stopping.stop();
+    }
+
     fn plugin_label(&self, stage: usize) -> String {
         self.plugins
             .get(stage)

@@ -45,6 +45,8 @@ pub fn new_store(
         if Instant::now() >= deadline {
             ctx.data_mut().timed_out = true;
             Err(wasmtime::Error::msg("the stage ran past its timeout"))
+        } else if ctx.data().stopping.is_stopping() {
+            Err(wasmtime::Error::msg("the run was cancelled"))
         } else {
             Ok(UpdateDeadline::Yield(1))
         }

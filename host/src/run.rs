@@ -4,8 +4,9 @@
 //! them; a stage whose need did not succeed is skipped, and the run fails;
 //! `retries` re-runs a failed attempt (the executor gives each attempt a
 //! fresh Store); `when` skips stages; outputs flow downstream through
-//! `${{ stages.X.outputs.Y }}`; cancelling the run drops every running
-//! attempt. Everything that happens is emitted as an [`Event`].
+//! `${{ stages.X.outputs.Y }}`; cancelling the run asks every running
+//! attempt to end ([`Executor::stop`]) and drops what is still running
+//! after [`RunOptions::cancel_grace`]. Everything that happens is emitted as an [`Event`].
 //!
 //! The scheduler does not know wasmtime: it drives an [`Executor`].
 
@@ -13,7 +14,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::task::JoinSet;
 
@@ -45,7 +46,17 @@ pub trait Executor: Send + Sync + 'static {
     ) -> BoxFuture<()> {
         Box::pin(async {})
     }
+    /// The run is cancelled: ask every running attempt to end (programs
+    /// get SIGTERM, guests trap at their next epoch check). The scheduler
+    /// then waits at most [`RunOptions::cancel_grace`] before it drops
+    /// what is still running. The default does nothing: its attempts are
+    /// dropped at the end of the grace period.
+    fn stop(&self) {}
 }
+
+/// How long a cancelled run waits for its running stages to end after
+/// asking them to, before dropping them.
+pub const CANCEL_GRACE: Duration = Duration::from_secs(5);
 
 /// What the stage cache says about a stage before it runs.
 #[derive(Debug, Default)]
@@ -95,6 +106,9 @@ pub struct RunOptions {
     pub reuse: Vec<Reuse>,
     /// What stages wait for before they start, if anything.
     pub admission: Option<Arc<dyn Admission>>,
+    /// How long a cancelled run waits for running stages to end
+    /// ([`CANCEL_GRACE`] by default) before it drops them.
+    pub cancel_grace: Duration,
 }
 
 /// How each stage and the run ended.
@@ -134,6 +148,7 @@ pub async fn run(
     let mut task_stage: std::collections::HashMap<tokio::task::Id, usize> = std::collections::HashMap::new();
     let mut any_failed = false;
     let mut cancelled = false;
+    let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let jobs = options.jobs.max(1);
     tokio::pin!(cancel);
     for r in &options.reuse {
@@ -213,6 +228,7 @@ pub async fn run(
                 sink.clone(),
                 options.facts.environment.clone(),
                 options.admission.clone(),
+                stopping.clone(),
             ));
             task_stage.insert(handle.id(), i);
         }
@@ -253,6 +269,16 @@ pub async fn run(
             }
             () = &mut cancel => {
                 cancelled = true;
+                stopping.store(true, std::sync::atomic::Ordering::SeqCst);
+                executor.stop();
+                // Whatever they return now, these stages were cancelled.
+                let drained = tokio::time::timeout(options.cancel_grace, async {
+                    while running.join_next().await.is_some() {}
+                })
+                .await;
+                if drained.is_err() {
+                    tracing::debug!("stages still running after the cancel grace period are dropped");
+                }
                 running.abort_all();
                 while running.join_next().await.is_some() {}
                 break;
@@ -348,6 +374,7 @@ async fn run_stage(
     sink: EventSink,
     run_environment: Option<String>,
     admission: Option<Arc<dyn Admission>>,
+    stopping: Arc<std::sync::atomic::AtomicBool>,
 ) -> StageEnd {
     // Waiting for approval or a group is not the stage's time.
     let _permit = match &admission {
@@ -468,6 +495,11 @@ async fn run_stage(
             ..first.clone()
         };
         let mut result = executor.execute(request).await;
+        // Ended because the run is being cancelled: the scheduler reports
+        // it cancelled; its result is neither retried, cached nor shown.
+        if stopping.load(std::sync::atomic::Ordering::SeqCst) {
+            return (StageStatus::Cancelled, Vec::new());
+        }
         if let Some(f) = &result.failure
             && attempt < max_attempts
             && f.retryable

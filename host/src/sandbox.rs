@@ -105,6 +105,8 @@ pub struct StageState {
     pub http_ctx: wasmtime_wasi_http::WasiHttpCtx,
     /// Set by the epoch callback when the attempt's deadline passed.
     pub timed_out: bool,
+    /// Whether the run is being cancelled (the epoch callback traps then).
+    pub stopping: crate::capabilities::Stopping,
     /// Its share of weir's file descriptors: the handle table's size.
     pub descriptors: crate::engine::descriptors::Lease,
 }
@@ -147,6 +149,8 @@ pub struct StateSpec<'a> {
     pub mapped_dirs: &'a [(std::path::PathBuf, String)],
     /// The deployment target and metrics providers.
     pub target: &'a TargetSpec,
+    /// Whether the run is being cancelled.
+    pub stopping: crate::capabilities::Stopping,
 }
 
 impl StageState {
@@ -195,6 +199,7 @@ impl StageState {
             program_limits: ProcessLimits::for_store(&spec.limits),
             secret_source: spec.secret_source,
             target: spec.target,
+            stopping: &spec.stopping,
         });
         let mut http_ctx = wasmtime_wasi_http::WasiHttpCtx::new();
         http_ctx.set_field_size_limit(crate::capabilities::http::FIELD_SIZE_LIMIT);
@@ -211,6 +216,7 @@ impl StageState {
             limiter: StageLimiter::new(spec.limits),
             unavailable: Unavailable,
             timed_out: false,
+            stopping: spec.stopping,
             descriptors,
         })
     }

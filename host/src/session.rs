@@ -6,8 +6,11 @@
 //! drives it to the end and returns its [`Outcome`]. Events go to the run
 //! history first, then to the pipeline's webhooks, then to the caller's
 //! observer (the CLI's live view, the service's log stream). A
-//! [`CancelToken`] stops the run: running stages are dropped at once
-//! (their Stores and programs end with them) and the run ends `cancelled`.
+//! [`CancelToken`] stops the run: no stage starts any more, running
+//! guests trap at their next epoch check, running programs get SIGTERM
+//! (SIGKILL 3 s later), and what is still running after the grace period
+//! ([`crate::run::CANCEL_GRACE`], 5 s) is dropped. The run ends
+//! `cancelled`.
 //!
 //! ```text
 //! launch::fresh / launch::resume ─▶ Session ─▶ Session::run ─▶ Outcome
@@ -237,10 +240,12 @@ impl Session {
                     providers: plan.providers.clone(),
                     ..Default::default()
                 },
+                stopping: Default::default(),
             },
             sink.clone(),
         ));
         let run_options = RunOptions {
+            cancel_grace: crate::run::CANCEL_GRACE,
             jobs: options
                 .jobs
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),

@@ -37,6 +37,8 @@ pub struct RunInfo {
     /// The run history, for the stage cache and replay records; `None`
     /// runs without either.
     pub history: Option<crate::store::History>,
+    /// Set when the run is cancelled: its Stores end.
+    pub stopping: crate::capabilities::Stopping,
     /// The deployment target and metrics providers (per-plugin fields
     /// are filled in per attempt).
     pub target: crate::capabilities::TargetSpec,
@@ -109,6 +111,7 @@ pub fn prepare_store(
         tape: setup.tape.clone(),
         mapped_dirs: &setup.mapped_dirs,
         target: &target,
+        stopping: info.stopping.clone(),
     })
     .map_err(|e| {
         AttemptResult::failed(

@@ -246,6 +246,52 @@ fn ctrl_c_cancels_the_run_cleanly() {
 }
 
 #[test]
+fn a_cancelled_run_gives_its_programs_sigterm_and_time_to_clean_up() {
+    let p = Project::new();
+    p.write("ws/.keep", "");
+    // The program says it is ready only once its TERM handler is set, and
+    // cleans up when it gets TERM: a run dropped at once would kill it
+    // with SIGKILL and leave no trace.
+    p.pipeline(
+        "[pipeline]\nname = \"grace\"\n[stages.serve]\nrun = \"trap 'echo cleaned > cleaned-up; exit 0' TERM; touch ready; while :; do sleep 0.1; done\"\ntimeout = \"10m\"\n",
+    );
+    let child = p
+        .command(&["run", "--workspace", "ws"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("weir starts");
+    let ready = p.path().join("ws/ready");
+    for _ in 0..600 {
+        if ready.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(ready.exists(), "the program never started");
+    let killed = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    let out = child.wait_with_output().expect("weir exits");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(130), "{text}");
+    assert_eq!(
+        std::fs::read_to_string(p.path().join("ws/cleaned-up"))
+            .ok()
+            .as_deref(),
+        Some("cleaned\n"),
+        "the program got SIGTERM and ran its handler: {text}"
+    );
+    assert!(text.contains("serve cancelled while running"), "{text}");
+}
+
+#[test]
 fn findings_are_listed_after_the_run() {
     let p = Project::new();
     p.write("ws/key.pem", "-----BEGIN PRIVATE KEY-----");

@@ -64,6 +64,10 @@ const DRAIN_AFTER_KILL: Duration = Duration::from_secs(2);
 
 /// How long a program has between SIGTERM and SIGKILL.
 pub const KILL_GRACE: Duration = Duration::from_millis(500);
+/// How long a program has between SIGTERM and SIGKILL when its run is
+/// cancelled: time to remove a lock file or flush a report (shorter than
+/// the scheduler's own grace period).
+pub const CANCEL_GRACE: Duration = Duration::from_secs(3);
 
 /// Limits on one program.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,6 +173,8 @@ pub struct ProcessCtx {
     /// The secrets the Store opened: placeholders in `env` values become
     /// values, and values in the output become `***`.
     pub secrets: super::secrets::Opened,
+    /// Set when the run is cancelled: a running program gets SIGTERM.
+    pub stopping: super::Stopping,
 }
 
 impl super::Gated for ProcessCtx {
@@ -202,6 +208,7 @@ impl super::Gated for ProcessCtx {
             warned_no_pids: std::sync::atomic::AtomicBool::new(false),
             tape: facts.tape.clone(),
             secrets: facts.opened.clone(),
+            stopping: facts.stopping.clone(),
         }
     }
 

@@ -295,6 +295,7 @@ async fn replay_in(
         history: None,
         // A replay never deploys; recorded metrics come from the tape.
         target: Default::default(),
+        stopping: Default::default(),
     };
     let result = crate::execute::replay_attempt(
         engine,

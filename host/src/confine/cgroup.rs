@@ -226,6 +226,30 @@ impl ProgramGroup {
             .unwrap_or(false)
     }
 
+    /// Send `signal` to every program in the group, bubblewrap's own
+    /// processes left out: a program asked to stop (its run cancelled)
+    /// gets the signal itself, while the sandbox around it stays up for it
+    /// to exit in. Returns how many were signalled.
+    pub fn signal_programs(&self, signal: rustix::process::Signal) -> usize {
+        use rustix::process::{Pid, PidfdFlags, pidfd_open, pidfd_send_signal};
+        let mut sent = 0;
+        for raw in self.members() {
+            let comm = std::fs::read_to_string(format!("/proc/{raw}/comm")).unwrap_or_default();
+            if comm.trim() == "bwrap" {
+                continue;
+            }
+            let Some(pid) = Pid::from_raw(raw) else { continue };
+            // Pinned before it is checked, so a reused pid is not hit.
+            if let Ok(pinned) = pidfd_open(pid, PidfdFlags::empty())
+                && self.holds(raw)
+                && pidfd_send_signal(&pinned, signal).is_ok()
+            {
+                sent += 1;
+            }
+        }
+        sent
+    }
+
     fn members(&self) -> Vec<i32> {
         std::fs::read_to_string(self.dir.join("cgroup.procs"))
             .map(|s| s.lines().filter_map(|l| l.trim().parse().ok()).collect())

@@ -271,6 +271,7 @@ impl PluginLoader {
             tape: Default::default(),
             mapped_dirs: &[],
             target: &Default::default(),
+            stopping: Default::default(),
         })
         .map_err(DescribeError::Sandbox)?;
         let mut store =

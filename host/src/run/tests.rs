@@ -19,6 +19,12 @@ struct Scripted {
     delay: Duration,
     running: AtomicUsize,
     most: AtomicUsize,
+    /// Attempts end early when asked to stop (as the wasm executor's do).
+    honours_stop: bool,
+    stop: tokio::sync::Notify,
+    stopped: std::sync::atomic::AtomicBool,
+    /// Attempts that ran to their end after being asked to stop.
+    wound_down: AtomicUsize,
 }
 
 impl Scripted {
@@ -32,6 +38,13 @@ impl Scripted {
 
     fn slow(self, delay: Duration) -> Self {
         Self { delay, ..self }
+    }
+
+    fn stoppable(self) -> Self {
+        Self {
+            honours_stop: true,
+            ..self
+        }
     }
 
     fn attempts(&self, stage: &str) -> Vec<AttemptRequest> {
@@ -61,10 +74,30 @@ impl Executor for Shared {
         let now = me.running.fetch_add(1, Ordering::SeqCst) + 1;
         me.most.fetch_max(now, Ordering::SeqCst);
         Box::pin(async move {
-            tokio::time::sleep(me.delay).await;
+            let stop = async {
+                if me.honours_stop {
+                    let asked = me.stop.notified();
+                    if !me.stopped.load(Ordering::SeqCst) {
+                        asked.await;
+                    }
+                } else {
+                    std::future::pending::<()>().await;
+                }
+            };
+            tokio::select! {
+                () = tokio::time::sleep(me.delay) => {}
+                () = stop => {
+                    me.wound_down.fetch_add(1, Ordering::SeqCst);
+                }
+            }
             me.running.fetch_sub(1, Ordering::SeqCst);
             result
         })
+    }
+
+    fn stop(&self) {
+        self.0.stopped.store(true, Ordering::SeqCst);
+        self.0.stop.notify_waiters();
     }
 }
 
@@ -88,6 +121,7 @@ fn options() -> RunOptions {
         fail_fast: false,
         reuse: Vec::new(),
         admission: None,
+        cancel_grace: Duration::from_secs(5),
     }
 }
 
@@ -280,7 +314,10 @@ async fn cancelling_ends_running_and_waiting_stages_cancelled() {
     let (report, events) = drive(
         &plan,
         ex,
-        options(),
+        RunOptions {
+            cancel_grace: Duration::from_millis(50),
+            ..options()
+        },
         tokio::time::sleep(Duration::from_millis(50)),
     )
     .await;
@@ -295,6 +332,48 @@ async fn cancelling_ends_running_and_waiting_stages_cancelled() {
             ..
         })
     ));
+}
+
+#[tokio::test]
+async fn a_cancelled_run_lets_its_stages_wind_down_within_the_grace_period() {
+    let plan = plan("[stages.a]\nuses = \"noop\"\n[stages.b]\nuses = \"noop\"\n");
+    // Both honour the stop and end well inside an hour-long grace: the
+    // scheduler waits for them rather than dropping them.
+    let (exec, ex) = executor(Scripted::default().slow(Duration::from_secs(3600)).stoppable());
+    let (report, _) = drive(
+        &plan,
+        ex,
+        RunOptions {
+            cancel_grace: Duration::from_secs(3600),
+            ..options()
+        },
+        tokio::time::sleep(Duration::from_millis(50)),
+    )
+    .await;
+    assert_eq!(report.status, RunStatus::Cancelled);
+    assert_eq!(report.stages, [StageStatus::Cancelled, StageStatus::Cancelled]);
+    assert_eq!(exec.wound_down.load(Ordering::SeqCst), 2, "both ran to their end");
+    assert_eq!(exec.running.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn what_ignores_the_stop_is_dropped_when_the_grace_period_ends() {
+    let plan = plan("[stages.a]\nuses = \"noop\"\n");
+    let (exec, ex) = executor(Scripted::default().slow(Duration::from_secs(3600)));
+    let (report, _) = drive(
+        &plan,
+        ex,
+        RunOptions {
+            cancel_grace: Duration::from_millis(100),
+            ..options()
+        },
+        tokio::time::sleep(Duration::from_millis(50)),
+    )
+    .await;
+    assert_eq!(report.stages, [StageStatus::Cancelled]);
+    assert_eq!(exec.wound_down.load(Ordering::SeqCst), 0);
+    // Dropped mid-sleep: it never got to count itself out.
+    assert_eq!(exec.running.load(Ordering::SeqCst), 1);
 }
 
 #[tokio::test]

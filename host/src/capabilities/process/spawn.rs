@@ -4,6 +4,15 @@
 
 use super::*;
 
+/// Why a program is stopped before it ends by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// Its timeout passed.
+    Timeout,
+    /// Its run was cancelled.
+    Cancelled,
+}
+
 /// The two pipes between weir and a bubblewrap whose namespace gets the
 /// egress proxy: bubblewrap writes its child's pid to `info`, and waits
 /// to read a byte from `block`. Both are close-on-exec here; the child's
@@ -167,16 +176,31 @@ impl ProcessCtx {
         };
         tokio::pin!(streams);
 
-        let (timed_out, ((stdout, stdout_cut), (stderr, stderr_cut), status)) = match tokio::time::timeout(
-            p.timeout,
-            &mut streams,
-        )
-        .await
-        {
+        // The program ends by itself, at its timeout, or when the run is
+        // cancelled; the last two get SIGTERM, then SIGKILL after a grace.
+        let stopping = self.stopping.clone();
+        let first = tokio::select! {
+            done = tokio::time::timeout(p.timeout, &mut streams) => done.map_err(|_| Stop::Timeout),
+            () = stopping.stopped() => Err(Stop::Cancelled),
+        };
+        let (timed_out, ((stdout, stdout_cut), (stderr, stderr_cut), status)) = match first {
             Ok(done) => (false, done),
-            Err(_) => {
-                signal_group(process_group, rustix::process::Signal::TERM);
-                let done = match tokio::time::timeout(KILL_GRACE, &mut streams).await {
+            Err(stop) => {
+                // Inside bubblewrap the programs are in a session of their
+                // own: they are reached through their cgroup (bubblewrap
+                // itself would take them down with SIGKILL).
+                let in_bwrap = matches!(self.sandbox, Sandbox::Bubblewrap(_));
+                let reached = group
+                    .as_ref()
+                    .map_or(0, |g| g.signal_programs(rustix::process::Signal::TERM));
+                if !in_bwrap || reached == 0 {
+                    signal_group(process_group, rustix::process::Signal::TERM);
+                }
+                let grace = match stop {
+                    Stop::Timeout => KILL_GRACE,
+                    Stop::Cancelled => CANCEL_GRACE,
+                };
+                let done = match tokio::time::timeout(grace, &mut streams).await {
                     Ok(done) => done,
                     Err(_) => {
                         signal_group(process_group, rustix::process::Signal::KILL);
@@ -193,7 +217,7 @@ impl ProcessCtx {
                                     g.close().await;
                                 }
                                 self.notice(format!(
-                                        "`{name}` was killed at its timeout, but a process it started left its process group and still holds its output open (run it inside bubblewrap to contain such processes)"
+                                        "`{name}` was killed at its timeout or with its cancelled run, but a process it started left its process group and still holds its output open (run it inside bubblewrap to contain such processes)"
                                     ));
                                 return Ok(Exit {
                                     code: None,
@@ -209,11 +233,17 @@ impl ProcessCtx {
                         }
                     }
                 };
-                self.notice(format!(
-                    "`{name}` ran past its timeout of {} ms and was killed with its process group",
-                    p.timeout.as_millis()
-                ));
-                (true, done)
+                match stop {
+                    Stop::Timeout => self.notice(format!(
+                        "`{name}` ran past its timeout of {} ms and was killed with its process group",
+                        p.timeout.as_millis()
+                    )),
+                    Stop::Cancelled => self.notice(format!(
+                        "`{name}` was stopped with its process group: the run was cancelled (SIGTERM, then SIGKILL after {} s)",
+                        CANCEL_GRACE.as_secs()
+                    )),
+                }
+                (stop == Stop::Timeout, done)
             }
         };
         self.report_refused_forks(&name, group.as_ref());
