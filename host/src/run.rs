@@ -224,11 +224,13 @@ pub async fn run(
                 plan.stages[i].clone(),
                 i,
                 inputs,
-                executor.clone(),
-                sink.clone(),
-                options.facts.environment.clone(),
-                options.admission.clone(),
-                stopping.clone(),
+                StageRun {
+                    executor: executor.clone(),
+                    sink: sink.clone(),
+                    run_environment: options.facts.environment.clone(),
+                    admission: options.admission.clone(),
+                    stopping: stopping.clone(),
+                },
             ));
             task_stage.insert(handle.id(), i);
         }
@@ -366,16 +368,30 @@ fn skip(sink: &EventSink, state: &mut [State], i: usize, name: &str, reason: Str
 }
 
 /// One stage, all its attempts.
+/// What every stage task of a run shares.
+struct StageRun {
+    executor: Arc<dyn Executor>,
+    sink: EventSink,
+    /// The run's environment, for stages that name none.
+    run_environment: Option<String>,
+    admission: Option<Arc<dyn Admission>>,
+    /// Set when the run is cancelled.
+    stopping: Arc<std::sync::atomic::AtomicBool>,
+}
+
 async fn run_stage(
     stage: crate::plan::PlannedStage,
     index: usize,
     inputs: Vec<(String, Vec<(String, String)>)>,
-    executor: Arc<dyn Executor>,
-    sink: EventSink,
-    run_environment: Option<String>,
-    admission: Option<Arc<dyn Admission>>,
-    stopping: Arc<std::sync::atomic::AtomicBool>,
+    run: StageRun,
 ) -> StageEnd {
+    let StageRun {
+        executor,
+        sink,
+        run_environment,
+        admission,
+        stopping,
+    } = run;
     // Waiting for approval or a group is not the stage's time.
     let _permit = match &admission {
         Some(a) => match a.admit(&stage).await {

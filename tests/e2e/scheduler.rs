@@ -266,7 +266,7 @@ fn a_cancelled_run_gives_its_programs_sigterm_and_time_to_clean_up() {
         if ready.exists() {
             break;
         }
-        std::thread::sleep(std::time::Duration::from_millis(50));
+        crate::support::nap(std::time::Duration::from_millis(50));
     }
     assert!(ready.exists(), "the program never started");
     let killed = std::process::Command::new("kill")
