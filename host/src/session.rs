@@ -27,6 +27,7 @@ use tokio::sync::mpsc::UnboundedSender;
 
 pub mod launch;
 pub mod prepare;
+pub mod replay;
 pub mod state;
 
 use crate::config::tenants::Tenant;
