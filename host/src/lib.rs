@@ -15,7 +15,8 @@
 //!
 //! Where a run starts: [`session`] (a whole run as a library call:
 //! [`session::launch`] plans, checks and records it, [`session::Session::run`]
-//! drives it); `weir run`, `weir dev` and the coming `weir serve` call it,
+//! drives it, [`session::replay`] re-runs a recorded analyzer); `weir run`,
+//! `weir dev`, `weir replay` and the coming `weir serve` call it,
 //! and [`cli`] only parses arguments and renders. The scheduler is [`run`]:
 //! it knows nothing of wasmtime and drives an [`run::Executor`], each
 //! attempt an [`attempt::AttemptRequest`] answered by an
