@@ -67,15 +67,11 @@ pub enum SessionError {
 }
 
 /// Stops a run from anywhere: a signal handler, an API call, a newer run.
-/// Clones share one state; once cancelled it stays cancelled.
-#[derive(Debug, Clone)]
-pub struct CancelToken(Arc<tokio::sync::watch::Sender<bool>>);
-
-impl Default for CancelToken {
-    fn default() -> Self {
-        Self(Arc::new(tokio::sync::watch::channel(false).0))
-    }
-}
+/// Clones share one state; once cancelled it stays cancelled. The same
+/// one-way flag as the run's [`crate::capabilities::Stopping`], which the
+/// run's Stores read.
+#[derive(Debug, Clone, Default)]
+pub struct CancelToken(crate::capabilities::Stopping);
 
 impl CancelToken {
     /// A token not yet cancelled.
@@ -85,19 +81,17 @@ impl CancelToken {
 
     /// Cancel the run (again is harmless).
     pub fn cancel(&self) {
-        self.0.send_replace(true);
+        self.0.stop();
     }
 
     /// Whether [`CancelToken::cancel`] was called.
     pub fn is_cancelled(&self) -> bool {
-        *self.0.borrow()
+        self.0.is_stopping()
     }
 
     /// Resolves once the token is cancelled.
     pub async fn cancelled(&self) {
-        let mut seen = self.0.subscribe();
-        // The sender lives in `self`, so this waits until cancelled.
-        let _ = seen.wait_for(|c| *c).await;
+        self.0.stopped().await;
     }
 }
 

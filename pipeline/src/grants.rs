@@ -17,40 +17,32 @@ use serde::Deserialize;
 /// `allow = { exec = ["cargo"], network = ["crates.io"], ... }`, in a
 /// stage or as a tenant's policy.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Grants {
     /// Programs it may run.
-    #[serde(default)]
     pub exec: Vec<String>,
     /// Hosts it may reach (`name`, `name:port`; in a policy,
     /// `*.example.com` allows the subdomains).
-    #[serde(default)]
     pub network: Vec<String>,
     /// Secrets it may read (in a policy, also environments' and webhooks'
     /// secrets).
-    #[serde(default)]
     pub secrets: Vec<String>,
     /// Metrics providers it may query.
-    #[serde(default)]
     pub metrics: Vec<String>,
     /// Whether it may drive the deployment target.
-    #[serde(default)]
     pub runtime: bool,
     /// Host paths its programs may read (mounted read-only in the
     /// sandbox); absolute once [`Grants::resolve_read`] ran. In a policy,
     /// the directories a stage's `read` must be inside.
-    #[serde(default)]
     pub read: Vec<PathBuf>,
     /// Variables its plugin may set for programs. In a policy, the
     /// variables that can make a program run a command
     /// ([`crate::env_policy::dangerous`]) its stages may set or list.
-    #[serde(default)]
     pub env: Vec<String>,
     /// Secrets whose values its artifacts may hold (a release that embeds
     /// a token on purpose); any other secret's value in an artifact fails
     /// the stage. Not a tenant bound: a stage may publish only secrets it
     /// is granted, which the policy bounds.
-    #[serde(default)]
     pub publish: Vec<String>,
 }
 
