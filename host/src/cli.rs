@@ -11,6 +11,7 @@ mod plugins_cmd;
 mod replay_cmd;
 mod run_cmd;
 mod runs_cmd;
+mod serve_cmd;
 mod target_cmd;
 mod validate_cmd;
 
@@ -59,6 +60,9 @@ enum Command {
     /// it on the last run's workspace and upstream results, and again on
     /// every change.
     Dev(dev_cmd::DevArgs),
+    /// Run weir as a service: an HTTP API, forge webhooks, a durable queue
+    /// of runs and their live logs (docs/serve.md).
+    Serve(serve_cmd::ServeArgs),
     /// The local deployment target: up, status, down.
     Target {
         #[command(subcommand)]
@@ -425,6 +429,7 @@ pub fn main() -> ExitCode {
             Command::Runs { command } => runs_cmd::runs(command).await,
             Command::Replay(args) => replay_cmd::replay(args, verbose).await,
             Command::Dev(args) => dev_cmd::dev(args, verbose).await,
+            Command::Serve(args) => serve_cmd::serve(args).await,
             Command::Target { command } => match command {
                 TargetCommand::Up { metrics_port } => target_cmd::up(metrics_port).await,
                 TargetCommand::Status { json } => target_cmd::status(json).await,

@@ -70,6 +70,7 @@ pub mod report;
 pub mod rollout;
 pub mod run;
 pub mod sandbox;
+pub mod serve;
 pub mod session;
 pub mod stage_cache;
 pub mod stage_store;

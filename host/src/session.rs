@@ -119,6 +119,8 @@ pub struct Session {
     pub(crate) resume: u32,
     pub(crate) reuse: Vec<Reuse>,
     pub(crate) resolved: Resolved,
+    /// Stages left out because the run's code is not trusted with them.
+    pub(crate) left_out: Vec<String>,
     /// A connection of its own for the stage cache and replay records.
     pub(crate) history: History,
 }
@@ -153,8 +155,15 @@ impl Session {
             reuse,
             resolved,
             history,
+            left_out,
         } = self;
         let mut problems = Vec::new();
+        if !left_out.is_empty() {
+            problems.push(format!(
+                "left out because this run's code is not trusted with secrets or deploys (a pull request from a fork): {}",
+                left_out.join(", ")
+            ));
+        }
         let plan = prepared.plan;
         let stage_names: Vec<String> = plan.stages.iter().map(|s| s.name.to_string()).collect();
         // Every secret a stage may open is masked from the start, with the

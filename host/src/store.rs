@@ -12,6 +12,7 @@ pub mod coordination;
 pub mod queries;
 pub mod recorder;
 pub mod schema;
+pub mod serving;
 
 use std::path::{Path, PathBuf};
 
@@ -54,6 +55,10 @@ pub enum StoreError {
     /// No run has this id.
     #[error("no run `{0}` in the run history (`weir runs list` shows them)")]
     NoSuchRun(String),
+    /// A run with this id is already recorded (and is not a queued run
+    /// waiting to start under it).
+    #[error("run {0} is already in the run history")]
+    Taken(String),
     /// The run is running or succeeded.
     #[error("run {0} is running or has succeeded, so it cannot be resumed")]
     NotResumable(String),

@@ -6,6 +6,7 @@
 
 pub mod duration;
 pub mod model;
+pub mod server;
 pub mod source;
 pub mod tenants;
 

@@ -294,6 +294,39 @@ impl Plan {
         };
         let mut keep: BTreeSet<usize> = stage.upstream.clone();
         keep.insert(index);
+        self.keep_only(&keep);
+    }
+
+    /// Leave out what code from outside the tenant (a pull request from a
+    /// fork) must not run: stages that deploy or target an environment,
+    /// stages given secrets, every stage that needs one of them, and the
+    /// `[notify]` webhooks (they are signed with secrets). Returns the
+    /// names of the stages left out, in plan order.
+    pub fn without_trusted_stages(&mut self) -> Vec<String> {
+        let trusted =
+            |s: &PlannedStage| s.rollout.is_some() || s.environment.is_some() || !s.secret_env.is_empty();
+        let dropped: BTreeSet<usize> = self
+            .stages
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| trusted(s))
+            .map(|(i, _)| i)
+            .collect();
+        let keep: BTreeSet<usize> = (0..self.stages.len())
+            .filter(|i| !dropped.contains(i) && self.stages[*i].upstream.is_disjoint(&dropped))
+            .collect();
+        let left_out = (0..self.stages.len())
+            .filter(|i| !keep.contains(i))
+            .map(|i| self.stages[i].name.to_string())
+            .collect();
+        self.keep_only(&keep);
+        self.notify.clear();
+        left_out
+    }
+
+    /// Keep the stages in `keep` (each with everything it depends on),
+    /// renumbering their indices.
+    fn keep_only(&mut self, keep: &BTreeSet<usize>) {
         let renumbered: BTreeMap<usize, usize> =
             keep.iter().enumerate().map(|(new, old)| (*old, new)).collect();
         let stages = std::mem::take(&mut self.stages);

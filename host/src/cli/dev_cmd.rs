@@ -270,6 +270,7 @@ fn last_run(name: &str, file: &Path, tenant: &str, workspace: Option<&Path>) -> 
             status: None,
             tenant: Some(tenant.to_string()),
             limit: Some(20),
+            ..RunFilter::default()
         })
         .ok()?;
     runs.into_iter().filter(|r| r.status != "running").find_map(|r| {

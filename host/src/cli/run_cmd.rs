@@ -18,6 +18,7 @@ pub async fn run(args: RunArgs, verbose: bool) -> ExitCode {
             jobs: args.jobs,
             fail_fast: args.fail_fast,
             tenants: args.tenants.clone(),
+            ..ResumeRequest::default()
         };
         return match launch::resume(&id, &request).await {
             Ok(session) => start(session, &args, verbose).await,
@@ -39,6 +40,7 @@ pub async fn run_with(args: RunArgs, verbose: bool, focus: Option<&Focus>) -> Ex
         workspace: args.workspace.clone(),
         tenant: args.tenant.clone(),
         tenants: args.tenants.clone(),
+        ..RunRequest::default()
     };
     match launch::fresh(&request, focus).await {
         Ok(session) => start(session, &args, verbose).await,

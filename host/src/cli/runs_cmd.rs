@@ -54,6 +54,7 @@ pub async fn runs(command: RunsCommand) -> ExitCode {
                 status,
                 tenant,
                 limit: Some(limit),
+                ..RunFilter::default()
             };
             let runs = match store.list_runs(&filter) {
                 Ok(r) => r,

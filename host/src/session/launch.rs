@@ -45,6 +45,17 @@ pub struct RunRequest {
     pub tenant: Option<String>,
     /// The tenants file (default: `$WEIR_TENANTS`).
     pub tenants: Option<PathBuf>,
+    /// The run's id, when the caller reserved one (a queued run of
+    /// `weir serve`, recorded `queued` under this id); default: a new one.
+    pub run_id: Option<String>,
+    /// The run's code is not trusted with the tenant's secrets or with
+    /// deploys (a pull request from a fork): stages that read a secret or
+    /// deploy are left out, with the reason in their `stage_skipped`.
+    pub untrusted: bool,
+    /// The code the run builds, checked out by the caller (`weir serve`):
+    /// the run's stages may be granted reads of it whatever the tenant's
+    /// `allow.read` says.
+    pub source: Option<PathBuf>,
 }
 
 /// What a caller may change when resuming a run; everything else is as
@@ -57,6 +68,8 @@ pub struct ResumeRequest {
     pub fail_fast: bool,
     /// The tenants file to find the run's tenant in.
     pub tenants: Option<PathBuf>,
+    /// The code the run builds, as for [`RunRequest::source`].
+    pub source: Option<PathBuf>,
 }
 
 /// The stage cache's and replay records' own connection to the history.
@@ -67,10 +80,16 @@ fn history() -> Result<crate::execute::History, SessionError> {
     })
 }
 
-fn tenant(file: Option<&Path>, name: Option<&str>) -> Result<Tenant, SessionError> {
-    Ok(Tenants::load(file)
+fn tenant(file: Option<&Path>, name: Option<&str>, source: Option<&Path>) -> Result<Tenant, SessionError> {
+    let mut tenant = Tenants::load(file)
         .and_then(|t| t.get(name))
-        .map_err(PrepareError::from)?)
+        .map_err(PrepareError::from)?;
+    // The code the caller checked out for the run is the tenant's own
+    // (a tenant without `allow` is unrestricted already).
+    if let (Some(source), Some(allow)) = (source, tenant.allow.as_mut()) {
+        allow.read.push(source.to_path_buf());
+    }
+    Ok(tenant)
 }
 
 /// A fresh run of `request`, or with `focus`, the run `weir dev` makes.
@@ -92,19 +111,28 @@ pub async fn fresh(request: &RunRequest, focus: Option<&Focus>) -> Result<Sessio
         },
         commit: git.commit,
         dev: focus.map(|f| f.stage.clone()),
+        untrusted: request.untrusted,
     };
-    let tenant = tenant(request.tenants.as_deref(), request.tenant.as_deref())?;
+    let tenant = tenant(
+        request.tenants.as_deref(),
+        request.tenant.as_deref(),
+        request.source.as_deref(),
+    )?;
     // Environments are laid over their stages, and the result checked
     // against the tenant's policy, before the plugins check them and
     // before anything is recorded: a run that cannot have its variables,
     // secrets or branch rules, or asks for more than its tenant allows,
     // does not start.
     let mut resolved = Resolved::default();
+    let mut left_out = Vec::new();
     let mut layer = |plan: &mut crate::plan::Plan| {
         if let Some(focus) = focus {
             focus_plan(plan, focus);
         }
         resolved = resolve_environments(plan, &options, &tenant)?;
+        if options.untrusted {
+            left_out = plan.without_trusted_stages();
+        }
         within_tenant(plan, &tenant)
     };
     let engine = engine_for(&tenant);
@@ -119,7 +147,7 @@ pub async fn fresh(request: &RunRequest, focus: Option<&Focus>) -> Result<Sessio
         environment: resolved.environment.clone(),
         ..options
     };
-    let run_id = new_run_id();
+    let run_id = request.run_id.clone().unwrap_or_else(new_run_id);
     let workspace =
         workspace_dir(workspace_arg.as_deref(), &run_id, &tenant).map_err(SessionError::Workspace)?;
 
@@ -142,6 +170,8 @@ pub async fn fresh(request: &RunRequest, focus: Option<&Focus>) -> Result<Sessio
                 stages: plan.stages.iter().map(|s| s.name.to_string()).collect(),
                 pipeline_text: plan.source.text().to_string(),
                 options: serde_json::to_string(&options).unwrap_or_default(),
+                branch: options.branch.clone(),
+                commit: options.commit.clone(),
             },
         )
     })?;
@@ -165,6 +195,7 @@ pub async fn fresh(request: &RunRequest, focus: Option<&Focus>) -> Result<Sessio
         resume: 0,
         reuse,
         resolved,
+        left_out,
     })
 }
 
@@ -216,10 +247,18 @@ pub async fn resume(id: &str, request: &ResumeRequest) -> Result<Session, Sessio
         return Err(refuse(format!("cannot be resumed: {why}")));
     }
     let path = PathBuf::from(&recorded.pipeline_file);
-    let tenant = tenant(request.tenants.as_deref(), Some(&recorded.tenant))?;
+    let tenant = tenant(
+        request.tenants.as_deref(),
+        Some(&recorded.tenant),
+        request.source.as_deref(),
+    )?;
     let mut resolved = Resolved::default();
+    let mut left_out = Vec::new();
     let mut layer = |plan: &mut crate::plan::Plan| {
         resolved = resolve_environments(plan, &options, &tenant)?;
+        if options.untrusted {
+            left_out = plan.without_trusted_stages();
+        }
         within_tenant(plan, &tenant)
     };
     let engine = engine_for(&tenant);
@@ -252,6 +291,7 @@ pub async fn resume(id: &str, request: &ResumeRequest) -> Result<Session, Sessio
         resume: recorded.resumes + 1,
         reuse,
         resolved,
+        left_out,
     })
 }
 
@@ -315,6 +355,10 @@ pub(crate) struct Options {
     /// and is not resumed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     dev: Option<String>,
+    /// Code not trusted with secrets or deploys (a fork's pull request):
+    /// such stages are left out, on a resume too.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    untrusted: bool,
 }
 
 /// Lay the run's environments over the plan and check its branch rules;
@@ -404,22 +448,25 @@ fn focus_plan(plan: &mut crate::plan::Plan, focus: &Focus) {
     }
 }
 
-/// `20261121-223501-4f2a`: sortable, readable, unique enough per host.
-fn new_run_id() -> String {
-    use std::hash::{BuildHasher, Hasher};
+/// `20261121-223501-4f2a91`: sortable, readable, and unique: the time,
+/// then 24 random bits (a server queues thousands of runs a second).
+pub fn new_run_id() -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
     let secs = now.as_secs();
     let (y, mo, d) = crate::report::style::civil_from_days((secs / 86_400) as i64);
     let (h, mi, s) = ((secs / 3600) % 24, (secs / 60) % 60, secs % 60);
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(now.as_nanos());
-    hasher.write_u32(std::process::id());
-    format!(
-        "{y:04}{mo:02}{d:02}-{h:02}{mi:02}{s:02}-{:04x}",
-        hasher.finish() & 0xffff
-    )
+    let mut random = [0u8; 3];
+    if getrandom::fill(&mut random).is_err() {
+        // No system randomness: the clock's nanoseconds and the process.
+        use std::hash::{BuildHasher, Hasher};
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u128(now.as_nanos());
+        hasher.write_u32(std::process::id());
+        random.copy_from_slice(&hasher.finish().to_le_bytes()[..3]);
+    }
+    format!("{y:04}{mo:02}{d:02}-{h:02}{mi:02}{s:02}-{}", hex::encode(random))
 }
 
 /// The run's workspace: the one given, else a fresh directory under the

@@ -11,11 +11,26 @@ pub const STATE_DIR: &str = ".weir";
 /// The variable that moves the state directory.
 pub const STATE_DIR_ENV: &str = "WEIR_STATE_DIR";
 
+/// The state directory a long-lived process chose for itself
+/// ([`choose_state_dir`]), over `$WEIR_STATE_DIR`.
+static CHOSEN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Keep this process's state in `dir` (`weir serve`'s `data-dir`), before
+/// anything reads [`state_dir`]. The first choice stands; it returns the
+/// directory in use.
+pub fn choose_state_dir(dir: &Path) -> PathBuf {
+    let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+    CHOSEN.get_or_init(|| dir).clone()
+}
+
 /// Where weir keeps its state (run history, approvals, artifacts, the
 /// deployment target and its control socket): `$WEIR_STATE_DIR`, else
 /// `.weir` in the working directory. Absolute. It must never be inside a
 /// run's workspace ([`state_outside`]).
 pub fn state_dir() -> PathBuf {
+    if let Some(dir) = CHOSEN.get() {
+        return dir.clone();
+    }
     let dir = std::env::var_os(STATE_DIR_ENV)
         .filter(|v| !v.is_empty())
         .map_or_else(|| PathBuf::from(STATE_DIR), PathBuf::from);

@@ -9,7 +9,7 @@ use super::{Store, StoreError, process_alive, this_process};
 use crate::events::now_ms;
 
 /// One approval request and its decision.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct ApprovalRecord {
     /// The run.
     pub run: String,
@@ -400,6 +400,8 @@ mod tests {
                 stages: vec!["ship".into()],
                 pipeline_text: String::new(),
                 options: String::new(),
+                branch: None,
+                commit: None,
             },
         )
         .unwrap();

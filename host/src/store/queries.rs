@@ -8,7 +8,7 @@ use serde_json::Value;
 use super::{Store, StoreError};
 
 /// One run in a list.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RunSummary {
     /// Its id.
     pub id: String,
@@ -16,12 +16,24 @@ pub struct RunSummary {
     pub pipeline: String,
     /// The tenant.
     pub tenant: String,
-    /// `running`, `succeeded`, `failed`, `cancelled` or `interrupted`.
+    /// `queued`, `running`, `succeeded`, `failed`, `cancelled` or
+    /// `interrupted`.
     pub status: String,
-    /// When it started, ms since the Unix epoch.
+    /// When it started (when it was queued, while it is), ms since the
+    /// Unix epoch.
     pub started_ms: i64,
     /// How long it took, when it finished.
     pub duration_ms: Option<i64>,
+    /// The branch it builds, when known.
+    pub branch: Option<String>,
+    /// The commit it builds, when known.
+    pub commit: Option<String>,
+    /// The server's repository it builds (runs of `weir serve`).
+    pub repository: Option<String>,
+    /// What started it: `cli`, `api`, `push`, `pull_request`, `rerun`.
+    pub trigger: Option<String>,
+    /// Why it ended as it did, when its stages do not say.
+    pub reason: Option<String>,
 }
 
 /// Which runs to list.
@@ -33,12 +45,20 @@ pub struct RunFilter {
     pub status: Option<String>,
     /// Only this tenant.
     pub tenant: Option<String>,
+    /// Only this branch.
+    pub branch: Option<String>,
+    /// Only runs started at or after this (ms since the Unix epoch).
+    pub since_ms: Option<i64>,
+    /// Only runs started before this (ms since the Unix epoch).
+    pub until_ms: Option<i64>,
+    /// Only runs listed after this one (its start and id): the next page.
+    pub after: Option<(i64, String)>,
     /// At most this many.
     pub limit: Option<u32>,
 }
 
 /// One stage of a run, as stored.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct StageRecord {
     /// Its name.
     pub name: String,
@@ -75,7 +95,7 @@ pub struct StageRecord {
 }
 
 /// A run with its stages.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RunDetail {
     /// The run.
     #[serde(flatten)]
@@ -89,7 +109,7 @@ pub struct RunDetail {
 }
 
 /// One stored log line.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct LogLine {
     /// Its position in the run's event stream.
     pub seq: i64,
@@ -126,7 +146,11 @@ pub struct ResumeInfo {
 }
 
 /// The columns [`run_summary`] reads, in its order.
-const SUMMARY_COLUMNS: &str = "id, pipeline, tenant, status, started_ms, duration_ms";
+const SUMMARY_COLUMNS: &str =
+    "id, pipeline, tenant, status, started_ms, duration_ms, branch, commit_sha, repository, trigger, reason";
+
+/// How many columns [`SUMMARY_COLUMNS`] names.
+const SUMMARY_WIDTH: usize = 11;
 
 fn run_summary(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunSummary> {
     Ok(RunSummary {
@@ -136,6 +160,11 @@ fn run_summary(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunSummary> {
         status: r.get(3)?,
         started_ms: r.get(4)?,
         duration_ms: r.get(5)?,
+        branch: r.get(6)?,
+        commit: r.get(7)?,
+        repository: r.get(8)?,
+        trigger: r.get(9)?,
+        reason: r.get(10)?,
     })
 }
 
@@ -146,21 +175,59 @@ fn parse(text: Option<String>) -> Option<Value> {
 impl Store {
     /// Runs matching `filter`, newest first.
     pub fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunSummary>, StoreError> {
+        // Only the conditions asked for, so SQLite can use the indexes.
+        let mut conditions: Vec<&str> = Vec::new();
+        let mut values: Vec<rusqlite::types::Value> = Vec::new();
+        let mut text = |condition, value: &Option<String>, values: &mut Vec<rusqlite::types::Value>| {
+            if let Some(v) = value {
+                conditions.push(condition);
+                values.push(v.clone().into());
+            }
+        };
+        text("pipeline = ?", &filter.pipeline, &mut values);
+        text("status = ?", &filter.status, &mut values);
+        text("tenant = ?", &filter.tenant, &mut values);
+        text("branch = ?", &filter.branch, &mut values);
+        if let Some(since) = filter.since_ms {
+            conditions.push("started_ms >= ?");
+            values.push(since.into());
+        }
+        if let Some(until) = filter.until_ms {
+            conditions.push("started_ms < ?");
+            values.push(until.into());
+        }
+        if let Some((started, id)) = &filter.after {
+            conditions.push("(started_ms < ? OR (started_ms = ? AND id < ?))");
+            values.extend([(*started).into(), (*started).into(), id.clone().into()]);
+        }
+        let clause = if conditions.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", conditions.join(" AND "))
+        };
+        values.push(filter.limit.map_or(-1, i64::from).into());
         let mut stmt = self
             .conn
-            .prepare(&format!(
-                "SELECT {SUMMARY_COLUMNS} FROM runs
-                 WHERE (?1 IS NULL OR pipeline = ?1) AND (?2 IS NULL OR status = ?2) AND (?3 IS NULL OR tenant = ?3)
-                 ORDER BY started_ms DESC, id DESC LIMIT ?4"
+            .prepare_cached(&format!(
+                "SELECT {SUMMARY_COLUMNS} FROM runs {clause} ORDER BY started_ms DESC, id DESC LIMIT ?"
             ))
             .map_err(|e| self.err(e))?;
-        let limit = filter.limit.map_or(-1, i64::from);
-        stmt.query_map(
-            params![filter.pipeline, filter.status, filter.tenant, limit],
-            run_summary,
-        )
-        .and_then(|rows| rows.collect())
-        .map_err(|e| self.err(e))
+        stmt.query_map(rusqlite::params_from_iter(values), run_summary)
+            .and_then(|rows| rows.collect())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Run `id` alone, without its stages.
+    pub fn run_summary(&self, id: &str) -> Result<RunSummary, StoreError> {
+        self.conn
+            .query_row(
+                &format!("SELECT {SUMMARY_COLUMNS} FROM runs WHERE id = ?1"),
+                params![id],
+                run_summary,
+            )
+            .optional()
+            .map_err(|e| self.err(e))?
+            .ok_or_else(|| StoreError::NoSuchRun(id.to_string()))
     }
 
     /// Run `id` with its stages, findings and artifacts.
@@ -170,7 +237,13 @@ impl Store {
             .query_row(
                 &format!("SELECT {SUMMARY_COLUMNS}, pipeline_file, workspace FROM runs WHERE id = ?1"),
                 params![id],
-                |r| Ok((run_summary(r)?, r.get::<_, String>(6)?, r.get::<_, String>(7)?)),
+                |r| {
+                    Ok((
+                        run_summary(r)?,
+                        r.get::<_, String>(SUMMARY_WIDTH)?,
+                        r.get::<_, String>(SUMMARY_WIDTH + 1)?,
+                    ))
+                },
             )
             .optional()
             .map_err(|e| self.err(e))?

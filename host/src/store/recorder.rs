@@ -36,6 +36,10 @@ pub struct NewRun {
     pub pipeline_text: String,
     /// How the run was started (JSON), for `--resume`.
     pub options: String,
+    /// The branch it builds.
+    pub branch: Option<String>,
+    /// The commit it builds.
+    pub commit: Option<String>,
 }
 
 /// Records one run's events; [`Recorder::finish`] waits until all are
@@ -54,24 +58,38 @@ impl Recorder {
         let path = store.path.clone();
         let wrap = super::sqlite(&path);
         let tx = store.conn.transaction().map_err(wrap)?;
-        tx.execute(
-            "INSERT INTO runs (id, pipeline, pipeline_file, tenant, status, started_ms, workspace, host_pid, host_start,
-                               pipeline_text, options)
-             VALUES (?1, ?2, ?3, ?4, 'running', ?5, ?6, ?7, ?8, ?9, ?10)",
-            params![
-                run.id,
-                run.pipeline,
-                run.pipeline_file,
-                run.tenant,
-                now,
-                run.workspace,
-                pid,
-                start,
-                run.pipeline_text,
-                run.options
-            ],
-        )
-        .map_err(wrap)?;
+        // A run `weir serve` accepted is already recorded, `queued`: it
+        // starts under the same id. Any other run with the id is refused.
+        let recorded = tx
+            .execute(
+                "INSERT INTO runs (id, pipeline, pipeline_file, tenant, status, started_ms, workspace, host_pid, host_start,
+                                   pipeline_text, options, branch, commit_sha, trigger)
+                 VALUES (?1, ?2, ?3, ?4, 'running', ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 'cli')
+                 ON CONFLICT (id) DO UPDATE SET
+                     pipeline = excluded.pipeline, pipeline_file = excluded.pipeline_file, status = 'running',
+                     started_ms = excluded.started_ms, workspace = excluded.workspace, host_pid = excluded.host_pid,
+                     host_start = excluded.host_start, pipeline_text = excluded.pipeline_text, options = excluded.options,
+                     branch = COALESCE(excluded.branch, runs.branch), commit_sha = COALESCE(excluded.commit_sha, runs.commit_sha)
+                 WHERE runs.status = 'queued' AND runs.tenant = excluded.tenant",
+                params![
+                    run.id,
+                    run.pipeline,
+                    run.pipeline_file,
+                    run.tenant,
+                    now,
+                    run.workspace,
+                    pid,
+                    start,
+                    run.pipeline_text,
+                    run.options,
+                    run.branch,
+                    run.commit
+                ],
+            )
+            .map_err(wrap)?;
+        if recorded == 0 {
+            return Err(StoreError::Taken(run.id.clone()));
+        }
         for (i, name) in run.stages.iter().enumerate() {
             tx.execute(
                 "INSERT INTO stages (run_id, name, position, status) VALUES (?1, ?2, ?3, 'waiting')",

@@ -208,4 +208,53 @@ CREATE TABLE deliveries (
     last      TEXT NOT NULL
 );
 "#,
+    // 4: `weir serve`: where a run came from, its queue, API tokens and
+    // forge deliveries.
+    r#"
+-- Where the run came from and what it builds; `queued` is a status too
+-- (a run of `weir serve` waiting for its turn).
+ALTER TABLE runs ADD COLUMN branch TEXT;
+ALTER TABLE runs ADD COLUMN commit_sha TEXT;
+ALTER TABLE runs ADD COLUMN repository TEXT;
+-- api, push, pull_request, rerun, cli
+ALTER TABLE runs ADD COLUMN trigger TEXT;
+-- Why the run ended as it did when its stages do not say (the server
+-- stopped, its checkout failed, it was cancelled while queued).
+ALTER TABLE runs ADD COLUMN reason TEXT;
+CREATE INDEX runs_by_tenant ON runs (tenant, started_ms DESC);
+CREATE INDEX runs_by_status ON runs (status, started_ms DESC);
+
+-- The server's queue: what to run for each of its runs, and how far it
+-- got. A run is here from the moment it is accepted until it ends.
+CREATE TABLE queue (
+    run_id    TEXT PRIMARY KEY REFERENCES runs (id) ON DELETE CASCADE,
+    tenant    TEXT NOT NULL,
+    -- JSON: the repository, commit, ref and how to run it.
+    job       TEXT NOT NULL,
+    -- queued, running, done
+    state     TEXT NOT NULL,
+    queued_ms INTEGER NOT NULL
+);
+CREATE INDEX queue_by_state ON queue (state, queued_ms);
+
+-- API tokens: only their SHA-256 is kept.
+CREATE TABLE api_tokens (
+    id         TEXT PRIMARY KEY,
+    -- NULL for an operator's token, which sees every tenant.
+    tenant     TEXT,
+    sha256     TEXT NOT NULL UNIQUE,
+    label      TEXT,
+    created_ms INTEGER NOT NULL,
+    revoked_ms INTEGER
+);
+
+-- Forge webhook deliveries already taken, so a redelivery queues nothing.
+CREATE TABLE hook_deliveries (
+    forge       TEXT NOT NULL,
+    delivery    TEXT NOT NULL,
+    received_ms INTEGER NOT NULL,
+    run_id      TEXT,
+    PRIMARY KEY (forge, delivery)
+);
+"#,
 ];

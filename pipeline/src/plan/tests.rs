@@ -37,6 +37,24 @@ fn focusing_keeps_a_stage_and_its_upstream_renumbered() {
 }
 
 #[test]
+fn untrusted_code_loses_deploys_secrets_and_what_needs_them() {
+    let mut p = plan(&format!(
+        "{HEAD}[stages.build]\nuses = \"noop\"\n[stages.sign]\nuses = \"noop\"\nneeds = [\"build\"]\n[stages.deploy]\nuses = \"noop\"\nneeds = [\"build\"]\n[stages.smoke]\nuses = \"noop\"\nneeds = [\"deploy\"]\n[stages.lint]\nuses = \"noop\"\nneeds = [\"build\"]\n"
+    ))
+    .expect("valid");
+    let at = |p: &Plan, n: &str| p.index_of(n).expect(n);
+    let (sign, deploy) = (at(&p, "sign"), at(&p, "deploy"));
+    p.stages[sign].secret_env.push("SIGNING_KEY".into());
+    p.stages[deploy].environment = Some("staging".into());
+    let left_out = p.without_trusted_stages();
+    assert_eq!(left_out, ["sign", "deploy", "smoke"]);
+    let names: Vec<&str> = p.stages.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["build", "lint"]);
+    assert_eq!(p.stages[1].needs, [0]);
+    assert!(p.notify.is_empty());
+}
+
+#[test]
 fn cycle_names_its_path() {
     let e = first_error(&format!(
         "{HEAD}[stages.a]\nuses = \"noop\"\nneeds = [\"c\"]\n[stages.b]\nuses = \"noop\"\nneeds = [\"a\"]\n[stages.c]\nuses = \"noop\"\nneeds = [\"b\"]\n"

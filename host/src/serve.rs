@@ -1,0 +1,290 @@
+//! `weir serve`: weir as a service. A forge's push or an API call queues a
+//! run in the history (SQLite, so `kill -9` loses nothing); the dispatcher
+//! starts queued runs as places free up, each with the run-session library
+//! under its tenant's policy; the API answers over HTTP what is running,
+//! what failed and why, and streams each run's events as they happen.
+//!
+//! ```text
+//! forge ──webhook──▶ hooks ─┐
+//! client ──/api/v1──▶ runs ─┴▶ queue (SQLite) ─▶ dispatch ─▶ session ─▶ events ─▶ SSE, statuses
+//! ```
+
+pub mod auth;
+pub mod checkout;
+pub mod db;
+pub mod dispatch;
+pub mod hooks;
+pub mod openapi;
+pub mod problem;
+pub mod routes;
+pub mod runs;
+pub mod statuses;
+pub mod stream;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+use weir_pipeline::config::server::ServerConfig;
+
+use crate::session::CancelToken;
+use crate::store::StoreError;
+
+/// Why the server could not start or went down.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum ServeError {
+    /// The run history cannot be used.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The address cannot be listened on.
+    #[error("cannot listen on {addr}: {source}")]
+    #[diagnostic(help("pass another --listen ADDR, or stop what listens there"))]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The tenants file cannot be used.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Tenants(#[from] weir_pipeline::config::tenants::TenantsError),
+    /// A repository names a tenant the tenants file lacks.
+    #[error("repository `{repository}` belongs to tenant `{tenant}`, which the tenants file does not define")]
+    #[diagnostic(help(
+        "add [tenants.{tenant}] to the tenants file, or fix `tenant` in the server's configuration"
+    ))]
+    UnknownTenant {
+        /// The repository's key.
+        repository: String,
+        /// The tenant it names.
+        tenant: String,
+    },
+}
+
+/// What a queued run is to do: recorded with it, so a restarted server
+/// runs the same thing.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Job {
+    /// The configured repository (its key).
+    pub repository: String,
+    /// The commit to build.
+    pub commit: String,
+    /// The branch, when it builds one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+    /// A ref to fetch when the commit cannot be fetched by id (a pull
+    /// request's head).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fetch: Option<String>,
+    /// The environment to deploy to (default: the pipeline's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
+    /// Code from outside the tenant: run without secrets and deploys.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub untrusted: bool,
+}
+
+/// Everything the handlers and the dispatcher share.
+pub struct App {
+    /// The server's configuration.
+    pub config: ServerConfig,
+    /// The run history.
+    pub db: db::Db,
+    /// Wakes the dispatcher (a run was queued or ended).
+    pub wake: tokio::sync::Notify,
+    /// Counts events seen, so log streams know to look again.
+    pub events: tokio::sync::watch::Sender<u64>,
+    /// The runs this server is running, with what cancels each.
+    pub running: Mutex<HashMap<String, Running>>,
+    /// Requests per token.
+    pub limiter: auth::RateLimiter,
+    /// Figures for `/metrics`.
+    pub metrics: Mutex<Metrics>,
+    /// Where checkouts go.
+    pub checkouts: std::path::PathBuf,
+    /// Set once the dispatcher has taken up the queue after a start.
+    pub ready: std::sync::atomic::AtomicBool,
+}
+
+/// A run this server is running.
+#[derive(Debug, Clone)]
+pub struct Running {
+    /// Its tenant.
+    pub tenant: String,
+    /// Cancels it.
+    pub cancel: CancelToken,
+}
+
+/// What `/metrics` counts besides what the history holds.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Stage durations by outcome: (count, sum in seconds) per bucket
+    /// bound (seconds), cumulative, as Prometheus histograms are.
+    pub stage_seconds: HashMap<String, Histogram>,
+    /// Per tenant: fuel used, peak memory (bytes) and stage wall time.
+    pub tenants: HashMap<String, TenantUsage>,
+    /// Requests answered, by status class.
+    pub requests: HashMap<u16, u64>,
+}
+
+/// A Prometheus histogram.
+#[derive(Debug, Default, Clone)]
+pub struct Histogram {
+    /// Counts at or below each of [`STAGE_BUCKETS`].
+    pub buckets: Vec<u64>,
+    /// Observations.
+    pub count: u64,
+    /// Their sum.
+    pub sum: f64,
+}
+
+/// The bounds of the stage-duration histogram, in seconds.
+pub const STAGE_BUCKETS: [f64; 10] = [0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0];
+
+impl Histogram {
+    /// Count one observation of `secs`.
+    pub fn observe(&mut self, secs: f64) {
+        if self.buckets.is_empty() {
+            self.buckets = vec![0; STAGE_BUCKETS.len()];
+        }
+        for (i, bound) in STAGE_BUCKETS.iter().enumerate() {
+            if secs <= *bound {
+                self.buckets[i] += 1;
+            }
+        }
+        self.count += 1;
+        self.sum += secs;
+    }
+}
+
+/// A tenant's use of the sandbox, summed over its stages.
+#[derive(Debug, Default, Clone)]
+pub struct TenantUsage {
+    /// Fuel its guests burned.
+    pub fuel: u64,
+    /// The most memory one of its guests held, in bytes.
+    pub peak_memory: u64,
+    /// Stage wall time, in seconds.
+    pub stage_seconds: f64,
+    /// Stages run.
+    pub stages: u64,
+}
+
+impl App {
+    /// The runs this server is running, per tenant.
+    pub fn running_per_tenant(&self) -> HashMap<String, usize> {
+        let mut counts = HashMap::new();
+        for r in self.running.lock().unwrap_or_else(|e| e.into_inner()).values() {
+            *counts.entry(r.tenant.clone()).or_insert(0) += 1;
+        }
+        counts
+    }
+}
+
+/// Start the server: open the history, take up the queue, and answer on
+/// `config.listen` until SIGINT or SIGTERM.
+pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
+    let state = match &config.data_dir {
+        Some(dir) => crate::session::state::choose_state_dir(dir),
+        None => crate::session::state::state_dir(),
+    };
+    // Every repository's tenant must exist before anything is accepted.
+    let tenants = weir_pipeline::config::tenants::Tenants::load(config.tenants.as_deref())?;
+    for repo in config.repositories.values() {
+        if let Some(t) = &repo.tenant
+            && tenants.get(Some(t)).is_err()
+        {
+            return Err(ServeError::UnknownTenant {
+                repository: repo.key.clone(),
+                tenant: t.clone(),
+            });
+        }
+    }
+    let db = db::Db::open(&state)?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServeError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| ServeError::Listen {
+        addr: config.listen,
+        source,
+    })?;
+    let app = Arc::new(App {
+        limiter: auth::RateLimiter::new(config.rate_limit),
+        checkouts: state.join("checkouts"),
+        config,
+        db,
+        wake: tokio::sync::Notify::new(),
+        events: tokio::sync::watch::Sender::new(0),
+        running: Mutex::default(),
+        metrics: Mutex::default(),
+        ready: std::sync::atomic::AtomicBool::new(false),
+    });
+    // The one line a script waits for: where the server answers.
+    println!(
+        "weir serve: listening on http://{addr} (state in {})",
+        state.display()
+    );
+    tracing::info!(%addr, "listening");
+    let dispatcher = tokio::spawn(dispatch::run(app.clone()));
+    let router = routes::router(app.clone());
+    let stop = shutdown_signal();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let router = router.clone();
+                    let timeout = app.config.request_timeout;
+                    tokio::spawn(routes::serve_connection(stream, router, timeout));
+                }
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            },
+            () = &mut stop => break,
+        }
+    }
+    // Stopping: running runs are cancelled (their stages get the grace
+    // period) and end `cancelled`; queued runs stay queued for the next
+    // start.
+    println!("weir serve: stopping; cancelling the runs in progress");
+    let cancels: Vec<CancelToken> = app
+        .running
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .values()
+        .map(|r| r.cancel.clone())
+        .collect();
+    for c in &cancels {
+        c.cancel();
+    }
+    let deadline = tokio::time::Instant::now() + crate::run::CANCEL_GRACE + std::time::Duration::from_secs(5);
+    while !app.running.lock().unwrap_or_else(|e| e.into_inner()).is_empty()
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    dispatcher.abort();
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+}

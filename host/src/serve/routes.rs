@@ -1,0 +1,178 @@
+//! The server's routes, and what every request goes through first: its
+//! token (the caller's tenant), its rate, its size and its time.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+
+use super::App;
+use super::auth::{Caller, bearer, hash};
+use super::problem::Problem;
+
+type Shared = State<Arc<App>>;
+
+/// Every route of `weir serve`.
+pub fn router(app: Arc<App>) -> Router {
+    let api = Router::new()
+        .route("/runs", get(super::runs::list).post(super::runs::create))
+        .route("/runs/{id}", get(super::runs::get))
+        .route("/runs/{id}/cancel", post(super::runs::cancel))
+        .route("/runs/{id}/rerun", post(super::runs::rerun))
+        .route("/runs/{id}/logs", get(super::stream::logs))
+        .route("/runs/{id}/events", get(super::stream::events))
+        .route("/openapi.json", get(super::openapi::document))
+        .route("/hooks/{forge}", post(super::hooks::receive));
+    Router::new()
+        .nest("/api/v1", api)
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(super::openapi::metrics))
+        .fallback(unknown)
+        .method_not_allowed_fallback(not_allowed)
+        .layer(DefaultBodyLimit::max(app.config.max_body))
+        .layer(middleware::from_fn_with_state(app.clone(), admit))
+        .with_state(app)
+}
+
+/// Paths anyone may ask for: health, the API's description, and the
+/// forges' webhooks (which carry their own signatures).
+fn public(path: &str) -> bool {
+    matches!(path, "/healthz" | "/readyz" | "/api/v1/openapi.json") || path.starts_with("/api/v1/hooks/")
+}
+
+/// Authenticate, rate-limit and time every request.
+async fn admit(State(app): Shared, mut request: Request, next: Next) -> Response {
+    let path = request.uri().path().to_string();
+    let streams = path.ends_with("/events");
+    if !public(&path) {
+        let presented = bearer(
+            request
+                .headers()
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok()),
+        )
+        .map(hash);
+        let Some(presented) = presented else {
+            return unauthorized(
+                "this call needs an API token: send `Authorization: Bearer weir_…` (`weir serve token create` makes one)",
+            );
+        };
+        let found = app.db.call(move |s| s.token_by_hash(&presented)).await;
+        let token = match found {
+            Ok(Some(t)) => t,
+            Ok(None) => return unauthorized("the API token is not known, or was revoked"),
+            Err(e) => return Problem::internal(e).into_response(),
+        };
+        if let Err(wait) = app.limiter.take(&token.id) {
+            let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+            let mut p = Problem::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "this token made more than {} requests a second; try again in {secs}s",
+                    app.config.rate_limit
+                ),
+            );
+            p.retry_after = Some(secs);
+            return p.into_response();
+        }
+        request.extensions_mut().insert(Caller {
+            token: token.id,
+            tenant: token.tenant,
+        });
+    } else if path.starts_with("/api/v1/hooks/")
+        && let Err(wait) = app.limiter.take(&path)
+    {
+        let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+        let mut p = Problem::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("too many deliveries; try again in {secs}s"),
+        );
+        p.retry_after = Some(secs);
+        return p.into_response();
+    }
+    let limit = app.config.request_timeout;
+    let response = if streams {
+        next.run(request).await
+    } else {
+        match tokio::time::timeout(limit, next.run(request)).await {
+            Ok(r) => r,
+            Err(_) => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "the request took longer than the server's request-timeout ({}s)",
+                    limit.as_secs()
+                ),
+            )
+            .into_response(),
+        }
+    };
+    let mut m = app.metrics.lock().unwrap_or_else(|e| e.into_inner());
+    *m.requests.entry(response.status().as_u16()).or_insert(0) += 1;
+    response
+}
+
+fn unauthorized(detail: &str) -> Response {
+    let mut r = Problem::new(StatusCode::UNAUTHORIZED, detail).into_response();
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"weir\""),
+    );
+    r
+}
+
+async fn unknown(request: Request) -> Problem {
+    Problem::not_found(format!("no such resource: {}", request.uri().path()))
+}
+
+async fn not_allowed(request: Request) -> Problem {
+    Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{} is not allowed on {}", request.method(), request.uri().path()),
+    )
+}
+
+/// Alive: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, description = "The server is alive", body = String, content_type = "text/plain")))]
+pub async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// Ready: the history answers and the queue was taken up after the start.
+#[utoipa::path(get, path = "/readyz", tag = "health", responses(
+    (status = 200, description = "The server takes runs", body = String, content_type = "text/plain"),
+    (status = 503, description = "Not yet, or the history does not answer", body = Problem, content_type = "application/problem+json"),
+))]
+pub async fn readyz(State(app): Shared) -> Response {
+    if !app.ready.load(std::sync::atomic::Ordering::Acquire) {
+        return Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the queue is still being taken up",
+        )
+        .into_response();
+    }
+    match app.db.call(|s| s.queue_depth()).await {
+        Ok(_) => "ready\n".into_response(),
+        Err(e) => Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the run history does not answer: {e}"),
+        )
+        .into_response(),
+    }
+}
+
+/// Serve one connection: its head must arrive within `timeout`, so a
+/// slow client cannot hold a connection open for nothing.
+pub async fn serve_connection(stream: tokio::net::TcpStream, app: Router, timeout: Duration) {
+    let service = hyper_util::service::TowerToHyperService::new(app);
+    let _ = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(timeout.min(Duration::from_secs(10)))
+        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+        .await;
+}
