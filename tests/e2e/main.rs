@@ -18,6 +18,7 @@ mod network;
 mod process;
 mod replay;
 mod scheduler;
+mod serve;
 mod support;
 mod tenancy;
 mod validation;

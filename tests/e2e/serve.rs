@@ -1,0 +1,789 @@
+//! `weir serve`, driven over HTTP: the real binary on an ephemeral port
+//! of 127.0.0.1, a real git repository as the forge's, real runs.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::support::{Project, nap};
+
+/// The tenants the tests' server knows, each allowed the programs the
+/// test pipelines run.
+const TENANTS: &str = r#"
+[tenants.acme]
+allow = { exec = ["git", "sh", "sleep", "cat"] }
+
+[tenants.globex]
+allow = { exec = ["git", "sh", "sleep", "cat"] }
+"#;
+
+/// A pipeline that checks the repository out and reads a file of it.
+const GREET: &str = r#"
+[pipeline]
+name = "svc"
+
+[stages.checkout]
+uses = "git"
+with = { repo = "${{ pipeline.dir }}", ref = "HEAD", depth = 1 }
+allow = { exec = ["git"], read = ["."] }
+
+[stages.greet]
+needs = ["checkout"]
+run = "cat src/greeting.txt"
+"#;
+
+const SECRET: &str = "s3cret-for-the-hook";
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+        .args(args)
+        .output()
+        .expect("git runs");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A git repository `repo` in the project with `pipeline` committed on
+/// `main`; returns the commit.
+fn repository(p: &Project, pipeline: &str) -> String {
+    p.write("repo/pipeline.toml", pipeline);
+    p.write("repo/greeting.txt", "hello from the repository\n");
+    let dir = p.path().join("repo");
+    git(&dir, &["init", "-q", "-b", "main"]);
+    git(&dir, &["add", "-A"]);
+    git(&dir, &["commit", "-qm", "first"]);
+    git(&dir, &["rev-parse", "HEAD"])
+}
+
+/// The server's configuration: repository `app` of tenant acme, `other`
+/// of tenant globex, both the project's repository.
+fn config(extra_server: &str) -> String {
+    format!(
+        r#"
+[server]
+data-dir = "state"
+tenants = "tenants.toml"
+{extra_server}
+
+[repositories.app]
+forge = "github"
+name = "acme/app"
+clone-url = "repo"
+secret-env = "APP_SECRET"
+tenant = "acme"
+
+[repositories.other]
+forge = "gitea"
+name = "globex/other"
+clone-url = "repo"
+secret-env = "APP_SECRET"
+tenant = "globex"
+"#
+    )
+}
+
+/// A running `weir serve`, killed when dropped.
+struct Server {
+    child: Child,
+    addr: String,
+    dir: PathBuf,
+}
+
+impl Server {
+    fn start(p: &Project) -> Server {
+        Self::start_in(p.path())
+    }
+
+    fn start_in(dir: &Path) -> Server {
+        let mut child = std::process::Command::new(crate::support::weir_bin())
+            .args(["serve", "--config", "weir-server.toml", "--listen", "127.0.0.1:0"])
+            .current_dir(dir)
+            .env("APP_SECRET", SECRET)
+            .env("WEIR_CACHE_DIR", crate::support::shared_cache())
+            .env("NO_COLOR", "1")
+            .env_remove("WEIR_LOG")
+            .env_remove("WEIR_STATE_DIR")
+            .env_remove("WEIR_TENANTS")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("weir serve starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let first = lines.next().and_then(Result::ok).unwrap_or_default();
+        let addr = first
+            .split("http://")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .unwrap_or_else(|| panic!("weir serve did not say where it listens: {first:?}"))
+            .to_string();
+        // Keep reading its stdout so it never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        let server = Server {
+            child,
+            addr,
+            dir: dir.to_path_buf(),
+        };
+        server.wait_ready();
+        server
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if self.get("/readyz", None).status == 200 {
+                return;
+            }
+            nap(Duration::from_millis(50));
+        }
+        panic!("weir serve never became ready");
+    }
+
+    /// `kill -9`: no chance to record anything.
+    fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn token(&self, args: &[&str]) -> String {
+        let mut all = vec!["serve", "--config", "weir-server.toml", "token", "create"];
+        all.extend_from_slice(args);
+        let out = std::process::Command::new(crate::support::weir_bin())
+            .args(&all)
+            .current_dir(&self.dir)
+            .env_remove("WEIR_STATE_DIR")
+            .output()
+            .expect("weir serve token create");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    fn request(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        headers: &[(&str, String)],
+        body: &[u8],
+    ) -> Answer {
+        let mut head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
+            self.addr,
+            body.len()
+        );
+        if let Some(t) = token {
+            head.push_str(&format!("Authorization: Bearer {t}\r\n"));
+        }
+        for (k, v) in headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str("\r\n");
+        let mut stream = TcpStream::connect(&self.addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(120)))
+            .expect("timeout");
+        stream.write_all(head.as_bytes()).expect("write head");
+        stream.write_all(body).expect("write body");
+        let mut raw = Vec::new();
+        let _ = stream.read_to_end(&mut raw);
+        Answer::parse(&raw)
+    }
+
+    fn get(&self, path: &str, token: Option<&str>) -> Answer {
+        self.request("GET", path, token, &[], b"")
+    }
+
+    fn post(&self, path: &str, token: Option<&str>, body: &Value) -> Answer {
+        self.request(
+            "POST",
+            path,
+            token,
+            &[("Content-Type", "application/json".into())],
+            body.to_string().as_bytes(),
+        )
+    }
+
+    /// A GitHub-shaped delivery of `event`, signed with `secret`.
+    fn github(&self, event: &str, delivery: &str, payload: &Value, secret: Option<&str>) -> Answer {
+        let body = payload.to_string();
+        let mut headers = vec![
+            ("X-GitHub-Event", event.to_string()),
+            ("X-GitHub-Delivery", delivery.to_string()),
+            ("Content-Type", "application/json".into()),
+        ];
+        if let Some(secret) = secret {
+            headers.push((
+                "X-Hub-Signature-256",
+                format!("sha256={}", hmac(secret, body.as_bytes())),
+            ));
+        }
+        self.request("POST", "/api/v1/hooks/github", None, &headers, body.as_bytes())
+    }
+
+    /// Every event of run `id` after `after`, following the live stream
+    /// to its end.
+    fn events(&self, id: &str, token: &str, after: Option<u64>) -> Vec<(u64, String, Value)> {
+        let headers: Vec<(&str, String)> = after
+            .map(|a| ("Last-Event-ID", a.to_string()))
+            .into_iter()
+            .collect();
+        let answer = self.request(
+            "GET",
+            &format!("/api/v1/runs/{id}/events"),
+            Some(token),
+            &headers,
+            b"",
+        );
+        assert_eq!(answer.status, 200, "{answer:?}");
+        assert!(
+            answer
+                .header("content-type")
+                .is_some_and(|c| c.starts_with("text/event-stream")),
+            "{answer:?}"
+        );
+        let mut out = Vec::new();
+        for block in answer.body.split("\n\n") {
+            let (mut seq, mut kind, mut data) = (None, String::new(), String::new());
+            for line in block.lines() {
+                if let Some(v) = line.strip_prefix("id: ").or_else(|| line.strip_prefix("id:")) {
+                    seq = v.trim().parse().ok();
+                } else if let Some(v) = line.strip_prefix("event: ") {
+                    kind = v.to_string();
+                } else if let Some(v) = line.strip_prefix("data: ") {
+                    data.push_str(v);
+                }
+            }
+            if let Some(seq) = seq {
+                out.push((seq, kind, serde_json::from_str(&data).expect("data is JSON")));
+            }
+        }
+        out
+    }
+
+    /// Poll run `id` until `done` holds of it.
+    fn wait_for(&self, id: &str, token: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(240);
+        loop {
+            let run = self.get(&format!("/api/v1/runs/{id}"), Some(token));
+            if run.status == 200 && done(&run.json()) {
+                return run.json();
+            }
+            assert!(Instant::now() < deadline, "run {id} never got to {what}: {run:?}");
+            nap(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn hmac(secret: &str, body: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    // HMAC-SHA256 by its definition (RFC 2104), so the test does not use
+    // the code it checks.
+    let mut key = secret.as_bytes().to_vec();
+    key.resize(64, 0);
+    let pad = |b: u8| key.iter().map(|k| k ^ b).collect::<Vec<u8>>();
+    let inner = Sha256::new()
+        .chain_update(pad(0x36))
+        .chain_update(body)
+        .finalize();
+    hex::encode(
+        Sha256::new()
+            .chain_update(pad(0x5c))
+            .chain_update(inner)
+            .finalize(),
+    )
+}
+
+/// An HTTP answer.
+struct Answer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Answer {
+    fn parse(raw: &[u8]) -> Answer {
+        let text = String::from_utf8_lossy(raw);
+        let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        let mut lines = head.lines();
+        let status = lines
+            .next()
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+            .collect();
+        let chunked = headers
+            .iter()
+            .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
+        let body = if chunked { dechunk(rest) } else { rest.to_string() };
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {self:?}"))
+    }
+
+    /// A problem document (RFC 9457) with `status`.
+    fn problem(&self, status: u16) -> Value {
+        assert_eq!(self.status, status, "{self:?}");
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/problem+json"),
+            "{self:?}"
+        );
+        let p = self.json();
+        assert_eq!(p["status"], status, "{p}");
+        assert!(p["detail"].as_str().is_some_and(|d| !d.is_empty()), "{p}");
+        p
+    }
+}
+
+impl std::fmt::Debug for Answer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {:?}\n{}", self.status, self.headers, self.body)
+    }
+}
+
+fn dechunk(mut rest: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, tail)) = rest.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if n == 0 || tail.len() < n {
+            break;
+        }
+        out.push_str(&tail[..n]);
+        rest = tail[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// A project with the repository, the tenants and the server's file.
+fn project(pipeline: &str, extra_server: &str) -> (Project, String) {
+    let p = Project::new();
+    let commit = repository(&p, pipeline);
+    p.write("tenants.toml", TENANTS);
+    p.write("weir-server.toml", config(extra_server));
+    (p, commit)
+}
+
+fn push(commit: &str) -> Value {
+    json!({"ref": "refs/heads/main", "after": commit, "repository": {"full_name": "acme/app"}})
+}
+
+#[test]
+fn a_signed_push_queues_one_run_and_a_bad_or_repeated_delivery_none() {
+    let (p, commit) = project(GREET, "");
+    let server = Server::start(&p);
+    let acme = server.token(&["--tenant", "acme"]);
+
+    let bad = server.github("push", "d-bad", &push(&commit), Some("not-the-secret"));
+    bad.problem(401);
+    let unsigned = server.github("push", "d-unsigned", &push(&commit), None);
+    unsigned.problem(401);
+
+    let first = server.github("push", "d-1", &push(&commit), Some(SECRET));
+    assert_eq!(first.status, 202, "{first:?}");
+    assert_eq!(first.json()["status"], "queued");
+    let id = first.json()["run"].as_str().expect("a run").to_string();
+    let again = server.github("push", "d-1", &push(&commit), Some(SECRET));
+    assert_eq!(again.status, 200, "{again:?}");
+    assert_eq!(again.json(), json!({"status": "duplicate", "run": id}));
+
+    let ping = server.github(
+        "ping",
+        "d-ping",
+        &json!({"zen": "hi", "repository": {"full_name": "acme/app"}}),
+        Some(SECRET),
+    );
+    assert_eq!((ping.status, ping.json()["status"].clone()), (200, json!("pong")));
+
+    // One run, of the pushed commit and branch, and it succeeds.
+    let list = server.get("/api/v1/runs", Some(&acme)).json();
+    let runs = list["runs"].as_array().expect("runs");
+    assert_eq!(runs.len(), 1, "{list}");
+    let run = server.wait_for(&id, &acme, "its end", |r| {
+        !matches!(r["status"].as_str(), Some("queued" | "running"))
+    });
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(
+        (
+            run["commit"].as_str(),
+            run["branch"].as_str(),
+            run["trigger"].as_str()
+        ),
+        (Some(commit.as_str()), Some("main"), Some("push"))
+    );
+    let logs = server
+        .get(&format!("/api/v1/runs/{id}/logs?stage=greet"), Some(&acme))
+        .json();
+    assert_eq!(logs["lines"][0]["message"], "hello from the repository", "{logs}");
+}
+
+#[test]
+fn a_run_is_followed_over_sse_and_resumed_from_last_event_id_without_gaps() {
+    let (p, commit) = project(GREET, "");
+    let server = Server::start(&p);
+    let acme = server.token(&["--tenant", "acme"]);
+    let created = server.post(
+        "/api/v1/runs",
+        Some(&acme),
+        &json!({"repository": "app", "ref": "main"}),
+    );
+    assert_eq!(created.status, 201, "{created:?}");
+    let id = created.json()["id"].as_str().expect("id").to_string();
+    assert_eq!(
+        created.header("location"),
+        Some(format!("/api/v1/runs/{id}").as_str())
+    );
+    assert_eq!(created.json()["commit"], commit);
+
+    // Followed live from the start, the stream ends with the run.
+    let all = server.events(&id, &acme, None);
+    let ids: Vec<u64> = all.iter().map(|(seq, ..)| *seq).collect();
+    assert_eq!(
+        ids,
+        (1..=ids.len() as u64).collect::<Vec<_>>(),
+        "ids are the run's event positions"
+    );
+    let (_, kind, last) = all.last().expect("events");
+    assert_eq!(
+        (kind.as_str(), last["status"].as_str()),
+        ("run_finished", Some("succeeded")),
+        "{all:?}"
+    );
+    assert_eq!(all[0].1, "run_started");
+    assert_eq!(all[0].2["run"], id.as_str());
+
+    // Reconnecting after event 3 gives exactly the rest.
+    let rest = server.events(&id, &acme, Some(3));
+    assert_eq!(rest.first().map(|e| e.0), Some(4));
+    assert_eq!(rest.len(), all.len() - 3);
+    for (a, b) in rest.iter().zip(&all[3..]) {
+        assert_eq!(a.0, b.0);
+        assert_eq!(a.2, b.2);
+    }
+    let done = server.get(&format!("/api/v1/runs/{id}"), Some(&acme)).json();
+    assert_eq!(done["stages"][1]["name"], "greet");
+    assert_eq!(done["attempts"].as_array().map(Vec::len), Some(2), "{done}");
+}
+
+#[test]
+fn a_tenants_token_cannot_see_another_tenants_run() {
+    let (p, _) = project(GREET, "");
+    let server = Server::start(&p);
+    let acme = server.token(&["--tenant", "acme"]);
+    let globex = server.token(&["--tenant", "globex"]);
+    let operator = server.token(&["--operator"]);
+    let created = server.post("/api/v1/runs", Some(&acme), &json!({"repository": "app"}));
+    assert_eq!(created.status, 201, "{created:?}");
+    let id = created.json()["id"].as_str().expect("id").to_string();
+
+    let missing = server
+        .get("/api/v1/runs/20200101-000000-000000", Some(&globex))
+        .problem(404);
+    for path in [
+        format!("/api/v1/runs/{id}"),
+        format!("/api/v1/runs/{id}/logs"),
+        format!("/api/v1/runs/{id}/events"),
+    ] {
+        let hidden = server.get(&path, Some(&globex)).problem(404);
+        assert_eq!(hidden["title"], missing["title"], "{hidden}");
+    }
+    server
+        .post(&format!("/api/v1/runs/{id}/cancel"), Some(&globex), &json!({}))
+        .problem(404);
+    server
+        .post(&format!("/api/v1/runs/{id}/rerun"), Some(&globex), &json!({}))
+        .problem(404);
+    // Nor start one of its repositories, nor list its runs.
+    server
+        .post("/api/v1/runs", Some(&globex), &json!({"repository": "app"}))
+        .problem(404);
+    server.get("/api/v1/runs?tenant=acme", Some(&globex)).problem(404);
+    let listed = server.get("/api/v1/runs", Some(&globex)).json();
+    assert_eq!(listed["runs"], json!([]), "{listed}");
+
+    // Its own tenant and the operator see it.
+    assert_eq!(server.get(&format!("/api/v1/runs/{id}"), Some(&acme)).status, 200);
+    let all = server.get("/api/v1/runs", Some(&operator)).json();
+    assert!(
+        all["runs"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|r| r["id"] == id.as_str())),
+        "{all}"
+    );
+    // No token, or a revoked one: 401.
+    server.get("/api/v1/runs", None).problem(401);
+    server.get("/api/v1/runs", Some("weir_0000")).problem(401);
+    server.wait_for(&id, &acme, "its end", |r| r["status"] == "succeeded");
+}
+
+#[test]
+fn cancel_stops_a_running_stage_within_its_grace() {
+    let pipeline = "[pipeline]\nname = \"slow\"\n\n[stages.wait]\nrun = \"sleep 120\"\n";
+    let (p, _) = project(pipeline, "");
+    let server = Server::start(&p);
+    let acme = server.token(&["--tenant", "acme"]);
+    let created = server.post("/api/v1/runs", Some(&acme), &json!({"repository": "app"}));
+    let id = created.json()["id"].as_str().expect("id").to_string();
+    server.wait_for(&id, &acme, "its stage running", |r| {
+        r["stages"][0]["status"] == "running"
+    });
+    let asked = Instant::now();
+    let cancel = server.post(&format!("/api/v1/runs/{id}/cancel"), Some(&acme), &json!({}));
+    assert_eq!(
+        (cancel.status, cancel.json()["status"].clone()),
+        (202, json!("cancelling")),
+        "{cancel:?}"
+    );
+    let run = server.wait_for(&id, &acme, "cancelled", |r| r["status"] == "cancelled");
+    assert_eq!(run["stages"][0]["status"], "cancelled", "{run}");
+    // Well within the stage's two minutes: the grace period is seconds.
+    assert!(asked.elapsed() < Duration::from_secs(60), "{:?}", asked.elapsed());
+    // An ended run cannot be cancelled again.
+    server
+        .post(&format!("/api/v1/runs/{id}/cancel"), Some(&acme), &json!({}))
+        .problem(409);
+}
+
+#[test]
+fn kill_9_of_the_server_mid_run_leaves_no_run_stuck() {
+    // One run at a time: the first is mid-stage when the server dies, the
+    // second still queued.
+    let pipeline = "[pipeline]\nname = \"two\"\n\n[stages.first]\nrun = \"echo first\"\n\n[stages.second]\nneeds = [\"first\"]\nrun = \"sleep 4; echo second\"\n";
+    let (p, _) = project(pipeline, "concurrency = 1");
+    let server = Server::start(&p);
+    let acme = server.token(&["--tenant", "acme"]);
+    let a = server
+        .post("/api/v1/runs", Some(&acme), &json!({"repository": "app"}))
+        .json()["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let b = server
+        .post("/api/v1/runs", Some(&acme), &json!({"repository": "app"}))
+        .json()["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    server.wait_for(&a, &acme, "its second stage running", |r| {
+        r["stages"][1]["status"] == "running"
+    });
+    assert_eq!(
+        server.get(&format!("/api/v1/runs/{b}"), Some(&acme)).json()["status"],
+        "queued"
+    );
+    let dir = server.dir.clone();
+    server.kill9();
+
+    let server = Server::start_in(&dir);
+    // The interrupted run is resumed: its first stage keeps its result,
+    // its second runs again; the queued one runs after it.
+    let run = server.wait_for(&a, &acme, "its end", |r| {
+        !matches!(r["status"].as_str(), Some("queued" | "running" | "interrupted"))
+    });
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert!(
+        !run["stages"][0]["reused"].is_null(),
+        "the first stage is not run again: {run}"
+    );
+    let run = server.wait_for(&b, &acme, "its end", |r| {
+        !matches!(r["status"].as_str(), Some("queued" | "running" | "interrupted"))
+    });
+    assert_eq!(run["status"], "succeeded", "{run}");
+    let stuck = server.get("/api/v1/runs?status=running", Some(&acme)).json();
+    assert_eq!(stuck["runs"], json!([]), "{stuck}");
+}
+
+#[test]
+fn bad_requests_get_a_problem_that_names_the_field_and_change_nothing() {
+    let (p, _) = project(
+        GREET,
+        "rate-limit = 20\nmax-body = 4096\nrequest-timeout = \"2s\"",
+    );
+    let server = Server::start(&p);
+    let acme = server.token(&["--tenant", "acme"]);
+    let flood = server.token(&["--tenant", "acme"]);
+
+    let malformed = server.request("POST", "/api/v1/runs", Some(&acme), &[], b"{\"repository\": ");
+    malformed.problem(400);
+    let wrong = server.post("/api/v1/runs", Some(&acme), &json!({"repository": 7}));
+    assert_eq!(wrong.problem(400)["field"], "repository");
+    let unknown = server.post(
+        "/api/v1/runs",
+        Some(&acme),
+        &json!({"repository": "app", "branch": "x"}),
+    );
+    assert_eq!(unknown.problem(400)["field"], "branch");
+    let no_repo = server.post("/api/v1/runs", Some(&acme), &json!({"repository": "nope"}));
+    assert_eq!(no_repo.problem(404)["field"], "repository");
+    let no_ref = server.post(
+        "/api/v1/runs",
+        Some(&acme),
+        &json!({"repository": "app", "ref": "no-such-branch"}),
+    );
+    assert_eq!(no_ref.problem(400)["field"], "ref");
+    let huge = vec![b' '; 8192];
+    server
+        .request("POST", "/api/v1/runs", Some(&acme), &[], &huge)
+        .problem(413);
+    assert_eq!(
+        server.get("/api/v1/runs?limit=0", Some(&acme)).problem(400)["field"],
+        "limit"
+    );
+    assert_eq!(
+        server.get("/api/v1/runs?colour=red", Some(&acme)).problem(400)["field"],
+        "colour"
+    );
+    assert_eq!(
+        server.get("/api/v1/runs?status=done", Some(&acme)).problem(400)["field"],
+        "status"
+    );
+    server.get("/api/v1/runs/nope", Some(&acme)).problem(404);
+    server.get("/api/v1/nothing-here", Some(&acme)).problem(404);
+    server
+        .request("DELETE", "/api/v1/runs", Some(&acme), &[], b"")
+        .problem(405);
+    // Nothing was queued by any of it.
+    assert_eq!(server.get("/api/v1/runs", Some(&acme)).json()["runs"], json!([]));
+
+    // A token over its rate waits, and says how long; others do not.
+    let answers: Vec<Answer> = (0..60)
+        .map(|_| server.get("/api/v1/runs?limit=1", Some(&flood)))
+        .collect();
+    let limited = answers
+        .iter()
+        .find(|a| a.status == 429)
+        .expect("some request over the rate is refused");
+    limited.problem(429);
+    assert!(
+        limited
+            .header("retry-after")
+            .and_then(|s| s.parse::<u64>().ok())
+            .is_some_and(|s| s >= 1),
+        "{limited:?}"
+    );
+    assert_eq!(server.get("/api/v1/runs", Some(&acme)).status, 200);
+
+    // A client that never finishes its request is let go.
+    let mut slow = TcpStream::connect(&server.addr).expect("connect");
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .expect("write");
+    slow.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let started = Instant::now();
+    let mut rest = Vec::new();
+    let _ = slow.read_to_end(&mut rest);
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "held for {:?}",
+        started.elapsed()
+    );
+    assert_eq!(server.get("/healthz", None).status, 200);
+}
+
+#[test]
+fn a_pull_request_from_a_fork_runs_without_its_deploys() {
+    let pipeline = format!(
+        "{GREET}\n[environments.staging]\nvariables = {{ LEVEL = \"debug\" }}\n\n[stages.ship]\nneeds = [\"greet\"]\nenvironment = \"staging\"\nrun = \"echo shipping\"\n"
+    );
+    let (p, commit) = project(&pipeline, "");
+    let server = Server::start(&p);
+    let acme = server.token(&["--tenant", "acme"]);
+    let pr = |head: &str| {
+        json!({"action": "opened", "number": 1, "repository": {"full_name": "acme/app"}, "pull_request": {
+            "head": {"sha": commit, "ref": "main", "repo": {"full_name": head}},
+            "base": {"ref": "main", "repo": {"full_name": "acme/app"}}}})
+    };
+    // The pull request's head, where the forge keeps it.
+    git(
+        &p.path().join("repo"),
+        &["update-ref", "refs/pull/1/head", &commit],
+    );
+    let fork = server.github("pull_request", "pr-fork", &pr("mallory/app"), Some(SECRET));
+    assert_eq!(fork.status, 202, "{fork:?}");
+    let id = fork.json()["run"].as_str().expect("run").to_string();
+    let run = server.wait_for(&id, &acme, "its end", |r| {
+        !matches!(r["status"].as_str(), Some("queued" | "running"))
+    });
+    assert_eq!(run["status"], "succeeded", "{run}");
+    let stages: Vec<&str> = run["stages"]
+        .as_array()
+        .expect("stages")
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    assert_eq!(stages, ["checkout", "greet"], "{run}");
+    assert!(
+        run["reason"].as_str().is_some_and(|r| r.contains("ship")),
+        "{run}"
+    );
+    assert_eq!(
+        run["branch"],
+        Value::Null,
+        "a fork's `main` is not the repository's"
+    );
+
+    // The same pull request from a branch of the repository runs it all.
+    let inside = server.github("pull_request", "pr-inside", &pr("acme/app"), Some(SECRET));
+    let id = inside.json()["run"].as_str().expect("run").to_string();
+    let run = server.wait_for(&id, &acme, "its end", |r| {
+        !matches!(r["status"].as_str(), Some("queued" | "running"))
+    });
+    assert_eq!(run["stages"].as_array().map(Vec::len), Some(3), "{run}");
+    assert_eq!(run["status"], "succeeded", "{run}");
+}
+
+#[test]
+fn the_api_describes_itself_in_openapi_3_1() {
+    let (p, _) = project(GREET, "");
+    let server = Server::start(&p);
+    let doc = server.get("/api/v1/openapi.json", None);
+    assert_eq!(doc.status, 200);
+    let doc = doc.json();
+    assert!(
+        doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.1")),
+        "{}",
+        doc["openapi"]
+    );
+    assert!(doc["paths"]["/api/v1/runs"]["post"].is_object());
+    let operator = server.token(&["--operator"]);
+    let metrics = server.get("/metrics", Some(&operator));
+    assert_eq!(metrics.status, 200, "{metrics:?}");
+    assert!(metrics.body.contains("weir_queue_depth 0"), "{}", metrics.body);
+    let acme = server.token(&["--tenant", "acme"]);
+    server.get("/metrics", Some(&acme)).problem(404);
+}
