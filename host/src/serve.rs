@@ -9,10 +9,12 @@
 //! client ──/api/v1──▶ runs ─┴▶ queue (SQLite) ─▶ dispatch ─▶ session ─▶ events ─▶ SSE, statuses
 //! ```
 
+pub mod artifacts;
 pub mod auth;
 pub mod checkout;
 pub mod db;
 pub mod dispatch;
+pub mod gates;
 pub mod hooks;
 pub mod openapi;
 pub mod problem;

@@ -787,3 +787,65 @@ fn the_api_describes_itself_in_openapi_3_1() {
     let acme = server.token(&["--tenant", "acme"]);
     server.get("/metrics", Some(&acme)).problem(404);
 }
+
+#[test]
+fn a_deploy_waits_for_its_approver_and_artifacts_download_with_their_digest() {
+    let pipeline = format!(
+        "{GREET}\n[environments.production]\napproval = {{ approvers = [\"alice\"], timeout = \"10m\" }}\n\n\
+         [stages.build]\nuses = \"build\"\nneeds = [\"checkout\"]\nallow = {{ exec = [\"make\"] }}\nwith = {{ dir = \"src\", artifacts = [\"dist/*.txt\"] }}\n\n\
+         [stages.ship]\nneeds = [\"build\"]\nenvironment = \"production\"\nrun = \"echo shipping\"\n"
+    );
+    let p = Project::new();
+    p.write("repo/Makefile", "dist/app.txt:\n\tmkdir -p dist && echo built by make > dist/app.txt\n");
+    repository(&p, &pipeline);
+    p.write("tenants.toml", TENANTS.replace("\"cat\"]", "\"cat\", \"make\"]"));
+    p.write("weir-server.toml", config(""));
+    let server = Server::start(&p);
+    let acme = server.token(&["--tenant", "acme"]);
+    let alice = server.token(&["--tenant", "acme", "--label", "alice"]);
+    let bob = server.token(&["--tenant", "acme", "--label", "bob"]);
+    let globex = server.token(&["--tenant", "globex"]);
+    let id = server.post("/api/v1/runs", Some(&acme), &json!({"repository": "app"})).json()["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let waiting = server.get("/api/v1/approvals", Some(&acme)).json();
+        if waiting["approvals"].as_array().is_some_and(|a| a.iter().any(|a| a["run"] == id.as_str() && a["stage"] == "ship")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the deploy never waited: {waiting}");
+        nap(Duration::from_millis(100));
+    }
+    assert_eq!(server.get("/api/v1/approvals", Some(&globex)).json()["approvals"], json!([]));
+    let path = format!("/api/v1/runs/{id}/approvals/ship");
+    server.post(&path, Some(&bob), &json!({"decision": "approve"})).problem(403);
+    assert_eq!(server.post(&path, Some(&alice), &json!({"decision": "reject"})).problem(400)["field"], "reason");
+    assert_eq!(server.post(&path, Some(&alice), &json!({"decision": "maybe"})).problem(400)["field"], "decision");
+    server.post(&path, Some(&globex), &json!({"decision": "approve"})).problem(404);
+    let approved = server.post(&path, Some(&alice), &json!({"decision": "approve"}));
+    assert_eq!(approved.status, 200, "{approved:?}");
+    assert_eq!((approved.json()["decision"].clone(), approved.json()["decided_by"].clone()), (json!("approved"), json!("alice")));
+    let run = server.wait_for(&id, &acme, "its end", |r| !matches!(r["status"].as_str(), Some("queued" | "running")));
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["approvals"][0]["decided_by"], "alice", "{run}");
+
+    let digest = {
+        use sha2::Digest;
+        sha2::Sha256::digest(b"built by make\n")
+    };
+    let listed = server.get(&format!("/api/v1/runs/{id}/artifacts"), Some(&acme)).json();
+    let artifact = &listed["artifacts"][0];
+    assert_eq!((artifact["stage"].as_str(), artifact["sha256"].as_str()), (Some("build"), Some(hex::encode(digest).as_str())), "{listed}");
+    assert!(artifact.get("stored").is_none(), "host paths stay on the host: {listed}");
+    let name = artifact["name"].as_str().expect("name");
+    let got = server.get(&format!("/api/v1/runs/{id}/artifacts/build/{name}"), Some(&acme));
+    assert_eq!(got.status, 200, "{got:?}");
+    assert_eq!(got.body, "built by make\n");
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(digest);
+    assert_eq!(got.header("repr-digest"), Some(format!("sha-256=:{b64}:").as_str()));
+    server.get(&format!("/api/v1/runs/{id}/artifacts/build/{name}"), Some(&globex)).problem(404);
+    server.get(&format!("/api/v1/runs/{id}/artifacts/build/nope"), Some(&acme)).problem(404);
+}

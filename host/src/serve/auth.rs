@@ -58,6 +58,8 @@ pub struct Caller {
     pub token: String,
     /// The tenant it acts for; `None` for an operator.
     pub tenant: Option<String>,
+    /// The token's label: who approves with it.
+    pub label: Option<String>,
 }
 
 impl Caller {
@@ -146,10 +148,12 @@ mod tests {
         let tenant = Caller {
             token: "t".into(),
             tenant: Some("acme".into()),
+            label: None,
         };
         let operator = Caller {
             token: "o".into(),
             tenant: None,
+            label: None,
         };
         assert!(tenant.sees("acme") && !tenant.sees("globex"));
         assert!(operator.sees("globex"));

@@ -32,6 +32,13 @@ use super::problem::Problem;
         super::runs::rerun,
         super::stream::logs,
         super::stream::events,
+        super::artifacts::list,
+        super::artifacts::download,
+        super::gates::approvals,
+        super::gates::decide,
+        super::gates::environments,
+        super::gates::environment,
+        super::gates::rollback,
         super::hooks::receive,
         super::routes::healthz,
         super::routes::readyz,
@@ -41,6 +48,9 @@ use super::problem::Problem;
     tags(
         (name = "runs", description = "Queue, list, show, cancel and re-run runs"),
         (name = "logs", description = "A run's log and its live events"),
+        (name = "artifacts", description = "What a run's stages kept, with digests"),
+        (name = "approvals", description = "Deploys waiting for a person"),
+        (name = "environments", description = "Deployed services: current release, history, rollback"),
         (name = "webhooks", description = "Deliveries from git forges"),
         (name = "health", description = "Liveness, readiness and metrics"),
     )

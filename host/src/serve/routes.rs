@@ -26,6 +26,13 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/runs/{id}/rerun", post(super::runs::rerun))
         .route("/runs/{id}/logs", get(super::stream::logs))
         .route("/runs/{id}/events", get(super::stream::events))
+        .route("/runs/{id}/artifacts", get(super::artifacts::list))
+        .route("/runs/{id}/artifacts/{stage}/{name}", get(super::artifacts::download))
+        .route("/runs/{id}/approvals/{stage}", post(super::gates::decide))
+        .route("/approvals", get(super::gates::approvals))
+        .route("/environments", get(super::gates::environments))
+        .route("/environments/{service}", get(super::gates::environment))
+        .route("/environments/{service}/rollback", post(super::gates::rollback))
         .route("/openapi.json", get(super::openapi::document))
         .route("/hooks/{forge}", post(super::hooks::receive));
     Router::new()
@@ -84,6 +91,7 @@ async fn admit(State(app): Shared, mut request: Request, next: Next) -> Response
         request.extensions_mut().insert(Caller {
             token: token.id,
             tenant: token.tenant,
+            label: token.label,
         });
     } else if path.starts_with("/api/v1/hooks/")
         && let Err(wait) = app.limiter.take(&path)

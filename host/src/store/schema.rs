@@ -223,6 +223,8 @@ ALTER TABLE runs ADD COLUMN trigger TEXT;
 ALTER TABLE runs ADD COLUMN reason TEXT;
 CREATE INDEX runs_by_tenant ON runs (tenant, started_ms DESC);
 CREATE INDEX runs_by_status ON runs (status, started_ms DESC);
+-- Deploys are found by their `rollout` events.
+CREATE INDEX events_by_kind ON events (kind);
 
 -- The server's queue: what to run for each of its runs, and how far it
 -- got. A run is here from the moment it is accepted until it ends.

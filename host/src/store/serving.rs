@@ -85,6 +85,39 @@ pub struct AttemptRecord {
     pub error: Option<String>,
 }
 
+/// An artifact a stage kept.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct ArtifactRecord {
+    /// The stage that kept it.
+    pub stage: String,
+    /// Its name.
+    pub name: String,
+    /// Where it was in the workspace.
+    pub path: String,
+    /// Its SHA-256, hex.
+    pub sha256: String,
+    /// Its size in bytes.
+    pub size: i64,
+    /// Where it is kept on the host (not shown to API callers).
+    #[serde(skip)]
+    pub stored: String,
+}
+
+/// A service a tenant's runs deployed, with the environment they named.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct Deployed {
+    /// The service on the target.
+    pub service: String,
+    /// The environment of the newest run that deployed it.
+    pub environment: Option<String>,
+    /// The pipeline.
+    pub pipeline: String,
+    /// The tenant.
+    pub tenant: String,
+    /// The newest run that deployed it.
+    pub last_run: String,
+}
+
 fn token(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRecord> {
     Ok(TokenRecord {
         id: r.get(0)?,
@@ -371,6 +404,75 @@ impl Store {
                 finished_ms: r.get(4)?,
                 status: r.get(5)?,
                 error: r.get(6)?,
+            })
+        })
+        .and_then(|rows| rows.collect())
+        .map_err(|e| self.err(e))
+    }
+
+    /// Every artifact of run `id`, in the order they were kept.
+    pub fn artifacts(&self, id: &str) -> Result<Vec<ArtifactRecord>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT stage, name, path, sha256, size, stored FROM artifacts WHERE run_id = ?1 ORDER BY rowid")
+            .map_err(|e| self.err(e))?;
+        stmt.query_map(params![id], |r| {
+            Ok(ArtifactRecord {
+                stage: r.get(0)?,
+                name: r.get(1)?,
+                path: r.get(2)?,
+                sha256: r.get(3)?,
+                size: r.get(4)?,
+                stored: r.get(5)?,
+            })
+        })
+        .and_then(|rows| rows.collect())
+        .map_err(|e| self.err(e))
+    }
+
+    /// Approval requests still waiting, oldest first: `tenant`'s, or all.
+    pub fn pending_approvals(&self, tenant: Option<&str>) -> Result<Vec<super::coordination::ApprovalRecord>, StoreError> {
+        let ids: Vec<(String, String)> = {
+            let mut stmt = self
+                .conn
+                .prepare_cached(
+                    "SELECT a.run_id, a.stage FROM approvals a JOIN runs r ON r.id = a.run_id
+                     WHERE a.decision = 'pending' AND (?1 IS NULL OR r.tenant = ?1) ORDER BY a.requested_ms",
+                )
+                .map_err(|e| self.err(e))?;
+            stmt.query_map(params![tenant], |r| Ok((r.get(0)?, r.get(1)?)))
+                .and_then(|rows| rows.collect())
+                .map_err(|e| self.err(e))?
+        };
+        let mut out = Vec::new();
+        for (run, stage) in ids {
+            if let Some(a) = self.approval(&run, &stage)? {
+                out.push(a);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The services runs deployed (their `rollout` events): `tenant`'s,
+    /// or all; each with its newest run.
+    pub fn deployed(&self, tenant: Option<&str>) -> Result<Vec<Deployed>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT json_extract(e.body, '$.service') AS service, json_extract(r.options, '$.environment'),
+                        r.pipeline, r.tenant, r.id, MAX(e.time_ms)
+                 FROM events e JOIN runs r ON r.id = e.run_id
+                 WHERE e.kind = 'rollout' AND (?1 IS NULL OR r.tenant = ?1)
+                 GROUP BY service, r.tenant ORDER BY service",
+            )
+            .map_err(|e| self.err(e))?;
+        stmt.query_map(params![tenant], |r| {
+            Ok(Deployed {
+                service: r.get(0)?,
+                environment: r.get(1)?,
+                pipeline: r.get(2)?,
+                tenant: r.get(3)?,
+                last_run: r.get(4)?,
             })
         })
         .and_then(|rows| rows.collect())
