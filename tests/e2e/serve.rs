@@ -38,6 +38,9 @@ run = "cat src/greeting.txt"
 
 const SECRET: &str = "s3cret-for-the-hook";
 
+/// The token the server posts commit statuses with.
+const STATUS_TOKEN: &str = "forge-status-token";
+
 fn git(dir: &Path, args: &[&str]) -> String {
     let out = std::process::Command::new("git")
         .arg("-C")
@@ -110,6 +113,7 @@ impl Server {
             .args(["serve", "--config", "weir-server.toml", "--listen", "127.0.0.1:0"])
             .current_dir(dir)
             .env("APP_SECRET", SECRET)
+            .env("APP_STATUS_TOKEN", STATUS_TOKEN)
             .env("WEIR_CACHE_DIR", crate::support::shared_cache())
             .env("NO_COLOR", "1")
             .env_remove("WEIR_LOG")
@@ -796,7 +800,10 @@ fn a_deploy_waits_for_its_approver_and_artifacts_download_with_their_digest() {
          [stages.ship]\nneeds = [\"build\"]\nenvironment = \"production\"\nrun = \"echo shipping\"\n"
     );
     let p = Project::new();
-    p.write("repo/Makefile", "dist/app.txt:\n\tmkdir -p dist && echo built by make > dist/app.txt\n");
+    p.write(
+        "repo/Makefile",
+        "dist/app.txt:\n\tmkdir -p dist && echo built by make > dist/app.txt\n",
+    );
     repository(&p, &pipeline);
     p.write("tenants.toml", TENANTS.replace("\"cat\"]", "\"cat\", \"make\"]"));
     p.write("weir-server.toml", config(""));
@@ -805,29 +812,59 @@ fn a_deploy_waits_for_its_approver_and_artifacts_download_with_their_digest() {
     let alice = server.token(&["--tenant", "acme", "--label", "alice"]);
     let bob = server.token(&["--tenant", "acme", "--label", "bob"]);
     let globex = server.token(&["--tenant", "globex"]);
-    let id = server.post("/api/v1/runs", Some(&acme), &json!({"repository": "app"})).json()["id"]
+    let id = server
+        .post("/api/v1/runs", Some(&acme), &json!({"repository": "app"}))
+        .json()["id"]
         .as_str()
         .expect("id")
         .to_string();
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let waiting = server.get("/api/v1/approvals", Some(&acme)).json();
-        if waiting["approvals"].as_array().is_some_and(|a| a.iter().any(|a| a["run"] == id.as_str() && a["stage"] == "ship")) {
+        if waiting["approvals"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|a| a["run"] == id.as_str() && a["stage"] == "ship"))
+        {
             break;
         }
         assert!(Instant::now() < deadline, "the deploy never waited: {waiting}");
         nap(Duration::from_millis(100));
     }
-    assert_eq!(server.get("/api/v1/approvals", Some(&globex)).json()["approvals"], json!([]));
+    assert_eq!(
+        server.get("/api/v1/approvals", Some(&globex)).json()["approvals"],
+        json!([])
+    );
     let path = format!("/api/v1/runs/{id}/approvals/ship");
-    server.post(&path, Some(&bob), &json!({"decision": "approve"})).problem(403);
-    assert_eq!(server.post(&path, Some(&alice), &json!({"decision": "reject"})).problem(400)["field"], "reason");
-    assert_eq!(server.post(&path, Some(&alice), &json!({"decision": "maybe"})).problem(400)["field"], "decision");
-    server.post(&path, Some(&globex), &json!({"decision": "approve"})).problem(404);
+    server
+        .post(&path, Some(&bob), &json!({"decision": "approve"}))
+        .problem(403);
+    assert_eq!(
+        server
+            .post(&path, Some(&alice), &json!({"decision": "reject"}))
+            .problem(400)["field"],
+        "reason"
+    );
+    assert_eq!(
+        server
+            .post(&path, Some(&alice), &json!({"decision": "maybe"}))
+            .problem(400)["field"],
+        "decision"
+    );
+    server
+        .post(&path, Some(&globex), &json!({"decision": "approve"}))
+        .problem(404);
     let approved = server.post(&path, Some(&alice), &json!({"decision": "approve"}));
     assert_eq!(approved.status, 200, "{approved:?}");
-    assert_eq!((approved.json()["decision"].clone(), approved.json()["decided_by"].clone()), (json!("approved"), json!("alice")));
-    let run = server.wait_for(&id, &acme, "its end", |r| !matches!(r["status"].as_str(), Some("queued" | "running")));
+    assert_eq!(
+        (
+            approved.json()["decision"].clone(),
+            approved.json()["decided_by"].clone()
+        ),
+        (json!("approved"), json!("alice"))
+    );
+    let run = server.wait_for(&id, &acme, "its end", |r| {
+        !matches!(r["status"].as_str(), Some("queued" | "running"))
+    });
     assert_eq!(run["status"], "succeeded", "{run}");
     assert_eq!(run["approvals"][0]["decided_by"], "alice", "{run}");
 
@@ -835,17 +872,186 @@ fn a_deploy_waits_for_its_approver_and_artifacts_download_with_their_digest() {
         use sha2::Digest;
         sha2::Sha256::digest(b"built by make\n")
     };
-    let listed = server.get(&format!("/api/v1/runs/{id}/artifacts"), Some(&acme)).json();
+    let listed = server
+        .get(&format!("/api/v1/runs/{id}/artifacts"), Some(&acme))
+        .json();
     let artifact = &listed["artifacts"][0];
-    assert_eq!((artifact["stage"].as_str(), artifact["sha256"].as_str()), (Some("build"), Some(hex::encode(digest).as_str())), "{listed}");
-    assert!(artifact.get("stored").is_none(), "host paths stay on the host: {listed}");
+    assert_eq!(
+        (artifact["stage"].as_str(), artifact["sha256"].as_str()),
+        (Some("build"), Some(hex::encode(digest).as_str())),
+        "{listed}"
+    );
+    assert!(
+        artifact.get("stored").is_none(),
+        "host paths stay on the host: {listed}"
+    );
     let name = artifact["name"].as_str().expect("name");
     let got = server.get(&format!("/api/v1/runs/{id}/artifacts/build/{name}"), Some(&acme));
     assert_eq!(got.status, 200, "{got:?}");
     assert_eq!(got.body, "built by make\n");
     use base64::Engine as _;
     let b64 = base64::engine::general_purpose::STANDARD.encode(digest);
-    assert_eq!(got.header("repr-digest"), Some(format!("sha-256=:{b64}:").as_str()));
-    server.get(&format!("/api/v1/runs/{id}/artifacts/build/{name}"), Some(&globex)).problem(404);
-    server.get(&format!("/api/v1/runs/{id}/artifacts/build/nope"), Some(&acme)).problem(404);
+    assert_eq!(
+        got.header("repr-digest"),
+        Some(format!("sha-256=:{b64}:").as_str())
+    );
+    server
+        .get(
+            &format!("/api/v1/runs/{id}/artifacts/build/{name}"),
+            Some(&globex),
+        )
+        .problem(404);
+    server
+        .get(&format!("/api/v1/runs/{id}/artifacts/build/nope"), Some(&acme))
+        .problem(404);
+}
+
+#[test]
+fn the_quickstart_queued_over_the_api_is_followed_over_sse_to_a_deploy() {
+    let weir = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let head = git(&weir, &["rev-parse", "HEAD"]);
+    let p = Project::new();
+    p.write(
+        "weir-server.toml",
+        format!(
+            "[server]\ndata-dir = \"state\"\n\n[repositories.weir]\nforge = \"github\"\nname = \"weir/weir\"\nclone-url = {:?}\npipeline = \"examples/quickstart/pipeline.toml\"\n",
+            weir.display().to_string()
+        ),
+    );
+    struct Down(PathBuf);
+    impl Drop for Down {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new(crate::support::weir_bin())
+                .args(["target", "down"])
+                .env("WEIR_STATE_DIR", &self.0)
+                .output();
+        }
+    }
+    let _down = Down(p.path().join("state"));
+    let server = Server::start(&p);
+    let token = server.token(&["--operator"]);
+    let created = server.post(
+        "/api/v1/runs",
+        Some(&token),
+        &json!({"repository": "weir", "commit": head}),
+    );
+    assert_eq!(created.status, 201, "{created:?}");
+    let id = created.json()["id"].as_str().expect("id").to_string();
+    let events = server.events(&id, &token, None);
+    let finished: Vec<&Value> = events
+        .iter()
+        .filter(|e| e.1 == "stage_finished")
+        .map(|e| &e.2)
+        .collect();
+    let (_, kind, last) = events.last().expect("events");
+    assert_eq!(
+        (kind.as_str(), last["status"].as_str()),
+        ("run_finished", Some("succeeded")),
+        "{finished:?}"
+    );
+    let checkout = finished
+        .iter()
+        .find(|e| e["stage"] == "checkout")
+        .expect("checkout");
+    assert_eq!(checkout["outputs"]["sha"], head.as_str());
+    let deploy = finished.iter().find(|e| e["stage"] == "deploy").expect("deploy");
+    let version = deploy["outputs"]["version"].as_str().expect("version");
+
+    // What it deployed is an environment of the API, serving that version.
+    let envs = server.get("/api/v1/environments", Some(&token)).json();
+    let staging = envs["environments"]
+        .as_array()
+        .and_then(|e| e.iter().find(|e| e["service"] == "quickstart-staging"))
+        .unwrap_or_else(|| panic!("no quickstart-staging: {envs}"));
+    assert_eq!(
+        (staging["environment"].as_str(), staging["last_run"].as_str()),
+        (Some("staging"), Some(id.as_str()))
+    );
+    let service = server
+        .get("/api/v1/environments/quickstart-staging", Some(&token))
+        .json();
+    assert_eq!(service["current"], version, "{service}");
+    assert_eq!(service["releases"][0]["run"], id.as_str(), "{service}");
+}
+
+/// A forge's status API on loopback: keeps each request's head and body,
+/// answers 201.
+fn forge() -> (String, std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+            let mut head = String::new();
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+                head.push_str(&line);
+            }
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            keep.lock()
+                .expect("lock")
+                .push((head, String::from_utf8_lossy(&body).into_owned()));
+            let _ =
+                stream.write_all(b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}");
+        }
+    });
+    (url, seen)
+}
+
+#[test]
+fn commit_statuses_go_back_to_the_forge_as_the_run_goes() {
+    let (url, seen) = forge();
+    let (p, commit) = project(GREET, "public-url = \"https://ci.example.com\"");
+    let config = std::fs::read_to_string(p.path().join("weir-server.toml")).expect("config");
+    p.write(
+        "weir-server.toml",
+        config.replacen(
+            "tenant = \"acme\"\n",
+            &format!("tenant = \"acme\"\napi-url = \"{url}\"\nstatus-token-env = \"APP_STATUS_TOKEN\"\n"),
+            1,
+        ),
+    );
+    let server = Server::start(&p);
+    let acme = server.token(&["--tenant", "acme"]);
+    let queued = server.github("push", "d-status", &push(&commit), Some(SECRET));
+    let id = queued.json()["run"].as_str().expect("run").to_string();
+    server.wait_for(&id, &acme, "its end", |r| r["status"] == "succeeded");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while seen.lock().expect("lock").len() < 2 && Instant::now() < deadline {
+        nap(Duration::from_millis(50));
+    }
+    let seen = seen.lock().expect("lock").clone();
+    let states: Vec<String> = seen
+        .iter()
+        .map(|(head, body)| {
+            assert!(
+                head.starts_with(&format!("POST /repos/acme/app/statuses/{commit} ")),
+                "{head}"
+            );
+            assert!(
+                head.to_ascii_lowercase()
+                    .contains(&format!("authorization: bearer {STATUS_TOKEN}")),
+                "{head}"
+            );
+            let body: Value = serde_json::from_str(body).expect("JSON");
+            assert_eq!(body["context"], "weir");
+            assert_eq!(
+                body["target_url"],
+                format!("https://ci.example.com/api/v1/runs/{id}")
+            );
+            body["state"].as_str().unwrap_or_default().to_string()
+        })
+        .collect();
+    assert_eq!(states, ["pending", "success"], "{seen:?}");
 }

@@ -70,11 +70,16 @@ pub async fn download(
     let run = id.clone();
     let artifacts = app.db.call(move |s| s.artifacts(&run)).await?;
     let Some(artifact) = artifacts.into_iter().find(|a| a.stage == stage && a.name == name) else {
-        return Err(Problem::not_found(format!("run {id} has no artifact `{name}` of stage `{stage}`")));
+        return Err(Problem::not_found(format!(
+            "run {id} has no artifact `{name}` of stage `{stage}`"
+        )));
     };
     let file = tokio::fs::File::open(&artifact.stored).await.map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
-            Problem::new(StatusCode::GONE, format!("artifact `{name}` of run {id} is no longer kept"))
+            Problem::new(
+                StatusCode::GONE,
+                format!("artifact `{name}` of run {id} is no longer kept"),
+            )
         } else {
             Problem::internal(format!("cannot read artifact `{name}` of run {id}: {e}"))
         }
@@ -94,7 +99,10 @@ pub async fn download(
     });
     let mut response = Body::from_stream(chunks).into_response();
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
     if let Some(size) = size {
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
     }

@@ -34,9 +34,15 @@ pub struct Approvals {
     (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
     (status = 429, description = "Over the token's rate", body = Problem, content_type = "application/problem+json"),
 ))]
-pub async fn approvals(State(app): Shared, Extension(caller): Extension<Caller>) -> Result<axum::Json<Approvals>, Problem> {
+pub async fn approvals(
+    State(app): Shared,
+    Extension(caller): Extension<Caller>,
+) -> Result<axum::Json<Approvals>, Problem> {
     let tenant = caller.tenant.clone();
-    let approvals = app.db.call(move |s| s.pending_approvals(tenant.as_deref())).await?;
+    let approvals = app
+        .db
+        .call(move |s| s.pending_approvals(tenant.as_deref()))
+        .await?;
     Ok(axum::Json(Approvals { approvals }))
 }
 
@@ -87,13 +93,17 @@ pub async fn decide(
     let approve = decision.decision == DecisionKind::Approve;
     let reason = decision.reason.filter(|r| !r.trim().is_empty());
     if !approve && reason.is_none() {
-        return Err(Problem::bad_request("a rejection needs a `reason`, for the run's people").field("reason"));
+        return Err(
+            Problem::bad_request("a rejection needs a `reason`, for the run's people").field("reason"),
+        );
     }
     super::runs::visible(&app, &caller, &id).await?;
     let who = caller.label.clone().unwrap_or_else(|| caller.token.clone());
     let decided = app
         .db
-        .call(move |s| -> Result<_, DecideError> { s.decide(&id, Some(&stage), approve, &who, reason.as_deref()) })
+        .call(move |s| -> Result<_, DecideError> {
+            s.decide(&id, Some(&stage), approve, &who, reason.as_deref())
+        })
         .await;
     match decided {
         Ok(mut d) if !d.is_empty() => Ok(axum::Json(d.remove(0))),
@@ -174,7 +184,10 @@ fn view(status: crate::target::api::ServiceStatus) -> ServiceView {
 }
 
 fn target_problem(e: crate::target::client::ClientError) -> Problem {
-    Problem::new(StatusCode::SERVICE_UNAVAILABLE, format!("the deployment target: {e}"))
+    Problem::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("the deployment target: {e}"),
+    )
 }
 
 /// A deployed service's current release and history.

@@ -27,7 +27,10 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/runs/{id}/logs", get(super::stream::logs))
         .route("/runs/{id}/events", get(super::stream::events))
         .route("/runs/{id}/artifacts", get(super::artifacts::list))
-        .route("/runs/{id}/artifacts/{stage}/{name}", get(super::artifacts::download))
+        .route(
+            "/runs/{id}/artifacts/{stage}/{name}",
+            get(super::artifacts::download),
+        )
         .route("/runs/{id}/approvals/{stage}", post(super::gates::decide))
         .route("/approvals", get(super::gates::approvals))
         .route("/environments", get(super::gates::environments))

@@ -135,7 +135,9 @@ impl Target {
             ),
         };
         let uri: http::Uri = self.url.parse().map_err(|e| format!("bad URL: {e}"))?;
-        let request = http::Request::post(&uri)
+        // The origin form (`/repos/…`), as a request to the server itself.
+        let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
+        let request = http::Request::post(path)
             .header("content-type", "application/json")
             .header("accept", "application/vnd.github+json")
             .header("user-agent", concat!("weir/", env!("CARGO_PKG_VERSION")))

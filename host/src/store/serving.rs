@@ -431,7 +431,10 @@ impl Store {
     }
 
     /// Approval requests still waiting, oldest first: `tenant`'s, or all.
-    pub fn pending_approvals(&self, tenant: Option<&str>) -> Result<Vec<super::coordination::ApprovalRecord>, StoreError> {
+    pub fn pending_approvals(
+        &self,
+        tenant: Option<&str>,
+    ) -> Result<Vec<super::coordination::ApprovalRecord>, StoreError> {
         let ids: Vec<(String, String)> = {
             let mut stmt = self
                 .conn
