@@ -659,7 +659,7 @@ fn bad_requests_get_a_problem_that_names_the_field_and_change_nothing() {
         Some(&acme),
         &json!({"repository": "app", "ref": "no-such-branch"}),
     );
-    assert_eq!(no_ref.problem(400)["field"], "ref");
+    assert_eq!(no_ref.problem(404)["field"], "ref");
     let huge = vec![b' '; 8192];
     server
         .request("POST", "/api/v1/runs", Some(&acme), &[], &huge)
@@ -836,7 +836,11 @@ fn a_deploy_waits_for_its_approver_and_artifacts_download_with_their_digest() {
     );
     let path = format!("/api/v1/runs/{id}/approvals/ship");
     server
-        .post(&path, Some(&bob), &json!({"decision": "approve"}))
+        .post(
+            &path,
+            Some(&bob),
+            &json!({"decision": "approve", "reason": "lgtm"}),
+        )
         .problem(403);
     assert_eq!(
         server
@@ -846,14 +850,32 @@ fn a_deploy_waits_for_its_approver_and_artifacts_download_with_their_digest() {
     );
     assert_eq!(
         server
-            .post(&path, Some(&alice), &json!({"decision": "maybe"}))
+            .post(
+                &path,
+                Some(&alice),
+                &json!({"decision": "reject", "reason": "  "})
+            )
+            .problem(400)["field"],
+        "reason"
+    );
+    assert_eq!(
+        server
+            .post(&path, Some(&alice), &json!({"decision": "maybe", "reason": "x"}))
             .problem(400)["field"],
         "decision"
     );
     server
-        .post(&path, Some(&globex), &json!({"decision": "approve"}))
+        .post(
+            &path,
+            Some(&globex),
+            &json!({"decision": "approve", "reason": "lgtm"}),
+        )
         .problem(404);
-    let approved = server.post(&path, Some(&alice), &json!({"decision": "approve"}));
+    let approved = server.post(
+        &path,
+        Some(&alice),
+        &json!({"decision": "approve", "reason": "checked the canary"}),
+    );
     assert_eq!(approved.status, 200, "{approved:?}");
     assert_eq!(
         (

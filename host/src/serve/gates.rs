@@ -52,9 +52,9 @@ pub async fn approvals(
 pub struct Decision {
     /// `approve` or `reject`.
     pub decision: DecisionKind,
-    /// Why; required to reject.
-    #[serde(default)]
-    pub reason: Option<String>,
+    /// Why, for the run's people and its record.
+    #[schema(min_length = 1, pattern = r"\S")]
+    pub reason: String,
 }
 
 /// Approve or reject.
@@ -75,7 +75,7 @@ pub enum DecisionKind {
     request_body = Decision,
     responses(
         (status = 200, description = "Decided", body = ApprovalRecord),
-        (status = 400, description = "The body is malformed, or a rejection has no reason", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "The body is malformed, or its reason is empty", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The token's label is not one of the environment's approvers", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such run for this token", body = Problem, content_type = "application/problem+json"),
@@ -91,10 +91,10 @@ pub async fn decide(
 ) -> Result<axum::Json<ApprovalRecord>, Problem> {
     let decision: Decision = parse_json(&super::runs::body(raw)?)?;
     let approve = decision.decision == DecisionKind::Approve;
-    let reason = decision.reason.filter(|r| !r.trim().is_empty());
-    if !approve && reason.is_none() {
+    let reason = Some(decision.reason).filter(|r| !r.trim().is_empty());
+    if reason.is_none() {
         return Err(
-            Problem::bad_request("a rejection needs a `reason`, for the run's people").field("reason"),
+            Problem::bad_request("a decision needs a `reason`, for the run's people").field("reason"),
         );
     }
     super::runs::visible(&app, &caller, &id).await?;

@@ -44,6 +44,7 @@ use super::problem::Problem;
         super::routes::readyz,
         metrics,
     ),
+    components(schemas(super::runs::RunStatusFilter)),
     modifiers(&Security),
     tags(
         (name = "runs", description = "Queue, list, show, cancel and re-run runs"),

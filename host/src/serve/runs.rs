@@ -32,11 +32,14 @@ pub const DEFAULT_PAGE: u32 = 50;
 pub struct CreateRun {
     /// The repository, as the server's configuration names it.
     pub repository: String,
-    /// A branch or tag to build (its newest commit); default: `main`.
+    /// A branch or tag to build (its newest commit); default: `main`. With
+    /// `commit`, the branch that commit is built as: it must be the ref's
+    /// newest commit.
     #[serde(rename = "ref", default)]
     pub git_ref: Option<String>,
-    /// A commit to build, instead of a ref.
+    /// A commit to build (40 hex digits).
     #[serde(default)]
+    #[schema(pattern = "^[0-9a-fA-F]{40}$")]
     pub commit: Option<String>,
     /// The environment to deploy to (default: the pipeline's).
     #[serde(default)]
@@ -122,11 +125,13 @@ pub async fn visible(app: &App, caller: &Caller, id: &str) -> Result<RunSummary,
 /// Queue a run of a configured repository.
 #[utoipa::path(post, path = "/api/v1/runs", tag = "runs", request_body = CreateRun, security(("token" = [])), responses(
     (status = 201, description = "Queued", body = Created, headers(("Location" = String, description = "The run"))),
-    (status = 400, description = "The body is malformed, or names no repository, ref or commit there is", body = Problem, content_type = "application/problem+json"),
+    (status = 400, description = "The body is malformed", body = Problem, content_type = "application/problem+json"),
     (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
-    (status = 404, description = "No such repository for this token", body = Problem, content_type = "application/problem+json"),
+    (status = 404, description = "No such repository for this token, or no such ref in it", body = Problem, content_type = "application/problem+json"),
+    (status = 409, description = "The ref is not at the commit given", body = Problem, content_type = "application/problem+json"),
     (status = 413, description = "The body is over max-body", body = Problem, content_type = "application/problem+json"),
     (status = 429, description = "Over the token's rate", body = Problem, content_type = "application/problem+json"),
+    (status = 502, description = "The repository cannot be reached", body = Problem, content_type = "application/problem+json"),
 ))]
 pub async fn create(
     State(app): Shared,
@@ -149,23 +154,42 @@ pub async fn create(
         ))
         .field("repository"));
     }
+    if let Some(c) = &request.commit
+        && !super::checkout::is_commit(c)
+    {
+        return Err(
+            Problem::bad_request("`commit` must be a full commit id (40 hex digits)").field("commit"),
+        );
+    }
+    let git_ref = request.git_ref.clone().unwrap_or_else(|| "main".into());
+    // A commit alone is built as it is; a ref is resolved, and with a
+    // commit too, must name that commit.
     let (commit, branch) = match (&request.commit, &request.git_ref) {
-        (Some(_), Some(_)) => {
-            return Err(Problem::bad_request("give `ref` or `commit`, not both").field("commit"));
-        }
-        (Some(c), None) if super::checkout::is_commit(c) => (c.to_ascii_lowercase(), None),
-        (Some(_), None) => {
-            return Err(
-                Problem::bad_request("`commit` must be a full commit id (40 hex digits)").field("commit"),
-            );
-        }
-        (None, r) => {
-            let r = r.clone().unwrap_or_else(|| "main".into());
-            let commit = super::checkout::resolve(&repo.clone_url, &r)
+        (Some(c), None) => (c.to_ascii_lowercase(), None),
+        _ => {
+            let resolved = super::checkout::resolve(&repo.clone_url, &git_ref)
                 .await
-                .map_err(|e| Problem::bad_request(e.to_string()).field("ref"))?;
-            let branch = (!super::checkout::is_commit(&r)).then_some(r);
-            (commit, branch)
+                .map_err(|e| match e {
+                    super::checkout::CheckoutError::NoSuchRef(_) => {
+                        Problem::not_found(format!("{e} `{}`", repo.key)).field("ref")
+                    }
+                    other => Problem::new(
+                        StatusCode::BAD_GATEWAY,
+                        format!("cannot ask repository `{}` for `{git_ref}`: {other}", repo.key),
+                    ),
+                })?;
+            if let Some(c) = request
+                .commit
+                .as_deref()
+                .filter(|c| !c.eq_ignore_ascii_case(&resolved))
+            {
+                return Err(Problem::conflict(format!(
+                    "`{git_ref}` is at {resolved}, not {c}; give the commit alone to build it"
+                ))
+                .field("commit"));
+            }
+            let branch = (!super::checkout::is_commit(&git_ref)).then_some(git_ref.clone());
+            (resolved, branch)
         }
     };
     let job = Job {
@@ -228,6 +252,28 @@ pub async fn enqueue(
         app.wake.notify_one();
     }
     Ok(enqueued)
+}
+
+/// A run's status, as a list filters by it.
+#[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(
+    dead_code,
+    reason = "only its schema is used: the filter is parsed from the query string"
+)]
+pub enum RunStatusFilter {
+    /// Waiting for a place.
+    Queued,
+    /// Running now.
+    Running,
+    /// Every stage succeeded or was skipped.
+    Succeeded,
+    /// A stage failed, or the run could not start.
+    Failed,
+    /// Cancelled.
+    Cancelled,
+    /// Its process died; it can be resumed.
+    Interrupted,
 }
 
 /// The filters of a list, from its query string.
@@ -299,14 +345,14 @@ fn filter(query: Option<&str>, caller: &Caller) -> Result<RunFilter, Problem> {
 /// Runs, newest first, filtered, a page at a time.
 #[utoipa::path(get, path = "/api/v1/runs", tag = "runs", security(("token" = [])),
     params(
-        ("status" = Option<String>, Query, description = "queued, running, succeeded, failed, cancelled or interrupted"),
+        ("status" = Option<RunStatusFilter>, Query, description = "queued, running, succeeded, failed, cancelled or interrupted"),
         ("tenant" = Option<String>, Query, description = "Only this tenant's (an operator's token; a tenant's token sees only its own)"),
         ("pipeline" = Option<String>, Query, description = "Only this pipeline's"),
         ("branch" = Option<String>, Query, description = "Only runs of this branch"),
         ("since" = Option<i64>, Query, description = "Started at or after, ms since the Unix epoch"),
         ("until" = Option<i64>, Query, description = "Started before, ms since the Unix epoch"),
         ("limit" = Option<u32>, Query, description = "At most this many (1 to 200; default 50)", minimum = 1, maximum = 200),
-        ("cursor" = Option<String>, Query, description = "The `next_cursor` of the page before"),
+        ("cursor" = Option<String>, Query, description = "The `next_cursor` of the page before", pattern = r"^[0-9]{1,19}\.[0-9A-Za-z-]{1,64}$"),
     ),
     responses(
         (status = 200, description = "A page of runs", body = RunPage),

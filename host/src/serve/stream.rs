@@ -99,6 +99,18 @@ pub async fn logs(
     Ok(axum::Json(Log { lines }))
 }
 
+/// One Server-Sent Event of a run's stream.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct StreamedEvent {
+    /// The event's place in the run's event stream: send it back as
+    /// `Last-Event-ID` to go on after it.
+    pub id: String,
+    /// The event's kind (`stage_finished`).
+    pub event: String,
+    /// The event, as the JSON line `weir run --json` prints.
+    pub data: String,
+}
+
 struct Follow {
     app: Arc<App>,
     id: String,
@@ -116,10 +128,10 @@ struct Follow {
     params(
         ("id" = String, Path, description = "The run's id"),
         ("after" = Option<i64>, Query, description = "Only events after this id (as Last-Event-ID)", minimum = 0),
-        ("Last-Event-ID" = Option<i64>, Header, description = "The last event id received"),
+        ("Last-Event-ID" = Option<i64>, Header, nullable = false, minimum = 0, description = "The last event id received"),
     ),
     responses(
-        (status = 200, description = "The events, as Server-Sent Events", body = String, content_type = "text/event-stream"),
+        (status = 200, description = "The events, as Server-Sent Events", body = StreamedEvent, content_type = "text/event-stream"),
         (status = 400, description = "A parameter is malformed", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such run for this token", body = Problem, content_type = "application/problem+json"),
