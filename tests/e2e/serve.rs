@@ -998,7 +998,10 @@ fn the_quickstart_queued_over_the_api_is_followed_over_sse_to_a_deploy() {
 
 /// A forge's status API on loopback: keeps each request's head and body,
 /// answers 201.
-fn forge() -> (String, std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>) {
+/// Requests a receiver got: (head, body).
+type Seen = std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>;
+
+fn forge() -> (String, Seen) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
