@@ -60,6 +60,8 @@ pub struct AttemptResult {
     pub sandbox: Option<String>,
     /// A test runner's cases.
     pub cases: Vec<crate::events::TestCaseRecord>,
+    /// What the guest used of the sandbox.
+    pub usage: Option<crate::events::Usage>,
 }
 
 /// Why an attempt failed.

@@ -164,6 +164,10 @@ pub enum Event {
         /// A test runner's cases.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         cases: Vec<TestCaseRecord>,
+        /// What its guest used of the sandbox, over all its attempts (not
+        /// for deploy stages, whose guests are many).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        usage: Option<Usage>,
         /// Set when the stage did not run now: its result was reused from
         /// before a resume, or served from the stage cache.
         #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -307,6 +307,27 @@ async fn run_in_store(
         call_plugin(&pre, store, &ctx).await
     })
     .await;
+    let usage = crate::events::Usage {
+        fuel: engine.fuel().then(|| {
+            info.limits
+                .fuel
+                .unwrap_or(u64::MAX)
+                .saturating_sub(store.get_fuel().unwrap_or(0))
+        }),
+        peak_memory_bytes: store.data().limiter.peak_memory() as u64,
+    };
+    let mut result = reply_result(reply, &plugin, &request, &info).await;
+    result.usage = Some(usage);
+    result
+}
+
+/// The attempt's result from the guest's reply.
+async fn reply_result(
+    reply: Result<Reply, guest_call::CallFailure>,
+    plugin: &LoadedPlugin,
+    request: &AttemptRequest,
+    info: &RunInfo,
+) -> AttemptResult {
     match reply {
         Err(failure) => failure.attempt(&plugin.info.name, &request.stage_name),
         Ok(Reply::Stage(out))

@@ -359,6 +359,7 @@ fn cancelled_event(stage: &str, why: &str) -> Event {
         tests: None,
         sandbox: None,
         cases: Vec::new(),
+        usage: None,
         reused: None,
     }
 }

@@ -102,6 +102,8 @@ pub struct App {
     pub running: Mutex<HashMap<String, Running>>,
     /// Requests per token.
     pub limiter: auth::RateLimiter,
+    /// Live event streams open, per token.
+    pub streams: Mutex<HashMap<String, usize>>,
     /// Figures for `/metrics`.
     pub metrics: Mutex<Metrics>,
     /// Where checkouts go.
@@ -223,6 +225,7 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
         wake: tokio::sync::Notify::new(),
         events: tokio::sync::watch::Sender::new(0),
         running: Mutex::default(),
+        streams: Mutex::default(),
         metrics: Mutex::default(),
         ready: std::sync::atomic::AtomicBool::new(false),
     });

@@ -203,6 +203,7 @@ pub fn test_result(t: types::TestReport, gate: &Gate) -> AttemptResult {
         tests: Some(counts),
         sandbox: None,
         cases,
+        usage: None,
     }
 }
 

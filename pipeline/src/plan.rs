@@ -43,7 +43,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 pub const MAX_RETRIES: u32 = 10;
 
 /// A checked pipeline.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Plan {
     /// `[pipeline] name`.
     pub name: String,
@@ -200,6 +200,9 @@ pub struct PlannedStage {
     /// Where each variable of `env` is named (its key in `env` or
     /// `inherit-env`; the pipeline's `[pipeline] env` included).
     pub env_spans: Vec<(String, Range<usize>)>,
+    /// The names of its `inherit-env`: variables copied from weir's own
+    /// environment.
+    pub inherited: Vec<String>,
     /// What the pipeline grants it.
     pub grants: Grants,
     /// Where `allow` is written, for errors about grants.
@@ -299,12 +302,25 @@ impl Plan {
 
     /// Leave out what code from outside the tenant (a pull request from a
     /// fork) must not run: stages that deploy or target an environment,
-    /// stages given secrets, every stage that needs one of them, and the
-    /// `[notify]` webhooks (they are signed with secrets). Returns the
-    /// names of the stages left out, in plan order.
+    /// stages given secrets (by an environment or `allow.secrets`), the
+    /// runtime (which drives the deployment target), metrics providers
+    /// (their credentials), secrets to publish, or any of weir's own
+    /// variables (`inherit-env`); every stage that needs one of them; and
+    /// the `[notify]` webhooks (they are signed with secrets). What is
+    /// left keeps out of the stage cache, so it can neither read nor
+    /// poison the results trusted runs reuse. Returns the names of the
+    /// stages left out, in plan order.
     pub fn without_trusted_stages(&mut self) -> Vec<String> {
-        let trusted =
-            |s: &PlannedStage| s.rollout.is_some() || s.environment.is_some() || !s.secret_env.is_empty();
+        let trusted = |s: &PlannedStage| {
+            s.rollout.is_some()
+                || s.environment.is_some()
+                || !s.secret_env.is_empty()
+                || !s.grants.secrets.is_empty()
+                || s.grants.runtime
+                || !s.grants.metrics.is_empty()
+                || !s.grants.publish.is_empty()
+                || !s.inherited.is_empty()
+        };
         let dropped: BTreeSet<usize> = self
             .stages
             .iter()
@@ -321,6 +337,9 @@ impl Plan {
             .collect();
         self.keep_only(&keep);
         self.notify.clear();
+        for s in &mut self.stages {
+            s.cache.setting = Some(false);
+        }
         left_out
     }
 

@@ -16,6 +16,8 @@ use crate::support::{Project, nap};
 const TENANTS: &str = r#"
 [tenants.acme]
 allow = { exec = ["git", "sh", "sleep", "cat"] }
+# Metered, so /metrics counts its fuel.
+limits = { fuel = 100_000_000_000 }
 
 [tenants.globex]
 allow = { exec = ["git", "sh", "sleep", "cat"] }
@@ -489,6 +491,17 @@ fn a_run_is_followed_over_sse_and_resumed_from_last_event_id_without_gaps() {
         "{all:?}"
     );
     assert_eq!(all[0].1, "run_started");
+    let greet = all
+        .iter()
+        .find(|(_, kind, e)| kind == "stage_finished" && e["stage"] == "greet")
+        .expect("greet finished");
+    assert!(
+        greet.2["usage"]["peak_memory_bytes"]
+            .as_u64()
+            .is_some_and(|b| b > 0),
+        "what the guest used is in its event: {}",
+        greet.2
+    );
     assert_eq!(all[0].2["run"], id.as_str());
 
     // Reconnecting after event 3 gives exactly the rest.
@@ -722,7 +735,8 @@ fn bad_requests_get_a_problem_that_names_the_field_and_change_nothing() {
 #[test]
 fn a_pull_request_from_a_fork_runs_without_its_deploys() {
     let pipeline = format!(
-        "{GREET}\n[environments.staging]\nvariables = {{ LEVEL = \"debug\" }}\n\n[stages.ship]\nneeds = [\"greet\"]\nenvironment = \"staging\"\nrun = \"echo shipping\"\n"
+        "{GREET}\n[environments.staging]\nvariables = {{ LEVEL = \"debug\" }}\n\n[stages.ship]\nneeds = [\"greet\"]\nenvironment = \"staging\"\nrun = \"echo shipping\"\n\n\
+         [stages.lang]\nneeds = [\"greet\"]\ninherit-env = [\"LANG\"]\nrun = \"echo lang\"\n"
     );
     let (p, commit) = project(&pipeline, "");
     let server = Server::start(&p);
@@ -767,7 +781,7 @@ fn a_pull_request_from_a_fork_runs_without_its_deploys() {
     let run = server.wait_for(&id, &acme, "its end", |r| {
         !matches!(r["status"].as_str(), Some("queued" | "running"))
     });
-    assert_eq!(run["stages"].as_array().map(Vec::len), Some(3), "{run}");
+    assert_eq!(run["stages"].as_array().map(Vec::len), Some(4), "{run}");
     assert_eq!(run["status"], "succeeded", "{run}");
 }
 
@@ -784,11 +798,47 @@ fn the_api_describes_itself_in_openapi_3_1() {
         doc["openapi"]
     );
     assert!(doc["paths"]["/api/v1/runs"]["post"].is_object());
+    // After a run, /metrics has its figures: runs by state, stage
+    // durations, and the tenant's use of the sandbox.
+    let acme = server.token(&["--tenant", "acme"]);
+    let id = server
+        .post("/api/v1/runs", Some(&acme), &json!({"repository": "app"}))
+        .json()["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    server.wait_for(&id, &acme, "its end", |r| r["status"] == "succeeded");
     let operator = server.token(&["--operator"]);
     let metrics = server.get("/metrics", Some(&operator));
     assert_eq!(metrics.status, 200, "{metrics:?}");
-    assert!(metrics.body.contains("weir_queue_depth 0"), "{}", metrics.body);
-    let acme = server.token(&["--tenant", "acme"]);
+    assert_eq!(
+        metrics.header("content-type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    let value = |name: &str| -> f64 {
+        metrics
+            .body
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in:\n{}", metrics.body))
+    };
+    assert_eq!(value("weir_queue_depth"), 0.0);
+    assert_eq!(value("weir_runs{status=\"succeeded\"}"), 1.0);
+    assert_eq!(value("weir_tenant_stages_total{tenant=\"acme\"}"), 2.0);
+    assert_eq!(
+        value("weir_stage_duration_seconds_count{status=\"succeeded\"}"),
+        2.0
+    );
+    assert!(
+        value("weir_tenant_peak_memory_bytes{tenant=\"acme\"}") > 0.0,
+        "{}",
+        metrics.body
+    );
+    assert!(
+        value("weir_tenant_fuel_total{tenant=\"acme\"}") > 0.0,
+        "{}",
+        metrics.body
+    );
     server.get("/metrics", Some(&acme)).problem(404);
 }
 
@@ -1079,4 +1129,58 @@ fn commit_statuses_go_back_to_the_forge_as_the_run_goes() {
         })
         .collect();
     assert_eq!(states, ["pending", "success"], "{seen:?}");
+}
+
+#[test]
+fn a_run_cannot_read_the_servers_secrets_or_the_hosts_files() {
+    let (p, first) = project(GREET, "");
+    let repo = p.path().join("repo");
+    // A stage that copies the server's webhook secret out of its
+    // environment is refused before it runs.
+    p.write(
+        "repo/pipeline.toml",
+        format!("{GREET}\n[stages.leak]\ninherit-env = [\"APP_SECRET\"]\nrun = \"echo $APP_SECRET\"\n"),
+    );
+    git(&repo, &["commit", "-qam", "leak"]);
+    let leak = git(&repo, &["rev-parse", "HEAD"]);
+    // A pipeline.toml that is a link to a file of the host's.
+    p.write(
+        "outside.toml",
+        "[pipeline]\nname = \"host file\"\nsecret = \"do-not-show\"\n",
+    );
+    std::fs::remove_file(repo.join("pipeline.toml")).expect("rm");
+    std::os::unix::fs::symlink(p.path().join("outside.toml"), repo.join("pipeline.toml")).expect("symlink");
+    git(&repo, &["add", "-A"]);
+    git(&repo, &["commit", "-qm", "link"]);
+    let link = git(&repo, &["rev-parse", "HEAD"]);
+
+    let server = Server::start(&p);
+    let acme = server.token(&["--tenant", "acme"]);
+    let run_of = |commit: &str| {
+        let id = server
+            .post(
+                "/api/v1/runs",
+                Some(&acme),
+                &json!({"repository": "app", "commit": commit}),
+            )
+            .json()["id"]
+            .as_str()
+            .expect("id")
+            .to_string();
+        server.wait_for(&id, &acme, "its end", |r| {
+            !matches!(r["status"].as_str(), Some("queued" | "running"))
+        })
+    };
+    let run = run_of(&leak);
+    assert_eq!(run["status"], "failed", "{run}");
+    let reason = run["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("inherits `APP_SECRET`"), "{run}");
+    assert!(!reason.contains(SECRET));
+    let run = run_of(&link);
+    assert_eq!(run["status"], "failed", "{run}");
+    let reason = run["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("leads out of the repository"), "{run}");
+    assert!(!reason.contains("do-not-show"), "{run}");
+    // The first commit still runs, and its checkout keeps no clone URL.
+    assert_eq!(run_of(&first)["status"], "succeeded");
 }

@@ -80,7 +80,7 @@ pub async fn runs(command: RunsCommand) -> ExitCode {
             println!(
                 "{}",
                 style.bold(&format!(
-                    "{:<20}  {:<width$}  {:<11}  {:<23}  {:>8}  TENANT",
+                    "{:<22}  {:<width$}  {:<11}  {:<23}  {:>8}  TENANT",
                     "RUN", "PIPELINE", "STATUS", "STARTED", "TOOK"
                 ))
             );
@@ -92,7 +92,7 @@ pub async fn runs(command: RunsCommand) -> ExitCode {
                     _ => style.warn(&status),
                 };
                 println!(
-                    "{:<20}  {:<width$}  {status}  {:<23}  {:>8}  {}",
+                    "{:<22}  {:<width$}  {status}  {:<23}  {:>8}  {}",
                     r.id,
                     style::fit(&r.pipeline, 60),
                     style::timestamp(r.started_ms),
@@ -283,7 +283,7 @@ async fn logs(
             return ExitCode::SUCCESS;
         }
         match store.status(id) {
-            Ok(s) if s == "running" => {}
+            Ok(s) if s == "running" || s == "queued" => {}
             Ok(_) => {
                 // One more read: lines written just before the run ended.
                 if let Ok(rest) = store.logs(id, stage, after) {

@@ -150,7 +150,7 @@ pub async fn releases(service: &str, json: bool) -> ExitCode {
     println!(
         "{}",
         style.bold(&format!(
-            "{:<16}  {:<11}  {:<23}  {:<20}  {:>8}  NOTE",
+            "{:<16}  {:<11}  {:<23}  {:<22}  {:>8}  NOTE",
             "VERSION", "STATE", "CHANGED", "RUN", "REPLICAS"
         ))
     );
@@ -163,7 +163,7 @@ pub async fn releases(service: &str, json: bool) -> ExitCode {
             crate::target::state::ReleaseState::Superseded => style.dim(&state),
         };
         println!(
-            "{:<16}  {state}  {:<23}  {:<20}  {:>8}  {}",
+            "{:<16}  {state}  {:<23}  {:<22}  {:>8}  {}",
             r.version,
             style::timestamp(r.changed_ms as i64),
             r.run.as_deref().unwrap_or("-"),

@@ -55,6 +55,8 @@ pub struct StageLimiter {
     /// fails the growth (a declared maximum, the pool, the OS).
     memory_granted: usize,
     table_granted: usize,
+    /// The most memory in use at once.
+    memory_peak: usize,
     hit: Option<LimitHit>,
 }
 
@@ -67,8 +69,14 @@ impl StageLimiter {
             table_in_use: 0,
             memory_granted: 0,
             table_granted: 0,
+            memory_peak: 0,
             hit: None,
         }
+    }
+
+    /// The most linear memory the Store's guests held at once, in bytes.
+    pub fn peak_memory(&self) -> usize {
+        self.memory_peak
     }
 
     /// The first limit the plugin hit, if any.
@@ -86,8 +94,10 @@ impl ResourceLimiter for StageLimiter {
     ) -> wasmtime::Result<bool> {
         let limit = self.limits.memory_bytes;
         let (in_use, granted) = (&mut self.memory_in_use, &mut self.memory_granted);
-        grow(in_use, granted, current, desired, limit)
-            .map_err(|requested| record(&mut self.hit, LimitHit::Memory { requested, limit }))
+        let grown = grow(in_use, granted, current, desired, limit)
+            .map_err(|requested| record(&mut self.hit, LimitHit::Memory { requested, limit }));
+        self.memory_peak = self.memory_peak.max(self.memory_in_use);
+        grown
     }
 
     fn memory_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {

@@ -112,6 +112,28 @@ pub(super) fn is_zero(n: &u32) -> bool {
     *n == 0
 }
 
+/// What a stage's guest used of the sandbox, over all its attempts.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Usage {
+    /// Fuel (wasm instructions, roughly) it burned; only counted when the
+    /// tenant sets a `fuel` limit (metering costs time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fuel: Option<u64>,
+    /// The most linear memory it held at once, in bytes.
+    pub peak_memory_bytes: u64,
+}
+
+impl Usage {
+    /// Add another attempt's use: fuel adds up, memory is the peak.
+    pub fn add(&mut self, other: Usage) {
+        self.fuel = match (self.fuel, other.fuel) {
+            (None, None) => None,
+            (a, b) => Some(a.unwrap_or(0).saturating_add(b.unwrap_or(0))),
+        };
+        self.peak_memory_bytes = self.peak_memory_bytes.max(other.peak_memory_bytes);
+    }
+}
+
 /// Test counts of a test-runner stage.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct TestCounts {

@@ -314,6 +314,7 @@ mod tests {
                 tests: None,
                 sandbox: None,
                 cases: vec![],
+                usage: None,
                 reused: None,
             },
         );

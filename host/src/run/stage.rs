@@ -142,6 +142,7 @@ pub(super) async fn run_stage(
 
     let max_attempts = stage.retries + 1;
     let mut attempt = 1;
+    let mut used: Option<crate::events::Usage> = None;
     loop {
         sink.emit(Event::StageStarted {
             stage: stage.name.to_string(),
@@ -153,6 +154,10 @@ pub(super) async fn run_stage(
             ..first.clone()
         };
         let mut result = executor.execute(request).await;
+        if let Some(u) = result.usage {
+            used.get_or_insert_default().add(u);
+        }
+        result.usage = used;
         // Ended because the run is being cancelled: the scheduler reports
         // it cancelled; its result is neither retried, cached nor shown.
         if stopping.load(std::sync::atomic::Ordering::SeqCst) {
@@ -244,6 +249,7 @@ pub(super) fn finish_as(
         tests: result.tests,
         sandbox: result.sandbox.clone(),
         cases: result.cases.clone(),
+        usage: result.usage,
         reused: reused.map(Box::new),
     });
 }

@@ -1,7 +1,9 @@
 //! The code a server run builds: the repository fetched at the run's
 //! commit into a directory of its own. The server's own git does this,
-//! outside any sandbox, as a forge's runner would: it runs no hook and no
-//! code of the repository.
+//! outside any sandbox, as a forge's runner would: it runs no hook, no
+//! filter (git-lfs) and no code of the repository, reads none of the
+//! machine's or the user's git configuration, and leaves no remote (whose
+//! URL may hold credentials) in the checkout, which stages may read.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -49,9 +51,21 @@ async fn git(
             "-c",
             "core.hooksPath=/dev/null",
             "-c",
+            "core.fsmonitor=false",
+            "-c",
+            "protocol.ext.allow=never",
+            "-c",
+            "filter.lfs.smudge=",
+            "-c",
+            "filter.lfs.process=",
+            "-c",
+            "filter.lfs.required=false",
+            "-c",
             "advice.detachedHead=false",
         ])
         .args(args)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
         .env("GIT_TERMINAL_PROMPT", "0")
         .env("GIT_ASKPASS", "true")
         .stdin(Stdio::null())
@@ -156,8 +170,39 @@ pub async fn checkout(url: &str, commit: &str, also: Option<&str>, dir: &Path) -
         RESOLVE_TIMEOUT,
         "checkout",
     )
-    .await
-    .map(drop)
+    .await?;
+    // The clone URL may carry a token: nothing of it stays behind.
+    git(
+        &["remote", "remove", "origin"],
+        Some(dir),
+        RESOLVE_TIMEOUT,
+        "remote remove",
+    )
+    .await?;
+    let _ = std::fs::remove_file(dir.join(".git/FETCH_HEAD"));
+    Ok(())
+}
+
+/// `file` inside the checkout `dir`, as a regular file that is there
+/// (not a symlink out of it): the pipeline a server run reads.
+pub fn inside(dir: &Path, file: &Path) -> Result<std::path::PathBuf, String> {
+    let root = dir
+        .canonicalize()
+        .map_err(|e| format!("{}: {e}", dir.display()))?;
+    let path = dir.join(file);
+    let real = path
+        .canonicalize()
+        .map_err(|e| format!("{} is not in the repository at this commit ({e})", file.display()))?;
+    if !real.starts_with(&root) {
+        return Err(format!(
+            "{} leads out of the repository (a symlink?)",
+            file.display()
+        ));
+    }
+    if !real.is_file() {
+        return Err(format!("{} is not a file", file.display()));
+    }
+    Ok(path)
 }
 
 #[cfg(test)]
@@ -203,5 +248,30 @@ mod tests {
         checkout(&url, &first, None, &out).await.unwrap();
         assert_eq!(std::fs::read_to_string(out.join("pipeline.toml")).unwrap(), "one");
         assert_eq!(sh(&out, &["rev-parse", "HEAD"]), first);
+        assert_eq!(sh(&out, &["remote"]), "", "no remote, with its URL, stays behind");
+        assert!(!out.join(".git/FETCH_HEAD").exists());
+    }
+
+    #[test]
+    fn a_pipeline_that_leads_out_of_the_checkout_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("co");
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        std::fs::write(dir.join("pipeline.toml"), "x").unwrap();
+        std::fs::write(tmp.path().join("secret.toml"), "x").unwrap();
+        std::os::unix::fs::symlink(tmp.path().join("secret.toml"), dir.join("evil.toml")).unwrap();
+        assert!(inside(&dir, Path::new("pipeline.toml")).is_ok());
+        assert!(
+            inside(&dir, Path::new("evil.toml"))
+                .unwrap_err()
+                .contains("leads out")
+        );
+        assert!(
+            inside(&dir, Path::new("../secret.toml"))
+                .unwrap_err()
+                .contains("leads out")
+        );
+        assert!(inside(&dir, Path::new("sub")).unwrap_err().contains("not a file"));
+        assert!(inside(&dir, Path::new("nope.toml")).is_err());
     }
 }

@@ -79,7 +79,15 @@ async fn start_ready(app: &Arc<App>) -> Result<(), crate::store::StoreError> {
     if queued.is_empty() {
         return Ok(());
     }
-    let tenants = weir_pipeline::config::tenants::Tenants::load(app.config.tenants.as_deref()).ok();
+    // Without its tenants file no run may start: their quotas and policies
+    // are in it. The queue waits (and says why) until it can be read.
+    let tenants = match weir_pipeline::config::tenants::Tenants::load(app.config.tenants.as_deref()) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            tracing::error!("the tenants file cannot be read, so no queued run starts: {e}");
+            return Ok(());
+        }
+    };
     let mut per_tenant = app.running_per_tenant();
     for job in queued {
         let running = per_tenant.values().sum::<usize>();
@@ -118,16 +126,34 @@ async fn start_ready(app: &Arc<App>) -> Result<(), crate::store::StoreError> {
         // for every lifetime, and a run must not hold a worker anyway.
         tokio::task::spawn_blocking(move || {
             let id = job.run_id.clone();
-            handle.block_on(async {
-                run_job(&app, job, cancel).await;
-                app.running.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
-                let done = id.clone();
-                if let Err(e) = app.db.call(move |s| s.move_job(&done, "running", "done")).await {
-                    tracing::error!(run = %id, "cannot mark the run's job done: {e}");
+            let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                handle.block_on(run_job(&app, job, cancel));
+            }));
+            // Whatever happened, the run ends: a run its session left
+            // unended (a panic, a history that failed to record the end)
+            // is ended `failed` here, and its job is done.
+            let why = match ran {
+                Ok(()) => "the server lost track of it before it ended".to_string(),
+                Err(_) => {
+                    "the server hit a bug while running it (a panic; its log has the details)".to_string()
                 }
-                app.wake.notify_one();
-                app.events.send_modify(|n| *n += 1);
+            };
+            app.running.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+            let run = id.clone();
+            let dir = app.checkouts.join(&id);
+            let settled = app.db.with(move |s| -> Result<(), crate::store::StoreError> {
+                s.end_run(&run, "failed", &why)?;
+                s.move_job(&run, "running", "done")?;
+                Ok(())
             });
+            match settled {
+                // The checkout served the run; a finished run needs it no
+                // more (a crash leaves it for the resume).
+                Ok(()) => drop(std::fs::remove_dir_all(&dir)),
+                Err(e) => tracing::error!(run = %id, "cannot record that the run ended: {e}"),
+            }
+            app.wake.notify_one();
+            app.events.send_modify(|n| *n += 1);
         });
     }
     Ok(())
@@ -140,6 +166,20 @@ async fn end(app: &Arc<App>, id: &str, status: &'static str, reason: String) {
     if let Err(e) = app.db.call(move |s| s.end_run(&run, status, &reason)).await {
         tracing::error!(run = %id, "cannot record how the run ended: {e}");
     }
+}
+
+/// The server's own variables (webhook secrets, status tokens): no stage
+/// may inherit them.
+fn withheld_env(config: &weir_pipeline::config::server::ServerConfig) -> Vec<String> {
+    let mut names: Vec<String> = config
+        .repositories
+        .values()
+        .flat_map(|r| r.secret_env.iter().chain(&r.status_token_env))
+        .cloned()
+        .collect();
+    names.sort();
+    names.dedup();
+    names
 }
 
 /// A refusal as people read it, with its causes and help, without colour.
@@ -171,10 +211,12 @@ async fn run_job(app: &Arc<App>, stored: crate::store::serving::Job, cancel: Can
         .await;
     };
     let dir = app.checkouts.join(&id);
+    let withheld = withheld_env(&app.config);
     let session = if stored.status == "interrupted" {
         let request = ResumeRequest {
             tenants: app.config.tenants.clone(),
             source: Some(dir.clone()),
+            withheld_env: withheld,
             ..ResumeRequest::default()
         };
         launch::resume(&id, &request).await
@@ -192,8 +234,14 @@ async fn run_job(app: &Arc<App>, stored: crate::store::serving::Job, cancel: Can
             )
             .await;
         }
+        // The pipeline is the repository's own file, not a link to one of
+        // the host's (whose text a parse error would show).
+        let pipeline = match super::checkout::inside(&dir, &repo.pipeline) {
+            Ok(p) => p,
+            Err(why) => return end(app, &id, "failed", format!("cannot run {}: {why}", repo.key)).await,
+        };
         let request = RunRequest {
-            pipeline: Some(dir.join(&repo.pipeline)),
+            pipeline: Some(pipeline),
             branch: job.branch.clone(),
             environment: job.environment.clone(),
             tenant: Some(stored.tenant.clone()),
@@ -201,6 +249,7 @@ async fn run_job(app: &Arc<App>, stored: crate::store::serving::Job, cancel: Can
             run_id: Some(id.clone()),
             untrusted: job.untrusted,
             source: Some(dir.clone()),
+            withheld_env: withheld,
             ..RunRequest::default()
         };
         launch::fresh(&request, None).await
@@ -245,6 +294,7 @@ fn observe(app: &App, tenant: &str, record: &EventRecord) {
     let Event::StageFinished {
         status,
         duration_ms,
+        usage,
         reused: None,
         ..
     } = &record.event
@@ -258,7 +308,11 @@ fn observe(app: &App, tenant: &str, record: &EventRecord) {
         .unwrap_or_default();
     let mut m = app.metrics.lock().unwrap_or_else(|e| e.into_inner());
     m.stage_seconds.entry(outcome).or_default().observe(secs);
-    let usage = m.tenants.entry(tenant.to_string()).or_default();
-    usage.stage_seconds += secs;
-    usage.stages += 1;
+    let tenant_usage = m.tenants.entry(tenant.to_string()).or_default();
+    tenant_usage.stage_seconds += secs;
+    tenant_usage.stages += 1;
+    if let Some(used) = usage {
+        tenant_usage.fuel = tenant_usage.fuel.saturating_add(used.fuel.unwrap_or(0));
+        tenant_usage.peak_memory = tenant_usage.peak_memory.max(used.peak_memory_bytes);
+    }
 }

@@ -152,10 +152,21 @@ pub struct ServiceView {
     pub releases: Vec<serde_json::Value>,
 }
 
+/// A tenant's service is one only its runs deployed: the target's
+/// services are one namespace, so a name two tenants deployed belongs to
+/// neither (an operator's token still reaches it).
 async fn owned(app: &App, caller: &Caller, service: &str) -> Result<(), Problem> {
-    let tenant = caller.tenant.clone();
-    let deployed = app.db.call(move |s| s.deployed(tenant.as_deref())).await?;
-    if deployed.iter().any(|d| d.service == service) {
+    let deployed = app.db.call(|s| s.deployed(None)).await?;
+    let deployers: Vec<&str> = deployed
+        .iter()
+        .filter(|d| d.service == service)
+        .map(|d| d.tenant.as_str())
+        .collect();
+    let ours = match &caller.tenant {
+        None => !deployers.is_empty(),
+        Some(t) => !deployers.is_empty() && deployers.iter().all(|d| d == t),
+    };
+    if ours {
         Ok(())
     } else {
         Err(Problem::not_found(format!("no deployed service `{service}`")))

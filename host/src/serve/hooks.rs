@@ -346,12 +346,14 @@ async fn queue(
     trigger: &str,
 ) -> Result<Response, Problem> {
     let tenant = repo.tenant.clone().unwrap_or_else(|| "default".into());
-    let delivery = (forge.as_str().to_string(), id.clone());
+    // Keyed by the repository too: ids are the forge's, not the world's.
+    let key = format!("{}:{id}", repo.key);
+    let delivery = (forge.as_str().to_string(), key.clone());
     match super::runs::enqueue(app, &tenant, job, trigger, Some(delivery)).await? {
         Some(run) => Ok(answer(StatusCode::ACCEPTED, "queued", Some(run.id), None)),
         None => {
             let forge = forge.as_str();
-            let earlier = app.db.call(move |s| s.delivery_run(forge, &id)).await?;
+            let earlier = app.db.call(move |s| s.delivery_run(forge, &key)).await?;
             Ok(answer(StatusCode::OK, "duplicate", earlier, None))
         }
     }

@@ -189,6 +189,30 @@ pub async fn metrics(
     }
     let _ = writeln!(
         out,
+        "# HELP weir_tenant_fuel_total Fuel its guests burned, per tenant (counted for tenants with a fuel limit).\n# TYPE weir_tenant_fuel_total counter"
+    );
+    for (tenant, u) in &usage {
+        let _ = writeln!(
+            out,
+            "weir_tenant_fuel_total{{tenant=\"{}\"}} {}",
+            label(tenant),
+            u.fuel
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP weir_tenant_peak_memory_bytes The most linear memory one of its guests held, per tenant.\n# TYPE weir_tenant_peak_memory_bytes gauge"
+    );
+    for (tenant, u) in &usage {
+        let _ = writeln!(
+            out,
+            "weir_tenant_peak_memory_bytes{{tenant=\"{}\"}} {}",
+            label(tenant),
+            u.peak_memory
+        );
+    }
+    let _ = writeln!(
+        out,
         "# HELP weir_http_responses_total Responses, by status.\n# TYPE weir_http_responses_total counter"
     );
     let mut codes: Vec<_> = m.requests.iter().collect();

@@ -59,7 +59,11 @@ fn public(path: &str) -> bool {
 /// Authenticate, rate-limit and time every request.
 async fn admit(State(app): Shared, mut request: Request, next: Next) -> Response {
     let path = request.uri().path().to_string();
-    let streams = path.ends_with("/events");
+    let streams = path.starts_with("/api/v1/runs/") && path.ends_with("/events");
+    let peer = request
+        .extensions()
+        .get::<Peer>()
+        .map_or_else(|| "unknown".to_string(), |p| p.0.to_string());
     if !public(&path) {
         let presented = bearer(
             request
@@ -76,7 +80,13 @@ async fn admit(State(app): Shared, mut request: Request, next: Next) -> Response
         let found = app.db.call(move |s| s.token_by_hash(&presented)).await;
         let token = match found {
             Ok(Some(t)) => t,
-            Ok(None) => return unauthorized("the API token is not known, or was revoked"),
+            Ok(None) => {
+                // Guessing tokens costs the guesser: a few tries a second.
+                if let Err(wait) = app.limiter.take(&format!("bad-token:{peer}")) {
+                    return too_many(wait, "too many requests with unknown tokens from this address");
+                }
+                return unauthorized("the API token is not known, or was revoked");
+            }
             Err(e) => return Problem::internal(e).into_response(),
         };
         if let Err(wait) = app.limiter.take(&token.id) {
@@ -97,15 +107,11 @@ async fn admit(State(app): Shared, mut request: Request, next: Next) -> Response
             label: token.label,
         });
     } else if path.starts_with("/api/v1/hooks/")
-        && let Err(wait) = app.limiter.take(&path)
+        && let Err(wait) = app.limiter.take(&format!("hooks:{peer}"))
     {
-        let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
-        let mut p = Problem::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            format!("too many deliveries; try again in {secs}s"),
-        );
-        p.retry_after = Some(secs);
-        return p.into_response();
+        // Per sender, so a flood from one address does not turn the
+        // forge's own deliveries away.
+        return too_many(wait, "too many deliveries from this address");
     }
     let limit = app.config.request_timeout;
     let response = if streams {
@@ -126,6 +132,20 @@ async fn admit(State(app): Shared, mut request: Request, next: Next) -> Response
     let mut m = app.metrics.lock().unwrap_or_else(|e| e.into_inner());
     *m.requests.entry(response.status().as_u16()).or_insert(0) += 1;
     response
+}
+
+/// The address a request came from.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub std::net::IpAddr);
+
+fn too_many(wait: Duration, what: &str) -> Response {
+    let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+    let mut p = Problem::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        format!("{what}; try again in {secs}s"),
+    );
+    p.retry_after = Some(secs);
+    p.into_response()
 }
 
 fn unauthorized(detail: &str) -> Response {
@@ -180,7 +200,16 @@ pub async fn readyz(State(app): Shared) -> Response {
 /// Serve one connection: its head must arrive within `timeout`, so a
 /// slow client cannot hold a connection open for nothing.
 pub async fn serve_connection(stream: tokio::net::TcpStream, app: Router, timeout: Duration) {
-    let service = hyper_util::service::TowerToHyperService::new(app);
+    let peer = Peer(
+        stream
+            .peer_addr()
+            .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |a| a.ip()),
+    );
+    let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+        request.extensions_mut().insert(peer);
+        let mut app = app.clone();
+        async move { tower_service::Service::call(&mut app, request.map(axum::body::Body::new)).await }
+    });
     let _ = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(timeout.min(Duration::from_secs(10)))

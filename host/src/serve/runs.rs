@@ -461,7 +461,7 @@ pub async fn cancel(
         tracing::info!(run = %id, by = %caller.token, "cancelling");
         return Ok(answer("cancelling"));
     }
-    if run.status == "queued" {
+    if matches!(run.status.as_str(), "queued" | "interrupted") {
         let (run_id, by) = (id.clone(), caller.token.clone());
         let ended = app
             .db
@@ -469,7 +469,7 @@ pub async fn cancel(
                 s.end_run(
                     &run_id,
                     "cancelled",
-                    &format!("cancelled while queued (token {by})"),
+                    &format!("cancelled while it waited to run (token {by})"),
                 )
             })
             .await?;

@@ -29,6 +29,27 @@ type Shared = State<Arc<App>>;
 /// Events read from the history at a time.
 const PAGE: u32 = 500;
 
+/// Most live streams one token may hold open at once.
+pub const MAX_STREAMS_PER_TOKEN: usize = 16;
+
+/// A token's open stream, counted until it is dropped.
+struct Open {
+    app: Arc<App>,
+    token: String,
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        let mut open = self.app.streams.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = open.get_mut(&self.token) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.remove(&self.token);
+            }
+        }
+    }
+}
+
 /// How often a stream looks for new events when nothing woke it.
 const POLL: Duration = Duration::from_millis(500);
 
@@ -112,6 +133,7 @@ pub struct StreamedEvent {
 }
 
 struct Follow {
+    _open: Open,
     app: Arc<App>,
     id: String,
     last: i64,
@@ -152,7 +174,24 @@ pub async fn events(
         after = after.max(seq("after", &v)?);
     }
     super::runs::visible(&app, &caller, &id).await?;
+    {
+        let mut open = app.streams.lock().unwrap_or_else(|e| e.into_inner());
+        let n = open.entry(caller.token.clone()).or_insert(0);
+        if *n >= MAX_STREAMS_PER_TOKEN {
+            let mut p = Problem::new(
+                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                format!("this token has {MAX_STREAMS_PER_TOKEN} event streams open already; close one first"),
+            );
+            p.retry_after = Some(1);
+            return Err(p);
+        }
+        *n += 1;
+    }
     let follow = Follow {
+        _open: Open {
+            app: app.clone(),
+            token: caller.token.clone(),
+        },
         changes: app.events.subscribe(),
         app,
         id,

@@ -56,6 +56,11 @@ pub struct RunRequest {
     /// the run's stages may be granted reads of it whatever the tenant's
     /// `allow.read` says.
     pub source: Option<PathBuf>,
+    /// weir's own variables no stage may `inherit-env` (the server's
+    /// webhook secrets and status tokens); a name ending in `*` is a
+    /// prefix. Every tenant's secret prefix is withheld as well whenever
+    /// a tenants file is in use.
+    pub withheld_env: Vec<String>,
 }
 
 /// What a caller may change when resuming a run; everything else is as
@@ -70,6 +75,8 @@ pub struct ResumeRequest {
     pub tenants: Option<PathBuf>,
     /// The code the run builds, as for [`RunRequest::source`].
     pub source: Option<PathBuf>,
+    /// As for [`RunRequest::withheld_env`].
+    pub withheld_env: Vec<String>,
 }
 
 /// The stage cache's and replay records' own connection to the history.
@@ -123,6 +130,7 @@ pub async fn fresh(request: &RunRequest, focus: Option<&Focus>) -> Result<Sessio
     // before anything is recorded: a run that cannot have its variables,
     // secrets or branch rules, or asks for more than its tenant allows,
     // does not start.
+    let withheld = withheld_env(&request.withheld_env, request.tenants.as_deref());
     let mut resolved = Resolved::default();
     let mut left_out = Vec::new();
     let mut layer = |plan: &mut crate::plan::Plan| {
@@ -133,6 +141,7 @@ pub async fn fresh(request: &RunRequest, focus: Option<&Focus>) -> Result<Sessio
         if options.untrusted {
             left_out = plan.without_trusted_stages();
         }
+        refuse_withheld(plan, &tenant, &withheld)?;
         within_tenant(plan, &tenant)
     };
     let engine = engine_for(&tenant);
@@ -252,6 +261,7 @@ pub async fn resume(id: &str, request: &ResumeRequest) -> Result<Session, Sessio
         Some(&recorded.tenant),
         request.source.as_deref(),
     )?;
+    let withheld = withheld_env(&request.withheld_env, request.tenants.as_deref());
     let mut resolved = Resolved::default();
     let mut left_out = Vec::new();
     let mut layer = |plan: &mut crate::plan::Plan| {
@@ -259,6 +269,7 @@ pub async fn resume(id: &str, request: &ResumeRequest) -> Result<Session, Sessio
         if options.untrusted {
             left_out = plan.without_trusted_stages();
         }
+        refuse_withheld(plan, &tenant, &withheld)?;
         within_tenant(plan, &tenant)
     };
     let engine = engine_for(&tenant);
@@ -359,6 +370,77 @@ pub(crate) struct Options {
     /// such stages are left out, on a resume too.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     untrusted: bool,
+}
+
+/// The variables no stage may inherit: `asked`, and with a tenants file,
+/// every tenant's secret prefix (`WEIR_SECRET_*`, `ACME_*`): one tenant's
+/// stage must not copy another's secrets out of weir's environment.
+fn withheld_env(asked: &[String], tenants: Option<&Path>) -> Vec<String> {
+    let mut withheld = asked.to_vec();
+    let Ok(all) = Tenants::load(tenants) else {
+        return withheld;
+    };
+    let mut from_file = false;
+    for t in all.all().filter(|t| t.file.is_some()) {
+        from_file = true;
+        if let crate::config::tenants::SecretSource::Env { prefix } = &t.secrets {
+            withheld.push(format!("{prefix}*"));
+        }
+    }
+    if from_file {
+        withheld.push(format!("{}*", crate::config::tenants::DEFAULT_SECRET_PREFIX));
+    }
+    withheld
+}
+
+/// Refuse stages (or their environments) that inherit a withheld variable.
+fn refuse_withheld(
+    plan: &crate::plan::Plan,
+    tenant: &Tenant,
+    withheld: &[String],
+) -> Result<(), PrepareError> {
+    let matches = |name: &str| {
+        withheld.iter().any(|w| match w.strip_suffix('*') {
+            Some(prefix) => name.starts_with(prefix),
+            None => w == name,
+        })
+    };
+    let mut errors = Vec::new();
+    for stage in &plan.stages {
+        let from_env = stage
+            .environment
+            .as_ref()
+            .and_then(|e| plan.environments.get(e))
+            .map(|e| e.inherit_env.clone())
+            .unwrap_or_default();
+        for name in stage.inherited.iter().chain(&from_env).filter(|n| matches(n)) {
+            let span = stage
+                .env_spans
+                .iter()
+                .find(|(k, _)| k == name)
+                .map_or(stage.uses_span.clone(), |(_, s)| s.clone());
+            errors.push(
+                plan.source
+                    .error(
+                        span,
+                        format!(
+                            "stage `{}` inherits `{name}` from weir's environment, which holds the server's or another tenant's secrets",
+                            stage.name
+                        ),
+                    )
+                    .help("give the stage what it needs as a secret (`allow.secrets`, or an environment's `secrets`) instead of inheriting it"),
+            );
+        }
+    }
+    if errors.is_empty() {
+        return Ok(());
+    }
+    Err(super::prepare::BeyondTenant {
+        path: plan.source.path().to_path_buf(),
+        tenant: tenant.name.to_string(),
+        errors,
+    }
+    .into())
 }
 
 /// Lay the run's environments over the plan and check its branch rules;

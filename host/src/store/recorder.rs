@@ -304,6 +304,7 @@ fn apply(tx: &Transaction<'_>, seq: i64, r: &EventRecord) -> rusqlite::Result<()
             sandbox,
             cases,
             reused,
+            ..
         } => {
             if reused.as_deref() == Some(&crate::events::Reused::Resume) {
                 // Recorded when it first finished; only the event is new.

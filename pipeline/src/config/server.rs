@@ -324,10 +324,30 @@ impl ServerConfig {
             } else {
                 relative(&clone_url).display().to_string()
             };
+            let name = spec.name.clone().unwrap_or_else(|| key.clone());
+            if let Some(other) = config
+                .repositories
+                .values()
+                .find(|r| r.forge == spec.forge && r.name.eq_ignore_ascii_case(&name))
+            {
+                errors.push(
+                    source
+                        .error(
+                            span.clone(),
+                            format!(
+                                "repository `{key}` has the same {} name `{name}` as `{}`",
+                                spec.forge.as_str(),
+                                other.key
+                            ),
+                        )
+                        .help("a webhook names its repository; two with one name could not be told apart"),
+                );
+                continue;
+            }
             config.repositories.insert(
                 key.clone(),
                 Repository {
-                    name: spec.name.unwrap_or_else(|| key.clone()),
+                    name,
                     key,
                     forge: spec.forge,
                     clone_url,

@@ -210,9 +210,11 @@ impl Planner<'_> {
             env.retain(|(existing, _)| existing != key);
             env.push((key.clone(), v.get_ref().replace(PIPELINE_DIR, &pipeline_dir)));
         }
+        let mut inherited = Vec::new();
         for name in &spec.inherit_env {
             let key = name.get_ref();
             env_spans.push((key.clone(), name.span()));
+            inherited.push(key.clone());
             if !valid_env_name(key) {
                 errors.push(source.error(
                     name.span(),
@@ -262,6 +264,7 @@ impl Planner<'_> {
             env,
             secret_env: Vec::new(),
             env_spans,
+            inherited,
             grants,
             allow_span: spec.allow.as_ref().map(|a| a.span()),
             timeout_span: spec.timeout.as_ref().map(|t| t.span()),

@@ -46,12 +46,29 @@ fn untrusted_code_loses_deploys_secrets_and_what_needs_them() {
     let (sign, deploy) = (at(&p, "sign"), at(&p, "deploy"));
     p.stages[sign].secret_env.push("SIGNING_KEY".into());
     p.stages[deploy].environment = Some("staging".into());
-    let left_out = p.without_trusted_stages();
+    let left_out = p.clone().without_trusted_stages();
     assert_eq!(left_out, ["sign", "deploy", "smoke"]);
+    // Every other way to a secret or the target is left out too.
+    let lint = at(&p, "lint");
+    for grant in [
+        |s: &mut PlannedStage| s.grants.secrets.push("TOKEN".into()),
+        |s: &mut PlannedStage| s.grants.runtime = true,
+        |s: &mut PlannedStage| s.grants.metrics.push("prometheus".into()),
+        |s: &mut PlannedStage| s.inherited.push("AWS_SECRET_ACCESS_KEY".into()),
+    ] {
+        let mut q = p.clone();
+        grant(&mut q.stages[lint]);
+        assert_eq!(q.without_trusted_stages(), ["sign", "deploy", "smoke", "lint"]);
+    }
+    p.without_trusted_stages();
     let names: Vec<&str> = p.stages.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, ["build", "lint"]);
     assert_eq!(p.stages[1].needs, [0]);
     assert!(p.notify.is_empty());
+    assert!(
+        p.stages.iter().all(|s| s.cache.setting == Some(false)),
+        "untrusted runs keep out of the cache"
+    );
 }
 
 #[test]
