@@ -126,6 +126,12 @@ pub struct Session {
 }
 
 impl Session {
+    /// The stages left out because the run's code is not trusted with
+    /// them (a pull request from a fork), in plan order.
+    pub fn left_out(&self) -> &[String] {
+        &self.left_out
+    }
+
     /// The run's id.
     pub fn id(&self) -> &str {
         &self.run_id

@@ -1184,3 +1184,42 @@ fn a_run_cannot_read_the_servers_secrets_or_the_hosts_files() {
     // The first commit still runs, and its checkout keeps no clone URL.
     assert_eq!(run_of(&first)["status"], "succeeded");
 }
+
+#[test]
+fn a_tenant_at_its_max_runs_waits_and_other_tenants_go_ahead() {
+    let pipeline = "[pipeline]\nname = \"slow\"\n\n[stages.wait]\nrun = \"sleep 2\"\n";
+    let (p, _) = project(pipeline, "concurrency = 3");
+    p.write(
+        "tenants.toml",
+        TENANTS.replace("[tenants.acme]\n", "[tenants.acme]\nmax-runs = 1\n"),
+    );
+    let server = Server::start(&p);
+    let acme = server.token(&["--tenant", "acme"]);
+    let globex = server.token(&["--tenant", "globex"]);
+    let queue = |token: &str, repository: &str| {
+        server
+            .post("/api/v1/runs", Some(token), &json!({"repository": repository}))
+            .json()["id"]
+            .as_str()
+            .expect("id")
+            .to_string()
+    };
+    let a1 = queue(&acme, "app");
+    let a2 = queue(&acme, "app");
+    let g = queue(&globex, "other");
+    let done = |id: &str, token: &str| {
+        server.wait_for(id, token, "its end", |r| {
+            !matches!(r["status"].as_str(), Some("queued" | "running"))
+        })
+    };
+    let (a1, a2, g) = (done(&a1, &acme), done(&a2, &acme), done(&g, &globex));
+    for run in [&a1, &a2, &g] {
+        assert_eq!(run["status"], "succeeded", "{run}");
+    }
+    let start = |r: &Value| r["started_ms"].as_i64().expect("started");
+    let end = |r: &Value| start(r) + r["duration_ms"].as_i64().expect("duration");
+    // acme's second run started only once its first had ended; globex's
+    // did not wait for acme's.
+    assert!(start(&a2) >= end(&a1) - 50, "a1 {a1}\na2 {a2}");
+    assert!(start(&g) < end(&a1), "a1 {a1}\ng {g}");
+}

@@ -140,15 +140,10 @@ pub async fn checkout(url: &str, commit: &str, also: Option<&str>, dir: &Path) -
         why: format!("cannot create {}: {e}", dir.display()),
     })?;
     git(&["init", "-q"], Some(dir), RESOLVE_TIMEOUT, "init").await?;
-    git(
-        &["remote", "add", "origin", url],
-        Some(dir),
-        RESOLVE_TIMEOUT,
-        "remote add",
-    )
-    .await?;
+    // Fetched by URL, with no remote: the URL (which may hold a token) is
+    // written nowhere in the checkout.
     let by_id = git(
-        &["fetch", "-q", "--depth", "1", "origin", commit],
+        &["fetch", "-q", "--depth", "1", "--", url, commit],
         Some(dir),
         FETCH_TIMEOUT,
         "fetch",
@@ -157,7 +152,7 @@ pub async fn checkout(url: &str, commit: &str, also: Option<&str>, dir: &Path) -
     if by_id.is_err() {
         let refspec = also.unwrap_or("+refs/heads/*:refs/remotes/origin/*");
         git(
-            &["fetch", "-q", "origin", refspec],
+            &["fetch", "-q", "--", url, refspec],
             Some(dir),
             FETCH_TIMEOUT,
             "fetch",
@@ -171,14 +166,7 @@ pub async fn checkout(url: &str, commit: &str, also: Option<&str>, dir: &Path) -
         "checkout",
     )
     .await?;
-    // The clone URL may carry a token: nothing of it stays behind.
-    git(
-        &["remote", "remove", "origin"],
-        Some(dir),
-        RESOLVE_TIMEOUT,
-        "remote remove",
-    )
-    .await?;
+    // FETCH_HEAD names the URL.
     let _ = std::fs::remove_file(dir.join(".git/FETCH_HEAD"));
     Ok(())
 }

@@ -250,6 +250,7 @@ async fn run_job(app: &Arc<App>, stored: crate::store::serving::Job, cancel: Can
             untrusted: job.untrusted,
             source: Some(dir.clone()),
             withheld_env: withheld,
+            commit: Some(job.commit.clone()),
             ..RunRequest::default()
         };
         launch::fresh(&request, None).await
@@ -258,6 +259,18 @@ async fn run_job(app: &Arc<App>, stored: crate::store::serving::Job, cancel: Can
         Ok(s) => s,
         Err(e) => return end(app, &id, "failed", render(&e)).await,
     };
+    if !session.left_out().is_empty() {
+        // Said from the start, so whoever looks at the run sees why its
+        // stages are fewer than its pipeline's.
+        let reason = format!(
+            "left out because this run's code is not trusted with secrets or deploys (a pull request from a fork): {}",
+            session.left_out().join(", ")
+        );
+        let run = id.clone();
+        if let Err(e) = app.db.call(move |s| s.set_reason(&run, &reason)).await {
+            tracing::error!(run = %id, "cannot record what the run leaves out: {e}");
+        }
+    }
     if cancel.is_cancelled() {
         // Cancelled while it was being prepared: it still runs, and ends
         // at once, so its record is complete.

@@ -56,6 +56,9 @@ pub struct RunRequest {
     /// the run's stages may be granted reads of it whatever the tenant's
     /// `allow.read` says.
     pub source: Option<PathBuf>,
+    /// The commit being built, when the caller checked it out (default:
+    /// read from git around the file).
+    pub commit: Option<String>,
     /// weir's own variables no stage may `inherit-env` (the server's
     /// webhook secrets and status tokens); a name ending in `*` is a
     /// prefix. Every tenant's secret prefix is withheld as well whenever
@@ -105,7 +108,15 @@ pub async fn fresh(request: &RunRequest, focus: Option<&Focus>) -> Result<Sessio
         .pipeline
         .clone()
         .unwrap_or_else(|| PathBuf::from(DEFAULT_PIPELINE));
-    let git = detect_git(&pipeline);
+    // A caller that checked the commit out says which it is; else git is
+    // asked about the file's repository.
+    let git = match &request.commit {
+        Some(commit) => GitFacts {
+            commit: Some(commit.clone()),
+            tags: Vec::new(),
+        },
+        None => detect_git(&pipeline),
+    };
     let options = Options {
         branch: request.branch.clone().or_else(|| detect_branch(&pipeline)),
         environment: request.environment.clone(),
