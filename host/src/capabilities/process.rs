@@ -252,6 +252,7 @@ impl Host for ProcessCtx {
     }
 }
 
+#[derive(Clone)]
 pub(super) struct Prepared {
     pub(super) program: PathBuf,
     pub(super) cwd: PathBuf,

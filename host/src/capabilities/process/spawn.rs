@@ -46,8 +46,42 @@ impl NamespacePipes {
     }
 }
 
+/// Times a program is started again when bubblewrap could not make its
+/// sandbox because something it was to hide vanished meanwhile.
+const VANISHED_RETRIES: usize = 3;
+
+/// bubblewrap failed to mount over a path that was there when the view was
+/// walked and is gone now (a build's temporary directory, under a granted
+/// directory a build writes to): it never started the program.
+fn vanished_mount(exit: &Exit) -> bool {
+    let stderr = String::from_utf8_lossy(&exit.stderr);
+    exit.code == Some(1)
+        && stderr.starts_with("bwrap: Can't ")
+        && (stderr.contains("No such file or directory") || stderr.contains("Read-only file system"))
+}
+
 impl ProcessCtx {
+    /// Run the program; in bubblewrap, again (with a fresh walk of what to
+    /// hide) when what it was to hide vanished while its sandbox was made.
     pub(super) async fn execute(&self, cmd: Command, p: Prepared) -> Result<Exit, HostError> {
+        if !matches!(self.sandbox, Sandbox::Bubblewrap(_)) {
+            return self.execute_once(cmd, p).await;
+        }
+        for _ in 0..VANISHED_RETRIES {
+            let exit = self.execute_once(cmd.clone(), p.clone()).await?;
+            if !vanished_mount(&exit) {
+                return Ok(exit);
+            }
+            self.notice(format!(
+                "`{}` was started again: something its sandbox hides vanished while the sandbox was made ({})",
+                cmd.program.trim(),
+                String::from_utf8_lossy(&exit.stderr).trim()
+            ));
+        }
+        self.execute_once(cmd, p).await
+    }
+
+    async fn execute_once(&self, cmd: Command, p: Prepared) -> Result<Exit, HostError> {
         let name = cmd.program.trim().to_string();
         if self.sandbox == Sandbox::Unavailable
             && !self
@@ -564,4 +598,47 @@ pub(super) fn apply_rlimits(l: &ProcessLimits) -> std::io::Result<()> {
         set(Resource::Data, data)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod vanished {
+    use super::*;
+
+    fn exit(code: i32, stderr: &str) -> Exit {
+        Exit {
+            code: Some(code),
+            signal: None,
+            stdout: Vec::new(),
+            stderr: stderr.as_bytes().to_vec(),
+            stdout_truncated: false,
+            stderr_truncated: false,
+            timed_out: false,
+            duration_ms: 1,
+        }
+    }
+
+    #[test]
+    fn only_a_mount_over_something_gone_is_tried_again() {
+        assert!(vanished_mount(&exit(
+            1,
+            "bwrap: Can't mkdir /repo/target/debug/deps/rmetaLQUCZL: Read-only file system\n"
+        )));
+        assert!(vanished_mount(&exit(
+            1,
+            "bwrap: Can't mount tmpfs on /x/y: No such file or directory\n"
+        )));
+        // The program's own failures, and other sandbox failures, are not.
+        assert!(!vanished_mount(&exit(
+            1,
+            "mkdir: cannot create directory: Read-only file system\n"
+        )));
+        assert!(!vanished_mount(&exit(
+            1,
+            "bwrap: setting up uid map: Permission denied\n"
+        )));
+        assert!(!vanished_mount(&exit(
+            2,
+            "bwrap: Can't mkdir /x: Read-only file system\n"
+        )));
+    }
 }
