@@ -15,6 +15,8 @@
 #   realwork     (6) the quickstart's build and tests, through weir and direct
 #   router       (7) the deploy router against nginx (needs nginx, wrk)
 #   scan         (7) the scan plugin against detect-secrets (16 MiB tree)
+#   serve        (8) weir serve: list-runs with 10,000 runs, webhook to
+#                    first stage, pushes queued per second
 #
 # SKIP_EXTISM=1 leaves Extism out of (1) (building it takes ~10 minutes
 # the first time). Builds are release builds; the figures are collected in
@@ -23,7 +25,7 @@ set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$repo"
 sections=("$@")
-[ ${#sections[@]} -gt 0 ] || sections=(start pipeline process concurrency memory realwork router scan)
+[ ${#sections[@]} -gt 0 ] || sections=(start pipeline process concurrency memory realwork router scan serve)
 out="$repo/target/bench"
 mkdir -p "$out"
 figures="$out/figures.txt"
@@ -74,6 +76,12 @@ if wants scan; then
   echo
   echo "(7) scan throughput against detect-secrets, a 16 MiB tree"
   benches/scan.sh 16
+fi
+
+if wants serve; then
+  echo
+  echo "(8) weir serve over HTTP"
+  cargo bench -q --bench serve | tee -a "$figures"
 fi
 
 echo

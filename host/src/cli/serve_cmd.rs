@@ -17,7 +17,7 @@ use crate::store::Store;
 #[command(after_long_help = "\
 A first setup (docs/serve.md has the whole story):
 
-  weir serve token create --operator        # prints a token, once
+  TOKEN=$(weir serve token create --operator)   # shown once; only its hash is kept
   weir serve --listen 127.0.0.1:8080 &
   curl -H \"Authorization: Bearer $TOKEN\" http://127.0.0.1:8080/api/v1/runs
 
