@@ -204,6 +204,11 @@ pub async fn create(
     let Some(run) = run else {
         return Err(Problem::internal("the run was not queued"));
     };
+    Ok(created(run))
+}
+
+/// 201 for a queued run: the run, its links, and `Location`.
+fn created(run: RunSummary) -> Response {
     let location = format!("/api/v1/runs/{}", run.id);
     let mut response = (
         StatusCode::CREATED,
@@ -216,7 +221,7 @@ pub async fn create(
     if let Ok(v) = HeaderValue::from_str(&location) {
         response.headers_mut().insert(header::LOCATION, v);
     }
-    Ok(response)
+    response
 }
 
 /// Queue `job` for `tenant`; `None` when `delivery` was taken before.
@@ -510,17 +515,5 @@ pub async fn rerun(
     let Some(new) = enqueue(&app, &run.tenant, job, "rerun", None).await? else {
         return Err(Problem::internal("the run was not queued"));
     };
-    let location = format!("/api/v1/runs/{}", new.id);
-    let mut response = (
-        StatusCode::CREATED,
-        axum::Json(Created {
-            links: links(&new.id),
-            run: new,
-        }),
-    )
-        .into_response();
-    if let Ok(v) = HeaderValue::from_str(&location) {
-        response.headers_mut().insert(header::LOCATION, v);
-    }
-    Ok(response)
+    Ok(created(new))
 }
