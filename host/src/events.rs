@@ -48,6 +48,10 @@ pub enum Event {
         /// `run_started` per start, under the same run id.
         #[serde(default, skip_serializing_if = "is_zero")]
         resume: u32,
+        /// Each stage's `needs`, for stages that have any: the graph a
+        /// dashboard draws.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        needs: BTreeMap<String, Vec<String>>,
     },
     /// A stage will not run.
     StageSkipped {
@@ -198,6 +202,10 @@ pub enum Event {
         /// back on the stable release.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         recovery_ms: Option<u64>,
+        /// For `analysis`: what each version answered in the window just
+        /// judged, measured by the local target's router.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        traffic: BTreeMap<String, Traffic>,
     },
     /// A stage is ready but waits: for a person's approval, or for a
     /// concurrency group another run holds.
@@ -244,6 +252,18 @@ pub enum Event {
         /// Stages per status.
         counts: BTreeMap<String, u32>,
     },
+}
+
+/// What one version of a service answered in a window of a rollout.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Traffic {
+    /// Requests answered.
+    pub requests: u64,
+    /// Of those, 5xx answers and failed upstreams.
+    pub errors: u64,
+    /// The 99th-percentile latency in milliseconds, when it had requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p99_ms: Option<f64>,
 }
 
 /// What a stage waiting for approval asks for.

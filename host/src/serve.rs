@@ -22,6 +22,7 @@ pub mod routes;
 pub mod runs;
 pub mod statuses;
 pub mod stream;
+pub mod web;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -110,6 +111,8 @@ pub struct App {
     pub checkouts: std::path::PathBuf,
     /// Set once the dispatcher has taken up the queue after a start.
     pub ready: std::sync::atomic::AtomicBool,
+    /// The built-in plugins, read once when the dashboard first asks.
+    pub plugins: tokio::sync::OnceCell<Vec<web::plugins_page::PluginRow>>,
 }
 
 /// A run this server is running.
@@ -228,12 +231,14 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
         streams: Mutex::default(),
         metrics: Mutex::default(),
         ready: std::sync::atomic::AtomicBool::new(false),
+        plugins: tokio::sync::OnceCell::new(),
     });
     // The one line a script waits for: where the server answers.
     println!(
         "weir serve: listening on http://{addr} (state in {})",
         state.display()
     );
+    println!("weir serve: the dashboard is at http://{addr}/ (log in with an API token)");
     tracing::info!(%addr, "listening");
     let dispatcher = tokio::spawn(dispatch::run(app.clone()));
     let router = routes::router(app.clone());

@@ -172,6 +172,19 @@ impl Session {
         }
         let plan = prepared.plan;
         let stage_names: Vec<String> = plan.stages.iter().map(|s| s.name.to_string()).collect();
+        let needs = plan
+            .stages
+            .iter()
+            .filter(|s| !s.needs.is_empty())
+            .map(|s| {
+                let on = s
+                    .needs
+                    .iter()
+                    .filter_map(|&i| stage_names.get(i).cloned())
+                    .collect();
+                (s.name.to_string(), on)
+            })
+            .collect();
         // Every secret a stage may open is masked from the start, with the
         // environments' secrets: masking is the second line behind handles.
         let mut masks = resolved.secret_values.clone();
@@ -218,6 +231,7 @@ impl Session {
             workspace: workspace.display().to_string(),
             tenant: tenant.clone(),
             resume,
+            needs,
         });
 
         let coordination = history.store.clone();

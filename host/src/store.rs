@@ -13,6 +13,7 @@ pub mod queries;
 pub mod recorder;
 pub mod schema;
 pub mod serving;
+pub mod web_sessions;
 
 use std::path::{Path, PathBuf};
 

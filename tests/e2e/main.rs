@@ -5,8 +5,10 @@
 mod analyzers;
 mod authoring;
 mod boundary;
+mod browser;
 mod cache;
 mod cli;
+mod dashboard;
 mod deploy;
 mod environments;
 mod escapes;

@@ -13,7 +13,7 @@ use crate::support::{Project, nap};
 
 /// The tenants the tests' server knows, each allowed the programs the
 /// test pipelines run.
-const TENANTS: &str = r#"
+pub(crate) const TENANTS: &str = r#"
 [tenants.acme]
 allow = { exec = ["git", "sh", "sleep", "cat"] }
 # Metered, so /metrics counts its fuel.
@@ -24,7 +24,7 @@ allow = { exec = ["git", "sh", "sleep", "cat"] }
 "#;
 
 /// A pipeline that checks the repository out and reads a file of it.
-const GREET: &str = r#"
+pub(crate) const GREET: &str = r#"
 [pipeline]
 name = "svc"
 
@@ -38,12 +38,12 @@ needs = ["checkout"]
 run = "cat src/greeting.txt"
 "#;
 
-const SECRET: &str = "s3cret-for-the-hook";
+pub(crate) const SECRET: &str = "s3cret-for-the-hook";
 
 /// The token the server posts commit statuses with.
 const STATUS_TOKEN: &str = "forge-status-token";
 
-fn git(dir: &Path, args: &[&str]) -> String {
+pub(crate) fn git(dir: &Path, args: &[&str]) -> String {
     let out = std::process::Command::new("git")
         .arg("-C")
         .arg(dir)
@@ -61,7 +61,7 @@ fn git(dir: &Path, args: &[&str]) -> String {
 
 /// A git repository `repo` in the project with `pipeline` committed on
 /// `main`; returns the commit.
-fn repository(p: &Project, pipeline: &str) -> String {
+pub(crate) fn repository(p: &Project, pipeline: &str) -> String {
     p.write("repo/pipeline.toml", pipeline);
     p.write("repo/greeting.txt", "hello from the repository\n");
     let dir = p.path().join("repo");
@@ -73,7 +73,7 @@ fn repository(p: &Project, pipeline: &str) -> String {
 
 /// The server's configuration: repository `app` of tenant acme, `other`
 /// of tenant globex, both the project's repository.
-fn config(extra_server: &str) -> String {
+pub(crate) fn config(extra_server: &str) -> String {
     format!(
         r#"
 [server]
@@ -99,18 +99,18 @@ tenant = "globex"
 }
 
 /// A running `weir serve`, killed when dropped.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    addr: String,
-    dir: PathBuf,
+    pub(crate) addr: String,
+    pub(crate) dir: PathBuf,
 }
 
 impl Server {
-    fn start(p: &Project) -> Server {
+    pub(crate) fn start(p: &Project) -> Server {
         Self::start_in(p.path())
     }
 
-    fn start_in(dir: &Path) -> Server {
+    pub(crate) fn start_in(dir: &Path) -> Server {
         let mut child = std::process::Command::new(crate::support::weir_bin())
             .args(["serve", "--config", "weir-server.toml", "--listen", "127.0.0.1:0"])
             .current_dir(dir)
@@ -162,7 +162,7 @@ impl Server {
         let _ = self.child.wait();
     }
 
-    fn token(&self, args: &[&str]) -> String {
+    pub(crate) fn token(&self, args: &[&str]) -> String {
         let mut all = vec!["serve", "--config", "weir-server.toml", "token", "create"];
         all.extend_from_slice(args);
         let out = std::process::Command::new(crate::support::weir_bin())
@@ -175,7 +175,7 @@ impl Server {
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
-    fn request(
+    pub(crate) fn request(
         &self,
         method: &str,
         path: &str,
@@ -206,11 +206,11 @@ impl Server {
         Answer::parse(&raw)
     }
 
-    fn get(&self, path: &str, token: Option<&str>) -> Answer {
+    pub(crate) fn get(&self, path: &str, token: Option<&str>) -> Answer {
         self.request("GET", path, token, &[], b"")
     }
 
-    fn post(&self, path: &str, token: Option<&str>, body: &Value) -> Answer {
+    pub(crate) fn post(&self, path: &str, token: Option<&str>, body: &Value) -> Answer {
         self.request(
             "POST",
             path,
@@ -239,7 +239,7 @@ impl Server {
 
     /// Every event of run `id` after `after`, following the live stream
     /// to its end.
-    fn events(&self, id: &str, token: &str, after: Option<u64>) -> Vec<(u64, String, Value)> {
+    pub(crate) fn events(&self, id: &str, token: &str, after: Option<u64>) -> Vec<(u64, String, Value)> {
         let headers: Vec<(&str, String)> = after
             .map(|a| ("Last-Event-ID", a.to_string()))
             .into_iter()
@@ -278,7 +278,7 @@ impl Server {
     }
 
     /// Poll run `id` until `done` holds of it.
-    fn wait_for(&self, id: &str, token: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    pub(crate) fn wait_for(&self, id: &str, token: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
         let deadline = Instant::now() + Duration::from_secs(240);
         loop {
             let run = self.get(&format!("/api/v1/runs/{id}"), Some(token));
@@ -318,14 +318,14 @@ fn hmac(secret: &str, body: &[u8]) -> String {
 }
 
 /// An HTTP answer.
-struct Answer {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: String,
 }
 
 impl Answer {
-    fn parse(raw: &[u8]) -> Answer {
+    pub(crate) fn parse(raw: &[u8]) -> Answer {
         let text = String::from_utf8_lossy(raw);
         let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
         let mut lines = head.lines();
@@ -349,14 +349,14 @@ impl Answer {
         }
     }
 
-    fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
     }
 
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {self:?}"))
     }
 
@@ -397,7 +397,7 @@ fn dechunk(mut rest: &str) -> String {
 }
 
 /// A project with the repository, the tenants and the server's file.
-fn project(pipeline: &str, extra_server: &str) -> (Project, String) {
+pub(crate) fn project(pipeline: &str, extra_server: &str) -> (Project, String) {
     let p = Project::new();
     let commit = repository(&p, pipeline);
     p.write("tenants.toml", TENANTS);

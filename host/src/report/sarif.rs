@@ -272,6 +272,7 @@ mod tests {
                 workspace: "/tmp/a b".into(),
                 tenant: "default".into(),
                 resume: 0,
+                needs: Default::default(),
             },
         );
         c.observe(

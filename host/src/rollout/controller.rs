@@ -84,7 +84,46 @@ impl Controller {
             weights,
             verdict,
             recovery_ms: None,
+            traffic: BTreeMap::new(),
         });
+    }
+
+    /// What each version answered between `since_ms` and `until_ms`, from
+    /// the target's router: what a dashboard charts beside the verdict.
+    async fn traffic(&self, since_ms: u64, until_ms: u64) -> BTreeMap<String, crate::events::Traffic> {
+        let samples = match self
+            .target
+            .samples(&self.release.service, since_ms, until_ms)
+            .await
+        {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!("no traffic figures for the analysis: {e}");
+                return BTreeMap::new();
+            }
+        };
+        samples
+            .versions
+            .into_iter()
+            .map(|(version, requests)| {
+                let mut seconds: Vec<f64> = requests
+                    .iter()
+                    .map(|r| r.seconds)
+                    .filter(|s| s.is_finite())
+                    .collect();
+                seconds.sort_by(f64::total_cmp);
+                let p99_ms = (!seconds.is_empty()).then(|| {
+                    let rank = ((0.99 * seconds.len() as f64).ceil() as usize).clamp(1, seconds.len());
+                    seconds[rank - 1] * 1000.0
+                });
+                let traffic = crate::events::Traffic {
+                    requests: requests.len() as u64,
+                    errors: requests.iter().filter(|r| r.status >= 500).count() as u64,
+                    p99_ms,
+                };
+                (version, traffic)
+            })
+            .collect()
     }
 
     pub(super) fn remaining(&self) -> Duration {
@@ -234,12 +273,19 @@ impl Controller {
         };
         let converted = crate::verdicts::analysis_result(analysis.clone(), &crate::plan::Gate::default());
         self.findings.extend(converted.findings);
-        self.emit(
-            RolloutPhase::Analysis,
-            analysis.summary.clone().unwrap_or_default(),
-            BTreeMap::new(),
-            Some(verdict_name(verdict).to_string()),
-        );
+        let traffic = self.traffic(since_ms, until_ms).await;
+        self.r.sink.emit(Event::Rollout {
+            stage: self.r.request.stage_name.clone(),
+            service: self.release.service.clone(),
+            version: self.release.version.clone(),
+            step: self.step,
+            phase: RolloutPhase::Analysis,
+            message: analysis.summary.clone().unwrap_or_default(),
+            weights: BTreeMap::new(),
+            verdict: Some(verdict_name(verdict).to_string()),
+            recovery_ms: None,
+            traffic,
+        });
         analysis
     }
 

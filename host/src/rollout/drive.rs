@@ -344,6 +344,7 @@ pub(super) async fn roll_back(c: &mut Controller, stable: Option<&str>, a: Abort
         weights,
         verdict: None,
         recovery_ms: Some(recovery_ms),
+        traffic: BTreeMap::new(),
     });
     let where_now = match (&restored, stable, verified) {
         (Err(e), _, _) => format!("the target could not restore the stable release: {e}"),

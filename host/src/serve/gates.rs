@@ -97,7 +97,22 @@ pub async fn decide(
             Problem::bad_request("a decision needs a `reason`, for the run's people").field("reason"),
         );
     }
-    super::runs::visible(&app, &caller, &id).await?;
+    decide_as(&app, &caller, id, stage, approve, reason)
+        .await
+        .map(axum::Json)
+}
+
+/// Approve or reject stage `stage` of run `id` as `caller`: the API's and
+/// the dashboard's one way to decide.
+pub async fn decide_as(
+    app: &App,
+    caller: &Caller,
+    id: String,
+    stage: String,
+    approve: bool,
+    reason: Option<String>,
+) -> Result<ApprovalRecord, Problem> {
+    super::runs::visible(app, caller, &id).await?;
     let who = caller.label.clone().unwrap_or_else(|| caller.token.clone());
     let decided = app
         .db
@@ -106,7 +121,7 @@ pub async fn decide(
         })
         .await;
     match decided {
-        Ok(mut d) if !d.is_empty() => Ok(axum::Json(d.remove(0))),
+        Ok(mut d) if !d.is_empty() => Ok(d.remove(0)),
         Ok(_) => Err(Problem::conflict("nothing was decided")),
         Err(DecideError::NothingPending(why)) => Err(Problem::conflict(why)),
         Err(e @ DecideError::NotAnApprover { .. }) => Err(Problem::new(StatusCode::FORBIDDEN, e.to_string())),
@@ -155,7 +170,7 @@ pub struct ServiceView {
 /// A tenant's service is one only its runs deployed: the target's
 /// services are one namespace, so a name two tenants deployed belongs to
 /// neither (an operator's token still reaches it).
-async fn owned(app: &App, caller: &Caller, service: &str) -> Result<(), Problem> {
+pub async fn owned(app: &App, caller: &Caller, service: &str) -> Result<(), Problem> {
     let deployed = app.db.call(|s| s.deployed(None)).await?;
     let deployers: Vec<&str> = deployed
         .iter()
@@ -173,7 +188,8 @@ async fn owned(app: &App, caller: &Caller, service: &str) -> Result<(), Problem>
     }
 }
 
-fn view(status: crate::target::api::ServiceStatus) -> ServiceView {
+/// What the API shows of a service's status.
+pub fn view(status: crate::target::api::ServiceStatus) -> ServiceView {
     ServiceView {
         service: status.service,
         current: status.stable,
@@ -194,7 +210,8 @@ fn view(status: crate::target::api::ServiceStatus) -> ServiceView {
     }
 }
 
-fn target_problem(e: crate::target::client::ClientError) -> Problem {
+/// The target's failure as a problem: 503.
+pub fn target_problem(e: crate::target::client::ClientError) -> Problem {
     Problem::new(
         StatusCode::SERVICE_UNAVAILABLE,
         format!("the deployment target: {e}"),

@@ -40,6 +40,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/hooks/{forge}", post(super::hooks::receive));
     Router::new()
         .nest("/api/v1", api)
+        .merge(super::web::router())
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(super::openapi::metrics))
@@ -64,7 +65,30 @@ async fn admit(State(app): Shared, mut request: Request, next: Next) -> Response
         .extensions()
         .get::<Peer>()
         .map_or_else(|| "unknown".to_string(), |p| p.0.to_string());
-    if !public(&path) {
+    if super::web::is_page(&path) {
+        return super::web::admit(app, request, next).await;
+    }
+    let mut cookie_read = false;
+    let browser = request.headers().get(header::AUTHORIZATION).is_none()
+        && matches!(
+            *request.method(),
+            axum::http::Method::GET | axum::http::Method::HEAD
+        );
+    if !public(&path) && browser && super::web::cookie(request.headers()).is_some() {
+        // The dashboard's script reads the API with its session cookie;
+        // it may only read: a change needs a form with the CSRF token.
+        match super::web::session(&app, request.headers()).await {
+            Ok(Some(viewer)) => {
+                if let Err(wait) = app.limiter.take(&viewer.caller.token) {
+                    return too_many(wait, "this session's token made too many requests a second");
+                }
+                request.extensions_mut().insert(viewer.caller);
+                cookie_read = true;
+            }
+            Ok(None) => return unauthorized("the session ended: log in to the dashboard again"),
+            Err(p) => return p.into_response(),
+        }
+    } else if !public(&path) {
         let presented = bearer(
             request
                 .headers()
@@ -129,6 +153,16 @@ async fn admit(State(app): Shared, mut request: Request, next: Next) -> Response
             .into_response(),
         }
     };
+    let mut response = response;
+    if cookie_read {
+        // A tenant's answer, read with a cookie: no cache may keep it.
+        let h = response.headers_mut();
+        h.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("private, no-store"),
+        );
+        h.insert(header::VARY, HeaderValue::from_static("Cookie"));
+    }
     let mut m = app.metrics.lock().unwrap_or_else(|e| e.into_inner());
     *m.requests.entry(response.status().as_u16()).or_insert(0) += 1;
     response
@@ -157,8 +191,16 @@ fn unauthorized(detail: &str) -> Response {
     r
 }
 
-async fn unknown(request: Request) -> Problem {
-    Problem::not_found(format!("no such resource: {}", request.uri().path()))
+async fn unknown(request: Request) -> Response {
+    let path = request.uri().path();
+    if super::web::is_page(path) {
+        return super::web::html::refusal(
+            StatusCode::NOT_FOUND,
+            "No such page",
+            &format!("weir has no page at {path}."),
+        );
+    }
+    Problem::not_found(format!("no such resource: {path}")).into_response()
 }
 
 async fn not_allowed(request: Request) -> Problem {

@@ -282,7 +282,7 @@ pub enum RunStatusFilter {
 }
 
 /// The filters of a list, from its query string.
-fn filter(query: Option<&str>, caller: &Caller) -> Result<RunFilter, Problem> {
+pub fn filter(query: Option<&str>, caller: &Caller) -> Result<RunFilter, Problem> {
     let mut f = RunFilter {
         limit: Some(DEFAULT_PAGE),
         ..RunFilter::default()

@@ -33,9 +33,31 @@ const PAGE: u32 = 500;
 pub const MAX_STREAMS_PER_TOKEN: usize = 16;
 
 /// A token's open stream, counted until it is dropped.
-struct Open {
+pub struct Open {
     app: Arc<App>,
     token: String,
+}
+
+impl Open {
+    /// Count one more stream of `token`, or refuse it when the token has
+    /// [`MAX_STREAMS_PER_TOKEN`] open.
+    pub fn take(app: &Arc<App>, token: &str) -> Result<Open, Problem> {
+        let mut open = app.streams.lock().unwrap_or_else(|e| e.into_inner());
+        let n = open.entry(token.to_string()).or_insert(0);
+        if *n >= MAX_STREAMS_PER_TOKEN {
+            let mut p = Problem::new(
+                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                format!("this token has {MAX_STREAMS_PER_TOKEN} event streams open already; close one first"),
+            );
+            p.retry_after = Some(1);
+            return Err(p);
+        }
+        *n += 1;
+        Ok(Open {
+            app: app.clone(),
+            token: token.to_string(),
+        })
+    }
 }
 
 impl Drop for Open {
@@ -174,24 +196,9 @@ pub async fn events(
         after = after.max(seq("after", &v)?);
     }
     super::runs::visible(&app, &caller, &id).await?;
-    {
-        let mut open = app.streams.lock().unwrap_or_else(|e| e.into_inner());
-        let n = open.entry(caller.token.clone()).or_insert(0);
-        if *n >= MAX_STREAMS_PER_TOKEN {
-            let mut p = Problem::new(
-                axum::http::StatusCode::TOO_MANY_REQUESTS,
-                format!("this token has {MAX_STREAMS_PER_TOKEN} event streams open already; close one first"),
-            );
-            p.retry_after = Some(1);
-            return Err(p);
-        }
-        *n += 1;
-    }
+    let open = Open::take(&app, &caller.token)?;
     let follow = Follow {
-        _open: Open {
-            app: app.clone(),
-            token: caller.token.clone(),
-        },
+        _open: open,
         changes: app.events.subscribe(),
         app,
         id,

@@ -259,4 +259,17 @@ CREATE TABLE hook_deliveries (
     PRIMARY KEY (forge, delivery)
 );
 "#,
+    // 5: the dashboard's logins.
+    r#"
+-- A browser's session, made by logging in with an API token: only the
+-- SHA-256 of the cookie's secret is kept. It ends with its token.
+CREATE TABLE web_sessions (
+    sha256     TEXT PRIMARY KEY,
+    token_id   TEXT NOT NULL REFERENCES api_tokens (id) ON DELETE CASCADE,
+    csrf       TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    expires_ms INTEGER NOT NULL
+);
+CREATE INDEX web_sessions_by_expiry ON web_sessions (expires_ms);
+"#,
 ];
