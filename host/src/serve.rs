@@ -25,6 +25,7 @@ pub mod stream;
 pub mod web;
 
 use std::collections::HashMap;
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
@@ -263,7 +264,12 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
     // Stopping: running runs are cancelled (their stages get the grace
     // period) and end `cancelled`; queued runs stay queued for the next
     // start.
-    println!("weir serve: stopping; cancelling the runs in progress");
+    // Whoever read stdout may be gone by now (a closed pipe must not
+    // turn a clean stop into a panic).
+    let _ = writeln!(
+        std::io::stdout(),
+        "weir serve: stopping; cancelling the runs in progress"
+    );
     let cancels: Vec<CancelToken> = app
         .running
         .lock()

@@ -133,8 +133,30 @@ impl Browser {
         stream
             .write_all(body.as_bytes())
             .map_err(|e| json!(e.to_string()))?;
+        // chromedriver may keep the connection open whatever the request
+        // says: read the head, then exactly Content-Length bytes.
         let mut raw = Vec::new();
-        let _ = stream.read_to_end(&mut raw);
+        let mut buf = [0u8; 65536];
+        let mut want: Option<usize> = None;
+        loop {
+            if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+                if want.is_none() {
+                    let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+                    let length = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse::<usize>().ok());
+                    want = Some(end + 4 + length.unwrap_or(usize::MAX / 2));
+                }
+                if want.is_some_and(|w| raw.len() >= w) {
+                    break;
+                }
+            }
+            match stream.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => raw.extend_from_slice(&buf[..n]),
+            }
+        }
         let answer = crate::serve::Answer::parse(&raw);
         let v: Value = serde_json::from_str(&answer.body).unwrap_or(Value::Null);
         if answer.status == 200 {

@@ -271,5 +271,10 @@ CREATE TABLE web_sessions (
     expires_ms INTEGER NOT NULL
 );
 CREATE INDEX web_sessions_by_expiry ON web_sessions (expires_ms);
+
+-- A run's events of one kind (its rollout steps, its stages' ends)
+-- without reading its whole log: a run with 100,000 log lines otherwise
+-- makes every per-stage lookup a scan.
+CREATE INDEX events_by_run_kind ON events (run_id, kind, seq);
 "#,
 ];

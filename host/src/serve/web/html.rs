@@ -27,7 +27,13 @@ pub fn esc(text: &str) -> String {
 
 /// `text` percent-encoded for a URL's path segment or query value.
 pub fn url_encode(text: &str) -> String {
-    percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
+    // Everything but RFC 3986's unreserved characters.
+    const SET: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
+    percent_encoding::utf8_percent_encode(text, SET).to_string()
 }
 
 /// Where a page sits in the navigation.

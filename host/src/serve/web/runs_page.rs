@@ -164,7 +164,7 @@ pub async fn live(State(app): Shared, Extension(viewer): Extension<Viewer>) -> R
         tokio::time::sleep(Duration::from_millis(1000)).await;
         changes.mark_unchanged();
         Some((
-            Ok::<_, Infallible>(SseEvent::default().event("change").data("")),
+            Ok::<_, Infallible>(SseEvent::default().event("change").data("changed")),
             (changes, open),
         ))
     });

@@ -43,12 +43,15 @@
   }
 
   // ---- ANSI colours (SGR) to HTML, escaping everything else ----
-  const ESC = /\x1b\[([0-9;]*)([A-Za-z])/g;
+  // The host writes a plugin's control characters out as text (`\x1b`),
+  // so a plugin cannot move a terminal's cursor; colours (SGR) in either
+  // form are drawn as colours, anything else is dropped.
+  const ESC = /(?:\x1b|\\x1b)\[([0-9;]*)([A-Za-z])/g;
   function escapeHtml(s) {
     return s.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
   }
   function ansi(text) {
-    if (text.indexOf("\x1b") < 0) return escapeHtml(text);
+    if (text.indexOf("\x1b") < 0 && text.indexOf("\\x1b") < 0) return escapeHtml(text);
     let out = "";
     let classes = [];
     let last = 0;
@@ -161,7 +164,10 @@
           lines.push([s, level, part]);
           if (matches(lines.length - 1)) shown.push(lines.length - 1);
         }
-        schedule();
+        // The first lines are drawn at once: a flood of events could
+        // otherwise hold the first frame back.
+        if (!window.weirFirstLog) draw();
+        else schedule();
       },
       show(s) {
         stageSel.value = s;
