@@ -88,7 +88,7 @@ pub fn svg(c: &Chart) -> String {
     if !x_min.is_finite() {
         (x_min, x_max) = (0.0, 1.0);
     }
-    if x_max - x_min < f64::EPSILON {
+    if (x_max - x_min).abs() < f64::EPSILON {
         x_max = x_min + 1.0;
     }
     let y_data = c

@@ -70,13 +70,13 @@ async fn load_plugins() -> Result<Vec<PluginRow>, String> {
     Ok(rows)
 }
 
-fn tenants(app: &App) -> Result<Tenants, Response> {
+fn tenants(app: &App) -> Result<Tenants, Box<Response>> {
     Tenants::load(app.config.tenants.as_deref()).map_err(|e| {
-        html::refusal(
+        Box::new(html::refusal(
             StatusCode::SERVICE_UNAVAILABLE,
             "The tenants file cannot be read",
             &e.to_string(),
-        )
+        ))
     })
 }
 
@@ -145,7 +145,7 @@ pub async fn page(State(app): Shared, Extension(viewer): Extension<Viewer>) -> R
     }
     body.push_str("</tbody></table></div>");
     match tenants(&app) {
-        Err(r) => return r,
+        Err(r) => return *r,
         Ok(all) => {
             for t in all.all() {
                 if !viewer.caller.sees(t.name.as_str()) {
@@ -170,7 +170,7 @@ pub async fn tenants_page(State(app): Shared, Extension(viewer): Extension<Viewe
     }
     let all = match tenants(&app) {
         Ok(t) => t,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let running = app.running_per_tenant();
     let f = crate::store::queries::RunFilter {
