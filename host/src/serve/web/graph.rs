@@ -25,7 +25,7 @@ pub struct Node {
     pub needs: Vec<String>,
 }
 
-const W: i64 = 176;
+const W: i64 = 200;
 const H: i64 = 58;
 const GAP_X: i64 = 48;
 const GAP_Y: i64 = 14;
