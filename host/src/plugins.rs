@@ -271,3 +271,17 @@ impl PluginLoader {
         }
     }
 }
+
+/// A capability's name, as manifests, `weir plugins inspect` and the
+/// dashboard show it.
+pub fn capability_name(c: &crate::bindings::types::Capability) -> &'static str {
+    use crate::bindings::types::Capability;
+    match c {
+        Capability::Process => "process",
+        Capability::Network => "network",
+        Capability::Metrics => "metrics",
+        Capability::Secrets => "secrets",
+        Capability::Runtime => "runtime",
+        Capability::Files => "files",
+    }
+}

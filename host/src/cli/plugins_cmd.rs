@@ -159,16 +159,7 @@ pub async fn inspect(target: &str, as_json: bool) -> ExitCode {
 }
 
 fn capabilities(caps: &[Capability]) -> Vec<&'static str> {
-    caps.iter()
-        .map(|c| match c {
-            Capability::Process => "process",
-            Capability::Network => "network",
-            Capability::Metrics => "metrics",
-            Capability::Secrets => "secrets",
-            Capability::Runtime => "runtime",
-            Capability::Files => "files",
-        })
-        .collect()
+    caps.iter().map(crate::plugins::capability_name).collect()
 }
 
 fn wit_version(info: &PluginInfo) -> Option<String> {

@@ -26,6 +26,16 @@ pub const MAX_PAGE: u32 = 200;
 /// Runs one page lists when `limit` is not given.
 pub const DEFAULT_PAGE: u32 = 50;
 
+/// Every status a run can have, as a list filters by it.
+pub const STATUSES: [&str; 6] = [
+    "queued",
+    "running",
+    "succeeded",
+    "failed",
+    "cancelled",
+    "interrupted",
+];
+
 /// A request to run a configured repository.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -297,14 +307,6 @@ pub fn filter(query: Option<&str>, caller: &Caller) -> Result<RunFilter, Problem
         };
         match key.as_ref() {
             "status" => {
-                const STATUSES: [&str; 6] = [
-                    "queued",
-                    "running",
-                    "succeeded",
-                    "failed",
-                    "cancelled",
-                    "interrupted",
-                ];
                 if !STATUSES.contains(&value.as_str()) {
                     return Err(Problem::bad_request(format!(
                         "`status` must be one of {}, not `{value}`",

@@ -13,7 +13,6 @@ use weir_pipeline::grants::RULES;
 
 use super::Viewer;
 use super::html::{self, Section, esc};
-use crate::bindings::types::Capability;
 use crate::serve::App;
 
 type Shared = State<Arc<App>>;
@@ -37,17 +36,6 @@ pub struct PluginRow {
     pub description: String,
 }
 
-fn capability(c: &Capability) -> &'static str {
-    match c {
-        Capability::Process => "process",
-        Capability::Network => "network",
-        Capability::Metrics => "metrics",
-        Capability::Secrets => "secrets",
-        Capability::Runtime => "runtime",
-        Capability::Files => "files",
-    }
-}
-
 async fn load_plugins() -> Result<Vec<PluginRow>, String> {
     let loader = crate::session::prepare::loader().map_err(|e| e.to_string())?;
     let mut rows = Vec::new();
@@ -63,7 +51,12 @@ async fn load_plugins() -> Result<Vec<PluginRow>, String> {
             kind: crate::plugins::kind_name(i.kind),
             sha256: i.sha256.clone(),
             wit: i.contract.package(),
-            capabilities: i.manifest.capabilities.iter().map(capability).collect(),
+            capabilities: i
+                .manifest
+                .capabilities
+                .iter()
+                .map(crate::plugins::capability_name)
+                .collect(),
             description: i.manifest.description.clone(),
         });
     }

@@ -27,15 +27,6 @@ const FILTERS: [(&str, &str); 3] = [
     ("tenant", "Tenant"),
 ];
 
-const STATUSES: [&str; 6] = [
-    "queued",
-    "running",
-    "succeeded",
-    "failed",
-    "cancelled",
-    "interrupted",
-];
-
 /// The runs page: newest first, filtered, updating while it is open.
 pub async fn page(
     State(app): Shared,
@@ -79,7 +70,7 @@ pub async fn page(
         body,
         "<label>Status <select name=\"status\"><option value=\"\">any</option>"
     );
-    for s in STATUSES {
+    for s in crate::serve::runs::STATUSES {
         let sel = if value("status") == s { " selected" } else { "" };
         let _ = write!(body, "<option{sel}>{s}</option>");
     }
