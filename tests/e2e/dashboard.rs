@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::browser::Browser;
-use crate::serve::{GREET, Server, TENANTS, config, git, repository};
+use crate::serve::{GREET, Server, TENANTS, config, git, quickstart_project, repository};
 use crate::support::Project;
 
 const LONG: Duration = Duration::from_secs(300);
@@ -53,24 +53,7 @@ fn the_dashboard_follows_the_quickstart_to_its_canary_and_charts_the_rollout() {
     };
     let weir = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let head = git(&weir, &["rev-parse", "HEAD"]);
-    let p = Project::new();
-    p.write(
-        "weir-server.toml",
-        format!(
-            "[server]\ndata-dir = \"state\"\n\n[repositories.weir]\nforge = \"github\"\nname = \"weir/weir\"\nclone-url = {:?}\npipeline = \"examples/quickstart/pipeline.toml\"\n",
-            weir.display().to_string()
-        ),
-    );
-    struct Down(std::path::PathBuf);
-    impl Drop for Down {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new(crate::support::weir_bin())
-                .args(["target", "down"])
-                .env("WEIR_STATE_DIR", &self.0)
-                .output();
-        }
-    }
-    let _down = Down(p.path().join("state"));
+    let (p, _down) = quickstart_project(&weir);
     let server = Server::start(&p);
     let token = server.token(&["--operator", "--label", "ops"]);
     login(&b, &server, &token, "/runs");

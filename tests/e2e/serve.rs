@@ -982,24 +982,7 @@ fn a_deploy_waits_for_its_approver_and_artifacts_download_with_their_digest() {
 fn the_quickstart_queued_over_the_api_is_followed_over_sse_to_a_deploy() {
     let weir = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let head = git(&weir, &["rev-parse", "HEAD"]);
-    let p = Project::new();
-    p.write(
-        "weir-server.toml",
-        format!(
-            "[server]\ndata-dir = \"state\"\n\n[repositories.weir]\nforge = \"github\"\nname = \"weir/weir\"\nclone-url = {:?}\npipeline = \"examples/quickstart/pipeline.toml\"\n",
-            weir.display().to_string()
-        ),
-    );
-    struct Down(PathBuf);
-    impl Drop for Down {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new(crate::support::weir_bin())
-                .args(["target", "down"])
-                .env("WEIR_STATE_DIR", &self.0)
-                .output();
-        }
-    }
-    let _down = Down(p.path().join("state"));
+    let (p, _down) = quickstart_project(&weir);
     let server = Server::start(&p);
     let token = server.token(&["--operator"]);
     let created = server.post(
@@ -1222,4 +1205,32 @@ fn a_tenant_at_its_max_runs_waits_and_other_tenants_go_ahead() {
     // did not wait for acme's.
     assert!(start(&a2) >= end(&a1) - 50, "a1 {a1}\na2 {a2}");
     assert!(start(&g) < end(&a1), "a1 {a1}\ng {g}");
+}
+
+/// Stops the target of a test's state directory when dropped, so a
+/// deployed service does not outlive its test.
+pub(crate) struct TargetDown(PathBuf);
+
+impl Drop for TargetDown {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(crate::support::weir_bin())
+            .args(["target", "down"])
+            .env("WEIR_STATE_DIR", &self.0)
+            .output();
+    }
+}
+
+/// A server's project whose one repository, `weir`, is this repository
+/// (at `weir`), running the quickstart.
+pub(crate) fn quickstart_project(weir: &Path) -> (Project, TargetDown) {
+    let p = Project::new();
+    p.write(
+        "weir-server.toml",
+        format!(
+            "[server]\ndata-dir = \"state\"\n\n[repositories.weir]\nforge = \"github\"\nname = \"weir/weir\"\nclone-url = {:?}\npipeline = \"examples/quickstart/pipeline.toml\"\n",
+            weir.display().to_string()
+        ),
+    );
+    let down = TargetDown(p.path().join("state"));
+    (p, down)
 }
