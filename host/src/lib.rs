@@ -61,6 +61,7 @@ pub mod confine;
 pub mod engine;
 pub mod events;
 pub mod execute;
+pub mod fleet;
 pub mod guest_call;
 pub mod netns;
 pub mod notify;

@@ -16,8 +16,10 @@ pub mod db;
 pub mod dispatch;
 pub mod gates;
 pub mod hooks;
+pub mod ingest;
 pub mod openapi;
 pub mod problem;
+pub mod remote;
 pub mod routes;
 pub mod runs;
 pub mod statuses;
@@ -50,6 +52,10 @@ pub enum ServeError {
         /// Why.
         source: std::io::Error,
     },
+    /// NATS cannot be used.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Nats(#[from] crate::fleet::NatsError),
     /// The tenants file cannot be used.
     #[error(transparent)]
     #[diagnostic(transparent)]
@@ -114,6 +120,21 @@ pub struct App {
     pub ready: std::sync::atomic::AtomicBool,
     /// The built-in plugins, read once when the dashboard first asks.
     pub plugins: tokio::sync::OnceCell<Vec<web::plugins_page::PluginRow>>,
+    /// The workers' side, with `--nats`: runs go to them instead of
+    /// running here.
+    pub remote: Option<Arc<remote::Remote>>,
+}
+
+/// `weir serve --nats`: how to reach the workers.
+#[derive(Debug, Clone)]
+pub struct RemoteOptions {
+    /// NATS.
+    pub nats: crate::fleet::NatsOptions,
+    /// How long a worker may go without a heartbeat before its job goes
+    /// to another.
+    pub ack_wait: std::time::Duration,
+    /// Deliveries before a run ends `failed`.
+    pub max_deliveries: u32,
 }
 
 /// A run this server is running.
@@ -193,7 +214,7 @@ impl App {
 
 /// Start the server: open the history, take up the queue, and answer on
 /// `config.listen` until SIGINT or SIGTERM.
-pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
+pub async fn serve(config: ServerConfig, workers: Option<RemoteOptions>) -> Result<(), ServeError> {
     let state = match &config.data_dir {
         Some(dir) => crate::session::state::choose_state_dir(dir),
         None => crate::session::state::state_dir(),
@@ -211,6 +232,12 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
         }
     }
     let db = db::Db::open(&state)?;
+    let remote = match &workers {
+        Some(w) => Some(Arc::new(
+            remote::Remote::connect(&w.nats, w.ack_wait, w.max_deliveries).await?,
+        )),
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| ServeError::Listen {
@@ -233,6 +260,7 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
         metrics: Mutex::default(),
         ready: std::sync::atomic::AtomicBool::new(false),
         plugins: tokio::sync::OnceCell::new(),
+        remote: remote.clone(),
     });
     // The one line a script waits for: where the server answers.
     println!(
@@ -241,7 +269,18 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
     );
     println!("weir serve: the dashboard is at http://{addr}/ (log in with an API token)");
     tracing::info!(%addr, "listening");
-    let dispatcher = tokio::spawn(dispatch::run(app.clone()));
+    let dispatcher = match &remote {
+        Some(remote) => {
+            println!(
+                "weir serve: runs go to workers through NATS at {} (`weir worker --nats {}`)",
+                remote.fleet.url, remote.fleet.url
+            );
+            tokio::spawn(ingest::run(app.clone(), remote.clone()));
+            tokio::spawn(ingest::secrets(app.clone(), remote.clone()));
+            tokio::spawn(remote::run(app.clone(), remote.clone()))
+        }
+        None => tokio::spawn(dispatch::run(app.clone())),
+    };
     let router = routes::router(app.clone());
     let stop = shutdown_signal();
     tokio::pin!(stop);

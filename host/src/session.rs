@@ -123,6 +123,8 @@ pub struct Session {
     pub(crate) left_out: Vec<String>,
     /// A connection of its own for the stage cache and replay records.
     pub(crate) history: History,
+    /// The run as first recorded (a fresh run's).
+    pub(crate) opened: Option<crate::store::recorder::NewRun>,
 }
 
 impl Session {
@@ -135,6 +137,30 @@ impl Session {
     /// The run's id.
     pub fn id(&self) -> &str {
         &self.run_id
+    }
+
+    /// The run as it was first recorded, for a fresh run: what a worker
+    /// tells the server.
+    pub fn opened(&self) -> Option<&crate::store::recorder::NewRun> {
+        self.opened.as_ref()
+    }
+
+    /// The stages that will run, in plan order: all but those that keep
+    /// an earlier attempt's results.
+    pub fn to_run(&self) -> Vec<String> {
+        self.prepared
+            .plan
+            .stages
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !self.reuse.iter().any(|r| r.stage == *i))
+            .map(|(_, s)| s.name.to_string())
+            .collect()
+    }
+
+    /// The labels a worker needs to run it (`[pipeline] runs-on`).
+    pub fn runs_on(&self) -> &[String] {
+        &self.prepared.plan.runs_on
     }
 
     /// The stages, in plan order.
@@ -162,6 +188,7 @@ impl Session {
             resolved,
             history,
             left_out,
+            opened: _,
         } = self;
         let mut problems = Vec::new();
         if !left_out.is_empty() {

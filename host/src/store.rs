@@ -11,6 +11,7 @@ pub mod cache;
 pub mod coordination;
 pub mod queries;
 pub mod recorder;
+pub mod remote;
 pub mod schema;
 pub mod serving;
 pub mod web_sessions;
@@ -145,7 +146,7 @@ impl Store {
                 .map_err(|e| self.err(e))?
         };
         for (id, pid, start) in running {
-            if process_alive(pid, &start) {
+            if start.starts_with(remote::WORKER_MARK) || process_alive(pid, &start) {
                 continue;
             }
             let tx = self.conn.transaction().map_err(sqlite(&self.path))?;

@@ -61,6 +61,16 @@ pub struct Plan {
     pub concurrency: Option<Concurrency>,
     /// `[notify]`'s webhooks.
     pub notify: Vec<crate::webhooks::Webhook>,
+    /// `[pipeline] runs-on`: the labels a worker needs to take the run.
+    pub runs_on: Vec<String>,
+}
+
+/// Whether `label` may be a worker label: lowercase letters, digits and
+/// `-`, 1 to 32 of them, starting with a letter or digit.
+pub fn valid_label(label: &str) -> bool {
+    (1..=32).contains(&label.len())
+        && label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !label.starts_with('-')
 }
 
 /// A concurrency group and what to do when it is taken.

@@ -35,6 +35,22 @@ pub struct ServeArgs {
     /// Where to listen (default: the file's `listen`, else 127.0.0.1:8080).
     #[arg(long, value_name = "ADDR")]
     listen: Option<std::net::SocketAddr>,
+    /// With --nats, runs go to `weir worker`s through NATS JetStream
+    /// instead of running in this process (docs/workers.md).
+    #[command(flatten)]
+    nats: crate::fleet::NatsOptions,
+    /// How long a worker may go silent before its run goes to another
+    /// worker (it heartbeats three times within it).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = duration)]
+    ack_wait: std::time::Duration,
+    /// After this many deliveries to workers (each died or vanished), a
+    /// run ends `failed` instead.
+    #[arg(long, value_name = "N", default_value_t = crate::serve::remote::DEFAULT_MAX_DELIVERIES)]
+    max_deliveries: u32,
+}
+
+fn duration(text: &str) -> Result<std::time::Duration, String> {
+    weir_pipeline::config::duration::parse_duration(text).map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Subcommand)]
@@ -111,7 +127,12 @@ pub async fn serve(args: ServeArgs) -> ExitCode {
             if let Some(listen) = args.listen {
                 config.listen = listen;
             }
-            match crate::serve::serve(config).await {
+            let workers = args.nats.url().map(|_| crate::serve::RemoteOptions {
+                nats: args.nats.clone(),
+                ack_wait: args.ack_wait,
+                max_deliveries: args.max_deliveries.max(1),
+            });
+            match crate::serve::serve(config, workers).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("{:?}", miette::Report::new(e));

@@ -170,7 +170,7 @@ async fn end(app: &Arc<App>, id: &str, status: &'static str, reason: String) {
 
 /// The server's own variables (webhook secrets, status tokens): no stage
 /// may inherit them.
-fn withheld_env(config: &weir_pipeline::config::server::ServerConfig) -> Vec<String> {
+pub(crate) fn withheld_env(config: &weir_pipeline::config::server::ServerConfig) -> Vec<String> {
     let mut names: Vec<String> = config
         .repositories
         .values()
@@ -183,7 +183,7 @@ fn withheld_env(config: &weir_pipeline::config::server::ServerConfig) -> Vec<Str
 }
 
 /// A refusal as people read it, with its causes and help, without colour.
-fn render(e: &dyn miette::Diagnostic) -> String {
+pub(crate) fn render(e: &dyn miette::Diagnostic) -> String {
     let mut text = String::new();
     let handler = miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor());
     if handler.render_report(&mut text, e).is_err() {
@@ -303,7 +303,7 @@ async fn run_job(app: &Arc<App>, stored: crate::store::serving::Job, cancel: Can
 }
 
 /// Count what `/metrics` shows of an event.
-fn observe(app: &App, tenant: &str, record: &EventRecord) {
+pub(crate) fn observe(app: &App, tenant: &str, record: &EventRecord) {
     let Event::StageFinished {
         status,
         duration_ms,

@@ -220,12 +220,62 @@ pub async fn metrics(
     for (code, n) in codes {
         let _ = writeln!(out, "weir_http_responses_total{{code=\"{code}\"}} {n}");
     }
+    drop(m);
+    if let Some(remote) = &app.remote {
+        workers(&mut out, &remote.workers.lock().unwrap_or_else(|e| e.into_inner()));
+    }
     let mut r = (StatusCode::OK, out).into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
     );
     Ok(r)
+}
+
+/// The workers' figures, from their last heartbeats.
+fn workers(out: &mut String, beats: &[crate::fleet::wire::WorkerBeat]) {
+    let now = crate::events::now_ms();
+    let _ = writeln!(
+        out,
+        "# HELP weir_worker_up Workers that sent a heartbeat in the last 30 s (1), by state.\n# TYPE weir_worker_up gauge"
+    );
+    for b in beats {
+        let up = u8::from(now.saturating_sub(b.time_ms) < 30_000 && b.state != "stopped");
+        let _ = writeln!(
+            out,
+            "weir_worker_up{{worker=\"{}\",state=\"{}\",labels=\"{}\",version=\"{}\"}} {up}",
+            label(&b.id),
+            label(&b.state),
+            label(&b.labels.join(",")),
+            label(&b.version)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP weir_worker_runs_in_progress Runs each worker is running.\n# TYPE weir_worker_runs_in_progress gauge"
+    );
+    for b in beats {
+        let _ = writeln!(out, "weir_worker_runs_in_progress{{worker=\"{}\"}} {}", label(&b.id), b.running.len());
+    }
+    let _ = writeln!(
+        out,
+        "# HELP weir_worker_runs_finished_total Runs each worker finished since it started.\n# TYPE weir_worker_runs_finished_total counter"
+    );
+    for b in beats {
+        let _ = writeln!(out, "weir_worker_runs_finished_total{{worker=\"{}\"}} {}", label(&b.id), b.finished);
+    }
+    let _ = writeln!(
+        out,
+        "# HELP weir_worker_heartbeat_age_seconds Seconds since each worker's last heartbeat.\n# TYPE weir_worker_heartbeat_age_seconds gauge"
+    );
+    for b in beats {
+        let _ = writeln!(
+            out,
+            "weir_worker_heartbeat_age_seconds{{worker=\"{}\"}} {}",
+            label(&b.id),
+            now.saturating_sub(b.time_ms) as f64 / 1000.0
+        );
+    }
 }
 
 /// A label value, escaped as the text format wants.

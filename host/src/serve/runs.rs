@@ -468,6 +468,22 @@ pub async fn cancel(
         tracing::info!(run = %id, by = %caller.token, "cancelling");
         return Ok(answer("cancelling"));
     }
+    if let Some(remote) = &app.remote {
+        let run_id = id.clone();
+        let state = app.db.call(move |s| s.job_state(&run_id)).await?;
+        if let Some((_, "dispatched" | "publishing")) = state.as_ref().map(|(t, s)| (t, s.as_str())) {
+            // The worker running it (or the one that takes it) sees this,
+            // and stops it as a cancel here would.
+            remote
+                .cancel(&id, &format!("token {}", caller.token))
+                .await
+                .map_err(|why| Problem::new(StatusCode::SERVICE_UNAVAILABLE, why))?;
+            tracing::info!(run = %id, by = %caller.token, "cancelling on its worker");
+            if run.status != "queued" {
+                return Ok(answer("cancelling"));
+            }
+        }
+    }
     if matches!(run.status.as_str(), "queued" | "interrupted") {
         let (run_id, by) = (id.clone(), caller.token.clone());
         let ended = app

@@ -64,6 +64,22 @@ pub struct RunRequest {
     /// prefix. Every tenant's secret prefix is withheld as well whenever
     /// a tenants file is in use.
     pub withheld_env: Vec<String>,
+    /// The tenant as the caller resolved it, instead of reading
+    /// `tenant` from `tenants` (a `weir worker`: the server's policy, its
+    /// own root, secrets asked of the server).
+    pub tenant_given: Option<Tenant>,
+    /// The run was begun elsewhere (a worker that died): the stages that
+    /// succeeded there keep their results, as in a resume.
+    pub continued: Option<Continued>,
+}
+
+/// Where a run begun elsewhere had got to.
+#[derive(Debug, Clone, Default)]
+pub struct Continued {
+    /// How many times it was taken up again before, this one included.
+    pub resumes: u32,
+    /// Its stages that succeeded: (name, `stage_finished` event).
+    pub succeeded: Vec<(String, String)>,
 }
 
 /// What a caller may change when resuming a run; everything else is as
@@ -131,11 +147,20 @@ pub async fn fresh(request: &RunRequest, focus: Option<&Focus>) -> Result<Sessio
         dev: focus.map(|f| f.stage.clone()),
         untrusted: request.untrusted,
     };
-    let tenant = tenant(
-        request.tenants.as_deref(),
-        request.tenant.as_deref(),
-        request.source.as_deref(),
-    )?;
+    let tenant = match &request.tenant_given {
+        Some(given) => {
+            let mut given = given.clone();
+            if let (Some(source), Some(allow)) = (&request.source, given.allow.as_mut()) {
+                allow.read.push(source.clone());
+            }
+            given
+        }
+        None => tenant(
+            request.tenants.as_deref(),
+            request.tenant.as_deref(),
+            request.source.as_deref(),
+        )?,
+    };
     // Environments are laid over their stages, and the result checked
     // against the tenant's policy, before the plugins check them and
     // before anything is recorded: a run that cannot have its variables,
@@ -175,10 +200,7 @@ pub async fn fresh(request: &RunRequest, focus: Option<&Focus>) -> Result<Sessio
     // stops the run before anything happens (a run must not go unrecorded).
     let history = history()?;
     let plan = &prepared.plan;
-    let recorder = Store::open(&state_dir()).and_then(|store| {
-        Recorder::start(
-            store,
-            &NewRun {
+    let opened = NewRun {
                 id: run_id.clone(),
                 pipeline: plan.name.clone(),
                 pipeline_file: std::path::absolute(&pipeline)
@@ -192,9 +214,8 @@ pub async fn fresh(request: &RunRequest, focus: Option<&Focus>) -> Result<Sessio
                 options: serde_json::to_string(&options).unwrap_or_default(),
                 branch: options.branch.clone(),
                 commit: options.commit.clone(),
-            },
-        )
-    })?;
+    };
+    let recorder = Store::open(&state_dir()).and_then(|store| Recorder::start(store, &opened))?;
     let reuse = match focus.and_then(|f| f.from.as_ref().map(|r| (f, r))) {
         Some((focus, from)) => reused(
             &prepared,
@@ -202,7 +223,10 @@ pub async fn fresh(request: &RunRequest, focus: Option<&Focus>) -> Result<Sessio
             Some(&focus.stage),
             Reused::Dev { run: from.id.clone() },
         ),
-        None => Vec::new(),
+        None => match &request.continued {
+            Some(continued) => reused(&prepared, &continued.succeeded, None, Reused::Resume),
+            None => Vec::new(),
+        },
     };
     Ok(Session {
         history,
@@ -212,10 +236,11 @@ pub async fn fresh(request: &RunRequest, focus: Option<&Focus>) -> Result<Sessio
         tenant,
         options,
         recorder,
-        resume: 0,
+        resume: request.continued.as_ref().map_or(0, |c| c.resumes),
         reuse,
         resolved,
         left_out,
+        opened: Some(opened),
     })
 }
 
@@ -314,6 +339,7 @@ pub async fn resume(id: &str, request: &ResumeRequest) -> Result<Session, Sessio
         reuse,
         resolved,
         left_out,
+        opened: None,
     })
 }
 

@@ -246,7 +246,7 @@ fn stage_of(e: &Event) -> Option<&str> {
     }
 }
 
-fn apply(tx: &Transaction<'_>, seq: i64, r: &EventRecord) -> rusqlite::Result<()> {
+pub(crate) fn apply(tx: &Transaction<'_>, seq: i64, r: &EventRecord) -> rusqlite::Result<()> {
     let run = &r.run;
     let t = r.time_ms as i64;
     tx.prepare_cached(

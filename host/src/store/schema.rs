@@ -277,4 +277,14 @@ CREATE INDEX web_sessions_by_expiry ON web_sessions (expires_ms);
 -- makes every per-stage lookup a scan.
 CREATE INDEX events_by_run_kind ON events (run_id, kind, seq);
 "#,
+    // 6: workers over NATS JetStream.
+    r#"
+-- How far the server has read a JetStream stream of workers' messages
+-- (written in the same transaction as what they said), so a restarted
+-- server reads on from the next one, in order, and none twice.
+CREATE TABLE stream_cursors (
+    stream TEXT PRIMARY KEY,
+    seq    INTEGER NOT NULL
+);
+"#,
 ];

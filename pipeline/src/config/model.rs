@@ -160,6 +160,10 @@ pub struct PipelineSection {
     /// Cancel the run holding the group instead of queueing behind it.
     #[serde(default)]
     pub cancel_in_progress: Option<Spanned<bool>>,
+    /// Labels a `weir worker` must have to take the run (`weir worker
+    /// --labels podman,gpu`); empty: any worker.
+    #[serde(default)]
+    pub runs_on: Vec<Spanned<String>>,
 }
 
 /// `[stages.NAME]`.

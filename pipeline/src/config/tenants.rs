@@ -125,7 +125,35 @@ pub enum SecretSource {
         /// The file.
         path: PathBuf,
     },
+    /// Asked of someone else, one name at a time: a `weir worker` asks
+    /// the server for each secret its run looks up, so it holds no
+    /// secret its run does not use.
+    Remote(SecretLookup),
 }
+
+/// How a [`SecretSource::Remote`] looks a secret up; `None` when the
+/// owner has no such secret (or does not grant it).
+#[derive(Clone)]
+pub struct SecretLookup {
+    /// Who answers, for messages (`the server's secrets of tenant acme`).
+    pub from: String,
+    /// The lookup.
+    pub lookup: std::sync::Arc<dyn Fn(&str) -> Option<String> + Send + Sync>,
+}
+
+impl std::fmt::Debug for SecretLookup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SecretLookup({})", self.from)
+    }
+}
+
+impl PartialEq for SecretLookup {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.lookup, &other.lookup)
+    }
+}
+
+impl Eq for SecretLookup {}
 
 impl SecretSource {
     /// The value of secret `name`, if the source has it.
@@ -137,6 +165,7 @@ impl SecretSource {
                 let table: toml::Table = toml::from_str(&text).ok()?;
                 table.get(name)?.as_str().map(str::to_string)
             }
+            SecretSource::Remote(remote) => (remote.lookup)(name),
         }
     }
 
@@ -145,6 +174,7 @@ impl SecretSource {
         match self {
             SecretSource::Env { prefix } => format!("export {prefix}{name}=... before running weir"),
             SecretSource::File { path } => format!("add {name} = \"...\" to {}", path.display()),
+            SecretSource::Remote(remote) => format!("add {name} to {}", remote.from),
         }
     }
 }

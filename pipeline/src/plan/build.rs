@@ -168,6 +168,20 @@ pub fn build(loaded: LoadedPipeline, builtins: &[&str]) -> Result<Plan, InvalidC
         file.pipeline.cancel_in_progress.as_ref(),
         &mut errors,
     );
+    let mut runs_on = Vec::new();
+    for label in &file.pipeline.runs_on {
+        if super::valid_label(label.get_ref()) {
+            runs_on.push(label.get_ref().clone());
+        } else {
+            errors.push(
+                source
+                    .error(label.span(), format!("`{}` is not a worker label", label.get_ref()))
+                    .help("labels are 1 to 32 lowercase letters, digits and `-`, as `weir worker --labels` takes them"),
+            );
+        }
+    }
+    runs_on.sort();
+    runs_on.dedup();
     let notify = file
         .notify
         .as_ref()
@@ -240,6 +254,7 @@ pub fn build(loaded: LoadedPipeline, builtins: &[&str]) -> Result<Plan, InvalidC
         environments,
         default_environment: file.pipeline.environment.map(|e| e.into_inner()),
         concurrency,
+        runs_on,
         notify,
     })
 }
