@@ -12,6 +12,7 @@ mod replay_cmd;
 mod run_cmd;
 mod runs_cmd;
 mod serve_cmd;
+mod worker_cmd;
 mod target_cmd;
 mod validate_cmd;
 
@@ -63,6 +64,14 @@ enum Command {
     /// Run weir as a service: an HTTP API, forge webhooks, a durable queue
     /// of runs and their live logs (docs/serve.md).
     Serve(serve_cmd::ServeArgs),
+    /// Take runs from a `weir serve --nats` through NATS JetStream and run
+    /// them here (docs/workers.md).
+    Worker(worker_cmd::WorkerArgs),
+    /// The workers of a NATS JetStream: list.
+    Workers {
+        #[command(subcommand)]
+        command: worker_cmd::WorkersCommand,
+    },
     /// The local deployment target: up, status, down.
     Target {
         #[command(subcommand)]
@@ -430,6 +439,8 @@ pub fn main() -> ExitCode {
             Command::Replay(args) => replay_cmd::replay(args, verbose).await,
             Command::Dev(args) => dev_cmd::dev(args, verbose).await,
             Command::Serve(args) => serve_cmd::serve(args).await,
+            Command::Worker(args) => worker_cmd::worker(args).await,
+            Command::Workers { command } => worker_cmd::workers(command).await,
             Command::Target { command } => match command {
                 TargetCommand::Up { metrics_port } => target_cmd::up(metrics_port).await,
                 TargetCommand::Status { json } => target_cmd::status(json).await,

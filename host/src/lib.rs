@@ -79,3 +79,4 @@ pub mod store;
 pub mod target;
 pub mod verdicts;
 pub mod waits;
+pub mod worker;

@@ -83,34 +83,8 @@ pub async fn ensure(client: async_nats::Client, url: &str) -> Result<Fleet, Nats
         })
         .await
         .map_err(|e| refused(url, format!("cannot create stream {EVENTS_STREAM}"))(e.to_string()))?;
-    let workers = match js.get_key_value(WORKERS_BUCKET).await {
-        Ok(kv) => kv,
-        Err(_) => js
-            .create_key_value(kv::Config {
-                bucket: WORKERS_BUCKET.into(),
-                description: "weir: workers' heartbeats".into(),
-                history: 1,
-                max_age: BEAT_KEPT,
-                storage: stream::StorageType::File,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| refused(url, format!("cannot create bucket {WORKERS_BUCKET}"))(e.to_string()))?,
-    };
-    let cancels = match js.get_key_value(CANCEL_BUCKET).await {
-        Ok(kv) => kv,
-        Err(_) => js
-            .create_key_value(kv::Config {
-                bucket: CANCEL_BUCKET.into(),
-                description: "weir: runs the API cancelled".into(),
-                history: 1,
-                max_age: BEAT_KEPT,
-                storage: stream::StorageType::File,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| refused(url, format!("cannot create bucket {CANCEL_BUCKET}"))(e.to_string()))?,
-    };
+    let workers = bucket(&js, url, WORKERS_BUCKET, "weir: workers' heartbeats").await?;
+    let cancels = bucket(&js, url, CANCEL_BUCKET, "weir: runs the API cancelled").await?;
     let workspaces = object_bucket(&js, url, WORKSPACES_BUCKET, "weir: unfinished runs' workspaces").await?;
     let artifacts = object_bucket(&js, url, ARTIFACTS_BUCKET, "weir: artifacts on their way to the server").await?;
     Ok(Fleet {
@@ -124,6 +98,35 @@ pub async fn ensure(client: async_nats::Client, url: &str) -> Result<Fleet, Nats
         workspaces,
         artifacts,
     })
+}
+
+/// Key-value bucket `name`, made when missing. Made as the stream it is
+/// (`KV_NAME`, the shape the client library gives one): the library's own
+/// `create_key_value` first reads account fields that nats-server 2.9
+/// (Debian's) does not send.
+async fn bucket(js: &jetstream::Context, url: &str, name: &str, description: &str) -> Result<kv::Store, NatsError> {
+    if let Ok(kv) = js.get_key_value(name).await {
+        return Ok(kv);
+    }
+    js.get_or_create_stream(stream::Config {
+        name: format!("KV_{name}"),
+        description: Some(description.into()),
+        subjects: vec![format!("$KV.{name}.>")],
+        max_messages_per_subject: 1,
+        max_age: BEAT_KEPT,
+        storage: stream::StorageType::File,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        discard: stream::DiscardPolicy::New,
+        num_replicas: 1,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| refused(url, format!("cannot create bucket {name}"))(e.to_string()))?;
+    js.get_key_value(name)
+        .await
+        .map_err(|e| refused(url, format!("cannot open bucket {name}"))(e.to_string()))
 }
 
 async fn object_bucket(

@@ -77,6 +77,11 @@ pub enum Envelope {
         worker: String,
         /// The events.
         records: Vec<EventRecord>,
+        /// When the last event ends a stage that succeeded: whether the
+        /// workspace was kept after it (`weir-workspaces`). A worker
+        /// taking the run up reuses only stages whose files it can have.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        workspace_kept: Option<bool>,
     },
     /// The run needs labels the worker that read its pipeline lacks; it
     /// waits for a worker that has them.

@@ -277,12 +277,16 @@ async fn apply(
         Envelope::Events { .. } => Ok(()),
         Envelope::Opened { worker, run } => {
             if !owns(subject, &run.id) || run.tenant != tenant {
+                tracing::warn!(%subject, run = %run.id, tenant = %run.tenant, "a worker opened a run on another's subject; dropped");
                 return Ok(());
             }
             let id = run.id.clone();
             let new_run: crate::store::recorder::NewRun = run.into();
             let w = worker.clone();
             let opened = app.db.call(move |s| s.open_remote(&new_run, &w)).await?;
+            if !opened {
+                tracing::warn!(run = %id, %worker, "a worker opened a run that is not queued or running here; not recorded");
+            }
             if opened {
                 tracing::info!(run = %id, %worker, "started on a worker");
                 if let Some(r) = reporter(app, &id).await {
