@@ -154,7 +154,13 @@ pub async fn work(options: WorkerOptions) -> Result<(), WorkerError> {
     };
     std::fs::create_dir_all(&options.dir).map_err(dir_err)?;
     let dir = options.dir.canonicalize().map_err(dir_err)?;
-    crate::session::state::choose_state_dir(&dir.join("state"));
+    let state = crate::session::state::choose_state_dir(&dir.join("state"));
+    // The scratch history is made (and migrated) once, here: runs that
+    // start together must not each make it.
+    crate::store::Store::open(&state).map_err(|e| WorkerError::Dir {
+        path: state.clone(),
+        source: std::io::Error::other(e.to_string()),
+    })?;
     let id = options.name.clone().unwrap_or_else(default_id);
     let url = options.nats.url().unwrap_or_default().to_string();
     let client = options.nats.connect(&format!("weir worker {id}")).await?;

@@ -24,6 +24,7 @@ mod serve;
 mod support;
 mod tenancy;
 mod validation;
+mod workers;
 
 /// Paths of the test guest components, built by host/build.rs.
 pub mod guest_paths {

@@ -111,8 +111,15 @@ impl Server {
     }
 
     pub(crate) fn start_in(dir: &Path) -> Server {
+        Self::start_with(dir, &[], &[])
+    }
+
+    /// With more arguments (`--nats URL`) and variables (tenants' secrets).
+    pub(crate) fn start_with(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
         let mut child = std::process::Command::new(crate::support::weir_bin())
             .args(["serve", "--config", "weir-server.toml", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .envs(env.iter().copied())
             .current_dir(dir)
             .env("APP_SECRET", SECRET)
             .env("APP_STATUS_TOKEN", STATUS_TOKEN)
@@ -157,7 +164,7 @@ impl Server {
     }
 
     /// `kill -9`: no chance to record anything.
-    fn kill9(mut self) {
+    pub(crate) fn kill9(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

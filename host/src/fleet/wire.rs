@@ -58,6 +58,9 @@ pub enum Envelope {
     Opened {
         /// The worker.
         worker: String,
+        /// Which delivery of the job it is running.
+        #[serde(default = "first")]
+        delivery: u32,
         /// The run as the store first records it.
         run: OpenedRun,
     },
@@ -66,6 +69,9 @@ pub enum Envelope {
     Continued {
         /// The worker.
         worker: String,
+        /// Which delivery of the job it is running.
+        #[serde(default = "first")]
+        delivery: u32,
         /// The run.
         run: String,
         /// Stages run again.
@@ -75,6 +81,9 @@ pub enum Envelope {
     Events {
         /// The worker.
         worker: String,
+        /// Which delivery of the job it is running.
+        #[serde(default = "first")]
+        delivery: u32,
         /// The events.
         records: Vec<EventRecord>,
         /// When the last event ends a stage that succeeded: whether the
@@ -105,6 +114,9 @@ pub enum Envelope {
     Ended {
         /// The worker.
         worker: String,
+        /// Which delivery of the job it was given.
+        #[serde(default = "first")]
+        delivery: u32,
         /// The run.
         run: String,
         /// `failed` or `cancelled`.
@@ -112,6 +124,10 @@ pub enum Envelope {
         /// Why.
         reason: String,
     },
+}
+
+fn first() -> u32 {
+    1
 }
 
 /// [`crate::store::recorder::NewRun`], as it crosses the wire.

@@ -22,9 +22,93 @@ use crate::fleet::wire::{Envelope, SecretAnswer, SecretAsk};
 /// Most messages read at once.
 const BATCH: usize = 256;
 
+/// What the reader keeps of the runs it has seen.
+#[derive(Default)]
+pub struct Runs {
+    /// Their commit-status reporters.
+    reporters: HashMap<String, super::statuses::Reporter>,
+    /// Which worker holds each, on which delivery of its job: events
+    /// from another (one cut off from NATS for longer than the ack wait,
+    /// whose run went to another worker) are dropped.
+    holders: HashMap<String, Holder>,
+}
+
+impl Runs {
+    fn get_mut(&mut self, run: &str) -> Option<&mut super::statuses::Reporter> {
+        self.reporters.get_mut(run)
+    }
+    fn remove(&mut self, run: &str) {
+        self.reporters.remove(run);
+        self.holders.remove(run);
+    }
+    fn contains_key(&self, run: &str) -> bool {
+        self.reporters.contains_key(run)
+    }
+    fn insert(&mut self, run: String, reporter: super::statuses::Reporter) {
+        self.reporters.insert(run, reporter);
+    }
+
+    /// Who holds `run`, from the history when not seen yet.
+    async fn holder(&mut self, app: &Arc<App>, run: &str) -> Option<Holder> {
+        if let Some(h) = self.holders.get(run) {
+            return Some(h.clone());
+        }
+        let id = run.to_string();
+        let held = app.db.call(move |s| s.run_holder(&id)).await.ok().flatten()?;
+        let holder = Holder::parse(&held);
+        self.holders.insert(run.to_string(), holder.clone());
+        Some(holder)
+    }
+
+    /// Whether `worker`, on `delivery`, holds `run` (events of a run not
+    /// opened yet are anyone's: there is nothing to check them against).
+    async fn held_by(&mut self, app: &Arc<App>, run: &str, worker: &str, delivery: u32) -> bool {
+        self.holder(app, run)
+            .await
+            .is_none_or(|h| h.worker == worker && h.delivery == delivery)
+    }
+
+    /// Whether `worker`, on `delivery`, may end `run`: its holder, or the
+    /// one a later delivery went to (which could not take it up).
+    async fn may_end(&mut self, app: &Arc<App>, run: &str, worker: &str, delivery: u32) -> bool {
+        self.holder(app, run)
+            .await
+            .is_none_or(|h| delivery > h.delivery || (h.worker == worker && h.delivery == delivery))
+    }
+}
+
+/// A worker on one delivery of a job, as `host_start` keeps it
+/// (`worker:ID#DELIVERY`, without the prefix).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder {
+    /// The worker.
+    pub worker: String,
+    /// The delivery.
+    pub delivery: u32,
+}
+
+impl Holder {
+    fn parse(held: &str) -> Self {
+        match held.rsplit_once('#') {
+            Some((worker, n)) => Self {
+                worker: worker.to_string(),
+                delivery: n.parse().unwrap_or(1),
+            },
+            None => Self {
+                worker: held.to_string(),
+                delivery: 1,
+            },
+        }
+    }
+
+    fn mark(&self) -> String {
+        format!("{}#{}", self.worker, self.delivery)
+    }
+}
+
 /// Read workers' messages into the store, forever.
 pub async fn run(app: Arc<App>, remote: Arc<Remote>) {
-    let mut reporters: HashMap<String, super::statuses::Reporter> = HashMap::new();
+    let mut reporters = Runs::default();
     loop {
         if let Err(why) = read_on(&app, &remote, &mut reporters).await {
             tracing::warn!("reading the workers' events again from the last one recorded: {why}");
@@ -38,7 +122,7 @@ pub async fn run(app: Arc<App>, remote: Arc<Remote>) {
 async fn read_on(
     app: &Arc<App>,
     remote: &Remote,
-    reporters: &mut HashMap<String, super::statuses::Reporter>,
+    reporters: &mut Runs,
 ) -> Result<(), String> {
     let cursor = app
         .db
@@ -101,7 +185,7 @@ async fn read_on(
 async fn take(
     app: &Arc<App>,
     remote: &Remote,
-    reporters: &mut HashMap<String, super::statuses::Reporter>,
+    reporters: &mut Runs,
     messages: Vec<(u64, async_nats::jetstream::Message)>,
 ) -> Result<(), String> {
     let mut records: Vec<EventRecord> = Vec::new();
@@ -121,8 +205,19 @@ async fn take(
         // message about another tenant's run is dropped.
         let tenant = message.subject.as_str().split('.').nth(2).unwrap_or_default().to_string();
         match envelope {
-            Envelope::Events { records: mut more, .. } => {
+            Envelope::Events {
+                records: mut more,
+                worker,
+                delivery,
+                ..
+            } => {
                 more.retain(|r| owns(&message.subject, &r.run));
+                if let Some(run) = more.first().map(|r| r.run.clone())
+                    && !reporters.held_by(app, &run, &worker, delivery).await
+                {
+                    tracing::warn!(%run, %worker, "events from a worker that no longer holds the run (it went to another); dropped");
+                    more.clear();
+                }
                 records.append(&mut more);
                 pending.push((seq, message));
             }
@@ -154,7 +249,7 @@ fn owns(subject: &str, run: &str) -> bool {
 async fn flush(
     app: &Arc<App>,
     remote: &Remote,
-    reporters: &mut HashMap<String, super::statuses::Reporter>,
+    reporters: &mut Runs,
     records: &mut Vec<EventRecord>,
     pending: &mut Vec<(u64, async_nats::jetstream::Message)>,
 ) -> Result<(), String> {
@@ -268,26 +363,31 @@ pub fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()
 async fn apply(
     app: &Arc<App>,
     remote: &Remote,
-    reporters: &mut HashMap<String, super::statuses::Reporter>,
+    reporters: &mut Runs,
     tenant: &str,
     subject: &str,
     envelope: Envelope,
 ) -> Result<(), crate::store::StoreError> {
     match envelope {
         Envelope::Events { .. } => Ok(()),
-        Envelope::Opened { worker, run } => {
+        Envelope::Opened { worker, delivery, run } => {
             if !owns(subject, &run.id) || run.tenant != tenant {
                 tracing::warn!(%subject, run = %run.id, tenant = %run.tenant, "a worker opened a run on another's subject; dropped");
                 return Ok(());
             }
             let id = run.id.clone();
             let new_run: crate::store::recorder::NewRun = run.into();
-            let w = worker.clone();
+            let holder = Holder {
+                worker: worker.clone(),
+                delivery,
+            };
+            let w = holder.mark();
             let opened = app.db.call(move |s| s.open_remote(&new_run, &w)).await?;
             if !opened {
                 tracing::warn!(run = %id, %worker, "a worker opened a run that is not queued or running here; not recorded");
             }
             if opened {
+                reporters.holders.insert(id.clone(), holder);
                 tracing::info!(run = %id, %worker, "started on a worker");
                 if let Some(r) = reporter(app, &id).await {
                     reporters.insert(id, r);
@@ -296,13 +396,24 @@ async fn apply(
             app.events.send_modify(|n| *n += 1);
             Ok(())
         }
-        Envelope::Continued { worker, run, rerun } => {
+        Envelope::Continued {
+            worker,
+            delivery,
+            run,
+            rerun,
+        } => {
             if !owns(subject, &run) {
                 return Ok(());
             }
             let id = run.clone();
-            let w = worker.clone();
-            app.db.call(move |s| s.continue_remote(&id, &rerun, &w)).await?;
+            let holder = Holder {
+                worker: worker.clone(),
+                delivery,
+            };
+            let w = holder.mark();
+            if app.db.call(move |s| s.continue_remote(&id, &rerun, &w)).await? {
+                reporters.holders.insert(run.clone(), holder);
+            }
             tracing::info!(%run, %worker, "taken up again on a worker");
             if !reporters.contains_key(&run)
                 && let Some(r) = reporter(app, &run).await
@@ -333,17 +444,31 @@ async fn apply(
         }
         Envelope::Ended {
             worker,
+            delivery,
             run,
             status,
             reason,
         } => {
-            if !owns(subject, &run) {
+            if !owns(subject, &run) || !reporters.may_end(app, &run, &worker, delivery).await {
+                tracing::warn!(%run, %worker, "an end from a worker that does not hold the run; dropped");
                 return Ok(());
             }
             let status = if status == "cancelled" { "cancelled" } else { "failed" };
             tracing::warn!(%run, %worker, "{status}: {reason}");
             let id = run.clone();
-            app.db.call(move |s| s.end_run(&id, status, &reason)).await?;
+            let mark = Holder {
+                worker: worker.clone(),
+                delivery,
+            }
+            .mark();
+            app.db
+                .call(move |s| -> Result<(), crate::store::StoreError> {
+                    if s.end_run(&id, status, &reason)? {
+                        s.set_run_holder(&id, &mark)?;
+                    }
+                    Ok(())
+                })
+                .await?;
             reporters.remove(&run);
             finished(app, remote, &run).await;
             app.events.send_modify(|n| *n += 1);

@@ -104,6 +104,10 @@ pub struct RunDetail {
     pub pipeline_file: String,
     /// The workspace.
     pub workspace: String,
+    /// The `weir worker` that runs it (or last ran it), for a run handed
+    /// to workers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
     /// Stages in plan order.
     pub stages: Vec<StageRecord>,
 }
@@ -235,13 +239,14 @@ impl Store {
         let row = self
             .conn
             .query_row(
-                &format!("SELECT {SUMMARY_COLUMNS}, pipeline_file, workspace FROM runs WHERE id = ?1"),
+                &format!("SELECT {SUMMARY_COLUMNS}, pipeline_file, workspace, host_start FROM runs WHERE id = ?1"),
                 params![id],
                 |r| {
                     Ok((
                         run_summary(r)?,
                         r.get::<_, String>(SUMMARY_WIDTH)?,
                         r.get::<_, String>(SUMMARY_WIDTH + 1)?,
+                        r.get::<_, String>(SUMMARY_WIDTH + 2)?,
                     ))
                 },
             )
@@ -314,6 +319,10 @@ impl Store {
             run: row.0,
             pipeline_file: row.1,
             workspace: row.2,
+            worker: row
+                .3
+                .strip_prefix(super::remote::WORKER_MARK)
+                .map(|w| w.rsplit_once('#').map_or(w, |(w, _)| w).to_string()),
             stages,
         })
     }

@@ -189,6 +189,28 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 
+    /// The worker that holds run `id` (opened it or took it up last).
+    pub fn run_holder(&self, id: &str) -> Result<Option<String>, StoreError> {
+        use rusqlite::OptionalExtension as _;
+        self.conn
+            .query_row("SELECT host_start FROM runs WHERE id = ?1", params![id], |r| r.get::<_, String>(0))
+            .optional()
+            .map(|h| h.and_then(|h| h.strip_prefix(WORKER_MARK).map(str::to_string)))
+            .map_err(|e| self.err(e))
+    }
+
+    /// Run `id` was last given to `worker` (one that ended it before it
+    /// opened it: it could not check it out, or gave up on it).
+    pub fn set_run_holder(&self, id: &str, worker: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE runs SET host_start = ?2 WHERE id = ?1",
+                params![id, format!("{WORKER_MARK}{worker}")],
+            )
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+
     /// Run `id`'s tenant and its job's state (`queued`, `running`,
     /// `dispatched`, `done`), for a server run.
     pub fn job_state(&self, id: &str) -> Result<Option<(String, String)>, StoreError> {

@@ -27,6 +27,8 @@ pub struct Forwarder {
     fleet: Fleet,
     subject: String,
     worker: String,
+    /// Which delivery of the job this is.
+    delivery: u32,
     /// Distinguishes this attempt's message ids from another's.
     attempt: String,
     sent: u64,
@@ -34,12 +36,16 @@ pub struct Forwarder {
 
 impl Forwarder {
     /// For run `run` of `tenant`, on `worker`'s attempt `attempt`.
-    pub fn new(fleet: &Fleet, tenant: &str, run: &str, worker: &str, attempt: &str) -> Self {
+    pub fn new(fleet: &Fleet, tenant: &str, run: &str, worker: &str, delivery: u32) -> Self {
         Self {
             fleet: fleet.clone(),
             subject: names::events_subject(tenant, run),
             worker: worker.to_string(),
-            attempt: attempt.to_string(),
+            delivery,
+            // Message ids unique to this run, worker and delivery:
+            // JetStream drops a second message with an id it has seen (a
+            // retry), and only that.
+            attempt: format!("{run}:{worker}:{delivery}"),
             sent: 0,
         }
     }
@@ -125,6 +131,7 @@ impl Forwarder {
         }
         let envelope = Envelope::Events {
             worker: self.worker.clone(),
+            delivery: self.delivery,
             records,
             workspace_kept,
         };

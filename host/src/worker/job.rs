@@ -27,6 +27,14 @@ pub async fn take(worker: &Arc<Worker>, message: Message, ack_wait: Duration) {
             return;
         }
     };
+    if worker.running.lock().unwrap_or_else(|e| e.into_inner()).contains_key(&job.run) {
+        // Delivered again while this worker still runs it (NATS was away
+        // longer than the ack wait): the run here goes on, and its
+        // heartbeats keep the job.
+        tracing::info!(run = %job.run, "delivered again while running here; it goes on");
+        let _ = message.ack_with(AckKind::Progress).await;
+        return;
+    }
     // Kept alive while it runs: JetStream gives it to another worker only
     // when this one goes silent for the ack wait.
     let alive = {
@@ -41,10 +49,7 @@ pub async fn take(worker: &Arc<Worker>, message: Message, ack_wait: Duration) {
             }
         }))
     };
-    // Message ids unique to this run, worker and delivery: JetStream drops
-    // a second message with an id it has seen (a retry), and only that.
-    let attempt = format!("{}:{}:{delivered}", job.run, worker.id);
-    let mut forwarder = Forwarder::new(&worker.fleet, &job.tenant, &job.run, &worker.id, &attempt);
+    let mut forwarder = Forwarder::new(&worker.fleet, &job.tenant, &job.run, &worker.id, delivered);
     let cancel = CancelToken::new();
     worker
         .running
@@ -57,6 +62,7 @@ pub async fn take(worker: &Arc<Worker>, message: Message, ack_wait: Duration) {
         forwarder
             .send(&Envelope::Ended {
                 worker: worker.id.clone(),
+                delivery: delivered,
                 run: job.run.clone(),
                 status: status.to_string(),
                 reason,
@@ -211,6 +217,7 @@ async fn run(
             forwarder
                 .send(&Envelope::Continued {
                     worker: worker.id.clone(),
+                    delivery: delivered,
                     run: job.run.clone(),
                     rerun: session.to_run(),
                 })
@@ -220,6 +227,7 @@ async fn run(
             forwarder
                 .send(&Envelope::Opened {
                     worker: worker.id.clone(),
+                    delivery: delivered,
                     run: OpenedRun::from(opened),
                 })
                 .await
