@@ -17,6 +17,9 @@
 #   scan         (7) the scan plugin against detect-secrets (16 MiB tree)
 #   serve        (8) weir serve: list-runs with 10,000 runs, webhook to
 #                    first stage, pushes queued per second
+#   workers      (10) weir serve --nats and weir workers: dispatch latency,
+#                    runs/s with 1, 2 and 4 workers, worker death to its
+#                    run continuing (needs nats-server)
 #
 # SKIP_EXTISM=1 leaves Extism out of (1) (building it takes ~10 minutes
 # the first time). Builds are release builds; the figures are collected in
@@ -25,7 +28,7 @@ set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$repo"
 sections=("$@")
-[ ${#sections[@]} -gt 0 ] || sections=(start pipeline process concurrency memory realwork router scan serve)
+[ ${#sections[@]} -gt 0 ] || sections=(start pipeline process concurrency memory realwork router scan serve workers)
 out="$repo/target/bench"
 mkdir -p "$out"
 figures="$out/figures.txt"
@@ -82,6 +85,12 @@ if wants serve; then
   echo
   echo "(8) weir serve over HTTP"
   cargo bench -q --bench serve | tee -a "$figures"
+fi
+
+if wants workers; then
+  echo
+  echo "(10) weir serve --nats with weir workers (needs nats-server)"
+  cargo bench -q --bench workers | tee -a "$figures"
 fi
 
 echo

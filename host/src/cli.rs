@@ -12,9 +12,9 @@ mod replay_cmd;
 mod run_cmd;
 mod runs_cmd;
 mod serve_cmd;
-mod worker_cmd;
 mod target_cmd;
 mod validate_cmd;
+mod worker_cmd;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;

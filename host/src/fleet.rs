@@ -11,6 +11,7 @@
 //! ```
 
 pub mod connect;
+pub mod locks;
 pub mod names;
 pub mod setup;
 pub mod wire;

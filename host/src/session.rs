@@ -158,6 +158,21 @@ impl Session {
             .collect()
     }
 
+    /// The concurrency groups the run or its stages hold: kept in the
+    /// history of the machine that runs the run.
+    pub fn concurrency_groups(&self) -> Vec<String> {
+        let plan = &self.prepared.plan;
+        let mut groups: Vec<String> = plan
+            .concurrency
+            .iter()
+            .chain(plan.stages.iter().flat_map(|s| s.concurrency.iter()))
+            .map(|c| c.group.clone())
+            .collect();
+        groups.sort();
+        groups.dedup();
+        groups
+    }
+
     /// The labels a worker needs to run it (`[pipeline] runs-on`).
     pub fn runs_on(&self) -> &[String] {
         &self.prepared.plan.runs_on

@@ -138,14 +138,24 @@ fn default_id() -> String {
         .unwrap_or_else(|_| "worker".into());
     let host: String = host
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect();
     format!("{host}-{}", std::process::id())
 }
 
 /// Work until SIGTERM or SIGINT, then drain.
 pub async fn work(options: WorkerOptions) -> Result<(), WorkerError> {
-    if let Some(bad) = options.labels.iter().find(|l| !weir_pipeline::plan::valid_label(l)) {
+    if let Some(bad) = options
+        .labels
+        .iter()
+        .find(|l| !weir_pipeline::plan::valid_label(l))
+    {
         return Err(WorkerError::Label(bad.clone()));
     }
     let dir_err = |source| WorkerError::Dir {
@@ -166,7 +176,10 @@ pub async fn work(options: WorkerOptions) -> Result<(), WorkerError> {
     let client = options.nats.connect(&format!("weir worker {id}")).await?;
     let fleet = crate::fleet::ensure(client, &url).await?;
     let worker = Arc::new(Worker {
-        options: WorkerOptions { dir, ..options.clone() },
+        options: WorkerOptions {
+            dir,
+            ..options.clone()
+        },
         id,
         fleet,
         running: Mutex::default(),
@@ -178,20 +191,32 @@ pub async fn work(options: WorkerOptions) -> Result<(), WorkerError> {
     println!(
         "weir worker {}: taking runs from NATS at {url} (labels: {}; tenants: {}; {} at once)",
         worker.id,
-        if worker.options.labels.is_empty() { "none".to_string() } else { worker.options.labels.join(", ") },
-        if worker.options.tenants.is_empty() { "all".to_string() } else { worker.options.tenants.join(", ") },
+        if worker.options.labels.is_empty() {
+            "none".to_string()
+        } else {
+            worker.options.labels.join(", ")
+        },
+        if worker.options.tenants.is_empty() {
+            "all".to_string()
+        } else {
+            worker.options.tenants.join(", ")
+        },
         worker.options.concurrency.max(1),
     );
     worker.send_beat("running").await;
     let beats = tokio::spawn(beat_loop(worker.clone()));
     let cancels = tokio::spawn(watch_cancels(worker.clone()));
+    let decisions = tokio::spawn(take_decisions(worker.clone(), state.clone()));
     let pulls = tokio::spawn(discover(worker.clone()));
     shutdown_signal().await;
     // Draining: what runs finishes; nothing new is taken.
     worker.draining.store(true, Ordering::Release);
     pulls.abort();
     let busy = worker.running.lock().unwrap_or_else(|e| e.into_inner()).len();
-    println!("weir worker {}: draining; {busy} run(s) to finish, no new ones taken", worker.id);
+    println!(
+        "weir worker {}: draining; {busy} run(s) to finish, no new ones taken",
+        worker.id
+    );
     worker.send_beat("draining").await;
     let all = worker.options.concurrency.max(1) as u32;
     let second = async {
@@ -209,6 +234,7 @@ pub async fn work(options: WorkerOptions) -> Result<(), WorkerError> {
     }
     beats.abort();
     cancels.abort();
+    decisions.abort();
     worker.send_beat("stopped").await;
     let _ = worker.fleet.client.flush().await;
     println!("weir worker {}: stopped", worker.id);
@@ -218,7 +244,11 @@ pub async fn work(options: WorkerOptions) -> Result<(), WorkerError> {
 async fn beat_loop(worker: Arc<Worker>) {
     loop {
         tokio::time::sleep(BEAT).await;
-        let state = if worker.draining.load(Ordering::Acquire) { "draining" } else { "running" };
+        let state = if worker.draining.load(Ordering::Acquire) {
+            "draining"
+        } else {
+            "running"
+        };
         worker.send_beat(state).await;
     }
 }
@@ -233,7 +263,12 @@ async fn watch_cancels(worker: Arc<Worker>) {
                     if entry.operation != async_nats::jetstream::kv::Operation::Put {
                         continue;
                     }
-                    if let Some(token) = worker.running.lock().unwrap_or_else(|e| e.into_inner()).get(&entry.key) {
+                    if let Some(token) = worker
+                        .running
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .get(&entry.key)
+                    {
                         tracing::info!(run = %entry.key, "cancelled from the API");
                         token.cancel();
                     }
@@ -242,6 +277,48 @@ async fn watch_cancels(worker: Arc<Worker>) {
             Err(e) => tracing::debug!("cannot watch for cancels: {e}"),
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Bring approvals decided on the server into this worker's history,
+/// where its runs' stages wait for them.
+async fn take_decisions(worker: Arc<Worker>, state: PathBuf) {
+    let mut store = match crate::store::Store::open(&state) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("approvals cannot reach this worker's runs: {e}");
+            return;
+        }
+    };
+    loop {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let runs: Vec<String> = worker
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        for run in runs {
+            let Ok(approvals) = store.approvals(&run) else {
+                continue;
+            };
+            for pending in approvals.into_iter().filter(|a| a.decision == "pending") {
+                let key = crate::fleet::names::decision_key(&run, &pending.stage);
+                let Ok(Some(value)) = worker.fleet.decisions.get(key).await else {
+                    continue;
+                };
+                let Ok(d) = serde_json::from_slice::<crate::fleet::wire::Decision>(&value) else {
+                    continue;
+                };
+                match store.decide(&run, Some(&pending.stage), d.approve, &d.who, d.reason.as_deref()) {
+                    Ok(_) => tracing::info!(%run, stage = %pending.stage, "approval decided on the server"),
+                    Err(e) => {
+                        tracing::warn!(%run, stage = %pending.stage, "cannot take the server's decision: {e}")
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -292,7 +369,12 @@ async fn pull(
         if worker.draining.load(Ordering::Acquire) {
             return;
         }
-        let batch = consumer.fetch().max_messages(1).expires(PULL_WAIT).messages().await;
+        let batch = consumer
+            .fetch()
+            .max_messages(1)
+            .expires(PULL_WAIT)
+            .messages()
+            .await;
         let mut batch = match batch {
             Ok(b) => b,
             Err(e) => {
@@ -314,7 +396,9 @@ async fn pull(
                         handle.block_on(job::take(&worker, message, ack_wait));
                     }));
                     if ran.is_err() {
-                        tracing::error!("a run hit a bug on this worker (a panic); another worker takes it up");
+                        tracing::error!(
+                            "a run hit a bug on this worker (a panic); another worker takes it up"
+                        );
                     }
                     drop(place);
                 });

@@ -69,7 +69,9 @@ pub struct Plan {
 /// `-`, 1 to 32 of them, starting with a letter or digit.
 pub fn valid_label(label: &str) -> bool {
     (1..=32).contains(&label.len())
-        && label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && label
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !label.starts_with('-')
 }
 

@@ -24,17 +24,27 @@ pub(crate) struct Nats {
     child: Option<Child>,
     port: u16,
     store: PathBuf,
+    /// `--user` and `--pass` it requires, if any.
+    auth: Option<(String, String)>,
 }
 
 impl Nats {
     /// Start one; `None` when nats-server is not installed and the run
     /// does not require it.
     pub(crate) fn start(store: &Path) -> Option<Nats> {
+        Self::start_with(store, None)
+    }
+
+    /// One that lets only `user` with `password` in.
+    pub(crate) fn start_with(store: &Path, auth: Option<(&str, &str)>) -> Option<Nats> {
         let required = std::env::var("WEIR_NATS_TESTS").is_ok_and(|v| v == "require");
         let found = std::env::var_os("PATH")
             .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("nats-server").is_file()));
         if !found {
-            assert!(!required, "WEIR_NATS_TESTS=require, but nats-server is missing: apt-get install nats-server");
+            assert!(
+                !required,
+                "WEIR_NATS_TESTS=require, but nats-server is missing: apt-get install nats-server"
+            );
             eprintln!("skipping: install nats-server to run the workers' tests");
             return None;
         }
@@ -42,15 +52,21 @@ impl Nats {
             child: None,
             port: 0,
             store: store.to_path_buf(),
+            auth: auth.map(|(u, p)| (u.to_string(), p.to_string())),
         };
         nats.launch("-1");
         Some(nats)
     }
 
     fn launch(&mut self, port: &str) {
-        let mut child = Command::new("nats-server")
+        let mut command = Command::new("nats-server");
+        command
             .args(["-js", "-a", "127.0.0.1", "-p", port, "-sd"])
-            .arg(&self.store)
+            .arg(&self.store);
+        if let Some((user, pass)) = &self.auth {
+            command.args(["--user", user, "--pass", pass]);
+        }
+        let mut child = command
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -62,7 +78,12 @@ impl Nats {
         for line in lines.by_ref() {
             let line = line.unwrap_or_default();
             if let Some(rest) = line.split("Listening for client connections on ").nth(1) {
-                port = rest.trim().rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or(0);
+                port = rest
+                    .trim()
+                    .rsplit(':')
+                    .next()
+                    .and_then(|p| p.parse().ok())
+                    .unwrap_or(0);
             }
             if line.contains("Server is ready") {
                 break;
@@ -109,10 +130,21 @@ pub(crate) struct Worker {
 
 impl Worker {
     pub(crate) fn start(p: &Project, nats: &Nats, name: &str, args: &[&str]) -> Worker {
+        Self::start_with(p, nats, name, args, &[])
+    }
+
+    pub(crate) fn start_with(
+        p: &Project,
+        nats: &Nats,
+        name: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Worker {
         let mut child = Command::new(crate::support::weir_bin())
             .args(["worker", "--nats", &nats.url(), "--name", name, "--dir"])
             .arg(p.path().join("workers").join(name))
             .args(args)
+            .envs(env.iter().copied())
             .current_dir(p.path())
             .env("WEIR_CACHE_DIR", crate::support::shared_cache())
             .env("NO_COLOR", "1")
@@ -126,7 +158,10 @@ impl Worker {
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
         let first = lines.next().and_then(Result::ok).unwrap_or_default();
-        assert!(first.contains("taking runs"), "weir worker did not start: {first:?}");
+        assert!(
+            first.contains("taking runs"),
+            "weir worker did not start: {first:?}"
+        );
         std::thread::spawn(move || for _ in lines {});
         Worker {
             child: Some(child),
@@ -150,7 +185,11 @@ impl Worker {
     fn drain(&mut self) -> std::process::ExitStatus {
         let pid = self.pid().to_string();
         let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        self.child.take().expect("running").wait().expect("the worker exits")
+        self.child
+            .take()
+            .expect("running")
+            .wait()
+            .expect("the worker exits")
     }
 }
 
@@ -171,7 +210,7 @@ fn project(pipeline: &str, extra_tenants: &str) -> (Project, String) {
     git(&dir, &["add", "-A"]);
     git(&dir, &["commit", "-qm", "first"]);
     let commit = git(&dir, &["rev-parse", "HEAD"]);
-    p.write("tenants.toml", &format!("{TENANTS}\n{extra_tenants}"));
+    p.write("tenants.toml", format!("{TENANTS}\n{extra_tenants}"));
     p.write("weir-server.toml", config(""));
     (p, commit)
 }
@@ -181,7 +220,11 @@ fn serve(p: &Project, nats: &Nats, ack_wait: &str, env: &[(&str, &str)]) -> Serv
 }
 
 fn queue(server: &Server, token: &str, repository: &str, commit: &str) -> String {
-    let queued = server.post("/api/v1/runs", Some(token), &json!({"repository": repository, "commit": commit}));
+    let queued = server.post(
+        "/api/v1/runs",
+        Some(token),
+        &json!({"repository": repository, "commit": commit}),
+    );
     assert_eq!(queued.status, 201, "{queued:?}");
     queued.json()["id"].as_str().expect("an id").to_string()
 }
@@ -230,7 +273,9 @@ run = "echo hello from the repository"
 #[test]
 fn thirty_runs_spread_over_the_workers_and_all_succeed_in_order() {
     let (p, commit) = project(QUICK, "");
-    let Some(nats) = Nats::start(&p.path().join("nats")) else { return };
+    let Some(nats) = Nats::start(&p.path().join("nats")) else {
+        return;
+    };
     let server = serve(&p, &nats, "10s", &[]);
     let acme = server.token(&["--tenant", "acme"]);
     let _workers: Vec<Worker> = (1..=3)
@@ -242,28 +287,48 @@ fn thirty_runs_spread_over_the_workers_and_all_succeed_in_order() {
         let run = server.wait_for(id, &acme, "its end", ended);
         assert_eq!(run["status"], "succeeded", "{run}");
         assert_eq!(stage(&run, "hello")["status"], "succeeded", "{run}");
-        *by_worker.entry(run["worker"].as_str().unwrap_or("none").to_string()).or_default() += 1;
-        assert_eq!(log_lines(&server, &acme, id, "hello"), ["hello from the repository"], "{id}");
+        *by_worker
+            .entry(run["worker"].as_str().unwrap_or("none").to_string())
+            .or_default() += 1;
+        assert_eq!(
+            log_lines(&server, &acme, id, "hello"),
+            ["hello from the repository"],
+            "{id}"
+        );
         // Every event reached the history once, in order.
         let events = server.events(id, &acme, None);
         let kinds: Vec<&str> = events.iter().map(|(_, k, _)| k.as_str()).collect();
         assert_eq!(kinds.first(), Some(&"run_started"), "{kinds:?}");
         assert_eq!(kinds.last(), Some(&"run_finished"), "{kinds:?}");
-        assert_eq!(kinds.iter().filter(|k| **k == "stage_finished").count(), 1, "{kinds:?}");
+        assert_eq!(
+            kinds.iter().filter(|k| **k == "stage_finished").count(),
+            1,
+            "{kinds:?}"
+        );
     }
     eprintln!("runs per worker: {by_worker:?}");
-    assert!(by_worker.len() >= 2, "the runs went to one worker only: {by_worker:?}");
+    assert!(
+        by_worker.len() >= 2,
+        "the runs went to one worker only: {by_worker:?}"
+    );
     assert!(!by_worker.contains_key("none"), "{by_worker:?}");
 
     let metrics = server.get("/metrics", Some(&server.token(&["--operator"])));
-    assert!(metrics.body.contains("weir_worker_up{worker=\"w1\""), "{}", metrics.body);
+    assert!(
+        metrics.body.contains("weir_worker_up{worker=\"w1\""),
+        "{}",
+        metrics.body
+    );
     let listed = Command::new(crate::support::weir_bin())
         .args(["workers", "list", "--nats", &nats.url()])
         .output()
         .expect("weir workers list");
     let listed = String::from_utf8_lossy(&listed.stdout).to_string();
     for w in ["w1", "w2", "w3"] {
-        assert!(listed.lines().any(|l| l.starts_with(w) && l.contains("running")), "{listed}");
+        assert!(
+            listed.lines().any(|l| l.starts_with(w) && l.contains("running")),
+            "{listed}"
+        );
     }
 }
 
@@ -283,10 +348,15 @@ run = "cat out.txt; sleep 4; echo slept"
 #[test]
 fn a_killed_worker_s_run_continues_on_another_and_finished_stages_do_not_run_again() {
     let (p, commit) = project(TWO_STAGES, "");
-    let Some(nats) = Nats::start(&p.path().join("nats")) else { return };
+    let Some(nats) = Nats::start(&p.path().join("nats")) else {
+        return;
+    };
     let server = serve(&p, &nats, "3s", &[]);
     let acme = server.token(&["--tenant", "acme"]);
-    let mut workers = vec![Worker::start(&p, &nats, "w1", &[]), Worker::start(&p, &nats, "w2", &[])];
+    let mut workers = [
+        Worker::start(&p, &nats, "w1", &[]),
+        Worker::start(&p, &nats, "w2", &[]),
+    ];
     let id = queue(&server, &acme, "app", &commit);
     let running = server.wait_for(&id, &acme, "its slow stage", |r| {
         stage(r, "slow")["status"] == "running" && r["worker"].is_string()
@@ -306,7 +376,11 @@ fn a_killed_worker_s_run_continues_on_another_and_finished_stages_do_not_run_aga
     let run = server.wait_for(&id, &acme, "its end", ended);
     assert_eq!(run["status"], "succeeded", "{run}");
     let tries = attempts(&run);
-    assert_eq!(tries["build"], ["succeeded"], "the finished stage ran again: {tries:?}");
+    assert_eq!(
+        tries["build"],
+        ["succeeded"],
+        "the finished stage ran again: {tries:?}"
+    );
     assert_eq!(tries["slow"], ["interrupted", "succeeded"], "{tries:?}");
     // Its file came back with the workspace: the second attempt read it.
     let lines = log_lines(&server, &acme, &id, "slow");
@@ -330,12 +404,16 @@ fn thirty_lines() -> Vec<String> {
 #[test]
 fn nats_restarting_mid_run_loses_nothing() {
     let (p, commit) = project(CHATTY, "");
-    let Some(mut nats) = Nats::start(&p.path().join("nats")) else { return };
+    let Some(mut nats) = Nats::start(&p.path().join("nats")) else {
+        return;
+    };
     let server = serve(&p, &nats, "15s", &[]);
     let acme = server.token(&["--tenant", "acme"]);
     let _worker = Worker::start(&p, &nats, "w1", &[]);
     let id = queue(&server, &acme, "app", &commit);
-    server.wait_for(&id, &acme, "its first lines", |r| stage(r, "talk")["status"] == "running");
+    server.wait_for(&id, &acme, "its first lines", |r| {
+        stage(r, "talk")["status"] == "running"
+    });
     nap(Duration::from_millis(800));
     nats.restart(Duration::from_millis(1500));
     let run = server.wait_for(&id, &acme, "its end", ended);
@@ -347,7 +425,9 @@ fn nats_restarting_mid_run_loses_nothing() {
 #[test]
 fn the_server_killed_mid_run_catches_up_on_return_and_no_run_sticks() {
     let (p, commit) = project(CHATTY, "");
-    let Some(nats) = Nats::start(&p.path().join("nats")) else { return };
+    let Some(nats) = Nats::start(&p.path().join("nats")) else {
+        return;
+    };
     let server = serve(&p, &nats, "10s", &[]);
     let acme = server.token(&["--tenant", "acme"]);
     let _workers = [
@@ -369,7 +449,10 @@ fn the_server_killed_mid_run_catches_up_on_return_and_no_run_sticks() {
         let events = server.events(id, &acme, None);
         assert_eq!(events.last().map(|(_, k, _)| k.as_str()), Some("run_finished"));
         let seqs: Vec<u64> = events.iter().map(|(s, _, _)| *s).collect();
-        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "events out of order: {seqs:?}");
+        assert!(
+            seqs.windows(2).all(|w| w[0] < w[1]),
+            "events out of order: {seqs:?}"
+        );
         let logged = events.iter().filter(|(_, k, _)| k == "stage_log").count();
         assert_eq!(logged, 30, "every line once: {id}");
     }
@@ -387,12 +470,16 @@ run = "echo waiting; sleep 301.5"
 "#,
         "",
     );
-    let Some(nats) = Nats::start(&p.path().join("nats")) else { return };
+    let Some(nats) = Nats::start(&p.path().join("nats")) else {
+        return;
+    };
     let server = serve(&p, &nats, "10s", &[]);
     let acme = server.token(&["--tenant", "acme"]);
     let _worker = Worker::start(&p, &nats, "w1", &[]);
     let id = queue(&server, &acme, "app", &commit);
-    server.wait_for(&id, &acme, "its stage to run", |r| stage(r, "wait")["status"] == "running");
+    server.wait_for(&id, &acme, "its stage to run", |r| {
+        stage(r, "wait")["status"] == "running"
+    });
     let deadline = Instant::now() + Duration::from_secs(30);
     while !sleeping() {
         assert!(Instant::now() < deadline, "the stage's `sleep` never started");
@@ -452,13 +539,20 @@ environment = "prod"
         "allow = { exec = [\"git\", \"sh\", \"sleep\", \"cat\", \"test\"], secrets = [\"DEPLOY_TOKEN\"] }\n# Metered",
     );
     p.write("tenants.toml", &tenants);
-    let Some(nats) = Nats::start(&p.path().join("nats")) else { return };
+    let Some(nats) = Nats::start(&p.path().join("nats")) else {
+        return;
+    };
     let server = serve(&p, &nats, "10s", &[("ACME_DEPLOY_TOKEN", "tok-7f3a9c")]);
     let acme = server.token(&["--tenant", "acme"]);
     let globex = server.token(&["--tenant", "globex"]);
     // Globex's worker has the label but serves only globex; the plain
     // worker serves everyone but lacks the label.
-    let _globex_only = Worker::start(&p, &nats, "globex-podman", &["--tenant", "globex", "--labels", "podman"]);
+    let _globex_only = Worker::start(
+        &p,
+        &nats,
+        "globex-podman",
+        &["--tenant", "globex", "--labels", "podman"],
+    );
     let _plain = Worker::start(&p, &nats, "plain", &[]);
     let id = queue(&server, &acme, "app", &commit);
     let waiting = server.wait_for(&id, &acme, "a reason to wait", |r| {
@@ -467,9 +561,17 @@ environment = "prod"
     assert_eq!(waiting["status"], "queued", "{waiting}");
     nap(Duration::from_secs(3));
     let still = server.get(&format!("/api/v1/runs/{id}"), Some(&acme)).json();
-    assert_eq!(still["status"], "queued", "a worker without the label or of another tenant took it: {still}");
+    assert_eq!(
+        still["status"], "queued",
+        "a worker without the label or of another tenant took it: {still}"
+    );
 
-    let _acme_podman = Worker::start(&p, &nats, "acme-podman", &["--tenant", "acme", "--labels", "podman"]);
+    let _acme_podman = Worker::start(
+        &p,
+        &nats,
+        "acme-podman",
+        &["--tenant", "acme", "--labels", "podman"],
+    );
     let run = server.wait_for(&id, &acme, "its end", ended);
     assert_eq!(run["status"], "succeeded", "{run}");
     assert_eq!(run["worker"], "acme-podman", "{run}");
@@ -488,7 +590,13 @@ environment = "prod"
     let mut leaked = BTreeSet::new();
     while let Some(path) = files.pop() {
         if path.is_dir() {
-            files.extend(std::fs::read_dir(&path).into_iter().flatten().flatten().map(|e| e.path()));
+            files.extend(
+                std::fs::read_dir(&path)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .map(|e| e.path()),
+            );
         } else if std::fs::read(&path).is_ok_and(|b| b.windows(10).any(|w| w == b"tok-7f3a9c")) {
             leaked.insert(path.display().to_string());
         }
@@ -499,21 +607,171 @@ environment = "prod"
 #[test]
 fn sigterm_drains_a_worker_it_finishes_its_run_and_takes_no_new_one() {
     let (p, commit) = project(CHATTY, "");
-    let Some(nats) = Nats::start(&p.path().join("nats")) else { return };
-    let server = serve(&p, &nats, "10s", &[]);
+    // This NATS wants a user and password; so does everyone here.
+    let Some(nats) = Nats::start_with(&p.path().join("nats"), Some(("weir", "pw-4d1c"))) else {
+        return;
+    };
+    let login: &[&str] = &["--nats-user", "weir"];
+    let password = [("WEIR_NATS_PASSWORD", "pw-4d1c")];
+    let refused = Command::new(crate::support::weir_bin())
+        .args(["worker", "--nats", &nats.url(), "--dir"])
+        .arg(p.path().join("workers/refused"))
+        .output()
+        .expect("weir worker");
+    assert_eq!(
+        refused.status.code(),
+        Some(2),
+        "a worker without credentials got in"
+    );
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("cannot connect to NATS"), "{said}");
+    let server = Server::start_with(
+        p.path(),
+        &["--nats", &nats.url(), "--ack-wait", "10s", "--nats-user", "weir"],
+        &password,
+    );
     let acme = server.token(&["--tenant", "acme"]);
-    let mut worker = Worker::start(&p, &nats, "w1", &[]);
+    let mut worker = Worker::start_with(&p, &nats, "w1", login, &password);
     let first = queue(&server, &acme, "app", &commit);
-    server.wait_for(&first, &acme, "running", |r| stage(r, "talk")["status"] == "running");
+    server.wait_for(&first, &acme, "running", |r| {
+        stage(r, "talk")["status"] == "running"
+    });
     let second = queue(&server, &acme, "app", &commit);
     let status = worker.drain();
     assert!(status.success(), "{status:?}");
     let run = server.get(&format!("/api/v1/runs/{first}"), Some(&acme)).json();
-    let run = if ended(&run) { run } else { server.wait_for(&first, &acme, "its end", ended) };
-    assert_eq!(run["status"], "succeeded", "the draining worker did not finish its run: {run}");
+    let run = if ended(&run) {
+        run
+    } else {
+        server.wait_for(&first, &acme, "its end", ended)
+    };
+    assert_eq!(
+        run["status"], "succeeded",
+        "the draining worker did not finish its run: {run}"
+    );
     let waiting = server.get(&format!("/api/v1/runs/{second}"), Some(&acme)).json();
-    assert_eq!(waiting["status"], "queued", "the draining worker took a new run: {waiting}");
-    let _next = Worker::start(&p, &nats, "w2", &[]);
+    assert_eq!(
+        waiting["status"], "queued",
+        "the draining worker took a new run: {waiting}"
+    );
+    let _next = Worker::start_with(&p, &nats, "w2", login, &password);
     let run = server.wait_for(&second, &acme, "its end", ended);
     assert_eq!(run["status"], "succeeded", "{run}");
+}
+
+#[test]
+fn an_approval_given_on_the_server_reaches_the_worker_and_artifacts_come_back() {
+    let (p, commit) = project(
+        r#"
+[pipeline]
+name = "ship"
+
+[environments.production]
+approval = { approvers = ["alice"], timeout = "10m" }
+
+[stages.checkout]
+uses = "git"
+with = { repo = "${{ pipeline.dir }}", ref = "HEAD", depth = 1 }
+allow = { exec = ["git"], read = ["."] }
+
+[stages.build]
+uses = "build"
+needs = ["checkout"]
+allow = { exec = ["make"] }
+with = { dir = "src", artifacts = ["dist/*.txt"] }
+
+[stages.ship]
+needs = ["build"]
+environment = "production"
+run = "cat src/dist/app.txt"
+"#,
+        "",
+    );
+    p.write("tenants.toml", TENANTS.replace("\"cat\"]", "\"cat\", \"make\"]"));
+    p.write(
+        "repo/Makefile",
+        "dist/app.txt:\n\tmkdir -p dist && echo built by make > dist/app.txt\n",
+    );
+    let dir = p.path().join("repo");
+    git(&dir, &["add", "-A"]);
+    git(&dir, &["commit", "-qm", "make"]);
+    let commit = {
+        let _ = commit;
+        git(&dir, &["rev-parse", "HEAD"])
+    };
+    let Some(nats) = Nats::start(&p.path().join("nats")) else {
+        return;
+    };
+    let server = serve(&p, &nats, "10s", &[]);
+    let acme = server.token(&["--tenant", "acme"]);
+    let alice = server.token(&["--tenant", "acme", "--label", "alice"]);
+    let _worker = Worker::start(&p, &nats, "w1", &[]);
+    let id = queue(&server, &acme, "app", &commit);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let waiting = server.get("/api/v1/approvals", Some(&acme)).json();
+        if waiting["approvals"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|a| a["run"] == id.as_str() && a["stage"] == "ship"))
+        {
+            break;
+        }
+        let run = server.get(&format!("/api/v1/runs/{id}"), Some(&acme)).json();
+        assert!(!ended(&run), "the run ended before it waited: {run}");
+        assert!(Instant::now() < deadline, "the deploy never waited: {waiting}");
+        nap(Duration::from_millis(100));
+    }
+    let decided = server.post(
+        &format!("/api/v1/runs/{id}/approvals/ship"),
+        Some(&alice),
+        &json!({"decision": "approve", "reason": "lgtm"}),
+    );
+    assert_eq!(decided.status, 200, "{decided:?}");
+    let run = server.wait_for(&id, &acme, "its end", ended);
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(log_lines(&server, &acme, &id, "ship"), ["built by make"]);
+    // The artifact the worker kept is the server's now, and downloads.
+    let artifacts = stage(&run, "build")["artifacts"].clone();
+    let name = artifacts[0]["name"].as_str().expect("an artifact").to_string();
+    let got = server.get(&format!("/api/v1/runs/{id}/artifacts/build/{name}"), Some(&acme));
+    assert_eq!(got.status, 200, "{got:?}");
+    assert_eq!(got.body, "built by make\n");
+}
+
+#[test]
+fn a_run_whose_workers_keep_dying_ends_failed_with_the_reason_never_stuck() {
+    let (p, commit) = project(
+        r#"
+[pipeline]
+name = "doomed"
+
+[stages.wait]
+run = "echo started; sleep 60"
+"#,
+        "",
+    );
+    let Some(nats) = Nats::start(&p.path().join("nats")) else {
+        return;
+    };
+    let server = Server::start_with(
+        p.path(),
+        &["--nats", &nats.url(), "--ack-wait", "2s", "--max-deliveries", "2"],
+        &[],
+    );
+    let acme = server.token(&["--tenant", "acme"]);
+    let id = queue(&server, &acme, "app", &commit);
+    for n in 1..=2 {
+        let mut worker = Worker::start(&p, &nats, &format!("doomed-{n}"), &[]);
+        let name = format!("doomed-{n}");
+        server.wait_for(&id, &acme, "its stage on this worker", |r| {
+            r["worker"] == name.as_str() && stage(r, "wait")["status"] == "running"
+        });
+        worker.kill9();
+    }
+    let _last = Worker::start(&p, &nats, "survivor", &[]);
+    let run = server.wait_for(&id, &acme, "its end", ended);
+    assert_eq!(run["status"], "failed", "{run}");
+    let reason = run["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("handed to workers 2 times"), "{reason}");
+    assert_eq!(attempts(&run)["wait"], ["interrupted", "interrupted"], "{run}");
 }

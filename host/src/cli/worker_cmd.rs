@@ -112,11 +112,19 @@ pub async fn workers(command: WorkersCommand) -> ExitCode {
         .iter()
         .map(|b| {
             let age = now.saturating_sub(b.time_ms) / 1000;
-            let state = if b.state != "stopped" && age > 30 { "silent".to_string() } else { b.state.clone() };
+            let state = if b.state != "stopped" && age > 30 {
+                "silent".to_string()
+            } else {
+                b.state.clone()
+            };
             [
                 b.id.clone(),
                 state,
-                if b.labels.is_empty() { "-".into() } else { b.labels.join(",") },
+                if b.labels.is_empty() {
+                    "-".into()
+                } else {
+                    b.labels.join(",")
+                },
                 b.version.clone(),
                 format!("{}/{}", b.running.len(), b.concurrency),
                 b.finished.to_string(),
@@ -124,7 +132,15 @@ pub async fn workers(command: WorkersCommand) -> ExitCode {
             ]
         })
         .collect();
-    let head = ["WORKER", "STATE", "LABELS", "VERSION", "RUNNING", "FINISHED", "HEARTBEAT"];
+    let head = [
+        "WORKER",
+        "STATE",
+        "LABELS",
+        "VERSION",
+        "RUNNING",
+        "FINISHED",
+        "HEARTBEAT",
+    ];
     let mut widths = head.map(str::len);
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {

@@ -63,7 +63,9 @@ pub enum NatsError {
     },
     /// JetStream said no.
     #[error("JetStream at {url}: {what}: {why}")]
-    #[diagnostic(help("is JetStream enabled? (`nats-server -js`, or `jetstream {{}}` in its configuration)"))]
+    #[diagnostic(help(
+        "is JetStream enabled? (`nats-server -js`, or `jetstream {{}}` in its configuration)"
+    ))]
     JetStream {
         /// Where.
         url: String,
@@ -84,13 +86,17 @@ impl NatsOptions {
     /// Once connected, the client reconnects by itself, forever, when the
     /// connection drops: workers go on working while NATS restarts.
     pub async fn connect(&self, name: &str) -> Result<async_nats::Client, NatsError> {
-        let url = self.nats.clone().unwrap_or_else(|| "nats://127.0.0.1:4222".into());
+        let url = self
+            .nats
+            .clone()
+            .unwrap_or_else(|| "nats://127.0.0.1:4222".into());
         let mut options = async_nats::ConnectOptions::new()
             .name(name)
             .connection_timeout(Duration::from_secs(5))
             .max_reconnects(None);
         if let Some(user) = &self.nats_user {
-            let password = std::env::var(PASSWORD_ENV).map_err(|_| NatsError::NoPassword { user: user.clone() })?;
+            let password =
+                std::env::var(PASSWORD_ENV).map_err(|_| NatsError::NoPassword { user: user.clone() })?;
             options = options.user_and_password(user.clone(), password);
         }
         if let Some(path) = &self.nats_nkey {
@@ -119,7 +125,10 @@ impl NatsOptions {
         let client = options
             .connect(url.as_str())
             .await
-            .map_err(|source| NatsError::Connect { url: url.clone(), source })?;
+            .map_err(|source| NatsError::Connect {
+                url: url.clone(),
+                source,
+            })?;
         Ok(client)
     }
 }

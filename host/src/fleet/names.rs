@@ -11,6 +11,11 @@ pub const SERVER_CONSUMER: &str = "weir-server";
 pub const WORKERS_BUCKET: &str = "weir-workers";
 /// Cancellations the API asked for, one key per run.
 pub const CANCEL_BUCKET: &str = "weir-cancel";
+/// Concurrency groups held by runs on workers (`TENANT.GROUP` → run).
+pub const LOCKS_BUCKET: &str = "weir-locks";
+/// Approval decisions made on the server, one key per run and stage
+/// (`RUN.STAGE`), for the worker running the run.
+pub const DECISIONS_BUCKET: &str = "weir-decisions";
 /// Each unfinished run's workspace as its last finished stage left it.
 pub const WORKSPACES_BUCKET: &str = "weir-workspaces";
 /// Artifacts kept by stages on workers, until the server has them.
@@ -55,6 +60,26 @@ pub fn secrets_subject(tenant: &str, run: &str) -> String {
     format!("weir.secrets.{tenant}.{run}")
 }
 
+/// The key of `tenant`'s concurrency group `group` in [`LOCKS_BUCKET`].
+pub fn lock_key(tenant: &str, group: &str) -> String {
+    let group: String = group
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-/_=".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("{tenant}.{group}")
+}
+
+/// The key of `stage`'s decision in [`DECISIONS_BUCKET`].
+pub fn decision_key(run: &str, stage: &str) -> String {
+    format!("{run}.{stage}")
+}
+
 /// The artifact `sha256` of `run` in [`ARTIFACTS_BUCKET`].
 pub fn artifact_object(run: &str, sha256: &str) -> String {
     format!("{run}/{sha256}")
@@ -70,7 +95,10 @@ mod tests {
         assert_eq!(label_key(&[]), "any");
         assert_eq!(label_key(&l(&["podman", "gpu", "podman"])), "gpu+podman");
         assert_eq!(job_subject("acme", &l(&["podman"])), "weir.jobs.acme.podman");
-        assert_eq!(job_consumer("acme", &l(&["gpu", "podman"])), job_consumer("acme", &l(&["podman", "gpu"])));
+        assert_eq!(
+            job_consumer("acme", &l(&["gpu", "podman"])),
+            job_consumer("acme", &l(&["podman", "gpu"]))
+        );
         assert_ne!(job_consumer("acme", &[]), job_consumer("acme", &l(&["podman"])));
         assert_ne!(job_consumer("acme", &[]), job_consumer("beta", &[]));
     }

@@ -36,6 +36,10 @@ pub struct Fleet {
     pub workers: kv::Store,
     /// [`CANCEL_BUCKET`].
     pub cancels: kv::Store,
+    /// [`DECISIONS_BUCKET`].
+    pub decisions: kv::Store,
+    /// [`LOCKS_BUCKET`].
+    pub locks: kv::Store,
     /// [`WORKSPACES_BUCKET`].
     pub workspaces: object_store::ObjectStore,
     /// [`ARTIFACTS_BUCKET`].
@@ -85,8 +89,28 @@ pub async fn ensure(client: async_nats::Client, url: &str) -> Result<Fleet, Nats
         .map_err(|e| refused(url, format!("cannot create stream {EVENTS_STREAM}"))(e.to_string()))?;
     let workers = bucket(&js, url, WORKERS_BUCKET, "weir: workers' heartbeats").await?;
     let cancels = bucket(&js, url, CANCEL_BUCKET, "weir: runs the API cancelled").await?;
+    let locks = bucket(
+        &js,
+        url,
+        LOCKS_BUCKET,
+        "weir: concurrency groups held by runs on workers",
+    )
+    .await?;
+    let decisions = bucket(
+        &js,
+        url,
+        DECISIONS_BUCKET,
+        "weir: approvals decided on the server",
+    )
+    .await?;
     let workspaces = object_bucket(&js, url, WORKSPACES_BUCKET, "weir: unfinished runs' workspaces").await?;
-    let artifacts = object_bucket(&js, url, ARTIFACTS_BUCKET, "weir: artifacts on their way to the server").await?;
+    let artifacts = object_bucket(
+        &js,
+        url,
+        ARTIFACTS_BUCKET,
+        "weir: artifacts on their way to the server",
+    )
+    .await?;
     Ok(Fleet {
         url: url.to_string(),
         client,
@@ -95,6 +119,8 @@ pub async fn ensure(client: async_nats::Client, url: &str) -> Result<Fleet, Nats
         events,
         workers,
         cancels,
+        decisions,
+        locks,
         workspaces,
         artifacts,
     })
@@ -104,7 +130,12 @@ pub async fn ensure(client: async_nats::Client, url: &str) -> Result<Fleet, Nats
 /// (`KV_NAME`, the shape the client library gives one): the library's own
 /// `create_key_value` first reads account fields that nats-server 2.9
 /// (Debian's) does not send.
-async fn bucket(js: &jetstream::Context, url: &str, name: &str, description: &str) -> Result<kv::Store, NatsError> {
+async fn bucket(
+    js: &jetstream::Context,
+    url: &str,
+    name: &str,
+    description: &str,
+) -> Result<kv::Store, NatsError> {
     if let Ok(kv) = js.get_key_value(name).await {
         return Ok(kv);
     }

@@ -232,3 +232,15 @@ pub struct WorkerBeat {
     /// When it started, ms since the epoch.
     pub started_ms: u64,
 }
+
+/// An approval decided on the server, in [`super::names::DECISIONS_BUCKET`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Decision {
+    /// Approved, or rejected.
+    pub approve: bool,
+    /// Who decided.
+    pub who: String,
+    /// The reason given.
+    #[serde(default)]
+    pub reason: Option<String>,
+}

@@ -114,6 +114,7 @@ pub async fn decide_as(
 ) -> Result<ApprovalRecord, Problem> {
     super::runs::visible(app, caller, &id).await?;
     let who = caller.label.clone().unwrap_or_else(|| caller.token.clone());
+    let relay = (id.clone(), stage.clone(), who.clone(), reason.clone());
     let decided = app
         .db
         .call(move |s| -> Result<_, DecideError> {
@@ -121,7 +122,29 @@ pub async fn decide_as(
         })
         .await;
     match decided {
-        Ok(mut d) if !d.is_empty() => Ok(d.remove(0)),
+        Ok(mut d) if !d.is_empty() => {
+            if let Some(remote) = &app.remote {
+                // The worker running the run waits on its own history: it
+                // takes the decision from here.
+                let (run, stage, who, reason) = relay;
+                let decision = crate::fleet::wire::Decision { approve, who, reason };
+                let body = serde_json::to_vec(&decision).unwrap_or_default();
+                remote
+                    .fleet
+                    .decisions
+                    .put(crate::fleet::names::decision_key(&run, &stage), body.into())
+                    .await
+                    .map_err(|e| {
+                        Problem::new(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            format!(
+                                "decided, but the worker cannot be told through NATS yet: {e}; decide again"
+                            ),
+                        )
+                    })?;
+            }
+            Ok(d.remove(0))
+        }
         Ok(_) => Err(Problem::conflict("nothing was decided")),
         Err(DecideError::NothingPending(why)) => Err(Problem::conflict(why)),
         Err(e @ DecideError::NotAnApprover { .. }) => Err(Problem::new(StatusCode::FORBIDDEN, e.to_string())),

@@ -119,11 +119,7 @@ pub async fn run(app: Arc<App>, remote: Arc<Remote>) {
 
 /// From the message after the last one recorded, in order, until
 /// something goes wrong (NATS away, a gap, a store error).
-async fn read_on(
-    app: &Arc<App>,
-    remote: &Remote,
-    reporters: &mut Runs,
-) -> Result<(), String> {
+async fn read_on(app: &Arc<App>, remote: &Remote, reporters: &mut Runs) -> Result<(), String> {
     let cursor = app
         .db
         .call(|s| s.stream_cursor(names::EVENTS_STREAM))
@@ -169,7 +165,10 @@ async fn read_on(
                 continue;
             }
             if seq > next {
-                return Err(format!("message {next} of {} did not arrive", names::EVENTS_STREAM));
+                return Err(format!(
+                    "message {next} of {} did not arrive",
+                    names::EVENTS_STREAM
+                ));
             }
             next += 1;
             messages.push((seq, m));
@@ -203,7 +202,13 @@ async fn take(
         };
         // Only a worker's own tenant's subject may speak of a run: a
         // message about another tenant's run is dropped.
-        let tenant = message.subject.as_str().split('.').nth(2).unwrap_or_default().to_string();
+        let tenant = message
+            .subject
+            .as_str()
+            .split('.')
+            .nth(2)
+            .unwrap_or_default()
+            .to_string();
         match envelope {
             Envelope::Events {
                 records: mut more,
@@ -285,6 +290,32 @@ async fn flush(
         if let Some(r) = reporters.get_mut(&record.run) {
             r.offer(record);
         }
+        if let Event::StageWaiting {
+            stage,
+            approval: Some(request),
+            ..
+        } = &record.event
+        {
+            // The worker asked for an approval: it is asked here too, where
+            // people decide it (the decision goes back in weir-decisions).
+            let (run, stage, request) = (record.run.clone(), stage.clone(), request.clone());
+            let left = request.deadline_ms.saturating_sub(crate::events::now_ms()) as i64;
+            if let Err(e) = app
+                .db
+                .call(move |s| {
+                    s.request_approval(&run, &stage, &request.environment, &request.approvers, left)
+                })
+                .await
+            {
+                tracing::error!(run = %record.run, "cannot record the run's request for approval: {e}");
+            }
+        }
+        if let Event::ApprovalDecided { stage, decision, .. } = &record.event
+            && decision == "timed_out"
+        {
+            let (run, stage) = (record.run.clone(), stage.clone());
+            let _ = app.db.call(move |s| s.expire_approval(&run, &stage)).await;
+        }
         if matches!(record.event, Event::RunFinished { .. }) {
             reporters.remove(&record.run);
             finished(app, remote, &record.run).await;
@@ -297,9 +328,14 @@ async fn flush(
 /// The run ended: its job is done, and what it left in NATS goes.
 async fn finished(app: &Arc<App>, remote: &Remote, run: &str) {
     let id = run.to_string();
+    if let Ok(Some((tenant, _))) = app.db.call(move |s| s.job_state(&id)).await {
+        crate::fleet::locks::give_back_all(&remote.fleet, &tenant, run).await;
+    }
+    let id = run.to_string();
     let _ = app.db.call(move |s| s.move_job(&id, "dispatched", "done")).await;
     let _ = remote.fleet.workspaces.delete(run).await;
     let _ = remote.fleet.cancels.purge(run).await;
+    // Its decisions are left to expire with the bucket's age limit.
     app.wake.notify_one();
 }
 
@@ -370,7 +406,11 @@ async fn apply(
 ) -> Result<(), crate::store::StoreError> {
     match envelope {
         Envelope::Events { .. } => Ok(()),
-        Envelope::Opened { worker, delivery, run } => {
+        Envelope::Opened {
+            worker,
+            delivery,
+            run,
+        } => {
             if !owns(subject, &run.id) || run.tenant != tenant {
                 tracing::warn!(%subject, run = %run.id, tenant = %run.tenant, "a worker opened a run on another's subject; dropped");
                 return Ok(());
@@ -453,7 +493,11 @@ async fn apply(
                 tracing::warn!(%run, %worker, "an end from a worker that does not hold the run; dropped");
                 return Ok(());
             }
-            let status = if status == "cancelled" { "cancelled" } else { "failed" };
+            let status = if status == "cancelled" {
+                "cancelled"
+            } else {
+                "failed"
+            };
             tracing::warn!(%run, %worker, "{status}: {reason}");
             let id = run.clone();
             let mark = Holder {
@@ -499,7 +543,9 @@ pub async fn secrets(app: Arc<App>, remote: Arc<Remote>) {
         }
     };
     while let Some(request) = requests.next().await {
-        let Some(reply) = request.reply.clone() else { continue };
+        let Some(reply) = request.reply.clone() else {
+            continue;
+        };
         let answer = answer(&app, request.subject.as_str(), &request.payload).await;
         let body = serde_json::to_vec(&answer).unwrap_or_default();
         if let Err(e) = client.publish(reply, body.into()).await {
@@ -536,10 +582,13 @@ async fn answer(app: &Arc<App>, subject: &str, payload: &[u8]) -> SecretAnswer {
         Err(e) => return refuse(format!("the tenants file cannot be read: {e}")),
     };
     if let Some(allow) = &tenant.allow
-        && !allow.secrets.iter().any(|s| *s == ask.name)
+        && !allow.secrets.contains(&ask.name)
     {
         tracing::warn!(%run, worker = %ask.worker, secret = %ask.name, "refused a secret the tenant does not grant");
-        return refuse(format!("tenant {} does not grant secret {}", tenant.name, ask.name));
+        return refuse(format!(
+            "tenant {} does not grant secret {}",
+            tenant.name, ask.name
+        ));
     }
     tracing::info!(%run, worker = %ask.worker, secret = %ask.name, "secret handed to the worker running the run");
     SecretAnswer {

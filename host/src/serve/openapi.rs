@@ -222,7 +222,10 @@ pub async fn metrics(
     }
     drop(m);
     if let Some(remote) = &app.remote {
-        workers(&mut out, &remote.workers.lock().unwrap_or_else(|e| e.into_inner()));
+        workers(
+            &mut out,
+            &remote.workers.lock().unwrap_or_else(|e| e.into_inner()),
+        );
     }
     let mut r = (StatusCode::OK, out).into_response();
     r.headers_mut().insert(
@@ -255,14 +258,24 @@ fn workers(out: &mut String, beats: &[crate::fleet::wire::WorkerBeat]) {
         "# HELP weir_worker_runs_in_progress Runs each worker is running.\n# TYPE weir_worker_runs_in_progress gauge"
     );
     for b in beats {
-        let _ = writeln!(out, "weir_worker_runs_in_progress{{worker=\"{}\"}} {}", label(&b.id), b.running.len());
+        let _ = writeln!(
+            out,
+            "weir_worker_runs_in_progress{{worker=\"{}\"}} {}",
+            label(&b.id),
+            b.running.len()
+        );
     }
     let _ = writeln!(
         out,
         "# HELP weir_worker_runs_finished_total Runs each worker finished since it started.\n# TYPE weir_worker_runs_finished_total counter"
     );
     for b in beats {
-        let _ = writeln!(out, "weir_worker_runs_finished_total{{worker=\"{}\"}} {}", label(&b.id), b.finished);
+        let _ = writeln!(
+            out,
+            "weir_worker_runs_finished_total{{worker=\"{}\"}} {}",
+            label(&b.id),
+            b.finished
+        );
     }
     let _ = writeln!(
         out,

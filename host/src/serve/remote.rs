@@ -91,7 +91,9 @@ pub async fn run(app: Arc<App>, remote: Arc<Remote>) {
 async fn recover(app: &Arc<App>) -> Result<(), StoreError> {
     for job in app.db.call(|s| s.jobs("publishing")).await? {
         let id = job.run_id.clone();
-        app.db.call(move |s| s.move_job(&id, "publishing", "queued")).await?;
+        app.db
+            .call(move |s| s.move_job(&id, "publishing", "queued"))
+            .await?;
     }
     for job in app.db.call(|s| s.jobs("running")).await? {
         let id = job.run_id.clone();
@@ -119,7 +121,10 @@ async fn publish_ready(app: &Arc<App>, remote: &Arc<Remote>) -> Result<(), Store
         Some(path) => match std::fs::read_to_string(path) {
             Ok(text) => Some((path.clone(), text)),
             Err(e) => {
-                tracing::error!("the tenants file {} cannot be read, so no queued run starts: {e}", path.display());
+                tracing::error!(
+                    "the tenants file {} cannot be read, so no queued run starts: {e}",
+                    path.display()
+                );
                 return Ok(());
             }
         },
@@ -135,13 +140,21 @@ async fn publish_ready(app: &Arc<App>, remote: &Arc<Remote>) -> Result<(), Store
     let mut per_tenant: HashMap<String, usize> = app.db.call(|s| s.dispatched_per_tenant()).await?;
     let withheld = super::dispatch::withheld_env(&app.config);
     for job in queued {
-        let max = tenants.get(Some(&job.tenant)).ok().and_then(|t| t.max_runs).map(|m| m as usize);
+        let max = tenants
+            .get(Some(&job.tenant))
+            .ok()
+            .and_then(|t| t.max_runs)
+            .map(|m| m as usize);
         let ours = per_tenant.get(&job.tenant).copied().unwrap_or(0);
         if max.is_some_and(|max| ours >= max) {
             continue;
         }
         let id = job.run_id.clone();
-        if !app.db.call(move |s| s.move_job(&id, "queued", "publishing")).await? {
+        if !app
+            .db
+            .call(move |s| s.move_job(&id, "queued", "publishing"))
+            .await?
+        {
             continue;
         }
         let message = match message(app, remote, &job, &tenants_text, &withheld) {
@@ -156,7 +169,9 @@ async fn publish_ready(app: &Arc<App>, remote: &Arc<Remote>) -> Result<(), Store
         match publish(remote, &message).await {
             Ok(()) => {
                 let id = job.run_id.clone();
-                app.db.call(move |s| s.move_job(&id, "publishing", "dispatched")).await?;
+                app.db
+                    .call(move |s| s.move_job(&id, "publishing", "dispatched"))
+                    .await?;
                 *per_tenant.entry(job.tenant.clone()).or_insert(0) += 1;
                 tracing::info!(run = %job.run_id, tenant = %job.tenant, "handed to the workers");
             }
@@ -164,7 +179,9 @@ async fn publish_ready(app: &Arc<App>, remote: &Arc<Remote>) -> Result<(), Store
                 // NATS is away: the run stays queued and goes out when it
                 // is back.
                 let id = job.run_id.clone();
-                app.db.call(move |s| s.move_job(&id, "publishing", "queued")).await?;
+                app.db
+                    .call(move |s| s.move_job(&id, "publishing", "queued"))
+                    .await?;
                 tracing::warn!(run = %job.run_id, "cannot hand the run to the workers yet: {e}");
                 return Ok(());
             }
@@ -181,11 +198,12 @@ fn message(
     withheld: &[String],
 ) -> Result<JobMessage, String> {
     let job: Job = serde_json::from_str(&stored.job).map_err(|e| format!("its job cannot be read: {e}"))?;
-    let repo = app
-        .config
-        .repositories
-        .get(&job.repository)
-        .ok_or_else(|| format!("repository `{}` is no longer in the server's configuration", job.repository))?;
+    let repo = app.config.repositories.get(&job.repository).ok_or_else(|| {
+        format!(
+            "repository `{}` is no longer in the server's configuration",
+            job.repository
+        )
+    })?;
     Ok(JobMessage {
         run: stored.run_id.clone(),
         tenant: stored.tenant.clone(),
@@ -220,7 +238,10 @@ pub async fn publish_job(fleet: &Fleet, job: &JobMessage) -> Result<(), String> 
     let subject = names::job_subject(&job.tenant, &labels);
     let body = serde_json::to_vec(job).map_err(|e| e.to_string())?;
     let mut headers = async_nats::HeaderMap::new();
-    headers.insert("Nats-Msg-Id", format!("{}:{}", job.run, names::label_key(&labels)).as_str());
+    headers.insert(
+        "Nats-Msg-Id",
+        format!("{}:{}", job.run, names::label_key(&labels)).as_str(),
+    );
     let ack = fleet
         .js
         .publish_with_headers(subject, headers, body.into())

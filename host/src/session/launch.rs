@@ -201,19 +201,19 @@ pub async fn fresh(request: &RunRequest, focus: Option<&Focus>) -> Result<Sessio
     let history = history()?;
     let plan = &prepared.plan;
     let opened = NewRun {
-                id: run_id.clone(),
-                pipeline: plan.name.clone(),
-                pipeline_file: std::path::absolute(&pipeline)
-                    .unwrap_or_else(|_| pipeline.clone())
-                    .display()
-                    .to_string(),
-                tenant: tenant.name.to_string(),
-                workspace: workspace.display().to_string(),
-                stages: plan.stages.iter().map(|s| s.name.to_string()).collect(),
-                pipeline_text: plan.source.text().to_string(),
-                options: serde_json::to_string(&options).unwrap_or_default(),
-                branch: options.branch.clone(),
-                commit: options.commit.clone(),
+        id: run_id.clone(),
+        pipeline: plan.name.clone(),
+        pipeline_file: std::path::absolute(&pipeline)
+            .unwrap_or_else(|_| pipeline.clone())
+            .display()
+            .to_string(),
+        tenant: tenant.name.to_string(),
+        workspace: workspace.display().to_string(),
+        stages: plan.stages.iter().map(|s| s.name.to_string()).collect(),
+        pipeline_text: plan.source.text().to_string(),
+        options: serde_json::to_string(&options).unwrap_or_default(),
+        branch: options.branch.clone(),
+        commit: options.commit.clone(),
     };
     let recorder = Store::open(&state_dir()).and_then(|store| Recorder::start(store, &opened))?;
     let reuse = match focus.and_then(|f| f.from.as_ref().map(|r| (f, r))) {

@@ -239,7 +239,9 @@ impl Store {
         let row = self
             .conn
             .query_row(
-                &format!("SELECT {SUMMARY_COLUMNS}, pipeline_file, workspace, host_start FROM runs WHERE id = ?1"),
+                &format!(
+                    "SELECT {SUMMARY_COLUMNS}, pipeline_file, workspace, host_start FROM runs WHERE id = ?1"
+                ),
                 params![id],
                 |r| {
                     Ok((

@@ -112,9 +112,11 @@ impl Store {
     pub fn stream_cursor(&self, stream: &str) -> Result<u64, StoreError> {
         use rusqlite::OptionalExtension as _;
         self.conn
-            .query_row("SELECT seq FROM stream_cursors WHERE stream = ?1", params![stream], |r| {
-                r.get::<_, i64>(0)
-            })
+            .query_row(
+                "SELECT seq FROM stream_cursors WHERE stream = ?1",
+                params![stream],
+                |r| r.get::<_, i64>(0),
+            )
             .optional()
             .map(|s| s.unwrap_or(0) as u64)
             .map_err(|e| self.err(e))
@@ -134,7 +136,12 @@ impl Store {
 
     /// Record events a worker sent, after the run's own, in one
     /// transaction with the stream's cursor at `upto`.
-    pub fn apply_remote(&mut self, records: &[EventRecord], stream: &str, upto: u64) -> Result<(), StoreError> {
+    pub fn apply_remote(
+        &mut self,
+        records: &[EventRecord],
+        stream: &str,
+        upto: u64,
+    ) -> Result<(), StoreError> {
         let wrap = super::sqlite(&self.path);
         let tx = self.conn.transaction().map_err(wrap)?;
         tx.execute(
@@ -169,7 +176,9 @@ impl Store {
     pub fn attempt_counts(&self, id: &str) -> Result<Vec<(String, i64)>, StoreError> {
         let mut stmt = self
             .conn
-            .prepare_cached("SELECT stage, COUNT(*) FROM attempts WHERE run_id = ?1 GROUP BY stage ORDER BY stage")
+            .prepare_cached(
+                "SELECT stage, COUNT(*) FROM attempts WHERE run_id = ?1 GROUP BY stage ORDER BY stage",
+            )
             .map_err(|e| self.err(e))?;
         stmt.query_map(params![id], |r| Ok((r.get(0)?, r.get(1)?)))
             .and_then(|rows| rows.collect())
@@ -193,7 +202,9 @@ impl Store {
     pub fn run_holder(&self, id: &str) -> Result<Option<String>, StoreError> {
         use rusqlite::OptionalExtension as _;
         self.conn
-            .query_row("SELECT host_start FROM runs WHERE id = ?1", params![id], |r| r.get::<_, String>(0))
+            .query_row("SELECT host_start FROM runs WHERE id = ?1", params![id], |r| {
+                r.get::<_, String>(0)
+            })
             .optional()
             .map(|h| h.and_then(|h| h.strip_prefix(WORKER_MARK).map(str::to_string)))
             .map_err(|e| self.err(e))

@@ -316,6 +316,19 @@ impl Store {
             params![id, if status == "cancelled" { "cancelled" } else { "interrupted" }, at],
         )
         .map_err(wrap)?;
+        tx.execute(
+            "UPDATE attempts SET status = ?2, finished_ms = ?3 WHERE run_id = ?1 AND status = 'running'",
+            params![
+                id,
+                if status == "cancelled" {
+                    "cancelled"
+                } else {
+                    "interrupted"
+                },
+                at
+            ],
+        )
+        .map_err(wrap)?;
         tx.execute("UPDATE queue SET state = 'done' WHERE run_id = ?1", params![id])
             .map_err(wrap)?;
         tx.commit().map_err(wrap)?;

@@ -7,7 +7,7 @@
 //! the run up would need of it is kept in NATS: the workspace, and the
 //! artifacts the stage kept.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -88,7 +88,12 @@ impl Forwarder {
     /// Send every event from `events` until it closes (the run ended),
     /// keeping the workspace and artifacts of each stage that succeeded
     /// first.
-    pub async fn forward(&mut self, mut events: UnboundedReceiver<EventRecord>, workspace: PathBuf, scratch: PathBuf) {
+    pub async fn forward(
+        &mut self,
+        mut events: UnboundedReceiver<EventRecord>,
+        workspace: PathBuf,
+        scratch: PathBuf,
+    ) {
         let mut batch: Vec<EventRecord> = Vec::new();
         let mut size = 0;
         loop {
@@ -117,7 +122,13 @@ impl Forwarder {
         self.flush(&mut batch, &mut size, &workspace, &scratch).await;
     }
 
-    async fn flush(&mut self, batch: &mut Vec<EventRecord>, size: &mut usize, workspace: &PathBuf, scratch: &PathBuf) {
+    async fn flush(
+        &mut self,
+        batch: &mut Vec<EventRecord>,
+        size: &mut usize,
+        workspace: &Path,
+        scratch: &Path,
+    ) {
         if batch.is_empty() {
             return;
         }
@@ -140,7 +151,7 @@ impl Forwarder {
 
     /// Keep what the stage that `record` ends left, before its end is
     /// sent; whether the workspace was kept.
-    async fn keep(&self, record: &EventRecord, workspace: &PathBuf, scratch: &PathBuf) -> bool {
+    async fn keep(&self, record: &EventRecord, workspace: &Path, scratch: &Path) -> bool {
         let Event::StageFinished { stage, artifacts, .. } = &record.event else {
             return false;
         };
@@ -152,7 +163,9 @@ impl Forwarder {
                         tracing::warn!(run = %record.run, %stage, artifact = %artifact.name, "cannot hand the artifact to the server: {e}");
                     }
                 }
-                Err(e) => tracing::warn!(run = %record.run, %stage, artifact = %artifact.name, "cannot read the artifact: {e}"),
+                Err(e) => {
+                    tracing::warn!(run = %record.run, %stage, artifact = %artifact.name, "cannot read the artifact: {e}")
+                }
             }
         }
         match super::snapshot::keep(&self.fleet, &record.run, workspace, scratch).await {

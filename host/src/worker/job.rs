@@ -27,7 +27,12 @@ pub async fn take(worker: &Arc<Worker>, message: Message, ack_wait: Duration) {
             return;
         }
     };
-    if worker.running.lock().unwrap_or_else(|e| e.into_inner()).contains_key(&job.run) {
+    if worker
+        .running
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .contains_key(&job.run)
+    {
         // Delivered again while this worker still runs it (NATS was away
         // longer than the ack wait): the run here goes on, and its
         // heartbeats keep the job.
@@ -70,7 +75,11 @@ pub async fn take(worker: &Arc<Worker>, message: Message, ack_wait: Duration) {
             .await;
     }
     drop(alive);
-    worker.running.lock().unwrap_or_else(|e| e.into_inner()).remove(&job.run);
+    worker
+        .running
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&job.run);
     // Done only once all it sent is in NATS (the forwarder waited for
     // each message's ack).
     if let Err(e) = message.double_ack().await {
@@ -130,7 +139,10 @@ async fn run(
     fetched.map_err(|e| {
         (
             "failed",
-            format!("cannot check out {} at {} on worker {}: {e}", job.repository, job.commit, worker.id),
+            format!(
+                "cannot check out {} at {} on worker {}: {e}",
+                job.repository, job.commit, worker.id
+            ),
         )
     })?;
     let pipeline = crate::serve::checkout::inside(&checkout, &job.pipeline)
@@ -139,7 +151,10 @@ async fn run(
     // any worker that needs labels this one lacks goes to the subject of
     // those labels, for a worker that has them.
     let wanted = runs_on(&pipeline);
-    let lacking: Vec<&String> = wanted.iter().filter(|l| !worker.options.labels.contains(l)).collect();
+    let lacking: Vec<&String> = wanted
+        .iter()
+        .filter(|l| !worker.options.labels.contains(l))
+        .collect();
     if !lacking.is_empty() {
         if job.labels.is_some() {
             return Err((
@@ -156,10 +171,26 @@ async fn run(
         };
         setup::job_consumer(&worker.fleet, &job.tenant, &wanted, ack_wait)
             .await
-            .map_err(|e| ("failed", format!("cannot hand it to a worker with labels {}: {e}", wanted.join(", "))))?;
+            .map_err(|e| {
+                (
+                    "failed",
+                    format!(
+                        "cannot hand it to a worker with labels {}: {e}",
+                        wanted.join(", ")
+                    ),
+                )
+            })?;
         crate::serve::remote::publish_job(&worker.fleet, &routed)
             .await
-            .map_err(|e| ("failed", format!("cannot hand it to a worker with labels {}: {e}", wanted.join(", "))))?;
+            .map_err(|e| {
+                (
+                    "failed",
+                    format!(
+                        "cannot hand it to a worker with labels {}: {e}",
+                        wanted.join(", ")
+                    ),
+                )
+            })?;
         forwarder
             .send(&Envelope::Routed {
                 worker: worker.id.clone(),
@@ -177,7 +208,8 @@ async fn run(
     let root = tenant_root(worker, &job.tenant);
     let workspace = root.join("runs").join(&job.run).join("workspace");
     let scratch = worker.options.dir.join("scratch");
-    std::fs::create_dir_all(&scratch).map_err(|e| ("failed", format!("cannot create {}: {e}", scratch.display())))?;
+    std::fs::create_dir_all(&scratch)
+        .map_err(|e| ("failed", format!("cannot create {}: {e}", scratch.display())))?;
     let scratch = scratch.join(format!("{}.tar", job.run));
     let _ = std::fs::remove_dir_all(&workspace);
     let mut continued = None;
@@ -188,10 +220,15 @@ async fn run(
         continued = Some(Continued {
             resumes: progress.continued + 1,
             // Without the workspace, nothing of before can be reused.
-            succeeded: if restored { progress.succeeded.clone() } else { Vec::new() },
+            succeeded: if restored {
+                progress.succeeded.clone()
+            } else {
+                Vec::new()
+            },
         });
     }
-    std::fs::create_dir_all(&workspace).map_err(|e| ("failed", format!("cannot create {}: {e}", workspace.display())))?;
+    std::fs::create_dir_all(&workspace)
+        .map_err(|e| ("failed", format!("cannot create {}: {e}", workspace.display())))?;
 
     let tenant = tenant_of(worker, job, &root).map_err(|e| ("failed", e))?;
     let request = RunRequest {
@@ -212,6 +249,30 @@ async fn run(
     let session = launch::fresh(&request, None)
         .await
         .map_err(|e| ("failed", crate::serve::dispatch::render(&e)))?;
+    let groups = session.concurrency_groups();
+    let reason_to = |reason: String| Envelope::Reason {
+        run: job.run.clone(),
+        reason,
+    };
+    let mut held = crate::fleet::locks::take(
+        &worker.fleet,
+        &job.tenant,
+        &job.run,
+        &groups,
+        &cancel,
+        async |why| {
+            forwarder.send(&reason_to(why)).await;
+        },
+    )
+    .await
+    .map_err(|why| {
+        let status = if cancel.is_cancelled() {
+            "cancelled"
+        } else {
+            "failed"
+        };
+        (status, why)
+    })?;
     match (&continued, session.opened()) {
         (Some(_), _) => {
             forwarder
@@ -250,6 +311,7 @@ async fn run(
         session.run(observer, cancel),
         forwarder.forward(events, workspace, scratch)
     );
+    held.give_back(&worker.fleet).await;
     if !outcome.problems.is_empty() {
         forwarder
             .send(&Envelope::Reason {
@@ -286,7 +348,12 @@ fn tenant_of(worker: &Arc<Worker>, job: &JobMessage, root: &Path) -> Result<Tena
     let mut tenant = match &job.tenants {
         Some((path, text)) => Tenants::parse(path, text.clone())
             .and_then(|t| t.get(Some(&job.tenant)))
-            .map_err(|e| format!("the server's tenants file does not give tenant {}: {e}", job.tenant))?,
+            .map_err(|e| {
+                format!(
+                    "the server's tenants file does not give tenant {}: {e}",
+                    job.tenant
+                )
+            })?,
         None => Tenant::unrestricted_default(),
     };
     std::fs::create_dir_all(root).map_err(|e| format!("cannot create {}: {e}", root.display()))?;
@@ -308,7 +375,8 @@ fn tenant_of(worker: &Arc<Worker>, job: &JobMessage, root: &Path) -> Result<Tena
         .unwrap_or_default();
         let (client, subject) = (client.clone(), subject.clone());
         handle.spawn(async move {
-            let answer = tokio::time::timeout(Duration::from_secs(10), client.request(subject, ask.into())).await;
+            let answer =
+                tokio::time::timeout(Duration::from_secs(10), client.request(subject, ask.into())).await;
             let value = match answer {
                 Ok(Ok(reply)) => serde_json::from_slice::<SecretAnswer>(&reply.payload)
                     .map(|a| {

@@ -34,7 +34,12 @@ pub async fn read(fleet: &Fleet, tenant: &str, run: &str) -> Result<Progress, St
     let subject = names::events_subject(tenant, run);
     let mut progress = Progress::default();
     // Nothing sent yet: nothing to read (an ordered consumer would wait).
-    if fleet.events.get_last_raw_message_by_subject(&subject).await.is_err() {
+    if fleet
+        .events
+        .get_last_raw_message_by_subject(&subject)
+        .await
+        .is_err()
+    {
         return Ok(progress);
     }
     let reader = fleet
@@ -63,9 +68,12 @@ pub async fn read(fleet: &Fleet, tenant: &str, run: &str) -> Result<Progress, St
         }
         Ok::<(), String>(())
     };
-    tokio::time::timeout(READ_LIMIT, read)
-        .await
-        .map_err(|_| format!("reading how far run {run} got took over {} s", READ_LIMIT.as_secs()))??;
+    tokio::time::timeout(READ_LIMIT, read).await.map_err(|_| {
+        format!(
+            "reading how far run {run} got took over {} s",
+            READ_LIMIT.as_secs()
+        )
+    })??;
     Ok(progress)
 }
 
@@ -108,5 +116,60 @@ impl Progress {
             }
             Envelope::Routed { .. } | Envelope::Reason { .. } | Envelope::Ended { .. } => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::EventRecord;
+
+    fn finished(stage: &str) -> EventRecord {
+        serde_json::from_value(serde_json::json!({
+            "time_ms": 1, "run": "r", "event": "stage_finished", "stage": stage,
+            "status": "succeeded", "attempts": 1, "duration_ms": 1, "outputs": {}
+        }))
+        .unwrap()
+    }
+
+    fn events(stage: &str, kept: Option<bool>) -> Envelope {
+        Envelope::Events {
+            worker: "w".into(),
+            delivery: 1,
+            records: vec![finished(stage)],
+            workspace_kept: kept,
+        }
+    }
+
+    #[test]
+    fn stages_after_the_last_kept_workspace_run_again() {
+        let mut p = Progress::default();
+        p.take(Envelope::Opened {
+            worker: "w".into(),
+            delivery: 1,
+            run: serde_json::from_value(serde_json::json!({
+                "id": "r", "pipeline": "p", "pipeline_file": "f", "tenant": "t", "workspace": "w",
+                "stages": ["a", "b", "c"], "pipeline_text": "", "options": "{}", "branch": null, "commit": null
+            }))
+            .unwrap(),
+        });
+        p.take(events("a", Some(true)));
+        p.take(events("b", Some(false)));
+        let names = |p: &Progress| p.succeeded.iter().map(|(s, _)| s.clone()).collect::<Vec<_>>();
+        assert!(p.opened);
+        assert_eq!(names(&p), ["a"], "b's files are not in the kept workspace");
+        p.take(events("c", Some(true)));
+        assert_eq!(
+            names(&p),
+            ["a", "b", "c"],
+            "a later kept workspace holds b's files too"
+        );
+        p.take(Envelope::Continued {
+            worker: "w2".into(),
+            delivery: 2,
+            run: "r".into(),
+            rerun: vec![],
+        });
+        assert_eq!(p.continued, 1);
     }
 }

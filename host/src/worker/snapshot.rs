@@ -40,7 +40,9 @@ fn pack(workspace: &Path, to: &Path) -> Result<(), String> {
 pub async fn restore(fleet: &Fleet, run: &str, workspace: &Path, scratch: &Path) -> Result<bool, String> {
     let mut object = match fleet.workspaces.get(run).await {
         Ok(o) => o,
-        Err(e) if e.kind() == async_nats::jetstream::object_store::GetErrorKind::NotFound => return Ok(false),
+        Err(e) if e.kind() == async_nats::jetstream::object_store::GetErrorKind::NotFound => {
+            return Ok(false);
+        }
         Err(e) => return Err(format!("cannot read the kept workspace from NATS: {e}")),
     };
     let mut file = tokio::fs::File::create(scratch)
@@ -67,9 +69,12 @@ fn unpack(from: &Path, workspace: &Path) -> Result<(), String> {
     archive.set_overwrite(true);
     // `unpack` keeps every entry inside `workspace` (no `..`, no writing
     // through a link out of it).
-    archive
-        .unpack(workspace)
-        .map_err(|e| format!("cannot unpack the kept workspace into {}: {e}", workspace.display()))
+    archive.unpack(workspace).map_err(|e| {
+        format!(
+            "cannot unpack the kept workspace into {}: {e}",
+            workspace.display()
+        )
+    })
 }
 
 #[cfg(test)]
@@ -91,8 +96,14 @@ mod tests {
         std::fs::write(back.join("stale"), b"from before").unwrap();
         unpack(&dir.join("ws.tar"), &back).unwrap();
         assert_eq!(std::fs::read(back.join("target/debug/app")).unwrap(), b"binary");
-        assert_eq!(std::fs::read_link(back.join("link")).unwrap(), Path::new("README"));
-        assert!(!back.join("stale").exists(), "the workspace is the kept one, not a mix");
+        assert_eq!(
+            std::fs::read_link(back.join("link")).unwrap(),
+            Path::new("README")
+        );
+        assert!(
+            !back.join("stale").exists(),
+            "the workspace is the kept one, not a mix"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

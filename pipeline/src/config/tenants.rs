@@ -138,8 +138,11 @@ pub struct SecretLookup {
     /// Who answers, for messages (`the server's secrets of tenant acme`).
     pub from: String,
     /// The lookup.
-    pub lookup: std::sync::Arc<dyn Fn(&str) -> Option<String> + Send + Sync>,
+    pub lookup: Lookup,
 }
+
+/// Looks one secret up by name.
+pub type Lookup = std::sync::Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
 impl std::fmt::Debug for SecretLookup {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
