@@ -329,7 +329,8 @@ pub async fn serve(config: ServerConfig, workers: Option<RemoteOptions>) -> Resu
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// SIGINT or SIGTERM (`weir serve` and `weir worker` stop on either).
+pub(crate) async fn shutdown_signal() {
     let term = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut s) => {

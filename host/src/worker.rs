@@ -208,7 +208,7 @@ pub async fn work(options: WorkerOptions) -> Result<(), WorkerError> {
     let cancels = tokio::spawn(watch_cancels(worker.clone()));
     let decisions = tokio::spawn(take_decisions(worker.clone(), state.clone()));
     let pulls = tokio::spawn(discover(worker.clone()));
-    shutdown_signal().await;
+    crate::serve::shutdown_signal().await;
     // Draining: what runs finishes; nothing new is taken.
     worker.draining.store(true, Ordering::Release);
     pulls.abort();
@@ -220,7 +220,7 @@ pub async fn work(options: WorkerOptions) -> Result<(), WorkerError> {
     worker.send_beat("draining").await;
     let all = worker.options.concurrency.max(1) as u32;
     let second = async {
-        shutdown_signal().await;
+        crate::serve::shutdown_signal().await;
     };
     tokio::select! {
         _ = worker.places.acquire_many(all) => {}
@@ -409,20 +409,5 @@ async fn pull(
             }
             None => drop(place),
         }
-    }
-}
-
-async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = term => {}
     }
 }

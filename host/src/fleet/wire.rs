@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::events::EventRecord;
+use crate::store::recorder::NewRun;
 
 /// Everything a worker needs to run a queued run (no secrets: those are
 /// asked for one at a time, see [`SecretAsk`]).
@@ -62,7 +63,7 @@ pub enum Envelope {
         #[serde(default = "first")]
         delivery: u32,
         /// The run as the store first records it.
-        run: OpenedRun,
+        run: NewRun,
     },
     /// The run is taken up on `worker` after another stopped; `rerun` are
     /// the stages that run again.
@@ -128,65 +129,6 @@ pub enum Envelope {
 
 fn first() -> u32 {
     1
-}
-
-/// [`crate::store::recorder::NewRun`], as it crosses the wire.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct OpenedRun {
-    /// Its id.
-    pub id: String,
-    /// The pipeline's name.
-    pub pipeline: String,
-    /// The pipeline file, as the worker read it.
-    pub pipeline_file: String,
-    /// The tenant.
-    pub tenant: String,
-    /// The workspace, on the worker.
-    pub workspace: String,
-    /// Stage names in plan order.
-    pub stages: Vec<String>,
-    /// The pipeline file's text.
-    pub pipeline_text: String,
-    /// How the run was started (JSON).
-    pub options: String,
-    /// The branch.
-    pub branch: Option<String>,
-    /// The commit.
-    pub commit: Option<String>,
-}
-
-impl From<&crate::store::recorder::NewRun> for OpenedRun {
-    fn from(r: &crate::store::recorder::NewRun) -> Self {
-        Self {
-            id: r.id.clone(),
-            pipeline: r.pipeline.clone(),
-            pipeline_file: r.pipeline_file.clone(),
-            tenant: r.tenant.clone(),
-            workspace: r.workspace.clone(),
-            stages: r.stages.clone(),
-            pipeline_text: r.pipeline_text.clone(),
-            options: r.options.clone(),
-            branch: r.branch.clone(),
-            commit: r.commit.clone(),
-        }
-    }
-}
-
-impl From<OpenedRun> for crate::store::recorder::NewRun {
-    fn from(r: OpenedRun) -> Self {
-        Self {
-            id: r.id,
-            pipeline: r.pipeline,
-            pipeline_file: r.pipeline_file,
-            tenant: r.tenant,
-            workspace: r.workspace,
-            stages: r.stages,
-            pipeline_text: r.pipeline_text,
-            options: r.options,
-            branch: r.branch,
-            commit: r.commit,
-        }
-    }
 }
 
 /// A worker asks for one secret of the run it runs.

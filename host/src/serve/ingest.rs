@@ -416,7 +416,7 @@ async fn apply(
                 return Ok(());
             }
             let id = run.id.clone();
-            let new_run: crate::store::recorder::NewRun = run.into();
+            let new_run = run;
             let holder = Holder {
                 worker: worker.clone(),
                 delivery,

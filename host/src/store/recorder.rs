@@ -17,8 +17,9 @@ const MAX_BATCH: usize = 512;
 /// an event is on disk at most this much later than alone.
 const LINGER: std::time::Duration = std::time::Duration::from_millis(2);
 
-/// A new run, as the store first records it.
-#[derive(Debug, Clone)]
+/// A new run, as the store first records it (and as a worker tells the
+/// server of it).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct NewRun {
     /// Its id.
     pub id: String,
@@ -123,23 +124,7 @@ impl Recorder {
         if claimed != 1 {
             return Err(StoreError::NotResumable(id.to_string()));
         }
-        for stage in rerun {
-            tx.execute(
-                "UPDATE stages SET status = 'waiting', failure = NULL, attempts = 0, started_ms = NULL,
-                     finished_ms = NULL, duration_ms = NULL, summary = NULL, error = NULL, details = NULL,
-                     outputs = NULL, analysis = NULL, tests = NULL, sandbox = NULL
-                 WHERE run_id = ?1 AND name = ?2",
-                params![id, stage],
-            )
-            .map_err(wrap)?;
-            for table in ["artifacts", "test_cases", "findings", "recordings"] {
-                tx.execute(
-                    &format!("DELETE FROM {table} WHERE run_id = ?1 AND stage = ?2"),
-                    params![id, stage],
-                )
-                .map_err(wrap)?;
-            }
-        }
+        reset_stages(&tx, id, rerun).map_err(wrap)?;
         let seq: i64 = tx
             .query_row(
                 "SELECT COALESCE(MAX(seq), 0) FROM events WHERE run_id = ?1",
@@ -198,6 +183,27 @@ fn write_loop(mut store: Store, rx: mpsc::Receiver<EventRecord>, mut seq: i64) -
             apply(&tx, seq, record).map_err(wrap)?;
         }
         tx.commit().map_err(wrap)?;
+    }
+    Ok(())
+}
+
+/// The stages of run `id` in `rerun` are `waiting` again, with what their
+/// earlier attempts left removed (their events and attempts stay).
+pub(crate) fn reset_stages(tx: &Transaction<'_>, id: &str, rerun: &[String]) -> rusqlite::Result<()> {
+    for stage in rerun {
+        tx.execute(
+            "UPDATE stages SET status = 'waiting', failure = NULL, attempts = 0, started_ms = NULL,
+                 finished_ms = NULL, duration_ms = NULL, summary = NULL, error = NULL, details = NULL,
+                 outputs = NULL, analysis = NULL, tests = NULL, sandbox = NULL
+             WHERE run_id = ?1 AND name = ?2",
+            params![id, stage],
+        )?;
+        for table in ["artifacts", "test_cases", "findings", "recordings"] {
+            tx.execute(
+                &format!("DELETE FROM {table} WHERE run_id = ?1 AND stage = ?2"),
+                params![id, stage],
+            )?;
+        }
     }
     Ok(())
 }

@@ -87,23 +87,7 @@ impl Store {
             params![id],
         )
         .map_err(wrap)?;
-        for stage in rerun {
-            tx.execute(
-                "UPDATE stages SET status = 'waiting', failure = NULL, attempts = 0, started_ms = NULL,
-                     finished_ms = NULL, duration_ms = NULL, summary = NULL, error = NULL, details = NULL,
-                     outputs = NULL, analysis = NULL, tests = NULL, sandbox = NULL
-                 WHERE run_id = ?1 AND name = ?2",
-                params![id, stage],
-            )
-            .map_err(wrap)?;
-            for table in ["artifacts", "test_cases", "findings", "recordings"] {
-                tx.execute(
-                    &format!("DELETE FROM {table} WHERE run_id = ?1 AND stage = ?2"),
-                    params![id, stage],
-                )
-                .map_err(wrap)?;
-            }
-        }
+        super::recorder::reset_stages(&tx, id, rerun).map_err(wrap)?;
         tx.commit().map_err(wrap)?;
         Ok(true)
     }

@@ -10,7 +10,7 @@ use async_nats::jetstream::{AckKind, Message};
 use super::Worker;
 use super::forward::Forwarder;
 use crate::events::EventRecord;
-use crate::fleet::wire::{Envelope, JobMessage, OpenedRun, SecretAnswer, SecretAsk};
+use crate::fleet::wire::{Envelope, JobMessage, SecretAnswer, SecretAsk};
 use crate::fleet::{names, setup};
 use crate::session::CancelToken;
 use crate::session::launch::{self, Continued, RunRequest};
@@ -289,7 +289,7 @@ async fn run(
                 .send(&Envelope::Opened {
                     worker: worker.id.clone(),
                     delivery: delivered,
-                    run: OpenedRun::from(opened),
+                    run: opened.clone(),
                 })
                 .await
         }
