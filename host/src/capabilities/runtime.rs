@@ -6,7 +6,9 @@
 //! artifact. The host itself reads the artifact beneath the workspace
 //! (every directory and the file opened with `O_NOFOLLOW`) into the
 //! target's directory, so a symlink planted or swapped in by a plugin is
-//! never followed. The target is started on the first call when none runs.
+//! never followed. A container release (`start-container`) names an image
+//! pinned by digest instead, and may start only the image its stage rolls
+//! out. The target is started on the first call when none runs.
 
 use std::io::Read;
 use std::path::{Component, Path, PathBuf};
@@ -242,6 +244,7 @@ impl runtime::Host for RuntimeCtx {
             readiness_path: spec.readiness_path,
             port: 0,
             run: Some(self.run_id.clone()),
+            container: None,
         };
         let started = client.start(&request).await.map(instance).map_err(host_error);
         let _ = std::fs::remove_file(
@@ -251,6 +254,55 @@ impl runtime::Host for RuntimeCtx {
                 .join(&request.release),
         );
         started
+    }
+
+    async fn start_container(
+        &mut self,
+        spec: runtime::ContainerSpec,
+    ) -> Result<runtime::Instance, HostError> {
+        let client = self.client("start-container").await?;
+        // As `start`: only the release a deploy stage rolls out, and for a
+        // container release that is its image, pinned by digest.
+        let Some(scope) = &self.scope else {
+            return Err(HostError::Denied(format!(
+                "runtime:start-container of {} {} refused: stage `{}` is not a deploy stage; containers start only from the release a stage with a `strategy` rolls out",
+                spec.service, spec.version, self.stage
+            )));
+        };
+        self.in_scope("start-container", &spec.service)?;
+        if scope.version != spec.version || scope.artifact != spec.image {
+            return Err(HostError::Denied(format!(
+                "runtime:start-container of {} {} from `{}` refused: stage `{}` rolls out {} {} from `{}` and may start only that release",
+                spec.service,
+                spec.version,
+                spec.image,
+                self.stage,
+                scope.service,
+                scope.version,
+                scope.artifact
+            )));
+        }
+        let launch = crate::target::podman::ContainerLaunch {
+            image: spec.image,
+            port: spec.port,
+            memory_bytes: spec.memory_bytes,
+            cpu_millis: spec.cpu_millis,
+            pids: spec.pids,
+            tls_verify: spec.tls_verify,
+        };
+        crate::target::podman::check(&launch).map_err(HostError::Invalid)?;
+        let request = StartRequest {
+            service: spec.service,
+            version: spec.version,
+            release: String::new(),
+            args: Vec::new(),
+            env: spec.env,
+            readiness_path: spec.readiness_path,
+            port: 0,
+            run: Some(self.run_id.clone()),
+            container: Some(launch),
+        };
+        client.start(&request).await.map(instance).map_err(host_error)
     }
 
     async fn stop(&mut self, id: String) -> Result<(), HostError> {

@@ -25,7 +25,7 @@ pub enum ReleaseError {
     NoService,
     /// No `artifact`.
     #[error(
-        "a deploy stage's `with` needs `artifact`, the program to run (e.g. \"${{{{ stages.build.outputs.artifact }}}}\")"
+        "a deploy stage's `with` needs `artifact`, the program to run (e.g. \"${{{{ stages.build.outputs.artifact }}}}\"), or for the container deployer `image` (e.g. \"${{{{ stages.image.outputs.image }}}}\")"
     )]
     NoArtifact,
     /// A service or version that cannot be a file name and a label.
@@ -64,7 +64,11 @@ pub(super) fn release_of(config: &str, run_id: &str) -> Result<ReleaseSpec, Rele
     let v: Value = serde_json::from_str(config).map_err(|e| ReleaseError::NotJson(e.to_string()))?;
     let text = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
     let service = text("service").ok_or(ReleaseError::NoService)?;
-    let artifact = text("artifact").ok_or(ReleaseError::NoArtifact)?;
+    // A container release names its image where a process release names
+    // its program: either is what the release runs.
+    let artifact = text("artifact")
+        .or_else(|| text("image"))
+        .ok_or(ReleaseError::NoArtifact)?;
     // The run id is unique; its tail is short enough for a label.
     let version = text("version").unwrap_or_else(|| run_id.rsplit('-').next().unwrap_or(run_id).to_string());
     for (what, name) in [("service", &service), ("version", &version)] {

@@ -54,6 +54,10 @@ pub struct StartRequest {
     pub port: u16,
     /// The run asking.
     pub run: Option<String>,
+    /// A container release instead of a program: `release` and `args`
+    /// are then empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<super::podman::ContainerLaunch>,
 }
 
 /// A running instance.

@@ -27,7 +27,7 @@ use super::api::{ApiError, InstanceInfo, Sample, Samples, ServiceStatus, StartRe
 use super::instance_sandbox::Isolation;
 use super::router::{Router, plain};
 use super::state::{Launch, Release, ReleaseState, StateError, TargetState};
-use super::supervisor::{InstanceSpec, Supervisor, Timing};
+use super::supervisor::{ContainerSpec, InstanceSpec, Supervisor, Timing};
 use crate::events::now_ms;
 
 /// The control socket's file name in the target directory.
@@ -231,6 +231,8 @@ pub struct Target {
     shutdown: tokio::sync::Notify,
     /// Every control call must carry it ([`super::api::TOKEN_HEADER`]).
     token: String,
+    /// The label of this target's containers ([`super::podman::target_key`]).
+    container_key: String,
 }
 
 impl Target {
@@ -358,8 +360,30 @@ impl Target {
         super::metrics::render(routers.iter().map(|r| (r.service(), r.metrics().as_ref())))
     }
 
-    /// Put every service back on its stable release (start-up).
+    /// Put every service back on its stable release (start-up). The
+    /// containers a target that died left running are removed first: the
+    /// stable release's are started again like its processes.
     async fn recover(&self) -> Result<(), TargetError> {
+        let containers = {
+            let state = self.state.lock().await;
+            state
+                .services
+                .values()
+                .any(|s| s.releases.iter().any(|r| r.launch.container.is_some()))
+        };
+        if containers {
+            match super::podman::Podman::get() {
+                Ok(podman) => {
+                    tracing::info!("containers run with {}", podman.options());
+                    match podman.remove_all(&self.container_key).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!("removed {n} container(s) an earlier target left running"),
+                        Err(e) => tracing::warn!("cannot remove the containers an earlier target left: {e}"),
+                    }
+                }
+                Err(e) => tracing::error!("{e}"),
+            }
+        }
         let services: Vec<(String, u16)> = {
             let state = self.state.lock().await;
             state.services.iter().map(|(n, s)| (n.clone(), s.port)).collect()
@@ -446,6 +470,7 @@ pub async fn serve(dir: &Path, metrics_port: Option<u16>) -> Result<(), TargetEr
         started_ms: now_ms(),
         shutdown: tokio::sync::Notify::new(),
         token,
+        container_key: super::podman::target_key(dir),
     });
     target.recover().await?;
     {

@@ -48,6 +48,10 @@ pub struct Launch {
     pub env: Vec<(String, String)>,
     /// The readiness path.
     pub readiness_path: String,
+    /// A container release: its image (by digest) and limits; `program`
+    /// and `args` are then empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<super::podman::ContainerLaunch>,
 }
 
 /// One version of a service the target was asked to run.
@@ -206,6 +210,7 @@ mod tests {
                 args: vec![],
                 env: vec![],
                 readiness_path: "/".into(),
+                container: None,
             },
         }
     }

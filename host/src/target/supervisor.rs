@@ -53,6 +53,19 @@ pub struct InstanceSpec {
     pub readiness_path: String,
     /// Where its stdout and stderr go (appended); `None` discards them.
     pub log: Option<PathBuf>,
+    /// When set, the instance is this container, run by podman, and
+    /// `program`, `args`, `dir` and `data_dir` are not used.
+    pub container: Option<ContainerSpec>,
+}
+
+/// A container instance: the release's image and limits, and the key of
+/// the target its containers are labelled with.
+#[derive(Debug, Clone)]
+pub struct ContainerSpec {
+    /// What to run.
+    pub launch: super::podman::ContainerLaunch,
+    /// The target's key ([`super::podman::target_key`]).
+    pub key: String,
 }
 
 /// How long things may take.
@@ -103,6 +116,16 @@ pub enum StartError {
         program: String,
         /// Why.
         source: std::io::Error,
+    },
+    /// Podman could not be used, or could not pull the image.
+    #[error("cannot start `{service}` {version} as a container: {message}")]
+    Container {
+        /// The service.
+        service: String,
+        /// The version.
+        version: String,
+        /// What podman said.
+        message: String,
     },
     /// It exited before it was ready.
     #[error("`{service}` {version} exited before it was ready ({status})")]
@@ -200,7 +223,15 @@ impl Supervisor {
             program: spec.program.display().to_string(),
             source,
         };
-        if let Isolation::Refused(why) = &self.isolation {
+        if let Some(c) = &spec.container {
+            let container = |message: String| StartError::Container {
+                service: spec.service.clone(),
+                version: spec.version.clone(),
+                message,
+            };
+            let podman = super::podman::Podman::get().map_err(container)?;
+            podman.pull(&c.launch).await.map_err(container)?;
+        } else if let Isolation::Refused(why) = &self.isolation {
             return Err(StartError::Unsandboxed {
                 service: spec.service,
                 version: spec.version,
@@ -211,7 +242,7 @@ impl Supervisor {
         // side of its port is the relay, listening before it starts.
         let slot: Slot = Arc::new(Mutex::new(None));
         let (port, relay) = match &self.isolation {
-            Isolation::Sandboxed(_) => {
+            Isolation::Sandboxed(_) if spec.container.is_none() => {
                 let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
                     .await
                     .map_err(|e| cannot(&spec, e))?;

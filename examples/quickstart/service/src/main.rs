@@ -1,7 +1,8 @@
 //! A small HTTP service with only the standard library: `GET /version`
 //! answers its name and version as JSON, `GET /healthz` answers `ok`, and
-//! `GET /` a greeting. It listens on `$PORT` (default 8080), one thread
-//! per connection.
+//! `GET /` a greeting. It listens on `$PORT` (default 8080) at `$HOST`
+//! (default 127.0.0.1; a container image sets 0.0.0.0), one thread per
+//! connection.
 //!
 //! A fault can be built in, so the quickstart's canary has something to
 //! catch: build with `QUICKSTART_FAULT=errors` and one request in five
@@ -110,7 +111,8 @@ fn serve(mut stream: TcpStream, fault: Fault, n: u64) -> std::io::Result<()> {
 
 fn main() -> std::io::Result<()> {
     let port = std::env::var("PORT").unwrap_or_else(|_| "8080".into());
-    let listener = TcpListener::bind(("127.0.0.1", port.parse::<u16>().unwrap_or(8080)))?;
+    let host = std::env::var("HOST").unwrap_or_else(|_| "127.0.0.1".into());
+    let listener = TcpListener::bind((host.as_str(), port.parse::<u16>().unwrap_or(8080)))?;
     let fault = Fault::configured();
     eprintln!("listening on {} (fault: {fault:?})", listener.local_addr()?);
     static SERVED: AtomicU64 = AtomicU64::new(0);

@@ -75,6 +75,10 @@ impl Target {
             data_dir: self.dir.join("data").join(service),
             readiness_path: launch.readiness_path.clone(),
             log: Some(self.dir.join("logs").join(service).join(format!("{version}.log"))),
+            container: launch.container.clone().map(|launch| ContainerSpec {
+                launch,
+                key: self.container_key.clone(),
+            }),
         };
         self.supervisor
             .start(spec)
@@ -116,11 +120,24 @@ impl Target {
             let instance = self.start_from(&req.service, &req.version, &launch).await?;
             return Ok(self.instance_info(&instance));
         }
-        let launch = Launch {
-            program: self.keep_program(&req.service, &req.version, &req.release)?,
-            args: req.args,
-            env: req.env,
-            readiness_path: req.readiness_path,
+        let launch = match req.container {
+            Some(container) => {
+                super::super::podman::check(&container).map_err(invalid)?;
+                Launch {
+                    program: PathBuf::new(),
+                    args: Vec::new(),
+                    env: req.env,
+                    readiness_path: req.readiness_path,
+                    container: Some(container),
+                }
+            }
+            None => Launch {
+                program: self.keep_program(&req.service, &req.version, &req.release)?,
+                args: req.args,
+                env: req.env,
+                readiness_path: req.readiness_path,
+                container: None,
+            },
         };
         {
             let mut state = self.state.lock().await;

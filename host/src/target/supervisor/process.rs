@@ -30,19 +30,26 @@ pub(super) enum Process {
     Plain(Child),
     /// bubblewrap with the program inside.
     Sandboxed(Sandboxed),
+    /// `podman run` in the foreground, as long as its container runs.
+    Container {
+        /// The podman client.
+        child: Child,
+        /// The container's name.
+        name: String,
+    },
 }
 
 impl Process {
     pub(super) fn child(&mut self) -> &mut Child {
         match self {
-            Process::Plain(c) => c,
+            Process::Plain(c) | Process::Container { child: c, .. } => c,
             Process::Sandboxed(s) => &mut s.child,
         }
     }
 
     pub(super) fn pid(&self) -> u32 {
         match self {
-            Process::Plain(c) => c.id(),
+            Process::Plain(c) | Process::Container { child: c, .. } => c.id(),
             Process::Sandboxed(s) => s.child.id(),
         }
         .unwrap_or(0)
@@ -74,7 +81,7 @@ impl Process {
 
     pub(super) fn factory(&self) -> Option<Arc<crate::netns::Factory>> {
         match self {
-            Process::Plain(_) => None,
+            Process::Plain(_) | Process::Container { .. } => None,
             Process::Sandboxed(s) => Some(s.factory.clone()),
         }
     }
@@ -107,6 +114,9 @@ pub(super) fn spawn_plain(spec: &InstanceSpec, port: u16) -> std::io::Result<Chi
 }
 
 pub(super) async fn spawn(spec: &InstanceSpec, port: u16, isolation: &Isolation) -> std::io::Result<Process> {
+    if let Some(c) = &spec.container {
+        return spawn_container(spec, c, port);
+    }
     match isolation {
         Isolation::Unsandboxed => spawn_plain(spec, port).map(Process::Plain),
         Isolation::Sandboxed(sandbox) => sandbox
@@ -122,6 +132,32 @@ pub(super) async fn spawn(spec: &InstanceSpec, port: u16, isolation: &Isolation)
             .map(Process::Sandboxed),
         Isolation::Refused(why) => Err(std::io::Error::other(why.clone())),
     }
+}
+
+/// Start `c` under podman, with a name of its own (a restart is a new
+/// container, so stopping the one before never touches it).
+fn spawn_container(spec: &InstanceSpec, c: &ContainerSpec, port: u16) -> std::io::Result<Process> {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    let podman = super::super::podman::Podman::get().map_err(std::io::Error::other)?;
+    let name = format!(
+        "weir-{}-{}-{}-{}-{}",
+        c.key,
+        spec.service,
+        spec.version,
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
+    let child = podman.run(&super::super::podman::Run {
+        name: &name,
+        key: &c.key,
+        service: &spec.service,
+        version: &spec.version,
+        launch: &c.launch,
+        env: &spec.env,
+        port,
+        log: spec.log.as_deref(),
+    })?;
+    Ok(Process::Container { child, name })
 }
 
 /// Poll `GET path` until it answers 2xx (true), the child exits or the
@@ -158,6 +194,17 @@ pub(super) async fn terminate(process: Process, grace: Duration) {
     let pid = process.pid();
     let leader = rustix::process::Pid::from_raw(pid as i32);
     match process {
+        Process::Container { mut child, name } => {
+            if let Ok(podman) = super::super::podman::Podman::get() {
+                podman.stop(&name, grace).await;
+            }
+            if tokio::time::timeout(Duration::from_secs(5), child.wait())
+                .await
+                .is_err()
+            {
+                let _ = child.kill().await;
+            }
+        }
         Process::Plain(mut child) => {
             if let Some(leader) = leader {
                 let _ = rustix::process::kill_process_group(leader, rustix::process::Signal::TERM);

@@ -25,6 +25,7 @@ http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve
             data_dir: dir.join("data"),
             readiness_path: "/healthz".into(),
             log: None,
+            container: None,
         }
 }
 
