@@ -142,13 +142,13 @@ prometheus = "http://127.0.0.1:{prom}"
         )
     }
 
-    fn status(&self) -> Value {
+    pub(crate) fn status(&self) -> Value {
         let r = self.p.weir(&["target", "status", "--json"]);
         assert_eq!(r.code, 0, "{r:?}");
         serde_json::from_str(&r.stdout).expect("status JSON")
     }
 
-    fn service(&self) -> Value {
+    pub(crate) fn service(&self) -> Value {
         self.status()["services"]
             .as_array()
             .and_then(|s| s.iter().find(|s| s["service"] == "web").cloned())

@@ -8,6 +8,7 @@ mod boundary;
 mod browser;
 mod cache;
 mod cli;
+mod containers;
 mod dashboard;
 mod deploy;
 mod environments;

@@ -79,6 +79,20 @@ fn print_service(style: &Style, s: &ServiceStatus) {
             split
         }
     );
+    for r in &s.releases {
+        if let Some(c) = r
+            .launch
+            .container
+            .as_ref()
+            .filter(|_| s.instances.iter().any(|i| i.version == r.version))
+        {
+            println!(
+                "  {:<28} {}",
+                format!("{} containers", r.version),
+                style.dim(&c.image)
+            );
+        }
+    }
     for i in &s.instances {
         let state = if i.ready {
             style.ok("ready")
@@ -170,6 +184,10 @@ pub async fn releases(service: &str, json: bool) -> ExitCode {
             r.replicas,
             r.reason.as_deref().unwrap_or("")
         );
+        // A container release is its image: what a rollback runs again.
+        if let Some(c) = &r.launch.container {
+            println!("{:<16}  {}", "", style.dim(&format!("image {}", c.image)));
+        }
     }
     ExitCode::SUCCESS
 }

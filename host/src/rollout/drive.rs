@@ -285,7 +285,21 @@ pub(super) async fn drive(c: &mut Controller, stable: Option<&str>) -> Result<St
 pub(super) async fn roll_back(c: &mut Controller, stable: Option<&str>, a: Abort) -> AttemptResult {
     let candidate = c.release.version.clone();
     let service = c.release.service.clone();
-    // The deployer first, in a fresh Store (the rollout's may have
+    // Traffic first: the host moves it all back to the stable version
+    // while that version still has ready instances, before anything is
+    // stopped, so the time to recovery is the router's switch and not the
+    // candidate's shutdown (a container's can take seconds).
+    let mut recovered_ms = None;
+    if let Some(v) = stable
+        && c.target.service(&service).await.is_ok_and(|s| s.ready(v) > 0)
+        && c.target
+            .set_weights(&service, vec![(v.to_string(), 100)])
+            .await
+            .is_ok()
+    {
+        recovered_ms = Some(a.since.elapsed().as_millis() as u64);
+    }
+    // The deployer next, in a fresh Store (the rollout's may have
     // trapped); whatever it does, the host then restores the stable
     // release itself.
     let mut deployer_note = String::new();
@@ -322,7 +336,7 @@ pub(super) async fn roll_back(c: &mut Controller, stable: Option<&str>, a: Abort
         }
     }
     let restored = c.target.restore(&service, &a.reason).await;
-    let recovery_ms = a.since.elapsed().as_millis() as u64;
+    let recovery_ms = recovered_ms.unwrap_or_else(|| a.since.elapsed().as_millis() as u64);
     let (weights, verified) = match &restored {
         Ok(s) => {
             let w: BTreeMap<String, u32> = s.weights.iter().cloned().collect();

@@ -138,6 +138,9 @@ pub struct Status {
     pub metrics_url: String,
     /// When it started, ms since the epoch.
     pub started_ms: u64,
+    /// The label its containers carry: `podman ps --filter label=THIS`.
+    #[serde(default)]
+    pub container_label: String,
     /// Every service.
     pub services: Vec<ServiceStatus>,
 }

@@ -311,6 +311,7 @@ impl Target {
             weir: env!("CARGO_PKG_VERSION").to_string(),
             metrics_url: format!("http://127.0.0.1:{}/metrics", state.metrics_port),
             started_ms: self.started_ms,
+            container_label: format!("{}={}", super::podman::TARGET_LABEL, self.container_key),
             services: state
                 .services
                 .iter()

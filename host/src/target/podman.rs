@@ -6,7 +6,7 @@
 //! knows the difference.
 //!
 //! Each container gets these limits and defaults, whatever its image says:
-//! no capabilities (`--cap-drop=all`), `no-new-privileges`, a read-only
+//! an init as PID 1 (`--init`, so SIGTERM stops it), no capabilities (`--cap-drop=all`), `no-new-privileges`, a read-only
 //! root (tmpfs on `/tmp`, `/run`), `--pids-limit` (256 unless `with`
 //! says), `--memory` (512 MiB unless `with` says), `--cpus` when given,
 //! and explicit `--ulimit nofile=1024:1024 --ulimit nproc=1024:1024`.
@@ -292,6 +292,9 @@ pub fn run_args(run: &Run<'_>) -> Vec<String> {
         format!("--label=weir.service={}", run.service),
         format!("--label=weir.version={}", run.version),
         "--pull=missing".into(),
+        // A tiny init as PID 1 passes SIGTERM on: a program that sets no
+        // handler then stops at once instead of after the grace period.
+        "--init".into(),
         format!("--tls-verify={}", l.tls_verify),
         format!("--publish=127.0.0.1:{}:{}", run.port, l.port),
         "--cap-drop=all".into(),
