@@ -112,7 +112,7 @@ for l in open(sys.argv[1]):
 for i in $(seq 1 "$n"); do
   hp="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
   t0=$(ms)
-  "${P[@]}" run -d --rm --name "bench-bare-$i" --init --publish "127.0.0.1:$hp:8080" --cap-drop=all \
+  "${P[@]}" run -d --rm --name "bench-bare-$i" --init --publish "127.0.0.1:$hp:8080" --user=65534:65534 --cap-drop=all \
     --security-opt=no-new-privileges --read-only --ulimit=nofile=1024:1024 --ulimit=nproc=1024:1024 \
     --memory=536870912 --pids-limit=256 "$image" > /dev/null
   until curl -fsS -o /dev/null "http://127.0.0.1:$hp/healthz" 2>/dev/null; do sleep 0.005; done
@@ -129,7 +129,7 @@ uses = "container"
 timeout = "5m"
 with = { service = "bench", image = "$image", port = 8080, readiness-path = "/healthz", replicas = $n }
 strategy = { uses = "recreate" }
-allow = { runtime = true }
+allow = { runtime = true, network = ["$reg"] }
 TOML
 (cd "$work/p" && "$weir" run pipeline.toml --json --workspace ws > "$work/deploy.json")
 python3 - "$work/deploy.json" > "$work/weir-start.txt" <<'PY'

@@ -20,6 +20,8 @@
 #   workers      (10) weir serve --nats and weir workers: dispatch latency,
 #                    runs/s with 1, 2 and 4 workers, worker death to its
 #                    run continuing (needs nats-server)
+#   containers   (11) the oci-image stage against podman build + push, and
+#                    container start to ready (needs podman, docker-registry)
 #
 # SKIP_EXTISM=1 leaves Extism out of (1) (building it takes ~10 minutes
 # the first time). Builds are release builds; the figures are collected in
@@ -28,7 +30,7 @@ set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$repo"
 sections=("$@")
-[ ${#sections[@]} -gt 0 ] || sections=(start pipeline process concurrency memory realwork router scan serve workers)
+[ ${#sections[@]} -gt 0 ] || sections=(start pipeline process concurrency memory realwork router scan serve workers containers)
 out="$repo/target/bench"
 mkdir -p "$out"
 figures="$out/figures.txt"
@@ -91,6 +93,17 @@ if wants workers; then
   echo
   echo "(10) weir serve --nats with weir workers (needs nats-server)"
   cargo bench -q --bench workers | tee -a "$figures"
+fi
+
+if wants containers; then
+  echo
+  echo "(11) container releases: image build and push, container start (needs podman, docker-registry)"
+  if command -v podman >/dev/null && command -v docker-registry >/dev/null; then
+    benches/containers.sh 5 | tee "$out/containers.txt" | grep -v '^FIGURE'
+    grep '^FIGURE' "$out/containers.txt" >>"$figures" || true
+  else
+    echo "  skipped: needs podman and docker-registry (Debian: apt-get install podman runc docker-registry)"
+  fi
 fi
 
 echo

@@ -119,6 +119,7 @@ pub async fn run(r: Rollout) -> AttemptResult {
         service: release.service.clone(),
         version: release.version.clone(),
         artifact: release.artifact.clone(),
+        image: release.image,
     });
     let mut c = Controller {
         r,

@@ -180,7 +180,7 @@ with = {{ service = "web", image = "${{{{ stages.image.outputs.image }}}}", vers
 strategy = {strategy}
 checks = [{{ uses = "canary-metrics", with = {{ max-error-rate = 0.05, max-p99-ms = 250, min-requests = 8 }} }}]
 load = {{ rate = 50 }}
-allow = {{ runtime = true, metrics = ["builtin"] }}
+allow = {{ runtime = true, metrics = ["builtin"], network = ["{registry}"] }}
 "#
         ));
     }
@@ -327,6 +327,14 @@ fn the_example_builds_pushes_and_canaries_the_quickstart_as_podman_containers() 
     assert_eq!(c["HostConfig"]["Memory"], 64 << 20, "{}", c["HostConfig"]);
     assert_eq!(c["HostConfig"]["NanoCpus"], 500_000_000u64);
     assert_eq!(c["HostConfig"]["PidsLimit"], 64);
+    // No network but its loopback, nobody, no capabilities, read-only.
+    assert_eq!(c["HostConfig"]["NetworkMode"], "none", "{}", c["HostConfig"]);
+    assert_eq!(c["Config"]["User"], "65534:65534");
+    assert_eq!(c["HostConfig"]["ReadonlyRootfs"], true);
+    assert_eq!(
+        c["HostConfig"]["CapDrop"].as_array().map(Vec::is_empty),
+        Some(false)
+    );
     assert_eq!(c["ImageDigest"], digest.as_str());
     let address = service["address"].as_str().expect("address");
     assert_eq!(

@@ -25,8 +25,11 @@ pub struct RuntimeScope {
     pub service: String,
     /// The candidate version.
     pub version: String,
-    /// Its artifact, relative to the workspace.
+    /// Its artifact, relative to the workspace; or its image.
     pub artifact: String,
+    /// Whether the release is an image (started only by
+    /// `start-container`) rather than a program (only by `start`).
+    pub image: bool,
 }
 
 /// Largest artifact the target takes.
@@ -54,6 +57,8 @@ pub struct RuntimeCtx {
     pub client: Option<TargetClient>,
     /// In a deploy stage, the release that bounds every call.
     pub scope: Option<RuntimeScope>,
+    /// `allow.network`: the registries a container's image may come from.
+    pub network: Vec<String>,
 }
 
 /// A target client error as a host error.
@@ -89,6 +94,7 @@ impl super::Gated for RuntimeCtx {
             target_dir: facts.target.dir.clone(),
             client: None,
             scope: facts.target.runtime_scope.clone(),
+            network: facts.grants.network.clone(),
         }
     }
 
@@ -227,6 +233,14 @@ impl runtime::Host for RuntimeCtx {
         }
         self.in_scope("start", &spec.service)?;
         if let Some(s) = &self.scope
+            && s.image
+        {
+            return Err(HostError::Denied(format!(
+                "runtime:start of {} {} refused: stage `{}` rolls out the image `{}`, which only runtime:start-container runs",
+                spec.service, spec.version, self.stage, s.artifact
+            )));
+        }
+        if let Some(s) = &self.scope
             && (s.version != spec.version || s.artifact != spec.artifact)
         {
             return Err(HostError::Denied(format!(
@@ -270,6 +284,12 @@ impl runtime::Host for RuntimeCtx {
             )));
         };
         self.in_scope("start-container", &spec.service)?;
+        if !scope.image {
+            return Err(HostError::Denied(format!(
+                "runtime:start-container of {} {} refused: stage `{}` rolls out the program `{}` (`artifact`), which only runtime:start runs; name an `image` instead",
+                spec.service, spec.version, self.stage, scope.artifact
+            )));
+        }
         if scope.version != spec.version || scope.artifact != spec.image {
             return Err(HostError::Denied(format!(
                 "runtime:start-container of {} {} from `{}` refused: stage `{}` rolls out {} {} from `{}` and may start only that release",
@@ -280,6 +300,19 @@ impl runtime::Host for RuntimeCtx {
                 scope.service,
                 scope.version,
                 scope.artifact
+            )));
+        }
+        // The target pulls the image with its own access to registries:
+        // only from one the stage is granted, as for any host it reaches.
+        let registry = crate::target::podman::registry_of(&spec.image).map_err(HostError::Invalid)?;
+        if !self
+            .network
+            .iter()
+            .any(|g| crate::plan::tenancy::host_allowed(g, registry))
+        {
+            return Err(HostError::Denied(format!(
+                "runtime:start-container of {} refused: the registry {registry} is not granted to stage `{}`; grant it with allow = {{ network = [\"{registry}\"] }} (within the tenant's policy)",
+                spec.image, self.stage
             )));
         }
         let launch = crate::target::podman::ContainerLaunch {

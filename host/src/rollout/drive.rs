@@ -336,7 +336,7 @@ pub(super) async fn roll_back(c: &mut Controller, stable: Option<&str>, a: Abort
         }
     }
     let restored = c.target.restore(&service, &a.reason).await;
-    let recovery_ms = recovered_ms.unwrap_or_else(|| a.since.elapsed().as_millis() as u64);
+    let restored_ms = a.since.elapsed().as_millis() as u64;
     let (weights, verified) = match &restored {
         Ok(s) => {
             let w: BTreeMap<String, u32> = s.weights.iter().cloned().collect();
@@ -348,6 +348,9 @@ pub(super) async fn roll_back(c: &mut Controller, stable: Option<&str>, a: Abort
         }
         Err(_) => (BTreeMap::new(), false),
     };
+    // The early switch counts only if the restore confirmed where it left
+    // the traffic.
+    let recovery_ms = recovered_ms.filter(|_| verified).unwrap_or(restored_ms);
     c.r.sink.emit(Event::Rollout {
         stage: c.r.request.stage_name.clone(),
         service: service.clone(),

@@ -10,6 +10,8 @@ pub(super) struct ReleaseSpec {
     pub(super) service: String,
     pub(super) version: String,
     pub(super) artifact: String,
+    /// Whether `artifact` is an image (`with.image`), run as containers.
+    pub(super) image: bool,
     pub(super) replicas: u32,
     pub(super) env: Vec<(String, String)>,
 }
@@ -28,6 +30,11 @@ pub enum ReleaseError {
         "a deploy stage's `with` needs `artifact`, the program to run (e.g. \"${{{{ stages.build.outputs.artifact }}}}\"), or for the container deployer `image` (e.g. \"${{{{ stages.image.outputs.image }}}}\")"
     )]
     NoArtifact,
+    /// Both `artifact` and `image`.
+    #[error(
+        "a deploy stage's `with` names both `artifact` (a program) and `image`; a release is one or the other"
+    )]
+    Both,
     /// A service or version that cannot be a file name and a label.
     #[error(transparent)]
     Name(#[from] crate::target::daemon::BadName),
@@ -66,9 +73,12 @@ pub(super) fn release_of(config: &str, run_id: &str) -> Result<ReleaseSpec, Rele
     let service = text("service").ok_or(ReleaseError::NoService)?;
     // A container release names its image where a process release names
     // its program: either is what the release runs.
-    let artifact = text("artifact")
-        .or_else(|| text("image"))
-        .ok_or(ReleaseError::NoArtifact)?;
+    let (artifact, image) = match (text("artifact"), text("image")) {
+        (Some(_), Some(_)) => return Err(ReleaseError::Both),
+        (Some(a), None) => (a, false),
+        (None, Some(i)) => (i, true),
+        (None, None) => return Err(ReleaseError::NoArtifact),
+    };
     // The run id is unique; its tail is short enough for a label.
     let version = text("version").unwrap_or_else(|| run_id.rsplit('-').next().unwrap_or(run_id).to_string());
     for (what, name) in [("service", &service), ("version", &version)] {
@@ -99,6 +109,7 @@ pub(super) fn release_of(config: &str, run_id: &str) -> Result<ReleaseSpec, Rele
         service,
         version,
         artifact,
+        image,
         replicas,
         env,
     })

@@ -365,6 +365,8 @@ impl Target {
     /// containers a target that died left running are removed first: the
     /// stable release's are started again like its processes.
     async fn recover(&self) -> Result<(), TargetError> {
+        // Wherever podman is, whatever the state says (it may be lost):
+        // a container labelled with this target's key is a dead target's.
         let containers = {
             let state = self.state.lock().await;
             state
@@ -372,18 +374,19 @@ impl Target {
                 .values()
                 .any(|s| s.releases.iter().any(|r| r.launch.container.is_some()))
         };
-        if containers {
-            match super::podman::Podman::get() {
-                Ok(podman) => {
+        match super::podman::Podman::get() {
+            Ok(podman) => {
+                if containers {
                     tracing::info!("containers run with {}", podman.options());
-                    match podman.remove_all(&self.container_key).await {
-                        Ok(0) => {}
-                        Ok(n) => tracing::info!("removed {n} container(s) an earlier target left running"),
-                        Err(e) => tracing::warn!("cannot remove the containers an earlier target left: {e}"),
-                    }
                 }
-                Err(e) => tracing::error!("{e}"),
+                match podman.remove_all(&self.container_key).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!("removed {n} container(s) an earlier target left running"),
+                    Err(e) => tracing::warn!("cannot remove the containers an earlier target left: {e}"),
+                }
             }
+            Err(e) if containers => tracing::error!("{e}"),
+            Err(_) => {}
         }
         let services: Vec<(String, u16)> = {
             let state = self.state.lock().await;

@@ -6,7 +6,8 @@
 //! knows the difference.
 //!
 //! Each container gets these limits and defaults, whatever its image says:
-//! an init as PID 1 (`--init`, so SIGTERM stops it), no capabilities (`--cap-drop=all`), `no-new-privileges`, a read-only
+//! an init as PID 1 (`--init`, so SIGTERM stops it), the user nobody
+//! (65534:65534, whatever user the image names), no capabilities (`--cap-drop=all`), `no-new-privileges`, a read-only
 //! root (tmpfs on `/tmp`, `/run`), `--pids-limit` (256 unless `with`
 //! says), `--memory` (512 MiB unless `with` says), `--cpus` when given,
 //! and explicit `--ulimit nofile=1024:1024 --ulimit nproc=1024:1024`.
@@ -61,38 +62,121 @@ fn yes() -> bool {
     true
 }
 
+/// Most memory a container may be given.
+pub const MAX_MEMORY: u64 = 16 << 30;
+/// Most processes a container may be given.
+pub const MAX_PIDS: u32 = 4096;
+/// CPU a container gets when `with` does not say: one core.
+pub const DEFAULT_CPU_MILLIS: u32 = 1000;
+
+/// The registry of `image` (`host[:port]`), when `image` is a registry
+/// reference and nothing else: no transport (`docker-archive:`, `oci:`,
+/// `dir:`, `containers-storage:` and the like name files or stores on
+/// the host), a host with a dot, a port or `localhost`, a lower-case
+/// repository path and a sha256 digest. What is wrong otherwise.
+pub fn registry_of(image: &str) -> Result<&str, String> {
+    let bad = |why: &str| {
+        format!(
+            "the image `{image}` is not a registry reference pinned by digest ({why}): write REGISTRY/REPOSITORY@sha256:HEX, the oci-image stage's `image` output, so a rollback runs exactly what was checked"
+        )
+    };
+    let (name, digest) = image
+        .split_once("@sha256:")
+        .ok_or_else(|| bad("no @sha256: digest"))?;
+    if digest.len() != 64
+        || !digest
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        return Err(bad("a digest is 64 lower-case hex digits"));
+    }
+    let (host, path) = name.split_once('/').ok_or_else(|| bad("no registry host"))?;
+    let (hostname, port) = match host.rsplit_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (host, None),
+    };
+    if let Some(p) = port
+        && (p.is_empty() || p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err(bad(
+            "a registry's port is digits; a transport such as `oci:` is not taken",
+        ));
+    }
+    let host_ok = !hostname.is_empty()
+        && hostname.len() <= 253
+        && hostname
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+        && !hostname.starts_with(['-', '.'])
+        && (hostname.contains('.') || port.is_some() || hostname == "localhost");
+    if !host_ok {
+        return Err(bad(
+            "the part before the first `/` must be a registry host, with a dot, a port or `localhost`",
+        ));
+    }
+    let path_ok = path.len() <= 255
+        && path.split('/').all(|part| {
+            !part.is_empty()
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+                && part.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        });
+    if !path_ok {
+        return Err(bad(
+            "a repository is lower-case letters, digits, `.`, `_`, `-` and `/`, with no tag",
+        ));
+    }
+    Ok(host)
+}
+
+/// Whether a registry (`host[:port]`) is this machine.
+pub fn loopback(registry: &str) -> bool {
+    let host = registry.rsplit_once(':').map_or(registry, |(h, _)| h);
+    matches!(host, "localhost" | "127.0.0.1")
+}
+
 /// What is wrong with a container release.
 pub fn check(launch: &ContainerLaunch) -> Result<(), String> {
-    let Some((name, digest)) = launch.image.split_once("@sha256:") else {
+    let registry = registry_of(&launch.image)?;
+    if !launch.tls_verify && !loopback(registry) {
         return Err(format!(
-            "the image `{}` must be pinned by digest (`REGISTRY/REPOSITORY@sha256:HEX`, the oci-image stage's `image` output), so a rollback runs exactly what was checked",
-            launch.image
-        ));
-    };
-    let name_ok = !name.is_empty()
-        && name.len() <= 255
-        && !name.starts_with('-')
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"./:_-".contains(&b));
-    let digest_ok = digest.len() == 64
-        && digest
-            .bytes()
-            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
-    if !name_ok || !digest_ok {
-        return Err(format!(
-            "the image `{}` is not a reference podman takes: a lower-case `host[:port]/path` and 64 hex digits after `@sha256:`",
-            launch.image
+            "`tls-verify = false` is taken only for a registry on this machine (127.0.0.1 or localhost), not {registry}: give podman the registry's CA instead (/etc/containers/certs.d/{registry}/ca.crt)"
         ));
     }
     if launch.port == 0 {
         return Err("a container's `port` (the one it listens on inside) must be 1 to 65535".into());
     }
-    if launch.memory_bytes.is_some_and(|m| m < 6 << 20) {
-        return Err("a container's `memory` must be at least 6 MiB (podman's floor)".into());
+    match launch.memory_bytes {
+        Some(m) if m < 6 << 20 => {
+            return Err("a container's `memory` must be at least 6 MiB (podman's floor)".into());
+        }
+        Some(m) if m > MAX_MEMORY => {
+            return Err(format!(
+                "a container's `memory` may be at most {} GiB (limit `container-memory`)",
+                MAX_MEMORY >> 30
+            ));
+        }
+        _ => {}
     }
-    if launch.cpu_millis == Some(0) || launch.pids == Some(0) {
-        return Err("a container's `cpus` and `pids` must be above zero".into());
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+    match launch.cpu_millis {
+        Some(0) => return Err("a container's `cpus` must be above zero".into()),
+        Some(c) if c > cores * 1000 => {
+            return Err(format!(
+                "a container's `cpus` may be at most {cores}, the cores of this machine (limit `container-cpus`)"
+            ));
+        }
+        _ => {}
+    }
+    match launch.pids {
+        Some(0) => return Err("a container's `pids` must be above zero".into()),
+        Some(p) if p > MAX_PIDS => {
+            return Err(format!(
+                "a container's `pids` may be at most {MAX_PIDS} (limit `container-processes`)"
+            ));
+        }
+        _ => {}
     }
     Ok(())
 }
@@ -222,6 +306,37 @@ impl Podman {
         cmd.spawn()
     }
 
+    /// The host pid of container `name`'s first process, once it runs;
+    /// an error if `child` (its `podman run`) ends first or `within` passes.
+    pub async fn pid_of(&self, name: &str, child: &mut Child, within: Duration) -> std::io::Result<u32> {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Err(std::io::Error::other(format!(
+                    "podman run ended ({status}) before the container ran"
+                )));
+            }
+            if let Ok(out) = self
+                .output(
+                    &["inspect", "--format", "{{.State.Pid}}", name],
+                    Duration::from_secs(10),
+                )
+                .await
+                && let Ok(pid) = out.trim().parse::<u32>()
+                && pid > 0
+            {
+                return Ok(pid);
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(std::io::Error::other(format!(
+                    "container {name} did not start within {} s",
+                    within.as_secs()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Stop container `name`: SIGTERM, SIGKILL after `grace`, removed.
     pub async fn stop(&self, name: &str, grace: Duration) {
         let secs = grace.as_secs().to_string();
@@ -273,10 +388,8 @@ pub struct Run<'a> {
     pub version: &'a str,
     /// What to run.
     pub launch: &'a ContainerLaunch,
-    /// Its environment, besides the image's.
-    pub env: &'a [(String, String)],
-    /// Its loopback port on the host.
-    pub port: u16,
+    /// Its `--env-file` (see [`env_file`]), if it has an environment.
+    pub env_file: Option<&'a Path>,
     /// Where podman's output goes.
     pub log: Option<&'a Path>,
 }
@@ -296,22 +409,50 @@ pub fn run_args(run: &Run<'_>) -> Vec<String> {
         // handler then stops at once instead of after the grace period.
         "--init".into(),
         format!("--tls-verify={}", l.tls_verify),
-        format!("--publish=127.0.0.1:{}:{}", run.port, l.port),
+        // No network but its own loopback: the target's relay reaches the
+        // container's port from inside its namespace, as it does a
+        // sandboxed process's; the container reaches nothing.
+        "--network=none".into(),
+        "--no-healthcheck".into(),
+        // An image's VOLUMEs become memory, not directories on the host.
+        "--image-volume=tmpfs".into(),
+        // Never root: not even a root inside a user namespace, since a
+        // rootful podman maps none.
+        "--user=65534:65534".into(),
         "--cap-drop=all".into(),
         "--security-opt=no-new-privileges".into(),
         "--read-only".into(),
         "--ulimit=nofile=1024:1024".into(),
         "--ulimit=nproc=1024:1024".into(),
         format!("--memory={}", l.memory_bytes.unwrap_or(DEFAULT_MEMORY)),
+        // No swap beyond the memory limit.
+        format!("--memory-swap={}", l.memory_bytes.unwrap_or(DEFAULT_MEMORY)),
         format!("--pids-limit={}", l.pids.unwrap_or(DEFAULT_PIDS)),
     ];
-    if let Some(m) = l.cpu_millis {
-        a.push(format!("--cpus={}.{:03}", m / 1000, m % 1000));
-    }
-    for (k, v) in run.env {
-        a.push(format!("--env={k}={v}"));
+    let m = l.cpu_millis.unwrap_or(DEFAULT_CPU_MILLIS);
+    a.push(format!("--cpus={}.{:03}", m / 1000, m % 1000));
+    // The environment comes from a file only the target can read, not the
+    // command line, which every process on the host can.
+    if let Some(file) = run.env_file {
+        a.push(format!("--env-file={}", file.display()));
     }
     a
+}
+
+/// The environment as an `--env-file`: one `KEY=VALUE` a line, so a
+/// value may not hold a line break.
+pub fn env_file(env: &[(String, String)]) -> Result<String, String> {
+    let mut text = String::new();
+    for (k, v) in env {
+        if k.is_empty() || k.contains(['=', '\n', '\0', '*']) || v.contains(['\n', '\r', '\0']) {
+            return Err(format!(
+                "the variable `{}` cannot be given to a container: names have no `=` or `*`, values no line breaks",
+                k.escape_debug()
+            ));
+        }
+        text.push_str(&format!("{k}={v}\n"));
+    }
+    Ok(text)
 }
 
 fn detected_options(systemd: bool, hybrid_cgroups: bool, runc: bool) -> Vec<String> {
@@ -361,20 +502,36 @@ mod tests {
     const DIGEST: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
     #[test]
-    fn only_an_image_pinned_by_digest_is_taken() {
+    fn only_a_registry_reference_pinned_by_digest_is_taken() {
         assert!(check(&launch(&format!("127.0.0.1:5000/quickstart@sha256:{DIGEST}"))).is_ok());
+        assert!(check(&launch(&format!("localhost/team/web@sha256:{DIGEST}"))).is_ok());
         for bad in [
             "127.0.0.1:5000/quickstart:latest".to_string(),
             format!("127.0.0.1:5000/Quick@sha256:{DIGEST}"),
             format!("--privileged@sha256:{DIGEST}"),
             "127.0.0.1:5000/q@sha256:abc".to_string(),
             format!("q w@sha256:{DIGEST}"),
+            format!("docker-archive:/tmp/x@sha256:{DIGEST}"),
+            format!("oci:/var/lib/x@sha256:{DIGEST}"),
+            format!("dir:/etc@sha256:{DIGEST}"),
+            format!("containers-storage:web@sha256:{DIGEST}"),
+            format!("web/app@sha256:{DIGEST}"),
+            format!("127.0.0.1:5000/app:v1@sha256:{DIGEST}"),
         ] {
             assert!(check(&launch(&bad)).is_err(), "{bad}");
         }
-        let mut no_port = launch(&format!("r/q@sha256:{DIGEST}"));
+        let mut no_port = launch(&format!("r.example/q@sha256:{DIGEST}"));
+        no_port.tls_verify = true;
         no_port.port = 0;
         assert!(check(&no_port).is_err());
+        // Unchecked TLS only on this machine.
+        assert!(check(&launch(&format!("ghcr.io/acme/web@sha256:{DIGEST}"))).is_err());
+        let mut big = launch(&format!("127.0.0.1:5000/q@sha256:{DIGEST}"));
+        big.memory_bytes = Some(MAX_MEMORY + 1);
+        assert!(check(&big).is_err());
+        big.memory_bytes = None;
+        big.pids = Some(MAX_PIDS + 1);
+        assert!(check(&big).is_err());
     }
 
     #[test]
@@ -385,31 +542,43 @@ mod tests {
         );
         assert!(detected_options(true, false, true).is_empty());
         assert_eq!(detected_options(true, true, false), Vec::<String>::new());
-        let l = launch(&format!("r/q@sha256:{DIGEST}"));
-        let env = [("MODE".to_string(), "x".to_string())];
+        let l = launch(&format!("127.0.0.1:5000/q@sha256:{DIGEST}"));
+        let file = std::path::PathBuf::from("/t/run/env");
         let args = run_args(&Run {
             name: "weir-k-web-v1-1",
             key: "k",
             service: "web",
             version: "v1",
             launch: &l,
-            env: &env,
-            port: 4000,
+            env_file: Some(&file),
             log: None,
         });
         for want in [
-            "--publish=127.0.0.1:4000:8080",
+            "--network=none",
             "--cap-drop=all",
+            "--user=65534:65534",
             "--ulimit=nofile=1024:1024",
             "--ulimit=nproc=1024:1024",
             "--memory=536870912",
+            "--memory-swap=536870912",
             "--pids-limit=256",
             "--cpus=0.500",
-            "--env=MODE=x",
+            "--env-file=/t/run/env",
             "--tls-verify=false",
             "--label=weir.target=k",
+            "--image-volume=tmpfs",
         ] {
             assert!(args.iter().any(|a| a == want), "{want} in {args:?}");
         }
+        assert!(!args.iter().any(|a| a.starts_with("--publish")), "{args:?}");
+    }
+
+    #[test]
+    fn the_environment_file_refuses_what_would_split_a_line() {
+        let ok = env_file(&[("MODE".into(), "a b=c".into())]).expect("fine");
+        assert_eq!(ok, "MODE=a b=c\n");
+        assert!(env_file(&[("MODE".into(), "a\nEVIL=1".into())]).is_err());
+        assert!(env_file(&[("A=B".into(), "x".into())]).is_err());
+        assert!(env_file(&[("GLOB*".into(), "x".into())]).is_err());
     }
 }

@@ -66,6 +66,9 @@ pub struct ContainerSpec {
     pub launch: super::podman::ContainerLaunch,
     /// The target's key ([`super::podman::target_key`]).
     pub key: String,
+    /// A directory only the target reads, for the containers' env files
+    /// (each removed once its container runs).
+    pub env_dir: PathBuf,
 }
 
 /// How long things may take.
@@ -241,16 +244,21 @@ impl Supervisor {
         // A sandboxed instance listens in its own namespace; the host's
         // side of its port is the relay, listening before it starts.
         let slot: Slot = Arc::new(Mutex::new(None));
-        let (port, relay) = match &self.isolation {
-            Isolation::Sandboxed(_) if spec.container.is_none() => {
-                let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
-                    .await
-                    .map_err(|e| cannot(&spec, e))?;
-                let port = listener.local_addr().map_err(|e| cannot(&spec, e))?.port();
-                let relay = tokio::spawn(instance_sandbox::relay(listener, port, slot.clone()));
-                (port, Some(relay))
-            }
-            _ => (free_port().map_err(|e| cannot(&spec, e))?, None),
+        // A container has no network but its loopback either: the relay
+        // reaches it the same way.
+        let relayed = spec.container.is_some() || matches!(self.isolation, Isolation::Sandboxed(_));
+        let (port, relay) = if relayed {
+            let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+                .await
+                .map_err(|e| cannot(&spec, e))?;
+            let port = listener.local_addr().map_err(|e| cannot(&spec, e))?.port();
+            // A container listens on its own port inside; a sandboxed
+            // process on the same port as the relay.
+            let inside = spec.container.as_ref().map_or(port, |c| c.launch.port);
+            let relay = tokio::spawn(instance_sandbox::relay(listener, inside, slot.clone()));
+            (port, Some(relay))
+        } else {
+            (free_port().map_err(|e| cannot(&spec, e))?, None)
         };
         let relay = AbortOnDrop(relay);
         let mut process = spawn(&spec, port, &self.isolation)

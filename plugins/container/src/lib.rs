@@ -296,3 +296,27 @@ impl Deployer for Container {
 }
 
 weir_sdk::export_deployer!(Container);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_is_bytes_or_a_number_with_a_unit() {
+        assert_eq!(bytes(&serde_json::json!(1024)).ok(), Some(1024));
+        assert_eq!(bytes(&serde_json::json!("64MiB")).ok(), Some(64 << 20));
+        assert_eq!(bytes(&serde_json::json!("512m")).ok(), Some(512 << 20));
+        assert_eq!(bytes(&serde_json::json!("1G")).ok(), Some(1 << 30));
+        for bad in ["lots", "12 parsecs", "-1m", ""] {
+            assert!(bytes(&serde_json::json!(bad)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn only_a_registry_on_this_machine_is_reached_without_tls() {
+        assert!(loopback_registry("127.0.0.1:5000/web@sha256:00"));
+        assert!(loopback_registry("localhost/web@sha256:00"));
+        assert!(!loopback_registry("ghcr.io/acme/web@sha256:00"));
+        assert!(!loopback_registry("127.0.0.1.example.com/web@sha256:00"));
+    }
+}

@@ -20,6 +20,16 @@ pub fn digest(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
 
+/// Whether `digest` is `sha256:` and 64 lower-case hex digits (what goes
+/// into a request's path).
+pub fn valid_digest(digest: &str) -> bool {
+    digest.strip_prefix("sha256:").is_some_and(|h| {
+        h.len() == 64
+            && h.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
 /// Whether `bytes` are what `digest` says.
 pub fn check_digest(want: &str, bytes: &[u8]) -> Result<(), String> {
     let got = digest(bytes);
@@ -224,6 +234,7 @@ pub fn read_manifest(
                 })
             })
             .and_then(|m| m["digest"].as_str())
+            .filter(|d| valid_digest(d))
             .ok_or_else(|| Err("the base image has no linux/amd64 manifest".to_string()))?;
         return Err(Ok(pick.to_string()));
     }
@@ -316,12 +327,17 @@ mod tests {
     #[test]
     fn an_index_points_at_its_linux_amd64_manifest() {
         let index = json!({"mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [
-            {"digest": "sha256:arm", "platform": {"os": "linux", "architecture": "arm64"}},
-            {"digest": "sha256:x86", "platform": {"os": "linux", "architecture": "amd64"}}]});
+            {"digest": format!("sha256:{}", "a".repeat(64)), "platform": {"os": "linux", "architecture": "arm64"}},
+            {"digest": format!("sha256:{}", "b".repeat(64)), "platform": {"os": "linux", "architecture": "amd64"}}]});
         let bytes = serde_json::to_vec(&index).expect("json");
         assert_eq!(
             read_manifest("", &bytes).err(),
-            Some(Ok("sha256:x86".to_string()))
+            Some(Ok(format!("sha256:{}", "b".repeat(64))))
         );
+        // A digest that is not one never reaches a request's path.
+        let bad = json!({"mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [
+            {"digest": "sha256:../../x", "platform": {"os": "linux", "architecture": "amd64"}}]});
+        let bytes = serde_json::to_vec(&bad).expect("json");
+        assert!(matches!(read_manifest("", &bytes), Err(Err(_))));
     }
 }

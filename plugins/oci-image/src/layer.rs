@@ -90,12 +90,21 @@ pub fn archive(entries: &[Entry]) -> Result<Vec<u8>, String> {
             return Err(format!("`{}` is named twice", e.path));
         }
     }
+    // A file may not also be a directory on another file's path.
+    for (name, entry) in &items {
+        if entry.is_none() && items.get(name.trim_end_matches('/')).is_some_and(Option::is_some) {
+            return Err(format!(
+                "`/{}` is a file and the directory of another file",
+                name.trim_end_matches('/')
+            ));
+        }
+    }
     let mut out = Vec::new();
     for (name, entry) in &items {
         match entry {
             None => out.extend_from_slice(&header(name, 0o755, 0, b'5')?),
             Some(e) => {
-                out.extend_from_slice(&header(name, e.mode & 0o7777, e.bytes.len() as u64, b'0')?);
+                out.extend_from_slice(&header(name, e.mode & 0o777, e.bytes.len() as u64, b'0')?);
                 out.extend_from_slice(&e.bytes);
                 out.resize(out.len().div_ceil(512) * 512, 0);
             }
@@ -122,8 +131,10 @@ fn header(name: &str, mode: u32, size: u64, kind: u8) -> Result<[u8; 512], Strin
     let (prefix, base) = if name.len() <= 100 {
         ("", name)
     } else {
-        let cut = name[..name.len().min(156)]
-            .rfind('/')
+        let cut = name
+            .bytes()
+            .take(156)
+            .rposition(|b| b == b'/')
             .filter(|&i| name.len() - i - 1 <= 100 && i <= 155)
             .ok_or_else(|| format!("`{name}` is too long for a tar header"))?;
         (&name[..cut], &name[cut + 1..])
@@ -196,5 +207,8 @@ mod tests {
             assert!(build(&[entry(bad, b"")]).is_err(), "{bad}");
         }
         assert!(build(&[entry("/a", b"1"), entry("/a", b"2")]).is_err());
+        assert!(build(&[entry("/a", b"1"), entry("/a/b", b"2")]).is_err());
+        let long = format!("/{}/{}", "é".repeat(60), "f".repeat(20));
+        assert!(build(&[entry(&long, b"x")]).is_ok());
     }
 }

@@ -58,6 +58,12 @@ struct Config {
     /// A secret holding a bearer token.
     #[serde(default)]
     token: Option<String>,
+    /// As `auth`, for a base image in another registry.
+    #[serde(default)]
+    base_auth: Option<String>,
+    /// As `token`, for a base image in another registry.
+    #[serde(default)]
+    base_token: Option<String>,
     /// Plain HTTP (default: for a registry on this machine only).
     #[serde(default)]
     plain_http: Option<bool>,
@@ -99,6 +105,8 @@ const SCHEMA: &str = r#"{
     "workdir": {"type": "string", "pattern": "^/"},
     "auth": {"type": "string", "description": "The name of a secret holding base64 of USER:PASSWORD (Basic, or for the registry's token service)"},
     "token": {"type": "string", "description": "The name of a secret holding a bearer token"},
+    "base-auth": {"type": "string", "description": "As auth, for a base image in another registry (auth and token go only to the registry pushed to)"},
+    "base-token": {"type": "string", "description": "As token, for a base image in another registry"},
     "plain-http": {"type": "boolean", "description": "Talk plain HTTP to the registry (default: only to one on 127.0.0.1 or localhost)"}
   }
 }"#;
@@ -215,6 +223,12 @@ impl Stage for OciImage {
         let token_secret = secret(&config.token, "token")?;
         let basic = auth_secret.as_ref().map(|s| s.placeholder());
         let token = token_secret.as_ref().map(|s| s.placeholder());
+        // The push credentials go only to the registry pushed to; a base
+        // elsewhere gets its own, or none.
+        let base_auth_secret = secret(&config.base_auth, "base-auth")?;
+        let base_token_secret = secret(&config.base_token, "base-token")?;
+        let base_basic = base_auth_secret.as_ref().map(|s| s.placeholder());
+        let base_bearer = base_token_secret.as_ref().map(|s| s.placeholder());
 
         let files = entries(&config)?;
         weir_sdk::log::progress(1, Some(4), "building the layer");

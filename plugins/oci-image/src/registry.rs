@@ -193,10 +193,18 @@ impl Registry {
                         self.authority
                     )
                 })?;
-                let (plain, rest) = if let Some(r) = realm.strip_prefix("http://") {
-                    (true, r)
-                } else if let Some(r) = realm.strip_prefix("https://") {
+                let (plain, rest) = if let Some(r) = realm.strip_prefix("https://") {
                     (false, r)
+                } else if let Some(r) = realm.strip_prefix("http://") {
+                    // The credential goes in the clear only where the
+                    // registry itself is spoken to in the clear.
+                    if !self.plain {
+                        return Err(format!(
+                            "the registry {} sends its token service to plain HTTP ({realm}); weir sends a credential there only over HTTPS",
+                            self.authority
+                        ));
+                    }
+                    (true, r)
                 } else {
                     return Err(format!("the token service `{realm}` is not an http(s) URL"));
                 };
@@ -302,6 +310,12 @@ impl Registry {
         for (prefix, plain) in [("http://", true), ("https://", false)] {
             if let Some(rest) = location.strip_prefix(prefix) {
                 let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+                if plain && !self.plain {
+                    return Err(format!(
+                        "the registry {} sent the upload to plain HTTP; weir keeps to HTTPS with it",
+                        self.authority
+                    ));
+                }
                 if authority != self.authority {
                     return Err(format!(
                         "the registry {} sent the upload to another host ({authority}); weir uploads only to the registry it was given",

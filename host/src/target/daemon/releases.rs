@@ -78,6 +78,7 @@ impl Target {
             container: launch.container.clone().map(|launch| ContainerSpec {
                 launch,
                 key: self.container_key.clone(),
+                env_dir: self.dir.join("run"),
             }),
         };
         self.supervisor

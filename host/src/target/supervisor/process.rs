@@ -2,6 +2,7 @@
 //! ready, and ended with SIGTERM then SIGKILL to its group.
 
 use super::*;
+use std::os::unix::fs::OpenOptionsExt;
 
 pub(super) fn free_port() -> std::io::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
@@ -36,6 +37,8 @@ pub(super) enum Process {
         child: Child,
         /// The container's name.
         name: String,
+        /// Sockets in its network namespace, for the relay.
+        factory: Arc<crate::netns::Factory>,
     },
 }
 
@@ -81,7 +84,8 @@ impl Process {
 
     pub(super) fn factory(&self) -> Option<Arc<crate::netns::Factory>> {
         match self {
-            Process::Plain(_) | Process::Container { .. } => None,
+            Process::Plain(_) => None,
+            Process::Container { factory, .. } => Some(factory.clone()),
             Process::Sandboxed(s) => Some(s.factory.clone()),
         }
     }
@@ -115,7 +119,7 @@ pub(super) fn spawn_plain(spec: &InstanceSpec, port: u16) -> std::io::Result<Chi
 
 pub(super) async fn spawn(spec: &InstanceSpec, port: u16, isolation: &Isolation) -> std::io::Result<Process> {
     if let Some(c) = &spec.container {
-        return spawn_container(spec, c, port);
+        return spawn_container(spec, c).await;
     }
     match isolation {
         Isolation::Unsandboxed => spawn_plain(spec, port).map(Process::Plain),
@@ -135,8 +139,9 @@ pub(super) async fn spawn(spec: &InstanceSpec, port: u16, isolation: &Isolation)
 }
 
 /// Start `c` under podman, with a name of its own (a restart is a new
-/// container, so stopping the one before never touches it).
-fn spawn_container(spec: &InstanceSpec, c: &ContainerSpec, port: u16) -> std::io::Result<Process> {
+/// container, so stopping the one before never touches it), and make the
+/// relay's factory in its network namespace once it runs.
+async fn spawn_container(spec: &InstanceSpec, c: &ContainerSpec) -> std::io::Result<Process> {
     static NEXT: AtomicU64 = AtomicU64::new(1);
     let podman = super::super::podman::Podman::get().map_err(std::io::Error::other)?;
     let name = format!(
@@ -147,17 +152,56 @@ fn spawn_container(spec: &InstanceSpec, c: &ContainerSpec, port: u16) -> std::io
         std::process::id(),
         NEXT.fetch_add(1, Ordering::Relaxed)
     );
-    let child = podman.run(&super::super::podman::Run {
+    let env_file = if spec.env.is_empty() {
+        None
+    } else {
+        let text = super::super::podman::env_file(&spec.env).map_err(std::io::Error::other)?;
+        std::fs::create_dir_all(&c.env_dir)?;
+        std::fs::set_permissions(&c.env_dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+        let path = c.env_dir.join(format!("{name}.env"));
+        let mut f = std::fs::File::options()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)?;
+        std::io::Write::write_all(&mut f, text.as_bytes())?;
+        Some(path)
+    };
+    let started = podman.run(&super::super::podman::Run {
         name: &name,
         key: &c.key,
         service: &spec.service,
         version: &spec.version,
         launch: &c.launch,
-        env: &spec.env,
-        port,
+        env_file: env_file.as_deref(),
         log: spec.log.as_deref(),
-    })?;
-    Ok(Process::Container { child, name })
+    });
+    let running = match started {
+        Ok(mut child) => match podman.pid_of(&name, &mut child, Duration::from_secs(60)).await {
+            Ok(pid) => crate::netns::Factory::enter(pid).map(|f| (child, f)),
+            Err(e) => {
+                let _ = child.kill().await;
+                Err(e)
+            }
+        },
+        Err(e) => Err(e),
+    };
+    // podman has read it by the time the container runs.
+    if let Some(path) = &env_file {
+        let _ = std::fs::remove_file(path);
+    }
+    let (child, factory) = match running {
+        Ok(r) => r,
+        Err(e) => {
+            podman.stop(&name, Duration::ZERO).await;
+            return Err(e);
+        }
+    };
+    Ok(Process::Container {
+        child,
+        name,
+        factory: Arc::new(factory),
+    })
 }
 
 /// Poll `GET path` until it answers 2xx (true), the child exits or the
@@ -194,7 +238,7 @@ pub(super) async fn terminate(process: Process, grace: Duration) {
     let pid = process.pid();
     let leader = rustix::process::Pid::from_raw(pid as i32);
     match process {
-        Process::Container { mut child, name } => {
+        Process::Container { mut child, name, .. } => {
             if let Ok(podman) = super::super::podman::Podman::get() {
                 podman.stop(&name, grace).await;
             }
