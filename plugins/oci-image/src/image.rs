@@ -250,7 +250,8 @@ pub fn read_manifest(
             media_type: media.to_string(),
             digest: d["digest"]
                 .as_str()
-                .ok_or_else(|| Err("a descriptor without a digest".to_string()))?
+                .filter(|d| valid_digest(d))
+                .ok_or_else(|| Err("a descriptor without a sha256 digest".to_string()))?
                 .to_string(),
             size: d["size"]
                 .as_u64()

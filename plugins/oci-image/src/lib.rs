@@ -262,12 +262,8 @@ impl Stage for OciImage {
             let base = if b.registry == target.registry {
                 read_base(&b, &mut registry)?
             } else {
-                let mut other = Registry::new(
-                    &b.registry,
-                    config.plain_http.unwrap_or(b.loopback()),
-                    basic.clone(),
-                    token.clone(),
-                );
+                let mut other =
+                    Registry::new(&b.registry, b.loopback(), base_basic.clone(), base_bearer.clone());
                 read_base(&b, &mut other)?
             };
             annotations.insert(
@@ -310,12 +306,8 @@ impl Stage for OciImage {
                         sent += l.size;
                     }
                 } else if !registry.has_blob(&target.repository, &l.digest).map_err(fail)? {
-                    let mut other = Registry::new(
-                        &b.registry,
-                        config.plain_http.unwrap_or(b.loopback()),
-                        basic.clone(),
-                        token.clone(),
-                    );
+                    let mut other =
+                        Registry::new(&b.registry, b.loopback(), base_basic.clone(), base_bearer.clone());
                     let bytes = other.blob(&b.repository, &l.digest).map_err(fail)?;
                     registry
                         .put_blob(&target.repository, &l.digest, &bytes)
