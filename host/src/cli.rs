@@ -6,6 +6,7 @@
 
 mod dev_cmd;
 mod env_cmd;
+mod pipe;
 mod plugin_cmd;
 mod plugins_cmd;
 mod replay_cmd;
@@ -403,9 +404,30 @@ enum PluginsCommand {
     Inspect(InspectArgs),
 }
 
+impl Command {
+    /// Whether the command prints and ends, talking to no peer that may
+    /// close on it ([`pipe`]).
+    fn only_prints(&self) -> bool {
+        match self {
+            Command::Validate(_)
+            | Command::Plugins { .. }
+            | Command::Runs { .. }
+            | Command::Workers { .. }
+            | Command::Releases { .. }
+            | Command::Env { .. } => true,
+            Command::Plugin { command } => matches!(command, PluginCommand::Inspect(_)),
+            Command::Target { command } => matches!(command, TargetCommand::Status { .. }),
+            _ => false,
+        }
+    }
+}
+
 /// Run the `weir` command with the process's arguments.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.command.only_prints() {
+        pipe::end_with_the_reader();
+    }
     init_tracing(cli.verbose);
     init_miette();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {

@@ -274,3 +274,65 @@ fn a_cache_others_can_write_is_not_used() {
         "nothing was written to an open cache"
     );
 }
+
+/// Run `weir ARGS` with its stdout's reader already gone: how it ended
+/// and what it said on stderr.
+fn with_the_reader_gone(p: &Project, args: &[&str]) -> (std::process::ExitStatus, String) {
+    use std::io::Read;
+    let mut child = p
+        .command(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("weir starts");
+    drop(child.stdout.take());
+    let mut stderr = String::new();
+    let _ = child.stderr.take().expect("stderr").read_to_string(&mut stderr);
+    (child.wait().expect("weir ends"), stderr)
+}
+
+#[test]
+fn every_command_family_ends_quietly_when_its_reader_goes_away() {
+    use std::os::unix::process::ExitStatusExt;
+    let p = Project::new();
+    p.pipeline(
+        r#"[pipeline]
+name = "piped"
+
+[stages.a]
+uses = "noop"
+"#,
+    );
+    let first = p.run_json(&[]);
+    assert_eq!(first.code, 0, "{first:?}");
+    let run = first.events()[0]["run"].as_str().expect("run id").to_string();
+    // Printers end with the reader (SIGPIPE, as `ls | head` does); a run
+    // goes on to its end and says nothing of the closed pipe.
+    for args in [
+        vec!["runs", "list"],
+        vec!["runs", "list", "--json"],
+        vec!["runs", "show", &run],
+        vec!["runs", "logs", &run],
+        vec!["plugins", "list"],
+        vec!["plugins", "list", "--json"],
+        vec!["validate", "pipeline.toml"],
+        vec!["target", "status"],
+        vec!["run", "pipeline.toml"],
+        vec!["run", "pipeline.toml", "--json"],
+    ] {
+        let (status, stderr) = with_the_reader_gone(&p, &args);
+        assert!(!stderr.contains("panicked"), "weir {args:?} panicked: {stderr}");
+        assert_ne!(status.code(), Some(101), "weir {args:?}: {stderr}");
+        assert!(
+            status.success() || status.signal() == Some(13),
+            "weir {args:?} ended {status:?}: {stderr}"
+        );
+    }
+    // The runs with no reader still ran to their end.
+    let list = p.weir(&["runs", "list", "--json"]);
+    let runs: serde_json::Value = serde_json::from_str(&list.stdout).expect("runs JSON");
+    let succeeded = runs
+        .as_array()
+        .map_or(0, |r| r.iter().filter(|r| r["status"] == "succeeded").count());
+    assert_eq!(succeeded, 3, "{runs}");
+}

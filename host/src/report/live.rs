@@ -44,7 +44,9 @@ pub async fn report(setup: ReportSetup, mut rx: UnboundedReceiver<EventRecord>) 
                 let Some(record) = record else { break };
                 view.apply(&record.run, &record.event);
                 if let Event::RunStarted { pipeline, stages, workspace, .. } = &record.event {
-                    println!(
+                    // A reader gone away (`| head`) does not stop the run.
+                    let _ = writeln!(
+                        std::io::stdout(),
                         "{} {} {}",
                         style.bold("weir"),
                         style.dim(&format!("run {}", record.run)),

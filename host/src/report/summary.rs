@@ -188,7 +188,8 @@ pub fn print(view: &RunView, style: &Style, width: usize, status: RunStatus, dur
     if let Some(sarif) = &view.sarif {
         out.push_str(&format!("{}     {sarif}\n", style.dim("sarif")));
     }
-    print!("{out}");
+    // A reader gone away (`| head`) is not an error of the run's.
+    let _ = std::io::Write::write_all(&mut std::io::stdout(), out.as_bytes());
 }
 
 /// `--explain-cache`: each stage's cache status, key, parts and reasons.
