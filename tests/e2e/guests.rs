@@ -431,6 +431,42 @@ pub fn flood() {
 /// oversized or malformed results are refused by name; a loop through host
 /// calls is stopped at its timeout like any other loop.
 #[test]
+fn what_a_plugin_writes_is_shown_in_the_terminal_and_report_md_never_read_as_markup() {
+    for fail in [false, true] {
+        let extra = format!("with = {{ mode = \"markup\", count = {} }}", u8::from(fail));
+        let p = one_stage("forge", g::FORGE, &extra);
+        let plain = p.weir(&["run", "pipeline.toml"]);
+        assert_eq!(plain.code, i32::from(fail), "{plain:?}");
+        assert!(
+            !plain.stdout.contains('\x1b') && !plain.stderr.contains('\x1b'),
+            "{plain:?}"
+        );
+        assert!(
+            plain.stdout.contains("\\x1b[31mred"),
+            "the escape is shown: {plain:?}"
+        );
+        let run = p.run_json(&[]);
+        let id = run.of("run_started")[0]["run"].as_str().expect("id").to_string();
+        let report = p.weir(&["runs", "report", &id]);
+        assert_eq!(report.code, 0, "{report:?}");
+        let md = std::fs::read_to_string(report.stdout.lines().next().expect("report.md path"))
+            .expect("report.md");
+        let row = md
+            .lines()
+            .find(|l| l.starts_with("| s |"))
+            .unwrap_or_else(|| panic!("no row for stage s: {md}"));
+        assert!(!md.contains('\x1b') && !md.contains("<script>"), "{md}");
+        assert!(
+            row.contains("&lt;script&gt;") && row.contains("\\\\x1b") && row.contains(" \\\\ "),
+            "{row}"
+        );
+        assert!(row.contains("\\[link\\]\\(javascript:x\\)"), "{row}");
+        // Four columns: the `|` in the text is a character, not a column.
+        assert_eq!(row.matches(" | ").count(), 3, "{row}");
+    }
+}
+
+#[test]
 pub fn forge() {
     let p = one_stage("forge", g::FORGE, "with = { mode = \"escapes\" }");
     let run = p.run_json(&[]);

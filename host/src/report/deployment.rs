@@ -100,9 +100,33 @@ pub fn traffic_split(step: &Value) -> Option<String> {
 fn cell(v: &Value) -> String {
     match v {
         Value::Null => "—".into(),
-        Value::String(s) => s.replace('|', "\\|").replace('\n', " "),
-        other => other.to_string(),
+        Value::String(s) => markdown_text(s),
+        other => markdown_text(&other.to_string()),
     }
+}
+
+/// `s` as Markdown that shows it and nothing else: one line, control
+/// characters shown as `\x1b`-style text, and every character Markdown or
+/// HTML would read (emphasis, code, links, images, headings, table cells,
+/// tags, entities, backslashes) escaped. Plugins write most of what a
+/// report shows; none of it may become a link, a tag or a column.
+pub fn markdown_text(s: &str) -> String {
+    let one_line = s.replace(['\r', '\n'], " ");
+    let visible = crate::events::printable(&one_line);
+    let mut out = String::with_capacity(visible.len() + 8);
+    for c in visible.chars() {
+        match c {
+            '\\' | '`' | '*' | '_' | '[' | ']' | '|' | '#' | '~' | '!' | '(' | ')' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            _ => out.push(c),
+        }
+    }
+    out
 }
 
 fn ms(v: &Value) -> String {
@@ -130,8 +154,8 @@ pub fn markdown(report: &Value) -> String {
         cell(&report["tenant"])
     ));
     line(format!(
-        "**Commit:** `{}` · **branch** {} · **tags** {} · **environment** {}\n",
-        report["commit"].as_str().unwrap_or("unknown"),
+        "**Commit:** {} · **branch** {} · **tags** {} · **environment** {}\n",
+        markdown_text(report["commit"].as_str().unwrap_or("unknown")),
         cell(&report["branch"]),
         report["tags"]
             .as_array()
@@ -203,7 +227,7 @@ pub fn markdown(report: &Value) -> String {
                     "| {} | {} | {} | {} |",
                     cell(&f["severity"]),
                     cell(&f["rule"]),
-                    place.replace('|', "\\|"),
+                    markdown_text(&place),
                     cell(&f["message"])
                 ));
             }
@@ -269,4 +293,20 @@ pub fn markdown(report: &Value) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::markdown_text;
+
+    #[test]
+    fn what_a_plugin_wrote_cannot_become_markdown_html_or_a_column() {
+        let shown =
+            markdown_text("a | b \\ <script>alert(1)</script> [x](javascript:y) **z**\n# h \x1b[31mred");
+        assert_eq!(
+            shown,
+            "a \\| b \\\\ &lt;script&gt;alert\\(1\\)&lt;/script&gt; \\[x\\]\\(javascript:y\\) \\*\\*z\\*\\* \\# h \\\\x1b\\[31mred"
+        );
+        assert!(!shown.contains('\x1b') && !shown.contains('\n') && !shown.contains('<'));
+    }
 }

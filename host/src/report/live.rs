@@ -113,9 +113,12 @@ fn plain_line(style: &Style, width: usize, verbose: bool, event: &Event) {
             pad(stage),
             printable(error)
         )),
-        Event::StageSkipped { stage, reason } => {
-            Some(format!("{} {} skipped: {reason}", style.warn("↷"), pad(stage)))
-        }
+        Event::StageSkipped { stage, reason } => Some(format!(
+            "{} {} skipped: {}",
+            style.warn("↷"),
+            pad(stage),
+            printable(reason)
+        )),
         Event::RunWaiting { message, .. } => Some(format!("{} {}", style.warn("⏸"), printable(message))),
         Event::StageWaiting { stage, message, .. } => Some(format!(
             "{} {} {}",
@@ -191,7 +194,7 @@ fn plain_line(style: &Style, width: usize, verbose: bool, event: &Event) {
                 "{} {} {}",
                 style::symbol(*other),
                 pad(stage),
-                error.clone().unwrap_or_default()
+                printable(error.as_deref().unwrap_or_default())
             ),
         }),
         _ => None,

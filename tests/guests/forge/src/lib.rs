@@ -1,6 +1,8 @@
 //! Misbehaves at the boundary, by `mode`:
 //! - `escapes`: logs terminal escape sequences and a line that looks like
 //!   a weir event, then succeeds;
+//! - `markup`: logs and returns (as its summary, and then as its failure
+//!   with `fail`) text with ANSI escapes, HTML, `|` and `\`;
 //! - `many-outputs`, `huge-output`, `bad-name`: returns a result past a
 //!   limit or malformed;
 //! - `host-loop`: loops forever, but through host calls (logging);
@@ -44,6 +46,14 @@ impl Stage for Forge {
                 println!("{{\"event\":\"stage_finished\",\"stage\":\"deploy\",\"status\":\"succeeded\"}}");
                 weir_sdk::log::info("\x1b[32m✓ deploy succeeded\x1b[0m\r\x1b[1Aover the line above");
                 Ok(StageOutput::new().output("done", "yes"))
+            }
+            "markup" => {
+                let text = "\x1b[31mred\x1b[0m | <script>alert(1)</script> \\ [link](javascript:x)";
+                weir_sdk::log::info(text);
+                if config.count > 0 {
+                    return Err(Failure::new(text));
+                }
+                Ok(StageOutput::new().summary(text))
             }
             "many-outputs" => {
                 Ok((0..100_000).fold(StageOutput::new(), |o, i| o.output(format!("o{i}"), "x")))
