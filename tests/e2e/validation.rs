@@ -254,3 +254,43 @@ fn huge_and_deeply_nested_pipelines_are_refused_with_a_location_not_a_crash() {
         run.stderr
     );
 }
+
+#[test]
+fn a_missing_plugin_file_says_how_to_build_that_plugin() {
+    for (marker, lang) in [
+        ("pyproject.toml", "Python"),
+        ("package.json", "JavaScript"),
+        ("Cargo.toml", "Rust"),
+    ] {
+        let p = Project::new();
+        p.write(marker, "");
+        p.pipeline(
+            r#"[pipeline]
+name = "missing"
+
+[plugins.mine]
+path = "build/mine.wasm"
+
+[stages.s]
+uses = "mine"
+"#,
+        );
+        let r = p.weir(&["validate", "pipeline.toml"]);
+        assert_eq!(r.code, 2, "{r:?}");
+        // As one line: the report wraps its help to the terminal.
+        let said = format!("{} {}", r.stdout, r.stderr)
+            .split_whitespace()
+            .filter(|w| !w.chars().all(|c| "│╰╭─·".contains(c)))
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(
+            said.contains("plugin file") && said.contains("does not exist"),
+            "{said}"
+        );
+        assert!(
+            said.contains(&format!("it is a {lang} plugin")) && said.contains("weir plugin build"),
+            "{said}"
+        );
+        assert!(!said.contains("cargo build --release --target"), "{said}");
+    }
+}

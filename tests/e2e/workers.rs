@@ -362,6 +362,19 @@ fn a_killed_worker_s_run_continues_on_another_and_finished_stages_do_not_run_aga
         stage(r, "slow")["status"] == "running" && r["worker"].is_string()
     });
     let first = running["worker"].as_str().expect("a worker").to_string();
+    // Killed once the first attempt has read the file (its line reached
+    // the server), so that attempt's line is there to count below.
+    let waiting = Instant::now();
+    while !log_lines(&server, &acme, &id, "slow")
+        .iter()
+        .any(|l| l == "built")
+    {
+        assert!(
+            waiting.elapsed() < Duration::from_secs(30),
+            "the slow stage never said `built`"
+        );
+        nap(Duration::from_millis(20));
+    }
     let victim = workers.iter_mut().find(|w| w.name == first).expect("the worker");
     victim.kill9();
     let killed = Instant::now();

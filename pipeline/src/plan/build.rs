@@ -74,7 +74,7 @@ pub fn build(loaded: LoadedPipeline, builtins: &[&str]) -> Result<Plan, InvalidC
                     "did you mean `{}`? cargo writes crate `my-check` as `my_check.wasm`",
                     t.file_name().and_then(|n| n.to_str()).unwrap_or_default()
                 ),
-                None => "the path is relative to the pipeline file; build the plugin first (`cargo build --release --target wasm32-wasip2`)".into(),
+                None => build_hint(&path),
             };
             errors.push(
                 source
@@ -290,5 +290,29 @@ pub(super) fn concurrency_of(
             None
         }
         (None, None) => None,
+    }
+}
+
+/// How to build the plugin a missing `path` names: the project it sits
+/// in (the nearest folder above it with a Cargo.toml, pyproject.toml or
+/// package.json) says which toolchain; `weir plugin build` builds each.
+fn build_hint(path: &std::path::Path) -> String {
+    let project = path.ancestors().skip(1).take(4).find_map(|dir| {
+        [
+            ("Cargo.toml", "Rust"),
+            ("pyproject.toml", "Python"),
+            ("package.json", "JavaScript"),
+        ]
+        .into_iter()
+        .find(|(marker, _)| dir.join(marker).is_file())
+        .map(|(_, lang)| (dir, lang))
+    });
+    match project {
+        Some((dir, lang)) => format!(
+            "the path is relative to the pipeline file; build the plugin first: it is a {lang} plugin, so run `weir plugin build` in {} (or `weir plugin build {}`)",
+            dir.display(),
+            dir.display()
+        ),
+        None => "the path is relative to the pipeline file; build the plugin first (`weir plugin build DIR` in its project folder; for Rust, `cargo build --release --target wasm32-wasip2` works too)".into(),
     }
 }
