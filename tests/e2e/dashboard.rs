@@ -465,7 +465,15 @@ fn a_run_of_100_stages_and_10_mb_of_log_loads_and_scrolls() {
         in_page > 0 && in_page < 2_000,
         "a window of lines, not all of them: {drawn}"
     );
-    assert_eq!(drawn[1], json!(true), "{drawn}");
+    // The lines now in view are drawn: at once on a quiet machine (drawn[1]),
+    // a few frames later on a loaded one.
+    if drawn[1] != json!(true) {
+        b.wait_until(
+            "the lines scrolled to are drawn",
+            "return document.querySelector('#log-view .log-lines').innerText.includes('line 5');",
+            SHORT,
+        );
+    }
     assert!(
         count(&b, "#log-view .log-lines .a-32") > 0,
         "ANSI green is drawn as colour, not as escape codes"
