@@ -170,6 +170,7 @@ pub use helpers::duration_ms;
 mod pattern;
 mod process_ext;
 pub mod stats;
+pub mod target;
 
 /// Bindings generated from `wit/` for the host imports and shared types.
 /// Everything useful is re-exported at the crate root.

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::deploy::{Deployment, get};
+use crate::deploy::{Client, Deployment, get};
 use crate::support::{Project, Run, nap};
 
 /// Whether podman and the registry can run here; why not, when not.
@@ -235,33 +235,6 @@ fn inspect(name: &str) -> Value {
     v[0].clone()
 }
 
-/// Requests in a loop on another thread; what each got.
-struct Load {
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    thread: std::thread::JoinHandle<Vec<Result<(u16, String), String>>>,
-}
-
-impl Load {
-    fn start(address: String) -> Self {
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let s = stop.clone();
-        let thread = std::thread::spawn(move || {
-            let mut seen = Vec::new();
-            while !s.load(std::sync::atomic::Ordering::Relaxed) {
-                seen.push(get(&address, "/"));
-                nap(Duration::from_millis(5));
-            }
-            seen
-        });
-        Self { stop, thread }
-    }
-
-    fn finish(self) -> Vec<Result<(u16, String), String>> {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        self.thread.join().expect("the load thread")
-    }
-}
-
 #[test]
 fn the_example_builds_pushes_and_canaries_the_quickstart_as_podman_containers() {
     if !can_run("the_example_builds_pushes_and_canaries_the_quickstart_as_podman_containers") {
@@ -360,7 +333,7 @@ fn a_canary_of_containers_fails_no_stable_request_and_a_faulty_image_rolls_back_
     let d = Deployment::new();
     let first = release(&d, good, &pipeline(&registry.address, "v1", Some(CANARY)));
     assert_eq!(first.code, 0, "{first:?}");
-    let load = Load::start(d.address());
+    let load = Client::start(d.address());
 
     // A good image goes through every step.
     let second = release(&d, good, &pipeline(&registry.address, "v2", Some(CANARY)));

@@ -550,13 +550,13 @@ allow = { runtime = true, metrics = ["builtin"] }
 }
 
 /// A second client sending requests in a loop; what it saw.
-struct Client {
+pub(crate) struct Client {
     stop: Arc<AtomicBool>,
     thread: std::thread::JoinHandle<Vec<Result<(u16, String), String>>>,
 }
 
 impl Client {
-    fn start(address: String) -> Self {
+    pub(crate) fn start(address: String) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let s = stop.clone();
         let thread = std::thread::spawn(move || {
@@ -570,7 +570,7 @@ impl Client {
         Self { stop, thread }
     }
 
-    fn finish(self) -> Vec<Result<(u16, String), String>> {
+    pub(crate) fn finish(self) -> Vec<Result<(u16, String), String>> {
         self.stop.store(true, Ordering::Relaxed);
         self.thread.join().expect("the client thread")
     }

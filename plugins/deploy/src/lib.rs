@@ -8,9 +8,8 @@
 
 use serde::Deserialize;
 use weir_sdk::runtime::{self, Instance, InstanceSpec};
-use weir_sdk::{
-    Capability, Context, Deployer, DeploymentStatus, Failure, HostError, Manifest, Plugin, Release,
-};
+use weir_sdk::target::{self, failure};
+use weir_sdk::{Capability, Context, Deployer, DeploymentStatus, Failure, Manifest, Plugin, Release};
 
 struct Deploy;
 
@@ -45,7 +44,7 @@ impl Config {
 
 /// Start instances of `spec` until `want` are ready.
 fn start_up_to(spec: &InstanceSpec, want: u32) -> Result<(), Failure> {
-    let running = instances(&spec.service)?
+    let running = target::instances(&spec.service)?
         .iter()
         .filter(|i| i.version == spec.version && i.ready)
         .count() as u32;
@@ -56,7 +55,7 @@ fn start_up_to(spec: &InstanceSpec, want: u32) -> Result<(), Failure> {
             &format!("starting {} {}", spec.service, spec.version),
         );
         let i = runtime::start(spec)
-            .map_err(|e| host(&format!("starting {} {}", spec.service, spec.version), e))?;
+            .map_err(|e| failure(&format!("starting {} {}", spec.service, spec.version), e))?;
         weir_sdk::log::info(&format!("{} is ready on port {}", i.id, i.port));
     }
     Ok(())
@@ -82,47 +81,6 @@ const SCHEMA: &str = r#"{
   }
 }"#;
 
-fn host(what: &str, e: HostError) -> Failure {
-    let (kind, message) = match e {
-        HostError::Denied(m) => ("denied", m),
-        HostError::Unavailable(m) => ("unavailable", m),
-        HostError::Invalid(m) => ("invalid", m),
-        HostError::Limit(m) => ("limit", m),
-        HostError::Failed(m) => ("failed", m),
-    };
-    Failure::new(format!("{what}: {message} ({kind})"))
-}
-
-fn instances(service: &str) -> Result<Vec<Instance>, Failure> {
-    runtime::instances(service).map_err(|e| host("listing instances", e))
-}
-
-fn status(service: &str, weights: Vec<(String, u32)>) -> Result<DeploymentStatus, Failure> {
-    let mut ready: Vec<(String, u32)> = Vec::new();
-    for i in instances(service)?.iter().filter(|i| i.ready) {
-        match ready.iter_mut().find(|(v, _)| *v == i.version) {
-            Some((_, n)) => *n += 1,
-            None => ready.push((i.version.clone(), 1)),
-        }
-    }
-    Ok(DeploymentStatus {
-        service: service.into(),
-        weights,
-        ready,
-    })
-}
-
-/// Traffic to `version` only, then drain and stop every other version.
-fn only(service: &str, version: &str) -> Result<DeploymentStatus, Failure> {
-    let weights = vec![(version.to_string(), 100)];
-    runtime::set_weights(service, &weights).map_err(|e| host("moving all traffic", e))?;
-    for i in instances(service)?.into_iter().filter(|i| i.version != version) {
-        weir_sdk::log::info(&format!("stopping {} ({} {})", i.id, i.service, i.version));
-        runtime::stop(&i.id).map_err(|e| host("stopping an instance", e))?;
-    }
-    status(service, weights)
-}
-
 impl Plugin for Deploy {
     fn manifest() -> Manifest {
         let mut m = weir_sdk::package_manifest!(Deployer, [Capability::Runtime]);
@@ -138,7 +96,7 @@ impl Deployer for Deploy {
             &config.spec(&r.service, &r.version, &r.artifact, r.env.clone()),
             r.replicas,
         )?;
-        status(&r.service, Vec::new())
+        target::status(&r.service, Vec::new())
     }
 
     fn scale(
@@ -147,7 +105,7 @@ impl Deployer for Deploy {
         version: String,
         replicas: u32,
     ) -> Result<DeploymentStatus, Failure> {
-        let mine: Vec<Instance> = instances(&service)?
+        let mine: Vec<Instance> = target::instances(&service)?
             .into_iter()
             .filter(|i| i.version == version)
             .collect();
@@ -178,11 +136,8 @@ impl Deployer for Deploy {
                 .collect();
             start_up_to(&config.spec(&service, &version, &artifact, env), replicas)?;
         }
-        for i in mine.iter().skip(replicas as usize) {
-            weir_sdk::log::info(&format!("draining {} ({} {})", i.id, i.service, i.version));
-            runtime::stop(&i.id).map_err(|e| host("stopping an instance", e))?;
-        }
-        status(&service, Vec::new())
+        target::drain_past(&mine, replicas)?;
+        target::status(&service, Vec::new())
     }
 
     fn set_traffic(
@@ -190,35 +145,19 @@ impl Deployer for Deploy {
         service: String,
         weights: Vec<(String, u32)>,
     ) -> Result<DeploymentStatus, Failure> {
-        runtime::set_weights(&service, &weights).map_err(|e| host("setting the traffic split", e))?;
-        status(&service, weights)
+        target::set_traffic(&service, weights)
     }
 
     fn promote(_ctx: Context, service: String, version: String) -> Result<DeploymentStatus, Failure> {
-        only(&service, &version)
+        target::promote(&service, &version)
     }
 
     fn rollback(_ctx: Context, service: String, version: String) -> Result<DeploymentStatus, Failure> {
-        // Traffic first goes to whatever else is ready (the stable
-        // version); the host then puts the service on its stable release
-        // whatever this did.
-        let others: Vec<String> = instances(&service)?
-            .into_iter()
-            .filter(|i| i.version != version && i.ready)
-            .map(|i| i.version)
-            .collect();
-        if let Some(stable) = others.first() {
-            runtime::set_weights(&service, &[(stable.clone(), 100)])
-                .map_err(|e| host("moving traffic back", e))?;
-        }
-        for i in instances(&service)?.into_iter().filter(|i| i.version == version) {
-            runtime::stop(&i.id).map_err(|e| host("stopping the candidate", e))?;
-        }
-        status(&service, Vec::new())
+        target::roll_back(&service, &version)
     }
 
     fn status(_ctx: Context, service: String) -> Result<DeploymentStatus, Failure> {
-        status(&service, Vec::new())
+        target::status(&service, Vec::new())
     }
 }
 
