@@ -9,6 +9,7 @@ mod env_cmd;
 mod pipe;
 mod plugin_cmd;
 mod plugins_cmd;
+mod provenance_cmd;
 mod replay_cmd;
 mod run_cmd;
 mod runs_cmd;
@@ -92,6 +93,31 @@ enum Command {
         /// The service.
         service: String,
     },
+    /// The RustSec advisory database `scan` checks dependencies against.
+    Advisories {
+        #[command(subcommand)]
+        command: AdvisoriesCommand,
+    },
+    /// weir's provenance signing keys: generate.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Check an artifact against a run's signed SLSA provenance: its
+    /// sha256 is a subject, and the signature is the key's.
+    Verify {
+        /// The artifact file.
+        artifact: std::path::PathBuf,
+        /// The run's `reports/provenance.intoto.jsonl`.
+        #[arg(long, value_name = "FILE")]
+        provenance: std::path::PathBuf,
+        /// The public key (`weir-signing.pub`).
+        #[arg(long, value_name = "PUB")]
+        key: std::path::PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// A pipeline's environments: show one resolved, diff two.
     Env {
         #[command(subcommand)]
@@ -106,6 +132,40 @@ enum Command {
         /// Why, recorded with the run and shown to its people.
         #[arg(long)]
         reason: String,
+    },
+}
+
+/// `weir advisories`.
+#[derive(Debug, Subcommand)]
+enum AdvisoriesCommand {
+    /// Clone the RustSec advisory database into weir's data directory, or
+    /// update the clone there; `scan` stages that name no `advisory-db`
+    /// use it.
+    Fetch {
+        /// Where to clone from: a git URL or a local clone.
+        #[arg(long, value_name = "URL", default_value = crate::advisories::DEFAULT_SOURCE)]
+        from: String,
+        /// Keep it here instead (default: DATA_DIR/advisory-db, DATA_DIR
+        /// being $WEIR_DATA_DIR, else $XDG_DATA_HOME/weir, else
+        /// ~/.local/share/weir).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<std::path::PathBuf>,
+    },
+}
+
+/// `weir keys`.
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Make an ed25519 key pair for signing provenance: the private key
+    /// (mode 0600) and the public key, as PEM.
+    Generate {
+        /// Write the pair here (default: DATA_DIR/keys, where runs look
+        /// for the signing key unless $WEIR_SIGNING_KEY names one).
+        #[arg(long, value_name = "DIR")]
+        out: Option<std::path::PathBuf>,
+        /// Replace a key that is there.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -414,6 +474,7 @@ impl Command {
             | Command::Runs { .. }
             | Command::Workers { .. }
             | Command::Releases { .. }
+            | Command::Verify { .. }
             | Command::Env { .. } => true,
             Command::Plugin { command } => matches!(command, PluginCommand::Inspect(_)),
             Command::Target { command } => matches!(command, TargetCommand::Status { .. }),
@@ -481,12 +542,58 @@ pub fn main() -> ExitCode {
                 } => env_cmd::show(&pipeline, &name, json, tenants.as_deref(), tenant.as_deref()),
                 EnvCommand::Diff { a, b, pipeline } => env_cmd::diff(&pipeline, &a, &b),
             },
+            Command::Keys { command } => match command {
+                KeysCommand::Generate { out, force } => provenance_cmd::generate(out, force),
+            },
+            Command::Verify {
+                artifact,
+                provenance,
+                key,
+                json,
+            } => provenance_cmd::verify(&artifact, &provenance, &key, json),
+            Command::Advisories { command } => match command {
+                AdvisoriesCommand::Fetch { from, dir } => advisories_fetch(&from, dir),
+            },
             Command::Approve(a) => env_cmd::decide(&a.run, a.stage.as_deref(), true, a.who, None),
             Command::Reject { args, reason } => {
                 env_cmd::decide(&args.run, args.stage.as_deref(), false, args.who, Some(&reason))
             }
         }
     })
+}
+
+fn advisories_fetch(from: &str, dir: Option<std::path::PathBuf>) -> ExitCode {
+    let Some(dir) = dir.or_else(crate::advisories::database_dir) else {
+        eprintln!("weir: {}", crate::advisories::FetchError::NoDataDir);
+        return ExitCode::from(1);
+    };
+    eprintln!("fetching the RustSec advisory database from {from} …");
+    match crate::advisories::fetch(from, &dir) {
+        Ok(f) => {
+            let short = f.commit.get(..12).unwrap_or(&f.commit);
+            println!(
+                "{} {} ({} advisories, commit {short} of {})",
+                if f.updated { "updated" } else { "fetched" },
+                f.dir.display(),
+                f.advisories,
+                f.date
+            );
+            if Some(&f.dir) == crate::advisories::database_dir().as_ref() {
+                println!("scan stages that name no `advisory-db` check dependencies against it");
+            } else {
+                println!(
+                    "use it with `with = {{ advisory-db = {:?} }}` and `allow = {{ read = [{:?}] }}`",
+                    f.dir.display().to_string(),
+                    f.dir.display().to_string()
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("weir: cannot fetch the advisory database: {e}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 fn init_tracing(verbose: u8) {

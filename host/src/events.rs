@@ -296,6 +296,8 @@ pub struct EventSink {
     run: std::sync::Arc<str>,
     tx: mpsc::UnboundedSender<EventRecord>,
     masks: std::sync::Arc<[String]>,
+    /// Notices already given in this run (see [`EventSink::first_time`]).
+    said: std::sync::Arc<std::sync::Mutex<std::collections::BTreeSet<&'static str>>>,
 }
 
 impl EventSink {
@@ -322,9 +324,20 @@ impl EventSink {
                 run: run.into(),
                 tx,
                 masks: secrets.into(),
+                said: Default::default(),
             },
             rx,
         )
+    }
+
+    /// Whether the notice `what` has not been given yet in this run (and
+    /// from now on, it has): for what is true of the whole run, such as a
+    /// missing sandbox, which is said once rather than once per program.
+    pub fn first_time(&self, what: &'static str) -> bool {
+        match self.said.lock() {
+            Ok(mut said) => said.insert(what),
+            Err(_) => true,
+        }
     }
 
     /// Record `event` now. A closed receiver (the reporter gone) drops it.
@@ -348,4 +361,20 @@ pub fn now_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod said_once_tests {
+    use super::EventSink;
+
+    #[test]
+    fn a_notice_is_given_once_per_run_across_its_stages() {
+        let (a, _rx) = EventSink::channel("r1");
+        let b = a.clone();
+        assert!(a.first_time("no-bubblewrap"));
+        assert!(!b.first_time("no-bubblewrap"), "a clone is the same run");
+        assert!(b.first_time("other"));
+        let (c, _rx) = EventSink::channel("r2");
+        assert!(c.first_time("no-bubblewrap"), "another run says it again");
+    }
 }

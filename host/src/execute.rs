@@ -50,6 +50,8 @@ pub struct WasmExecutor {
     inputs_seen: Arc<std::sync::Mutex<std::collections::HashMap<usize, memory::SeenInputs>>>,
     /// Deploy stages' strategies and checks, by stage index.
     rollouts: Rollouts,
+    /// Which attempts run, to tell whether a stage ran alone.
+    activity: Arc<crate::stage_cache::Activity>,
 }
 
 /// Deploy stages' strategies and checks, by stage index.
@@ -73,6 +75,7 @@ impl WasmExecutor {
             sink,
             installed: Sandbox::detect(),
             inputs_seen: Default::default(),
+            activity: Default::default(),
         }
     }
 }
@@ -101,7 +104,10 @@ impl Executor for WasmExecutor {
         let installed = self.installed.clone();
         let seen = self.inputs_seen.clone();
         let rollout = self.rollouts.get(&request.stage).cloned();
+        let activity = self.activity.clone();
         Box::pin(async move {
+            activity.begin();
+            let _ended = EndOnDrop(activity);
             // Analyzers' host calls and input files are kept for replay.
             let record = info.history.is_some() && plugin.info.kind == types::PluginKind::Analyzer;
             let tape = if record {
@@ -143,7 +149,14 @@ impl Executor for WasmExecutor {
         let info = self.info.clone();
         let request = request.clone();
         let seen = self.inputs_seen.clone();
-        Box::pin(async move { memory::check_cache(info, plugin, request, seen).await })
+        let mark = self.activity.mark();
+        Box::pin(async move {
+            let mut check = memory::check_cache(info, plugin, request, seen).await;
+            if let Some(pending) = check.key.as_mut() {
+                pending.mark = mark;
+            }
+            check
+        })
     }
 
     fn fill_cache(
@@ -156,7 +169,18 @@ impl Executor for WasmExecutor {
         let stage = request.stage_name.clone();
         let result = result.clone();
         let sink = self.sink.clone();
-        Box::pin(async move { memory::fill_cache(&info, &sink, &stage, pending, &result).await })
+        let alone = self.activity.ran_alone(pending.mark);
+        Box::pin(async move { memory::fill_cache(&info, &sink, &stage, pending, &result, alone).await })
+    }
+}
+
+/// Ends an attempt in [`crate::stage_cache::Activity`] however its future
+/// ends (finished, or dropped on cancel).
+struct EndOnDrop(Arc<crate::stage_cache::Activity>);
+
+impl Drop for EndOnDrop {
+    fn drop(&mut self) {
+        self.0.end();
     }
 }
 

@@ -49,6 +49,7 @@
 
 pub use weir_pipeline::{config, findings, plan};
 
+pub mod advisories;
 pub mod artifacts;
 pub mod attempt;
 pub mod author;

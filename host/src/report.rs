@@ -12,7 +12,9 @@ pub mod json;
 pub mod junit;
 pub mod live;
 pub mod model;
+pub mod provenance;
 pub mod sarif;
+pub mod source;
 pub mod style;
 pub mod summary;
 
@@ -22,6 +24,8 @@ use crate::events::EventRecord;
 
 /// The merged test report, in the run's reports directory.
 pub const JUNIT_FILE: &str = "junit.xml";
+/// The same test report with `testcase@file`, as GitLab reads it.
+pub const JUNIT_GITLAB_FILE: &str = "junit-gitlab.xml";
 /// The merged findings report, in the run's reports directory.
 pub const SARIF_FILE: &str = "scan.sarif";
 
@@ -76,9 +80,8 @@ pub async fn report(setup: ReportSetup, mut rx: UnboundedReceiver<EventRecord>) 
         }
     }
     if let Some(dir) = reports {
-        let junit_path = dir.join(JUNIT_FILE);
-        if let Err(e) = junit.write(&junit_path) {
-            tracing::error!("cannot write the JUnit report {}: {e}", junit_path.display());
+        if let Err(e) = junit.write(&dir) {
+            tracing::error!("cannot write the JUnit reports in {}: {e}", dir.display());
         }
         let sarif_path = dir.join(SARIF_FILE);
         if let Err(e) = sarif.write(&sarif_path) {

@@ -252,19 +252,40 @@ impl Session {
                 environment: resolved.environment.clone(),
             },
         );
+        let mut provenance = crate::report::provenance::statement::Collector::new(provenance_inputs(
+            &plan,
+            &prepared.plugins,
+            &prepared.rollouts,
+            &run_id,
+            &tenant,
+            options.branch.clone(),
+            resolved.environment.clone(),
+        ));
+        let reports = state::run_dir(&run_id).join("reports");
         // Every event goes to the history first, then to the webhooks and
-        // the observer.
+        // the observer. The provenance is written before the observer
+        // hears the run finished, so its summary can point at the file.
         let tee = tokio::spawn(async move {
+            let mut written = None;
             while let Some(record) = events.recv().await {
                 let done = matches!(record.event, Event::RunFinished { .. });
                 recorder.record(record.clone());
                 notifier.offer(&record);
+                provenance.observe(&record);
+                if done {
+                    let key = crate::report::provenance::keys::signing_key_path();
+                    written = Some(crate::report::provenance::write(
+                        &provenance,
+                        &reports,
+                        key.as_deref(),
+                    ));
+                }
                 let _ = observer.send(record);
                 if done {
                     break;
                 }
             }
-            (recorder, notifier)
+            (recorder, notifier, written)
         });
         sink.emit(Event::RunStarted {
             version: crate::events::EVENTS_VERSION,
@@ -394,8 +415,11 @@ impl Session {
         }
         // The tee ends at `RunFinished`, the last event of a run.
         let mut notifier = None;
-        if let Ok((recorder, n)) = tee.await {
+        if let Ok((recorder, n, written)) = tee.await {
             notifier = Some(n);
+            if let Some(Err(e)) = written {
+                problems.push(e);
+            }
             if let Err(e) = recorder.finish() {
                 problems.push(format!(
                     "the run history could not record this run completely: {e}"
@@ -423,5 +447,66 @@ impl Session {
             report,
             problems,
         }
+    }
+}
+
+/// What the run's provenance says of its inputs.
+fn provenance_inputs(
+    plan: &crate::plan::Plan,
+    plugins: &[Arc<crate::plugins::LoadedPlugin>],
+    rollouts: &std::collections::BTreeMap<usize, Arc<crate::rollout::RolloutPlugins>>,
+    run_id: &str,
+    tenant: &str,
+    branch: Option<String>,
+    environment: Option<String>,
+) -> crate::report::provenance::statement::Inputs {
+    use sha2::Digest as _;
+    let mut deps: Vec<crate::report::provenance::statement::PluginDependency> = Vec::new();
+    let used = plugins.iter().chain(
+        rollouts
+            .values()
+            .flat_map(|r| std::iter::once(&r.strategy.0).chain(r.checks.iter().map(|(p, _)| p))),
+    );
+    for p in used {
+        if deps
+            .iter()
+            .any(|d| d.sha256 == p.info.sha256 && d.name == p.info.name)
+        {
+            continue;
+        }
+        deps.push(crate::report::provenance::statement::PluginDependency {
+            name: p.info.name.clone(),
+            source: p.info.source.clone(),
+            version: p.info.manifest.version.clone(),
+            sha256: p.info.sha256.clone(),
+            wit: p.info.contract.package().to_string(),
+            kind: crate::plugins::kind::kind_name(p.info.kind).to_string(),
+        });
+    }
+    let repos = plan
+        .stages
+        .iter()
+        .filter(|s| matches!(&s.plugin, crate::plan::PluginRef::Builtin(n) if n == "git"))
+        .filter_map(|s| {
+            let repo = s.with.get("repo")?.as_str()?;
+            (!repo.contains("${{")).then(|| (s.name.to_string(), repo.to_string()))
+        })
+        .collect();
+    crate::report::provenance::statement::Inputs {
+        run_id: run_id.to_string(),
+        pipeline: plan.name.clone(),
+        pipeline_file: plan.source.path().display().to_string(),
+        pipeline_sha256: hex::encode(sha2::Sha256::digest(plan.source.text().as_bytes())),
+        branch,
+        environment,
+        tenant: tenant.to_string(),
+        stages: plan
+            .stages
+            .iter()
+            .map(|s| (s.name.to_string(), s.with.clone()))
+            .collect(),
+        repos,
+        plugins: deps,
+        builder_id: crate::report::provenance::statement::builder_id(),
     }
 }

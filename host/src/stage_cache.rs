@@ -43,6 +43,57 @@ pub struct Pending {
     pub key: Key,
     /// The workspace before the stage.
     pub before: files::Snapshot,
+    /// The run's attempts when the stage was about to start.
+    pub mark: Mark,
+}
+
+/// How many attempts of a run are running and have started: a file that
+/// changed while a stage ran is surely its own only if no other stage ran
+/// beside it. Otherwise, that it was not cached is no news (the quickstart's
+/// scan runs beside its build every time), and is said at debug level.
+#[derive(Debug, Default)]
+pub struct Activity {
+    running: std::sync::atomic::AtomicUsize,
+    started: std::sync::atomic::AtomicUsize,
+}
+
+/// [`Activity`] at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Mark {
+    running: usize,
+    started: usize,
+}
+
+impl Activity {
+    /// Before an attempt's cache check.
+    pub fn mark(&self) -> Mark {
+        use std::sync::atomic::Ordering::SeqCst;
+        Mark {
+            running: self.running.load(SeqCst),
+            started: self.started.load(SeqCst),
+        }
+    }
+
+    /// An attempt starts.
+    pub fn begin(&self) {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.started.fetch_add(1, SeqCst);
+        self.running.fetch_add(1, SeqCst);
+    }
+
+    /// An attempt ended.
+    pub fn end(&self) {
+        use std::sync::atomic::Ordering::SeqCst;
+        let _ = self.running.fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1));
+    }
+
+    /// Whether the attempt marked `mark` (and since ended) ran alone: none
+    /// was running when it was marked, it is the only one started since,
+    /// and none runs now.
+    pub fn ran_alone(&self, mark: Mark) -> bool {
+        let now = self.mark();
+        mark.running == 0 && now.started <= mark.started + 1 && now.running == 0
+    }
 }
 
 /// Capabilities that make a plugin's result depend on more than its
@@ -279,5 +330,33 @@ mod tests {
             inputs: vec![],
         };
         assert!(cacheable(&off, "scan", &[]).is_err());
+    }
+}
+
+#[cfg(test)]
+mod activity_tests {
+    use super::Activity;
+
+    #[test]
+    fn an_attempt_ran_alone_only_when_no_other_ran_beside_it() {
+        let a = Activity::default();
+        let m = a.mark();
+        a.begin();
+        a.end();
+        assert!(a.ran_alone(m));
+        // Another started while it ran.
+        let m = a.mark();
+        a.begin();
+        a.begin();
+        a.end();
+        a.end();
+        assert!(!a.ran_alone(m));
+        // Another was running when it started.
+        a.begin();
+        let m = a.mark();
+        a.begin();
+        a.end();
+        assert!(!a.ran_alone(m));
+        a.end();
     }
 }

@@ -317,7 +317,161 @@ fn scan_sarif_is_valid_sarif_2_1_0_with_rules_results_and_levels() {
     )
     .expect("JSON");
     assert_valid_sarif(&doc);
-    assert_eq!(doc["runs"], serde_json::json!([]));
+    let runs = doc["runs"].as_array().expect("runs");
+    assert_eq!(runs.len(), 1, "never an empty `runs`: {doc}");
+    assert_eq!(runs[0]["tool"]["driver"]["name"], "weir");
+    assert_eq!(runs[0]["results"], serde_json::json!([]));
+}
+
+/// `weir advisories fetch` clones the database into weir's data directory
+/// (here from a local git copy of the snapshot: no network), a `scan` that
+/// names no database uses it, and a second fetch updates it in place.
+#[test]
+fn advisories_fetch_keeps_the_database_scan_uses_by_default() {
+    let Some(db) = advisory_db() else { return };
+    let p = Project::new();
+    let origin = p.path().join("advisory-origin");
+    let copied = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(&db)
+        .arg(&origin)
+        .status()
+        .expect("cp");
+    assert!(copied.success());
+    crate::git::git(&origin, &["init", "--quiet"]);
+    crate::git::git(&origin, &["add", "."]);
+    crate::git::git(&origin, &["commit", "--quiet", "-m", "snapshot"]);
+
+    // Before: the summary says how to get one.
+    std::fs::create_dir_all(p.path().join("ws")).expect("workspace");
+    std::fs::copy(fixtures().join("deps/Cargo.lock"), p.path().join("ws/Cargo.lock")).expect("lock");
+    p.pipeline(&scan_pipeline("{ checks = [\"dependencies\"] }", ""));
+    let before = p.run_json(&["--workspace", "ws"]);
+    assert_eq!(before.code, 0, "{before:?}");
+    let summary = before.finished("scan")["summary"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(summary.contains("run `weir advisories fetch`"), "{summary}");
+
+    let origin_arg = origin.display().to_string();
+    let fetch = p.weir(&["advisories", "fetch", "--from", &origin_arg]);
+    assert_eq!(fetch.code, 0, "{fetch:?}");
+    let kept = p.path().join(".weir-data/advisory-db");
+    assert!(kept.join("crates").is_dir(), "{fetch:?}");
+    assert!(
+        fetch.stdout.starts_with(&format!("fetched {}", kept.display())),
+        "{}",
+        fetch.stdout
+    );
+    assert!(fetch.stdout.contains(" advisories, commit "), "{}", fetch.stdout);
+
+    let after = p.run_json(&["--workspace", "ws"]);
+    assert_eq!(after.code, 1, "vulnerable packages are found now: {after:?}");
+    assert!(!findings(&after, "scan").is_empty(), "{}", after.finished("scan"));
+
+    // A new advisory upstream arrives with the next fetch.
+    p.write("advisory-origin/crates/zzz-weir-test/RUSTSEC-2099-0001.md", "```toml\n[advisory]\nid = \"RUSTSEC-2099-0001\"\npackage = \"zzz-weir-test\"\ndate = \"2099-01-01\"\ntitle = \"t\"\ndescription = \"d\"\n[versions]\npatched = []\n```\n");
+    crate::git::git(&origin, &["add", "."]);
+    crate::git::git(&origin, &["commit", "--quiet", "-m", "one more"]);
+    let again = p.weir(&["advisories", "fetch", "--from", &origin_arg]);
+    assert_eq!(again.code, 0, "{again:?}");
+    assert!(again.stdout.starts_with("updated "), "{}", again.stdout);
+    assert!(kept.join("crates/zzz-weir-test/RUSTSEC-2099-0001.md").is_file());
+
+    // Not a database: refused, the kept one untouched.
+    let empty = p.path().join("empty");
+    std::fs::create_dir_all(&empty).expect("dir");
+    p.write("empty/README", "nothing\n");
+    crate::git::git(&empty, &["init", "--quiet"]);
+    crate::git::git(&empty, &["add", "."]);
+    crate::git::git(&empty, &["commit", "--quiet", "-m", "x"]);
+    let bad = p.weir(&["advisories", "fetch", "--from", &empty.display().to_string()]);
+    assert_eq!(bad.code, 1, "{bad:?}");
+    assert!(
+        bad.stderr.contains("is not a RustSec advisory database"),
+        "{}",
+        bad.stderr
+    );
+    assert!(kept.join("crates/zzz-weir-test/RUSTSEC-2099-0001.md").is_file());
+}
+
+/// Findings in a checked-out repository point at the repository's files,
+/// and keep their identity when the file changes above them.
+#[test]
+fn sarif_names_files_from_the_repository_root_and_fingerprints_survive_edits() {
+    let p = Project::new();
+    let origin = p.path().join("origin");
+    std::fs::create_dir_all(origin.join("docker")).expect("dir");
+    let dockerfile = "FROM node\nRUN curl -fsSL https://get.example.com | sh\n";
+    p.write("origin/docker/Dockerfile", dockerfile);
+    crate::git::git(&origin, &["init", "--quiet"]);
+    crate::git::git(&origin, &["add", "."]);
+    crate::git::git(&origin, &["commit", "--quiet", "-m", "one"]);
+    p.pipeline(&format!(
+        "[pipeline]\nname = \"sarif\"\n[stages.checkout]\nuses = \"git\"\nwith = {{ repo = {:?} }}\n\
+         allow = {{ exec = [\"git\"], read = [\"origin\"] }}\n\
+         [stages.scan]\nuses = \"scan\"\nneeds = [\"checkout\"]\nwith = {{ dir = \"src\", checks = [\"config\"] }}\n",
+        origin.display().to_string()
+    ));
+    let curl = |p: &Project| -> Value {
+        let run = p.run_json(&[]);
+        assert_eq!(run.code, 1, "the scan finds curl | sh: {run:?}");
+        let doc: Value = serde_json::from_str(
+            &std::fs::read_to_string(p.path().join(sarif_path_in(p, &run))).expect("scan.sarif"),
+        )
+        .expect("JSON");
+        assert_valid_sarif(&doc);
+        let run = &doc["runs"][0];
+        let rule = run["tool"]["driver"]["rules"]
+            .as_array()
+            .expect("rules")
+            .iter()
+            .find(|r| r["id"] == "curl-pipe-shell")
+            .expect("the rule")
+            .clone();
+        for field in ["fullDescription", "help"] {
+            assert!(
+                rule[field]["text"].as_str().is_some_and(|t| !t.is_empty()),
+                "{field}: {rule}"
+            );
+        }
+        let base = run["originalUriBaseIds"]["%SRCROOT%"]["uri"]
+            .as_str()
+            .expect("%SRCROOT%");
+        assert!(base.ends_with("/src/"), "{base}");
+        run["results"]
+            .as_array()
+            .expect("results")
+            .iter()
+            .find(|r| r["ruleId"] == "curl-pipe-shell")
+            .expect("the finding")
+            .clone()
+    };
+    let before = curl(&p);
+    let loc = &before["locations"][0]["physicalLocation"];
+    assert_eq!(loc["artifactLocation"]["uri"], "docker/Dockerfile", "{before}");
+    assert_eq!(loc["artifactLocation"]["uriBaseId"], "%SRCROOT%");
+    assert_eq!(loc["region"]["startLine"], 2);
+
+    // An unrelated line above the finding moves it, but it is the same alert.
+    p.write("origin/docker/Dockerfile", format!("# build image\n{dockerfile}"));
+    crate::git::git(&origin, &["commit", "--quiet", "-am", "a comment on top"]);
+    let after = curl(&p);
+    assert_eq!(
+        after["locations"][0]["physicalLocation"]["region"]["startLine"],
+        3
+    );
+    assert_eq!(
+        before["partialFingerprints"], after["partialFingerprints"],
+        "the fingerprint follows the finding, not its line number"
+    );
+    assert!(
+        before["partialFingerprints"]["weir/v1"]
+            .as_str()
+            .is_some_and(|f| f.ends_with(":1")),
+        "{before}"
+    );
 }
 
 fn sarif_path_in(p: &Project, run: &Run) -> PathBuf {

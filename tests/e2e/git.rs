@@ -4,9 +4,9 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::support::{Project, Run};
+use crate::support::{Project, Run, assert_valid_junit, outside_tool};
 
-fn git(dir: &Path, args: &[&str]) -> String {
+pub fn git(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git")
         .args([
             "-c",
@@ -211,17 +211,58 @@ fn a_failing_unit_test_fails_the_run_and_names_the_test() {
             .is_some_and(|m| m.starts_with("test tests::adds ... ok <") && m.ends_with("s>"))
     });
     assert!(timed, "libtest did not time the tests: {run:?}");
-    assert_eq!(broken["file"], "src/lib.rs");
+    // Named from the workspace (the crate is checked out into `src`).
+    assert_eq!(broken["file"], "src/src/lib.rs");
     assert!(
         broken["message"].as_str().unwrap_or("").contains("math is off"),
         "{broken}"
     );
-    let junit = std::fs::read_to_string(
-        run.workspace()
-            .parent()
-            .expect("run dir")
-            .join("reports/junit.xml"),
-    )
-    .expect("junit");
-    assert!(junit.contains("name=\"tests::broken\""), "{junit}");
+    let reports = run.workspace().parent().expect("run dir").join("reports");
+    let junit = std::fs::read_to_string(reports.join("junit.xml")).expect("junit");
+    assert!(
+        junit.contains("<testcase classname=\"lib.tests\" name=\"broken\""),
+        "{junit}"
+    );
+    assert!(
+        junit.contains("<failure message=\"assertion `left == right` failed: math is off\">thread &apos;tests::broken&apos; "),
+        "{junit}"
+    );
+    assert!(
+        !junit.contains(" file="),
+        "junit-10.xsd has no testcase@file: {junit}"
+    );
+    let gitlab = std::fs::read_to_string(reports.join("junit-gitlab.xml")).expect("gitlab");
+    assert!(
+        gitlab.contains("name=\"broken\" file=\"src/lib.rs\""),
+        "the file, from the repository's root: {gitlab}"
+    );
+    assert_valid_junit(&reports.join("junit.xml"));
+    // A real consumer reads it: junitparser, from PyPI.
+    if outside_tool(
+        "junitparser",
+        &["python3", "-c", "import junitparser"],
+        "pip install junitparser",
+    ) {
+        let read = std::process::Command::new("python3")
+            .arg("-c")
+            .arg(
+                "import sys\nfrom junitparser import JUnitXml\n\
+                 for suite in JUnitXml.fromfile(sys.argv[1]):\n\
+                 \x20   for case in suite:\n\
+                 \x20       r = [(type(x).__name__, x.message) for x in case.result]\n\
+                 \x20       print(suite.name, case.classname, case.name, r)\n",
+            )
+            .arg(reports.join("junit.xml"))
+            .output()
+            .expect("python3");
+        let out = String::from_utf8_lossy(&read.stdout);
+        assert!(read.status.success(), "{read:?}");
+        assert!(out.contains("test lib.tests adds []"), "{out}");
+        assert!(
+            out.contains(
+                "test lib.tests broken [('Failure', 'assertion `left == right` failed: math is off')]"
+            ),
+            "{out}"
+        );
+    }
 }

@@ -19,6 +19,7 @@ mod history;
 mod languages;
 mod network;
 mod process;
+mod provenance;
 mod replay;
 mod scheduler;
 mod serve;

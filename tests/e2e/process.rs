@@ -339,6 +339,15 @@ fn junit_reads_the_reports_a_command_wrote() {
         fails["message"],
         "expected <1> but was <2>\nat com.example.FooTest.fails(FooTest.java:21)"
     );
+    // The merged report keeps Surefire's classnames and is schema-valid.
+    let id = run.events()[0]["run"].as_str().expect("run id").to_string();
+    let reports = p.path().join(".weir/runs").join(id).join("reports");
+    let junit = std::fs::read_to_string(reports.join("junit.xml")).expect("junit.xml");
+    assert!(
+        junit.contains("<testcase classname=\"com.example.FooTest\" name=\"fails\" time=\"0.015\">\n      <failure message=\"expected &lt;1&gt; but was &lt;2&gt;\">"),
+        "{junit}"
+    );
+    crate::support::assert_valid_junit(&reports.join("junit.xml"));
 
     // No report at all fails the stage, saying how the command ended.
     p.pipeline(

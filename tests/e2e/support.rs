@@ -140,6 +140,9 @@ impl Project {
         cmd.args(args)
             .current_dir(self.dir.path())
             .env("WEIR_CACHE_DIR", shared_cache())
+            // The advisory database `weir advisories fetch` keeps: none,
+            // unless a test fetches one.
+            .env("WEIR_DATA_DIR", self.dir.path().join(".weir-data"))
             .env("NO_COLOR", "1")
             .env_remove("WEIR_LOG");
         without_build_wrappers(&mut cmd);
@@ -279,4 +282,52 @@ pub fn with_core_modules(component: &[u8], added: &[CoreModule]) -> Vec<u8> {
         modules += 1;
     }
     out
+}
+
+/// Whether an outside tool a test checks weir's output with is here:
+/// `check` is a command that succeeds when it is. With
+/// `WEIR_REPORT_TESTS=require` (what `.ci/run` sets, after installing the
+/// tools) a missing tool fails the test, naming `install`; otherwise the
+/// test says it skipped that check.
+pub fn outside_tool(what: &str, check: &[&str], install: &str) -> bool {
+    let here = Command::new(check[0])
+        .args(&check[1..])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !here {
+        assert!(
+            !std::env::var("WEIR_REPORT_TESTS").is_ok_and(|v| v == "require"),
+            "WEIR_REPORT_TESTS=require, but {what} is missing: {install}"
+        );
+        eprintln!("skipping the {what} check: {what} is missing ({install})");
+    }
+    here
+}
+
+/// `path` is valid against junit-10.xsd (Jenkins' xunit schema), checked
+/// by xmllint.
+pub fn assert_valid_junit(path: &std::path::Path) {
+    if !outside_tool(
+        "xmllint",
+        &["xmllint", "--version"],
+        "apt-get install libxml2-utils",
+    ) {
+        return;
+    }
+    let xsd = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/junit/junit-10.xsd");
+    let check = std::process::Command::new("xmllint")
+        .arg("--noout")
+        .arg("--schema")
+        .arg(&xsd)
+        .arg(path)
+        .output()
+        .expect("xmllint");
+    assert!(
+        check.status.success(),
+        "{} is not valid against junit-10.xsd: {}",
+        path.display(),
+        String::from_utf8_lossy(&check.stderr)
+    );
 }

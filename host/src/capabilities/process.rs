@@ -164,8 +164,6 @@ pub struct ProcessCtx {
     pub budget: LogBudget,
     /// Notices emitted so far (see [`MAX_NOTICES`]).
     pub notices: std::sync::atomic::AtomicUsize,
-    /// Whether the "no bubblewrap" warning was given.
-    pub warned_unsandboxed: std::sync::atomic::AtomicBool,
     /// Whether the missing pids cgroup was reported.
     pub warned_no_pids: std::sync::atomic::AtomicBool,
     /// Where calls are recorded (or, in replay, answered from).
@@ -204,7 +202,6 @@ impl super::Gated for ProcessCtx {
             sink: facts.sink.clone(),
             budget: facts.budget.clone(),
             notices: std::sync::atomic::AtomicUsize::new(0),
-            warned_unsandboxed: std::sync::atomic::AtomicBool::new(false),
             warned_no_pids: std::sync::atomic::AtomicBool::new(false),
             tape: facts.tape.clone(),
             secrets: facts.opened.clone(),

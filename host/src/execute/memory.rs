@@ -244,6 +244,7 @@ pub async fn check_cache(
             key: Some(Pending {
                 key,
                 before: before.unwrap_or_default(),
+                mark: Default::default(),
             }),
         }
     });
@@ -273,6 +274,7 @@ pub async fn fill_cache(
     stage: &str,
     pending: Pending,
     result: &AttemptResult,
+    ran_alone: bool,
 ) {
     let Some(history) = info.history.clone() else {
         return;
@@ -293,9 +295,16 @@ pub async fn fill_cache(
             .collect();
         if !undeclared.is_empty() {
             let shown: Vec<&str> = undeclared.iter().take(3).map(String::as_str).collect();
+            // Beside other stages, the files may well be theirs: then
+            // this is expected on every run, and said only with -v.
+            let level = if ran_alone {
+                crate::events::Level::Info
+            } else {
+                crate::events::Level::Debug
+            };
             sink.emit(Event::StageLog {
                 stage: stage.clone(),
-                level: crate::events::Level::Info,
+                level,
                 message: format!(
                     "not cached: {} file(s) changed in the workspace while the stage ran ({}{}) and it did not return them as artifacts, so a cache hit could not put them back; if the stage wrote them, return them as artifacts (or set `cache = false`); if a stage running beside it did, order the two with `needs`",
                     undeclared.len(),

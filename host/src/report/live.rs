@@ -27,6 +27,10 @@ pub async fn report(setup: ReportSetup, mut rx: UnboundedReceiver<EventRecord>) 
     };
     view.junit = shown(super::JUNIT_FILE);
     view.sarif = shown(super::SARIF_FILE);
+    view.provenance = setup
+        .reports
+        .as_ref()
+        .map(|d| d.join(crate::report::provenance::PROVENANCE_FILE));
     let name_width = setup
         .stages
         .iter()

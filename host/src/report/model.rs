@@ -90,6 +90,9 @@ pub struct RunView {
     pub junit: Option<String>,
     /// Where the SARIF report goes, as shown.
     pub sarif: Option<String>,
+    /// Where the run's provenance goes (written only when the run made
+    /// artifacts).
+    pub provenance: Option<std::path::PathBuf>,
     /// Explain each stage's cache key in the summary.
     pub explain_cache: bool,
 }
@@ -117,6 +120,7 @@ impl RunView {
             pipeline: String::new(),
             run: String::new(),
             junit: None,
+            provenance: None,
             sarif: None,
             explain_cache: false,
         }

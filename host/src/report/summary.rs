@@ -177,16 +177,32 @@ pub fn print(view: &RunView, style: &Style, width: usize, status: RunStatus, dur
     }
     if let Some(ws) = &view.workspace {
         out.push_str(&format!(
-            "\n{} {}\n",
+            "\n{}  {}\n",
             style.dim("workspace"),
             style::short_path(ws)
         ));
     }
     if let Some(junit) = &view.junit {
-        out.push_str(&format!("{}     {junit}\n", style.dim("junit")));
+        out.push_str(&format!("{}      {junit}\n", style.dim("junit")));
     }
     if let Some(sarif) = &view.sarif {
-        out.push_str(&format!("{}     {sarif}\n", style.dim("sarif")));
+        out.push_str(&format!("{}      {sarif}\n", style.dim("sarif")));
+    }
+    if let Some(path) = view.provenance.as_ref().filter(|p| p.is_file()) {
+        let signed = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|t| serde_json::from_str::<crate::report::provenance::dsse::Envelope>(t.trim()).ok())
+            .and_then(|e| e.signatures.first().map(|s| s.keyid.clone()));
+        let how = match signed {
+            Some(id) => format!("signed by {}", id.get(..16).unwrap_or(&id)),
+            None => "unsigned: `weir keys generate` makes a signing key".to_string(),
+        };
+        out.push_str(&format!(
+            "{} {}  {}\n",
+            style.dim("provenance"),
+            style::short_path(&path.display().to_string()),
+            style.dim(&how)
+        ));
     }
     // A reader gone away (`| head`) is not an error of the run's.
     let _ = std::io::Write::write_all(&mut std::io::stdout(), out.as_bytes());

@@ -70,6 +70,17 @@ pub enum PrepareError {
         /// The workspace.
         workspace: std::path::PathBuf,
     },
+    /// The provenance signing key is somewhere a stage could read it.
+    #[error("weir's provenance signing key {} is inside the workspace {}; a stage could read it and sign anything as this builder", key.display(), workspace.display())]
+    #[diagnostic(help(
+        "keep the key outside the workspace (WEIR_SIGNING_KEY=FILE), or use another --workspace"
+    ))]
+    KeyInWorkspace {
+        /// The key.
+        key: std::path::PathBuf,
+        /// The workspace.
+        workspace: std::path::PathBuf,
+    },
 }
 
 /// Problems with a run's environments, one per line.
@@ -205,6 +216,9 @@ async fn prepare_loaded(
 ) -> Result<Prepared, PrepareError> {
     let builtins = plugins::builtin::names();
     let mut plan = plan::build(loaded, &builtins)?;
+    if let Some(db) = crate::advisories::installed() {
+        crate::advisories::default_for_scan(&mut plan, &db);
+    }
     layer(&mut plan)?;
     let loader = loader_with(engine)?;
     if let Some(ws) = workspace
@@ -374,6 +388,39 @@ async fn prepare_loaded(
                     load: r.load.clone(),
                 }),
             );
+        }
+    }
+    // The provenance signing key is the host's alone: no stage's programs
+    // may read it, or they could sign anything as this builder.
+    if let Some(key) = crate::report::provenance::keys::signing_key_path().filter(|k| k.exists()) {
+        for stage in &plan.stages {
+            let reads = stage.grants.read.iter().map(std::path::PathBuf::as_path);
+            if let Some(grant) = crate::report::provenance::keys::exposed_to(&key, reads) {
+                errors.push(
+                    plan.source
+                        .error(
+                            stage.allow_span.clone().unwrap_or_else(|| stage.uses_span.clone()),
+                            format!(
+                                "stage `{}` may read {}, which holds weir's provenance signing key {}: its programs could sign anything as this builder",
+                                stage.name,
+                                grant.display(),
+                                key.display()
+                            ),
+                        )
+                        .help(format!(
+                            "grant a narrower path in allow.read, or keep the key elsewhere ({}=FILE)",
+                            crate::report::provenance::keys::SIGNING_KEY_ENV
+                        )),
+                );
+            }
+        }
+        if let Some(ws) = workspace
+            && crate::report::provenance::keys::exposed_to(&key, [ws]).is_some()
+        {
+            return Err(PrepareError::KeyInWorkspace {
+                key,
+                workspace: ws.to_path_buf(),
+            });
         }
     }
     if !errors.is_empty() {

@@ -148,6 +148,19 @@ pub fn parse(stdout: &str, suite_names: &[String]) -> Vec<TestCase> {
     cases
 }
 
+/// `file`, relative to the cargo project in `dir`, relative to the weir
+/// workspace.
+fn in_workspace(dir: &str, file: &str) -> String {
+    if file.starts_with('/') {
+        return file.to_string();
+    }
+    dir.split('/')
+        .chain(file.split('/'))
+        .filter(|p| !p.is_empty() && *p != ".")
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
 fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
@@ -181,7 +194,14 @@ impl TestRunner for CargoTest {
         let exit = weir_sdk::process::run(&cmd)?;
         let stdout = String::from_utf8_lossy(&exit.stdout);
         let stderr = String::from_utf8_lossy(&exit.stderr);
-        let cases = parse(&stdout, &suites(&stderr));
+        let mut cases = parse(&stdout, &suites(&stderr));
+        // libtest names files from the cargo workspace (`dir`); reports want
+        // them from the weir workspace.
+        for case in &mut cases {
+            if let Some(file) = &case.file {
+                case.file = Some(in_workspace(&c.dir, file));
+            }
+        }
         if exit.timed_out {
             return Err(Failure::retryable("cargo test timed out").with_details(tail(&stderr, 20)));
         }
@@ -229,6 +249,14 @@ test src/lib.rs - add (line 3) ... ok
 
 test result: ok. 1 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.12s
 ";
+
+    #[test]
+    fn files_are_named_from_the_workspace() {
+        assert_eq!(in_workspace("src", "src/main.rs"), "src/src/main.rs");
+        assert_eq!(in_workspace(".", "src/main.rs"), "src/main.rs");
+        assert_eq!(in_workspace("./a/", "b.rs"), "a/b.rs");
+        assert_eq!(in_workspace("a", "/abs/b.rs"), "/abs/b.rs");
+    }
 
     #[test]
     fn parses_cases_suites_and_failures() {

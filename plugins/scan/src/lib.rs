@@ -15,8 +15,9 @@
 //! - `checks`: which of `secrets`, `dependencies`, `config` to run (all).
 //! - `advisory-db`: a RustSec-format advisory database directory (a clone
 //!   of `rustsec/advisory-db`). Absolute paths must be granted with
-//!   `allow.read`; relative ones are inside the workspace. Without it the
-//!   dependency check is skipped and the summary says so.
+//!   `allow.read`; relative ones are inside the workspace. Without it,
+//!   the database `weir advisories fetch` keeps is used when there is one;
+//!   else the dependency check is skipped and the summary says so.
 //! - `informational`: also report unmaintained/unsound advisories (true).
 //! - `exclude`: path patterns not scanned (`**` crosses directories).
 //! - `ignore-file`: the suppression file, relative to `dir`
@@ -256,7 +257,7 @@ impl Analyzer for Scan {
                 .collect();
             match &db {
                 None => notes.push(
-                    "dependencies not checked: no advisory database (set `advisory-db` to a clone of rustsec/advisory-db)"
+                    "dependencies not checked: no advisory database (run `weir advisories fetch` to keep one for every scan, or set `advisory-db` to a clone of rustsec/advisory-db)"
                         .to_string(),
                 ),
                 Some(_) if lockfiles.is_empty() => notes.push("dependencies: no Cargo.lock or package-lock.json".into()),

@@ -50,6 +50,9 @@ impl NamespacePipes {
 /// sandbox because something it was to hide vanished meanwhile.
 const VANISHED_RETRIES: usize = 3;
 
+/// Said once per run, by the first program that runs unconfined.
+pub const NO_BUBBLEWRAP: &str = "bubblewrap is not installed, so this run's programs run without a sandbox: allow.read and allow.network are not enforced. Install it (Debian, Ubuntu: apt-get install bubblewrap; Fedora: dnf install bubblewrap), or set sandbox = \"none\" on the stage to accept this";
+
 /// bubblewrap failed to mount over a path that was there when the view was
 /// walked and is gone now (a build's temporary directory, under a granted
 /// directory a build writes to): it never started the program.
@@ -83,14 +86,8 @@ impl ProcessCtx {
 
     async fn execute_once(&self, cmd: Command, p: Prepared) -> Result<Exit, HostError> {
         let name = cmd.program.trim().to_string();
-        if self.sandbox == Sandbox::Unavailable
-            && !self
-                .warned_unsandboxed
-                .swap(true, std::sync::atomic::Ordering::Relaxed)
-        {
-            self.notice(format!(
-                "bubblewrap is not installed, so `{name}` runs without a sandbox: allow.read and allow.network are not enforced (install bubblewrap, or set sandbox = \"none\" to accept this)"
-            ));
+        if self.sandbox == Sandbox::Unavailable && self.sink.first_time("no-bubblewrap") {
+            self.notice(NO_BUBBLEWRAP.to_string());
         }
         let group = self.program_group(&name)?;
         // A program granted network reaches it only through weir's proxy,
