@@ -166,7 +166,10 @@ pub async fn run(r: Rollout) -> AttemptResult {
         service: c.release.service.clone(),
     };
     let outcome = drive(&mut c, stable.as_deref()).await;
-    let load = c.load.take().map(|l| l.summary());
+    let load = match c.load.take() {
+        Some(l) => Some(l.finish().await),
+        None => None,
+    };
     let result = match outcome {
         Ok(summary) => {
             let address = c.target.service(&c.release.service).await.ok().map(|s| s.address);

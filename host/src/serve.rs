@@ -71,6 +71,19 @@ pub enum ServeError {
         /// The tenant it names.
         tenant: String,
     },
+    /// A tenant sets a limit to unlimited, and the operator did not allow it.
+    #[error("tenant `{tenant}` sets limits.{} = \"unlimited\" in {}, and a shared host needs every limit", keys.join(" and limits."), file.display())]
+    #[diagnostic(help(
+        "give it a size (\"20GiB\"), or leave it out for the service's default; to run it unlimited anyway, set allow-unlimited = true in [server]"
+    ))]
+    Unlimited {
+        /// The tenant.
+        tenant: String,
+        /// The limits it leaves unbounded.
+        keys: Vec<&'static str>,
+        /// The tenants file.
+        file: std::path::PathBuf,
+    },
 }
 
 /// What a queued run is to do: recorded with it, so a restarted server
@@ -229,6 +242,18 @@ pub async fn serve(config: ServerConfig, workers: Option<RemoteOptions>) -> Resu
                 repository: repo.key.clone(),
                 tenant: t.clone(),
             });
+        }
+    }
+    if !config.allow_unlimited {
+        for t in tenants.all() {
+            let keys = t.limits.unlimited.keys();
+            if !keys.is_empty() {
+                return Err(ServeError::Unlimited {
+                    tenant: t.name.to_string(),
+                    keys,
+                    file: t.file.clone().unwrap_or_default(),
+                });
+            }
         }
     }
     let db = db::Db::open(&state)?;

@@ -15,6 +15,7 @@ pub mod environments;
 pub mod expr;
 mod gate;
 mod graph;
+pub mod shell;
 mod stage;
 pub mod tenancy;
 mod text;
@@ -193,6 +194,10 @@ pub struct PlannedStage {
     pub with: serde_json::Value,
     /// Where the `with` table is written, if it is.
     pub with_span: Option<Range<usize>>,
+    /// Keys of `with` whose values are shell text (`command` of a `run`
+    /// stage; what a plugin's schema marks `"x-weir-shell": true`): their
+    /// expressions reach the shell as data ([`shell`]).
+    pub shell: Vec<String>,
     /// Direct dependencies (indices into [`Plan::stages`]).
     pub needs: Vec<usize>,
     /// Every stage this one depends on, directly or not; their outputs are

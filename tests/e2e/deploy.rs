@@ -261,6 +261,7 @@ fn canary_promotes_a_good_version_and_rolls_back_bad_slow_and_unobserved_ones() 
         summary.contains("promoted web v2 (20% → 50% → 100%; 3 analyses passed)"),
         "{summary}"
     );
+    assert_load_adds_up(&summary);
     assert_eq!(
         answers(&d.address(), 20).into_iter().collect::<Vec<_>>(),
         [("200 v2".to_string(), 20)]
@@ -723,6 +724,27 @@ fn canary_metrics_reads_a_real_prometheus_scraping_the_router() {
         .to_string();
     assert!(error.contains("error rate"), "{error}");
     assert_eq!(d.service()["stable"], "v2");
+}
+
+/// The load generator's line accounts for every request it sent: each in
+/// exactly one of ok, 4xx, 5xx or without answer.
+fn assert_load_adds_up(summary: &str) {
+    let line = summary
+        .split("; ")
+        .find(|p| p.starts_with("load: "))
+        .unwrap_or_else(|| panic!("no load line in {summary}"));
+    let number = |word: &str| -> u64 {
+        let at = line.find(word).unwrap_or_else(|| panic!("no `{word}` in {line}"));
+        line[..at]
+            .rsplit([' ', ':'])
+            .find(|w| !w.is_empty())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no count before `{word}` in {line}"))
+    };
+    let sent = number(" requests sent");
+    let parts = number(" ok") + number(" 4xx") + number(" 5xx") + number(" without answer");
+    assert!(sent > 0, "{line}");
+    assert_eq!(sent, parts, "a request is in no bucket: {line}");
 }
 
 fn free_port() -> u16 {

@@ -16,6 +16,7 @@ mod escapes;
 mod git;
 mod guests;
 mod history;
+mod injection;
 mod languages;
 mod network;
 mod process;

@@ -1241,3 +1241,65 @@ pub(crate) fn quickstart_project(weir: &Path) -> (Project, TargetDown) {
     let down = TargetDown(p.path().join("state"));
     (p, down)
 }
+
+/// Runs `weir serve` starts get finite limits where their tenant sets
+/// none, and a tenant that sets one to "unlimited" keeps the server from
+/// starting unless the operator allows it.
+#[test]
+fn a_shared_host_runs_every_tenant_under_finite_limits() {
+    let pipeline = "[pipeline]\nname = \"limits\"\n\n[stages.data]\nrun = \"ulimit -d\"\n";
+    let (p, commit) = project(pipeline, "");
+    // `weir run` on one's own machine: no program-memory limit unless set.
+    let plain = p.weir(&["run", "repo/pipeline.toml", "--json"]);
+    assert_eq!(plain.code, 0, "{plain:?}");
+    assert!(
+        plain.log_messages().iter().any(|m| m == "unlimited"),
+        "{:?}",
+        plain.log_messages()
+    );
+    // Served: the service's 4 GiB per program (RLIMIT_DATA, in KiB).
+    let server = Server::start(&p);
+    let acme = server.token(&["--tenant", "acme"]);
+    let id = server
+        .post(
+            "/api/v1/runs",
+            Some(&acme),
+            &json!({"repository": "app", "commit": commit}),
+        )
+        .json()["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let run = server.wait_for(&id, &acme, "its end", |r| {
+        !matches!(r["status"].as_str(), Some("queued" | "running"))
+    });
+    assert_eq!(run["status"], "succeeded", "{run}");
+    let logs = server
+        .get(&format!("/api/v1/runs/{id}/logs?stage=data"), Some(&acme))
+        .json();
+    assert_eq!(logs["lines"][0]["message"], (4u64 << 20).to_string(), "{logs}");
+    drop(server);
+
+    // "unlimited" on purpose: refused at start, naming the tenant and key…
+    p.write(
+        "tenants.toml",
+        format!("{TENANTS}\n[tenants.initech]\nlimits = {{ disk = \"unlimited\" }}\n"),
+    );
+    let refused = p
+        .command(&["serve", "--config", "weir-server.toml", "--listen", "127.0.0.1:0"])
+        .env_remove("WEIR_STATE_DIR")
+        .env_remove("WEIR_TENANTS")
+        .output()
+        .expect("weir serve");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("tenant `initech` sets limits.disk = \"unlimited\"")
+            && stderr.contains("allow-unlimited = true"),
+        "{stderr}"
+    );
+    // …and started when the operator says so.
+    p.write("weir-server.toml", config("allow-unlimited = true"));
+    let server = Server::start(&p);
+    assert_eq!(server.get("/readyz", None).status, 200);
+}

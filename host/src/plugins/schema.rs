@@ -40,6 +40,25 @@ impl SchemaError {
     }
 }
 
+/// The top-level settings a schema marks as shell text
+/// (`"x-weir-shell": true`): weir hands their expressions to the shell as
+/// data (`weir_pipeline::plan::shell`).
+pub fn shell_keys(schema: &str) -> Vec<String> {
+    let Ok(schema) = serde_json::from_str::<Value>(schema) else {
+        return Vec::new();
+    };
+    schema["properties"]
+        .as_object()
+        .map(|props| {
+            props
+                .iter()
+                .filter(|(_, p)| p.get("x-weir-shell") == Some(&Value::Bool(true)))
+                .map(|(k, _)| k.clone())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Every place `value` breaks `schema`. An unparsable schema is the
 /// plugin's bug and checks nothing (the plugin still validates at run time).
 pub fn check(schema: &str, value: &Value) -> Vec<SchemaError> {

@@ -7,7 +7,7 @@ use std::time::Instant;
 use super::{Admission, Executor, StageEnd};
 use crate::attempt::{AttemptRequest, AttemptResult};
 use crate::events::{Event, EventSink, FailureKind, Reused, StageStatus};
-use crate::plan::expr;
+use crate::plan::{expr, shell};
 
 /// One stage, all its attempts.
 /// What every stage task of a run shares.
@@ -84,18 +84,40 @@ pub(super) async fn run_stage(
             None,
         )
     };
-    let substituted = expr::substitute_json(&stage.with, &lookup).and_then(|config| {
-        let env = stage
-            .env
-            .iter()
-            .map(|(k, v)| Ok((k.clone(), expr::substitute(v, lookup)?)))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok((config, env))
-    });
+    let substituted = expr::substitute_json(&stage.with, &lookup)
+        .map_err(shell::RenderError::Missing)
+        .and_then(|mut config| {
+            let mut env = stage
+                .env
+                .iter()
+                .map(|(k, v)| Ok((k.clone(), expr::substitute(v, lookup)?)))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(shell::RenderError::Missing)?;
+            // Shell text gets its values as variables, never as text.
+            for key in &stage.shell {
+                let Some(text) = stage.with.get(key).and_then(|v| v.as_str()) else {
+                    continue;
+                };
+                let (rendered, vars) = shell::render(text, env_count(&env) + 1, lookup)?;
+                config[key.as_str()] = serde_json::Value::String(rendered);
+                env.extend(vars);
+            }
+            Ok((config, env))
+        });
     let (config, env) = match substituted {
         Ok(ok) => ok,
-        Err(r) => {
-            let result = missing(r);
+        Err(e) => {
+            let result = match e {
+                shell::RenderError::Missing(r) => missing(r),
+                shell::RenderError::Nul(r) => AttemptResult::failed(
+                    FailureKind::Host,
+                    format!(
+                        "`${{{{ stages.{}.outputs.{} }}}}` holds a NUL byte, which no program can be given (in its arguments or environment); stage `{}` should not output one",
+                        r.stage, r.output, r.stage
+                    ),
+                    None,
+                ),
+            };
             finish(
                 &sink,
                 &stage.name,
@@ -252,4 +274,11 @@ pub(super) fn finish_as(
         usage: result.usage,
         reused: reused.map(Box::new),
     });
+}
+
+/// How many expression variables `env` holds already.
+fn env_count(env: &[(String, String)]) -> usize {
+    env.iter()
+        .filter(|(k, _)| k.starts_with(shell::VAR_PREFIX))
+        .count()
 }

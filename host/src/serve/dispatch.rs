@@ -217,6 +217,7 @@ async fn run_job(app: &Arc<App>, stored: crate::store::serving::Job, cancel: Can
             tenants: app.config.tenants.clone(),
             source: Some(dir.clone()),
             withheld_env: withheld,
+            service: true,
             ..ResumeRequest::default()
         };
         launch::resume(&id, &request).await
@@ -251,6 +252,7 @@ async fn run_job(app: &Arc<App>, stored: crate::store::serving::Job, cancel: Can
             source: Some(dir.clone()),
             withheld_env: withheld,
             commit: Some(job.commit.clone()),
+            service: true,
             ..RunRequest::default()
         };
         launch::fresh(&request, None).await

@@ -71,6 +71,10 @@ pub struct RunRequest {
     /// The run was begun elsewhere (a worker that died): the stages that
     /// succeeded there keep their results, as in a resume.
     pub continued: Option<Continued>,
+    /// `weir serve` started it, on a host many share: limits its tenant
+    /// leaves unset get the service's finite defaults
+    /// ([`TenantLimits::for_service`](weir_pipeline::config::tenants::TenantLimits::for_service)).
+    pub service: bool,
 }
 
 /// Where a run begun elsewhere had got to.
@@ -96,6 +100,8 @@ pub struct ResumeRequest {
     pub source: Option<PathBuf>,
     /// As for [`RunRequest::withheld_env`].
     pub withheld_env: Vec<String>,
+    /// As for [`RunRequest::service`].
+    pub service: bool,
 }
 
 /// The stage cache's and replay records' own connection to the history.
@@ -160,6 +166,13 @@ pub async fn fresh(request: &RunRequest, focus: Option<&Focus>) -> Result<Sessio
             request.tenant.as_deref(),
             request.source.as_deref(),
         )?,
+    };
+    let tenant = if request.service {
+        let mut tenant = tenant;
+        tenant.limits = tenant.limits.for_service();
+        tenant
+    } else {
+        tenant
     };
     // Environments are laid over their stages, and the result checked
     // against the tenant's policy, before the plugins check them and
@@ -292,11 +305,14 @@ pub async fn resume(id: &str, request: &ResumeRequest) -> Result<Session, Sessio
         return Err(refuse(format!("cannot be resumed: {why}")));
     }
     let path = PathBuf::from(&recorded.pipeline_file);
-    let tenant = tenant(
+    let mut tenant = tenant(
         request.tenants.as_deref(),
         Some(&recorded.tenant),
         request.source.as_deref(),
     )?;
+    if request.service {
+        tenant.limits = tenant.limits.for_service();
+    }
     let withheld = withheld_env(&request.withheld_env, request.tenants.as_deref());
     let mut resolved = Resolved::default();
     let mut left_out = Vec::new();

@@ -246,7 +246,32 @@ async fn prepare_loaded(
     let mut errors: Vec<ConfigError> = Vec::new();
     let mut reported: Vec<&plan::PluginRef> = Vec::new();
     let mut stage_plugins = Vec::with_capacity(plan.stages.len());
+    let mut shell_keys: Vec<Vec<String>> = Vec::with_capacity(plan.stages.len());
     for stage in &plan.stages {
+        let mut shell = stage.shell.clone();
+        if let Ok(p) = &by_ref[&stage.plugin]
+            && let Some(schema) = &p.info.manifest.config_schema
+        {
+            shell.extend(plugins::schema::shell_keys(schema));
+        }
+        shell.sort();
+        shell.dedup();
+        for key in &shell {
+            if let Some(why) = stage
+                .with
+                .get(key)
+                .and_then(|v| v.as_str())
+                .and_then(plan::shell::problem)
+            {
+                let span = stage.with_span.clone().unwrap_or_else(|| stage.uses_span.clone());
+                errors.push(
+                    plan.source
+                        .error(span, format!("stage `{}`'s `{key}`: {why}", stage.name))
+                        .help("write `<<EOF` instead of `<<'EOF'`, or put the value in a file an earlier stage writes"),
+                );
+            }
+        }
+        shell_keys.push(shell);
         match &by_ref[&stage.plugin] {
             Ok(p) => {
                 if stage.rollout.is_some() && p.info.kind != PluginKind::Deployer {
@@ -422,6 +447,10 @@ async fn prepare_loaded(
                 workspace: ws.to_path_buf(),
             });
         }
+    }
+    drop(by_ref);
+    for (stage, shell) in plan.stages.iter_mut().zip(shell_keys) {
+        stage.shell = shell;
     }
     if !errors.is_empty() {
         return Err(InvalidConfig {

@@ -243,6 +243,7 @@ async fn run(
         commit: Some(job.commit.clone()),
         workspace: Some(workspace.clone()),
         tenant_given: Some(tenant),
+        service: true,
         continued: continued.clone(),
         ..RunRequest::default()
     };

@@ -6,6 +6,7 @@
 //! data-dir = "/var/lib/weir"      # the run history, queue and tokens
 //! tenants = "tenants.toml"        # the tenants' policies
 //! concurrency = 4                 # runs at once, over all tenants
+//! allow-unlimited = false         # start even if a tenant sets a limit to "unlimited"
 //!
 //! [repositories.app]
 //! forge = "github"                # github | gitea | gitlab
@@ -131,6 +132,10 @@ pub struct ServerConfig {
     pub public_url: Option<String>,
     /// The repositories, by key.
     pub repositories: IndexMap<String, Repository>,
+    /// Whether a tenant may set a limit to `"unlimited"` on this shared
+    /// host (`allow-unlimited = true`); otherwise `weir serve` refuses to
+    /// start with such a tenant.
+    pub allow_unlimited: bool,
 }
 
 impl Default for ServerConfig {
@@ -148,6 +153,7 @@ impl Default for ServerConfig {
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             public_url: None,
             repositories: IndexMap::new(),
+            allow_unlimited: false,
         }
     }
 }
@@ -197,6 +203,7 @@ struct ServerSection {
     max_body: Option<Spanned<u64>>,
     request_timeout: Option<Spanned<String>>,
     public_url: Option<String>,
+    allow_unlimited: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -294,6 +301,7 @@ impl ServerConfig {
             }
         }
         config.public_url = s.public_url.map(|u| u.trim_end_matches('/').to_string());
+        config.allow_unlimited = s.allow_unlimited.unwrap_or(false);
         for (key, spec) in file.repositories {
             let span = key.span();
             let key = key.into_inner();

@@ -189,6 +189,55 @@ pub struct TenantLimits {
     pub stage: StageLimits,
     /// The longest timeout a stage may ask for.
     pub max_timeout: Duration,
+    /// The limits the tenants file sets to `"unlimited"` on purpose.
+    pub unlimited: Unlimited,
+}
+
+/// Limits a tenants file says `"unlimited"` for (the others have a value,
+/// or none was written).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Unlimited {
+    /// `disk = "unlimited"`.
+    pub disk: bool,
+    /// `program-memory = "unlimited"`.
+    pub program_memory: bool,
+}
+
+impl Unlimited {
+    /// The keys, as the tenants file writes them.
+    pub fn keys(self) -> Vec<&'static str> {
+        let mut keys = Vec::new();
+        if self.disk {
+            keys.push("disk");
+        }
+        if self.program_memory {
+            keys.push("program-memory");
+        }
+        keys
+    }
+}
+
+/// A service's default for `limits.disk` (a run's workspace).
+pub const SERVICE_DISK: u64 = 20 << 30;
+/// A service's default for `limits.program-memory` (per program).
+pub const SERVICE_PROGRAM_MEMORY: u64 = 4 << 30;
+
+impl TenantLimits {
+    /// The limits for runs `weir serve` (or a worker) starts, on a host
+    /// many share: every limit the tenant leaves unset that would be
+    /// unbounded gets a finite default ([`SERVICE_DISK`],
+    /// [`SERVICE_PROGRAM_MEMORY`]); memory, log, output and time are
+    /// finite already. What the file sets `"unlimited"` stays so (and
+    /// `weir serve` starts with that only when told it may).
+    pub fn for_service(mut self) -> Self {
+        if self.stage.disk_bytes.is_none() && !self.unlimited.disk {
+            self.stage.disk_bytes = Some(SERVICE_DISK);
+        }
+        if self.stage.program_memory.is_none() && !self.unlimited.program_memory {
+            self.stage.program_memory = Some(SERVICE_PROGRAM_MEMORY);
+        }
+        self
+    }
 }
 
 impl Default for TenantLimits {
@@ -196,6 +245,7 @@ impl Default for TenantLimits {
         Self {
             stage: StageLimits::default(),
             max_timeout: DEFAULT_MAX_TIMEOUT,
+            unlimited: Unlimited::default(),
         }
     }
 }

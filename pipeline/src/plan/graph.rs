@@ -97,7 +97,13 @@ pub(super) fn check_references(
         if let Some(with) = &spec.with {
             let mut all = Vec::new();
             json_strings(&stage.with, &mut all);
+            // A `run` stage's command is checked where `run` is written.
+            all.retain(|s| spec.run.as_ref().is_none_or(|r| r.get_ref() != s));
             strings.extend(all.into_iter().map(|s| (s, with.span())));
+        }
+        // `run = "…"` is the `run` plugin's `command`, written elsewhere.
+        if let Some(run) = &spec.run {
+            strings.push((run.get_ref().clone(), run.span()));
         }
         for (_, v) in &spec.env {
             strings.push((v.get_ref().clone(), v.span()));

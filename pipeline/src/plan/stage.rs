@@ -197,6 +197,13 @@ impl Planner<'_> {
         for (k, v) in pipeline_env.iter().chain(spec.env.iter()) {
             let key = k.get_ref();
             env_spans.push((key.clone(), k.span()));
+            if key.starts_with(super::shell::VAR_PREFIX) {
+                errors.push(
+                    source
+                        .error(k.span(), format!("`{key}` is a name weir keeps for itself"))
+                        .help("weir hands the values of expressions in shell text to the shell as WEIR_EXPR_1, WEIR_EXPR_2, …; choose another name"),
+                );
+            }
             if !valid_env_name(key) {
                 errors.push(
                     source
@@ -256,6 +263,11 @@ impl Planner<'_> {
             uses_span,
             with,
             with_span: spec.with.as_ref().map(|w| w.span()),
+            shell: if spec.run.is_some() {
+                vec!["command".to_string()]
+            } else {
+                Vec::new()
+            },
             needs,
             upstream: BTreeSet::new(),
             timeout,

@@ -53,7 +53,7 @@ impl Plugin for Build {
     fn manifest() -> Manifest {
         let mut m = weir_sdk::package_manifest!(Stage, [Capability::Process]);
         m.config_schema = Some(
-            r#"{"type":"object","additionalProperties":false,"properties":{"command":{"type":"string"},"dir":{"type":"string"},"artifacts":{"type":"array","items":{"type":"string"}}}}"#
+            r#"{"type":"object","additionalProperties":false,"properties":{"command":{"type":"string","x-weir-shell":true},"dir":{"type":"string"},"artifacts":{"type":"array","items":{"type":"string"}}}}"#
                 .into(),
         );
         m

@@ -41,7 +41,7 @@ impl Plugin for Junit {
     fn manifest() -> Manifest {
         let mut m = weir_sdk::package_manifest!(TestRunner, [Capability::Process]);
         m.config_schema = Some(
-            r#"{"type":"object","required":["reports"],"additionalProperties":false,"properties":{"command":{"type":"string"},"reports":{"type":"array","items":{"type":"string"}},"dir":{"type":"string"}}}"#
+            r#"{"type":"object","required":["reports"],"additionalProperties":false,"properties":{"command":{"type":"string","x-weir-shell":true},"reports":{"type":"array","items":{"type":"string"}},"dir":{"type":"string"}}}"#
                 .into(),
         );
         m

@@ -33,7 +33,7 @@ impl Plugin for Run {
     fn manifest() -> Manifest {
         let mut m = weir_sdk::package_manifest!(Stage, [Capability::Process]);
         m.config_schema = Some(
-            r#"{"type":"object","required":["command"],"additionalProperties":false,"properties":{"command":{"type":"string"},"cwd":{"type":"string"}}}"#
+            r#"{"type":"object","required":["command"],"additionalProperties":false,"properties":{"command":{"type":"string","x-weir-shell":true},"cwd":{"type":"string"}}}"#
                 .into(),
         );
         m

@@ -33,8 +33,21 @@ pub(super) fn resolve(
     let mut limits = TenantLimits::default();
     if let Some(l) = spec.limits {
         let l = l.into_inner();
+        let mut unlimited = Unlimited::default();
         let mut size = |v: &Option<Spanned<String>>, key: &str| -> Option<usize> {
             let v = v.as_ref()?;
+            if v.get_ref() == "unlimited" {
+                match key {
+                    "disk" => unlimited.disk = true,
+                    "program-memory" => unlimited.program_memory = true,
+                    _ => errors.push(
+                        source
+                            .error(v.span(), format!("limits.{key} of tenant `{name}` cannot be unlimited"))
+                            .help("only `disk` and `program-memory` can be \"unlimited\"; write a size such as \"256MiB\""),
+                    ),
+                }
+                return None;
+            }
             match parse_size(v.get_ref()) {
                 Ok(n) if n > 0 => Some(n),
                 Ok(_) => {
@@ -46,7 +59,7 @@ pub(super) fn resolve(
                     errors.push(
                         source
                             .error(v.span(), format!("limits.{key} of tenant `{name}`: {why}"))
-                            .help("write a size such as \"512KiB\", \"256MiB\" or \"1GiB\""),
+                            .help("write a size such as \"512KiB\", \"256MiB\" or \"1GiB\" (or, for disk and program-memory, \"unlimited\")"),
                     );
                     None
                 }
@@ -67,6 +80,7 @@ pub(super) fn resolve(
         if let Some(n) = size(&l.disk, "disk") {
             limits.stage.disk_bytes = Some(n as u64);
         }
+        limits.unlimited = unlimited;
 
         if let Some(t) = &l.timeout {
             match crate::config::duration::parse_duration(t.get_ref()) {

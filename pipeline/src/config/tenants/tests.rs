@@ -104,3 +104,24 @@ fn bad_values_are_located() {
         errors[0].message
     );
 }
+
+#[test]
+fn unlimited_is_said_on_purpose_and_a_service_fills_what_is_unset() {
+    let text = "[tenants.a]\nlimits = { disk = \"unlimited\" }\n[tenants.b]\n[tenants.c]\nlimits = { program-memory = \"1GiB\" }\n";
+    let t = Tenants::parse(Path::new("tenants.toml"), text.to_string()).expect("parses");
+    let a = t.get(Some("a")).expect("a").limits;
+    assert!(a.unlimited.disk && !a.unlimited.program_memory);
+    let served = a.for_service();
+    assert_eq!(served.stage.disk_bytes, None, "unlimited on purpose stays so");
+    assert_eq!(served.stage.program_memory, Some(SERVICE_PROGRAM_MEMORY));
+    let b = t.get(Some("b")).expect("b").limits.for_service();
+    assert_eq!(b.stage.disk_bytes, Some(SERVICE_DISK));
+    let c = t.get(Some("c")).expect("c").limits.for_service();
+    assert_eq!(c.stage.program_memory, Some(1 << 30), "what is set stays");
+    let bad = Tenants::parse(
+        Path::new("tenants.toml"),
+        "[tenants.a]\nlimits = { memory = \"unlimited\" }\n".to_string(),
+    );
+    let e = format!("{:?}", bad.expect_err("memory cannot be unlimited"));
+    assert!(e.contains("cannot be unlimited"), "{e}");
+}
