@@ -104,7 +104,7 @@ pub async fn run(r: Rollout) -> AttemptResult {
         return AttemptResult::failed(FailureKind::Host, "no deployment target is offered here", None);
     };
     let target = match ensure_up(&dir, None).await {
-        Ok((t, _)) => t,
+        Ok((t, _)) => t.for_tenant(&r.info.tenant),
         Err(e) => return AttemptResult::failed(FailureKind::Host, e.to_string(), None),
     };
     // One rollout per service at a time, across weir processes: the lock

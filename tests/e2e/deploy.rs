@@ -941,3 +941,59 @@ pub fn a_deployer_may_touch_only_the_release_its_stage_rolls_out() {
     assert!(error.contains("reached without symlinks"), "{error}");
     assert_eq!(d.service()["stable"], "v1");
 }
+
+/// Services on one target belong to the tenant whose run started them: a
+/// run of another tenant cannot deploy over the service of the same name,
+/// and the first tenant's release keeps serving.
+#[test]
+fn a_tenant_cannot_deploy_over_another_tenants_service() {
+    let d = Deployment::new();
+    let tenant = |name: &str| {
+        format!("[tenants.{name}]\nroot = \".\"\nallow = {{ runtime = true, metrics = [\"builtin\", \"prom\"] }}\n")
+    };
+    d.p.write("tenants.toml", format!("{}{}", tenant("acme"), tenant("globex")));
+    let run_as = |who: &str, version: &str| {
+        d.p.pipeline(&d.text(Stage {
+            version,
+            strategy: r#"{ uses = "recreate" }"#,
+            checks: "[]",
+            load: "",
+            ..Stage::default()
+        }));
+        let ws = d.p.path().join("ws");
+        d.p.run_json(&[
+            "--workspace",
+            ws.to_str().expect("utf-8"),
+            "--tenants",
+            "tenants.toml",
+            "--tenant",
+            who,
+        ])
+    };
+    let acme = run_as("acme", "v1");
+    assert_eq!(acme.code, 0, "{acme:?}");
+    assert_eq!(d.service()["tenant"], "acme");
+
+    let globex = run_as("globex", "v2");
+    assert_eq!(globex.code, 1, "{globex:?}");
+    let error = globex.finished("deploy")["error"].as_str().unwrap_or("").to_string();
+    assert!(
+        error.contains("service `web` on this target belongs to tenant `acme`; tenant `globex` may not deploy over, read, promote or roll back it"),
+        "{error}"
+    );
+    // Nothing of globex's reached the service.
+    let web = d.service();
+    assert_eq!(web["stable"], "v1", "{web}");
+    assert!(
+        web["releases"].as_array().expect("releases").iter().all(|r| r["version"] == "v1"),
+        "{web}"
+    );
+    assert_eq!(
+        answers(&d.address(), 5).into_iter().collect::<Vec<_>>(),
+        [("200 v1".to_string(), 5)]
+    );
+    // acme itself deploys on.
+    let again = run_as("acme", "v3");
+    assert_eq!(again.code, 0, "{again:?}");
+    assert_eq!(d.service()["stable"], "v3");
+}

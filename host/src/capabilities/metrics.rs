@@ -54,6 +54,8 @@ pub struct MetricsCtx {
     pub granted: BTreeMap<String, Provider>,
     /// The target's directory, for `builtin`.
     pub target_dir: Option<std::path::PathBuf>,
+    /// The stage's tenant: the builtin provider reads only its services.
+    pub tenant: String,
     /// Answers are recorded here (or, in a replay, come from here).
     pub tape: Tape,
 }
@@ -332,6 +334,7 @@ impl super::Gated for MetricsCtx {
             declared: facts.declares(Self::GATE.capability),
             granted,
             target_dir: facts.target.dir.clone(),
+            tenant: facts.tenant.to_string(),
             tape: facts.tape.clone(),
         }
     }
@@ -416,7 +419,7 @@ impl MetricsCtx {
                 };
                 let client: TargetClient = ensure_up(dir, None)
                     .await
-                    .map(|(c, _)| c)
+                    .map(|(c, _)| c.for_tenant(&self.tenant))
                     .map_err(super::runtime::host_error)?;
                 let samples = client
                     .samples(&sel.service, q.start_ms, q.end_ms)

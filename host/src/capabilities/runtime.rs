@@ -50,6 +50,8 @@ pub struct RuntimeCtx {
     pub workspace: PathBuf,
     /// The run.
     pub run_id: String,
+    /// Its tenant: the target lets it touch only that tenant's services.
+    pub tenant: String,
     /// The target's directory; `None` where no target is offered
     /// (`weir replay`).
     pub target_dir: Option<PathBuf>,
@@ -67,6 +69,7 @@ pub fn host_error(e: ClientError) -> HostError {
         ClientError::Refused { kind, message } if kind == "invalid" || kind == "not-found" => {
             HostError::Invalid(message)
         }
+        ClientError::Refused { kind, message } if kind == "denied" => HostError::Denied(message),
         other => HostError::Failed(other.to_string()),
     }
 }
@@ -91,6 +94,7 @@ impl super::Gated for RuntimeCtx {
             granted: facts.grants.runtime,
             workspace: facts.workspace.to_path_buf(),
             run_id: facts.target.run_id.clone(),
+            tenant: facts.tenant.to_string(),
             target_dir: facts.target.dir.clone(),
             client: None,
             scope: facts.target.runtime_scope.clone(),
@@ -132,6 +136,7 @@ impl RuntimeCtx {
             )));
         };
         let (client, _) = ensure_up(dir, None).await.map_err(host_error)?;
+        let client = client.for_tenant(&self.tenant);
         self.client = Some(client.clone());
         Ok(client)
     }

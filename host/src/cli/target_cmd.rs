@@ -69,8 +69,9 @@ fn print_service(style: &Style, s: &ServiceStatus) {
         .collect::<Vec<_>>()
         .join(", ");
     println!(
-        "{}  http://{}  stable {}  traffic {}",
+        "{}  tenant {}  http://{}  stable {}  traffic {}",
         style.bold(&s.service),
+        if s.tenant.is_empty() { "default" } else { s.tenant.as_str() },
         s.address,
         s.stable.as_deref().unwrap_or("none"),
         if split.is_empty() {

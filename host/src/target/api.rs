@@ -30,6 +30,13 @@ use super::state::Release;
 /// The header every control call carries the target's token in.
 pub const TOKEN_HEADER: &str = "x-weir-target-token";
 
+/// The header a run's calls carry its tenant in. A service belongs to the
+/// tenant whose run started it first; a call naming another tenant may
+/// not start, read, weigh, promote, restore or roll it back, and sees only
+/// its own tenant's services in the status. Calls without it are the
+/// operator's (`weir target status`, `weir releases`, `weir rollback`).
+pub const TENANT_HEADER: &str = "x-weir-tenant";
+
 /// The token's file in the target directory.
 pub const TOKEN_FILE: &str = "token";
 
@@ -105,6 +112,9 @@ pub struct Restore {
 pub struct ServiceStatus {
     /// The service.
     pub service: String,
+    /// The tenant it belongs to.
+    #[serde(default)]
+    pub tenant: String,
     /// The router's address, `127.0.0.1:PORT`.
     pub address: String,
     /// The traffic split.

@@ -56,12 +56,16 @@ pub enum ClientError {
 #[derive(Debug, Clone)]
 pub struct TargetClient {
     dir: PathBuf,
+    /// The tenant the calls are made for ([`super::api::TENANT_HEADER`]);
+    /// `None` for the operator.
+    tenant: Option<String>,
 }
 
 impl TargetClient {
     /// The target of `dir` (`.weir/target`).
     pub fn new(dir: &Path) -> Self {
         Self {
+            tenant: None,
             dir: dir.to_path_buf(),
         }
     }
@@ -69,6 +73,13 @@ impl TargetClient {
     /// The target directory.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The same client, calling for a run of `tenant`: it may touch only
+    /// that tenant's services.
+    pub fn for_tenant(mut self, tenant: &str) -> Self {
+        self.tenant = Some(tenant.to_string());
+        self
     }
 
     async fn call<T: DeserializeOwned>(
@@ -93,11 +104,15 @@ impl TargetClient {
         // The target's token, new with each target process: read per call.
         let token = std::fs::read_to_string(self.dir.join(super::api::TOKEN_FILE))
             .map_err(|e| not_running(format!("its token cannot be read: {e}")))?;
-        let request = Request::builder()
+        let mut request = Request::builder()
             .method(method.clone())
             .uri(path)
             .header(hyper::header::HOST, "weir-target")
-            .header(super::api::TOKEN_HEADER, token.trim())
+            .header(super::api::TOKEN_HEADER, token.trim());
+        if let Some(t) = &self.tenant {
+            request = request.header(super::api::TENANT_HEADER, t.as_str());
+        }
+        let request = request
             .header(hyper::header::CONTENT_TYPE, "application/json")
             .body(Full::new(Bytes::from(body.unwrap_or_default())))
             .map_err(|e| ClientError::Broken(format!("request {path}: {e}")))?;

@@ -83,6 +83,16 @@ fn invalid(message: impl Into<String>) -> Refusal {
     )
 }
 
+fn denied(message: impl Into<String>) -> Refusal {
+    Refusal(
+        StatusCode::FORBIDDEN,
+        ApiError {
+            kind: "denied".into(),
+            message: message.into(),
+        },
+    )
+}
+
 fn not_found(message: impl Into<String>) -> Refusal {
     Refusal(
         StatusCode::NOT_FOUND,
@@ -225,7 +235,7 @@ pub fn check_name(what: &'static str, name: &str) -> Result<(), BadName> {
 pub struct Target {
     dir: PathBuf,
     supervisor: Arc<Supervisor>,
-    state: tokio::sync::Mutex<TargetState>,
+    pub(super) state: tokio::sync::Mutex<TargetState>,
     serving: Mutex<BTreeMap<String, tokio::task::JoinHandle<()>>>,
     started_ms: u64,
     shutdown: tokio::sync::Notify,
@@ -291,6 +301,7 @@ impl Target {
     fn service_status(&self, name: &str, s: &super::state::ServiceState) -> ServiceStatus {
         ServiceStatus {
             service: name.to_string(),
+            tenant: s.owner().to_string(),
             address: format!("127.0.0.1:{}", s.port),
             weights: s.weights.iter().map(|(v, w)| (v.clone(), *w)).collect(),
             stable: s.stable().map(|r| r.version.clone()),

@@ -78,6 +78,10 @@ pub struct Release {
 /// One service.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ServiceState {
+    /// The tenant whose run started it first; only its runs may touch it
+    /// (`None` in a state written before tenants were kept: `default`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
     /// The router's port on 127.0.0.1, kept across restarts.
     pub port: u16,
     /// The traffic split, version to weight.
@@ -87,6 +91,11 @@ pub struct ServiceState {
 }
 
 impl ServiceState {
+    /// The tenant it belongs to.
+    pub fn owner(&self) -> &str {
+        self.tenant.as_deref().unwrap_or(DEFAULT_OWNER)
+    }
+
     /// The stable release, if any.
     pub fn stable(&self) -> Option<&Release> {
         self.releases
@@ -99,6 +108,25 @@ impl ServiceState {
     pub fn release_mut(&mut self, version: &str) -> Option<&mut Release> {
         self.releases.iter_mut().rev().find(|r| r.version == version)
     }
+}
+
+/// The tenant of a service started without one (the operator, or a state
+/// from before tenants were kept).
+pub const DEFAULT_OWNER: &str = "default";
+
+/// Whether a call of `tenant` (`None`: the operator) may touch `service`
+/// as `state` knows it; why not, if not.
+pub fn may_touch(state: &TargetState, service: &str, tenant: Option<&str>) -> Result<(), String> {
+    let (Some(tenant), Some(s)) = (tenant, state.services.get(service)) else {
+        return Ok(());
+    };
+    if s.owner() == tenant {
+        return Ok(());
+    }
+    Err(format!(
+        "service `{service}` on this target belongs to tenant `{}`; tenant `{tenant}` may not deploy over, read, promote or roll back it (service names are shared by every tenant of a host: name yours another way)",
+        s.owner()
+    ))
 }
 
 /// Everything the target remembers.
@@ -240,5 +268,30 @@ mod tests {
         std::fs::write(&file, "{").expect("write");
         let err = TargetState::load(&file).expect_err("corrupt");
         assert!(err.to_string().contains("move it aside"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod owner_tests {
+    use super::*;
+
+    #[test]
+    fn a_service_is_its_tenant_s_alone() {
+        let mut state = TargetState::default();
+        assert!(may_touch(&state, "web", Some("acme")).is_ok(), "a new service is anyone's to start");
+        state.services.insert(
+            "web".into(),
+            ServiceState {
+                tenant: Some("acme".into()),
+                ..ServiceState::default()
+            },
+        );
+        state.services.insert("old".into(), ServiceState::default());
+        assert!(may_touch(&state, "web", Some("acme")).is_ok());
+        let refused = may_touch(&state, "web", Some("globex")).expect_err("another tenant's");
+        assert!(refused.contains("belongs to tenant `acme`"), "{refused}");
+        assert!(may_touch(&state, "web", None).is_ok(), "the operator may");
+        assert!(may_touch(&state, "old", Some("default")).is_ok(), "an old state's services are default's");
+        assert!(may_touch(&state, "old", Some("acme")).is_err());
     }
 }

@@ -9,14 +9,14 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, RawQuery, Request, State};
-use axum::http::{Method, StatusCode, Uri};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use serde::Serialize;
 
 use super::{MAX_BODY, Refusal, Target, invalid, not_found};
-use crate::target::api::{ApiError, Promote, Restore, StartRequest, TOKEN_HEADER, Weights};
+use crate::target::api::{ApiError, Promote, Restore, StartRequest, TENANT_HEADER, TOKEN_HEADER, Weights};
 
 type Shared = State<Arc<Target>>;
 type Answer = Result<Response, Refusal>;
@@ -87,13 +87,32 @@ async fn unknown(method: Method, uri: Uri) -> Refusal {
     not_found(format!("no control call {method} {}", uri.path()))
 }
 
-async fn status(State(t): Shared) -> Answer {
-    json(&t.status().await)
+/// The tenant a call is made for ([`TENANT_HEADER`]); `None`: the operator.
+fn tenant_of(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(TENANT_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(String::from)
 }
 
-async fn start(State(t): Shared, body: Result<Bytes, BytesRejection>) -> Answer {
+/// Refuse a call of another tenant about `service`.
+async fn owned(t: &Target, service: &str, headers: &HeaderMap) -> Result<(), Refusal> {
+    let tenant = tenant_of(headers);
+    let state = t.state.lock().await;
+    crate::target::state::may_touch(&state, service, tenant.as_deref()).map_err(super::denied)
+}
+
+async fn status(State(t): Shared, headers: HeaderMap) -> Answer {
+    let mut status = t.status().await;
+    if let Some(tenant) = tenant_of(&headers) {
+        status.services.retain(|s| s.tenant == tenant);
+    }
+    json(&status)
+}
+
+async fn start(State(t): Shared, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Answer {
     let request: StartRequest = parse(body)?;
-    json(&t.start(request).await?)
+    json(&t.start(request, tenant_of(&headers)).await?)
 }
 
 async fn stop(State(t): Shared, Path(id): Path<String>) -> Answer {
@@ -101,43 +120,57 @@ async fn stop(State(t): Shared, Path(id): Path<String>) -> Answer {
     json(&())
 }
 
-async fn service(State(t): Shared, Path(service): Path<String>) -> Answer {
+async fn service(State(t): Shared, headers: HeaderMap, Path(service): Path<String>) -> Answer {
+    owned(&t, &service, &headers).await?;
     json(&t.service(&service).await?)
 }
 
 async fn set_weights(
     State(t): Shared,
+    headers: HeaderMap,
     Path(service): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Answer {
+    owned(&t, &service, &headers).await?;
     let w: Weights = parse(body)?;
     json(&t.set_weights(&service, w.weights).await?)
 }
 
 async fn promote(
     State(t): Shared,
+    headers: HeaderMap,
     Path(service): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Answer {
+    owned(&t, &service, &headers).await?;
     let p: Promote = parse(body)?;
     json(&t.promote(&service, &p.version).await?)
 }
 
 async fn restore(
     State(t): Shared,
+    headers: HeaderMap,
     Path(service): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Answer {
+    owned(&t, &service, &headers).await?;
     let r: Restore = parse(body)?;
     json(&t.restore(&service, &r.reason).await?)
 }
 
-async fn rollback(State(t): Shared, Path(service): Path<String>) -> Answer {
+async fn rollback(State(t): Shared, headers: HeaderMap, Path(service): Path<String>) -> Answer {
+    owned(&t, &service, &headers).await?;
     json(&t.rollback(&service).await?)
 }
 
 /// `?since_ms=&until_ms=`, each optional: the whole sample by default.
-async fn samples(State(t): Shared, Path(service): Path<String>, RawQuery(query): RawQuery) -> Answer {
+async fn samples(
+    State(t): Shared,
+    headers: HeaderMap,
+    Path(service): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Answer {
+    owned(&t, &service, &headers).await?;
     let query = query.unwrap_or_default();
     let arg = |k: &str| {
         query

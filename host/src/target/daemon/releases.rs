@@ -87,8 +87,12 @@ impl Target {
             .map_err(|e| failed(e.to_string()))
     }
 
-    pub(super) async fn start(&self, req: StartRequest) -> Result<InstanceInfo, Refusal> {
+    pub(super) async fn start(&self, req: StartRequest, tenant: Option<String>) -> Result<InstanceInfo, Refusal> {
         check_name("service", &req.service).map_err(|e| invalid(e.to_string()))?;
+        {
+            let state = self.state.lock().await;
+            crate::target::state::may_touch(&state, &req.service, tenant.as_deref()).map_err(super::denied)?;
+        }
         check_name("version", &req.version).map_err(|e| invalid(e.to_string()))?;
         if let Some((k, _)) = req.env.iter().find(|(k, _)| refused_variable(k)) {
             return Err(invalid(format!(
@@ -142,12 +146,18 @@ impl Target {
         };
         {
             let mut state = self.state.lock().await;
+            // Checked again under the lock that creates the service: two
+            // tenants' first deploys of one name cannot both win.
+            crate::target::state::may_touch(&state, &req.service, tenant.as_deref()).map_err(super::denied)?;
             let known = state.services.get(&req.service).map(|s| s.port);
             let port = self
                 .listen(&req.service, known.unwrap_or(req.port))
                 .await
                 .map_err(|e| failed(format!("cannot listen for service `{}`: {e}", req.service)))?;
             let s = state.services.entry(req.service.clone()).or_default();
+            if s.tenant.is_none() && s.releases.is_empty() {
+                s.tenant = tenant.clone();
+            }
             s.port = port;
             let now = now_ms();
             match s.release_mut(&req.version) {
