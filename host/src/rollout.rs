@@ -144,6 +144,32 @@ pub async fn run(r: Rollout) -> AttemptResult {
             ..AttemptResult::default()
         };
     }
+    // A run resumed after its controller died: say what the target did
+    // with the rollout it left.
+    let lost: Vec<String> = before
+        .iter()
+        .flat_map(|s| s.releases.iter())
+        .filter(|r| r.run.as_deref() == Some(c.r.info.run_id.as_str()))
+        .filter_map(|r| {
+            r.reason
+                .as_deref()
+                .filter(|why| why.starts_with("controller lost"))
+                .map(|why| {
+                    format!(
+                        "{} {} was rolled back by the target before this attempt: {why}",
+                        c.release.service, r.version
+                    )
+                })
+        })
+        .collect();
+    for message in lost {
+        c.r.sink.emit(crate::events::Event::StageLog {
+            stage: c.r.request.stage_name.clone(),
+            level: crate::events::Level::Warn,
+            message,
+            fields: Default::default(),
+        });
+    }
     c.emit(
         RolloutPhase::Started,
         format!(
@@ -165,6 +191,30 @@ pub async fn run(r: Rollout) -> AttemptResult {
         target: Some(c.target.clone()),
         service: c.release.service.clone(),
     };
+    // The rollout holds a lease on its service that it renews: if this
+    // process dies (kill -9, a lost machine), the lease lapses and the
+    // target itself puts the stable release back.
+    let renewals = Renewals(tokio::spawn({
+        let (target, service, run) = (
+            c.target.clone(),
+            c.release.service.clone(),
+            c.r.info.run_id.clone(),
+        );
+        async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_millis(
+                crate::target::api::LEASE_RENEW_MS,
+            ));
+            loop {
+                tick.tick().await;
+                if let Err(e) = target
+                    .lease(&service, &run, crate::target::api::LEASE_TTL_MS)
+                    .await
+                {
+                    tracing::warn!(%service, "cannot renew the rollout's lease: {e}");
+                }
+            }
+        }
+    }));
     let outcome = drive(&mut c, stable.as_deref()).await;
     let load = match c.load.take() {
         Some(l) => Some(l.finish().await),
@@ -192,8 +242,21 @@ pub async fn run(r: Rollout) -> AttemptResult {
             result
         }
     };
+    drop(renewals);
+    if let Err(e) = c.target.release_lease(&c.release.service).await {
+        tracing::warn!(service = %c.release.service, "cannot give the rollout's lease back: {e}");
+    }
     guard.target = None;
     result
+}
+
+/// The task renewing a rollout's lease, stopped however the rollout ends.
+struct Renewals(tokio::task::JoinHandle<()>);
+
+impl Drop for Renewals {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Restores the stable release if dropped while armed: a cancelled run's

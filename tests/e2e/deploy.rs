@@ -949,7 +949,9 @@ pub fn a_deployer_may_touch_only_the_release_its_stage_rolls_out() {
 fn a_tenant_cannot_deploy_over_another_tenants_service() {
     let d = Deployment::new();
     let tenant = |name: &str| {
-        format!("[tenants.{name}]\nroot = \".\"\nallow = {{ runtime = true, metrics = [\"builtin\", \"prom\"] }}\n")
+        format!(
+            "[tenants.{name}]\nroot = \".\"\nallow = {{ runtime = true, metrics = [\"builtin\", \"prom\"] }}\n"
+        )
     };
     d.p.write("tenants.toml", format!("{}{}", tenant("acme"), tenant("globex")));
     let run_as = |who: &str, version: &str| {
@@ -976,7 +978,10 @@ fn a_tenant_cannot_deploy_over_another_tenants_service() {
 
     let globex = run_as("globex", "v2");
     assert_eq!(globex.code, 1, "{globex:?}");
-    let error = globex.finished("deploy")["error"].as_str().unwrap_or("").to_string();
+    let error = globex.finished("deploy")["error"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
     assert!(
         error.contains("service `web` on this target belongs to tenant `acme`; tenant `globex` may not deploy over, read, promote or roll back it"),
         "{error}"
@@ -985,7 +990,11 @@ fn a_tenant_cannot_deploy_over_another_tenants_service() {
     let web = d.service();
     assert_eq!(web["stable"], "v1", "{web}");
     assert!(
-        web["releases"].as_array().expect("releases").iter().all(|r| r["version"] == "v1"),
+        web["releases"]
+            .as_array()
+            .expect("releases")
+            .iter()
+            .all(|r| r["version"] == "v1"),
         "{web}"
     );
     assert_eq!(
@@ -996,4 +1005,107 @@ fn a_tenant_cannot_deploy_over_another_tenants_service() {
     let again = run_as("acme", "v3");
     assert_eq!(again.code, 0, "{again:?}");
     assert_eq!(d.service()["stable"], "v3");
+}
+
+/// `kill -9` of the controller (the `weir run` process) mid-canary: its
+/// lease on the service lapses, and the target itself puts the stable
+/// release back and stops the candidate, so the failing version does not
+/// keep its share of the traffic.
+#[test]
+fn a_killed_controller_leaves_no_canary_serving() {
+    let d = Deployment::new();
+    assert_eq!(d.deploy(Stage::default()).code, 0);
+    let ws = d.p.path().join("ws");
+    // A version that fails every request, held at 20% for a long while.
+    d.p.write(
+        "pipeline.toml",
+        r#"[pipeline]
+name = "deploy"
+
+[stages.deploy]
+uses = "deploy"
+timeout = "2m"
+with = { service = "web", artifact = "svc.py", version = "v2", readiness-path = "/healthz", env = { VERSION = "v2", ERROR_RATE = "1.0" } }
+strategy = { uses = "canary", with = { steps = [20, 100], interval = "60s" } }
+checks = [{ uses = "canary-metrics", with = { min-requests = 1 } }]
+allow = { runtime = true, metrics = ["builtin"] }
+"#,
+    );
+    let mut child =
+        d.p.command(&[
+            "run",
+            "pipeline.toml",
+            "--json",
+            "--workspace",
+            ws.to_str().expect("utf-8"),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("weir starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    for line in lines.by_ref() {
+        let e: Value = serde_json::from_str(&line.expect("utf-8")).expect("an event");
+        if e["event"] == "rollout" && e["message"].as_str().is_some_and(|m| m.starts_with("send 20%")) {
+            break;
+        }
+    }
+    let failing = answers(&d.address(), 50);
+    assert!(
+        failing.keys().any(|k| !k.starts_with("200")),
+        "the candidate fails its share: {failing:?}"
+    );
+
+    // kill -9: no chance to roll back.
+    let killed_at = Instant::now();
+    child.kill().expect("kill -9");
+    let _ = child.wait();
+    drop(lines);
+    // Within the lease (2 s) and the target's next look, stable is back.
+    let restored = loop {
+        let service = d.service();
+        if service["weights"] == serde_json::json!([["v1", 100]]) {
+            break service;
+        }
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(10),
+            "the target did not take the traffic back: {service}"
+        );
+        nap(Duration::from_millis(100));
+    };
+    let took = killed_at.elapsed();
+    // From then on, not one request fails.
+    let after = answers(&d.address(), 100);
+    assert_eq!(
+        after.into_iter().collect::<Vec<_>>(),
+        [("200 v1".to_string(), 100)],
+        "restored {took:?} after the kill"
+    );
+    let v2 = restored["releases"]
+        .as_array()
+        .expect("releases")
+        .iter()
+        .find(|r| r["version"] == "v2")
+        .cloned()
+        .expect("v2 is remembered");
+    assert_eq!(v2["state"], "rolled-back", "{v2}");
+    assert!(
+        v2["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("controller lost: run "),
+        "{v2}"
+    );
+    assert!(
+        restored["instances"]
+            .as_array()
+            .expect("instances")
+            .iter()
+            .all(|i| i["version"] == "v1"),
+        "the candidate is stopped: {restored}"
+    );
+    // `weir releases` shows it too.
+    let releases = d.p.weir(&["releases", "web"]);
+    assert!(releases.stdout.contains("controller lost"), "{}", releases.stdout);
 }

@@ -108,6 +108,19 @@ fn every_malformed_expression_in_shell_text_is_a_configuration_error() {
             "is a name weir keeps for itself",
         ),
     ];
+    // `[pipeline] env` too.
+    p.pipeline("[pipeline]\nname = \"bad\"\nenv = { A = \"${{ stages.a.outputs.x\" }\n\n[stages.a]\nrun = \"true\"\n");
+    let v = p.weir(&["validate", "pipeline.toml"]);
+    assert_eq!(v.code, 2, "{v:?}");
+    assert!(
+        v.stderr.contains("is not closed") && v.stderr.contains("pipeline.toml:3:"),
+        "{}",
+        v.stderr
+    );
+    p.pipeline("[pipeline]\nname = \"bad\"\nenv = { A = \"${{ stages.a.outputs.x }}\" }\n\n[stages.a]\nrun = \"true\"\n");
+    let v = p.weir(&["validate", "pipeline.toml"]);
+    assert_eq!(v.code, 2, "{v:?}");
+    assert!(v.stderr.contains("but it is every stage's"), "{}", v.stderr);
     for (stage, at, says) in cases {
         p.pipeline(&format!(
             "[pipeline]\nname = \"bad\"\n\n[stages.a]\nrun = \"true\"\n[stages.b]\nneeds = [\"a\"]\n{stage}\n"

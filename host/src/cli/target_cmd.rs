@@ -71,7 +71,11 @@ fn print_service(style: &Style, s: &ServiceStatus) {
     println!(
         "{}  tenant {}  http://{}  stable {}  traffic {}",
         style.bold(&s.service),
-        if s.tenant.is_empty() { "default" } else { s.tenant.as_str() },
+        if s.tenant.is_empty() {
+            "default"
+        } else {
+            s.tenant.as_str()
+        },
         s.address,
         s.stable.as_deref().unwrap_or("none"),
         if split.is_empty() {

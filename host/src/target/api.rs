@@ -18,6 +18,8 @@
 //! | `POST /v1/services/S/promote` | [`Promote`] | [`ServiceStatus`] |
 //! | `POST /v1/services/S/restore` | [`Restore`] | [`ServiceStatus`] |
 //! | `POST /v1/services/S/rollback` | | [`ServiceStatus`] |
+//! | `PUT /v1/services/S/lease` | [`Lease`] | `{}` |
+//! | `DELETE /v1/services/S/lease` | | `{}` |
 //! | `GET /v1/services/S/samples?since_ms=&until_ms=` | | [`Samples`] |
 //! | `POST /v1/shutdown` | | `{}` |
 //!
@@ -106,6 +108,25 @@ pub struct Restore {
     /// Why, recorded with the abandoned candidates.
     pub reason: String,
 }
+
+/// A rollout's hold on its service: the controller renews it (every
+/// [`LEASE_RENEW_MS`]); if it lapses, the controller is gone, and the
+/// target itself puts the stable release back at 100% and stops the
+/// candidate, recording "controller lost" in the release history.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Lease {
+    /// The run that holds it.
+    pub run: String,
+    /// How long it holds without a renewal, in ms (at most [`MAX_LEASE_MS`]).
+    pub ttl_ms: u64,
+}
+
+/// How long a rollout's lease holds without a renewal.
+pub const LEASE_TTL_MS: u64 = 2000;
+/// How often the controller renews it.
+pub const LEASE_RENEW_MS: u64 = 400;
+/// The longest lease the target grants.
+pub const MAX_LEASE_MS: u64 = 10_000;
 
 /// One service as the target runs it.
 #[derive(Debug, Clone, Serialize, Deserialize)]

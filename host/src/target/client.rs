@@ -247,6 +247,32 @@ impl TargetClient {
         .await
     }
 
+    /// Take or renew `service`'s lease for rollout `run`.
+    pub async fn lease(&self, service: &str, run: &str, ttl_ms: u64) -> Result<(), ClientError> {
+        let body = super::api::Lease {
+            run: run.to_string(),
+            ttl_ms,
+        };
+        self.call(
+            Method::PUT,
+            &format!("/v1/services/{service}/lease"),
+            Self::body(&body),
+            CALL_TIMEOUT,
+        )
+        .await
+    }
+
+    /// The rollout of `service` ended: give its lease back.
+    pub async fn release_lease(&self, service: &str) -> Result<(), ClientError> {
+        self.call(
+            Method::DELETE,
+            &format!("/v1/services/{service}/lease"),
+            None,
+            CALL_TIMEOUT,
+        )
+        .await
+    }
+
     /// Stop the target (it drains and stops every instance first).
     pub async fn shutdown(&self) -> Result<(), ClientError> {
         self.call(Method::POST, "/v1/shutdown", None, CALL_TIMEOUT).await

@@ -243,6 +243,8 @@ pub struct Target {
     token: String,
     /// The label of this target's containers ([`super::podman::target_key`]).
     container_key: String,
+    /// Rollouts' leases, by service: (run, when it lapses, its length).
+    leases: Mutex<BTreeMap<String, (String, u64, u64)>>,
 }
 
 impl Target {
@@ -486,6 +488,7 @@ pub async fn serve(dir: &Path, metrics_port: Option<u16>) -> Result<(), TargetEr
         shutdown: tokio::sync::Notify::new(),
         token,
         container_key: super::podman::target_key(dir),
+        leases: Mutex::new(BTreeMap::new()),
     });
     target.recover().await?;
     {
@@ -521,6 +524,7 @@ pub async fn serve(dir: &Path, metrics_port: Option<u16>) -> Result<(), TargetEr
         .map_err(io("cannot restrict the control socket"))?;
     tracing::info!("target for {} up (pid {})", dir.display(), std::process::id());
     let app = control::router(target.clone());
+    let watchdog = tokio::spawn(watch_leases(target.clone()));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(io("cannot watch for SIGTERM"))?;
     loop {
@@ -550,8 +554,63 @@ pub async fn serve(dir: &Path, metrics_port: Option<u16>) -> Result<(), TargetEr
     // Last: `weir target down` waits for the socket to go.
     let _ = std::fs::remove_file(&socket);
     metrics.abort();
+    watchdog.abort();
     drop(lock);
     Ok(())
+}
+
+/// Put back the stable release of every service whose rollout stopped
+/// renewing its lease: its controller is gone (killed, or its machine
+/// lost), and a candidate must not keep its share of traffic.
+async fn watch_leases(target: Arc<Target>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tick.tick().await;
+        for (service, run, ttl_ms) in target.lapsed(now_ms()) {
+            let reason = format!(
+                "controller lost: run {run} stopped renewing its lease on the target (held {:.1} s without a word), so the target put the stable release back",
+                ttl_ms as f64 / 1000.0
+            );
+            match target.restore(&service, &reason).await {
+                Ok(_) => tracing::warn!(%service, %run, "{reason}"),
+                Err(Refusal(_, e)) => {
+                    tracing::error!(%service, %run, "lease lapsed, restore failed: {}", e.message)
+                }
+            }
+        }
+    }
+}
+
+impl Target {
+    /// Take or renew `service`'s lease.
+    fn hold(&self, service: &str, lease: super::api::Lease) {
+        let ttl = lease.ttl_ms.clamp(100, super::api::MAX_LEASE_MS);
+        self.leases
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(service.to_string(), (lease.run, now_ms() + ttl, ttl));
+    }
+
+    /// The rollout ended: its lease with it.
+    fn let_go(&self, service: &str) {
+        self.leases
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(service);
+    }
+
+    /// The leases lapsed by `now`, taken out: (service, run, length).
+    fn lapsed(&self, now: u64) -> Vec<(String, String, u64)> {
+        let mut leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
+        let gone: Vec<String> = leases
+            .iter()
+            .filter(|(_, (_, until, _))| *until <= now)
+            .map(|(s, _)| s.clone())
+            .collect();
+        gone.into_iter()
+            .filter_map(|s| leases.remove(&s).map(|(run, _, ttl)| (s, run, ttl)))
+            .collect()
+    }
 }
 
 #[cfg(test)]

@@ -278,7 +278,10 @@ mod owner_tests {
     #[test]
     fn a_service_is_its_tenant_s_alone() {
         let mut state = TargetState::default();
-        assert!(may_touch(&state, "web", Some("acme")).is_ok(), "a new service is anyone's to start");
+        assert!(
+            may_touch(&state, "web", Some("acme")).is_ok(),
+            "a new service is anyone's to start"
+        );
         state.services.insert(
             "web".into(),
             ServiceState {
@@ -291,7 +294,10 @@ mod owner_tests {
         let refused = may_touch(&state, "web", Some("globex")).expect_err("another tenant's");
         assert!(refused.contains("belongs to tenant `acme`"), "{refused}");
         assert!(may_touch(&state, "web", None).is_ok(), "the operator may");
-        assert!(may_touch(&state, "old", Some("default")).is_ok(), "an old state's services are default's");
+        assert!(
+            may_touch(&state, "old", Some("default")).is_ok(),
+            "an old state's services are default's"
+        );
         assert!(may_touch(&state, "old", Some("acme")).is_err());
     }
 }

@@ -239,6 +239,22 @@ pub fn build(loaded: LoadedPipeline, builtins: &[&str]) -> Result<Plan, InvalidC
         fill_upstream(&mut stages);
         check_references(&source, &file.stages, &stages, &names, &mut errors);
     }
+    // `[pipeline] env` is every stage's: it can hold no reference to a
+    // stage's outputs, and a malformed `${{` in it is an error like any.
+    for (key, value) in &file.pipeline.env {
+        match super::expr::parse(&value.get_ref().replace(PIPELINE_DIR, "")) {
+            Err(msg) => errors.push(source.error(value.span(), msg)),
+            Ok(pieces) if pieces.iter().any(|p| matches!(p, super::expr::Piece::Ref(..))) => errors.push(
+                source
+                    .error(
+                        value.span(),
+                        format!("`[pipeline] env` `{}` reads a stage's output, but it is every stage's, the first included", key.get_ref()),
+                    )
+                    .help("move it to the `env` of the stages that need it (and list the stage it reads in their `needs`)"),
+            ),
+            Ok(_) => {}
+        }
+    }
 
     if !errors.is_empty() {
         return Err(InvalidConfig {

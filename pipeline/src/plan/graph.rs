@@ -106,7 +106,8 @@ pub(super) fn check_references(
             strings.push((run.get_ref().clone(), run.span()));
         }
         for (_, v) in &spec.env {
-            strings.push((v.get_ref().clone(), v.span()));
+            // `${{ pipeline.dir }}` is replaced when the stage is planned.
+            strings.push((v.get_ref().replace(crate::plan::PIPELINE_DIR, ""), v.span()));
         }
         for (text, region) in strings {
             let at = |needle: &str| -> Range<usize> {

@@ -16,7 +16,9 @@ use axum::routing::{delete, get, post, put};
 use serde::Serialize;
 
 use super::{MAX_BODY, Refusal, Target, invalid, not_found};
-use crate::target::api::{ApiError, Promote, Restore, StartRequest, TENANT_HEADER, TOKEN_HEADER, Weights};
+use crate::target::api::{
+    ApiError, Lease, Promote, Restore, StartRequest, TENANT_HEADER, TOKEN_HEADER, Weights,
+};
 
 type Shared = State<Arc<Target>>;
 type Answer = Result<Response, Refusal>;
@@ -40,6 +42,7 @@ pub fn router(target: Arc<Target>) -> Router {
         .route("/v1/services/{service}/restore", post(restore))
         .route("/v1/services/{service}/rollback", post(rollback))
         .route("/v1/services/{service}/samples", get(samples))
+        .route("/v1/services/{service}/lease", put(lease).delete(release_lease))
         .route("/v1/shutdown", post(shutdown))
         .fallback(unknown)
         .method_not_allowed_fallback(unknown)
@@ -186,6 +189,24 @@ async fn samples(
         )
         .await?;
     json(&window)
+}
+
+async fn lease(
+    State(t): Shared,
+    headers: HeaderMap,
+    Path(service): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Answer {
+    owned(&t, &service, &headers).await?;
+    let l: Lease = parse(body)?;
+    t.hold(&service, l);
+    json(&())
+}
+
+async fn release_lease(State(t): Shared, headers: HeaderMap, Path(service): Path<String>) -> Answer {
+    owned(&t, &service, &headers).await?;
+    t.let_go(&service);
+    json(&())
 }
 
 async fn shutdown(State(t): Shared) -> Answer {

@@ -87,11 +87,16 @@ impl Target {
             .map_err(|e| failed(e.to_string()))
     }
 
-    pub(super) async fn start(&self, req: StartRequest, tenant: Option<String>) -> Result<InstanceInfo, Refusal> {
+    pub(super) async fn start(
+        &self,
+        req: StartRequest,
+        tenant: Option<String>,
+    ) -> Result<InstanceInfo, Refusal> {
         check_name("service", &req.service).map_err(|e| invalid(e.to_string()))?;
         {
             let state = self.state.lock().await;
-            crate::target::state::may_touch(&state, &req.service, tenant.as_deref()).map_err(super::denied)?;
+            crate::target::state::may_touch(&state, &req.service, tenant.as_deref())
+                .map_err(super::denied)?;
         }
         check_name("version", &req.version).map_err(|e| invalid(e.to_string()))?;
         if let Some((k, _)) = req.env.iter().find(|(k, _)| refused_variable(k)) {
@@ -148,7 +153,8 @@ impl Target {
             let mut state = self.state.lock().await;
             // Checked again under the lock that creates the service: two
             // tenants' first deploys of one name cannot both win.
-            crate::target::state::may_touch(&state, &req.service, tenant.as_deref()).map_err(super::denied)?;
+            crate::target::state::may_touch(&state, &req.service, tenant.as_deref())
+                .map_err(super::denied)?;
             let known = state.services.get(&req.service).map(|s| s.port);
             let port = self
                 .listen(&req.service, known.unwrap_or(req.port))
