@@ -107,6 +107,14 @@ pub async fn run(r: Rollout) -> AttemptResult {
         Ok((t, _)) => t.for_tenant(&r.info.tenant),
         Err(e) => return AttemptResult::failed(FailureKind::Host, e.to_string(), None),
     };
+    // Another tenant's service is refused before its lock is taken, so a
+    // tenant cannot hold up the owner's deploys by trying to deploy there.
+    if let Err(crate::target::client::ClientError::Refused { kind, message }) =
+        target.service(&release.service).await
+        && kind == "denied"
+    {
+        return AttemptResult::failed(FailureKind::Host, message, None);
+    }
     // One rollout per service at a time, across weir processes: the lock
     // is released when this run ends, however it ends.
     let _lock = match lock_service(&dir, &release.service, &r.info.run_id) {
@@ -206,11 +214,19 @@ pub async fn run(r: Rollout) -> AttemptResult {
             ));
             loop {
                 tick.tick().await;
-                if let Err(e) = target
+                match target
                     .lease(&service, &run, crate::target::api::LEASE_TTL_MS)
                     .await
                 {
-                    tracing::warn!(%service, "cannot renew the rollout's lease: {e}");
+                    Ok(()) => {}
+                    // The target took the service back: nothing to hold.
+                    Err(crate::target::client::ClientError::Refused { kind, message })
+                        if kind == "lease-lost" =>
+                    {
+                        tracing::warn!(%service, "{message}");
+                        break;
+                    }
+                    Err(e) => tracing::warn!(%service, "cannot renew the rollout's lease: {e}"),
                 }
             }
         }
@@ -243,7 +259,7 @@ pub async fn run(r: Rollout) -> AttemptResult {
         }
     };
     drop(renewals);
-    if let Err(e) = c.target.release_lease(&c.release.service).await {
+    if let Err(e) = c.target.release_lease(&c.release.service, &c.r.info.run_id).await {
         tracing::warn!(service = %c.release.service, "cannot give the rollout's lease back: {e}");
     }
     guard.target = None;

@@ -109,6 +109,7 @@ pub(super) async fn run_stage(
         Err(e) => {
             let result = match e {
                 shell::RenderError::Missing(r) => missing(r),
+                shell::RenderError::Unplaced(why) => AttemptResult::failed(FailureKind::Host, why, None),
                 shell::RenderError::Nul(r) => AttemptResult::failed(
                     FailureKind::Host,
                     format!(

@@ -257,17 +257,22 @@ impl TargetClient {
             Method::PUT,
             &format!("/v1/services/{service}/lease"),
             Self::body(&body),
-            CALL_TIMEOUT,
+            // A renewal later than the lease itself is no renewal.
+            Duration::from_millis(ttl_ms.saturating_sub(500).max(200)),
         )
         .await
     }
 
-    /// The rollout of `service` ended: give its lease back.
-    pub async fn release_lease(&self, service: &str) -> Result<(), ClientError> {
+    /// Rollout `run` of `service` ended: give its lease back.
+    pub async fn release_lease(&self, service: &str, run: &str) -> Result<(), ClientError> {
+        let body = super::api::Lease {
+            run: run.to_string(),
+            ttl_ms: 0,
+        };
         self.call(
             Method::DELETE,
             &format!("/v1/services/{service}/lease"),
-            None,
+            Self::body(&body),
             CALL_TIMEOUT,
         )
         .await

@@ -234,7 +234,7 @@ pub fn check_name(what: &'static str, name: &str) -> Result<(), BadName> {
 /// The running target.
 pub struct Target {
     dir: PathBuf,
-    supervisor: Arc<Supervisor>,
+    pub(super) supervisor: Arc<Supervisor>,
     pub(super) state: tokio::sync::Mutex<TargetState>,
     serving: Mutex<BTreeMap<String, tokio::task::JoinHandle<()>>>,
     started_ms: u64,
@@ -244,7 +244,10 @@ pub struct Target {
     /// The label of this target's containers ([`super::podman::target_key`]).
     container_key: String,
     /// Rollouts' leases, by service: (run, when it lapses, its length).
-    leases: Mutex<BTreeMap<String, (String, u64, u64)>>,
+    leases: Mutex<BTreeMap<String, (String, tokio::time::Instant, u64)>>,
+    /// (service, run) whose lease lapsed or was given back: a late
+    /// renewal from that rollout is refused, never taken as a new lease.
+    ended_leases: Mutex<std::collections::BTreeSet<(String, String)>>,
 }
 
 impl Target {
@@ -489,6 +492,7 @@ pub async fn serve(dir: &Path, metrics_port: Option<u16>) -> Result<(), TargetEr
         token,
         container_key: super::podman::target_key(dir),
         leases: Mutex::new(BTreeMap::new()),
+        ended_leases: Mutex::new(std::collections::BTreeSet::new()),
     });
     target.recover().await?;
     {
@@ -566,7 +570,7 @@ async fn watch_leases(target: Arc<Target>) {
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     loop {
         tick.tick().await;
-        for (service, run, ttl_ms) in target.lapsed(now_ms()) {
+        for (service, run, ttl_ms) in target.lapsed(tokio::time::Instant::now()) {
             let reason = format!(
                 "controller lost: run {run} stopped renewing its lease on the target (held {:.1} s without a word), so the target put the stable release back",
                 ttl_ms as f64 / 1000.0
@@ -582,34 +586,74 @@ async fn watch_leases(target: Arc<Target>) {
 }
 
 impl Target {
-    /// Take or renew `service`'s lease.
-    fn hold(&self, service: &str, lease: super::api::Lease) {
+    /// Take or renew `service`'s lease. A rollout whose lease lapsed (or
+    /// that gave it back) cannot take it again: the target already put the
+    /// stable release back, and that rollout must end.
+    fn hold(&self, service: &str, lease: super::api::Lease) -> Result<(), Refusal> {
+        let ended = self
+            .ended_leases
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&(service.to_string(), lease.run.clone()));
+        if ended {
+            return Err(Refusal(
+                StatusCode::CONFLICT,
+                ApiError {
+                    kind: "lease-lost".into(),
+                    message: format!(
+                        "the lease of run {} on `{service}` lapsed or was given back; the target put the stable release back",
+                        lease.run
+                    ),
+                },
+            ));
+        }
         let ttl = lease.ttl_ms.clamp(100, super::api::MAX_LEASE_MS);
+        let until = tokio::time::Instant::now() + Duration::from_millis(ttl);
         self.leases
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(service.to_string(), (lease.run, now_ms() + ttl, ttl));
+            .insert(service.to_string(), (lease.run, until, ttl));
+        Ok(())
     }
 
-    /// The rollout ended: its lease with it.
-    fn let_go(&self, service: &str) {
-        self.leases
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(service);
+    /// Rollout `run` of `service` ended: its lease with it (another run's
+    /// lease is left alone).
+    fn let_go(&self, service: &str, run: &str) {
+        let mut leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
+        if leases.get(service).is_some_and(|(holder, _, _)| holder == run) {
+            leases.remove(service);
+        }
+        drop(leases);
+        self.ended(service, run);
+    }
+
+    fn ended(&self, service: &str, run: &str) {
+        let mut ended = self.ended_leases.lock().unwrap_or_else(|p| p.into_inner());
+        // Bounded: the oldest are forgotten (their rollouts are long over).
+        if ended.len() >= 4096 {
+            ended.clear();
+        }
+        ended.insert((service.to_string(), run.to_string()));
     }
 
     /// The leases lapsed by `now`, taken out: (service, run, length).
-    fn lapsed(&self, now: u64) -> Vec<(String, String, u64)> {
-        let mut leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
-        let gone: Vec<String> = leases
-            .iter()
-            .filter(|(_, (_, until, _))| *until <= now)
-            .map(|(s, _)| s.clone())
-            .collect();
-        gone.into_iter()
-            .filter_map(|s| leases.remove(&s).map(|(run, _, ttl)| (s, run, ttl)))
-            .collect()
+    fn lapsed(&self, now: tokio::time::Instant) -> Vec<(String, String, u64)> {
+        let gone: Vec<(String, String, u64)> = {
+            let mut leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
+            let names: Vec<String> = leases
+                .iter()
+                .filter(|(_, (_, until, _))| *until <= now)
+                .map(|(s, _)| s.clone())
+                .collect();
+            names
+                .into_iter()
+                .filter_map(|s| leases.remove(&s).map(|(run, _, ttl)| (s, run, ttl)))
+                .collect()
+        };
+        for (service, run, _) in &gone {
+            self.ended(service, run);
+        }
+        gone
     }
 }
 

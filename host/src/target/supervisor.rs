@@ -353,6 +353,15 @@ impl Supervisor {
             .collect()
     }
 
+    /// The service of instance `id`, if it runs.
+    pub fn service_of(&self, id: &str) -> Option<String> {
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .map(|r| r.instance.service.clone())
+    }
+
     /// The current process id of instance `id` (it changes on restart;
     /// bubblewrap's, for a sandboxed one).
     pub fn pid(&self, id: &str) -> Option<u32> {

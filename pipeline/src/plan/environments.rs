@@ -77,6 +77,13 @@ pub(super) fn plan_environments(
         }
         let spec = spec.get_ref();
         let mut env_name = |k: &toml::Spanned<String>, what: &str| {
+            if k.get_ref().starts_with(super::shell::VAR_PREFIX) {
+                errors.push(
+                    source
+                        .error(k.span(), format!("`{}` is a name weir keeps for itself", k.get_ref()))
+                        .help("weir hands the values of expressions in shell text to the shell as WEIR_EXPR_1, WEIR_EXPR_2, …; choose another name"),
+                );
+            }
             if !valid_env_name(k.get_ref()) {
                 errors.push(
                     source

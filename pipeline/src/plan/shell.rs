@@ -41,6 +41,9 @@ pub enum Context {
     Heredoc,
     /// In a heredoc whose delimiter is quoted: nothing is expanded.
     QuotedHeredoc,
+    /// Inside `$((…))` or `((…))`: the value would be evaluated as
+    /// arithmetic (bash runs `$(…)` in an array subscript there).
+    Arithmetic,
 }
 
 /// The context of each `${{` in `text`, in order.
@@ -52,6 +55,8 @@ pub fn contexts(text: &str) -> Vec<Context> {
         // A `$(` inside double quotes, with its open parentheses.
         Sub(usize),
         Backtick,
+        // `$((…))` or `((…))`, with its open parentheses.
+        Arith(usize),
     }
     let b = text.as_bytes();
     let mut out = Vec::new();
@@ -63,6 +68,7 @@ pub fn contexts(text: &str) -> Vec<Context> {
         if b[i..].starts_with(b"${{") {
             let ctx = match stack.last() {
                 Some(Frame::Double) => Context::Double,
+                Some(Frame::Arith(_)) => Context::Arithmetic,
                 _ => Context::Bare,
             };
             out.push(ctx);
@@ -72,7 +78,26 @@ pub fn contexts(text: &str) -> Vec<Context> {
         }
         let top = *stack.last().unwrap_or(&Frame::Bare);
         let c = b[i];
+        // `$((` anywhere but in single quotes, `((` outside quotes: arithmetic.
+        if top != Frame::Double && b[i..].starts_with(b"((") || b[i..].starts_with(b"$((") {
+            stack.push(Frame::Arith(2));
+            i += if c == b'$' { 3 } else { 2 };
+            continue;
+        }
         match top {
+            Frame::Arith(n) => match c {
+                b'(' => {
+                    stack.pop();
+                    stack.push(Frame::Arith(n + 1));
+                }
+                b')' => {
+                    stack.pop();
+                    if n > 1 {
+                        stack.push(Frame::Arith(n - 1));
+                    }
+                }
+                _ => {}
+            },
             Frame::Double => match c {
                 b'\\' => i += 1,
                 b'"' => {
@@ -123,7 +148,12 @@ pub fn contexts(text: &str) -> Vec<Context> {
                         }
                     }
                 }
-                b'<' if b.get(i + 1) == Some(&b'<') && b.get(i + 2) != Some(&b'<') => {
+                b'<' if b[i..].starts_with(b"<<<") => {
+                    // A here-string: a word follows, not a heredoc.
+                    i += 3;
+                    continue;
+                }
+                b'<' if b.get(i + 1) == Some(&b'<') => {
                     // `<<WORD`, `<<-WORD`, `<< 'WORD'`, `<<"WORD"`.
                     let mut j = i + 2;
                     if b.get(j) == Some(&b'-') {
@@ -209,9 +239,21 @@ pub fn contexts(text: &str) -> Vec<Context> {
 
 /// Why shell text cannot carry its expressions as data.
 pub fn problem(text: &str) -> Option<String> {
-    contexts(text).contains(&Context::QuotedHeredoc).then(|| {
-        "an expression inside a heredoc with a quoted delimiter (<<'EOF') is never expanded by the shell, so weir cannot hand it over as data; use a bare delimiter (<<EOF)".to_string()
-    })
+    let found = contexts(text);
+    let refs = expr::refs(text).len();
+    if found.len() != refs {
+        return Some(format!(
+            "weir cannot tell where each of its {refs} expression(s) stands in this shell text (it found {}): an expression right after a backslash (`\\${{{{`) is one the shell would not see; remove the backslash or the expression",
+            found.len()
+        ));
+    }
+    if found.contains(&Context::QuotedHeredoc) {
+        return Some("an expression inside a heredoc with a quoted delimiter (<<'EOF') is never expanded by the shell, so weir cannot hand it over as data; use a bare delimiter (<<EOF)".to_string());
+    }
+    if found.contains(&Context::Arithmetic) {
+        return Some("an expression inside arithmetic ($((…)) or ((…))) would be evaluated, not read as data; put it in a variable first: n=${{ … }}, then $((n + 1))".to_string());
+    }
+    None
 }
 
 /// A value no program can be given.
@@ -221,6 +263,9 @@ pub enum RenderError {
     Missing(OutputRef),
     /// The value holds a NUL byte.
     Nul(OutputRef),
+    /// Where an expression stands cannot be told ([`problem`] says so
+    /// when the pipeline is checked).
+    Unplaced(String),
 }
 
 /// `text` with each expression replaced by a quoted reference to a
@@ -237,6 +282,9 @@ pub fn render(
             output: String::new(),
         })
     })?;
+    if let Some(why) = problem(text) {
+        return Err(RenderError::Unplaced(why));
+    }
     let mut contexts = contexts(text).into_iter();
     let mut out = String::with_capacity(text.len());
     let mut vars = Vec::new();
@@ -254,8 +302,10 @@ pub fn render(
                     Context::Double | Context::Heredoc => out.push_str(&format!("${{{name}}}")),
                     Context::Single => out.push_str(&format!("'\"${{{name}}}\"'")),
                     Context::AnsiC => out.push_str(&format!("'\"${{{name}}}\"$'")),
-                    // Refused by the plan; if it gets here, no value goes in.
-                    Context::QuotedHeredoc => out.push_str(&format!("${{{name}}}")),
+                    // Refused above.
+                    Context::QuotedHeredoc | Context::Arithmetic => {
+                        return Err(RenderError::Unplaced(problem(text).unwrap_or_default()));
+                    }
                 }
                 vars.push((name, value));
             }
@@ -284,12 +334,21 @@ mod tests {
             (format!("cat <<-'EOF' > f\n\tv={e}\n\tEOF\n"), vec![QuotedHeredoc]),
             (format!("cat << \"END\"\n{e}\nEND"), vec![QuotedHeredoc]),
             (format!("echo hi # {e}"), vec![Bare]),
+            (format!("n=$((1<<4))\nfind . -name {e}"), vec![Bare]),
+            (format!("read x <<< \"$y\"\necho {e}"), vec![Bare]),
+            (format!("echo $(( {e} + 1 ))"), vec![Arithmetic]),
+            (format!("echo \"$(( ({e}) ))\" {e}"), vec![Arithmetic, Bare]),
         ];
         for (text, want) in cases {
             assert_eq!(contexts(&text), want, "{text}");
         }
         assert!(problem(&format!("cat <<'EOF'\n{e}\nEOF")).is_some());
         assert!(problem(&format!("cat <<EOF\n{e}\nEOF")).is_none());
+        assert!(problem(&format!("echo $(( {e} ))")).is_some());
+        assert!(
+            problem(&format!("echo \"\\{e}\" '{e}'")).is_some(),
+            "a backslash hides one"
+        );
     }
 
     #[test]

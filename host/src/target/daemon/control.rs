@@ -118,7 +118,11 @@ async fn start(State(t): Shared, headers: HeaderMap, body: Result<Bytes, BytesRe
     json(&t.start(request, tenant_of(&headers)).await?)
 }
 
-async fn stop(State(t): Shared, Path(id): Path<String>) -> Answer {
+async fn stop(State(t): Shared, headers: HeaderMap, Path(id): Path<String>) -> Answer {
+    // An instance is its service's: another tenant may not stop it.
+    if let Some(service) = t.supervisor.service_of(&id) {
+        owned(&t, &service, &headers).await?;
+    }
     t.stop(&id).await?;
     json(&())
 }
@@ -199,13 +203,19 @@ async fn lease(
 ) -> Answer {
     owned(&t, &service, &headers).await?;
     let l: Lease = parse(body)?;
-    t.hold(&service, l);
+    t.hold(&service, l)?;
     json(&())
 }
 
-async fn release_lease(State(t): Shared, headers: HeaderMap, Path(service): Path<String>) -> Answer {
+async fn release_lease(
+    State(t): Shared,
+    headers: HeaderMap,
+    Path(service): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Answer {
     owned(&t, &service, &headers).await?;
-    t.let_go(&service);
+    let l: Lease = parse(body)?;
+    t.let_go(&service, &l.run);
     json(&())
 }
 

@@ -253,8 +253,17 @@ impl Target {
         let Some(s) = state.services.get_mut(service) else {
             return Err(not_found(format!("the target runs no service `{service}`")));
         };
-        if s.release_mut(version).is_none() {
-            return Err(not_found(format!("`{service}` has no release `{version}`")));
+        match s.release_mut(version) {
+            None => return Err(not_found(format!("`{service}` has no release `{version}`"))),
+            // Rolled back meanwhile (its controller's lease lapsed): it
+            // no longer serves, and must not become stable.
+            Some(r) if r.state == ReleaseState::RolledBack => {
+                return Err(invalid(format!(
+                    "`{service}` {version} was rolled back ({}); it cannot be promoted",
+                    r.reason.as_deref().unwrap_or("no reason recorded")
+                )));
+            }
+            Some(_) => {}
         }
         let now = now_ms();
         for r in s.releases.iter_mut() {
