@@ -946,7 +946,7 @@ pub fn a_deployer_may_touch_only_the_release_its_stage_rolls_out() {
 /// run of another tenant cannot deploy over the service of the same name,
 /// and the first tenant's release keeps serving.
 #[test]
-fn a_tenant_cannot_deploy_over_another_tenants_service() {
+pub fn a_tenant_cannot_deploy_over_another_tenants_service() {
     let d = Deployment::new();
     let tenant = |name: &str| {
         format!(
@@ -1000,6 +1000,54 @@ fn a_tenant_cannot_deploy_over_another_tenants_service() {
     assert_eq!(
         answers(&d.address(), 5).into_iter().collect::<Vec<_>>(),
         [("200 v1".to_string(), 5)]
+    );
+
+    // A plain stage with the runtime grant (which drives the whole target)
+    // reaching for acme's service: globex may not list, weigh or stop it;
+    // acme may.
+    let id = d.service()["instances"][0]["id"]
+        .as_str()
+        .expect("an instance of web")
+        .to_string();
+    let probe = |who: &str, instance: &str| {
+        d.p.pipeline(&format!(
+            "{}\n[pipeline]\nname = \"probe\"\n\n[stages.probe]\nuses = \"probe\"\n\
+             with = {{ service = \"web\", version = \"v1\", instance = \"{instance}\" }}\nallow = {{ runtime = true }}\n",
+            crate::support::plugin("probe", crate::guest_paths::RUNTIME_PROBE)
+        ));
+        let ws = d.p.path().join("ws");
+        let run = d.p.run_json(&[
+            "--workspace",
+            ws.to_str().expect("utf-8"),
+            "--tenants",
+            "tenants.toml",
+            "--tenant",
+            who,
+        ]);
+        assert_eq!(run.code, 0, "{run:?}");
+        run.finished("probe")["outputs"].clone()
+    };
+    let theirs = probe("globex", &id);
+    for call in ["instances", "weights", "stop"] {
+        let said = theirs[call].as_str().unwrap_or_default();
+        assert!(
+            said.starts_with("denied: service `web` on this target belongs to tenant `acme`"),
+            "globex's {call}: {said}"
+        );
+    }
+    let ours = probe("acme", "");
+    assert!(
+        ours["instances"].as_str().is_some_and(|s| s.starts_with("ok ")),
+        "{ours}"
+    );
+    assert_eq!(ours["weights"], "ok", "{ours}");
+    assert!(
+        d.service()["instances"]
+            .as_array()
+            .expect("instances")
+            .iter()
+            .any(|i| i["id"] == id.as_str()),
+        "acme's instance still runs"
     );
     // acme itself deploys on.
     let again = run_as("acme", "v3");

@@ -12,6 +12,7 @@ pub use crate::replay::{judge, judge_strict};
 // The rogue strategy is tested with the other rollouts, in `deploy.rs`.
 pub use crate::deploy::a_deployer_may_touch_only_the_release_its_stage_rolls_out as greedy_deployer;
 pub use crate::deploy::a_strategy_that_traps_mid_rollout_is_rolled_back_by_the_host as rogue_strategy;
+pub use crate::deploy::a_tenant_cannot_deploy_over_another_tenants_service as runtime_probe;
 
 use crate::guest_paths as g;
 use crate::support::{CoreModule, Project, plugin, with_core_modules};
